@@ -1,0 +1,3 @@
+"""bluegreen: blue-green schema cutover for SQLite."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,195 @@
+"""Triggers bluegreen puts on a database file: change capture and the write fence.
+
+Capture: AFTER INSERT/UPDATE/DELETE triggers on every application table append (table, key, op)
+to `_bluegreen_capture`, so the controller knows exactly which rows changed since a position.
+Fence: BEFORE triggers whose body calls a function that is never registered. SQLite resolves the
+function when it prepares any write statement on the table, so every write fails — zero-row
+UPDATE/DELETE included (a RAISE(ABORT) trigger would never fire for those, hazard 1) — with an
+error naming bluegreen, while reads go on and the controller's triggers-off connection is free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+
+import apsw
+
+from bluegreen.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, user_tables
+from bluegreen.errors import InputError
+
+CAPTURE_TABLE = "_bluegreen_capture"
+META_TABLE = "_bluegreen_meta"
+CAPTURE_PREFIX = "_bluegreen_cap_"
+FENCE_PREFIX = "_bluegreen_fence_"
+FENCE_FUNCTION = "bluegreen_fenced_use_generation_{generation}"
+_FENCE_CALL = re.compile(r"bluegreen_fenced_use_generation_(\d+)")
+
+
+def _tag(table: str) -> str:
+    return hashlib.sha1(table.encode("utf-8")).hexdigest()[:12]
+
+
+def key_expression(table: Table, row: str) -> str:
+    """SQL for the captured key of NEW/OLD row: the rowid, or the quoted primary key values.
+
+    quote() keeps every type exact (hazard 9: JSON cannot hold a BLOB key), and the encoded text
+    is itself SQL: `SELECT <key>` gives the key values back.
+    """
+    if table.without_rowid:
+        return " || ',' || ".join(f"quote({row}.{quote_ident(c)})" for c in table.primary_key)
+    return f"{row}.{table.rowid_alias}"
+
+
+def capturable(conn: apsw.Connection) -> list[Table]:
+    """The tables capture and fence must cover; refuses tables they cannot."""
+    tables = user_tables(conn)
+    for table in tables:
+        if table.virtual:
+            raise InputError(
+                f"table {table.name!r} is a virtual table: bluegreen cannot capture or fence its writes; "
+                "move it to a separate file or drop it before deploying"
+            )
+        if not table.without_rowid and table.rowid_alias is None:
+            raise InputError(
+                f"table {table.name!r} has columns named rowid, oid and _rowid_: its rows cannot be "
+                "keyed; rename one of those columns"
+            )
+    return tables
+
+
+# -- meta (stamp, positions) ----------------------------------------------------------------------
+def ensure_meta(conn: apsw.Connection) -> None:
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {META_TABLE}(key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+
+
+def set_meta(conn: apsw.Connection, **values: object) -> None:
+    ensure_meta(conn)
+    for key, value in values.items():
+        conn.execute(f"INSERT OR REPLACE INTO {META_TABLE}(key, value) VALUES (?, ?)", (key, value))
+
+
+def get_meta(conn: apsw.Connection, key: str, schema: str = "main"):
+    exists = conn.execute(
+        f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE name = ?", (META_TABLE,)
+    ).fetchall()
+    if not exists:
+        return None
+    row = conn.execute(f"SELECT value FROM {quote_ident(schema)}.{META_TABLE} WHERE key = ?", (key,)).fetchall()
+    return row[0][0] if row else None
+
+
+# -- capture --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Position:
+    epoch: str
+    seq: int
+
+
+def install_capture(conn: apsw.Connection) -> Position:
+    """Create the capture table and triggers (idempotent); returns the current position.
+
+    Run inside the caller's transaction. A fresh install draws a new random epoch, so a position
+    from an earlier capture can never be mistaken for one of this capture (hazard 7).
+    """
+    tables = capturable(conn)
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {CAPTURE_TABLE}("
+        "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
+    )
+    if get_meta(conn, "capture_epoch") is None:
+        set_meta(conn, capture_epoch=secrets.token_hex(8))
+    for table in tables:
+        name = quote_ident(table.name)
+        lit = quote_literal(table.name)
+        tag = _tag(table.name)
+        new, old = key_expression(table, "NEW"), key_expression(table, "OLD")
+        conn.execute(
+            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}i_{tag} AFTER INSERT ON {name} BEGIN "
+            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {new}, 'I'); END;"
+            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}u_{tag} AFTER UPDATE ON {name} BEGIN "
+            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {old}, 'U' "
+            f"UNION ALL SELECT {lit}, {new}, 'U' WHERE ({new}) IS NOT ({old}); END;"
+            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}d_{tag} AFTER DELETE ON {name} BEGIN "
+            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END;"
+        )
+    return capture_position(conn)
+
+
+def capture_position(conn: apsw.Connection, schema: str = "main") -> Position | None:
+    epoch = get_meta(conn, "capture_epoch", schema)
+    if epoch is None:
+        return None
+    seq = conn.execute(f"SELECT coalesce(max(seq), 0) FROM {quote_ident(schema)}.{CAPTURE_TABLE}").get
+    return Position(epoch, seq)
+
+
+def captured_counts(conn: apsw.Connection, after_seq: int = 0) -> dict[str, int]:
+    """Changed rows per table since a position (distinct keys), for reports and refusals."""
+    if capture_position(conn) is None:
+        return {}
+    rows = conn.execute(
+        f"SELECT tbl, count(DISTINCT key) FROM {CAPTURE_TABLE} WHERE seq > ? GROUP BY tbl ORDER BY tbl",
+        (after_seq,),
+    ).fetchall()
+    return dict(rows)
+
+
+def remove_capture(conn: apsw.Connection) -> None:
+    """Drop capture triggers, table and epoch (idempotent). Run inside the caller's transaction."""
+    for (name,) in _triggers(conn, CAPTURE_PREFIX):
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
+    conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
+    if get_meta(conn, "capture_epoch") is not None:
+        conn.execute(f"DELETE FROM {META_TABLE} WHERE key = 'capture_epoch'")
+
+
+# -- fence ----------------------------------------------------------------------------------------
+def install_fence(conn: apsw.Connection, active_generation: int) -> None:
+    """Fence every table. Run inside the barrier transaction, on a triggers-off connection;
+    record `PRAGMA schema_version` after it: DDL on the fenced file moves it (hazard 1)."""
+    function = FENCE_FUNCTION.format(generation=active_generation)
+    for table in user_tables(conn) + _internal_tables(conn):
+        if table.virtual:
+            continue
+        name = quote_ident(table.name)
+        tag = _tag(table.name)
+        for op, verb in (("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE")):
+            conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {FENCE_PREFIX}{op}_{tag} BEFORE {verb} ON {name} "
+                f"BEGIN SELECT {function}(); END"
+            )
+
+
+def remove_fence(conn: apsw.Connection) -> None:
+    for (name,) in _triggers(conn, FENCE_PREFIX):
+        conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
+
+
+def fenced_generation(conn: apsw.Connection) -> int | None:
+    """The generation a fenced file tells writers to use, or None if it is not fenced."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ? LIMIT 1",
+        (len(FENCE_PREFIX), FENCE_PREFIX),
+    ).fetchall()
+    if not row:
+        return None
+    match = _FENCE_CALL.search(row[0][0])
+    return int(match.group(1)) if match else None
+
+
+def _triggers(conn: apsw.Connection, prefix: str) -> list[tuple[str]]:
+    return conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+        (len(prefix), prefix),
+    ).fetchall()
+
+
+def _internal_tables(conn: apsw.Connection) -> list[Table]:
+    names = conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND substr(name, 1, ?) = ?",
+        (len(INTERNAL_PREFIX), INTERNAL_PREFIX),
+    ).fetchall()
+    return [Table(n, False, "rowid", (), False) for (n,) in names]

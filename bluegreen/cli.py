@@ -1,0 +1,141 @@
+"""Command line: parse, call the controller, render text or one JSON object, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bluegreen import __version__, config
+from bluegreen.controller import Controller, Result
+from bluegreen.errors import EXIT_FAILED, EXIT_OK, BluegreenError
+
+EXIT_CODES = """exit codes:
+  0  done
+  1  the operation failed (nothing committed was lost; the message says what to do)
+  2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
+  3  a validation gate refused
+  4  another controller holds the lock
+  5  revert refused because writes would be lost"""
+
+COMMANDS = {
+    "init": "adopt database.initial as generation 1 and write the pointer",
+    "status": "show the active generation, the phase, and pending migrations",
+    "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
+    "plan": "list the migrations a deploy would apply, with their companions",
+    "prepare": "build the next generation: capture on blue, snapshot, migrate, validate",
+    "cutover": "make the prepared generation active: fence blue, swap the pointer",
+    "deploy": "prepare + cutover in one step, holding writes on blue from the copy until the swap",
+    "revert": "make the previous generation active again (refuses if writes would be lost)",
+    "abort": "abandon a prepared or interrupted generation; blue stays active and unchanged",
+    "finalize": "close the revert window: stop capture on the active generation",
+    "history": "show the migration history of the active database",
+    "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given before the command must survive the subcommand's own defaults.
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: $BLUEGREEN_CONFIG or ./config.toml)")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print exactly one JSON object on stdout")
+    parser = argparse.ArgumentParser(
+        prog="bluegreen",
+        description="Blue-green schema cutover for SQLite: copy the live (blue) file into a new (green) "
+        "generation, migrate and validate it, then atomically swap the pointer file applications read. "
+        "Blue is kept, fenced against writes, for an instant revert.",
+        epilog="typical use: bluegreen init; bluegreen plan; bluegreen deploy; bluegreen revert if needed.\n\n"
+        + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"bluegreen {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, text in COMMANDS.items():
+        command = sub.add_parser(name, help=text, description=text, parents=[common], epilog=EXIT_CODES,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "demo":
+            command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
+            command.add_argument("--writer-seconds", type=float, default=None,
+                                 help=argparse.SUPPRESS)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.config = getattr(args, "config", None)
+    try:
+        cfg = config.load(config.config_path(args.config))
+        controller = Controller(cfg, progress=_progress_printer(args.json))
+        if args.command == "demo":
+            from bluegreen import demo
+
+            result = demo.run(controller, rows=args.rows)
+        elif args.command == "path":
+            result = Result("path", str(controller.active_path()), data={"path": str(controller.active_path())})
+        else:
+            result = getattr(controller, args.command)()
+    except BluegreenError as exc:
+        return _fail(args, exc.message, exc.exit_code, exc.details)
+    except KeyboardInterrupt:
+        return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
+    _render(args, result)
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace, result: Result) -> None:
+    if args.json:
+        document = {"ok": True, "command": result.command, "message": result.message,
+                    "phases": [asdict(p) for p in result.phases], **result.data}
+        print(json.dumps(document, default=str))
+        return
+    print(result.message)
+    for phase in result.phases:
+        print(f"  {phase.name:<10} {phase.duration_ms:>10.1f} ms")
+
+
+def _fail(args: argparse.Namespace, message: str, code: int, details: object) -> int:
+    print(f"bluegreen: error: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"ok": False, "command": args.command, "error": message, "exit_code": code,
+                          "details": details}, default=str))
+    return code
+
+
+def _progress_printer(as_json: bool):
+    """Progress on a terminal (overwritten line); nothing when not a terminal and not asked."""
+    interactive = sys.stderr.isatty() and not as_json
+    last = [0.0]
+
+    def report(phase: str, done: int, total: int) -> None:
+        if not interactive or total <= 0:
+            return
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.1:
+            return
+        last[0] = now
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{phase}: {done}/{total} ({100 * done // total}%)" + end)
+        sys.stderr.flush()
+
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

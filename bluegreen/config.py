@@ -1,0 +1,113 @@
+"""config.toml → frozen dataclasses. Every bad value is named with its file and key."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+
+from bluegreen.errors import InputError
+
+DEFAULT_CONFIG = "config.toml"
+CONFIG_ENV = "BLUEGREEN_CONFIG"
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    pointer: Path  # the pointer file applications read
+    initial: Path  # the file `init` adopts as generation 1
+
+
+@dataclass(frozen=True)
+class MigrationsConfig:
+    dir: Path
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    pages_per_step: int = 4096  # backup pages copied between progress reports
+
+
+@dataclass(frozen=True)
+class CutoverConfig:
+    max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
+    lock_timeout_ms: int = 10_000  # how long to wait for blue's write lock before giving up
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    database: DatabaseConfig
+    migrations: MigrationsConfig
+    snapshot: SnapshotConfig
+    cutover: CutoverConfig
+
+    @property
+    def data_dir(self) -> Path:
+        return self.database.pointer.parent
+
+
+# section name -> (dataclass, {key: kind}); kind "path" resolves against the config's folder.
+_SECTIONS = {
+    "database": (DatabaseConfig, {"pointer": "path", "initial": "path"}),
+    "migrations": (MigrationsConfig, {"dir": "path"}),
+    "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
+    "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int"}),
+}
+_REQUIRED = {"database", "migrations"}
+
+
+def config_path(cli_value: str | None) -> Path:
+    """--config wins, then $BLUEGREEN_CONFIG, then ./config.toml."""
+    return Path(cli_value or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load(path: Path) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found; pass --config PATH or set {CONFIG_ENV}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+    base = path.resolve().parent
+    for section in raw:
+        if section not in _SECTIONS:
+            raise InputError(f"{path}: unknown section [{section}]; expected one of {', '.join(sorted(_SECTIONS))}")
+    for section in sorted(_REQUIRED - raw.keys()):
+        raise InputError(f"{path}: missing section [{section}]")
+    built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
+    return Config(path=path.resolve(), **built)
+
+
+def _section(path: Path, base: Path, name: str, values: object):
+    cls, kinds = _SECTIONS[name]
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: {name} must be a table ([{name}])")
+    for key in values:
+        if key not in kinds:
+            raise InputError(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
+    out = {}
+    for field in fields(cls):
+        key = field.name
+        if key not in values:
+            if field.default is MISSING:
+                raise InputError(f"{path}: missing key {name}.{key}")
+            continue
+        out[key] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
+    return cls(**out)
+
+
+def _convert(path: Path, base: Path, where: str, kind: str, value: object):
+    if kind == "path":
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: {where} must be a non-empty path string, got {value!r}")
+        return (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
+    if kind == "positive_int":
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
+        return value
+    raise AssertionError(kind)

@@ -1,0 +1,49 @@
+"""Errors that carry their exit code, so the CLI maps every failure to a documented number."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_GATE = 3
+EXIT_BUSY = 4
+EXIT_REVERT_REFUSED = 5
+
+
+class BluegreenError(Exception):
+    """A failure the user can act on; the message is one line naming the file and the fix."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, *, details: object = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class OperationFailed(BluegreenError):
+    exit_code = EXIT_FAILED
+
+
+class InputError(BluegreenError):
+    """Bad config, pointer, migration file or database: nothing on disk was changed."""
+
+    exit_code = EXIT_USAGE
+
+
+class GateRefused(BluegreenError):
+    """A validation gate said no; details hold the failed checks."""
+
+    exit_code = EXIT_GATE
+
+
+class Busy(BluegreenError):
+    """Another controller holds the lock."""
+
+    exit_code = EXIT_BUSY
+
+
+class RevertRefused(BluegreenError):
+    """Reverting would drop writes made on the active generation."""
+
+    exit_code = EXIT_REVERT_REFUSED

@@ -1,0 +1,90 @@
+"""The validation gate: nothing becomes active that fails a check.
+
+Gates: `PRAGMA integrity_check`, `PRAGMA foreign_key_check`, and every `_validate.sql` companion
+of the migrations this deploy applied (rows `check_name, expected, actual, status`; anything but
+PASS refuses cutover).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import apsw
+
+from bluegreen.migrations import Migration
+
+
+@dataclass(frozen=True)
+class Check:
+    source: str  # "integrity_check", "foreign_key_check" or the validate file's name
+    name: str
+    expected: str
+    actual: str
+    status: str  # PASS or FAIL
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dicts(self) -> list[dict]:
+        return [asdict(c) for c in self.checks]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{len(self.checks)} checks passed"
+        return "; ".join(f"{c.source}: {c.name} expected {c.expected}, got {c.actual}" for c in self.failed)
+
+
+def run(conn: apsw.Connection, migrations: list[Migration]) -> Report:
+    checks = [_integrity(conn), _foreign_keys(conn)]
+    for migration in migrations:
+        if migration.validate is not None:
+            checks.extend(_script(conn, migration))
+    return Report(tuple(checks))
+
+
+def _integrity(conn: apsw.Connection) -> Check:
+    problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    ok = problems == ["ok"]
+    return Check("integrity_check", "database structure", "ok", "ok" if ok else "; ".join(problems[:5]), _status(ok))
+
+
+def _foreign_keys(conn: apsw.Connection) -> Check:
+    rows = conn.execute("PRAGMA foreign_key_check").fetchall()
+    shown = "; ".join(f"{t} rowid {r} -> {p}" for t, r, p, _ in rows[:5])
+    return Check("foreign_key_check", "rows violating foreign keys", "0", str(len(rows)) + (f" ({shown})" if rows else ""), _status(not rows))
+
+
+def _script(conn: apsw.Connection, migration: Migration) -> list[Check]:
+    source = migration.validate.name
+    try:
+        cursor = conn.execute(migration.validate.read_text(encoding="utf-8"))
+        rows = cursor.fetchall()
+    except apsw.Error as exc:
+        return [Check(source, "validate script runs", "no error", str(exc), "FAIL")]
+    if not rows:
+        return [Check(source, "validate script returns checks", "at least one row", "no rows", "FAIL")]
+    checks = []
+    for row in rows:
+        if len(row) != 4:
+            return [Check(source, "validate script shape", "4 columns", f"{len(row)} columns", "FAIL")]
+        name, expected, actual, status = row
+        checks.append(Check(source, str(name), str(expected), str(actual), "PASS" if status == "PASS" else str(status)))
+    return checks
+
+
+def _status(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
