@@ -92,12 +92,14 @@ def install_capture(conn: apsw.Connection) -> Position:
     """Create the capture table and triggers (idempotent); returns the current position.
 
     Run inside the caller's transaction. A fresh install draws a new random epoch, so a position
-    from an earlier capture can never be mistaken for one of this capture (hazard 7).
+    from an earlier capture can never be mistaken for one of this capture (hazard 7). `seq` is a
+    plain rowid, not AUTOINCREMENT: the table is only ever dropped whole (with its epoch), so seq
+    never goes back within an epoch, and blue is not left with a sqlite_sequence table after abort.
     """
     tables = capturable(conn)
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {CAPTURE_TABLE}("
-        "seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
+        "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
     )
     if get_meta(conn, "capture_epoch") is None:
         set_meta(conn, capture_epoch=secrets.token_hex(8))
@@ -144,6 +146,8 @@ def remove_capture(conn: apsw.Connection) -> None:
     conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
     if get_meta(conn, "capture_epoch") is not None:
         conn.execute(f"DELETE FROM {META_TABLE} WHERE key = 'capture_epoch'")
+        if not conn.execute(f"SELECT 1 FROM {META_TABLE} LIMIT 1").fetchall():
+            conn.execute(f"DROP TABLE {META_TABLE}")
 
 
 # -- fence ----------------------------------------------------------------------------------------

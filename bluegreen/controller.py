@@ -23,6 +23,8 @@ from bluegreen.errors import BluegreenError, GateRefused, InputError, OperationF
 from bluegreen.store import State, Store, Timer, remove_database_files
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, green="", green_generation=0,
+            target_version="", started_at="")  # nothing in flight
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Controller:
                     return Result("init", f"already initialized: {current.active} is generation {current.generation}",
                                   data={"active": str(current.active_path(pointer_path)), "generation": current.generation})
             check_database(initial, "database.initial")
-            conn = open_db(initial, readonly=True)
+            conn = open_db(initial, query_only=True)
             try:
                 version = migrations.current_version(conn)
             finally:
@@ -145,7 +147,7 @@ class Controller:
 
     def history(self) -> Result:
         active = self._active_path()
-        conn = open_db(active, readonly=True)
+        conn = open_db(active, query_only=True)
         try:
             rows = migrations.history_rows(conn)
         finally:
@@ -164,11 +166,7 @@ class Controller:
             state, blue, pending = self._start("prepare")
             if not pending:
                 return Result("prepare", f"{blue.name} is up to date: nothing to prepare")
-            generation, green = self.store.allocate_generation(state)
-            self._journal(state, phase="preparing", operation="prepare", step="capture", blue=blue.name,
-                          blue_generation=self._pointer().generation, green=green.name,
-                          green_generation=generation, target_version=pending[-1].version,
-                          last_generation=generation)
+            generation, green = self._begin_generation(state, "prepare", "capture", blue, pending)
             try:
                 with self._phase("capture"):
                     self._install_capture_on_blue(blue)
@@ -224,11 +222,7 @@ class Controller:
             state, blue, pending = self._start("deploy")
             if not pending:
                 return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
-            generation, green = self.store.allocate_generation(state)
-            self._journal(state, phase="preparing", operation="deploy", step="barrier", blue=blue.name,
-                          blue_generation=self._pointer().generation, green=green.name,
-                          green_generation=generation, target_version=pending[-1].version,
-                          last_generation=generation)
+            generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
             barrier_clock = Timer()
             barrier = self._take_barrier(blue)
             try:
@@ -298,14 +292,14 @@ class Controller:
                 blue_conn.close()
             state.fences.pop(state.blue, None)
             state.reverted.append(state.green)
-            reverted = state.green_generation
-            self._journal(state, phase="idle", operation="", step="", green="", green_generation=0)
+            active_generation, reverted = state.blue_generation, state.green_generation
+            self._journal(state, **IDLE)
             return Result(
                 "revert",
-                f"reverted: {blue.name} (generation {state.blue_generation}) is active again; "
+                f"reverted: {blue.name} (generation {active_generation}) is active again; "
                 f"generation {reverted} is fenced and kept at {green}",
                 self._phases,
-                {"active": str(blue), "generation": state.blue_generation, "fenced": str(green)},
+                {"active": str(blue), "generation": active_generation, "fenced": str(green)},
             )
 
     # ------------------------------------------------------------------------------------------
@@ -340,7 +334,7 @@ class Controller:
                 _rollback(conn)
                 conn.close()
             kept = state.blue
-            self._journal(state, phase="idle", operation="", step="", green="", green_generation=0)
+            self._journal(state, **IDLE)
             return Result("finalize", f"finalized: the revert window is closed; {kept} stays on disk, fenced",
                           data={"kept": str(self.store.folder / kept)})
 
@@ -362,12 +356,22 @@ class Controller:
             )
         blue = self._active_path()
         check_database(blue, "active database")
-        conn = open_db(blue, readonly=True)
+        conn = open_db(blue, query_only=True)
         try:
             capture.capturable(conn)
         finally:
             conn.close()
         return state, blue, self._pending(blue)
+
+    def _begin_generation(self, state: State, operation: str, step: str, blue: Path,
+                          pending: list) -> tuple[int, Path]:
+        """Allocate the next generation and journal it before anything is written: its number is
+        spent from here on, even if this operation fails (numbers are never reused)."""
+        generation, green = self.store.allocate_generation(state)
+        self._journal(state, phase="preparing", operation=operation, step=step, blue=blue.name,
+                      blue_generation=self._pointer().generation, green=green.name, green_generation=generation,
+                      target_version=pending[-1].version, last_generation=generation, started_at=pointer.now_iso())
+        return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
         conn = open_db(blue, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
@@ -381,7 +385,7 @@ class Controller:
 
     def _build_green(self, state: State, blue: Path, green: Path, pending: list) -> validate.Report:
         """Snapshot blue into green (created under its final name), migrate, validate."""
-        source = open_db(blue, readonly=True)
+        source = open_db(blue, query_only=True)
         try:
             with self._phase("snapshot"):
                 self._journal(state, step="snapshot")
@@ -460,7 +464,7 @@ class Controller:
     def _check_blue_unchanged(self, barrier: apsw.Connection, green: Path) -> None:
         """Exactly, not by sampling: blue's capture position and schema_version, read under the
         barrier, must equal what the snapshot carried into green."""
-        conn = open_db(green, readonly=True)
+        conn = open_db(green, query_only=True)
         try:
             expected = (capture.get_meta(conn, "source_epoch"), capture.get_meta(conn, "source_seq"))
             expected_schema = capture.get_meta(conn, "source_schema_version")
@@ -510,7 +514,7 @@ class Controller:
     def _complete_swap(self, state: State) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""
         green = self.store.folder / state.green
-        conn = open_db(green, readonly=True)
+        conn = open_db(green, query_only=True)
         try:
             version = migrations.current_version(conn)
         finally:
@@ -542,7 +546,7 @@ class Controller:
                 _rollback(conn)
                 conn.close()
         self.store.log("discarded", generation=state.green_generation, file=state.green)
-        self._journal(state, phase="idle", operation="", step="", green="", green_generation=0, target_version="")
+        self._journal(state, **IDLE)
 
     def _cut_over_result(self, command: str, state: State, green: Path, pause_ms: float) -> Result:
         return Result(
@@ -562,7 +566,7 @@ class Controller:
 
     def _pending(self, active: Path) -> list[migrations.Migration]:
         found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(active, readonly=True)
+        conn = open_db(active, query_only=True)
         try:
             return migrations.pending(found, conn)
         finally:

@@ -22,6 +22,7 @@ def open_db(
     path: Path | str,
     *,
     readonly: bool = False,
+    query_only: bool = False,
     create: bool = False,
     triggers: bool = True,
     busy_timeout_ms: int = 5000,
@@ -32,6 +33,10 @@ def open_db(
         flags |= apsw.SQLITE_OPEN_CREATE
     conn = apsw.Connection(str(path), flags=flags)
     conn.set_busy_timeout(busy_timeout_ms)
+    if query_only:
+        # For reads: unlike a read-only open, it leaves no -wal/-shm behind (the last
+        # connection to close cleans them up), yet refuses every write.
+        conn.execute("PRAGMA query_only = 1")
     if not triggers:
         # The controller replays and fences with triggers off: it must never fire the
         # application's triggers a second time, and a fence must not stop the controller.
@@ -56,7 +61,7 @@ def check_database(path: Path, role: str = "database") -> None:
     if not Path(path).is_file():
         raise InputError(f"{path}: {role} file not found")
     try:
-        conn = open_db(path, readonly=True)
+        conn = open_db(path, query_only=True)
     except apsw.Error as exc:
         raise InputError(f"{path}: cannot open {role} ({exc})") from None
     try:
