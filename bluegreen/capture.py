@@ -165,11 +165,16 @@ def install_fence(conn: apsw.Connection, active_generation: int) -> None:
                 f"CREATE TRIGGER IF NOT EXISTS {FENCE_PREFIX}{op}_{tag} BEFORE {verb} ON {name} "
                 f"BEGIN SELECT {function}(); END"
             )
+        # Incremental BLOB writes fire no trigger; SQLite refuses them on any table that has an
+        # expression index. This one is empty (WHERE 0) and costs nothing.
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {FENCE_PREFIX}b_{tag} ON {name}((0)) WHERE 0")
 
 
 def remove_fence(conn: apsw.Connection) -> None:
     for (name,) in _triggers(conn, FENCE_PREFIX):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
+    for (name,) in _objects(conn, "index", FENCE_PREFIX):
+        conn.execute(f"DROP INDEX IF EXISTS {quote_ident(name)}")
 
 
 def fenced_generation(conn: apsw.Connection) -> int | None:
@@ -185,9 +190,13 @@ def fenced_generation(conn: apsw.Connection) -> int | None:
 
 
 def _triggers(conn: apsw.Connection, prefix: str) -> list[tuple[str]]:
+    return _objects(conn, "trigger", prefix)
+
+
+def _objects(conn: apsw.Connection, kind: str, prefix: str) -> list[tuple[str]]:
     return conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
-        (len(prefix), prefix),
+        "SELECT name FROM sqlite_schema WHERE type = ? AND substr(name, 1, ?) = ?",
+        (kind, len(prefix), prefix),
     ).fetchall()
 
 

@@ -9,9 +9,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import apsw
+
 from bluegreen import __version__, config
 from bluegreen.controller import Controller, Result
-from bluegreen.errors import EXIT_FAILED, EXIT_OK, BluegreenError
+from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 
 EXIT_CODES = """exit codes:
   0  done
@@ -44,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config file (default: $BLUEGREEN_CONFIG or ./config.toml)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bluegreen",
         description="Blue-green schema cutover for SQLite: copy the live (blue) file into a new (green) "
         "generation, migrate and validate it, then atomically swap the pointer file applications read. "
@@ -66,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error under --json still prints one JSON object on stdout."""
+
+    def error(self, message: str):
+        if "--json" in _ARGV:
+            print(json.dumps({"ok": False, "command": None, "error": message, "exit_code": EXIT_USAGE}))
+        super().error(message)
+
+
+_ARGV: list[str] = []
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -77,6 +91,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.json = getattr(args, "json", False)
     args.config = getattr(args, "config", None)
@@ -93,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)()
     except BluegreenError as exc:
         return _fail(args, exc.message, exc.exit_code, exc.details)
+    except apsw.Error as exc:  # a database problem no step anticipated: still one clean line
+        return _fail(args, f"SQLite error: {exc}", EXIT_FAILED, None)
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
     _render(args, result)

@@ -89,7 +89,7 @@ class Controller:
     def status(self) -> Result:
         current = pointer.read(self.config.database.pointer)
         state = self.store.load()
-        active = current.active_path(self.config.database.pointer)
+        active = self._active_path()
         data = {
             "active": str(active),
             "generation": current.generation,
@@ -255,12 +255,7 @@ class Controller:
             # leave us holding green's barrier forever (hazard 10).
             blue_conn = self._take_barrier(blue)
             try:
-                moved = schema_version(blue_conn) != state.fences.get(state.blue)
-                if moved:
-                    raise OperationFailed(
-                        f"{blue}: its schema changed after it was fenced (someone ran DDL on the retired file); "
-                        "revert refused: inspect the file before using it"
-                    )
+                self._check_fence_intact("revert", state.blue, blue_conn)
                 green_conn = self._take_barrier(green)
                 try:
                     lost = capture.captured_counts(green_conn)
@@ -324,6 +319,7 @@ class Controller:
                 return Result("finalize", "nothing to finalize")
             if state.phase != "cut_over":
                 raise InputError(f"nothing to finalize (phase {state.phase})")
+            self._check_fence_intact("finalize", state.blue)
             green = self.store.folder / state.green
             conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
             try:
@@ -397,6 +393,7 @@ class Controller:
             with self._phase("migrate"):
                 self._journal(state, step="migrate")
                 self._adopt_snapshot(conn, state.green_generation, copied)
+                fk_baseline = validate.foreign_key_violations(conn)
                 applied = []
                 depends_on = migrations.current_version(conn)
                 for migration in pending:
@@ -407,7 +404,7 @@ class Controller:
                     depends_on = migration.version
             with self._phase("validate"):
                 self._journal(state, step="validate")
-                report = validate.run(conn, pending)
+                report = validate.run(conn, pending, fk_baseline)
             self.store.log("validation", generation=state.green_generation, passed=report.passed,
                            checks=report.as_dicts())
             if not report.passed:
@@ -423,10 +420,14 @@ class Controller:
                 source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
                 progress=lambda done, total: self.progress("snapshot", done, total),
             )
-        except apsw.FullError:
-            raise OperationFailed(f"{green}: disk full while copying blue; free space and run prepare again") from None
+        except (apsw.FullError, apsw.IOError) as exc:
+            # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.
+            raise OperationFailed(
+                f"{green}: could not write the copy ({_result_name(exc)}: disk full or file too large); "
+                "nothing was changed: free space, then run the command again"
+            ) from None
         except apsw.Error as exc:
-            raise OperationFailed(f"{green}: snapshot failed: {exc}") from None
+            raise OperationFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
 
     def _adopt_snapshot(self, conn: apsw.Connection, generation: int, copied: snapshot.SnapshotResult) -> None:
         """Green inherits blue's capture triggers in the copy: drop them before migrating, keep
@@ -511,6 +512,23 @@ class Controller:
         self._journal(state, phase="cut_over", step="swapped")
         return pause
 
+    def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
+        """A fenced file whose schema_version moved had DDL run on it after it was retired
+        (hazard 1): refuse to touch it."""
+        path = self.store.folder / name
+        own = conn is None
+        conn = conn or open_db(path, query_only=True)
+        try:
+            moved = schema_version(conn) != self.store.load().fences.get(name)
+        finally:
+            if own:
+                conn.close()
+        if moved:
+            raise OperationFailed(
+                f"{path}: its schema changed after it was fenced (someone ran DDL on the retired file); "
+                f"{command} refused: inspect the file before using it"
+            )
+
     def _complete_swap(self, state: State) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""
         green = self.store.folder / state.green
@@ -562,7 +580,14 @@ class Controller:
         return pointer.read(self.config.database.pointer)
 
     def _active_path(self) -> Path:
-        return self._pointer().active_path(self.config.database.pointer)
+        """The file the pointer names; a missing one is an error, never a new empty database."""
+        path = self._pointer().active_path(self.config.database.pointer)
+        if not path.is_file():
+            raise InputError(
+                f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
+                "the file, or point `active` at an existing generation"
+            )
+        return path
 
     def _pending(self, active: Path) -> list[migrations.Migration]:
         found = migrations.discover(self.config.migrations.dir)
@@ -596,6 +621,11 @@ def _rollback(conn: apsw.Connection) -> None:
             conn.execute("ROLLBACK")
     except apsw.Error:
         pass
+
+
+def _result_name(exc: apsw.Error) -> str:
+    code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
+    return apsw.mapping_result_codes.get(code, None) or apsw.mapping_extended_result_codes.get(code, "") or type(exc).__name__
 
 
 def _file_mode(path: Path) -> int:

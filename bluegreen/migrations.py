@@ -191,7 +191,7 @@ class _WriteObserver:
 def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -> ApplyResult:
     """Run one migration in its own transaction on green and record it in the history table."""
     text = migration.sql
-    if re.search(r"^\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
+    if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
         raise InputError(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
     observer = _WriteObserver()
     started = time.perf_counter()

@@ -48,8 +48,15 @@ class Report:
         return "; ".join(f"{c.source}: {c.name} expected {c.expected}, got {c.actual}" for c in self.failed)
 
 
-def run(conn: apsw.Connection, migrations: list[Migration]) -> Report:
-    checks = [_integrity(conn), _foreign_keys(conn)]
+def foreign_key_violations(conn: apsw.Connection) -> set[tuple]:
+    """(table, rowid, parent) of every row violating a foreign key: taken on the fresh snapshot,
+    it is the baseline the migrated file is compared with."""
+    return {(t, r, p) for t, r, p, _ in conn.execute("PRAGMA foreign_key_check")}
+
+
+def run(conn: apsw.Connection, migrations: list[Migration], fk_baseline: set[tuple] = frozenset()) -> Report:
+    """fk_baseline: violations blue already had; they are reported, but only new ones refuse."""
+    checks = [_integrity(conn), _foreign_keys(conn, fk_baseline)]
     for migration in migrations:
         if migration.validate is not None:
             checks.extend(_script(conn, migration))
@@ -62,10 +69,15 @@ def _integrity(conn: apsw.Connection) -> Check:
     return Check("integrity_check", "database structure", "ok", "ok" if ok else "; ".join(problems[:5]), _status(ok))
 
 
-def _foreign_keys(conn: apsw.Connection) -> Check:
-    rows = conn.execute("PRAGMA foreign_key_check").fetchall()
-    shown = "; ".join(f"{t} rowid {r} -> {p}" for t, r, p, _ in rows[:5])
-    return Check("foreign_key_check", "rows violating foreign keys", "0", str(len(rows)) + (f" ({shown})" if rows else ""), _status(not rows))
+def _foreign_keys(conn: apsw.Connection, baseline: set[tuple]) -> Check:
+    found = foreign_key_violations(conn)
+    new = sorted(found - baseline, key=repr)
+    actual = str(len(new))
+    if new:
+        actual += " (" + "; ".join(f"{t} rowid {r} -> {p}" for t, r, p in new[:5]) + ")"
+    if found & baseline:
+        actual += f"; {len(found & baseline)} already in blue, not counted"
+    return Check("foreign_key_check", "rows newly violating foreign keys", "0", actual, _status(not new))
 
 
 def _script(conn: apsw.Connection, migration: Migration) -> list[Check]:

@@ -1,0 +1,146 @@
+"""The shipped v1.2.1 → v2.0 example end to end, with real writer processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import tomllib
+
+import apsw
+import pytest
+
+from bluegreen import demo, demo_writer
+from conftest import disk_state, rows, write_config
+
+
+def start_writer(project, log, seconds: float = 120):
+    return subprocess.Popen(
+        [sys.executable, "-m", "bluegreen.demo_writer", str(project.pointer), str(log), "--seconds", str(seconds)]
+    )
+
+
+def wait_for_commits(log, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"writer made fewer than {count} commits in {timeout} s")
+
+
+def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
+    project = shipped
+    blue_before = disk_state(project.data)["app.db"]
+    result = project.cli("deploy", "--json")
+    assert result.code == 0, result.err
+    pointer = tomllib.loads(project.pointer.read_text())
+    assert (pointer["active"], pointer["generation"], pointer["schema_version"]) == ("app.gen2.db", 2, "2.0.0")
+
+    green = project.gen(2)
+    conn = apsw.Connection(str(green), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
+    conn.execute("ATTACH ? AS blue", (f"file:{project.blue}?mode=ro",))
+    v1 = conn.execute("SELECT count(*) FROM blue.content_v1").get
+    assert v1 == 2000
+    # Every v1 row arrived, with its id and url, and with its metadata row.
+    assert conn.execute(
+        "SELECT count(*) FROM content c JOIN blue.content_v1 v ON v.id = c.id AND v.url = c.original_url"
+    ).get == v1
+    assert conn.execute("SELECT count(*) FROM content WHERE id NOT IN (SELECT content_id FROM content_metadata)").get == 0
+    assert conn.execute("SELECT count(*) FROM downloads").get == conn.execute("SELECT count(*) FROM blue.downloads_v1").get
+    tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+    for table in ("platforms", "content", "content_metadata", "quality_options", "downloads", "download_sessions",
+                  "download_errors", "tags", "content_tags", "application_settings", "schema_migrations",
+                  "migration_status", "content_v1", "downloads_v1"):
+        assert table in tables, table
+    conn.close()
+
+    assert disk_state(project.data)["app.db"][1][1] == blue_before[1][1]  # blue's rows unchanged
+    with pytest.raises(apsw.SQLError, match="bluegreen"):
+        project.connect().execute("UPDATE content_v1 SET title = 'x' WHERE id = -1")
+
+    assert project.cli("revert").code == 0
+    app = project.connect()
+    app.execute("INSERT INTO content_v1(url, title) VALUES ('https://example.com/after-revert', 'ok')")
+    app.close()
+    assert tomllib.loads(project.pointer.read_text())["active"] == "app.db"
+
+
+def test_offline_deploy_keeps_every_write_of_a_running_writer(shipped, tmp_path):
+    project = shipped
+    log = tmp_path / "writer.log"
+    writer = start_writer(project, log)
+    try:
+        wait_for_commits(log, 30)
+        deployed = project.cli_process("deploy", "--json")
+        assert deployed.code == 0, deployed.err
+        writer.wait(timeout=60)  # it stops at the fence
+    finally:
+        writer.kill()
+        writer.wait()
+    events = demo_writer.read_log(log)
+    committed = [e for e in events if e["event"] == "committed"]
+    assert len(committed) >= 30
+    assert {e["op"] for e in committed} >= {"insert", "update"}
+    assert any(e["event"] == "fenced" and "bluegreen" in e["error"] for e in events)
+    assert demo.verify_writes(events, project.gen(2)) == []
+
+
+def test_separate_prepare_then_cutover_with_a_writer_refuses_and_loses_nothing(shipped, tmp_path):
+    project = shipped
+    log = tmp_path / "writer.log"
+    writer = start_writer(project, log)
+    try:
+        wait_for_commits(log, 5)
+        assert project.cli_process("prepare").code == 0
+        wait_for_commits(log, sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") + 5)
+        refused = project.cli_process("cutover")
+        assert refused.code == 1 and "blue changed since prepare" in refused.err
+        assert project.cli_process("abort").code == 0
+        deployed = project.cli_process("deploy")
+        assert deployed.code == 0, deployed.err
+        writer.wait(timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    events = demo_writer.read_log(log)
+    assert demo.verify_writes(events, project.gen(3)) == []
+
+
+def test_demo_runs_and_checks_itself(tmp_path):
+    write_config(tmp_path)
+    (tmp_path / "config.toml").write_text(
+        (tmp_path / "config.toml").read_text().replace('dir = "schemas"', f'dir = "{demo_schemas()}"')
+    )
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
+                           "--rows", "3000", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    report = json.loads(done.stdout)
+    assert report["rows"] == 3000 and report["writes_committed"] >= 20 and report["writer_met_fence"]
+    assert report["counts"]["content"] == report["counts"]["content_v1"]
+    assert rows(tmp_path / "data" / "app.gen2.db", "SELECT count(*) FROM content") == [(report["counts"]["content"],)]
+    # Running it again starts over in the folder it made.
+    again = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
+                            "--rows", "500"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "longest wait any write saw" in again.stdout
+
+
+def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    write_config(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "precious.db").write_bytes(b"keep me")
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
+                           "--rows", "100"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "not made by `bluegreen demo`" in done.stderr
+    assert (tmp_path / "data" / "precious.db").read_bytes() == b"keep me"
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["precious.db"]
+
+
+def demo_schemas():
+    from conftest import SHIPPED_SCHEMAS
+
+    return SHIPPED_SCHEMAS
