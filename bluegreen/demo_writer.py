@@ -78,7 +78,8 @@ def run(pointer_path: Path, log_path: Path, seconds: float, interval: float, see
             change = write_one(conn, rng, own_ids)
         except apsw.Error as exc:
             if FENCE_MARK in str(exc):
-                _record(fd, event="fenced", file=path.name, error=str(exc))
+                waited = round((time.perf_counter() - started) * 1000, 2)
+                _record(fd, event="fenced", file=path.name, error=str(exc), wait_ms=waited)
                 break
             raise
         _record(fd, event="committed", file=path.name, wait_ms=round((time.perf_counter() - started) * 1000, 2), **change)
