@@ -71,6 +71,16 @@ def set_meta(conn: apsw.Connection, **values: object) -> None:
         conn.execute(f"INSERT OR REPLACE INTO {META_TABLE}(key, value) VALUES (?, ?)", (key, value))
 
 
+def clear_meta(conn: apsw.Connection, *keys: str) -> None:
+    """Delete keys; drop the table once empty, so a file bluegreen is done with has no trace."""
+    if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall():
+        return
+    for key in keys:
+        conn.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", (key,))
+    if not conn.execute(f"SELECT 1 FROM {META_TABLE} LIMIT 1").fetchall():
+        conn.execute(f"DROP TABLE {META_TABLE}")
+
+
 def get_meta(conn: apsw.Connection, key: str, schema: str = "main"):
     exists = conn.execute(
         f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE name = ?", (META_TABLE,)
@@ -144,10 +154,7 @@ def remove_capture(conn: apsw.Connection) -> None:
     for (name,) in _triggers(conn, CAPTURE_PREFIX):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
     conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
-    if get_meta(conn, "capture_epoch") is not None:
-        conn.execute(f"DELETE FROM {META_TABLE} WHERE key = 'capture_epoch'")
-        if not conn.execute(f"SELECT 1 FROM {META_TABLE} LIMIT 1").fetchall():
-            conn.execute(f"DROP TABLE {META_TABLE}")
+    clear_meta(conn, "capture_epoch")
 
 
 # -- fence ----------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 import apsw
 
 from bluegreen import __version__, config
-from bluegreen.controller import Controller, Result
+from bluegreen.controller import Controller
+from bluegreen.results import Result
 from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 
 EXIT_CODES = """exit codes:
@@ -28,10 +29,10 @@ COMMANDS = {
     "status": "show the active generation, the phase, and pending migrations",
     "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
     "plan": "list the migrations a deploy would apply, with their companions",
-    "prepare": "build the next generation: capture on blue, snapshot, migrate, validate",
-    "cutover": "make the prepared generation active: fence blue, swap the pointer",
-    "deploy": "prepare + cutover in one step, holding writes on blue from the copy until the swap",
-    "revert": "make the previous generation active again (refuses if writes would be lost)",
+    "prepare": "build the next generation: capture on blue, snapshot, migrate, catch up, validate",
+    "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
+    "deploy": "prepare + cutover in one step, while the application keeps writing",
+    "revert": "make the previous generation active again, carrying its writes back (refuses if any would be lost)",
     "abort": "abandon a prepared or interrupted generation; blue stays active and unchanged",
     "finalize": "close the revert window: stop capture on the active generation",
     "history": "show the migration history of the active database",
@@ -61,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in COMMANDS.items():
         command = sub.add_parser(name, help=text, description=text, parents=[common], epilog=EXIT_CODES,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name in ("deploy", "cutover"):
+            command.add_argument("--offline", action="store_true",
+                                 help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
+                                 "until the swap, instead of the bounded pause; writers wait, nothing is lost")
+        if name == "revert":
+            command.add_argument("--accept-loss", action="store_true",
+                                 help="revert even if some changed rows cannot be carried back; they are saved "
+                                 "to a SQLite file beside the generations first")
         if name == "demo":
             command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
             command.add_argument("--writer-seconds", type=float, default=None,
@@ -102,8 +111,12 @@ def main(argv: list[str] | None = None) -> int:
             from bluegreen import demo
 
             result = demo.run(controller, rows=args.rows)
-        elif args.command == "path":
-            result = Result("path", str(controller.active_path()), data={"path": str(controller.active_path())})
+        elif args.command in ("status", "plan", "history", "path"):
+            result = getattr(controller.inspector, args.command)()
+        elif args.command in ("deploy", "cutover"):
+            result = getattr(controller, args.command)(offline=args.offline)
+        elif args.command == "revert":
+            result = controller.revert(accept_loss=args.accept_loss)
         else:
             result = getattr(controller, args.command)()
     except BluegreenError as exc:

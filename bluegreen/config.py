@@ -32,7 +32,8 @@ class SnapshotConfig:
 @dataclass(frozen=True)
 class CutoverConfig:
     max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
-    lock_timeout_ms: int = 10_000  # how long to wait for blue's write lock before giving up
+    lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
+    max_attempts: int = 20  # barrier tries before cutover gives up with blue still active
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ _SECTIONS = {
     "database": (DatabaseConfig, {"pointer": "path", "initial": "path"}),
     "migrations": (MigrationsConfig, {"dir": "path"}),
     "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
-    "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int"}),
+    "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
+                                "max_attempts": "positive_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 

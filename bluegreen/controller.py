@@ -7,19 +7,23 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import apsw
 
 from bluegreen import capture, migrations, pointer, snapshot, validate
+from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
-from bluegreen.errors import BluegreenError, GateRefused, InputError, OperationFailed, RevertRefused
+from bluegreen.errors import GateRefused, InputError, OperationFailed, RevertRefused
+from bluegreen.inspector import Inspector
+from bluegreen.replay import Replayer, export_changes
+from bluegreen.results import Phase, Result
 from bluegreen.store import State, Store, Timer, remove_database_files
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -27,26 +31,11 @@ IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, gre
             target_version="", started_at="")  # nothing in flight
 
 
-@dataclass
-class Phase:
-    name: str
-    duration_ms: float
-
-
-@dataclass
-class Result:
-    """What a command did, as data: the CLI renders it as text or JSON."""
-
-    command: str
-    message: str
-    phases: list[Phase] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
-
-
 class Controller:
     def __init__(self, config: Config, progress: ProgressFn | None = None):
         self.config = config
         self.store = Store(config.database.pointer)
+        self.inspector = Inspector(config)
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
 
@@ -68,234 +57,278 @@ class Controller:
                     return Result("init", f"already initialized: {current.active} is generation {current.generation}",
                                   data={"active": str(current.active_path(pointer_path)), "generation": current.generation})
             check_database(initial, "database.initial")
-            conn = open_db(initial, query_only=True)
-            try:
-                version = migrations.current_version(conn)
-            finally:
-                conn.close()
+            version = self._version_of(initial)
             self.store.save(State(base_name=initial.name))
-            pointer.write(
-                pointer_path,
-                pointer.Pointer(initial.name, 1, version, "", pointer.now_iso()),
-                mode=_file_mode(initial),
-            )
+            pointer.write(pointer_path, pointer.Pointer(initial.name, 1, version, "", pointer.now_iso()),
+                          mode=_file_mode(initial))
             self.store.log("init", active=initial.name, generation=1, schema_version=version)
         return Result("init", f"adopted {initial} as generation 1 (schema {version})",
                       data={"active": str(initial), "generation": 1, "schema_version": version})
 
     # ------------------------------------------------------------------------------------------
-    # status, plan, history, path
-    # ------------------------------------------------------------------------------------------
-    def status(self) -> Result:
-        current = pointer.read(self.config.database.pointer)
-        state = self.store.load()
-        active = self._active_path()
-        data = {
-            "active": str(active),
-            "generation": current.generation,
-            "schema_version": current.schema_version,
-            "phase": state.phase,
-            "previous": str(current.previous_path(self.config.database.pointer) or ""),
-            "switched_at": current.switched_at,
-            "pending": [],
-            "operation": state.operation,
-            "step": state.step,
-            "green": str(self.store.folder / state.green) if state.green else "",
-            "fenced": sorted(state.fences),
-            "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
-        }
-        try:
-            data["pending"] = [m.file for m in self._pending(active)]
-        except BluegreenError as exc:
-            data["pending_error"] = exc.message
-        lines = [
-            f"active      {active} (generation {current.generation}, schema {current.schema_version})",
-            f"phase       {state.phase}" + (f" ({state.operation}: {state.step})" if state.operation else ""),
-        ]
-        if data["previous"]:
-            lines.append(f"previous    {data['previous']}")
-        if state.green:
-            lines.append(f"green       {data['green']} (generation {state.green_generation})")
-        lines.append("pending     " + (", ".join(data["pending"]) or data.get("pending_error", "none")))
-        lines.append("next        " + _next_step(state.phase, bool(data["pending"])))
-        return Result("status", "\n".join(lines), data=data)
-
-    def plan(self) -> Result:
-        active = self._active_path()
-        pending = self._pending(active)
-        data = {
-            "active": str(active),
-            "pending": [
-                {
-                    "file": m.file,
-                    "version": m.version,
-                    "description": m.description,
-                    "sync": m.sync.name if m.sync else None,
-                    "validate": m.validate.name if m.validate else None,
-                    "rollback": m.rollback.name if m.rollback else None,
-                }
-                for m in pending
-            ],
-        }
-        if not pending:
-            return Result("plan", f"{active.name} is up to date: no pending migrations", data=data)
-        lines = [f"{len(pending)} pending migration(s) for {active.name}:"]
-        for m in pending:
-            extras = ", ".join(k for k in ("validate", "sync", "rollback") if getattr(m, k)) or "no companions"
-            lines.append(f"  {m.file}  (v{m.version}; {extras})")
-        return Result("plan", "\n".join(lines), data=data)
-
-    def history(self) -> Result:
-        active = self._active_path()
-        conn = open_db(active, query_only=True)
-        try:
-            rows = migrations.history_rows(conn)
-        finally:
-            conn.close()
-        lines = [f"{r['applied_at']}  {r['file']}  {r['execution_time_ms']} ms" for r in rows]
-        return Result("history", "\n".join(lines) or f"{active.name} has no migration history", data={"migrations": rows})
-
-    def active_path(self) -> Path:
-        return self._active_path()
-
-    # ------------------------------------------------------------------------------------------
-    # prepare: capture on blue → snapshot → migrate green → validate
+    # prepare: capture on blue → snapshot → migrate green → catch up → validate
     # ------------------------------------------------------------------------------------------
     def prepare(self) -> Result:
         with self.store.locked():
-            state, blue, pending = self._start("prepare")
-            if not pending:
-                return Result("prepare", f"{blue.name} is up to date: nothing to prepare")
-            generation, green = self._begin_generation(state, "prepare", "capture", blue, pending)
-            try:
-                with self._phase("capture"):
-                    self._install_capture_on_blue(blue)
-                report = self._build_green(state, blue, green, pending)
-            except BaseException:
-                self._discard_green(state, green, blue_capture=True)
-                raise
-            self._journal(state, phase="prepared", step="validated")
-            return Result(
-                "prepare",
-                f"generation {generation} prepared in {green} (schema {state.target_version}); "
-                "run `bluegreen cutover` to make it active, or `bluegreen abort`",
-                self._phases,
-                {"generation": generation, "green": str(green), "validation": report.as_dicts()},
-            )
+            return self._prepare("prepare")
+
+    def _prepare(self, command: str) -> Result:
+        state, blue, pending = self._start()
+        if not pending:
+            return Result(command, f"{blue.name} is up to date: nothing to {command}")
+        generation, green = self._begin_generation(state, command, "capture", blue, pending)
+        try:
+            with self._phase("capture"):
+                self._install_capture_on_blue(blue)
+            report = self._build_green(state, blue, green, pending, online=True)
+        except BaseException:
+            self._discard_green(state, green, blue_capture=True)
+            raise
+        self._journal(state, phase="prepared", step="validated")
+        return Result(
+            command,
+            f"generation {generation} prepared in {green} (schema {state.target_version}) and kept caught up "
+            "with blue; run `bluegreen cutover` to make it active, or `bluegreen abort`",
+            self._phases,
+            {"generation": generation, "green": str(green), "validation": report.as_dicts()},
+        )
 
     # ------------------------------------------------------------------------------------------
-    # cutover: barrier on blue → check nothing changed → fence blue → swap
+    # cutover: catch up → barrier on blue when the backlog fits the budget → replay the rest →
+    # fence blue → swap
     # ------------------------------------------------------------------------------------------
-    def cutover(self) -> Result:
+    def cutover(self, offline: bool = False) -> Result:
         with self.store.locked():
-            state = self.store.load()
-            if state.phase == "cut_over":
-                return Result("cutover", f"already cut over: generation {state.green_generation} is active",
-                              data={"generation": state.green_generation})
-            if state.phase == "cutting_over" and state.step == "fenced":
-                return self._complete_swap(state)
-            if state.phase != "prepared":
-                raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
-            blue = self.store.folder / state.blue
-            green = self.store.folder / state.green
-            self._journal(state, phase="cutting_over", operation="cutover", step="barrier")
-            barrier_clock = Timer()
-            barrier = self._take_barrier(blue)
+            return self._cutover("cutover", offline)
+
+    def _cutover(self, command: str, offline: bool) -> Result:
+        state = self.store.load()
+        if state.phase == "cut_over":
+            return Result(command, f"already cut over: generation {state.green_generation} is active",
+                          data={"generation": state.green_generation})
+        if state.phase == "cutting_over" and state.step == "fenced":
+            return self._complete_swap(state)
+        if state.phase not in ("prepared", "cutting_over"):
+            raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
+        blue, green = self.store.folder / state.blue, self.store.folder / state.green
+        pending = self.inspector.pending(blue)
+        self._journal(state, phase="cutting_over", operation=command, step="catch_up")
+        replayer = self._replayer(blue, green, pending)
+        try:
+            with self._phase("catch_up"):
+                replayer.catch_up(progress=lambda left: self.progress("catch_up", 0, left))
+            with self._phase("validate"):
+                self._validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
+            if offline:
+                pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
+            else:
+                pause, attempts = self._cutover_within_budget(state, replayer, blue)
+        except BaseException:
+            if state.step != "fenced":
+                self._journal(state, phase="prepared", operation="prepare", step="validated")
+            raise
+        finally:
+            replayer.close()
+        with self._phase("swap"):
+            self._swap(green, state.green_generation, self._version_of(green), previous=blue)
+        self._journal(state, phase="cut_over", step="swapped")
+        result = self._cut_over_result(command, state, green, pause)
+        result.data["attempts"] = attempts
+        return result
+
+    def _cutover_within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
+        """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
+        budget = PauseBudget(self.config.cutover.max_write_pause_ms)
+        for attempt in range(1, self.config.cutover.max_attempts + 1):
+            with self._phase("catch_up"):
+                budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
+            clock = Timer()
+            barrier = self._take_barrier(blue, self.config.cutover.max_write_pause_ms, must=False)
+            if barrier is None:
+                self.store.log("barrier_busy", attempt=attempt)
+                continue
             try:
-                with self._phase("verify"):
-                    self._check_blue_unchanged(barrier, green)
-                pause = self._finish_cutover(state, barrier, blue, green, barrier_clock)
-            except BaseException:
-                _rollback(barrier)
-                if state.step != "fenced":
-                    self._journal(state, phase="prepared", operation="prepare", step="validated")
-                raise
+                under_barrier = self._source_position(barrier, replayer)
+                backlog = under_barrier - replayer.position().seq
+                if backlog > budget.rows_within():
+                    self.store.log("barrier_released", attempt=attempt, backlog=backlog, fits=budget.rows_within())
+                    continue
+                with self._phase("final_replay"):
+                    budget.observe(replayer.catch_up(upto=under_barrier))
+                self._fence_blue(state, barrier, replayer)
+                return clock.ms, attempt
             finally:
-                barrier.close()
-            return self._cut_over_result("cutover", state, green, pause)
-
-    # ------------------------------------------------------------------------------------------
-    # deploy (offline): barrier on blue from before the snapshot until the swap
-    # ------------------------------------------------------------------------------------------
-    def deploy(self) -> Result:
-        with self.store.locked():
-            state, blue, pending = self._start("deploy")
-            if not pending:
-                return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
-            generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
-            barrier_clock = Timer()
-            barrier = self._take_barrier(blue)
-            try:
-                self._build_green(state, blue, green, pending)
-                self._journal(state, phase="cutting_over", step="fence")
-                pause = self._finish_cutover(state, barrier, blue, green, barrier_clock)
-            except BaseException:
                 _rollback(barrier)
                 barrier.close()
-                if state.step != "fenced":  # once blue is fenced, green is the only writable copy
-                    self._discard_green(state, green, blue_capture=False)
-                raise
+        raise OperationFailed(
+            f"could not cut over within the {self.config.cutover.max_write_pause_ms} ms write-pause budget in "
+            f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} rows/s); blue is "
+            "still active and green stays prepared: try again when writes are lighter, raise "
+            "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`"
+        )
+
+    def _cutover_holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
+        """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
+        clock = Timer()
+        barrier = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
+        try:
+            under_barrier = self._source_position(barrier, replayer)
+            with self._phase("final_replay"):
+                replayer.catch_up(upto=under_barrier)
+            self._fence_blue(state, barrier, replayer)
+            return clock.ms
+        finally:
+            _rollback(barrier)
             barrier.close()
-            return self._cut_over_result("deploy", state, green, pause)
+
+    def _source_position(self, barrier: apsw.Connection, replayer: Replayer) -> int:
+        """Read through the barrier itself (hazard 6): blue's last change and schema cannot move now."""
+        position = capture.capture_position(barrier)
+        expected_schema = capture.get_meta(replayer.conn, "source_schema_version")
+        if position is None or position.epoch != replayer.position().epoch:
+            raise OperationFailed(
+                "blue's change capture is missing or was reinstalled since prepare; run `bluegreen abort`, "
+                "then `bluegreen deploy`"
+            )
+        if schema_version(barrier) != expected_schema:
+            raise OperationFailed(
+                "blue's schema changed since prepare (DDL on the live file): green cannot follow it. "
+                "Nothing was changed: run `bluegreen abort`, then `bluegreen deploy`"
+            )
+        return position.seq
+
+    def _fence_blue(self, state: State, barrier: apsw.Connection, replayer: Replayer) -> None:
+        """In the barrier's transaction: fence blue, drop its capture, remember which of green's
+        changes blue holds (none yet), commit. This commit releases the waiting writers."""
+        with self._phase("fence"):
+            green_position = capture.capture_position(replayer.conn)
+            capture.remove_capture(barrier)
+            capture.install_fence(barrier, state.green_generation)
+            capture.set_meta(barrier, source_epoch=green_position.epoch, source_seq=green_position.seq)
+            state.fences[state.blue] = schema_version(barrier)  # DDL on blue after this means tampering
+            barrier.execute("COMMIT")
+        self._journal(state, step="fenced")
 
     # ------------------------------------------------------------------------------------------
-    # revert: barrier on blue, then green → refuse if green has writes → fence green → swap → unfence blue
+    # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
     # ------------------------------------------------------------------------------------------
-    def revert(self) -> Result:
+    def deploy(self, offline: bool = False) -> Result:
+        with self.store.locked():
+            if offline:
+                return self._deploy_offline()
+            prepared = self._prepare("deploy")
+            if not self.store.load().phase == "prepared":
+                return prepared
+            return self._cutover("deploy", offline=False)
+
+    def _deploy_offline(self) -> Result:
+        state, blue, pending = self._start()
+        if not pending:
+            return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
+        generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
+        clock = Timer()
+        barrier = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
+        try:
+            self._build_green(state, blue, green, pending, online=False)
+            with self._phase("fence"):
+                capture.remove_capture(barrier)
+                capture.install_fence(barrier, generation)
+                capture.set_meta(barrier, source_epoch=self._capture_epoch(green), source_seq=0)
+                state.fences[state.blue] = schema_version(barrier)
+                barrier.execute("COMMIT")
+            pause = clock.ms
+            self._journal(state, phase="cutting_over", step="fenced")
+        except BaseException:
+            _rollback(barrier)
+            barrier.close()
+            if state.step != "fenced":  # once blue is fenced, green is the only writable copy
+                self._discard_green(state, green, blue_capture=False)
+            raise
+        barrier.close()
+        with self._phase("swap"):
+            self._swap(green, generation, self._version_of(green), previous=blue)
+        self._journal(state, phase="cut_over", step="swapped")
+        return self._cut_over_result("deploy", state, green, pause)
+
+    # ------------------------------------------------------------------------------------------
+    # revert: blue's lock → green's barrier → carry green's changes back → fence green → swap →
+    # unfence blue
+    # ------------------------------------------------------------------------------------------
+    def revert(self, accept_loss: bool = False) -> Result:
         with self.store.locked():
             state = self.store.load()
-            if state.phase != "cut_over":
+            if state.phase not in ("cut_over", "reverting"):
                 raise InputError(
                     f"nothing to revert (phase {state.phase}); revert is possible after a cutover, "
                     "before `bluegreen finalize`"
                 )
-            blue = self.store.folder / state.blue
-            green = self.store.folder / state.green
-            # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must not
-            # leave us holding green's barrier forever (hazard 10).
-            blue_conn = self._take_barrier(blue)
+            blue, green = self.store.folder / state.blue, self.store.folder / state.green
+            generation_migrations = self._generation_migrations(blue)
+            rollbacks = [m.rollback for m in generation_migrations if m.rollback]
+            back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
+                            busy_timeout_ms=self.config.cutover.lock_timeout_ms)
             try:
-                self._check_fence_intact("revert", state.blue, blue_conn)
-                green_conn = self._take_barrier(green)
+                # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must
+                # not leave us holding green's barrier forever (hazard 10).
+                self._begin_barrier(back.conn, blue, self.config.cutover.lock_timeout_ms)
+                self._check_fence_intact("revert", state.blue, back.conn)
+                green_conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
                 try:
-                    lost = capture.captured_counts(green_conn)
-                    if lost:
-                        raise RevertRefused(
-                            f"generation {state.green_generation} has {sum(lost.values())} changed row(s) since "
-                            f"cutover ({', '.join(f'{t}: {n}' for t, n in lost.items())}); reverting now would lose "
-                            "them. Nothing was changed",
-                            details={"tables": lost},
-                        )
+                    upto = capture.capture_position(green_conn)
+                    lost = back.uncarried(upto.seq) if upto else {}
+                    exported = self._refuse_or_export(state, back, lost, accept_loss, upto)
+                    with self._phase("carry_back"):
+                        carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
                     with self._phase("fence"):
                         capture.remove_capture(green_conn)
                         capture.install_fence(green_conn, state.blue_generation)
-                        green_fence = schema_version(green_conn)
+                        state.fences[state.green] = schema_version(green_conn)
                         green_conn.execute("COMMIT")
                 finally:
                     _rollback(green_conn)
                     green_conn.close()
-                state.fences[state.green] = green_fence
                 self._journal(state, phase="reverting", operation="revert", step="fenced")
                 with self._phase("swap"):
-                    self._swap(blue, state.blue_generation, self._version_of(blue_conn), previous=green)
+                    self._swap(blue, state.blue_generation, self._version_of_conn(back.conn), previous=green)
                 self._journal(state, step="swapped")
                 with self._phase("unfence"):
-                    capture.remove_fence(blue_conn)
-                    blue_conn.execute("COMMIT")
+                    capture.remove_fence(back.conn)
+                    capture.clear_meta(back.conn, "source_epoch", "source_seq")
+                    back.conn.execute("COMMIT")
             finally:
-                _rollback(blue_conn)
-                blue_conn.close()
+                _rollback(back.conn)
+                back.close()
             state.fences.pop(state.blue, None)
             state.reverted.append(state.green)
             active_generation, reverted = state.blue_generation, state.green_generation
             self._journal(state, **IDLE)
+            changes = sum(b.keys for b in carried)
             return Result(
                 "revert",
-                f"reverted: {blue.name} (generation {active_generation}) is active again; "
-                f"generation {reverted} is fenced and kept at {green}",
+                f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
+                f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
+                + (f"; rows that could not be carried back were saved in {exported}" if exported else ""),
                 self._phases,
-                {"active": str(blue), "generation": active_generation, "fenced": str(green)},
+                {"active": str(blue), "generation": active_generation, "fenced": str(green),
+                 "carried_back": changes, "lost": lost, "exported": str(exported or "")},
             )
+
+    def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
+                          upto: capture.Position | None) -> Path | None:
+        if not lost:
+            return None
+        listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
+        if not accept_loss:
+            raise RevertRefused(
+                f"generation {state.green_generation} has {sum(lost.values())} changed row(s) since cutover that "
+                f"cannot be carried back to {state.blue} ({listing}): no same-shape table and no _rollback.sql "
+                "carries them. Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first",
+                details={"tables": lost},
+            )
+        target = self.store.folder / f"{Path(state.green).stem}.lost-{pointer.now_iso().replace(':', '')}.db"
+        export_changes(back.source, target, list(lost), back.position().seq, upto.seq)
+        self.store.log("revert_export", file=target.name, tables=lost)
+        return target
 
     # ------------------------------------------------------------------------------------------
     # abort, finalize
@@ -303,14 +336,14 @@ class Controller:
     def abort(self) -> Result:
         with self.store.locked():
             state = self.store.load()
-            if state.phase in ("idle",):
+            if state.phase == "idle":
                 return Result("abort", "nothing to abort")
-            if state.phase in ("cut_over", "reverting"):
-                raise InputError(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
+            if state.phase in ("cut_over", "reverting") or state.step in ("fenced", "swapped"):
+                raise InputError(f"phase {state.phase}: the cutover already fenced blue; use `bluegreen revert`")
             green = self.store.folder / state.green
             self._discard_green(state, green, blue_capture=True)
-            return Result("abort", f"aborted: generation {green.name} removed, {state.blue} unchanged and active",
-                          data={"removed": str(green)})
+            return Result("abort", f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged "
+                          "and active", data={"removed": str(green)})
 
     def finalize(self) -> Result:
         with self.store.locked():
@@ -321,9 +354,8 @@ class Controller:
                 raise InputError(f"nothing to finalize (phase {state.phase})")
             self._check_fence_intact("finalize", state.blue)
             green = self.store.folder / state.green
-            conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+            conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
             try:
-                conn.execute("BEGIN IMMEDIATE")
                 capture.remove_capture(conn)
                 conn.execute("COMMIT")
             finally:
@@ -337,7 +369,7 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
     # ------------------------------------------------------------------------------------------
-    def _start(self, command: str) -> tuple[State, Path, list[migrations.Migration]]:
+    def _start(self) -> tuple[State, Path, list[migrations.Migration]]:
         """Common checks before building a generation; nothing on disk changes."""
         state = self.store.load()
         if state.phase == "cut_over":
@@ -350,14 +382,14 @@ class Controller:
                 f"an operation is in progress or was interrupted (phase {state.phase}, {state.operation}: "
                 f"{state.step}); run `bluegreen abort` or `bluegreen cutover` first"
             )
-        blue = self._active_path()
+        blue = self.inspector.active_path()
         check_database(blue, "active database")
         conn = open_db(blue, query_only=True)
         try:
             capture.capturable(conn)
         finally:
             conn.close()
-        return state, blue, self._pending(blue)
+        return state, blue, self.inspector.pending(blue)
 
     def _begin_generation(self, state: State, operation: str, step: str, blue: Path,
                           pending: list) -> tuple[int, Path]:
@@ -365,22 +397,23 @@ class Controller:
         spent from here on, even if this operation fails (numbers are never reused)."""
         generation, green = self.store.allocate_generation(state)
         self._journal(state, phase="preparing", operation=operation, step=step, blue=blue.name,
-                      blue_generation=self._pointer().generation, green=green.name, green_generation=generation,
-                      target_version=pending[-1].version, last_generation=generation, started_at=pointer.now_iso())
+                      blue_generation=pointer.read(self.config.database.pointer).generation, green=green.name,
+                      green_generation=generation, target_version=pending[-1].version, last_generation=generation,
+                      started_at=pointer.now_iso())
         return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
-        conn = open_db(blue, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        conn = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
         try:
-            conn.execute("BEGIN IMMEDIATE")
             capture.install_capture(conn)
             conn.execute("COMMIT")
         finally:
             _rollback(conn)
             conn.close()
 
-    def _build_green(self, state: State, blue: Path, green: Path, pending: list) -> validate.Report:
-        """Snapshot blue into green (created under its final name), migrate, validate."""
+    def _build_green(self, state: State, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
+        """Snapshot blue into green (created under its final name), migrate, catch up, validate,
+        and start capture on green so that a revert can tell exactly what green gained."""
         source = open_db(blue, query_only=True)
         try:
             with self._phase("snapshot"):
@@ -393,26 +426,77 @@ class Controller:
             with self._phase("migrate"):
                 self._journal(state, step="migrate")
                 self._adopt_snapshot(conn, state.green_generation, copied)
-                fk_baseline = validate.foreign_key_violations(conn)
-                applied = []
-                depends_on = migrations.current_version(conn)
-                for migration in pending:
-                    self.progress("migrate", len(applied), len(pending))
-                    result = migrations.apply(conn, migration, depends_on)
-                    applied.append({"file": migration.file, "ms": result.execution_time_ms})
-                    self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
-                    depends_on = migration.version
-            with self._phase("validate"):
-                self._journal(state, step="validate")
-                report = validate.run(conn, pending, fk_baseline)
-            self.store.log("validation", generation=state.green_generation, passed=report.passed,
-                           checks=report.as_dicts())
-            if not report.passed:
-                raise GateRefused(f"validation refused generation {state.green_generation}: {report.summary()}",
-                                  details={"validation": report.as_dicts()})
+                self._migrate(conn, pending)
         finally:
             conn.close()
+        if online:
+            replayer = self._replayer(blue, green, pending)
+            try:
+                self._check_sync_coverage(replayer, pending)
+                with self._phase("catch_up"):
+                    self._journal(state, step="catch_up")
+                    replayer.catch_up(progress=lambda left: self.progress("catch_up", 0, left))
+            finally:
+                replayer.close()
+        conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            with self._phase("validate"):
+                self._journal(state, step="validate")
+                report = self._validate(conn, state.green_generation, pending, None)
+            conn.execute("BEGIN IMMEDIATE")
+            capture.install_capture(conn)
+            conn.execute("COMMIT")
+        finally:
+            _rollback(conn)
+            conn.close()
         return report
+
+    def _migrate(self, conn: apsw.Connection, pending: list) -> None:
+        """Apply each pending migration in its own transaction; remember what each read and wrote."""
+        capture.set_meta(conn, fk_baseline=json.dumps(sorted(validate.foreign_key_violations(conn), key=repr)))
+        effects = {}
+        depends_on = migrations.current_version(conn)
+        for done, migration in enumerate(pending):
+            self.progress("migrate", done, len(pending))
+            result = migrations.apply(conn, migration, depends_on)
+            effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
+            self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
+            depends_on = migration.version
+        capture.set_meta(conn, migration_effects=json.dumps(effects))
+
+    def _validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None) -> validate.Report:
+        baseline = {tuple(v) for v in json.loads(capture.get_meta(conn, "fk_baseline") or "[]")}
+        report = validate.run(conn, pending, baseline)
+        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=as_of,
+                       checks=report.as_dicts())
+        if not report.passed:
+            raise GateRefused(f"validation refused generation {generation}: {report.summary()}",
+                              details={"validation": report.as_dicts()})
+        return report
+
+    def _replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
+        conn = open_db(green, query_only=True)
+        try:
+            effects = json.loads(capture.get_meta(conn, "migration_effects") or "{}")
+        finally:
+            conn.close()
+        return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
+                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+
+    def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
+        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""
+        report = replayer.reshape
+        with_sync = {m.file for m in pending if m.sync}
+        missing = [f for f in report.derived_by if f not in with_sync]
+        reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
+        if missing or (reasons and not with_sync):
+            needs = missing or [m.file for m in pending]
+            raise InputError(
+                f"{', '.join(needs)}: needs a _sync.sql companion: "
+                + ("; ".join(reasons) or f"it derives rows from tables blue keeps writing")
+                + ". Without one, writes made on blue during prepare would be missing from green; add the "
+                "companion, or use `bluegreen deploy --offline`"
+            )
 
     def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
         try:
@@ -437,6 +521,7 @@ class Controller:
             position = capture.capture_position(conn)
             capture.remove_capture(conn)
             capture.remove_fence(conn)
+            capture.clear_meta(conn, "source_epoch", "source_seq")
             capture.set_meta(
                 conn,
                 generation=generation,
@@ -449,68 +534,29 @@ class Controller:
             _rollback(conn)
             raise
 
-    def _take_barrier(self, path: Path) -> apsw.Connection:
-        """BEGIN IMMEDIATE on a triggers-off connection: no other writer can commit until we do."""
-        conn = open_db(path, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+    def _take_barrier(self, path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
+        """BEGIN IMMEDIATE on a triggers-off connection: no other writer can commit until we do.
+        Waits at most wait_ms; then fails (must) or returns None (the caller retries later)."""
+        conn = open_db(path, triggers=False, busy_timeout_ms=wait_ms)
+        try:
+            self._begin_barrier(conn, path, wait_ms)
+        except OperationFailed:
+            conn.close()
+            if must:
+                raise
+            return None
+        return conn
+
+    @staticmethod
+    def _begin_barrier(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
+        conn.set_busy_timeout(wait_ms)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except apsw.BusyError:
-            conn.close()
             raise OperationFailed(
-                f"{path}: another connection held the write lock for over "
-                f"{self.config.cutover.lock_timeout_ms} ms; nothing was changed, try again"
+                f"{path}: another connection held the write lock for over {wait_ms} ms; nothing was changed, "
+                "try again (an application stuck in a transaction holds it)"
             ) from None
-        return conn
-
-    def _check_blue_unchanged(self, barrier: apsw.Connection, green: Path) -> None:
-        """Exactly, not by sampling: blue's capture position and schema_version, read under the
-        barrier, must equal what the snapshot carried into green."""
-        conn = open_db(green, query_only=True)
-        try:
-            expected = (capture.get_meta(conn, "source_epoch"), capture.get_meta(conn, "source_seq"))
-            expected_schema = capture.get_meta(conn, "source_schema_version")
-        finally:
-            conn.close()
-        position = capture.capture_position(barrier)
-        if position is None or position.epoch != expected[0]:
-            raise OperationFailed(
-                "blue's change capture is missing or was reinstalled since prepare; run `bluegreen abort`, "
-                "then `bluegreen deploy`"
-            )
-        changed = capture.captured_counts(barrier, after_seq=expected[1])
-        if changed or schema_version(barrier) != expected_schema:
-            what = ", ".join(f"{t}: {n}" for t, n in changed.items()) or "schema changed"
-            raise OperationFailed(
-                f"blue changed since prepare ({what}); this version cannot carry those writes into green yet. "
-                "Nothing was changed: run `bluegreen abort`, then `bluegreen deploy` (holds writes for the copy)",
-                details={"changed": changed},
-            )
-
-    def _finish_cutover(self, state: State, barrier: apsw.Connection, blue: Path, green: Path,
-                        barrier_clock: Timer) -> float:
-        """Under the barrier: start capture on green, fence blue and commit, then swap.
-        Returns how long the barrier was held: the longest a writer could have waited."""
-        with self._phase("fence"):
-            conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                capture.install_capture(conn)  # so revert can tell exactly what green gained
-                green_version = migrations.current_version(conn)
-                conn.execute("COMMIT")
-            finally:
-                _rollback(conn)
-                conn.close()
-            capture.remove_capture(barrier)
-            capture.install_fence(barrier, state.green_generation)
-            fence_version = schema_version(barrier)  # DDL on blue after this means tampering
-            barrier.execute("COMMIT")
-        pause = barrier_clock.ms
-        state.fences[state.blue] = fence_version
-        self._journal(state, phase="cutting_over", step="fenced")
-        with self._phase("swap"):
-            self._swap(green, state.green_generation, green_version, previous=blue)
-        self._journal(state, phase="cut_over", step="swapped")
-        return pause
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
@@ -532,13 +578,8 @@ class Controller:
     def _complete_swap(self, state: State) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""
         green = self.store.folder / state.green
-        conn = open_db(green, query_only=True)
-        try:
-            version = migrations.current_version(conn)
-        finally:
-            conn.close()
         with self._phase("swap"):
-            self._swap(green, state.green_generation, version, previous=self.store.folder / state.blue)
+            self._swap(green, state.green_generation, self._version_of(green), previous=self.store.folder / state.blue)
         self._journal(state, phase="cut_over", step="swapped")
         return self._cut_over_result("cutover", state, green, 0.0)
 
@@ -553,11 +594,9 @@ class Controller:
     def _discard_green(self, state: State, green: Path, *, blue_capture: bool) -> None:
         """Undo a prepare: no partial generation behind, blue as it was (invariant 5)."""
         remove_database_files(green)
-        if blue_capture:
-            blue = self.store.folder / state.blue
-            conn = open_db(blue, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        if blue_capture and state.blue:
+            conn = self._take_barrier(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
             try:
-                conn.execute("BEGIN IMMEDIATE")
                 capture.remove_capture(conn)
                 conn.execute("COMMIT")
             finally:
@@ -570,35 +609,32 @@ class Controller:
         return Result(
             command,
             f"generation {state.green_generation} is active: {green} (schema {state.target_version}); "
-            f"{state.blue} is fenced and kept for `bluegreen revert`",
+            f"{state.blue} is fenced and kept for `bluegreen revert`; writes paused {pause_ms:.1f} ms",
             self._phases,
             {"active": str(green), "generation": state.green_generation, "previous": str(self.store.folder / state.blue),
              "schema_version": state.target_version, "write_pause_ms": pause_ms},
         )
 
-    def _pointer(self) -> pointer.Pointer:
-        return pointer.read(self.config.database.pointer)
+    def _generation_migrations(self, blue: Path) -> list[migrations.Migration]:
+        """The migrations green has and blue has not: their companions serve this generation."""
+        return self.inspector.pending(blue)
 
-    def _active_path(self) -> Path:
-        """The file the pointer names; a missing one is an error, never a new empty database."""
-        path = self._pointer().active_path(self.config.database.pointer)
-        if not path.is_file():
-            raise InputError(
-                f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
-                "the file, or point `active` at an existing generation"
-            )
-        return path
-
-    def _pending(self, active: Path) -> list[migrations.Migration]:
-        found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(active, query_only=True)
+    def _capture_epoch(self, path: Path) -> str:
+        conn = open_db(path, query_only=True)
         try:
-            return migrations.pending(found, conn)
+            return capture.get_meta(conn, "capture_epoch") or ""
+        finally:
+            conn.close()
+
+    def _version_of(self, path: Path) -> str:
+        conn = open_db(path, query_only=True)
+        try:
+            return migrations.current_version(conn)
         finally:
             conn.close()
 
     @staticmethod
-    def _version_of(conn: apsw.Connection) -> str:
+    def _version_of_conn(conn: apsw.Connection) -> str:
         return migrations.current_version(conn)
 
     def _journal(self, state: State, **changes: object) -> None:
@@ -612,6 +648,17 @@ class Controller:
         yield
         self._phases.append(Phase(name, clock.ms))
         self.store.log("phase", phase=name, duration_ms=clock.ms)
+
+
+def _carried_by(rollbacks: list[Path]) -> set[str]:
+    """Tables a rollback script declares it carries back: a line `-- bluegreen: carries a, b`."""
+    tables: set[str] = set()
+    for path in rollbacks:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text.lower().startswith("-- bluegreen: carries"):
+                tables.update(t.strip() for t in text.split("carries", 1)[1].split(",") if t.strip())
+    return tables
 
 
 def _rollback(conn: apsw.Connection) -> None:
@@ -630,14 +677,3 @@ def _result_name(exc: apsw.Error) -> str:
 
 def _file_mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
-
-
-def _next_step(phase: str, pending: bool) -> str:
-    return {
-        "idle": "bluegreen deploy (or prepare, then cutover)" if pending else "nothing pending",
-        "preparing": "interrupted prepare: bluegreen abort",
-        "prepared": "bluegreen cutover (or abort)",
-        "cutting_over": "interrupted cutover: bluegreen cutover again, or abort",
-        "cut_over": "bluegreen finalize to keep it, or bluegreen revert",
-        "reverting": "interrupted revert: bluegreen revert again",
-    }.get(phase, "")

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from bluegreen import demo_data, demo_writer
-from bluegreen.controller import Controller, Result
+from bluegreen.controller import Controller
+from bluegreen.results import Result
 from bluegreen.db import open_db
 from bluegreen.errors import InputError, OperationFailed
 
@@ -45,7 +46,7 @@ def run(controller: Controller, rows: int) -> Result:
             writer.kill()
             writer.wait()
     events = demo_writer.read_log(log)
-    active = controller.active_path()
+    active = controller.inspector.active_path()
     problems = verify_writes(events, active)
     committed = [e for e in events if e["event"] == "committed"]
     if problems:
@@ -60,7 +61,8 @@ def run(controller: Controller, rows: int) -> Result:
         *[f"  {p.name:<10} {p.duration_ms:>10.1f} ms" for p in deployed.phases],
         f"writer: {len(committed)} writes committed, all {len(committed)} present in {active.name} "
         f"(content: {counts['content']:,} rows, content_v1: {counts['content_v1']:,})",
-        f"longest wait any write saw: {longest:.1f} ms (offline deploy: writes wait while the copy is built)",
+        f"longest wait any write saw: {longest:.1f} ms (pause budget {config.cutover.max_write_pause_ms} ms; "
+        f"the barrier was held {deployed.data['write_pause_ms']:.1f} ms)",
         "the writer's next write then met the fence (an application reopens the pointer's file): "
         + (fenced["error"] if fenced else "(stopped before the fence)"),
         f"blue is kept, fenced, at {deployed.data['previous']}; undo with: bluegreen revert "

@@ -78,6 +78,7 @@ class ApplyResult:
     migration: Migration
     execution_time_ms: float
     tables_written: frozenset[str]  # tables the migration inserted into, updated or deleted from
+    tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
 
 
 def checksum(text: str) -> str:
@@ -173,16 +174,20 @@ def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migratio
     return [m for m in migrations if m.file not in applied]
 
 
-class _WriteObserver:
-    """An authorizer that records which tables a migration writes and refuses transaction control."""
+class _Observer:
+    """An authorizer that records which tables a migration reads and writes (hazard 3: replay
+    must not overwrite what a migration wrote) and refuses transaction control."""
 
     def __init__(self) -> None:
         self.written: set[str] = set()
+        self.read: set[str] = set()
 
     def __call__(self, action, arg1, arg2, dbname, trigger):
-        if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE) and dbname == "main":
-            if arg1 and not arg1.startswith("sqlite_"):
+        if dbname == "main" and arg1 and not arg1.startswith("sqlite_"):
+            if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE):
                 self.written.add(arg1)
+            elif action == apsw.SQLITE_READ:
+                self.read.add(arg1)
         if action == apsw.SQLITE_TRANSACTION:
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
@@ -193,7 +198,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     text = migration.sql
     if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
         raise InputError(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
-    observer = _WriteObserver()
+    observer = _Observer()
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -230,7 +235,8 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
             conn.execute("ROLLBACK")
         raise OperationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
     observer.written.discard(HISTORY_TABLE)
-    return ApplyResult(migration, elapsed, frozenset(observer.written))
+    observer.read.discard(HISTORY_TABLE)
+    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read))
 
 
 def _strip_comments(sql: str) -> str:

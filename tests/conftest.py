@@ -31,6 +31,14 @@ TOY_SCHEMAS = {
         INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items;
         """
     ),
+    "002_v2.0.0_split_names_sync.sql": textwrap.dedent(
+        """\
+        -- main.items already holds the current rows (replayed); re-derive names for the changed ids.
+        DELETE FROM names WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');
+        INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items
+        WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);
+        """
+    ),
     "002_v2.0.0_split_names_validate.sql": textwrap.dedent(
         """\
         SELECT 'every item has a name row', (SELECT count(*) FROM items), (SELECT count(*) FROM names),

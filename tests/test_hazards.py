@@ -462,7 +462,7 @@ def test_hazard8_offline_deploy_holds_a_writer_process_until_the_fence(toy):
         while sum("committed" in e for e in list(events)) < 20:
             assert writer.poll() is None and time.monotonic() < deadline, events[-3:]
             time.sleep(0.01)
-        deploy = project.cli_process("deploy", "--json")
+        deploy = project.cli_process("deploy", "--offline", "--json")
         writer.wait(timeout=60)
     finally:
         if writer.poll() is None:

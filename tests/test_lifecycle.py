@@ -45,7 +45,7 @@ def test_plan_lists_pending_with_companions(toy_ready):
 
 def test_prepare_cutover_revert_round_trip(toy_ready):
     project = toy_ready
-    blue_before = disk_state(project.data)["app.db"]
+    blue_items = rows(project.blue, "SELECT * FROM items ORDER BY id")
     app = project.connect()  # an application connection open across the whole cutover
 
     prepared = project.cli("prepare", "--json")
@@ -67,8 +67,7 @@ def test_prepare_cutover_revert_round_trip(toy_ready):
         app.execute("INSERT INTO items(name) VALUES ('late')")
     assert app.execute("SELECT count(*) FROM items").get == 50
     app.close()
-    blue_now = disk_state(project.data)["app.db"]
-    assert blue_now[1][1] == blue_before[1][1]  # same rows
+    assert rows(project.blue, "SELECT * FROM items ORDER BY id") == blue_items  # same rows
 
     reverted = project.cli("revert", "--json")
     assert reverted.code == 0, reverted.err
@@ -100,32 +99,52 @@ def test_commands_are_harmless_to_repeat(toy_ready):
 
 
 @pytest.mark.parametrize(
-    "change",
+    "change, item_7, names_7, count",
     [
-        "INSERT INTO items(name) VALUES ('written after prepare')",
-        "UPDATE items SET name = name WHERE id = 7",  # same value: still a committed write
-        "DELETE FROM items WHERE id = 3",
-        "CREATE TABLE surprise(x)",
+        ("INSERT INTO items(id, name) VALUES (700, 'written after prepare')", "item 6", "ITEM 6", 51),
+        ("UPDATE items SET name = 'renamed' WHERE id = 7", "renamed", "RENAMED", 50),
+        ("UPDATE items SET name = name WHERE id = 7", "item 6", "ITEM 6", 50),
+        ("DELETE FROM items WHERE id = 7", None, None, 49),
+        ("UPDATE items SET id = 7000 WHERE id = 7", None, None, 50),
     ],
 )
-def test_cutover_refuses_exactly_when_blue_changed_after_prepare(toy_ready, change):
+def test_cutover_carries_writes_made_after_prepare(toy_ready, change, item_7, names_7, count):
+    """Online: blue keeps taking writes after prepare; cutover replays them into green, and the
+    sync script re-derives the reshaped rows."""
     project = toy_ready
     assert project.cli("prepare").code == 0
     app = project.connect()
     app.execute(change)
     app.close()
+    result = project.cli("cutover", "--json")
+    assert result.code == 0, result.err
+    green = project.gen(2)
+    assert rows(green, "SELECT count(*) FROM items") == [(count,)]
+    assert rows(green, "SELECT name FROM items WHERE id = 7") == ([(item_7,)] if item_7 else [])
+    assert rows(green, "SELECT upper_name FROM names WHERE id = 7") == ([(names_7,)] if names_7 else [])
+    assert rows(green, "SELECT count(*) FROM names") == [(count,)]
+    assert rows(green, "SELECT id, upper(name) FROM items EXCEPT SELECT id, upper_name FROM names") == []
+
+
+def test_cutover_refuses_a_schema_change_on_blue_after_prepare(toy_ready):
+    project = toy_ready
+    assert project.cli("prepare").code == 0
+    app = project.connect()
+    app.execute("CREATE TABLE surprise(x)")
+    app.close()
     before = disk_state(project.data)
     refused = project.cli("cutover", "--json")
     assert refused.code == 1
-    assert "blue changed since prepare" in refused.err
+    assert "schema changed since prepare" in refused.err
     assert disk_state(project.data) == before
     assert pointer_of(project)["active"] == "app.db"
     assert project.cli("status", "--json").json["phase"] == "prepared"
-    # The way out the message names works and keeps the write.
+    # The way out the message names works.
     assert project.cli("abort").code == 0
     assert not project.gen(2).exists()
     assert project.cli("deploy").code == 0
     assert pointer_of(project)["active"] == "app.gen3.db"
+    assert rows(project.gen(3), "SELECT count(*) FROM sqlite_schema WHERE name = 'surprise'") == [(1,)]
 
 
 def test_cutover_with_no_change_after_prepare_proceeds(toy_ready):
@@ -137,19 +156,40 @@ def test_cutover_with_no_change_after_prepare_proceeds(toy_ready):
     assert toy_ready.cli("cutover").code == 0
 
 
-def test_revert_refuses_when_green_has_writes(toy_ready):
+def test_revert_carries_same_shape_writes_back(toy_ready):
     project = toy_ready
     assert project.cli("deploy").code == 0
     app = project.connect(project.gen(2))
-    app.execute("INSERT INTO items(name) VALUES ('on green')")
+    app.execute("INSERT INTO items(id, name) VALUES (900, 'on green'); UPDATE items SET name = 'changed' WHERE id = 1;"
+                "DELETE FROM items WHERE id = 2")
+    app.close()
+    result = project.cli("revert", "--json")
+    assert result.code == 0, result.err
+    assert result.json["carried_back"] == 3
+    assert rows(project.blue, "SELECT name FROM items WHERE id IN (1, 2, 900) ORDER BY id") == [("changed",), ("on green",)]
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\'") == [(0,)]
+
+
+def test_revert_refuses_when_writes_cannot_be_carried_back(toy_ready):
+    project = toy_ready
+    assert project.cli("deploy").code == 0
+    app = project.connect(project.gen(2))
+    app.execute("UPDATE names SET upper_name = 'ONLY IN V2' WHERE id = 1")
     app.close()
     before = disk_state(project.data)
     refused = project.cli("revert", "--json")
     assert refused.code == 5
-    assert "items: 1" in refused.err and "Nothing was changed" in refused.err
-    assert refused.json["details"]["tables"] == {"items": 1}
+    assert "names: 1" in refused.err and "Nothing was changed" in refused.err
+    assert refused.json["details"]["tables"] == {"names": 1}
     assert disk_state(project.data) == before
     assert pointer_of(project)["active"] == "app.gen2.db"
+
+    accepted = project.cli("revert", "--accept-loss", "--json")
+    assert accepted.code == 0, accepted.err
+    exported = accepted.json["exported"]
+    assert rows(exported, "SELECT id, upper_name FROM names") == [(1, "ONLY IN V2")]
+    assert rows(exported, "SELECT table_name, row_key, op FROM bluegreen_lost_changes") == [("names", 1, "U")]
+    assert pointer_of(project)["active"] == "app.db"
 
 
 def test_abort_removes_the_prepared_generation_and_capture(toy_ready):
@@ -178,7 +218,7 @@ def test_history_shows_applied_migrations(toy_ready):
 def test_events_log_every_phase_with_its_duration(toy_ready):
     import json
 
-    assert toy_ready.cli("deploy").code == 0
+    assert toy_ready.cli("deploy", "--offline").code == 0
     events = [json.loads(line) for line in (toy_ready.data / ".bluegreen" / "events.jsonl").read_text().splitlines()]
     phases = [e["phase"] for e in events if e["event"] == "phase"]
     assert phases == ["snapshot", "migrate", "validate", "fence", "swap"]

@@ -1,0 +1,299 @@
+"""Last-state replay: bring a target file up to date with the rows a source file changed.
+
+For each distinct (table, key) the source captured since the target's stored position, read the
+source row as it is now and write it into the target (or delete it there if it is gone), then run
+each migration's sync script with the batch's keys in `temp.bluegreen_changes`. Everything happens
+inside one target transaction that also stores the new position, and the source is read through
+an ATTACH on the same connection, so one batch sees one consistent snapshot of the source.
+Idempotent: a crash mid-batch rolls back, and running a batch twice leaves the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from bluegreen import capture
+from bluegreen.db import INTERNAL_PREFIX, Table, open_db, quote_ident, readonly_uri, run_script, user_tables
+from bluegreen.errors import OperationFailed
+
+CHANGES_DDL = "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER)"
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """How to copy one same-shape table's rows: its key and its writable columns."""
+
+    name: str
+    key_sql: str  # the rowid alias, or the quote()-encoded primary key, as the capture stores it
+    without_rowid: bool
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    changes: int  # capture rows consumed
+    keys: int  # distinct (table, key) applied
+    position: capture.Position
+    seconds: float
+
+
+class Replayer:
+    """Replays one source into one target. Open it, call `batch()` until `backlog()` is small."""
+
+    def __init__(self, source: Path, target: Path, scripts: list[Path], *, effects: dict | None = None,
+                 carried: set[str] = frozenset(), busy_timeout_ms: int = 10_000):
+        """scripts: the sync (or rollback) scripts to run after each batch. effects: what each
+        migration read and wrote; tables a migration wrote to are reshaped, and generic replay
+        leaves them to the scripts (hazard 3). carried: tables the scripts declare they carry."""
+        self.source = Path(source)
+        self.target = Path(target)
+        self.scripts = [(p.name, p.read_text(encoding="utf-8")) for p in scripts]
+        self.carried = set(carried)
+        self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
+        try:
+            self.conn.execute("ATTACH ? AS source", (readonly_uri(source),))
+            run_script(self.conn, CHANGES_DDL)
+            self.reshape = reshapes(self.conn, effects or {})
+            self.tables = {n: t for n, t in self._same_shape_tables().items() if n not in self.reshape.reshaped}
+            self.source_tables = {t.name: t for t in user_tables(self.conn, "source") if not t.virtual}
+        except BaseException:
+            self.conn.close()
+            raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- position ---------------------------------------------------------------------------------
+    def position(self) -> capture.Position:
+        epoch = capture.get_meta(self.conn, "source_epoch")
+        seq = capture.get_meta(self.conn, "source_seq")
+        return capture.Position(str(epoch or ""), int(seq or 0))
+
+    def source_position(self) -> capture.Position:
+        position = capture.capture_position(self.conn, "source")
+        if position is None:
+            raise OperationFailed(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
+        return position
+
+    def backlog(self) -> int:
+        """Capture rows the target has not seen yet (refuses a position from another epoch)."""
+        mine, theirs = self.position(), self.source_position()
+        if mine.epoch != theirs.epoch:
+            raise OperationFailed(
+                f"{self.target}: its position belongs to another capture of {self.source.name} "
+                "(capture was reinstalled); this generation cannot be caught up: run `bluegreen abort`"
+            )
+        return max(0, theirs.seq - mine.seq)
+
+    # -- one batch --------------------------------------------------------------------------------
+    def uncarried(self, upto: int) -> dict[str, int]:
+        """Changed rows per table (up to seq `upto`) that neither generic replay nor a script carries."""
+        rows = self.conn.execute(
+            f"SELECT tbl, count(DISTINCT key) FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ? "
+            "GROUP BY tbl ORDER BY tbl",
+            (self.position().seq, upto),
+        ).fetchall()
+        return {t: n for t, n in rows if t not in self.tables and t not in self.carried}
+
+    def batch(self, limit: int = 5000, upto: int | None = None, own_transaction: bool = True) -> BatchResult:
+        """One batch in its own transaction, or inside the caller's (own_transaction=False)."""
+        started = time.perf_counter()
+        if own_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            before = self.position()
+            bound = "AND seq <= ?" if upto is not None else ""
+            args = (before.seq, *(() if upto is None else (upto,)), limit)
+            captured = self.conn.execute(
+                f"SELECT seq, tbl, key FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? {bound} ORDER BY seq LIMIT ?",
+                args,
+            ).fetchall()
+            if not captured:
+                if own_transaction:
+                    self.conn.execute("COMMIT")
+                return BatchResult(0, 0, before, time.perf_counter() - started)
+            last = captured[-1][0]
+            self.conn.execute("DELETE FROM temp.bluegreen_changes")
+            self.conn.execute(
+                "INSERT INTO temp.bluegreen_changes(table_name, row_key, present) "
+                f"SELECT DISTINCT tbl, key, 0 FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?",
+                (before.seq, last),
+            )
+            for table in self.tables.values():
+                self._apply_table(table)
+            self._mark_present()
+            self._carry_autoincrement()
+            for name, script in self.scripts:
+                try:
+                    run_script(self.conn, script)
+                except apsw.Error as exc:
+                    raise OperationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
+            keys = self.conn.execute("SELECT count(*) FROM temp.bluegreen_changes").get
+            capture.set_meta(self.conn, source_seq=last)
+            if own_transaction:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own_transaction and not self.conn.get_autocommit():
+                self.conn.execute("ROLLBACK")
+            raise
+        return BatchResult(len(captured), keys, capture.Position(before.epoch, last), time.perf_counter() - started)
+
+    def catch_up(self, until: int = 0, limit: int = 5000, upto: int | None = None, progress=None,
+                 own_transaction: bool = True) -> list[BatchResult]:
+        """Replay batches until the backlog is at most `until` (or the target reached `upto`)."""
+        results = []
+        while True:
+            left = self.backlog() if upto is None else max(0, upto - self.position().seq)
+            if progress:
+                progress(left)
+            if left <= until:
+                return results
+            result = self.batch(limit, upto, own_transaction)
+            if result.changes == 0:
+                return results
+            results.append(result)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _apply_table(self, table: TableCopy) -> None:
+        """Delete the changed keys in the target, then copy the rows the source still has.
+        INSERT OR REPLACE also removes a target row that the source lost to a REPLACE conflict,
+        which no trigger sees (hazard 5), so replay never stalls on a UNIQUE conflict."""
+        name = quote_ident(table.name)
+        columns = ", ".join(quote_ident(c) for c in table.columns)
+        changed = "SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?"
+        self.conn.execute(f"DELETE FROM main.{name} WHERE ({table.key_sql}) IN ({changed})", (table.name,))
+        key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO main.{name}({key_prefix}{columns}) "
+            f"SELECT {key_prefix}{columns} FROM source.{name} WHERE ({table.key_sql}) IN ({changed})",
+            (table.name,),
+        )
+
+    def _carry_autoincrement(self) -> None:
+        """AUTOINCREMENT counters move forward with the source, so a key it used is never reused."""
+        if not self.conn.execute("SELECT 1 FROM source.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
+            return
+        if not self.conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
+            return
+        for name, seq in self.conn.execute("SELECT name, seq FROM source.sqlite_sequence").fetchall():
+            if name not in self.tables:
+                continue
+            mine = self.conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = ?", (name,)).fetchall()
+            if not mine:
+                self.conn.execute("INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)", (name, seq))
+            elif mine[0][0] < seq:
+                self.conn.execute("UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?", (seq, name))
+
+    def _mark_present(self) -> None:
+        """present = 1 for changed keys whose row the source still has (scripts delete the rest)."""
+        for name in [t for (t,) in self.conn.execute("SELECT DISTINCT table_name FROM temp.bluegreen_changes")]:
+            table = self.source_tables.get(name)
+            if table is None:
+                continue
+            key = _key_sql(table)
+            self.conn.execute(
+                f"UPDATE temp.bluegreen_changes SET present = 1 WHERE table_name = ? AND row_key IN "
+                f"(SELECT {key} FROM source.{quote_ident(name)} WHERE ({key}) IN "
+                "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?))",
+                (name, name),
+            )
+
+    def _same_shape_tables(self) -> dict[str, TableCopy]:
+        """Tables replay copies as they are: the same definition in source and target."""
+        found = {}
+        for table in capture.capturable(self.conn):
+            if not self._same_definition(table.name):
+                continue
+            columns = tuple(
+                name for name, hidden in self.conn.execute(
+                    "SELECT name, hidden FROM pragma_table_xinfo(?, 'main')", (table.name,)
+                ) if hidden == 0
+            )
+            found[table.name] = TableCopy(table.name, _key_sql(table), table.without_rowid, columns)
+        return found
+
+    def _same_definition(self, name: str) -> bool:
+        return same_definition(self.conn, name)
+
+
+def _key_sql(table: Table) -> str:
+    """The key as capture stores it: the rowid, or the quote()-encoded primary key values."""
+    if table.without_rowid:
+        return " || ',' || ".join(f"quote({quote_ident(c)})" for c in table.primary_key)
+    return table.rowid_alias
+
+
+def same_definition(conn: apsw.Connection, name: str) -> bool:
+    """Same CREATE TABLE and the same application triggers in main and the attached source."""
+    table = "SELECT sql FROM {}.sqlite_schema WHERE type = 'table' AND name = ?"
+    triggers = (
+        "SELECT sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
+        f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
+    )
+    mine = conn.execute(table.format("main"), (name,)).fetchall()
+    theirs = conn.execute(table.format("source"), (name,)).fetchall()
+    if not (mine and theirs and mine == theirs):
+        return False
+    return conn.execute(triggers.format("main"), (name,)).fetchall() == conn.execute(
+        triggers.format("source"), (name,)
+    ).fetchall()
+
+
+@dataclass(frozen=True)
+class ReshapeReport:
+    """What generic replay cannot keep exact, and why: each needs a sync script (hazard 3)."""
+
+    reshaped: dict[str, str]  # source table -> reason
+    derived_by: list[str]  # migrations that read source tables and wrote rows from them
+
+
+def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
+    """Compare the migrated target (main) with the source (attached) and the migrations' effects."""
+    source_tables = [t.name for t in user_tables(conn, "source") if not t.virtual]
+    reshaped: dict[str, str] = {}
+    for name in source_tables:
+        exists = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+        writers = [f for f, e in effects.items() if name in e.get("written", [])]
+        if not exists:
+            reshaped[name] = "not in the target"
+        elif not same_definition(conn, name):
+            reshaped[name] = "definition or triggers changed"
+        elif writers:
+            reshaped[name] = f"written by {', '.join(writers)}"
+    derived = [
+        f for f, e in effects.items()
+        if e.get("written") and set(e.get("read", [])) & set(source_tables)
+    ]
+    return ReshapeReport(reshaped, derived)
+
+
+def export_changes(source: Path, target: Path, tables: list[str], after_seq: int, upto_seq: int) -> None:
+    """Save the source's current rows for the changed keys of `tables`, and the change list
+    itself, to a new SQLite file: what `revert --accept-loss` keeps before it drops them."""
+    conn = open_db(target, create=True)
+    try:
+        conn.execute("ATTACH ? AS source", (readonly_uri(source),))
+        conn.execute("BEGIN")
+        conn.execute(
+            "CREATE TABLE bluegreen_lost_changes AS SELECT seq, tbl AS table_name, key AS row_key, op "
+            f"FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ? AND tbl IN (SELECT value FROM json_each(?))",
+            (after_seq, upto_seq, json.dumps(tables)),
+        )
+        for table in user_tables(conn, "source"):
+            if table.name not in tables:
+                continue
+            key = _key_sql(table)
+            name = quote_ident(table.name)
+            conn.execute(
+                f"CREATE TABLE main.{name} AS SELECT * FROM source.{name} WHERE ({key}) IN "
+                "(SELECT row_key FROM bluegreen_lost_changes WHERE table_name = ?)",
+                (table.name,),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

@@ -1,0 +1,19 @@
+"""What a command did, as data: the CLI renders it as text or as one JSON object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Phase:
+    name: str
+    duration_ms: float
+
+
+@dataclass
+class Result:
+    command: str
+    message: str
+    phases: list[Phase] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
