@@ -34,6 +34,7 @@ COMMANDS = {
     "deploy": "prepare + cutover in one step, while the application keeps writing",
     "revert": "make the previous generation active again, carrying its writes back (refuses if any would be lost)",
     "abort": "abandon a prepared or interrupted generation; blue stays active and unchanged",
+    "resume": "finish an operation a crash interrupted (see `bluegreen status`)",
     "finalize": "close the revert window: stop capture on the active generation",
     "history": "show the migration history of the active database",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",

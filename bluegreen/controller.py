@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,7 +107,7 @@ class Controller:
         if state.phase == "cut_over":
             return Result(command, f"already cut over: generation {state.green_generation} is active",
                           data={"generation": state.green_generation})
-        if state.phase == "cutting_over" and state.step == "fenced":
+        if state.phase == "cutting_over" and self._blue_fenced(state):
             return self._complete_swap(state)
         if state.phase not in ("prepared", "cutting_over"):
             raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
@@ -256,62 +257,74 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
         with self.store.locked():
-            state = self.store.load()
-            if state.phase not in ("cut_over", "reverting"):
-                raise InputError(
-                    f"nothing to revert (phase {state.phase}); revert is possible after a cutover, "
-                    "before `bluegreen finalize`"
-                )
-            blue, green = self.store.folder / state.blue, self.store.folder / state.green
-            generation_migrations = self._generation_migrations(blue)
-            rollbacks = [m.rollback for m in generation_migrations if m.rollback]
-            back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
-                            busy_timeout_ms=self.config.cutover.lock_timeout_ms)
-            try:
-                # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must
-                # not leave us holding green's barrier forever (hazard 10).
-                self._begin_barrier(back.conn, blue, self.config.cutover.lock_timeout_ms)
-                self._check_fence_intact("revert", state.blue, back.conn)
-                green_conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
-                try:
-                    upto = capture.capture_position(green_conn)
-                    lost = back.uncarried(upto.seq) if upto else {}
-                    exported = self._refuse_or_export(state, back, lost, accept_loss, upto)
-                    with self._phase("carry_back"):
-                        carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
-                    with self._phase("fence"):
-                        capture.remove_capture(green_conn)
-                        capture.install_fence(green_conn, state.blue_generation)
-                        state.fences[state.green] = schema_version(green_conn)
-                        green_conn.execute("COMMIT")
-                finally:
-                    _rollback(green_conn)
-                    green_conn.close()
-                self._journal(state, phase="reverting", operation="revert", step="fenced")
-                with self._phase("swap"):
-                    self._swap(blue, state.blue_generation, self._version_of_conn(back.conn), previous=green)
-                self._journal(state, step="swapped")
-                with self._phase("unfence"):
-                    capture.remove_fence(back.conn)
-                    capture.clear_meta(back.conn, "source_epoch", "source_seq")
-                    back.conn.execute("COMMIT")
-            finally:
-                _rollback(back.conn)
-                back.close()
-            state.fences.pop(state.blue, None)
-            state.reverted.append(state.green)
-            active_generation, reverted = state.blue_generation, state.green_generation
-            self._journal(state, **IDLE)
-            changes = sum(b.keys for b in carried)
-            return Result(
-                "revert",
-                f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
-                f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
-                + (f"; rows that could not be carried back were saved in {exported}" if exported else ""),
-                self._phases,
-                {"active": str(blue), "generation": active_generation, "fenced": str(green),
-                 "carried_back": changes, "lost": lost, "exported": str(exported or "")},
+            return self._revert(accept_loss)
+
+    def _revert(self, accept_loss: bool) -> Result:
+        state = self.store.load()
+        if state.phase not in ("cut_over", "reverting"):
+            raise InputError(
+                f"nothing to revert (phase {state.phase}); revert is possible after a cutover, "
+                "before `bluegreen finalize`"
             )
+        blue, green = self.store.folder / state.blue, self.store.folder / state.green
+        generation_migrations = self._generation_migrations(blue)
+        rollbacks = [m.rollback for m in generation_migrations if m.rollback]
+        back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
+                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        # Each step commits before the next starts and can be run again, so a crash anywhere
+        # leaves writes refused, never lost, and `bluegreen resume` finishes the job.
+        try:
+            # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must
+            # not leave us holding green's barrier forever (hazard 10). A deferred BEGIN and a
+            # write to main take blue's lock without pinning a snapshot of the attached green:
+            # BEGIN IMMEDIATE would start that read now, before green's barrier, and miss the
+            # writes that land on green in between.
+            self._check_fence_intact("revert", state.blue)
+            self._lock_main(back.conn, blue)
+            green_conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
+            try:
+                upto = capture.capture_position(green_conn)
+                lost = back.uncarried(upto.seq) if upto else {}
+                exported = self._refuse_or_export(state, back, lost, accept_loss, upto)
+                self._journal(state, phase="reverting", operation="revert", step="carry_back")
+                with self._phase("carry_back"):
+                    carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
+                    back.conn.execute("COMMIT")  # blue holds green's changes, and is still fenced
+                with self._phase("fence"):
+                    # Green keeps its capture: if we die before the swap, a second revert
+                    # still knows what to carry.
+                    capture.install_fence(green_conn, state.blue_generation)
+                    state.fences[state.green] = schema_version(green_conn)
+                    green_conn.execute("COMMIT")
+            finally:
+                _rollback(green_conn)
+                green_conn.close()
+            self._journal(state, step="fenced")
+            with self._phase("swap"):
+                self._swap(blue, state.blue_generation, self._version_of_conn(back.conn), previous=green)
+            self._journal(state, step="swapped")
+            with self._phase("unfence"):
+                self._begin_barrier(back.conn, blue, self.config.cutover.lock_timeout_ms)
+                capture.remove_fence(back.conn)
+                capture.clear_meta(back.conn, "source_epoch", "source_seq", "revert_started")
+                back.conn.execute("COMMIT")
+        finally:
+            _rollback(back.conn)
+            back.close()
+        state.fences.pop(state.blue, None)
+        state.reverted.append(state.green)
+        active_generation, reverted = state.blue_generation, state.green_generation
+        self._journal(state, **IDLE)
+        changes = sum(b.keys for b in carried)
+        return Result(
+            "revert",
+            f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
+            f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
+            + (f"; rows that could not be carried back were saved in {exported}" if exported else ""),
+            self._phases,
+            {"active": str(blue), "generation": active_generation, "fenced": str(green),
+             "carried_back": changes, "lost": lost, "exported": str(exported or "")},
+        )
 
     def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
                           upto: capture.Position | None) -> Path | None:
@@ -331,6 +344,26 @@ class Controller:
         return target
 
     # ------------------------------------------------------------------------------------------
+    # resume: finish whatever a crash interrupted, trusting the files over the journal
+    # ------------------------------------------------------------------------------------------
+    def resume(self) -> Result:
+        with self.store.locked():
+            state = self.store.load()
+            if state.phase == "preparing":
+                # A half-built generation is not trusted: discard it, build a new one.
+                interrupted = state.operation
+                self._discard_green(state, self.store.folder / state.green, blue_capture=True)
+                prepared = self._prepare("resume")
+                if interrupted != "deploy" or self.store.load().phase != "prepared":
+                    return prepared
+                return self._cutover("resume", offline=False)
+            if state.phase == "cutting_over" or (state.phase == "prepared" and state.operation == "deploy"):
+                return self._cutover("resume", offline=False)
+            if state.phase == "reverting":
+                return self._revert(accept_loss=False)
+            return Result("resume", f"nothing to resume (phase {state.phase})", data={"phase": state.phase})
+
+    # ------------------------------------------------------------------------------------------
     # abort, finalize
     # ------------------------------------------------------------------------------------------
     def abort(self) -> Result:
@@ -338,9 +371,13 @@ class Controller:
             state = self.store.load()
             if state.phase == "idle":
                 return Result("abort", "nothing to abort")
-            if state.phase in ("cut_over", "reverting") or state.step in ("fenced", "swapped"):
-                raise InputError(f"phase {state.phase}: the cutover already fenced blue; use `bluegreen revert`")
+            if state.phase in ("cut_over", "reverting"):
+                raise InputError(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
             green = self.store.folder / state.green
+            if state.phase == "cutting_over" and self._blue_fenced(state):
+                if pointer.read(self.config.database.pointer).active == state.green:
+                    raise InputError("the pointer already names the new generation; use `bluegreen revert`")
+                self._unfence_blue(state)
             self._discard_green(state, green, blue_capture=True)
             return Result("abort", f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged "
                           "and active", data={"removed": str(green)})
@@ -380,7 +417,7 @@ class Controller:
         if state.phase != "idle":
             raise InputError(
                 f"an operation is in progress or was interrupted (phase {state.phase}, {state.operation}: "
-                f"{state.step}); run `bluegreen abort` or `bluegreen cutover` first"
+                f"{state.step}); run `bluegreen resume` or `bluegreen abort` first"
             )
         blue = self.inspector.active_path()
         check_database(blue, "active database")
@@ -558,6 +595,19 @@ class Controller:
                 "try again (an application stuck in a transaction holds it)"
             ) from None
 
+    def _lock_main(self, conn: apsw.Connection, path: Path) -> None:
+        """Take the write lock of `conn`'s main file only (bounded wait), leaving attached files unread."""
+        conn.set_busy_timeout(self.config.cutover.lock_timeout_ms)
+        conn.execute("BEGIN")
+        try:
+            capture.set_meta(conn, revert_started=pointer.now_iso())
+        except apsw.BusyError:
+            _rollback(conn)
+            raise OperationFailed(
+                f"{path}: another connection held the write lock for over {self.config.cutover.lock_timeout_ms} ms "
+                "(an application stuck in a transaction on the fenced file?); nothing was changed, try again"
+            ) from None
+
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
         (hazard 1): refuse to touch it."""
@@ -574,6 +624,28 @@ class Controller:
                 f"{path}: its schema changed after it was fenced (someone ran DDL on the retired file); "
                 f"{command} refused: inspect the file before using it"
             )
+
+    def _blue_fenced(self, state: State) -> bool:
+        """Did the fence commit? The file says so even if we died before journaling it."""
+        conn = open_db(self.store.folder / state.blue, query_only=True)
+        try:
+            fenced = capture.fenced_generation(conn) == state.green_generation
+            if fenced and state.blue not in state.fences:
+                state.fences[state.blue] = schema_version(conn)
+            return fenced
+        finally:
+            conn.close()
+
+    def _unfence_blue(self, state: State) -> None:
+        conn = self._take_barrier(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
+        try:
+            capture.remove_fence(conn)
+            capture.clear_meta(conn, "source_epoch", "source_seq")
+            conn.execute("COMMIT")
+        finally:
+            _rollback(conn)
+            conn.close()
+        state.fences.pop(state.blue, None)
 
     def _complete_swap(self, state: State) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""
@@ -641,6 +713,7 @@ class Controller:
         for key, value in changes.items():
             setattr(state, key, value)
         self.store.save(state)
+        _crash_point(f"{state.operation}:{state.step}")
 
     @contextmanager
     def _phase(self, name: str) -> Iterator[None]:
@@ -648,6 +721,13 @@ class Controller:
         yield
         self._phases.append(Phase(name, clock.ms))
         self.store.log("phase", phase=name, duration_ms=clock.ms)
+
+
+def _crash_point(name: str) -> None:
+    """Test hook for crash injection: BLUEGREEN_CRASH_AT=operation:step kills this process with
+    SIGKILL right after that step is journaled, exactly as `kill -9` would."""
+    if os.environ.get("BLUEGREEN_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _carried_by(rollbacks: list[Path]) -> set[str]:

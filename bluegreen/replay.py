@@ -155,6 +155,11 @@ class Replayer:
                 return results
             result = self.batch(limit, upto, own_transaction)
             if result.changes == 0:
+                if upto is not None:  # never stop short silently: that would drop writes
+                    raise OperationFailed(
+                        f"{self.source}: changes up to {upto} were expected but the snapshot ends at "
+                        f"{self.position().seq}; nothing was lost, run the command again"
+                    )
                 return results
             results.append(result)
 
