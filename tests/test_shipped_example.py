@@ -148,3 +148,48 @@ def demo_schemas():
     from conftest import SHIPPED_SCHEMAS
 
     return SHIPPED_SCHEMAS
+
+
+def test_revert_carries_v2_writes_back_into_v1(shipped):
+    """After cutover the application writes the v2 tables; revert rebuilds the v1 rows from them
+    through the shipped _rollback.sql, and refuses changes v1 has no place for (tags)."""
+    project = shipped
+    assert project.cli("deploy").code == 0
+    app = project.connect(project.gen(2))
+    app.execute("PRAGMA foreign_keys = ON")
+    app.execute(
+        "INSERT INTO content(id, platform_id, original_url, title, author) "
+        "VALUES (900001, 1, 'https://www.youtube.com/watch?v=v2only', 'born on v2', 'v2 app');"
+        "INSERT INTO content_metadata(content_id, description, duration_seconds, view_count) "
+        "VALUES (900001, 'made after cutover', 61, 5);"
+        "UPDATE content SET title = 'retitled on v2' WHERE id = 5;"
+        "UPDATE content_metadata SET view_count = 424242 WHERE content_id = 6;"
+        "DELETE FROM content WHERE id = 7"
+    )
+    app.close()
+    reverted = project.cli("revert", "--json")
+    assert reverted.code == 0, reverted.err
+    assert reverted.json["carried_back"] >= 5
+    blue = project.blue
+    assert rows(blue, "SELECT url, title, author FROM content_v1 WHERE id = 900001") == [
+        ("https://www.youtube.com/watch?v=v2only", "born on v2", "v2 app")]
+    assert rows(blue, "SELECT json_extract(metadata, '$.duration'), json_extract(metadata, '$.view_count') "
+                      "FROM content_v1 WHERE id = 900001") == [(61, 5)]
+    assert rows(blue, "SELECT title FROM content_v1 WHERE id = 5") == [("retitled on v2",)]
+    assert rows(blue, "SELECT json_extract(metadata, '$.view_count') FROM content_v1 WHERE id = 6") == [(424242,)]
+    assert rows(blue, "SELECT count(*) FROM content_v1 WHERE id = 7") == [(0,)]
+    assert tomllib.loads(project.pointer.read_text())["active"] == "app.db"
+
+
+def test_revert_refuses_v2_only_changes_then_exports_them(shipped):
+    project = shipped
+    assert project.cli("deploy").code == 0
+    app = project.connect(project.gen(2))
+    app.execute("INSERT INTO tags(id, name) VALUES (1, 'favourite'); INSERT INTO content_tags(content_id, tag_id) VALUES (3, 1)")
+    app.close()
+    refused = project.cli("revert", "--json")
+    assert refused.code == 5
+    assert refused.json["details"]["tables"] == {"content_tags": 1, "tags": 1}
+    accepted = project.cli("revert", "--accept-loss", "--json")
+    assert accepted.code == 0, accepted.err
+    assert rows(accepted.json["exported"], "SELECT name FROM tags") == [("favourite",)]
