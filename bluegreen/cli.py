@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import asdict
-from pathlib import Path
 
 import apsw
 
 from bluegreen import __version__, config
 from bluegreen.controller import Controller
+from bluegreen.progress import ProgressReporter
 from bluegreen.results import Result
 from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args.config = getattr(args, "config", None)
     try:
         cfg = config.load(config.config_path(args.config))
-        controller = Controller(cfg, progress=_progress_printer(args.json))
+        controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json))
         if args.command == "demo":
             from bluegreen import demo
 
@@ -147,25 +146,6 @@ def _fail(args: argparse.Namespace, message: str, code: int, details: object) ->
         print(json.dumps({"ok": False, "command": args.command, "error": message, "exit_code": code,
                           "details": details}, default=str))
     return code
-
-
-def _progress_printer(as_json: bool):
-    """Progress on a terminal (overwritten line); nothing when not a terminal and not asked."""
-    interactive = sys.stderr.isatty() and not as_json
-    last = [0.0]
-
-    def report(phase: str, done: int, total: int) -> None:
-        if not interactive or total <= 0:
-            return
-        now = time.monotonic()
-        if done < total and now - last[0] < 0.1:
-            return
-        last[0] = now
-        end = "\n" if done >= total else ""
-        sys.stderr.write(f"\r{phase}: {done}/{total} ({100 * done // total}%)" + end)
-        sys.stderr.flush()
-
-    return report
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class Controller:
         replayer = self._replayer(blue, green, pending)
         try:
             with self._phase("catch_up"):
-                replayer.catch_up(progress=lambda left: self.progress("catch_up", 0, left))
+                replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
                 self._validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
             if offline:
@@ -472,7 +472,7 @@ class Controller:
                 self._check_sync_coverage(replayer, pending)
                 with self._phase("catch_up"):
                     self._journal(state, step="catch_up")
-                    replayer.catch_up(progress=lambda left: self.progress("catch_up", 0, left))
+                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             finally:
                 replayer.close()
         conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
@@ -530,7 +530,7 @@ class Controller:
             needs = missing or [m.file for m in pending]
             raise InputError(
                 f"{', '.join(needs)}: needs a _sync.sql companion: "
-                + ("; ".join(reasons) or f"it derives rows from tables blue keeps writing")
+                + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
                 + ". Without one, writes made on blue during prepare would be missing from green; add the "
                 "companion, or use `bluegreen deploy --offline`"
             )

@@ -104,10 +104,10 @@ def user_tables(conn: apsw.Connection, schema: str = "main") -> list[Table]:
         if name.startswith(INTERNAL_PREFIX):
             continue
         virtual = (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
-        info = conn.execute(f"SELECT * FROM pragma_table_list WHERE schema = ? AND name = ?", (schema, name)).fetchall()
+        info = conn.execute("SELECT * FROM pragma_table_list WHERE schema = ? AND name = ?", (schema, name)).fetchall()
         without_rowid = bool(info and info[0][4])
         columns = conn.execute(
-            f"SELECT name, pk FROM pragma_table_info(?, ?) ORDER BY pk", (name, schema)
+            "SELECT name, pk FROM pragma_table_info(?, ?) ORDER BY pk", (name, schema)
         ).fetchall()
         names = {c[0].lower() for c in columns}
         alias = None

@@ -145,12 +145,14 @@ class Replayer:
 
     def catch_up(self, until: int = 0, limit: int = 5000, upto: int | None = None, progress=None,
                  own_transaction: bool = True) -> list[BatchResult]:
-        """Replay batches until the backlog is at most `until` (or the target reached `upto`)."""
+        """Replay batches until the backlog is at most `until` (or the target reached `upto`);
+        progress(done, total) is told the changes replayed so far and the total to replay."""
         results = []
+        done = 0
         while True:
             left = self.backlog() if upto is None else max(0, upto - self.position().seq)
             if progress:
-                progress(left)
+                progress(done, done + left)
             if left <= until:
                 return results
             result = self.batch(limit, upto, own_transaction)
@@ -162,6 +164,7 @@ class Replayer:
                     )
                 return results
             results.append(result)
+            done += result.changes
 
     # -- helpers ----------------------------------------------------------------------------------
     def _apply_table(self, table: TableCopy) -> None:

@@ -11,7 +11,7 @@ import apsw
 import pytest
 
 from bluegreen import demo, demo_writer
-from conftest import disk_state, rows, write_config
+from conftest import rows, write_config
 
 
 def start_writer(project, log, seconds: float = 120):

@@ -1,0 +1,55 @@
+"""Progress of long phases (snapshot, migrate, catch-up): a line with an ETA on a terminal, JSON
+lines on stderr under --json, silence otherwise (a cron job's log stays clean)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import TextIO
+
+THROTTLE_S = 0.2
+
+
+class ProgressReporter:
+    def __init__(self, mode: str, stream: TextIO = sys.stderr):
+        """mode: "tty" (overwritten line), "json" (one object per line) or "quiet"."""
+        self.mode = mode
+        self.stream = stream
+        self.phase = ""
+        self.started = 0.0
+        self.last = 0.0
+
+    @classmethod
+    def for_cli(cls, as_json: bool) -> "ProgressReporter":
+        if as_json:
+            return cls("json")
+        return cls("tty" if sys.stderr.isatty() else "quiet")
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.mode == "quiet" or total <= 0:
+            return
+        now = time.monotonic()
+        if phase != self.phase:
+            self.phase, self.started, self.last = phase, now, 0.0
+        finished = done >= total
+        if not finished and now - self.last < THROTTLE_S:
+            return
+        self.last = now
+        eta = _eta(now - self.started, done, total)
+        if self.mode == "json":
+            record = {"event": "progress", "phase": phase, "done": done, "total": total,
+                      "percent": round(100 * done / total, 1), "eta_s": eta}
+            self.stream.write(json.dumps(record) + "\n")
+        else:
+            left = f"ETA {eta:.0f} s" if eta is not None and not finished else ("done" if finished else "")
+            self.stream.write(f"\r{phase:<9} {100 * done // total:3d}%  {done:,}/{total:,}  {left}\033[K")
+            if finished:
+                self.stream.write("\n")
+        self.stream.flush()
+
+
+def _eta(elapsed: float, done: int, total: int) -> float | None:
+    if done <= 0 or elapsed <= 0:
+        return None
+    return round(elapsed / done * (total - done), 1)
