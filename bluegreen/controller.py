@@ -7,25 +7,24 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import capture, migrations, pointer, snapshot, validate
+from bluegreen import barrier, capture, migrations, pointer
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
-from bluegreen.errors import GateRefused, InputError, OperationFailed, RevertRefused
+from bluegreen.errors import InputError, OperationFailed, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
-from bluegreen.store import State, Store, Timer, remove_database_files
+from bluegreen.builder import Builder
+from bluegreen.store import State, Store, Timer, file_mode, remove_database_files
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, green="", green_generation=0,
@@ -39,6 +38,7 @@ class Controller:
         self.inspector = Inspector(config)
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
+        self.builder = Builder(config, self.store, self.progress, self._phase, self._journal)
 
     # ------------------------------------------------------------------------------------------
     # init
@@ -61,7 +61,7 @@ class Controller:
             version = self._version_of(initial)
             self.store.save(State(base_name=initial.name))
             pointer.write(pointer_path, pointer.Pointer(initial.name, 1, version, "", pointer.now_iso()),
-                          mode=_file_mode(initial))
+                          mode=file_mode(initial))
             self.store.log("init", active=initial.name, generation=1, schema_version=version)
         return Result("init", f"adopted {initial} as generation 1 (schema {version})",
                       data={"active": str(initial), "generation": 1, "schema_version": version})
@@ -81,7 +81,7 @@ class Controller:
         try:
             with self._phase("capture"):
                 self._install_capture_on_blue(blue)
-            report = self._build_green(state, blue, green, pending, online=True)
+            report = self.builder.build(state, blue, green, pending, online=True)
         except BaseException:
             self._discard_green(state, green, blue_capture=True)
             raise
@@ -114,12 +114,12 @@ class Controller:
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         pending = self.inspector.pending(blue)
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
-        replayer = self._replayer(blue, green, pending)
+        replayer = self.builder.replayer(blue, green, pending)
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
-                self._validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
+                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
             if offline:
                 pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
             else:
@@ -144,23 +144,23 @@ class Controller:
             with self._phase("catch_up"):
                 budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
             clock = Timer()
-            barrier = self._take_barrier(blue, self.config.cutover.max_write_pause_ms, must=False)
-            if barrier is None:
+            held = barrier.take(blue, self.config.cutover.max_write_pause_ms, must=False)
+            if held is None:
                 self.store.log("barrier_busy", attempt=attempt)
                 continue
             try:
-                under_barrier = self._source_position(barrier, replayer)
+                under_barrier = self._source_position(held, replayer)
                 backlog = under_barrier - replayer.position().seq
                 if backlog > budget.rows_within():
                     self.store.log("barrier_released", attempt=attempt, backlog=backlog, fits=budget.rows_within())
                     continue
                 with self._phase("final_replay"):
                     budget.observe(replayer.catch_up(upto=under_barrier))
-                self._fence_blue(state, barrier, replayer)
+                self._fence_blue(state, held, replayer)
                 return clock.ms, attempt
             finally:
-                _rollback(barrier)
-                barrier.close()
+                barrier.rollback(held)
+                held.close()
         raise OperationFailed(
             f"could not cut over within the {self.config.cutover.max_write_pause_ms} ms write-pause budget in "
             f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} rows/s); blue is "
@@ -171,43 +171,43 @@ class Controller:
     def _cutover_holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
         """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
         clock = Timer()
-        barrier = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
+        held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         try:
-            under_barrier = self._source_position(barrier, replayer)
+            under_barrier = self._source_position(held, replayer)
             with self._phase("final_replay"):
                 replayer.catch_up(upto=under_barrier)
-            self._fence_blue(state, barrier, replayer)
+            self._fence_blue(state, held, replayer)
             return clock.ms
         finally:
-            _rollback(barrier)
-            barrier.close()
+            barrier.rollback(held)
+            held.close()
 
-    def _source_position(self, barrier: apsw.Connection, replayer: Replayer) -> int:
+    def _source_position(self, held: apsw.Connection, replayer: Replayer) -> int:
         """Read through the barrier itself (hazard 6): blue's last change and schema cannot move now."""
-        position = capture.capture_position(barrier)
+        position = capture.capture_position(held)
         expected_schema = capture.get_meta(replayer.conn, "source_schema_version")
         if position is None or position.epoch != replayer.position().epoch:
             raise OperationFailed(
                 "blue's change capture is missing or was reinstalled since prepare; run `bluegreen abort`, "
                 "then `bluegreen deploy`"
             )
-        if schema_version(barrier) != expected_schema:
+        if schema_version(held) != expected_schema:
             raise OperationFailed(
                 "blue's schema changed since prepare (DDL on the live file): green cannot follow it. "
                 "Nothing was changed: run `bluegreen abort`, then `bluegreen deploy`"
             )
         return position.seq
 
-    def _fence_blue(self, state: State, barrier: apsw.Connection, replayer: Replayer) -> None:
+    def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer) -> None:
         """In the barrier's transaction: fence blue, drop its capture, remember which of green's
         changes blue holds (none yet), commit. This commit releases the waiting writers."""
         with self._phase("fence"):
             green_position = capture.capture_position(replayer.conn)
-            capture.remove_capture(barrier)
-            capture.install_fence(barrier, state.green_generation)
-            capture.set_meta(barrier, source_epoch=green_position.epoch, source_seq=green_position.seq)
-            state.fences[state.blue] = schema_version(barrier)  # DDL on blue after this means tampering
-            barrier.execute("COMMIT")
+            capture.remove_capture(held)
+            capture.install_fence(held, state.green_generation)
+            capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
+            state.fences[state.blue] = schema_version(held)  # DDL on blue after this means tampering
+            held.execute("COMMIT")
         self._journal(state, step="fenced")
 
     # ------------------------------------------------------------------------------------------
@@ -228,24 +228,24 @@ class Controller:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
         clock = Timer()
-        barrier = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
+        held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         try:
-            self._build_green(state, blue, green, pending, online=False)
+            self.builder.build(state, blue, green, pending, online=False)
             with self._phase("fence"):
-                capture.remove_capture(barrier)
-                capture.install_fence(barrier, generation)
-                capture.set_meta(barrier, source_epoch=self._capture_epoch(green), source_seq=0)
-                state.fences[state.blue] = schema_version(barrier)
-                barrier.execute("COMMIT")
+                capture.remove_capture(held)
+                capture.install_fence(held, generation)
+                capture.set_meta(held, source_epoch=self._capture_epoch(green), source_seq=0)
+                state.fences[state.blue] = schema_version(held)
+                held.execute("COMMIT")
             pause = clock.ms
             self._journal(state, phase="cutting_over", step="fenced")
         except BaseException:
-            _rollback(barrier)
-            barrier.close()
+            barrier.rollback(held)
+            held.close()
             if state.step != "fenced":  # once blue is fenced, green is the only writable copy
                 self._discard_green(state, green, blue_capture=False)
             raise
-        barrier.close()
+        held.close()
         with self._phase("swap"):
             self._swap(green, generation, self._version_of(green), previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
@@ -280,8 +280,8 @@ class Controller:
             # BEGIN IMMEDIATE would start that read now, before green's barrier, and miss the
             # writes that land on green in between.
             self._check_fence_intact("revert", state.blue)
-            self._lock_main(back.conn, blue)
-            green_conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
+            barrier.lock_main(back.conn, blue, self.config.cutover.lock_timeout_ms)
+            green_conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
             try:
                 upto = capture.capture_position(green_conn)
                 lost = back.uncarried(upto.seq) if upto else {}
@@ -297,19 +297,19 @@ class Controller:
                     state.fences[state.green] = schema_version(green_conn)
                     green_conn.execute("COMMIT")
             finally:
-                _rollback(green_conn)
+                barrier.rollback(green_conn)
                 green_conn.close()
             self._journal(state, step="fenced")
             with self._phase("swap"):
                 self._swap(blue, state.blue_generation, self._version_of_conn(back.conn), previous=green)
             self._journal(state, step="swapped")
             with self._phase("unfence"):
-                self._begin_barrier(back.conn, blue, self.config.cutover.lock_timeout_ms)
+                barrier.begin(back.conn, blue, self.config.cutover.lock_timeout_ms)
                 capture.remove_fence(back.conn)
-                capture.clear_meta(back.conn, "source_epoch", "source_seq", "revert_started")
+                capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at")
                 back.conn.execute("COMMIT")
         finally:
-            _rollback(back.conn)
+            barrier.rollback(back.conn)
             back.close()
         state.fences.pop(state.blue, None)
         state.reverted.append(state.green)
@@ -391,12 +391,12 @@ class Controller:
                 raise InputError(f"nothing to finalize (phase {state.phase})")
             self._check_fence_intact("finalize", state.blue)
             green = self.store.folder / state.green
-            conn = self._take_barrier(green, self.config.cutover.lock_timeout_ms)
+            conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
             try:
                 capture.remove_capture(conn)
                 conn.execute("COMMIT")
             finally:
-                _rollback(conn)
+                barrier.rollback(conn)
                 conn.close()
             kept = state.blue
             self._journal(state, **IDLE)
@@ -440,173 +440,13 @@ class Controller:
         return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
-        conn = self._take_barrier(blue, self.config.cutover.lock_timeout_ms)
+        conn = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         try:
             capture.install_capture(conn)
             conn.execute("COMMIT")
         finally:
-            _rollback(conn)
+            barrier.rollback(conn)
             conn.close()
-
-    def _build_green(self, state: State, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
-        """Snapshot blue into green (created under its final name), migrate, catch up, validate,
-        and start capture on green so that a revert can tell exactly what green gained."""
-        source = open_db(blue, query_only=True)
-        try:
-            with self._phase("snapshot"):
-                self._journal(state, step="snapshot")
-                copied = self._copy(source, green, _file_mode(blue))
-        finally:
-            source.close()
-        conn = open_db(green, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
-        try:
-            with self._phase("migrate"):
-                self._journal(state, step="migrate")
-                self._adopt_snapshot(conn, state.green_generation, copied)
-                self._migrate(conn, pending)
-        finally:
-            conn.close()
-        if online:
-            replayer = self._replayer(blue, green, pending)
-            try:
-                self._check_sync_coverage(replayer, pending)
-                with self._phase("catch_up"):
-                    self._journal(state, step="catch_up")
-                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
-            finally:
-                replayer.close()
-        conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
-        try:
-            with self._phase("validate"):
-                self._journal(state, step="validate")
-                report = self._validate(conn, state.green_generation, pending, None)
-            conn.execute("BEGIN IMMEDIATE")
-            capture.install_capture(conn)
-            conn.execute("COMMIT")
-        finally:
-            _rollback(conn)
-            conn.close()
-        return report
-
-    def _migrate(self, conn: apsw.Connection, pending: list) -> None:
-        """Apply each pending migration in its own transaction; remember what each read and wrote."""
-        capture.set_meta(conn, fk_baseline=json.dumps(sorted(validate.foreign_key_violations(conn), key=repr)))
-        effects = {}
-        depends_on = migrations.current_version(conn)
-        for done, migration in enumerate(pending):
-            self.progress("migrate", done, len(pending))
-            result = migrations.apply(conn, migration, depends_on)
-            effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
-            self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
-            depends_on = migration.version
-        capture.set_meta(conn, migration_effects=json.dumps(effects))
-
-    def _validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None) -> validate.Report:
-        baseline = {tuple(v) for v in json.loads(capture.get_meta(conn, "fk_baseline") or "[]")}
-        report = validate.run(conn, pending, baseline)
-        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=as_of,
-                       checks=report.as_dicts())
-        if not report.passed:
-            raise GateRefused(f"validation refused generation {generation}: {report.summary()}",
-                              details={"validation": report.as_dicts()})
-        return report
-
-    def _replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
-        conn = open_db(green, query_only=True)
-        try:
-            effects = json.loads(capture.get_meta(conn, "migration_effects") or "{}")
-        finally:
-            conn.close()
-        return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
-                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
-
-    def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
-        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""
-        report = replayer.reshape
-        with_sync = {m.file for m in pending if m.sync}
-        missing = [f for f in report.derived_by if f not in with_sync]
-        reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
-        if missing or (reasons and not with_sync):
-            needs = missing or [m.file for m in pending]
-            raise InputError(
-                f"{', '.join(needs)}: needs a _sync.sql companion: "
-                + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
-                + ". Without one, writes made on blue during prepare would be missing from green; add the "
-                "companion, or use `bluegreen deploy --offline`"
-            )
-
-    def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
-        try:
-            return snapshot.copy(
-                source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
-                progress=lambda done, total: self.progress("snapshot", done, total),
-            )
-        except (apsw.FullError, apsw.IOError) as exc:
-            # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.
-            raise OperationFailed(
-                f"{green}: could not write the copy ({_result_name(exc)}: disk full or file too large); "
-                "nothing was changed: free space, then run the command again"
-            ) from None
-        except apsw.Error as exc:
-            raise OperationFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
-
-    def _adopt_snapshot(self, conn: apsw.Connection, generation: int, copied: snapshot.SnapshotResult) -> None:
-        """Green inherits blue's capture triggers in the copy: drop them before migrating, keep
-        only the position they tell (which of blue's changes green already holds), and stamp it."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            position = capture.capture_position(conn)
-            capture.remove_capture(conn)
-            capture.remove_fence(conn)
-            capture.clear_meta(conn, "source_epoch", "source_seq")
-            capture.set_meta(
-                conn,
-                generation=generation,
-                source_epoch=position.epoch if position else "",
-                source_seq=position.seq if position else 0,
-                source_schema_version=copied.source_schema_version,
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
-
-    def _take_barrier(self, path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
-        """BEGIN IMMEDIATE on a triggers-off connection: no other writer can commit until we do.
-        Waits at most wait_ms; then fails (must) or returns None (the caller retries later)."""
-        conn = open_db(path, triggers=False, busy_timeout_ms=wait_ms)
-        try:
-            self._begin_barrier(conn, path, wait_ms)
-        except OperationFailed:
-            conn.close()
-            if must:
-                raise
-            return None
-        return conn
-
-    @staticmethod
-    def _begin_barrier(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
-        conn.set_busy_timeout(wait_ms)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.BusyError:
-            raise OperationFailed(
-                f"{path}: another connection held the write lock for over {wait_ms} ms; nothing was changed, "
-                "try again (an application stuck in a transaction holds it)"
-            ) from None
-
-    def _lock_main(self, conn: apsw.Connection, path: Path) -> None:
-        """Take the write lock of `conn`'s main file only (bounded wait), leaving attached files unread."""
-        conn.set_busy_timeout(self.config.cutover.lock_timeout_ms)
-        conn.execute("BEGIN")
-        try:
-            capture.set_meta(conn, revert_started=pointer.now_iso())
-        except apsw.BusyError:
-            _rollback(conn)
-            raise OperationFailed(
-                f"{path}: another connection held the write lock for over {self.config.cutover.lock_timeout_ms} ms "
-                "(an application stuck in a transaction on the fenced file?); nothing was changed, try again"
-            ) from None
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
@@ -637,13 +477,13 @@ class Controller:
             conn.close()
 
     def _unfence_blue(self, state: State) -> None:
-        conn = self._take_barrier(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
+        conn = barrier.take(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
         try:
             capture.remove_fence(conn)
             capture.clear_meta(conn, "source_epoch", "source_seq")
             conn.execute("COMMIT")
         finally:
-            _rollback(conn)
+            barrier.rollback(conn)
             conn.close()
         state.fences.pop(state.blue, None)
 
@@ -659,7 +499,7 @@ class Controller:
         pointer.write(
             self.config.database.pointer,
             pointer.Pointer(target.name, generation, version, previous.name, pointer.now_iso()),
-            mode=_file_mode(target),
+            mode=file_mode(target),
         )
         self.store.log("swap", active=target.name, generation=generation, schema_version=version)
 
@@ -667,12 +507,12 @@ class Controller:
         """Undo a prepare: no partial generation behind, blue as it was (invariant 5)."""
         remove_database_files(green)
         if blue_capture and state.blue:
-            conn = self._take_barrier(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
+            conn = barrier.take(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
             try:
                 capture.remove_capture(conn)
                 conn.execute("COMMIT")
             finally:
-                _rollback(conn)
+                barrier.rollback(conn)
                 conn.close()
         self.store.log("discarded", generation=state.green_generation, file=state.green)
         self._journal(state, **IDLE)
@@ -739,21 +579,3 @@ def _carried_by(rollbacks: list[Path]) -> set[str]:
             if text.lower().startswith("-- bluegreen: carries"):
                 tables.update(t.strip() for t in text.split("carries", 1)[1].split(",") if t.strip())
     return tables
-
-
-def _rollback(conn: apsw.Connection) -> None:
-    """End an open transaction if there is one (safe to call on a committed connection)."""
-    try:
-        if not conn.get_autocommit():
-            conn.execute("ROLLBACK")
-    except apsw.Error:
-        pass
-
-
-def _result_name(exc: apsw.Error) -> str:
-    code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
-    return apsw.mapping_result_codes.get(code, None) or apsw.mapping_extended_result_codes.get(code, "") or type(exc).__name__
-
-
-def _file_mode(path: Path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import re
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -147,6 +148,11 @@ def remove_database_files(path: Path) -> None:
             os.unlink(candidate)
         except FileNotFoundError:
             pass
+
+
+def file_mode(path: Path) -> int:
+    """Permission bits; green and the pointer get blue's, so a 0600 database stays 0600."""
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 class Timer:

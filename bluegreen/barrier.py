@@ -1,0 +1,67 @@
+"""The write barrier: holding a database's write lock so that no other writer can commit.
+
+Every wait is bounded (invariant 3, hazard 10): a lock we cannot get in time is an error the
+caller turns into "try again", never an unbounded stall of the application.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+
+from bluegreen import capture, pointer
+from bluegreen.db import open_db
+from bluegreen.errors import OperationFailed
+
+
+def take(path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
+    """BEGIN IMMEDIATE on a new triggers-off connection. Waits at most wait_ms; then raises
+    (must) or returns None (the caller retries later)."""
+    conn = open_db(path, triggers=False, busy_timeout_ms=wait_ms)
+    try:
+        begin(conn, path, wait_ms)
+    except OperationFailed:
+        conn.close()
+        if must:
+            raise
+        return None
+    return conn
+
+
+def begin(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
+    """BEGIN IMMEDIATE on an existing connection. Note: it also starts a read of every attached
+    database right now; use lock_main() when an attached file must be read later."""
+    conn.set_busy_timeout(wait_ms)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError:
+        raise _held(path, wait_ms) from None
+
+
+def lock_main(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
+    """Take the write lock of `conn`'s main file only, leaving attached files unread: a deferred
+    BEGIN and a small write to main (the time this lock was taken, in the meta table)."""
+    conn.set_busy_timeout(wait_ms)
+    conn.execute("BEGIN")
+    try:
+        capture.set_meta(conn, locked_at=pointer.now_iso())
+    except apsw.BusyError:
+        rollback(conn)
+        raise _held(path, wait_ms) from None
+
+
+def rollback(conn: apsw.Connection) -> None:
+    """End an open transaction if there is one (safe to call on a committed connection)."""
+    try:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+    except apsw.Error:
+        pass
+
+
+def _held(path: Path, wait_ms: int) -> OperationFailed:
+    return OperationFailed(
+        f"{path}: another connection held the write lock for over {wait_ms} ms (an application stuck in a "
+        "transaction?); nothing was changed, try again"
+    )

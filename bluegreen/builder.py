@@ -1,0 +1,160 @@
+"""Builds a green generation: snapshot blue, migrate, catch up, validate, start capture.
+
+Each step is a method; the controller decides when they run and journals around them.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable
+
+import apsw
+
+from bluegreen import barrier, capture, migrations, snapshot, validate
+from bluegreen.config import Config
+from bluegreen.db import open_db
+from bluegreen.errors import GateRefused, InputError, OperationFailed
+from bluegreen.replay import Replayer
+from bluegreen.store import State, Store, file_mode
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class Builder:
+    def __init__(self, config: Config, store: Store, progress: ProgressFn,
+                 phase: Callable[[str], AbstractContextManager], journal: Callable[..., None]):
+        self.config = config
+        self.store = store
+        self.progress = progress
+        self.phase = phase  # times a named phase for the report and the event log
+        self.journal = journal  # records a step in the controller's journal
+
+    def build(self, state: State, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
+        """Snapshot blue into green (created under its final name), migrate, catch up, validate,
+        and start capture on green so that a revert can tell exactly what green gained."""
+        source = open_db(blue, query_only=True)
+        try:
+            with self.phase("snapshot"):
+                self.journal(state, step="snapshot")
+                copied = self._copy(source, green, file_mode(blue))
+        finally:
+            source.close()
+        conn = open_db(green, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            with self.phase("migrate"):
+                self.journal(state, step="migrate")
+                self._adopt_snapshot(conn, state.green_generation, copied)
+                self._migrate(conn, pending)
+        finally:
+            conn.close()
+        if online:
+            replayer = self.replayer(blue, green, pending)
+            try:
+                self._check_sync_coverage(replayer, pending)
+                with self.phase("catch_up"):
+                    self.journal(state, step="catch_up")
+                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+            finally:
+                replayer.close()
+        conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            with self.phase("validate"):
+                self.journal(state, step="validate")
+                report = self.validate(conn, state.green_generation, pending, None)
+            conn.execute("BEGIN IMMEDIATE")
+            capture.install_capture(conn)
+            conn.execute("COMMIT")
+        finally:
+            barrier.rollback(conn)
+            conn.close()
+        return report
+
+    def _migrate(self, conn: apsw.Connection, pending: list) -> None:
+        """Apply each pending migration in its own transaction; remember what each read and wrote."""
+        capture.set_meta(conn, fk_baseline=json.dumps(sorted(validate.foreign_key_violations(conn), key=repr)))
+        effects = {}
+        depends_on = migrations.current_version(conn)
+        for done, migration in enumerate(pending):
+            self.progress("migrate", done, len(pending))
+            result = migrations.apply(conn, migration, depends_on)
+            effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
+            self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
+            depends_on = migration.version
+        capture.set_meta(conn, migration_effects=json.dumps(effects))
+
+    def validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None) -> validate.Report:
+        baseline = {tuple(v) for v in json.loads(capture.get_meta(conn, "fk_baseline") or "[]")}
+        report = validate.run(conn, pending, baseline)
+        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=as_of,
+                       checks=report.as_dicts())
+        if not report.passed:
+            raise GateRefused(f"validation refused generation {generation}: {report.summary()}",
+                              details={"validation": report.as_dicts()})
+        return report
+
+    def replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
+        conn = open_db(green, query_only=True)
+        try:
+            effects = json.loads(capture.get_meta(conn, "migration_effects") or "{}")
+        finally:
+            conn.close()
+        return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
+                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+
+    def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
+        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""
+        report = replayer.reshape
+        with_sync = {m.file for m in pending if m.sync}
+        missing = [f for f in report.derived_by if f not in with_sync]
+        reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
+        if missing or (reasons and not with_sync):
+            needs = missing or [m.file for m in pending]
+            raise InputError(
+                f"{', '.join(needs)}: needs a _sync.sql companion: "
+                + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
+                + ". Without one, writes made on blue during prepare would be missing from green; add the "
+                "companion, or use `bluegreen deploy --offline`"
+            )
+
+    def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
+        try:
+            return snapshot.copy(
+                source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
+                progress=lambda done, total: self.progress("snapshot", done, total),
+            )
+        except (apsw.FullError, apsw.IOError) as exc:
+            # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.
+            raise OperationFailed(
+                f"{green}: could not write the copy ({_result_name(exc)}: disk full or file too large); "
+                "nothing was changed: free space, then run the command again"
+            ) from None
+        except apsw.Error as exc:
+            raise OperationFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
+
+    def _adopt_snapshot(self, conn: apsw.Connection, generation: int, copied: snapshot.SnapshotResult) -> None:
+        """Green inherits blue's capture triggers in the copy: drop them before migrating, keep
+        only the position they tell (which of blue's changes green already holds), and stamp it."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            position = capture.capture_position(conn)
+            capture.remove_capture(conn)
+            capture.remove_fence(conn)
+            capture.clear_meta(conn, "source_epoch", "source_seq")
+            capture.set_meta(
+                conn,
+                generation=generation,
+                source_epoch=position.epoch if position else "",
+                source_seq=position.seq if position else 0,
+                source_schema_version=copied.source_schema_version,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            barrier.rollback(conn)
+            raise
+
+
+def _result_name(exc: apsw.Error) -> str:
+    code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
+    return apsw.mapping_result_codes.get(code, None) or apsw.mapping_extended_result_codes.get(code, "") or type(exc).__name__
