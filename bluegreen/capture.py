@@ -24,6 +24,7 @@ CAPTURE_TABLE = "_bluegreen_capture"
 META_TABLE = "_bluegreen_meta"
 CAPTURE_PREFIX = "_bluegreen_cap_"
 FENCE_PREFIX = "_bluegreen_fence_"
+GUARD_PREFIX = "_bluegreen_guard_"
 FENCE_FUNCTION = "bluegreen_fenced_use_generation_{generation}"
 _FENCE_CALL = re.compile(r"bluegreen_fenced_use_generation_(\d+)")
 
@@ -127,7 +128,24 @@ def install_capture(conn: apsw.Connection) -> Position:
             f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}d_{tag} AFTER DELETE ON {name} BEGIN "
             f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END;"
         )
+    install_blob_guard(conn, tables)
     return capture_position(conn)
+
+
+def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
+    """Refuse incremental BLOB writes, which fire no trigger: capture would miss them, and a fence
+    made of triggers would not stop them. SQLite refuses BLOB writes on any table that has an
+    expression index; this one holds no entries (WHERE 0), but creating it reads the table once,
+    so it is made with capture (before the snapshot), never inside the cutover's write pause."""
+    for table in tables:
+        if table.virtual or table.without_rowid:  # BLOB I/O needs a rowid table
+            continue
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {GUARD_PREFIX}{_tag(table.name)} ON {quote_ident(table.name)}((0)) WHERE 0")
+
+
+def remove_blob_guard(conn: apsw.Connection) -> None:
+    for (name,) in _objects(conn, "index", GUARD_PREFIX):
+        conn.execute(f"DROP INDEX IF EXISTS {quote_ident(name)}")
 
 
 def capture_position(conn: apsw.Connection, schema: str = "main") -> Position | None:
@@ -149,10 +167,13 @@ def captured_counts(conn: apsw.Connection, after_seq: int = 0) -> dict[str, int]
     return dict(rows)
 
 
-def remove_capture(conn: apsw.Connection) -> None:
-    """Drop capture triggers, table and epoch (idempotent). Run inside the caller's transaction."""
+def remove_capture(conn: apsw.Connection, keep_guard: bool = False) -> None:
+    """Drop capture triggers, table and epoch (idempotent), and the BLOB guard unless a fence is
+    about to need it. Run inside the caller's transaction."""
     for (name,) in _triggers(conn, CAPTURE_PREFIX):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
+    if not keep_guard:
+        remove_blob_guard(conn)
     conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
     clear_meta(conn, "capture_epoch")
 
@@ -172,16 +193,14 @@ def install_fence(conn: apsw.Connection, active_generation: int) -> None:
                 f"CREATE TRIGGER IF NOT EXISTS {FENCE_PREFIX}{op}_{tag} BEFORE {verb} ON {name} "
                 f"BEGIN SELECT {function}(); END"
             )
-        # Incremental BLOB writes fire no trigger; SQLite refuses them on any table that has an
-        # expression index. This one is empty (WHERE 0) and costs nothing.
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {FENCE_PREFIX}b_{tag} ON {name}((0)) WHERE 0")
+    # Normally already there from capture; only an offline deploy builds it here.
+    install_blob_guard(conn, user_tables(conn))
 
 
 def remove_fence(conn: apsw.Connection) -> None:
     for (name,) in _triggers(conn, FENCE_PREFIX):
         conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
-    for (name,) in _objects(conn, "index", FENCE_PREFIX):
-        conn.execute(f"DROP INDEX IF EXISTS {quote_ident(name)}")
+    remove_blob_guard(conn)
 
 
 def fenced_generation(conn: apsw.Connection) -> int | None:

@@ -143,11 +143,11 @@ class Controller:
         for attempt in range(1, self.config.cutover.max_attempts + 1):
             with self._phase("catch_up"):
                 budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
-            clock = Timer()
             held = barrier.take(blue, self.config.cutover.max_write_pause_ms, must=False)
             if held is None:
                 self.store.log("barrier_busy", attempt=attempt)
                 continue
+            clock = Timer()  # writers wait from here: the lock is ours
             try:
                 under_barrier = self._source_position(held, replayer)
                 backlog = under_barrier - replayer.position().seq
@@ -170,8 +170,8 @@ class Controller:
 
     def _cutover_holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
         """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
-        clock = Timer()
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
+        clock = Timer()
         try:
             under_barrier = self._source_position(held, replayer)
             with self._phase("final_replay"):
@@ -203,7 +203,7 @@ class Controller:
         changes blue holds (none yet), commit. This commit releases the waiting writers."""
         with self._phase("fence"):
             green_position = capture.capture_position(replayer.conn)
-            capture.remove_capture(held)
+            capture.remove_capture(held, keep_guard=True)
             capture.install_fence(held, state.green_generation)
             capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
             state.fences[state.blue] = schema_version(held)  # DDL on blue after this means tampering
@@ -227,8 +227,8 @@ class Controller:
         if not pending:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
-        clock = Timer()
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
+        clock = Timer()
         try:
             self.builder.build(state, blue, green, pending, online=False)
             with self._phase("fence"):

@@ -26,6 +26,23 @@ def _record(fd: int, **fields: object) -> None:
     os.write(fd, (json.dumps(fields) + "\n").encode("utf-8"))
 
 
+def patient(conn: apsw.Connection, timeout_s: float) -> None:
+    """Wait for a lock by polling every millisecond, up to timeout_s. SQLite's own busy timeout
+    sleeps in growing steps of up to 100 ms, so a writer can oversleep a 50 ms pause by 50 ms."""
+    started = [0.0]
+
+    def handler(prior_calls: int) -> bool:
+        now = time.monotonic()
+        if prior_calls == 0:
+            started[0] = now
+        if now - started[0] > timeout_s:
+            return False
+        time.sleep(0.001)
+        return True
+
+    conn.set_busy_handler(handler)
+
+
 def write_one(conn: apsw.Connection, rng: random.Random, own_ids: list[int]) -> dict:
     """One application write in its own transaction: mostly inserts, some updates and deletes."""
     roll = rng.random()
@@ -70,7 +87,7 @@ def run(pointer_path: Path, log_path: Path, seconds: float, interval: float, see
     current = pointer.read(pointer_path)
     path = current.active_path(pointer_path)
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
-    conn.set_busy_timeout(120_000)  # at least the longest barrier the controller may hold
+    patient(conn, 120.0)  # at least the longest barrier the controller may hold
     _record(fd, event="start", file=path.name)
     while time.monotonic() < deadline and not stop_file.exists():
         started = time.perf_counter()
