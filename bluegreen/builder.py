@@ -56,6 +56,7 @@ class Builder:
                 with self.phase("catch_up"):
                     self.journal(state, step="catch_up")
                     replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                self._check_source_schema(replayer)
             finally:
                 replayer.close()
         conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
@@ -102,6 +103,17 @@ class Builder:
             conn.close()
         return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
                         busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+
+    @staticmethod
+    def _check_source_schema(replayer: Replayer) -> None:
+        """DDL on blue while green is built: capture cannot follow it (a new table has no capture
+        triggers), so say so now rather than at cutover."""
+        now = replayer.conn.execute("PRAGMA source.schema_version").get
+        if now != capture.get_meta(replayer.conn, "source_schema_version"):
+            raise OperationFailed(
+                f"{replayer.source}: its schema changed while the new generation was being built (DDL on the "
+                "live file); nothing was kept: run the command again once the schema change is done"
+            )
 
     def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
         """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""

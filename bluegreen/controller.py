@@ -391,6 +391,7 @@ class Controller:
                 raise InputError(f"nothing to finalize (phase {state.phase})")
             self._check_fence_intact("finalize", state.blue)
             green = self.store.folder / state.green
+            self._journal(state, operation="finalize", step="closing")  # repeatable: finalize again
             conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
             try:
                 capture.remove_capture(conn)

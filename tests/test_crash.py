@@ -112,6 +112,33 @@ def test_deploy_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     assert active.name.startswith("app.gen")  # the deploy completed
 
 
+@pytest.mark.parametrize("point", ["prepare:capture", "prepare:snapshot", "prepare:migrate", "prepare:catch_up",
+                                   "prepare:validate"])
+def test_prepare_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
+    project = toy_ready
+    writer = Writer(project, tmp_path)
+    assert bluegreen(project, "prepare", crash_at=point).returncode == -signal.SIGKILL
+    recover(project)
+    assert project.cli("status", "--json").json["phase"] == "prepared"
+    writer.wait_for(20)
+    assert bluegreen(project, "cutover").returncode == 0
+    writer.wait_for(20)
+    active = check_consistent(project, writer.finish())
+    assert active.name.startswith("app.gen")
+
+
+def test_finalize_killed_then_run_again(toy_ready, tmp_path):
+    project = toy_ready
+    writer = Writer(project, tmp_path)
+    assert bluegreen(project, "deploy").returncode == 0
+    assert bluegreen(project, "finalize", crash_at="finalize:closing").returncode == -signal.SIGKILL
+    assert project.cli("status", "--json").json["phase"] == "cut_over"
+    assert bluegreen(project, "finalize").returncode == 0
+    writer.wait_for(20)
+    active = check_consistent(project, writer.finish())
+    assert rows(active, "SELECT count(*) FROM sqlite_schema WHERE name GLOB '_bluegreen_cap*'") == [(0,)]
+
+
 @pytest.mark.parametrize("point", ["deploy:capture", "deploy:migrate", "deploy:catch_up", "deploy:validated"])
 def test_deploy_killed_then_aborted(toy_ready, tmp_path, point):
     project = toy_ready
