@@ -65,7 +65,7 @@ class Builder:
                 self.journal(state, step="validate")
                 report = self.validate(conn, state.green_generation, pending, None)
             conn.execute("BEGIN IMMEDIATE")
-            capture.install_capture(conn)
+            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
             conn.execute("COMMIT")
         finally:
             barrier.rollback(conn)

@@ -99,7 +99,7 @@ class Position:
     seq: int
 
 
-def install_capture(conn: apsw.Connection) -> Position:
+def install_capture(conn: apsw.Connection, guard: bool = True) -> Position:
     """Create the capture table and triggers (idempotent); returns the current position.
 
     Run inside the caller's transaction. A fresh install draws a new random epoch, so a position
@@ -128,15 +128,48 @@ def install_capture(conn: apsw.Connection) -> Position:
             f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}d_{tag} AFTER DELETE ON {name} BEGIN "
             f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END;"
         )
-    install_blob_guard(conn, tables)
+        _capture_replace_deletes(conn, table)
+    if guard:
+        install_blob_guard(conn, tables)
     return capture_position(conn)
+
+
+def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> None:
+    """INSERT/UPDATE OR REPLACE deletes a row that conflicts on a UNIQUE index without firing
+    any delete trigger (hazard 5). BEFORE triggers run before conflict resolution, so they can
+    record the row about to be replaced. Over-recording is harmless (replay is last-state)."""
+    name, lit, tag = quote_ident(table.name), quote_literal(table.name), _tag(table.name)
+    for number, columns in enumerate(_unique_indexes(conn, table.name)):
+        for when, new, exclude in (("INSERT", "NEW", "NEW"), ("UPDATE", "NEW", "OLD")):
+            match = " AND ".join(f"t.{quote_ident(c)} = {new}.{quote_ident(c)}" for c in columns)
+            key_row = key_expression(table, "t")
+            same = key_expression(table, exclude)
+            conn.execute(
+                f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}r{when[0].lower()}{number}_{tag} BEFORE {when} ON {name} "
+                f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {key_row}, 'D' FROM {name} AS t "
+                f"WHERE {match} AND ({key_row}) IS NOT ({same}); END"
+            )
+
+
+def _unique_indexes(conn: apsw.Connection, table: str) -> list[list[str]]:
+    """Column lists of the table's UNIQUE indexes other than its primary key. An index on an
+    expression cannot be matched column by column and is left out (see README limits)."""
+    found = []
+    for _, index, unique, origin, _ in conn.execute("SELECT * FROM pragma_index_list(?)", (table,)).fetchall():
+        if not unique or origin == "pk" or index.startswith(INTERNAL_PREFIX):
+            continue
+        columns = conn.execute("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno", (index,)).fetchall()
+        if columns and all(cid >= 0 for cid, _ in columns):
+            found.append([c for _, c in columns])
+    return found
 
 
 def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
     """Refuse incremental BLOB writes, which fire no trigger: capture would miss them, and a fence
     made of triggers would not stop them. SQLite refuses BLOB writes on any table that has an
-    expression index; this one holds no entries (WHERE 0), but creating it reads the table once,
-    so it is made with capture (before the snapshot), never inside the cutover's write pause."""
+    expression index; this one holds no entries (WHERE 0), but creating it reads the table once
+    under the write lock, so it is made with capture (before the snapshot), never inside the
+    cutover's write pause. `[capture] guard_blob_writes = false` skips it."""
     for table in tables:
         if table.virtual or table.without_rowid:  # BLOB I/O needs a rowid table
             continue
@@ -179,7 +212,7 @@ def remove_capture(conn: apsw.Connection, keep_guard: bool = False) -> None:
 
 
 # -- fence ----------------------------------------------------------------------------------------
-def install_fence(conn: apsw.Connection, active_generation: int) -> None:
+def install_fence(conn: apsw.Connection, active_generation: int, guard: bool = True) -> None:
     """Fence every table. Run inside the barrier transaction, on a triggers-off connection;
     record `PRAGMA schema_version` after it: DDL on the fenced file moves it (hazard 1)."""
     function = FENCE_FUNCTION.format(generation=active_generation)
@@ -193,8 +226,8 @@ def install_fence(conn: apsw.Connection, active_generation: int) -> None:
                 f"CREATE TRIGGER IF NOT EXISTS {FENCE_PREFIX}{op}_{tag} BEFORE {verb} ON {name} "
                 f"BEGIN SELECT {function}(); END"
             )
-    # Normally already there from capture; only an offline deploy builds it here.
-    install_blob_guard(conn, user_tables(conn))
+    if guard:  # normally already there from capture; only an offline deploy builds it here
+        install_blob_guard(conn, user_tables(conn))
 
 
 def remove_fence(conn: apsw.Connection) -> None:

@@ -30,6 +30,13 @@ class SnapshotConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    # Refuse incremental BLOB writes (they bypass triggers) on the file being captured or fenced.
+    # Building the guard reads each table once under the write lock at prepare.
+    guard_blob_writes: bool = True
+
+
+@dataclass(frozen=True)
 class CutoverConfig:
     max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
     lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
@@ -42,6 +49,7 @@ class Config:
     database: DatabaseConfig
     migrations: MigrationsConfig
     snapshot: SnapshotConfig
+    capture: CaptureConfig
     cutover: CutoverConfig
 
     @property
@@ -54,6 +62,7 @@ _SECTIONS = {
     "database": (DatabaseConfig, {"pointer": "path", "initial": "path"}),
     "migrations": (MigrationsConfig, {"dir": "path"}),
     "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
+    "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
                                 "max_attempts": "positive_int"}),
 }
@@ -108,6 +117,10 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"{path}: {where} must be a non-empty path string, got {value!r}")
         return (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise InputError(f"{path}: {where} must be true or false, got {value!r}")
+        return value
     if kind == "positive_int":
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")

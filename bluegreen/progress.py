@@ -12,13 +12,18 @@ THROTTLE_S = 0.2
 
 
 class ProgressReporter:
-    def __init__(self, mode: str, stream: TextIO = sys.stderr):
-        """mode: "tty" (overwritten line), "json" (one object per line) or "quiet"."""
+    def __init__(self, mode: str, stream: TextIO | None = None):
+        """mode: "tty" (overwritten line), "json" (one object per line) or "quiet". stream:
+        default is whatever sys.stderr is when a line is written (so redirection works)."""
         self.mode = mode
-        self.stream = stream
+        self._stream = stream
         self.phase = ""
         self.started = 0.0
         self.last = 0.0
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr
 
     @classmethod
     def for_cli(cls, as_json: bool) -> "ProgressReporter":

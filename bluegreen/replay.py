@@ -168,16 +168,17 @@ class Replayer:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _apply_table(self, table: TableCopy) -> None:
-        """Delete the changed keys in the target, then copy the rows the source still has.
-        INSERT OR REPLACE also removes a target row that the source lost to a REPLACE conflict,
-        which no trigger sees (hazard 5), so replay never stalls on a UNIQUE conflict."""
+        """Delete the changed keys in the target, then copy the rows the source still has. Rows
+        the source lost to a REPLACE conflict are among the changed keys (capture records them,
+        hazard 5), so a plain INSERT meets no conflict; if it ever did, failing loudly beats
+        OR REPLACE silently dropping a row the source still has."""
         name = quote_ident(table.name)
         columns = ", ".join(quote_ident(c) for c in table.columns)
         changed = "SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?"
         self.conn.execute(f"DELETE FROM main.{name} WHERE ({table.key_sql}) IN ({changed})", (table.name,))
         key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
         self.conn.execute(
-            f"INSERT OR REPLACE INTO main.{name}({key_prefix}{columns}) "
+            f"INSERT INTO main.{name}({key_prefix}{columns}) "
             f"SELECT {key_prefix}{columns} FROM source.{name} WHERE ({table.key_sql}) IN ({changed})",
             (table.name,),
         )
@@ -237,15 +238,23 @@ def _key_sql(table: Table) -> str:
 
 
 def same_definition(conn: apsw.Connection, name: str) -> bool:
-    """Same CREATE TABLE and the same application triggers in main and the attached source."""
+    """Same CREATE TABLE, UNIQUE indexes and application triggers in main and the attached source."""
     table = "SELECT sql FROM {}.sqlite_schema WHERE type = 'table' AND name = ?"
     triggers = (
         "SELECT sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
         f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
     )
+    unique = (
+        "SELECT group_concat(ii.name, ',') FROM {0}.pragma_index_list(?) AS il "
+        "JOIN {0}.pragma_index_info(il.name) AS ii WHERE il.\"unique\" AND il.origin <> 'pk' "
+        "GROUP BY il.name ORDER BY 1"
+    )
     mine = conn.execute(table.format("main"), (name,)).fetchall()
     theirs = conn.execute(table.format("source"), (name,)).fetchall()
     if not (mine and theirs and mine == theirs):
+        return False
+    # A UNIQUE index the migration added makes a row blue keeps writing conflict in green.
+    if conn.execute(unique.format("main"), (name,)).fetchall() != conn.execute(unique.format("source"), (name,)).fetchall():
         return False
     return conn.execute(triggers.format("main"), (name,)).fetchall() == conn.execute(
         triggers.format("source"), (name,)

@@ -225,3 +225,22 @@ def test_events_log_every_phase_with_its_duration(toy_ready):
     assert all(e["duration_ms"] >= 0 for e in events if e["event"] == "phase")
     validation = next(e for e in events if e["event"] == "validation")
     assert validation["passed"] is True and validation["checks"]
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_blob_guard_follows_the_config(toy, guard):
+    from conftest import write_config
+
+    write_config(toy.root, f"[capture]\nguard_blob_writes = {str(guard).lower()}\n")
+    assert toy.cli("init").code == 0
+    assert toy.cli("prepare").code == 0
+    guards = rows(toy.blue, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name GLOB '_bluegreen_guard_*'")
+    assert guards == [(1 if guard else 0,)]
+    app = toy.connect()
+    blob = app.blob_open("main", "items", "name", 1, True) if not guard else None
+    if guard:
+        with pytest.raises(apsw.SQLError, match="indexed"):
+            app.blob_open("main", "items", "name", 1, True)
+    else:
+        blob.close()
+    app.close()
