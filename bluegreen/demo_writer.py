@@ -89,7 +89,8 @@ def run(pointer_path: Path, log_path: Path, seconds: float, interval: float, see
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
     patient(conn, 120.0)  # at least the longest barrier the controller may hold
     _record(fd, event="start", file=path.name)
-    while time.monotonic() < deadline and not stop_file.exists():
+    parent = os.getppid()
+    while time.monotonic() < deadline and not stop_file.exists() and os.getppid() == parent:
         started = time.perf_counter()
         try:
             change = write_one(conn, rng, own_ids)

@@ -55,6 +55,7 @@ class Replayer:
         self.scripts = [(p.name, p.read_text(encoding="utf-8")) for p in scripts]
         self.carried = set(carried)
         self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
+        self.make_durable(False)
         try:
             self.conn.execute("ATTACH ? AS source", (readonly_uri(source),))
             run_script(self.conn, CHANGES_DDL)
@@ -67,6 +68,13 @@ class Replayer:
 
     def close(self) -> None:
         self.conn.close()
+
+    def make_durable(self, durable: bool = True) -> None:
+        """Catch-up batches commit without an fsync (WAL, synchronous=NORMAL): a power cut can
+        only lose whole batches together with their stored position, and replay redoes them.
+        The batches that must survive before a fence commits run with synchronous=FULL, whose
+        fsync also covers every earlier batch. Call outside a transaction."""
+        self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
 
     # -- position ---------------------------------------------------------------------------------
     def position(self) -> capture.Position:
@@ -100,7 +108,7 @@ class Replayer:
         ).fetchall()
         return {t: n for t, n in rows if t not in self.tables and t not in self.carried}
 
-    def batch(self, limit: int = 5000, upto: int | None = None, own_transaction: bool = True) -> BatchResult:
+    def batch(self, limit: int = 20_000, upto: int | None = None, own_transaction: bool = True) -> BatchResult:
         """One batch in its own transaction, or inside the caller's (own_transaction=False)."""
         started = time.perf_counter()
         if own_transaction:
@@ -109,15 +117,15 @@ class Replayer:
             before = self.position()
             bound = "AND seq <= ?" if upto is not None else ""
             args = (before.seq, *(() if upto is None else (upto,)), limit)
-            captured = self.conn.execute(
-                f"SELECT seq, tbl, key FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? {bound} ORDER BY seq LIMIT ?",
+            count, last = self.conn.execute(
+                f"SELECT count(*), max(seq) FROM (SELECT seq FROM source.{capture.CAPTURE_TABLE} "
+                f"WHERE seq > ? {bound} ORDER BY seq LIMIT ?)",
                 args,
-            ).fetchall()
-            if not captured:
+            ).fetchall()[0]
+            if not count:
                 if own_transaction:
                     self.conn.execute("COMMIT")
                 return BatchResult(0, 0, before, time.perf_counter() - started)
-            last = captured[-1][0]
             self.conn.execute("DELETE FROM temp.bluegreen_changes")
             self.conn.execute(
                 "INSERT INTO temp.bluegreen_changes(table_name, row_key, present) "
@@ -141,9 +149,9 @@ class Replayer:
             if own_transaction and not self.conn.get_autocommit():
                 self.conn.execute("ROLLBACK")
             raise
-        return BatchResult(len(captured), keys, capture.Position(before.epoch, last), time.perf_counter() - started)
+        return BatchResult(count, keys, capture.Position(before.epoch, last), time.perf_counter() - started)
 
-    def catch_up(self, until: int = 0, limit: int = 5000, upto: int | None = None, progress=None,
+    def catch_up(self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None,
                  own_transaction: bool = True) -> list[BatchResult]:
         """Replay batches until the backlog is at most `until` (or the target reached `upto`);
         progress(done, total) is told the changes replayed so far and the total to replay."""

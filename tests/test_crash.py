@@ -26,12 +26,23 @@ WRITER = Path(__file__).resolve().parent / "pointer_writer.py"
 SOAK = int(os.environ.get("BLUEGREEN_SOAK", "0"))
 
 
+_WRITERS: list["Writer"] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_outlives_its_test():
+    yield
+    while _WRITERS:
+        _WRITERS.pop().kill()
+
+
 class Writer:
     def __init__(self, project, tmp_path: Path, seed: int = 1):
         self.log = tmp_path / f"writer{seed}.log"
         self.stop = tmp_path / f"writer{seed}.stop"
         self.proc = subprocess.Popen([sys.executable, str(WRITER), str(project.pointer), str(self.log),
                                       str(self.stop), str(seed)])
+        _WRITERS.append(self)
         self.wait_for(10)
 
     def committed(self) -> int:
@@ -46,6 +57,11 @@ class Writer:
             assert self.proc.poll() is None, "writer died"
             assert time.monotonic() < deadline, "writer made no progress"
             time.sleep(0.01)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def finish(self) -> dict[int, str | None]:
         self.stop.write_text("stop")
