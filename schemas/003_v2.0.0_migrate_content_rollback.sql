@@ -1,4 +1,8 @@
--- bluegreen: carries content, content_metadata, quality_options, download_sessions, platforms, downloads, download_errors
+-- bluegreen: carries content, content_metadata, quality_options, download_sessions, downloads, download_errors
+-- (platforms is not declared: a platform no content row uses has no v1 home, so a platform change
+-- makes revert refuse until the operator accepts the loss; the rows are then exported first.
+-- Known gap, see "latest-wins" below: an unselected quality option or an older session/error
+-- changed on v2 is not representable in v1 and is not refused either.)
 -- Rollback for 003, on blue (the v1.2.1 file, as main) during a revert, with green (the v2 file)
 -- attached read-only as `source` and green's changed keys in temp.bluegreen_changes. It carries
 -- post-cutover v2 writes back into content_v1 / downloads_v1: every v1 row that a changed v2 row
