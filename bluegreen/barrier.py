@@ -6,7 +6,9 @@ caller turns into "try again", never an unbounded stall of the application.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import apsw
 
@@ -27,6 +29,19 @@ def take(path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
             raise
         return None
     return conn
+
+
+@contextmanager
+def holding(path: Path, wait_ms: int) -> Iterator[apsw.Connection]:
+    """A short write transaction under the lock: commits if the block ends normally, rolls back
+    if it raises; the connection is closed either way."""
+    conn = take(path, wait_ms)
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    finally:
+        rollback(conn)
+        conn.close()
 
 
 def begin(conn: apsw.Connection, path: Path, wait_ms: int) -> None:

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--accept-loss", action="store_true",
                                  help="revert even if some changed rows cannot be carried back; they are saved "
                                  "to a SQLite file beside the generations first")
+        if name == "finalize":
+            command.add_argument("--force", action="store_true",
+                                 help="close the revert window even while client processes still have the old file open")
         if name == "demo":
             command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
             command.add_argument("--writer-seconds", type=float, default=None,
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)(offline=args.offline)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
+        elif args.command == "finalize":
+            result = controller.finalize(force=args.force)
         else:
             result = getattr(controller, args.command)()
     except BluegreenError as exc:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import barrier, capture, migrations, pointer
+from bluegreen import barrier, capture, migrations, pointer, registry
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
@@ -155,6 +155,7 @@ class Controller:
                     self.store.log("barrier_released", attempt=attempt, backlog=backlog, fits=budget.rows_within())
                     continue
                 with self._phase("final_replay"):
+                    replayer.make_durable()
                     budget.observe(replayer.catch_up(upto=under_barrier))
                 self._fence_blue(state, held, replayer)
                 return clock.ms, attempt
@@ -175,6 +176,7 @@ class Controller:
         try:
             under_barrier = self._source_position(held, replayer)
             with self._phase("final_replay"):
+                replayer.make_durable()
                 replayer.catch_up(upto=under_barrier)
             self._fence_blue(state, held, replayer)
             return clock.ms
@@ -204,7 +206,7 @@ class Controller:
         with self._phase("fence"):
             green_position = capture.capture_position(replayer.conn)
             capture.remove_capture(held, keep_guard=True)
-            capture.install_fence(held, state.green_generation)
+            capture.install_fence(held, state.green_generation, guard=self.config.capture.guard_blob_writes)
             capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
             state.fences[state.blue] = schema_version(held)  # DDL on blue after this means tampering
             held.execute("COMMIT")
@@ -233,7 +235,7 @@ class Controller:
             self.builder.build(state, blue, green, pending, online=False)
             with self._phase("fence"):
                 capture.remove_capture(held)
-                capture.install_fence(held, generation)
+                capture.install_fence(held, generation, guard=self.config.capture.guard_blob_writes)
                 capture.set_meta(held, source_epoch=self._capture_epoch(green), source_seq=0)
                 state.fences[state.blue] = schema_version(held)
                 held.execute("COMMIT")
@@ -271,6 +273,7 @@ class Controller:
         rollbacks = [m.rollback for m in generation_migrations if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
                         busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        back.make_durable()
         # Each step commits before the next starts and can be run again, so a crash anywhere
         # leaves writes refused, never lost, and `bluegreen resume` finishes the job.
         try:
@@ -293,7 +296,7 @@ class Controller:
                 with self._phase("fence"):
                     # Green keeps its capture: if we die before the swap, a second revert
                     # still knows what to carry.
-                    capture.install_fence(green_conn, state.blue_generation)
+                    capture.install_fence(green_conn, state.blue_generation, guard=self.config.capture.guard_blob_writes)
                     state.fences[state.green] = schema_version(green_conn)
                     green_conn.execute("COMMIT")
             finally:
@@ -382,7 +385,7 @@ class Controller:
             return Result("abort", f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged "
                           "and active", data={"removed": str(green)})
 
-    def finalize(self) -> Result:
+    def finalize(self, force: bool = False) -> Result:
         with self.store.locked():
             state = self.store.load()
             if state.phase == "idle":
@@ -390,15 +393,20 @@ class Controller:
             if state.phase != "cut_over":
                 raise InputError(f"nothing to finalize (phase {state.phase})")
             self._check_fence_intact("finalize", state.blue)
+            holders = registry.users_of(self.config.database.pointer, state.blue)
+            if holders and not force:
+                raise OperationFailed(
+                    f"finalize refused: {len(holders)} live process(es) still have {state.blue} open "
+                    f"({', '.join(h.name for h in holders)}); each moves at its next statement outside a transaction. "
+                    "Nothing was changed: run finalize again once `bluegreen status` lists no process behind, or "
+                    "`bluegreen finalize --force`",
+                    details={"clients": [h.as_dict() for h in holders]})
+            if holders:
+                self.store.log("finalize_forced", clients=[h.name for h in holders])
             green = self.store.folder / state.green
             self._journal(state, operation="finalize", step="closing")  # repeatable: finalize again
-            conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
-            try:
+            with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
                 capture.remove_capture(conn)
-                conn.execute("COMMIT")
-            finally:
-                barrier.rollback(conn)
-                conn.close()
             kept = state.blue
             self._journal(state, **IDLE)
             return Result("finalize", f"finalized: the revert window is closed; {kept} stays on disk, fenced",
@@ -441,13 +449,8 @@ class Controller:
         return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
-        conn = barrier.take(blue, self.config.cutover.lock_timeout_ms)
-        try:
-            capture.install_capture(conn)
-            conn.execute("COMMIT")
-        finally:
-            barrier.rollback(conn)
-            conn.close()
+        with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
+            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
@@ -478,14 +481,9 @@ class Controller:
             conn.close()
 
     def _unfence_blue(self, state: State) -> None:
-        conn = barrier.take(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
-        try:
+        with barrier.holding(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms) as conn:
             capture.remove_fence(conn)
             capture.clear_meta(conn, "source_epoch", "source_seq")
-            conn.execute("COMMIT")
-        finally:
-            barrier.rollback(conn)
-            conn.close()
         state.fences.pop(state.blue, None)
 
     def _complete_swap(self, state: State) -> Result:
@@ -508,13 +506,8 @@ class Controller:
         """Undo a prepare: no partial generation behind, blue as it was (invariant 5)."""
         remove_database_files(green)
         if blue_capture and state.blue:
-            conn = barrier.take(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms)
-            try:
+            with barrier.holding(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms) as conn:
                 capture.remove_capture(conn)
-                conn.execute("COMMIT")
-            finally:
-                barrier.rollback(conn)
-                conn.close()
         self.store.log("discarded", generation=state.green_generation, file=state.green)
         self._journal(state, **IDLE)
 

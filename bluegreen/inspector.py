@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import migrations, pointer
+from bluegreen import migrations, pointer, registry
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -65,6 +65,11 @@ class Inspector:
             data["pending"] = [m.file for m in self.pending(active)]
         except BluegreenError as exc:
             data["pending_error"] = exc.message
+        in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
+        clients = registry.live_clients(self.config.database.pointer)
+        behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
+        data["clients"] = [c.as_dict() for c in clients]
+        data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
         idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         lines = [
@@ -76,6 +81,11 @@ class Inspector:
         if state.green:
             lines.append(f"green       {data['green']} (generation {state.green_generation})")
         lines.append("pending     " + (", ".join(data["pending"]) or data.get("pending_error", "none")))
+        if clients:
+            lines.append(f"clients     {len(clients)} live process(es), {len(behind)} on another file than {current.active}")
+        for c in behind:
+            files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
+            lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
         lines.append("next        " + data["next"])
         return Result("status", "\n".join(lines), data=data)
 

@@ -1,0 +1,218 @@
+"""Pickup: time from the pointer swap to client processes using the new file.
+
+    python bench/client_pickup.py               # 100 deploy + revert cycles, under a minute
+    python bench/client_pickup.py --cycles 5    # a quick look
+
+Client processes follow the pointer through `bluegreen.client` while this process runs real
+`deploy` and `revert` commands (the controller, in-process) on a small toy database:
+
+  reader    a read every ~1 ms; follows through the watchdog observer
+  writer    an INSERT every ~2 ms; meets the barrier and the fence, then follows
+  polling   a read every ~1 ms with watchdog off (poll_interval 0.1 s): the fallback
+
+The swap instant is taken right after `os.replace` puts the new pointer in place (the folder
+fsync that follows is not counted). A client's pickup is its first statement that ran on the
+new file, minus that instant, on the machine-wide monotonic clock. The statement interval (1 or
+2 ms) is part of the figure: that is how soon an application that issues statements that often
+can notice. Prints a Markdown table: one row per client kind, with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+import apsw  # noqa: E402
+
+from bluegreen import pointer  # noqa: E402
+from bluegreen.cli import main as bluegreen  # noqa: E402
+
+SCHEMAS = {
+    "001_v1.0.0_items.sql": "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT);\n",
+    "002_v2.0.0_names.sql": "CREATE TABLE names(id INTEGER PRIMARY KEY, upper_name TEXT NOT NULL);\n"
+                            "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items;\n",
+    "002_v2.0.0_names_sync.sql":
+        "DELETE FROM names WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');\n"
+        "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items WHERE id IN "
+        "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);\n",
+}
+CONFIG = """\
+[database]
+pointer = "data/current.toml"
+initial = "data/app.db"
+[migrations]
+dir = "schemas"
+"""
+KINDS = {"reader": 0.001, "writer": 0.002, "polling": 0.001}  # statement interval, seconds
+
+
+# -- the client processes ---------------------------------------------------------------------------
+def client_process(kind: str, pointer_path: str, log: str, stop: str) -> None:
+    from bluegreen import client
+
+    options = dict(watch=False, poll_interval=0.1) if kind == "polling" else {}
+    conn = client.connect(pointer_path, **options)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    last = None
+    interval = KINDS[kind]
+    while not os.path.exists(stop):
+        if kind == "writer":
+            conn.execute("INSERT INTO items(name) VALUES ('pickup')")
+        else:
+            conn.execute("SELECT name FROM items WHERE id = 1").fetchall()
+        if conn.path.name != last:  # the statement just run ran on this file
+            last = conn.path.name
+            os.write(fd, (json.dumps({"t": time.monotonic(), "file": last}) + "\n").encode())
+        time.sleep(interval)
+    conn.close()
+    os.close(fd)
+
+
+# -- the controller side ----------------------------------------------------------------------------
+class TimedOs:
+    """The pointer module's `os`, noting when the pointer itself is replaced."""
+
+    def __init__(self, target: Path, swaps: list[tuple[float, str]]):
+        self._target, self._swaps = str(target), swaps
+
+    def replace(self, src, dst) -> None:
+        os.replace(src, dst)
+        if str(dst) == self._target:
+            self._swaps.append((time.monotonic(), pointer.read(Path(dst)).active))
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def make_project(root: Path, rows: int) -> Path:
+    (root / "schemas").mkdir()
+    for name, text in SCHEMAS.items():
+        (root / "schemas" / name).write_text(text)
+    (root / "data").mkdir()
+    (root / "config.toml").write_text(CONFIG)
+    conn = apsw.Connection(str(root / "data" / "app.db"))
+    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    with conn:
+        conn.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO items(name) VALUES (?)", [(f"item {i}",) for i in range(rows)])
+    conn.close()
+    run(root, "init")
+    return root / "data" / "current.toml"
+
+
+def run(root: Path, *args: str) -> None:
+    with open(os.devnull, "w") as quiet:
+        stdout = sys.stdout
+        sys.stdout = quiet
+        try:
+            code = bluegreen(["--config", str(root / "config.toml"), *args])
+        finally:
+            sys.stdout = stdout
+    if code != 0:
+        raise SystemExit(f"bluegreen {' '.join(args)} failed with exit code {code}")
+
+
+def first_on(log: Path, file: str, after: float) -> float | None:
+    for line in log.read_text().splitlines() if log.exists() else []:
+        event = json.loads(line)
+        if event["file"] == file and event["t"] >= after:
+            return event["t"]
+    return None
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"SQLite {apsw.sqlite_lib_version()}, {platform.system()} {platform.release()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=100, help="deploy + revert cycles (two swaps each)")
+    parser.add_argument("--per-kind", type=int, default=2, help="client processes of each kind")
+    parser.add_argument("--rows", type=int, default=2000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="bluegreen-pickup-") as tmp:
+        root = Path(tmp)
+        pointer_path = make_project(root, args.rows)
+        swaps: list[tuple[float, str]] = []
+        pointer.os = TimedOs(pointer_path.resolve(), swaps)
+        stop = root / "stop"
+        clients = []
+        for kind in KINDS:
+            for n in range(args.per_kind):
+                log = root / f"{kind}{n}.log"
+                proc = subprocess.Popen([sys.executable, __file__, "--client", kind, str(pointer_path), str(log), str(stop)])
+                clients.append((kind, log, proc))
+        picked: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        missed = 0
+        try:
+            for kind, log, _ in clients:
+                wait_until(lambda: first_on(log, "app.db", 0) is not None, 30)
+            for _ in range(args.cycles):
+                for command in ("deploy", "revert"):
+                    run(root, command)
+                    at, file = swaps[-1]
+                    for kind, log, _ in clients:
+                        if wait_until(lambda: first_on(log, file, at) is not None, 10):
+                            picked[kind].append((first_on(log, file, at) - at) * 1000)
+                        else:
+                            missed += 1
+        finally:
+            stop.write_text("stop")
+            died = [f"{kind} (exit {proc.wait(timeout=60)})" for kind, _, proc in clients if proc.wait(timeout=60) != 0]
+        if died:
+            raise SystemExit(f"client processes failed: {', '.join(died)}")
+
+    print(f"{args.cycles * 2} swaps (deploy + revert), {args.per_kind} client processes of each kind"
+          + (f"; {missed} pickups not seen within 10 s" if missed else ""))
+    print()
+    print("| machine | client | pickups | median | p99 | max |")
+    print("|---|---|---:|---:|---:|---:|")
+    labels = {"reader": "reader, watchdog (read every 1 ms)", "writer": "writer, fence (insert every 2 ms)",
+              "polling": "reader, polling only (every 0.1 s)"}
+    for kind, values in picked.items():
+        if values:
+            print(f"| {machine()} | {labels[kind]} | {len(values)} | {statistics.median(values):.2f} ms "
+                  f"| {percentile(values, 99):.2f} ms | {max(values):.2f} ms |")
+
+
+def wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        client_process(*sys.argv[2:6])
+    else:
+        main()
