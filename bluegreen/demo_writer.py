@@ -97,10 +97,11 @@ def run(pointer_path: Path, log_path: Path, seconds: float, interval: float, see
         except apsw.Error as exc:
             if FENCE_MARK in str(exc):
                 waited = round((time.perf_counter() - started) * 1000, 2)
-                _record(fd, event="fenced", file=path.name, error=str(exc), wait_ms=waited)
+                _record(fd, event="fenced", file=path.name, error=str(exc), wait_ms=waited, at=time.time())
                 break
             raise
-        _record(fd, event="committed", file=path.name, wait_ms=round((time.perf_counter() - started) * 1000, 2), **change)
+        _record(fd, event="committed", file=path.name, wait_ms=round((time.perf_counter() - started) * 1000, 2),
+                at=time.time(), **change)
         time.sleep(interval)
     conn.close()
     _record(fd, event="stop")
