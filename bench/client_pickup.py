@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import apsw  # noqa: E402
 
 from bluegreen import pointer  # noqa: E402
 from bluegreen.cli import main as bluegreen  # noqa: E402
+from machine import machine  # noqa: E402
 
 SCHEMAS = {
     "001_v1.0.0_items.sql": "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT);\n",
@@ -135,19 +135,6 @@ def first_on(log: Path, file: str, after: float) -> float | None:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"SQLite {apsw.sqlite_lib_version()}, {platform.system()} {platform.release()}")
 
 
 def main() -> None:

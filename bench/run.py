@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from bluegreen import demo_data, demo_writer, snapshot  # noqa: E402
+from machine import machine  # noqa: E402
 from bluegreen.db import open_db  # noqa: E402
 
 CONFIG = """\
@@ -206,21 +206,6 @@ def bench_replay_rate(rows: int, changes: int, work: Path, runs: int) -> dict:
         rates.append(changes / (time.perf_counter() - started))
         replayer.close()
     return summary(rates)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import apsw
-
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"SQLite {apsw.sqlite_lib_version()}, {platform.system()} {platform.release()}")
 
 
 def main() -> None:
