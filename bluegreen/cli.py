@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -130,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"SQLite error: {exc}", EXIT_FAILED, None)
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
-    _render(args, result)
+    try:
+        _render(args, result)
+    except BrokenPipeError:  # `bluegreen status | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_OK
 
 
