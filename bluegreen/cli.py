@@ -76,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="close the revert window even while client processes still have the old file open")
         if name == "demo":
             command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
-            command.add_argument("--writer-seconds", type=float, default=None,
-                                 help=argparse.SUPPRESS)
     return parser
 
 
