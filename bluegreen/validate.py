@@ -51,7 +51,7 @@ class Report:
 def foreign_key_violations(conn: apsw.Connection) -> set[tuple]:
     """(table, rowid, parent) of every row violating a foreign key: taken on the fresh snapshot,
     it is the baseline the migrated file is compared with."""
-    return {(t, r, p) for t, r, p, _ in conn.execute("PRAGMA foreign_key_check")}
+    return {(t, r, p) for t, r, p, _ in conn.execute("PRAGMA main.foreign_key_check")}
 
 
 def run(conn: apsw.Connection, migrations: list[Migration], fk_baseline: set[tuple] = frozenset()) -> Report:
@@ -64,7 +64,7 @@ def run(conn: apsw.Connection, migrations: list[Migration], fk_baseline: set[tup
 
 
 def _integrity(conn: apsw.Connection) -> Check:
-    problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    problems = [row[0] for row in conn.execute("PRAGMA main.integrity_check")]
     ok = problems == ["ok"]
     return Check("integrity_check", "database structure", "ok", "ok" if ok else "; ".join(problems[:5]), _status(ok))
 
