@@ -270,6 +270,8 @@ class Controller:
                 "before `bluegreen finalize`"
             )
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
+        if state.phase == "reverting" and self._revert_finished(state):
+            return self._close_revert(state, blue, green, carried=[], lost={}, exported=None)
         generation_migrations = self._generation_migrations(blue)
         rollbacks = [m.rollback for m in generation_migrations if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
@@ -312,9 +314,25 @@ class Controller:
                 capture.remove_fence(back.conn)
                 capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at")
                 back.conn.execute("COMMIT")
+            self._journal(state, step="unfenced")
         finally:
             barrier.rollback(back.conn)
             back.close()
+        return self._close_revert(state, blue, green, carried, lost, exported)
+
+    def _revert_finished(self, state: State) -> bool:
+        """Died after the last commit of a revert (blue unfenced, pointer on blue), before the
+        journal said so: the files say the revert is done."""
+        if pointer.read(self.config.database.pointer).active != state.blue:
+            return False
+        conn = open_db(self.store.folder / state.blue, query_only=True)
+        try:
+            return capture.fenced_generation(conn) is None
+        finally:
+            conn.close()
+
+    def _close_revert(self, state: State, blue: Path, green: Path, carried: list, lost: dict,
+                      exported: Path | None) -> Result:
         state.fences.pop(state.blue, None)
         state.reverted.append(state.green)
         active_generation, reverted = state.blue_generation, state.green_generation

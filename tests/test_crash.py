@@ -112,7 +112,7 @@ def recover(project) -> None:
 
 DEPLOY_POINTS = ["deploy:capture", "deploy:snapshot", "deploy:migrate", "deploy:catch_up", "deploy:validate",
                  "deploy:validated", "deploy:fenced", "deploy:swapped"]
-REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:swapped"]
+REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:swapped", "revert:unfenced"]
 
 
 @pytest.mark.parametrize("point", DEPLOY_POINTS)
