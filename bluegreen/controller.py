@@ -290,11 +290,16 @@ class Controller:
             green_conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
             try:
                 upto = capture.capture_position(green_conn)
+                start = back.position().seq
                 lost = back.uncarried(upto.seq) if upto else {}
-                exported = self._refuse_or_export(state, back, lost, accept_loss, upto)
-                self._journal(state, phase="reverting", operation="revert", step="carry_back")
                 with self._phase("carry_back"):
+                    # Carried inside blue's open transaction: if some row cannot be carried, the
+                    # refusal below rolls it all back and nothing has changed.
                     carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
+                    for table, count in back.script_uncarried().items():
+                        lost[table] = max(lost.get(table, 0), count)
+                    exported = self._refuse_or_export(state, back, lost, accept_loss, start, upto)
+                    self._journal(state, phase="reverting", operation="revert", step="carry_back")
                     back.conn.execute("COMMIT")  # blue holds green's changes, and is still fenced
                 with self._phase("fence"):
                     # Green keeps its capture: if we die before the swap, a second revert
@@ -349,19 +354,19 @@ class Controller:
         )
 
     def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
-                          upto: capture.Position | None) -> Path | None:
+                          start: int, upto: capture.Position | None) -> Path | None:
         if not lost:
             return None
         listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
         if not accept_loss:
             raise RevertRefused(
                 f"generation {state.green_generation} has {sum(lost.values())} changed row(s) since cutover that "
-                f"cannot be carried back to {state.blue} ({listing}): no same-shape table and no _rollback.sql "
-                "carries them. Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first",
+                f"cannot be carried back to {state.blue} ({listing}): the old schema has no place for them. "
+                "Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first",
                 details={"tables": lost},
             )
         target = self.store.folder / f"{Path(state.green).stem}.lost-{pointer.now_iso().replace(':', '')}.db"
-        export_changes(back.source, target, list(lost), back.position().seq, upto.seq)
+        export_changes(back.source, target, list(lost), start, upto.seq)
         self.store.log("revert_export", file=target.name, tables=lost)
         return target
 

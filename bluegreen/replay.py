@@ -21,7 +21,12 @@ from bluegreen import capture
 from bluegreen.db import INTERNAL_PREFIX, Table, open_db, quote_ident, readonly_uri, run_script, user_tables
 from bluegreen.errors import OperationFailed
 
-CHANGES_DDL = "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER)"
+CHANGES_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
+    # A rollback script lists here the changed rows the old schema has no place for.
+    "CREATE TEMP TABLE IF NOT EXISTS bluegreen_uncarried(table_name TEXT, row_key);"
+    "DELETE FROM temp.bluegreen_uncarried;"
+)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,12 @@ class Replayer:
             (self.position().seq, upto),
         ).fetchall()
         return {t: n for t, n in rows if t not in self.tables and t not in self.carried}
+
+    def script_uncarried(self) -> dict[str, int]:
+        """Rows the scripts said they could not carry (temp.bluegreen_uncarried), per table."""
+        return dict(self.conn.execute(
+            "SELECT table_name, count(DISTINCT row_key) FROM temp.bluegreen_uncarried GROUP BY table_name"
+        ).fetchall())
 
     def batch(self, limit: int = 20_000, upto: int | None = None, own_transaction: bool = True) -> BatchResult:
         """One batch in its own transaction, or inside the caller's (own_transaction=False)."""

@@ -1,8 +1,8 @@
 -- bluegreen: carries content, content_metadata, quality_options, download_sessions, downloads, download_errors
 -- (platforms is not declared: a platform no content row uses has no v1 home, so a platform change
 -- makes revert refuse until the operator accepts the loss; the rows are then exported first.
--- Known gap, see "latest-wins" below: an unselected quality option or an older session/error
--- changed on v2 is not representable in v1 and is not refused either.)
+-- Within the declared tables, rows v1 cannot hold — see "latest-wins" below — are listed in
+-- temp.bluegreen_uncarried at the end of this file, and revert refuses them the same way.)
 -- Rollback for 003, on blue (the v1.2.1 file, as main) during a revert, with green (the v2 file)
 -- attached read-only as `source` and green's changed keys in temp.bluegreen_changes. It carries
 -- post-cutover v2 writes back into content_v1 / downloads_v1: every v1 row that a changed v2 row
@@ -83,3 +83,23 @@ WHERE id IN (SELECT id FROM temp.bg003_rb_content)
 
 DROP TABLE temp.bg003_rb_content;
 DROP TABLE temp.bg003_rb_downloads;
+
+-- Changed rows v1 has no place for (latest-wins): a quality option that is not the selected one,
+-- a session that is not its content's newest, an error that is not its download's newest. The
+-- controller refuses the revert (nothing changed) unless the operator accepts the loss.
+CREATE TEMP TABLE IF NOT EXISTS bluegreen_uncarried (table_name TEXT, row_key);
+INSERT INTO temp.bluegreen_uncarried (table_name, row_key)
+SELECT 'quality_options', q.id FROM source.quality_options q
+WHERE q.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
+               WHERE table_name = 'quality_options' AND present = 1)
+  AND q.is_selected = 0
+UNION ALL
+SELECT 'download_sessions', s.id FROM source.download_sessions s
+WHERE s.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
+               WHERE table_name = 'download_sessions' AND present = 1)
+  AND s.id < (SELECT max(n.id) FROM source.download_sessions n WHERE n.content_id = s.content_id)
+UNION ALL
+SELECT 'download_errors', e.id FROM source.download_errors e
+WHERE e.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
+               WHERE table_name = 'download_errors' AND present = 1)
+  AND e.id < (SELECT max(n.id) FROM source.download_errors n WHERE n.download_id = e.download_id);

@@ -193,3 +193,24 @@ def test_revert_refuses_v2_only_changes_then_exports_them(shipped):
     accepted = project.cli("revert", "--accept-loss", "--json")
     assert accepted.code == 0, accepted.err
     assert rows(accepted.json["exported"], "SELECT name FROM tags") == [("favourite",)]
+
+
+def test_revert_refuses_a_v2_row_v1_cannot_hold(shipped):
+    """v1 keeps one format per content row: a second, unselected quality option added on v2
+    cannot go back. Revert refuses before changing anything; --accept-loss exports it first."""
+    project = shipped
+    assert project.cli("deploy").code == 0
+    app = project.connect(project.gen(2))
+    app.execute("INSERT INTO quality_options(id, content_id, quality_label, width, height, is_selected) "
+                "VALUES (900001, 3, '144p', 256, 144, 0); UPDATE content SET title = 'kept' WHERE id = 3")
+    app.close()
+    before = rows(project.blue, "SELECT * FROM content_v1 ORDER BY id")
+    refused = project.cli("revert", "--json")
+    assert refused.code == 5, refused.err
+    assert refused.json["details"]["tables"] == {"quality_options": 1}
+    assert rows(project.blue, "SELECT * FROM content_v1 ORDER BY id") == before  # nothing carried
+    assert tomllib.loads(project.pointer.read_text())["active"] == "app.gen2.db"
+    accepted = project.cli("revert", "--accept-loss", "--json")
+    assert accepted.code == 0, accepted.err
+    assert rows(accepted.json["exported"], "SELECT quality_label FROM quality_options WHERE id = 900001") == [("144p",)]
+    assert rows(project.blue, "SELECT title FROM content_v1 WHERE id = 3") == [("kept",)]
