@@ -272,8 +272,8 @@ class Controller:
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == "reverting" and self._revert_finished(state):
             return self._close_revert(state, blue, green, carried=[], lost={}, exported=None)
-        generation_migrations = self._generation_migrations(blue)
-        rollbacks = [m.rollback for m in generation_migrations if m.rollback]
+        # The migrations green has and blue has not: their rollback companions serve this revert.
+        rollbacks = [m.rollback for m in self.inspector.pending(blue) if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
                         busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         back.make_durable()
@@ -312,7 +312,7 @@ class Controller:
                 green_conn.close()
             self._journal(state, step="fenced")
             with self._phase("swap"):
-                self._swap(blue, state.blue_generation, self._version_of_conn(back.conn), previous=green)
+                self._swap(blue, state.blue_generation, migrations.current_version(back.conn), previous=green)
             self._journal(state, step="swapped")
             with self._phase("unfence"):
                 barrier.begin(back.conn, blue, self.config.cutover.lock_timeout_ms)
@@ -545,10 +545,6 @@ class Controller:
              "schema_version": state.target_version, "write_pause_ms": pause_ms},
         )
 
-    def _generation_migrations(self, blue: Path) -> list[migrations.Migration]:
-        """The migrations green has and blue has not: their companions serve this generation."""
-        return self.inspector.pending(blue)
-
     def _capture_epoch(self, path: Path) -> str:
         conn = open_db(path, query_only=True)
         try:
@@ -562,10 +558,6 @@ class Controller:
             return migrations.current_version(conn)
         finally:
             conn.close()
-
-    @staticmethod
-    def _version_of_conn(conn: apsw.Connection) -> str:
-        return migrations.current_version(conn)
 
     def _journal(self, state: State, **changes: object) -> None:
         for key, value in changes.items():

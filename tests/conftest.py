@@ -113,21 +113,19 @@ def run_cli_process(*args: str, timeout: float = 120) -> CliResult:
     return CliResult(done.returncode, done.stdout, done.stderr)
 
 
+BASE_CONFIG = """\
+[database]
+pointer = "data/current.toml"
+initial = "data/app.db"
+[migrations]
+dir = "schemas"
+[cutover]
+lock_timeout_ms = 3000
+"""
+
+
 def write_config(root: Path, extra: str = "") -> None:
-    (root / "config.toml").write_text(
-        textwrap.dedent(
-            """\
-            [database]
-            pointer = "data/current.toml"
-            initial = "data/app.db"
-            [migrations]
-            dir = "schemas"
-            [cutover]
-            lock_timeout_ms = 3000
-            """
-        )
-        + extra
-    )
+    (root / "config.toml").write_text(BASE_CONFIG + extra)
 
 
 def make_toy_database(path: Path, rows: int = 50, wal: bool = True) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from conftest import TOY_SCHEMAS, CliResult, Project, disk_state, make_toy_database, rows, run_cli, write_config
+from conftest import BASE_CONFIG, TOY_SCHEMAS, CliResult, Project, disk_state, make_toy_database, rows, run_cli, write_config
 
 SIDE = ("-wal", "-shm", "-journal")
 
@@ -107,15 +107,7 @@ def at_v2(toy_ready):
 # ==================================================================================================
 # config
 # ==================================================================================================
-GOOD_CONFIG = """\
-[database]
-pointer = "data/current.toml"
-initial = "data/app.db"
-[migrations]
-dir = "schemas"
-[cutover]
-lock_timeout_ms = 3000
-"""
+GOOD_CONFIG = BASE_CONFIG
 
 BAD_CONFIGS = {
     "invalid TOML": ("[database\npointer = 'data/current.toml'\n", ["not valid TOML", "fix the syntax"]),
