@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 import apsw
 
-from bluegreen import __version__, config
+from bluegreen import __version__, config, environments
 from bluegreen.controller import Controller
 from bluegreen.progress import ProgressReporter
 from bluegreen.results import Result
@@ -20,7 +20,7 @@ EXIT_CODES = """exit codes:
   0  done
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
-  3  a validation gate refused
+  3  a validation gate refused, or the environment's rule (approvals, maintenance window)
   4  another controller holds the lock
   5  revert refused because writes would be lost"""
 
@@ -37,6 +37,7 @@ COMMANDS = {
     "resume": "finish an operation a crash interrupted (see `bluegreen status`)",
     "finalize": "close the revert window: stop capture on the active generation",
     "history": "show the migration history of the active database",
+    "approve": "record that someone approves a pending version; the environment's cutover counts distinct approvers",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
 }
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="config file (default: $BLUEGREEN_CONFIG or ./config.toml)")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print exactly one JSON object on stdout")
+    common.add_argument("--env", metavar="NAME", default=argparse.SUPPRESS,
+                        help="the environment whose rules apply ([environments.NAME] in the config; "
+                        "default: $BLUEGREEN_ENV)")
     parser = _Parser(
         prog="bluegreen",
         description="Blue-green schema cutover for SQLite: copy the live (blue) file into a new (green) "
@@ -67,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--offline", action="store_true",
                                  help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
                                  "until the swap, instead of the bounded pause; writers wait, nothing is lost")
+        if name in ("deploy", "cutover"):
+            command.add_argument("--force", action="store_true",
+                                 help="cut over outside the environment's maintenance window (needs --reason, "
+                                 "which is logged with who and when); approvals cannot be forced")
+            command.add_argument("--reason", metavar="TEXT", help="why the window is overridden (with --force)")
+        if name == "approve":
+            command.add_argument("version", metavar="VERSION", help="a pending version, e.g. 2.0.0 or v2.0.0")
+            command.add_argument("--by", metavar="NAME", required=True, help="who approves (each name counts once)")
+            command.add_argument("--note", metavar="TEXT", default="", help="why, a ticket, anything for the record")
         if name == "revert":
             command.add_argument("--accept-loss", action="store_true",
                                  help="revert even if some changed rows cannot be carried back; they are saved "
@@ -103,12 +116,19 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
     args.config = getattr(args, "config", None)
+    args.env = getattr(args, "env", None)
+    if getattr(args, "force", False) and args.command in ("deploy", "cutover") and not (args.reason or "").strip():
+        parser.error(f"{args.command} --force needs --reason TEXT (it is logged with who and when)")
+    if getattr(args, "reason", None) and not args.force:
+        parser.error("--reason goes with --force")
     try:
         cfg = config.load(config.config_path(args.config))
-        controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json))
+        controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
+                                environment=environments.chosen_name(args.env))
         if args.command == "demo":
             from bluegreen import demo
 
@@ -116,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("status", "plan", "history", "path"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
-            result = getattr(controller, args.command)(offline=args.offline)
+            result = getattr(controller, args.command)(offline=args.offline, force=args.force, reason=args.reason or "")
+        elif args.command == "approve":
+            result = controller.approve(args.version, args.by, args.note)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
         elif args.command == "finalize":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+import zoneinfo
+from dataclasses import MISSING, dataclass, field, fields
+from datetime import time
 from pathlib import Path
 
 from bluegreen.errors import InputError
@@ -44,6 +47,37 @@ class CutoverConfig:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A daily maintenance window in a time zone; end < start wraps past midnight."""
+
+    start: time
+    end: time  # time.max stands for 24:00
+    text: str  # as written, "HH:MM-HH:MM", for messages
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    """One `[environments.NAME]` table; keys left out take the defaults of a well-known name."""
+
+    name: str
+    approvals: int = 0  # distinct approvers of the target version cutover needs
+    backup: bool = False  # a verified backup of blue before prepare
+    backup_dir: Path | None = None  # where backups go (default: backups/ beside the config)
+    window: Window | None = None  # cutover refuses outside it, unless forced with a reason
+    timezone: str = "UTC"  # the window's IANA time zone
+
+
+# Well-known names: what an environment of that name means when its table leaves a key out.
+ENVIRONMENT_DEFAULTS = {
+    "development": {},
+    "staging": {"approvals": 1},
+    "production": {"approvals": 2, "backup": True},
+}
+_ENVIRONMENT_KINDS = {"approvals": "count", "backup": "bool", "backup_dir": "path", "window": "window",
+                      "timezone": "timezone"}
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -51,6 +85,7 @@ class Config:
     snapshot: SnapshotConfig
     capture: CaptureConfig
     cutover: CutoverConfig
+    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -86,12 +121,34 @@ def load(path: Path) -> Config:
         raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
     base = path.resolve().parent
     for section in raw:
-        if section not in _SECTIONS:
-            raise InputError(f"{path}: unknown section [{section}]; expected one of {', '.join(sorted(_SECTIONS))}")
+        if section not in _SECTIONS and section != "environments":
+            raise InputError(f"{path}: unknown section [{section}]; expected one of "
+                             f"{', '.join(sorted([*_SECTIONS, 'environments']))}")
     for section in sorted(_REQUIRED - raw.keys()):
         raise InputError(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
-    return Config(path=path.resolve(), **built)
+    return Config(path=path.resolve(), **built, environments=_environments(path, base, raw.get("environments", {})))
+
+
+def _environments(path: Path, base: Path, tables: object) -> dict[str, EnvironmentConfig]:
+    """`[environments.NAME]` tables, each completed with its well-known name's defaults."""
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise InputError(f"{path}: environments must hold tables such as [environments.production]")
+    found = {}
+    for name, values in tables.items():
+        for key in values:
+            if key not in _ENVIRONMENT_KINDS:
+                raise InputError(f"{path}: unknown key environments.{name}.{key}; expected one of "
+                                 f"{', '.join(_ENVIRONMENT_KINDS)}")
+        merged = {**ENVIRONMENT_DEFAULTS.get(name, {}), **values}
+        out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
+        if name == "production" and "window" not in out:
+            raise InputError(f"{path}: environments.production.window is required (a production cutover needs a "
+                             'maintenance window); add e.g. window = "02:00-04:00" and timezone = "UTC"')
+        if out.get("backup") and "backup_dir" not in out:
+            out["backup_dir"] = base / "backups"
+        found[name] = EnvironmentConfig(name=name, **out)
+    return found
 
 
 def _section(path: Path, base: Path, name: str, values: object):
@@ -125,4 +182,34 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
         return value
+    if kind == "count":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{path}: {where} must be a whole number of approvals (0 or more), got {value!r}")
+        return value
+    if kind == "window":
+        return _window(path, where, value)
+    if kind == "timezone":
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise InputError(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
+                             f"\"Europe/Berlin\", got {value!r}") from None
+        return value
     raise AssertionError(kind)
+
+
+_WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
+
+
+def _window(path: Path, where: str, value: object) -> Window:
+    match = _WINDOW.match(value.strip()) if isinstance(value, str) else None
+    bad = f"{path}: {where} must be \"HH:MM-HH:MM\" (24-hour, may wrap past midnight), got {value!r}"
+    if not match:
+        raise InputError(bad)
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise InputError(bad)
+    start, end = time(h1, m1), (time.max if h2 == 24 else time(h2, m2))
+    if start == end:
+        raise InputError(f"{path}: {where} is empty ({value!r}: start equals end); give a window such as \"02:00-04:00\"")
+    return Window(start, end, value.strip())

@@ -7,6 +7,7 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 
 from __future__ import annotations
 
+import getpass
 import os
 import signal
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import barrier, capture, migrations, pointer, registry
+from bluegreen import approvals, backup, barrier, capture, environments, migrations, pointer, registry
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
@@ -32,10 +33,12 @@ IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, gre
 
 
 class Controller:
-    def __init__(self, config: Config, progress: ProgressFn | None = None):
+    def __init__(self, config: Config, progress: ProgressFn | None = None, environment: str | None = None):
         self.config = config
+        self.environment = environment  # the chosen environment's name (--env or $BLUEGREEN_ENV), if any
         self.store = Store(config.database.pointer)
-        self.inspector = Inspector(config)
+        self.approvals = approvals.Approvals(self.store.state_dir)
+        self.inspector = Inspector(config, environment)
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
         self.builder = Builder(config, self.store, self.progress, self._phase, self._journal)
@@ -77,6 +80,7 @@ class Controller:
         state, blue, pending = self._start()
         if not pending:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
+        backed_up = self._backup_blue(blue)
         generation, green = self._begin_generation(state, command, "capture", blue, pending)
         try:
             with self._phase("capture"):
@@ -91,18 +95,18 @@ class Controller:
             f"generation {generation} prepared in {green} (schema {state.target_version}) and kept caught up "
             "with blue; run `bluegreen cutover` to make it active, or `bluegreen abort`",
             self._phases,
-            {"generation": generation, "green": str(green), "validation": report.as_dicts()},
+            {"generation": generation, "green": str(green), "validation": report.as_dicts(), **backed_up},
         )
 
     # ------------------------------------------------------------------------------------------
     # cutover: catch up → barrier on blue when the backlog fits the budget → replay the rest →
     # fence blue → swap
     # ------------------------------------------------------------------------------------------
-    def cutover(self, offline: bool = False) -> Result:
+    def cutover(self, offline: bool = False, force: bool = False, reason: str = "") -> Result:
         with self.store.locked():
-            return self._cutover("cutover", offline)
+            return self._cutover("cutover", offline, force, reason)
 
-    def _cutover(self, command: str, offline: bool) -> Result:
+    def _cutover(self, command: str, offline: bool, force: bool = False, reason: str = "") -> Result:
         state = self.store.load()
         if state.phase == "cut_over":
             return Result(command, f"already cut over: generation {state.green_generation} is active",
@@ -113,6 +117,7 @@ class Controller:
             raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         pending = self.inspector.pending(blue)
+        self._check_environment(command, pending, force, reason)
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
         try:
@@ -120,6 +125,7 @@ class Controller:
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
+            self._stamp_approvals(green, pending)
             if offline:
                 pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
             else:
@@ -216,24 +222,28 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
     # ------------------------------------------------------------------------------------------
-    def deploy(self, offline: bool = False) -> Result:
+    def deploy(self, offline: bool = False, force: bool = False, reason: str = "") -> Result:
         with self.store.locked():
+            # The cutover's rule first: a deploy that could not cut over must not even start.
+            self._check_environment("deploy", self._start()[2], force, reason, log=offline)
             if offline:
                 return self._deploy_offline()
             prepared = self._prepare("deploy")
             if not self.store.load().phase == "prepared":
                 return prepared
-            return self._cutover("deploy", offline=False)
+            return self._cutover("deploy", False, force, reason)
 
     def _deploy_offline(self) -> Result:
         state, blue, pending = self._start()
         if not pending:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
+        self._backup_blue(blue)
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         clock = Timer()
         try:
             self.builder.build(state, blue, green, pending, online=False)
+            self._stamp_approvals(green, pending)
             with self._phase("fence"):
                 capture.remove_capture(held)
                 capture.install_fence(held, generation, guard=self.config.capture.guard_blob_writes)
@@ -437,8 +447,66 @@ class Controller:
                           data={"kept": str(self.store.folder / kept)})
 
     # ------------------------------------------------------------------------------------------
+    # approve: record who approves a pending version (kept in the store until cutover stamps it)
+    # ------------------------------------------------------------------------------------------
+    def approve(self, version: str, by: str, note: str = "") -> Result:
+        env = environments.select(self.config, self.environment)
+        active = self.inspector.active_path()
+        versions = list(dict.fromkeys(m.version for m in self.inspector.pending(active)))
+        wanted = approvals.normalize_version(version)
+        if wanted not in versions:
+            raise InputError(f"{version}: not a pending version of {active.name} (pending: "
+                             f"{', '.join(versions) or 'none'}); approve one of those")
+        where = env.name if env else ""
+        approval, new = self.approvals.record(wanted, by, where, note)
+        if new:
+            self.store.log("approval", version=wanted, by=approval.by, environment=where, note=note)
+        have = [a.by for a in self.approvals.of(wanted, where)]
+        required = env.approvals if env else 0
+        text = (f"{approval.by} approved v{wanted}" if new else f"{approval.by} had already approved v{wanted} "
+                f"(at {approval.at}); it counts once") + (f" for {where}" if where else "")
+        text += f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})"
+        if wanted != versions[-1]:
+            text += f"; note: cutover counts approvals of the target version v{versions[-1]}"
+        return Result("approve", text, data={"version": wanted, "environment": where, "approved_by": have,
+                                             "required": required, "new": new, "target_version": versions[-1]})
+
+    # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
     # ------------------------------------------------------------------------------------------
+    def _check_environment(self, command: str, pending: list, force: bool, reason: str, log: bool = True) -> None:
+        """The environment's cutover rule (approvals, window), before anything is touched; a window
+        closed but overridden with --force is logged with its reason, who and when."""
+        env = environments.select(self.config, self.environment)
+        if env is None or not pending:
+            return
+        version = pending[-1].version
+        check = environments.check_cutover(env, version, [a.by for a in self.approvals.of(version, env.name)])
+        check.enforce(command, force)
+        if force and check.window_closed and log:
+            self.store.log("window_forced", command=command, environment=env.name, version=version,
+                           window=check.window.text, now=check.window.now, reason=reason, by=getpass.getuser())
+
+    def _backup_blue(self, blue: Path) -> dict:
+        """A verified backup of blue before prepare touches it, if the environment asks for one."""
+        env = environments.select(self.config, self.environment)
+        if env is None or not env.backup:
+            return {}
+        with self._phase("backup"):
+            made = backup.take(blue, env.backup_dir, self.config.snapshot.pages_per_step)
+        self.store.log("backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows,
+                       bytes=made.bytes)
+        return {"backup": str(made.path)}
+
+    def _stamp_approvals(self, green: Path, pending: list) -> None:
+        """Who approved the target version goes into green's history rows before the swap."""
+        if not pending:
+            return
+        env = environments.select(self.config, self.environment)
+        version = pending[-1].version
+        approvals.stamp(green, [m.file for m in pending], self.approvals.of(version, env.name if env else ""),
+                        self.config.cutover.lock_timeout_ms)
+
     def _start(self) -> tuple[State, Path, list[migrations.Migration]]:
         """Common checks before building a generation; nothing on disk changes."""
         state = self.store.load()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import migrations, pointer, registry
+from bluegreen import approvals, environments, migrations, pointer, registry
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -21,8 +21,9 @@ NEXT_STEP = {
 
 
 class Inspector:
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, environment: str | None = None):
         self.config = config
+        self.environment = environment  # the chosen environment's name, if any
         self.store = Store(config.database.pointer)
 
     def active_path(self) -> Path:
@@ -70,6 +71,8 @@ class Inspector:
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
         data["clients"] = [c.as_dict() for c in clients]
         data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
+        release = self._release(state, active)
+        data.update(release)
         idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         lines = [
@@ -81,6 +84,15 @@ class Inspector:
         if state.green:
             lines.append(f"green       {data['green']} (generation {state.green_generation})")
         lines.append("pending     " + (", ".join(data["pending"]) or data.get("pending_error", "none")))
+        if release.get("environment") or release.get("environment_error"):
+            lines.append(f"environment {release.get('environment') or release['environment_error']}")
+        if release.get("approvals"):
+            a = release["approvals"]
+            lines.append(f"approvals   {len(a['approved_by'])} of {a['required']} for v{a['version']}"
+                         + (f" ({', '.join(a['approved_by'])})" if a["approved_by"] else ""))
+        if release.get("window"):
+            w = release["window"]
+            lines.append(f"window      {w['window']}, {'open' if w['open'] else 'closed'} now ({w['now']})")
         if clients:
             lines.append(f"clients     {len(clients)} live process(es), {len(behind)} on another file than {current.active}")
         for c in behind:
@@ -88,6 +100,26 @@ class Inspector:
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
         lines.append("next        " + data["next"])
         return Result("status", "\n".join(lines), data=data)
+
+    def _release(self, state, active: Path) -> dict:
+        """The chosen environment, the approvals of the version a cutover would bring, the window."""
+        try:
+            env = environments.select(self.config, self.environment)
+            in_flight = state.phase in ("preparing", "prepared", "cutting_over")
+            pending = self.pending(self.store.folder / state.blue if in_flight else active)
+        except BluegreenError as exc:
+            return {"environment_error": exc.message} if self.config.environments else {}
+        if env is None:
+            return {}
+        out: dict = {"environment": env.name}
+        if pending:
+            version = pending[-1].version
+            have = [a.by for a in approvals.Approvals(self.store.state_dir).of(version, env.name)]
+            out["approvals"] = {"version": version, "approved_by": have, "required": env.approvals}
+        window = environments.window_state(env)
+        if window:
+            out["window"] = {"window": window.text, "open": window.open, "now": window.now}
+        return out
 
     def plan(self) -> Result:
         active = self.active_path()

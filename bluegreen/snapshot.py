@@ -39,11 +39,14 @@ def copy(
     mode: int,
     pages_per_step: int = 4096,
     progress: Progress | None = None,
+    pinned: Callable[[apsw.Connection], None] | None = None,
 ) -> SnapshotResult:
     """Copy `source` (main) into a new file at target_path, created with `mode`.
 
     `source` must not hold a write transaction (the backup would return LOCKED forever); the
     caller's barrier, if any, lives on another connection. The target is left in WAL mode.
+    `pinned(source)` runs inside the read transaction the copy is made from: what it reads is
+    exactly what the copy holds (a backup checks its row counts against it).
     """
     started = time.perf_counter()
     target = open_db(target_path, create=True)
@@ -54,6 +57,8 @@ def copy(
         try:
             source.execute("SELECT count(*) FROM sqlite_schema").get  # pins the read snapshot
             schema_version = source.execute("PRAGMA schema_version").get
+            if pinned:
+                pinned(source)
             with target.backup("main", source, "main") as backup:
                 while not backup.done:
                     try:
