@@ -53,6 +53,7 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
     behind) if either fails."""
     started = time.perf_counter()
     target = folder / f"{blue.stem}.backup-{now_iso().replace(':', '').replace('-', '')}{blue.suffix}"
+    made_folder = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,18 +69,28 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
         copied = snapshot.copy(source, target, mode=file_mode(blue), pages_per_step=pages_per_step,
                                pinned=lambda conn: seen.append(fingerprint(conn)))
     except (apsw.Error, OSError) as exc:
-        remove_database_files(target)
+        _discard(target, made_folder)
         raise OperationFailed(f"{target}: backup of {blue.name} failed ({exc}); prepare refused and nothing was "
                               "changed: free space or fix backup_dir, then run the command again") from None
     finally:
         source.close()
     problem = verify(target, seen[0])
     if problem:
-        remove_database_files(target)
+        _discard(target, made_folder)
         raise OperationFailed(f"{target}: backup could not be verified: {problem}; prepare refused and nothing was "
                               f"changed (the copy was removed): check {blue.name} with `PRAGMA integrity_check`")
     rows = sum(n for _, n in seen[0].counts)
     return BackupResult(target, len(seen[0].counts), rows, copied.bytes, time.perf_counter() - started)
+
+
+def _discard(target: Path, made_folder: bool) -> None:
+    """No unverified backup left behind, nor the folder made for it."""
+    remove_database_files(target)
+    if made_folder:
+        try:
+            target.parent.rmdir()
+        except OSError:
+            pass
 
 
 def verify(copy: Path, expected: Fingerprint) -> str:
