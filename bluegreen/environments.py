@@ -95,7 +95,8 @@ class CutoverCheck:
         if self.approvals_missing:
             fixes.append(f"`bluegreen --env {self.environment} approve {self.version} --by NAME`")
         if self.window_closed and not force:
-            fixes.append(f"run it inside the window, or `bluegreen --env {self.environment} {command} --force "
+            again = "cutover" if command == "resume" else command  # resume has no --force
+            fixes.append(f"run it inside the window, or `bluegreen --env {self.environment} {again} --force "
                          "--reason TEXT`")
         raise GateRefused(
             f"{command} refused: {'; '.join(missing)}. Nothing was changed: " + "; ".join(fixes),

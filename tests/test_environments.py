@@ -272,6 +272,8 @@ def test_open_window_with_approvals_deploys_with_a_verified_backup(toy_ready):
     blue_rows = rows(toy_ready.blue, "SELECT * FROM items ORDER BY id")
     status = toy_ready.cli("--env", "production", "status", "--json").json
     assert status["window"]["open"] is True and status["approvals"]["approved_by"] == ["alice", "bob"]
+    text = toy_ready.cli("status", "--env", "production").out  # --env after the command works too
+    assert f"window      {window(True)} UTC, open now (" in text
     result = toy_ready.cli("--env", "production", "deploy", "--json")
     assert result.code == 0, result.err
     assert "backup" in [p["name"] for p in result.json["phases"]]
@@ -401,3 +403,23 @@ def test_backup_under_a_running_writer_is_one_consistent_state(tmp_path, monkeyp
     assert made.rows == 2000
     assert rows(made.path, "SELECT count(*) FROM items") == [(2000,)]
     assert rows(blue, "SELECT count(*) FROM items") == [(2100,)]
+
+
+def test_resume_of_an_unfenced_cutover_checks_the_window_again(toy_ready, monkeypatch):
+    """A cutover killed before its fence is a fresh cutover when resumed: the window applies."""
+    production(toy_ready, open_now=True, approvals=1)
+    assert toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "alice").code == 0
+    assert toy_ready.cli("--env", "production", "prepare").code == 0
+    monkeypatch.setenv("BLUEGREEN_CRASH_AT", "cutover:catch_up")
+    killed = toy_ready.cli_process("--env", "production", "cutover")
+    monkeypatch.delenv("BLUEGREEN_CRASH_AT")
+    assert killed.code == -9, killed
+    production(toy_ready, open_now=False, approvals=1)  # the window has closed meanwhile
+    before = everything(toy_ready)
+    assert_refused(toy_ready.cli("--env", "production", "resume"), 3, "resume refused", "cutover window", "is closed",
+                   "bluegreen --env production cutover --force --reason TEXT")
+    assert everything(toy_ready) == before
+    forced = toy_ready.cli("cutover", "--env", "production", "--force", "--reason", "finish the release")
+    assert forced.code == 0, forced.err
+    assert pointer_of(toy_ready)["active"] == "app.gen2.db"
+    assert [e["reason"] for e in events(toy_ready, "window_forced")] == ["finish the release"]
