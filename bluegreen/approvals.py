@@ -60,6 +60,7 @@ class Approvals:
         by = " ".join(by.split())
         if not by:
             raise InputError("approve: --by needs a name (who approves)")
+        self._read()  # a damaged file is refused before the lock file is made: nothing changes
         with self._locked():
             known = self._read()
             for a in known:

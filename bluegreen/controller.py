@@ -465,7 +465,8 @@ class Controller:
         required = env.approvals if env else 0
         text = (f"{approval.by} approved v{wanted}" if new else f"{approval.by} had already approved v{wanted} "
                 f"(at {approval.at}); it counts once") + (f" for {where}" if where else "")
-        text += f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})"
+        text += (f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})" if env else
+                 f"; approved so far by {', '.join(have)} (no environments configured: none required)")
         if wanted != versions[-1]:
             text += f"; note: cutover counts approvals of the target version v{versions[-1]}"
         return Result("approve", text, data={"version": wanted, "environment": where, "approved_by": have,

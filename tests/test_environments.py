@@ -423,3 +423,38 @@ def test_resume_of_an_unfenced_cutover_checks_the_window_again(toy_ready, monkey
     assert forced.code == 0, forced.err
     assert pointer_of(toy_ready)["active"] == "app.gen2.db"
     assert [e["reason"] for e in events(toy_ready, "window_forced")] == ["finish the release"]
+
+
+def test_approvals_without_environments_are_recorded_and_stamped(toy_ready, monkeypatch):
+    monkeypatch.delenv("BLUEGREEN_ENV", raising=False)
+    result = toy_ready.cli("approve", "2.0.0", "--by", "alice")
+    assert result.code == 0, result.err
+    assert "alice approved v2.0.0; approved so far by alice (no environments configured: none required)" in result.out
+    assert toy_ready.cli("deploy").code == 0
+    assert [by for _, by, _ in history(toy_ready.gen(2))] == ["alice", "alice"]
+
+
+def test_damaged_approvals_file_is_named(toy_ready):
+    configure(toy_ready, staging="")
+    approvals_file = toy_ready.data / ".bluegreen" / "approvals.json"
+    approvals_file.write_text("{not json")
+    before = everything(toy_ready)
+    for args in (["approve", "2.0.0", "--by", "alice"], ["deploy"]):
+        assert_refused(toy_ready.cli("--env", "staging", *args), 2, str(approvals_file), "approvals file is damaged",
+                       "events.jsonl")
+    assert everything(toy_ready) == before
+
+
+def test_concurrent_approvers_are_all_recorded(toy_ready):
+    """Real processes approving at once: the approvals file's own lock keeps every one."""
+    import subprocess
+    import sys
+
+    configure(toy_ready, production=f'approvals = 4\nwindow = "{window(True)}"')
+    names = ["ann", "ben", "cat", "dan"]
+    procs = [subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "--env",
+                               "production", "approve", "2.0.0", "--by", name],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
+    assert [p.wait(timeout=60) for p in procs] == [0] * len(names)
+    status = toy_ready.cli("--env", "production", "status", "--json").json
+    assert sorted(status["approvals"]["approved_by"]) == names
