@@ -463,8 +463,9 @@ class Controller:
             self.store.log("approval", version=wanted, by=approval.by, environment=where, note=note)
         have = [a.by for a in self.approvals.of(wanted, where)]
         required = env.approvals if env else 0
-        text = (f"{approval.by} approved v{wanted}" if new else f"{approval.by} had already approved v{wanted} "
-                f"(at {approval.at}); it counts once") + (f" for {where}" if where else "")
+        scope = f" for {where}" if where else ""
+        text = (f"{approval.by} approved v{wanted}{scope}" if new else
+                f"{approval.by} had already approved v{wanted}{scope} (at {approval.at}), counted once")
         text += (f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})" if env else
                  f"; approved so far by {', '.join(have)} (no environments configured: none required)")
         if wanted != versions[-1]:
@@ -486,7 +487,7 @@ class Controller:
         check.enforce(command, force)
         if force and check.window_closed and log:
             self.store.log("window_forced", command=command, environment=env.name, version=version,
-                           window=check.window.text, now=check.window.now, reason=reason, by=getpass.getuser())
+                           window=check.window.text, now=check.window.now, reason=reason, by=_who())
 
     def _backup_blue(self, blue: Path) -> dict:
         """A verified backup of blue before prepare touches it, if the environment asks for one."""
@@ -647,6 +648,14 @@ def _crash_point(name: str) -> None:
     SIGKILL right after that step is journaled, exactly as `kill -9` would."""
     if os.environ.get("BLUEGREEN_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _who() -> str:
+    """The operator's login name for the event log (the uid where no name resolves)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def _carried_by(rollbacks: list[Path]) -> set[str]:

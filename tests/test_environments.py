@@ -146,6 +146,17 @@ def test_approve_a_version_that_is_not_pending(toy_ready):
     assert everything(toy_ready) == before
 
 
+def test_approving_an_intermediate_version_says_which_one_counts(toy_ready):
+    configure(toy_ready, staging="")
+    result = toy_ready.cli("--env", "staging", "approve", "1.0.0", "--by", "alice")
+    assert result.code == 0, result.err
+    assert "alice approved v1.0.0 for staging: 1 of 1" in result.out
+    assert "cutover counts approvals of the target version v2.0.0" in result.out
+    before = everything(toy_ready)
+    assert_refused(toy_ready.cli("--env", "staging", "deploy"), 3, "staging needs 1 distinct approval(s) of v2.0.0")
+    assert everything(toy_ready) == before
+
+
 def test_approve_needs_a_name(toy_ready):
     configure(toy_ready, staging="")
     before = everything(toy_ready)
@@ -162,7 +173,8 @@ def test_approving_twice_counts_once(toy_ready):
     assert (first.json["approved_by"], first.json["required"], first.json["new"]) == (["alice"], 2, True)
     assert "1 of 2 distinct approval(s) (alice)" in first.json["message"]
     again = toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "Alice")
-    assert again.code == 0 and "already approved" in again.out and "1 of 2" in again.out
+    assert again.code == 0 and "alice had already approved v2.0.0 for production" in again.out
+    assert "counted once: 1 of 2" in again.out
     second = toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "bob", "--json")
     assert second.json["approved_by"] == ["alice", "bob"]
     assert [(e["by"], e["note"]) for e in events(toy_ready, "approval")] == [("alice", "CHG-1"), ("bob", "")]
