@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Blue-green schema cutover for SQLite: copy the live (blue) file into a new (green) "
         "generation, migrate and validate it, then atomically swap the pointer file applications read. "
         "Blue is kept, fenced against writes, for an instant revert.",
-        epilog="typical use: bluegreen init; bluegreen plan; bluegreen deploy; bluegreen revert if needed.\n\n"
+        epilog="typical use: bluegreen init; bluegreen plan; bluegreen deploy; bluegreen revert if needed.\n"
+        "with environments: bluegreen --env production approve 2.0.0 --by alice (and a second approver), then\n"
+        "bluegreen --env production deploy inside the maintenance window.\n\n"
         + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],

@@ -470,3 +470,17 @@ def test_concurrent_approvers_are_all_recorded(toy_ready):
     assert [p.wait(timeout=60) for p in procs] == [0] * len(names)
     status = toy_ready.cli("--env", "production", "status", "--json").json
     assert sorted(status["approvals"]["approved_by"]) == names
+
+
+def test_the_shipped_config_example_parses(tmp_path):
+    """config.toml's commented environments, uncommented, are a valid configuration."""
+    from conftest import REPO
+
+    text = (REPO / "config.toml").read_text()
+    start = text.index("# [environments.development]")
+    body = "\n".join(line[2:] for line in text[start:].splitlines() if line.startswith("# "))
+    (tmp_path / "config.toml").write_text(text[:start] + body + "\n")
+    envs = load(tmp_path / "config.toml").environments
+    assert sorted(envs) == ["development", "production", "staging"]
+    assert envs["production"].window.text == "02:00-04:00" and envs["production"].approvals == 2
+    assert envs["staging"].approvals == 1
