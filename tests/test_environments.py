@@ -484,3 +484,17 @@ def test_the_shipped_config_example_parses(tmp_path):
     assert sorted(envs) == ["development", "production", "staging"]
     assert envs["production"].window.text == "02:00-04:00" and envs["production"].approvals == 2
     assert envs["staging"].approvals == 1
+
+
+def test_shipped_migration_is_stamped_and_reverts(shipped):
+    """The shipped v2.0 migration declares schema_migrations itself: the stamp fits its columns, and
+    a revert (with the shipped rollback script) still carries nothing of it back."""
+    configure(shipped, staging="")
+    assert shipped.cli("--env", "staging", "approve", "v2.0.0", "--by", "dana").code == 0
+    result = shipped.cli("--env", "staging", "deploy")
+    assert result.code == 0, result.err
+    stamped = rows(shipped.gen(2), "SELECT version, approved_by FROM schema_migrations WHERE file LIKE '%.sql'")
+    assert stamped and all(by == "dana" for _, by in stamped)
+    reverted = shipped.cli("revert", "--json")
+    assert reverted.code == 0, reverted.err
+    assert reverted.json["carried_back"] == 0
