@@ -37,9 +37,13 @@ def configure(project, **environments: str) -> None:
     write_config(project.root, "".join(f"[environments.{name}]\n{body}\n" for name, body in environments.items()))
 
 
-def production(project, *, open_now: bool = True, approvals: int = 2) -> None:
-    configure(project, production=f'approvals = {approvals}\nwindow = "{window(open_now)}"\ntimezone = "UTC"\n'
+def production(project, *, open_now: bool = True, approvals: int = 2) -> str:
+    """Configure production with a window open (or closed) now; returns the window as written,
+    so a test never recomputes it a minute later."""
+    text = window(open_now)
+    configure(project, production=f'approvals = {approvals}\nwindow = "{text}"\ntimezone = "UTC"\n'
                                   'backup_dir = "backups"')
+    return text
 
 
 def events(project, name: str) -> list[dict]:
@@ -221,12 +225,12 @@ def test_cutover_refuses_until_approved_then_stamps_green(toy_ready):
 # the maintenance window
 # ==================================================================================================
 def test_everything_missing_is_listed_at_once(toy_ready):
-    production(toy_ready, open_now=False)
+    closed = production(toy_ready, open_now=False)
     assert toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "alice").code == 0
     before = everything(toy_ready)
     line = assert_refused(toy_ready.cli("--env", "production", "deploy"), 3,
                           "production needs 2 distinct approval(s) of v2.0.0 (have 1: alice)",
-                          f"cutover window {window(False)} UTC is closed (now ", " UTC)",
+                          f"cutover window {closed} UTC is closed (now ", " UTC)",
                           "--force --reason TEXT")
     assert line.index("approval") < line.index("window")
     assert everything(toy_ready) == before
@@ -264,7 +268,7 @@ def test_force_cannot_replace_approvals(toy_ready):
 
 @pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
 def test_forced_cutover_outside_the_window_is_logged(toy_ready, offline):
-    production(toy_ready, open_now=False, approvals=1)
+    closed = production(toy_ready, open_now=False, approvals=1)
     assert toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "alice").code == 0
     args = ["deploy", "--force", "--reason", "INC-42: data loss bug"] + (["--offline"] if offline else [])
     result = toy_ready.cli("--env", "production", *args)
@@ -273,19 +277,19 @@ def test_forced_cutover_outside_the_window_is_logged(toy_ready, offline):
     forced = events(toy_ready, "window_forced")
     assert len(forced) == 1
     assert forced[0]["reason"] == "INC-42: data loss bug" and forced[0]["by"] and forced[0]["at"]
-    assert forced[0]["window"] == f"{window(False)} UTC" and forced[0]["version"] == "2.0.0"
+    assert forced[0]["window"] == f"{closed} UTC" and forced[0]["version"] == "2.0.0"
     assert [by for _, by, _ in history(toy_ready.gen(2))] == ["alice", "alice"]
 
 
 def test_open_window_with_approvals_deploys_with_a_verified_backup(toy_ready):
-    production(toy_ready, open_now=True)
+    opened = production(toy_ready, open_now=True)
     for name in ("alice", "bob"):
         assert toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", name).code == 0
     blue_rows = rows(toy_ready.blue, "SELECT * FROM items ORDER BY id")
     status = toy_ready.cli("--env", "production", "status", "--json").json
     assert status["window"]["open"] is True and status["approvals"]["approved_by"] == ["alice", "bob"]
     text = toy_ready.cli("status", "--env", "production").out  # --env after the command works too
-    assert f"window      {window(True)} UTC, open now (" in text
+    assert f"window      {opened} UTC, open now (" in text
     result = toy_ready.cli("--env", "production", "deploy", "--json")
     assert result.code == 0, result.err
     assert "backup" in [p["name"] for p in result.json["phases"]]
