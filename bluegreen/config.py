@@ -44,6 +44,14 @@ class CutoverConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Fenced generations retired (fenced by a cutover or a revert) longer ago than this are what
+    # `bluegreen prune` removes; 0 prunes every retired generation (never the active one nor the
+    # revert target).
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -51,6 +59,7 @@ class Config:
     snapshot: SnapshotConfig
     capture: CaptureConfig
     cutover: CutoverConfig
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -65,6 +74,7 @@ _SECTIONS = {
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
                                 "max_attempts": "positive_int"}),
+    "retention": (RetentionConfig, {"keep_days": "non_negative_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 
@@ -124,5 +134,9 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
     if kind == "positive_int":
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
+        return value
+    if kind == "non_negative_int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{path}: {where} must be a whole number, 0 or more, got {value!r}")
         return value
     raise AssertionError(kind)
