@@ -98,7 +98,7 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
     report = _writer_report(kind, log, Path(deployed.data["active"])) if process is not None else None
     data["writer"] = dataclasses.asdict(report) if report else None
 
-    reverter = Controller(scratch_config, progress=progress)
+    reverter = Controller(scratch_config, progress=progress)  # a fresh one: its phases are the revert's only
     try:
         reverted = reverter.revert()
     except BluegreenError as exc:
