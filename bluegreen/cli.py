@@ -38,6 +38,10 @@ COMMANDS = {
     "finalize": "close the revert window: stop capture on the active generation",
     "history": "show the migration history of the active database",
     "approve": "record that someone approves a pending version; the environment's cutover counts distinct approvers",
+    "generations": "list every generation file kept in the data folder with its role, size and age since retirement",
+    "prune": "delete fenced generations retired [retention] keep_days (default 30) or more days ago; "
+             "never the active one nor the revert target",
+    "rehearse": "run deploy, validation and revert on a scratch copy of the active file; the real files stay untouched",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
 }
 
@@ -89,6 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "finalize":
             command.add_argument("--force", action="store_true",
                                  help="close the revert window even while client processes still have the old file open")
+        if name == "prune":
+            command.add_argument("files", nargs="*", metavar="FILE",
+                                 help="prune these fenced generations now, whatever their age (default: every one "
+                                 "retired keep_days or more days ago); the active file, the revert target and "
+                                 "*.lost-*.db exports are refused")
+            command.add_argument("--dry-run", action="store_true",
+                                 help="list exactly what would be removed, with the same checks, and change nothing")
+        if name == "rehearse":
+            command.add_argument("--into", metavar="DIR", default=None,
+                                 help="scratch folder for the copy (must be empty or absent; default: a new "
+                                 "temporary folder). Put it on the data folder's disk for realistic timings")
+            command.add_argument("--keep", action="store_true",
+                                 help="keep the scratch folder afterwards (it has its own config.toml) instead of "
+                                 "deleting it")
+            command.add_argument("--writer", action="store_true",
+                                 help="run a synthetic writer process against the copy during the deploy and "
+                                 "report the longest wait any of its writes saw")
         if name == "demo":
             command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
     return parser
@@ -135,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
             from bluegreen import demo
 
             result = demo.run(controller, rows=args.rows)
-        elif args.command in ("status", "plan", "history", "path"):
+        elif args.command == "rehearse":
+            from bluegreen import rehearsal
+
+            result = rehearsal.run(cfg, into=args.into, keep=args.keep, writer=args.writer,
+                                   progress=controller.progress)
+        elif args.command == "prune":
+            result = controller.prune(args.files, dry_run=args.dry_run)
+        elif args.command in ("status", "plan", "history", "path", "generations"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(offline=args.offline, force=args.force, reason=args.reason or "")

@@ -47,6 +47,14 @@ class CutoverConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Fenced generations retired (fenced by a cutover or a revert) longer ago than this are what
+    # `bluegreen prune` removes; 0 prunes every retired generation (never the active one nor the
+    # revert target).
+    keep_days: int = 30
+
+
+@dataclass(frozen=True)
 class Window:
     """A daily maintenance window in a time zone; end < start wraps past midnight."""
 
@@ -73,7 +81,7 @@ ENVIRONMENT_DEFAULTS = {
     "staging": {"approvals": 1},
     "production": {"approvals": 2, "backup": True},
 }
-_ENVIRONMENT_KINDS = {"approvals": "count", "backup": "bool", "backup_dir": "path", "window": "window",
+_ENVIRONMENT_KINDS = {"approvals": "non_negative_int", "backup": "bool", "backup_dir": "path", "window": "window",
                       "timezone": "timezone"}
 
 
@@ -86,6 +94,7 @@ class Config:
     capture: CaptureConfig
     cutover: CutoverConfig
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    retention: RetentionConfig = RetentionConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -100,6 +109,7 @@ _SECTIONS = {
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
                                 "max_attempts": "positive_int"}),
+    "retention": (RetentionConfig, {"keep_days": "non_negative_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 
@@ -182,10 +192,6 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
         return value
-    if kind == "count":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"{path}: {where} must be a whole number of approvals (0 or more), got {value!r}")
-        return value
     if kind == "window":
         return _window(path, where, value)
     if kind == "timezone":
@@ -194,6 +200,10 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
             raise InputError(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
                              f"\"Europe/Berlin\", got {value!r}") from None
+        return value
+    if kind == "non_negative_int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{path}: {where} must be a whole number, 0 or more, got {value!r}")
         return value
     raise AssertionError(kind)
 

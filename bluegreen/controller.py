@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import approvals, backup, barrier, capture, environments, migrations, pointer, registry
+from bluegreen import approvals, backup, barrier, capture, environments, migrations, pointer, registry, retention
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
@@ -472,6 +472,23 @@ class Controller:
             text += f"; note: cutover counts approvals of the target version v{versions[-1]}"
         return Result("approve", text, data={"version": wanted, "environment": where, "approved_by": have,
                                              "required": required, "new": new, "target_version": versions[-1]})
+    # prune: remove fenced generations retired longer ago than [retention] keep_days
+    # ------------------------------------------------------------------------------------------
+    def prune(self, names: list[str] | None = None, dry_run: bool = False) -> Result:
+        with self.store.locked():
+            state = self.store.load()
+            retention.check_phase(state)
+            keep_days = self.config.retention.keep_days
+            active = pointer.read(self.config.database.pointer).active
+            kept = retention.inventory(self.store, state, active, keep_days)
+            chosen = retention.choose(kept, list(names or []), keep_days, self.store.folder)
+            for item in chosen:  # every check before the first removal: all of it, or nothing
+                retention.check_unused(self.config.database.pointer, item)
+                self._check_fence_intact("prune", item.name)
+            if not dry_run:
+                for item in chosen:
+                    retention.remove(self.store, state, item)
+            return _prune_result(chosen, kept, keep_days, dry_run)
 
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
@@ -594,7 +611,8 @@ class Controller:
             pointer.Pointer(target.name, generation, version, previous.name, pointer.now_iso()),
             mode=file_mode(target),
         )
-        self.store.log("swap", active=target.name, generation=generation, schema_version=version)
+        self.store.log("swap", active=target.name, previous=previous.name, generation=generation,
+                       schema_version=version)  # `previous` retires now: retention counts its age from here
 
     def _discard_green(self, state: State, green: Path, *, blue_capture: bool) -> None:
         """Undo a prepare: no partial generation behind, blue as it was (invariant 5)."""
@@ -656,6 +674,21 @@ def _who() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return f"uid {os.getuid()}"
+def _prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Result:
+    freed = sum(k.size_bytes for k in chosen)
+    names = ", ".join(k.name for k in chosen)
+    if not chosen:
+        message = (f"nothing to prune: no fenced generation was retired {keep_days} or more day(s) ago "
+                   "([retention] keep_days)")
+    elif dry_run:
+        message = f"dry run, nothing was changed: prune would remove {names} ({retention.human_size(freed)})"
+    else:
+        message = f"pruned {names}: {retention.human_size(freed)} freed"
+    left = [k for k in kept if k not in chosen]
+    return Result("prune", message, data={
+        "dry_run": dry_run, "keep_days": keep_days, "freed_bytes": freed,
+        "pruned": [k.as_dict() for k in chosen],  # with dry_run: what would be removed
+        "kept": [k.as_dict() for k in left]})
 
 
 def _carried_by(rollbacks: list[Path]) -> set[str]:

@@ -1,10 +1,10 @@
-"""Read-only commands: status, plan, history, path. They take no lock and change nothing."""
+"""Read-only commands: status, plan, history, path, generations. They take no lock and change nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import approvals, environments, migrations, pointer, registry
+from bluegreen import approvals, environments, migrations, pointer, registry, retention
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -98,6 +98,14 @@ class Inspector:
         for c in behind:
             files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
+        kept = self.kept_files(state, current.active)
+        data["kept"] = [k.as_dict() for k in kept]
+        due = [k.name for k in kept if k.due]
+        others = [k for k in kept if k.name != current.active]
+        if others:
+            lines.append(f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
+                         + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
+                         + " (`bluegreen generations` lists them)")
         lines.append("next        " + data["next"])
         return Result("status", "\n".join(lines), data=data)
 
@@ -120,6 +128,24 @@ class Inspector:
         if window:
             out["window"] = {"window": window.text, "open": window.open, "now": window.now}
         return out
+    def kept_files(self, state, active: str) -> list[retention.KeptFile]:
+        return retention.inventory(self.store, state, active, self.config.retention.keep_days)
+
+    def generations(self) -> Result:
+        """Every generation and export in the data folder with its role, size and age."""
+        state = self.store.load()
+        current = pointer.read(self.config.database.pointer)
+        kept = self.kept_files(state, current.active)
+        keep_days = self.config.retention.keep_days
+        lines = [f"{'file':<28} {'role':<14} {'size':>10}  retired"]
+        for k in kept:
+            retired = f"{k.age_days:.1f} day(s) ago ({k.age_from})" if k.age_days is not None else "-"
+            lines.append(f"{k.name:<28} {k.role:<14} {retention.human_size(k.size_bytes):>10}  {retired}"
+                         + ("  due for prune" if k.due else ""))
+        lines.append(f"retention: fenced generations retired {keep_days} or more day(s) ago are due "
+                     f"([retention] keep_days); {sum(k.due for k in kept)} due now")
+        return Result("generations", "\n".join(lines),
+                      data={"keep_days": keep_days, "generations": [k.as_dict() for k in kept]})
 
     def plan(self) -> Result:
         active = self.active_path()
