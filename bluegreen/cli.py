@@ -20,9 +20,10 @@ EXIT_CODES = """exit codes:
   0  done
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
-  3  a validation gate refused
+  3  a gate refused: validation, a pre-* hook, or the cutover hold flag (blue stays active)
   4  another controller holds the lock
-  5  revert refused because writes would be lost"""
+  5  revert refused because writes would be lost
+  6  done, but a post-* hook failed: the operation stands, do not run it again"""
 
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--offline", action="store_true",
                                  help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
                                  "until the swap, instead of the bounded pause; writers wait, nothing is lost")
+            command.add_argument("--wait", action="store_true",
+                                 help="while the [cutover] wait_flag file exists, keep green caught up and wait "
+                                 "(at most [cutover] wait_timeout_s), then cut over once it is removed; without "
+                                 "--wait a present flag refuses (exit 3)")
         if name == "revert":
             command.add_argument("--accept-loss", action="store_true",
                                  help="revert even if some changed rows cannot be carried back; they are saved "
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("status", "plan", "history", "path"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
-            result = getattr(controller, args.command)(offline=args.offline)
+            result = getattr(controller, args.command)(offline=args.offline, wait=args.wait)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
         elif args.command == "finalize":

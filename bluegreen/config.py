@@ -41,6 +41,21 @@ class CutoverConfig:
     max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
     lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
     max_attempts: int = 20  # barrier tries before cutover gives up with blue still active
+    wait_flag: Path | None = None  # while this file exists, cutover is on hold (see hold.py)
+    wait_timeout_s: int = 0  # how long `cutover --wait` waits for the flag to go; 0: no limit
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    """Shell commands run at lifecycle events (see hooks.py); "" means no hook."""
+
+    pre_prepare: str = ""
+    post_prepare: str = ""
+    pre_cutover: str = ""
+    post_cutover: str = ""
+    post_revert: str = ""
+    on_failure: str = ""
+    timeout_s: int = 60  # each hook's time limit; its whole process group is killed after it
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,7 @@ class Config:
     snapshot: SnapshotConfig
     capture: CaptureConfig
     cutover: CutoverConfig
+    hooks: HooksConfig
 
     @property
     def data_dir(self) -> Path:
@@ -64,7 +80,12 @@ _SECTIONS = {
     "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
-                                "max_attempts": "positive_int"}),
+                                "max_attempts": "positive_int",
+                                "wait_flag": "path", "wait_timeout_s": "non_negative_int"}),
+    # TOML keys are the event names (pre-prepare); the dataclass fields spell them with "_".
+    "hooks": (HooksConfig, {"pre-prepare": "command", "post-prepare": "command", "pre-cutover": "command",
+                            "post-cutover": "command", "post-revert": "command", "on-failure": "command",
+                            "timeout_s": "positive_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 
@@ -103,12 +124,12 @@ def _section(path: Path, base: Path, name: str, values: object):
             raise InputError(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
     out = {}
     for field in fields(cls):
-        key = field.name
+        key = field.name if field.name in kinds else field.name.replace("_", "-")
         if key not in values:
             if field.default is MISSING:
                 raise InputError(f"{path}: missing key {name}.{key}")
             continue
-        out[key] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
+        out[field.name] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
     return cls(**out)
 
 
@@ -124,5 +145,14 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
     if kind == "positive_int":
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
+        return value
+    if kind == "non_negative_int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{path}: {where} must be a whole number of seconds, 0 or more, got {value!r}")
+        return value
+    if kind == "command":
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: {where} must be a non-empty shell command string, got {value!r}; "
+                             "leave the key out for no hook")
         return value
     raise AssertionError(kind)
