@@ -518,7 +518,7 @@ class Controller:
             versions = (pointer.read(self.config.database.pointer).schema_version, state.target_version)
             run = self._run_hook(self._hook_context("on-failure", command, state, versions, message, code))
         except Exception as hook_exc:  # the hook machinery itself failed: the original error still wins
-            self.store.log("hook_error", event="on-failure", error=str(hook_exc))
+            self.store.log("hook_error", hook="on-failure", error=str(hook_exc))
             return
         if run and not run.ok and isinstance(exc, BluegreenError):
             exc.message += f" (the on-failure hook also failed: {run.summary(self.config.hooks.timeout_s)})"

@@ -127,7 +127,8 @@ class Hooks:
             tail = output.read().decode("utf-8", "replace")
         run = HookRun(context.event, shell, None if timed_out else proc.returncode, timed_out,
                       round((time.perf_counter() - started) * 1000, 1), tail)
-        self.store.log("hook", command=context.command, ok=run.ok, **run.as_dict())
+        self.store.log("hook", hook=run.event, command=context.command, ok=run.ok, shell=shell,
+                       exit_code=run.exit_code, timed_out=timed_out, duration_ms=run.duration_ms, output=tail)
         return run
 
     # -- what a failure means, per kind of event ----------------------------------------------
