@@ -144,11 +144,11 @@ class Hooks:
     def after_failure(self, run: HookRun, result: Result) -> BluegreenError:
         """A post-* hook failed after the operation was done. Exit 6 says the operation stands,
         so a release script does not run it again, and hands over the result it would have
-        printed. In deploy (or resume), post-prepare is the last word before the cutover: its
+        printed. In deploy, post-prepare is the last word before the cutover: its
         failure stops there, as a gate (exit 3), with green prepared and blue still active."""
         summary = run.summary(self.config.hooks.timeout_s)
         details = {"hook": run.as_dict(), "command": result.command, **result.data}
-        if run.event == "post-prepare" and result.command != "prepare":
+        if run.event == "post-prepare" and result.command == "deploy":
             return GateRefused(
                 f"generation {result.data.get('generation')} is prepared, but the post-prepare hook failed "
                 f"({summary}): {result.command} stopped before the cutover and blue is still active; run "
