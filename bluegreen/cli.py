@@ -20,9 +20,11 @@ EXIT_CODES = """exit codes:
   0  done
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
-  3  a validation gate refused, or the environment's rule (approvals, maintenance window)
+  3  a gate refused: validation, the environment's rule (approvals, maintenance window), a pre-* hook,
+     or the cutover hold flag (blue stays active)
   4  another controller holds the lock
-  5  revert refused because writes would be lost"""
+  5  revert refused because writes would be lost
+  6  done, but a post-* hook failed: the operation stands, do not run it again"""
 
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
@@ -82,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="cut over outside the environment's maintenance window (needs --reason, "
                                  "which is logged with who and when); approvals cannot be forced")
             command.add_argument("--reason", metavar="TEXT", help="why the window is overridden (with --force)")
+            command.add_argument("--wait", action="store_true",
+                                 help="while the [cutover] wait_flag file exists, keep green caught up and wait "
+                                 "(at most [cutover] wait_timeout_s), then cut over once it is removed; without "
+                                 "--wait a present flag refuses (exit 3)")
         if name == "approve":
             command.add_argument("version", metavar="VERSION", help="a pending version, e.g. 2.0.0 or v2.0.0")
             command.add_argument("--by", metavar="NAME", required=True, help="who approves (each name counts once)")
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("status", "plan", "history", "path", "generations"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
-            result = getattr(controller, args.command)(offline=args.offline, force=args.force, reason=args.reason or "")
+            result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
+                                                       reason=args.reason or "")
         elif args.command == "approve":
             result = controller.approve(args.version, args.by, args.note)
         elif args.command == "revert":

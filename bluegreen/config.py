@@ -44,6 +44,21 @@ class CutoverConfig:
     max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
     lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
     max_attempts: int = 20  # barrier tries before cutover gives up with blue still active
+    wait_flag: Path | None = None  # while this file exists, cutover is on hold (see hold.py)
+    wait_timeout_s: int = 0  # how long `cutover --wait` waits for the flag to go; 0: no limit
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    """Shell commands run at lifecycle events (see hooks.py); "" means no hook."""
+
+    pre_prepare: str = ""
+    post_prepare: str = ""
+    pre_cutover: str = ""
+    post_cutover: str = ""
+    post_revert: str = ""
+    on_failure: str = ""
+    timeout_s: int = 60  # each hook's time limit; its whole process group is killed after it
 
 
 @dataclass(frozen=True)
@@ -93,8 +108,9 @@ class Config:
     snapshot: SnapshotConfig
     capture: CaptureConfig
     cutover: CutoverConfig
-    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    hooks: HooksConfig = HooksConfig()
     retention: RetentionConfig = RetentionConfig()
+    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
 
     @property
     def data_dir(self) -> Path:
@@ -108,8 +124,13 @@ _SECTIONS = {
     "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
-                                "max_attempts": "positive_int"}),
+                                "max_attempts": "positive_int",
+                                "wait_flag": "path", "wait_timeout_s": "non_negative_int"}),
     "retention": (RetentionConfig, {"keep_days": "non_negative_int"}),
+    # TOML keys are the event names (pre-prepare); the dataclass fields spell them with "_".
+    "hooks": (HooksConfig, {"pre-prepare": "command", "post-prepare": "command", "pre-cutover": "command",
+                            "post-cutover": "command", "post-revert": "command", "on-failure": "command",
+                            "timeout_s": "positive_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 
@@ -169,13 +190,13 @@ def _section(path: Path, base: Path, name: str, values: object):
         if key not in kinds:
             raise InputError(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
     out = {}
-    for field in fields(cls):
-        key = field.name
+    for spec in fields(cls):
+        key = spec.name if spec.name in kinds else spec.name.replace("_", "-")
         if key not in values:
-            if field.default is MISSING:
+            if spec.default is MISSING:
                 raise InputError(f"{path}: missing key {name}.{key}")
             continue
-        out[key] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
+        out[spec.name] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
     return cls(**out)
 
 
@@ -204,6 +225,11 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
     if kind == "non_negative_int":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise InputError(f"{path}: {where} must be a whole number, 0 or more, got {value!r}")
+        return value
+    if kind == "command":
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: {where} must be a non-empty shell command string, got {value!r}; "
+                             "leave the key out for no hook")
         return value
     raise AssertionError(kind)
 

@@ -7,6 +7,7 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import signal
@@ -16,11 +17,13 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import approvals, backup, barrier, capture, environments, migrations, pointer, registry, retention
+from bluegreen import approvals, backup, barrier, capture, environments, hold, migrations, pointer, registry, retention
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
-from bluegreen.errors import InputError, OperationFailed, RevertRefused
+from bluegreen.errors import (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, BluegreenError, InputError,
+                              OperationFailed, RevertRefused)
+from bluegreen.hooks import HookContext, HookRun, Hooks
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
@@ -41,6 +44,8 @@ class Controller:
         self.inspector = Inspector(config, environment)
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
+        self.hooks = Hooks(config, self.store)
+        self._hook_runs: list[HookRun] = []
         self.builder = Builder(config, self.store, self.progress, self._phase, self._journal)
 
     # ------------------------------------------------------------------------------------------
@@ -73,13 +78,16 @@ class Controller:
     # prepare: capture on blue → snapshot → migrate green → catch up → validate
     # ------------------------------------------------------------------------------------------
     def prepare(self) -> Result:
-        with self.store.locked():
+        with self.store.locked(), self._on_failure("prepare"):
             return self._prepare("prepare")
 
     def _prepare(self, command: str) -> Result:
         state, blue, pending = self._start()
         if not pending:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
+        versions = (self._version_of(blue), pending[-1].version)
+        self._pre_hook("pre-prepare", command, state, versions,
+                       f"nothing was changed; run `bluegreen {command}` again once it passes")
         backed_up = self._backup_blue(blue)
         generation, green = self._begin_generation(state, command, "capture", blue, pending)
         try:
@@ -90,34 +98,45 @@ class Controller:
             self._discard_green(state, green, blue_capture=True)
             raise
         self._journal(state, phase="prepared", step="validated")
-        return Result(
+        result = Result(
             command,
             f"generation {generation} prepared in {green} (schema {state.target_version}) and kept caught up "
             "with blue; run `bluegreen cutover` to make it active, or `bluegreen abort`",
             self._phases,
             {"generation": generation, "green": str(green), "validation": report.as_dicts(), **backed_up},
         )
+        return self._post_hook("post-prepare", command, state, versions, result)
 
     # ------------------------------------------------------------------------------------------
     # cutover: catch up → barrier on blue when the backlog fits the budget → replay the rest →
     # fence blue → swap
     # ------------------------------------------------------------------------------------------
-    def cutover(self, offline: bool = False, force: bool = False, reason: str = "") -> Result:
-        with self.store.locked():
-            return self._cutover("cutover", offline, force, reason)
+    def cutover(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
+        self._check_wait_option(wait)
+        with self.store.locked(), self._on_failure("cutover"):
+            return self._cutover("cutover", offline, wait, force, reason)
 
-    def _cutover(self, command: str, offline: bool, force: bool = False, reason: str = "") -> Result:
+    def _cutover(self, command: str, offline: bool, wait: bool = False, force: bool = False,
+                 reason: str = "") -> Result:
         state = self.store.load()
         if state.phase == "cut_over":
             return Result(command, f"already cut over: generation {state.green_generation} is active",
                           data={"generation": state.green_generation})
+        blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == "cutting_over" and self._blue_fenced(state):
-            return self._complete_swap(state)
+            versions = (self._version_of(blue), state.target_version)
+            return self._post_hook("post-cutover", command, state, versions, self._complete_swap(state))
         if state.phase not in ("prepared", "cutting_over"):
             raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
-        blue, green = self.store.folder / state.blue, self.store.folder / state.green
         pending = self.inspector.pending(blue)
-        self._check_environment(command, pending, force, reason)
+        self._check_environment(command, pending, force, reason, log=False)  # refuse before any wait
+        versions = (self._version_of(blue), state.target_version)
+        if state.phase == "prepared":  # a fresh cutover; an interrupted one finishes without asking again
+            self._hold_prepared(state, command, blue, green, pending, wait)
+            self._pre_hook("pre-cutover", command, state, versions,
+                           f"generation {state.green_generation} stays prepared and blue active; run "
+                           "`bluegreen cutover` once it passes, or `bluegreen abort`")
+        self._check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
         try:
@@ -141,7 +160,7 @@ class Controller:
         self._journal(state, phase="cut_over", step="swapped")
         result = self._cut_over_result(command, state, green, pause)
         result.data["attempts"] = attempts
-        return result
+        return self._post_hook("post-cutover", command, state, versions, result)
 
     def _cutover_within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
         """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
@@ -222,21 +241,27 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
     # ------------------------------------------------------------------------------------------
-    def deploy(self, offline: bool = False, force: bool = False, reason: str = "") -> Result:
-        with self.store.locked():
+    def deploy(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
+        self._check_wait_option(wait)
+        with self.store.locked(), self._on_failure("deploy"):
             # The cutover's rule first: a deploy that could not cut over must not even start.
             self._check_environment("deploy", self._start()[2], force, reason, log=offline)
+            self._hold_before_deploy(offline, wait)
             if offline:
                 return self._deploy_offline()
             prepared = self._prepare("deploy")
             if not self.store.load().phase == "prepared":
                 return prepared
-            return self._cutover("deploy", False, force, reason)
+            return self._cutover("deploy", False, wait, force, reason)
 
     def _deploy_offline(self) -> Result:
         state, blue, pending = self._start()
         if not pending:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
+        versions = (self._version_of(blue), pending[-1].version)
+        for event in ("pre-prepare", "pre-cutover"):  # both before the lock: no hook runs while writers wait
+            self._pre_hook(event, "deploy", state, versions,
+                           "nothing was changed; run `bluegreen deploy --offline` again once it passes")
         self._backup_blue(blue)
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
@@ -262,17 +287,18 @@ class Controller:
         with self._phase("swap"):
             self._swap(green, generation, self._version_of(green), previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
-        return self._cut_over_result("deploy", state, green, pause)
+        return self._post_hook("post-cutover", "deploy", state, versions,
+                               self._cut_over_result("deploy", state, green, pause))
 
     # ------------------------------------------------------------------------------------------
     # revert: blue's lock → green's barrier → carry green's changes back → fence green → swap →
     # unfence blue
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
-        with self.store.locked():
+        with self.store.locked(), self._on_failure("revert"):
             return self._revert(accept_loss)
 
-    def _revert(self, accept_loss: bool) -> Result:
+    def _revert(self, accept_loss: bool, command: str = "revert") -> Result:
         state = self.store.load()
         if state.phase not in ("cut_over", "reverting"):
             raise InputError(
@@ -281,7 +307,7 @@ class Controller:
             )
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == "reverting" and self._revert_finished(state):
-            return self._close_revert(state, blue, green, carried=[], lost={}, exported=None)
+            return self._close_revert(state, blue, green, carried=[], lost={}, exported=None, command=command)
         # The migrations green has and blue has not: their rollback companions serve this revert.
         rollbacks = [m.rollback for m in self.inspector.pending(blue) if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
@@ -333,7 +359,7 @@ class Controller:
         finally:
             barrier.rollback(back.conn)
             back.close()
-        return self._close_revert(state, blue, green, carried, lost, exported)
+        return self._close_revert(state, blue, green, carried, lost, exported, command)
 
     def _revert_finished(self, state: State) -> bool:
         """Died after the last commit of a revert (blue unfenced, pointer on blue), before the
@@ -347,13 +373,15 @@ class Controller:
             conn.close()
 
     def _close_revert(self, state: State, blue: Path, green: Path, carried: list, lost: dict,
-                      exported: Path | None) -> Result:
+                      exported: Path | None, command: str = "revert") -> Result:
+        before = dataclasses.replace(state)  # the hook is told which files the revert moved between
+        versions = (self._version_of(green), self._version_of(blue))
         state.fences.pop(state.blue, None)
         state.reverted.append(state.green)
         active_generation, reverted = state.blue_generation, state.green_generation
         self._journal(state, **IDLE)
         changes = sum(b.keys for b in carried)
-        return Result(
+        result = Result(
             "revert",
             f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
             f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
@@ -362,6 +390,7 @@ class Controller:
             {"active": str(blue), "generation": active_generation, "fenced": str(green),
              "carried_back": changes, "lost": lost, "exported": str(exported or "")},
         )
+        return self._post_hook("post-revert", command, before, versions, result)
 
     def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
                           start: int, upto: capture.Position | None) -> Path | None:
@@ -384,7 +413,7 @@ class Controller:
     # resume: finish whatever a crash interrupted, trusting the files over the journal
     # ------------------------------------------------------------------------------------------
     def resume(self) -> Result:
-        with self.store.locked():
+        with self.store.locked(), self._on_failure("resume"):
             state = self.store.load()
             if state.phase == "preparing":
                 # A half-built generation is not trusted: discard it, build a new one.
@@ -397,7 +426,7 @@ class Controller:
             if state.phase == "cutting_over" or (state.phase == "prepared" and state.operation == "deploy"):
                 return self._cutover("resume", offline=False)
             if state.phase == "reverting":
-                return self._revert(accept_loss=False)
+                return self._revert(accept_loss=False, command="resume")
             return Result("resume", f"nothing to resume (phase {state.phase})", data={"phase": state.phase})
 
     # ------------------------------------------------------------------------------------------
@@ -489,6 +518,112 @@ class Controller:
                 for item in chosen:
                     retention.remove(self.store, state, item)
             return _prune_result(chosen, kept, keep_days, dry_run)
+    # hooks and the hold flag: called at the clear points above, never while a lock is held
+    # ------------------------------------------------------------------------------------------
+    def _pre_hook(self, event: str, command: str, state: State, versions: tuple[str, str], outcome: str) -> None:
+        """A pre-* hook is a gate: if it fails, refuse with `outcome` (what stays as it is)."""
+        run = self._run_hook(self._hook_context(event, command, state, versions))
+        if run and not run.ok:
+            raise self.hooks.refusal(run, outcome)
+
+    def _post_hook(self, event: str, command: str, state: State, versions: tuple[str, str], result: Result) -> Result:
+        """A post-* hook reports: the operation stands whatever it says; its failure is the error."""
+        run = self._run_hook(self._hook_context(event, command, state, versions))
+        if self._hook_runs:
+            result.data["hooks"] = [r.as_dict() for r in self._hook_runs]
+        if run and not run.ok:
+            raise self.hooks.after_failure(run, result)
+        return result
+
+    def _run_hook(self, context: HookContext) -> HookRun | None:
+        run = self.hooks.run(context)
+        if run:
+            self._phases.append(Phase(f"{context.event} hook", run.duration_ms))
+            self._hook_runs.append(run)
+        return run
+
+    def _hook_context(self, event: str, command: str, state: State, versions: tuple[str, str],
+                      error: str = "", exit_code: int = 0) -> HookContext:
+        pointer_path = self.config.database.pointer
+        current = pointer.read(pointer_path)
+        return HookContext(
+            event, command, self.store.load().phase, current.active_path(pointer_path), current.generation,
+            self.store.folder / state.blue if state.blue else current.active_path(pointer_path),
+            self.store.folder / state.green if state.green else None, state.green_generation,
+            versions[0], versions[1], error, exit_code,
+        )
+
+    @contextmanager
+    def _on_failure(self, command: str) -> Iterator[None]:
+        """Run the on-failure hook when the operation fails (exit 1, 3 or 5), then let the
+        original error through: the hook's own failure is added to it, never replaces it."""
+        try:
+            yield
+        except Exception as exc:
+            code = exc.exit_code if isinstance(exc, BluegreenError) else EXIT_FAILED
+            if code in (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED) and self.hooks.command_for("on-failure"):
+                self._run_on_failure(command, exc, code)
+            raise
+
+    def _run_on_failure(self, command: str, exc: Exception, code: int) -> None:
+        message = exc.message if isinstance(exc, BluegreenError) else f"SQLite error: {exc}"
+        try:
+            state = self.store.load()
+            versions = (pointer.read(self.config.database.pointer).schema_version, state.target_version)
+            run = self._run_hook(self._hook_context("on-failure", command, state, versions, message, code))
+        except Exception as hook_exc:  # the hook machinery itself failed: the original error still wins
+            self.store.log("hook_error", hook="on-failure", error=str(hook_exc))
+            return
+        if run and not run.ok and isinstance(exc, BluegreenError):
+            exc.message += f" (the on-failure hook also failed: {run.summary(self.config.hooks.timeout_s)})"
+            exc.details = {**(exc.details if isinstance(exc.details, dict) else {}), "on_failure_hook": run.as_dict()}
+
+    def _check_wait_option(self, wait: bool) -> None:
+        if wait and self.config.cutover.wait_flag is None:
+            raise InputError(
+                f"{self.config.path}: --wait needs a hold flag: set [cutover] wait_flag = \"data/hold-cutover\" "
+                "(a file whose presence holds the cutover), or run without --wait"
+            )
+
+    def _hold_before_deploy(self, offline: bool, wait: bool) -> None:
+        """Up front, before anything is built: a held deploy without --wait refuses with nothing
+        changed; --offline --wait waits here (there is no green to keep caught up yet)."""
+        flag = self.config.cutover.wait_flag
+        if flag is None or not flag.exists():
+            return
+        if not wait:
+            raise hold.refusal(flag, "deploy", "blue stays active")
+        if offline:
+            with self._phase("hold"):
+                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline",
+                                     "blue stays active")
+
+    def _hold_prepared(self, state: State, command: str, blue: Path, green: Path, pending: list, wait: bool) -> None:
+        """Before a fresh cutover: refuse while the flag exists, or (--wait) keep green caught up
+        until it is gone. Green stays prepared either way; only catch-up batches touch it."""
+        flag = self.config.cutover.wait_flag
+        if flag is None or not flag.exists():
+            return
+        prepared = f"generation {state.green_generation} stays prepared and blue active"
+        if not wait:
+            raise hold.refusal(flag, "cutover", prepared)
+        replayer = self.builder.replayer(blue, green, pending)
+        try:
+            def keep_up() -> int:
+                replayer.catch_up()
+                return replayer.position().seq
+
+            with self._phase("hold"):
+                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover",
+                                     prepared + ", caught up")
+        finally:
+            replayer.close()
+
+    def _note(self, message: str, fields: dict) -> None:
+        self.store.log("hold", message=message, **fields)
+        note = getattr(self.progress, "note", None)
+        if note:
+            note(message, fields)
 
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above

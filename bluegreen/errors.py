@@ -8,6 +8,7 @@ EXIT_USAGE = 2
 EXIT_GATE = 3
 EXIT_BUSY = 4
 EXIT_REVERT_REFUSED = 5
+EXIT_AFTER_HOOK = 6
 
 
 class BluegreenError(Exception):
@@ -47,3 +48,9 @@ class RevertRefused(BluegreenError):
     """Reverting would drop writes made on the active generation."""
 
     exit_code = EXIT_REVERT_REFUSED
+
+
+class AfterHookFailed(BluegreenError):
+    """The operation was done, but its post-* hook failed: do not run the operation again."""
+
+    exit_code = EXIT_AFTER_HOOK

@@ -53,6 +53,17 @@ class ProgressReporter:
                 self.stream.write("\n")
         self.stream.flush()
 
+    def note(self, message: str, fields: dict) -> None:
+        """A status line that is not a fraction (waiting on a hold flag): its own line on a
+        terminal, {"event": "note", ...} under --json, silence otherwise."""
+        if self.mode == "json":
+            self.stream.write(json.dumps({"event": "note", "message": message, **fields}) + "\n")
+        elif self.mode == "tty":
+            self.stream.write(f"\r{message}\033[K\n")
+        else:
+            return
+        self.stream.flush()
+
 
 def _eta(elapsed: float, done: int, total: int) -> float | None:
     if done <= 0 or elapsed <= 0:

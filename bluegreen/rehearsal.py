@@ -26,10 +26,10 @@ from typing import Callable
 import tomli_w
 
 from bluegreen import barrier, capture, demo, demo_writer, snapshot
-from bluegreen.config import Config, DatabaseConfig
+from bluegreen.config import Config, DatabaseConfig, HooksConfig
 from bluegreen.controller import Controller
 from bluegreen.db import check_database, open_db
-from bluegreen.errors import BluegreenError, GateRefused, InputError, OperationFailed
+from bluegreen.errors import BluegreenError, InputError, OperationFailed
 from bluegreen.inspector import Inspector
 from bluegreen.results import Phase, Result
 from bluegreen.store import Timer, file_mode
@@ -172,17 +172,21 @@ def _copy(config: Config, source: Path, copy: Path, progress: ProgressFn | None)
 
 
 def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
-    """The real config with the pointer moved into the scratch folder; everything else (the
-    migrations folder, cutover budget, capture settings) is the real one. Written out as
-    config.toml too, so a --keep'd scratch folder can be inspected with bluegreen itself."""
+    """The real config with the pointer moved into the scratch folder; the migrations folder,
+    cutover budget and capture settings are the real ones. Hooks, the hold flag and the
+    environments' rules are left out: a rehearsal must not page anyone, reload the application,
+    wait on a person or need approvals. Written out as config.toml too, so a --keep'd scratch
+    folder can be inspected with bluegreen itself."""
     path = scratch / "config.toml"
     scratch_config = dataclasses.replace(
-        config, path=path, database=DatabaseConfig(pointer=copy.parent / "current.toml", initial=copy))
+        config, path=path, database=DatabaseConfig(pointer=copy.parent / "current.toml", initial=copy),
+        cutover=dataclasses.replace(config.cutover, wait_flag=None), hooks=HooksConfig(), environments={})
     document = {}
     for section in dataclasses.fields(scratch_config):
         value = getattr(scratch_config, section.name)
-        if dataclasses.is_dataclass(value):
-            document[section.name] = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(value).items()}
+        if dataclasses.is_dataclass(value) and section.name != "hooks":
+            document[section.name] = {k: str(v) if isinstance(v, Path) else v
+                                      for k, v in dataclasses.asdict(value).items() if v is not None}
     path.write_text("# written by `bluegreen rehearse`: a scratch copy of the real project\n" + tomli_w.dumps(document))
     return scratch_config
 

@@ -8,7 +8,6 @@ modification time, and no file appears or disappears — on top of disk_state's 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -200,3 +199,23 @@ def test_rehearse_needs_an_initialized_project(toy):
     result = rehearse(project)
     assert_refused(result, 2, str(project.pointer), "bluegreen init")
     assert real_state(project) == before and scratch_folders() == temps
+
+
+def test_rehearsal_runs_no_hooks_and_ignores_the_hold_flag(toy_ready):
+    """A rehearsal must not page anyone, reload the application or wait on the person holding
+    the real cutover: the scratch project has no hooks and no hold flag."""
+    from conftest import write_config
+
+    project = toy_ready
+    write_config(project.root, 'wait_flag = "data/hold"\n[hooks]\npre-prepare = "touch hooked-pre"\n'
+                 'post-cutover = "touch hooked-post"\non-failure = "touch hooked-failure"\n')
+    (project.data / "hold").write_text("release at 02:00\n")
+    before = real_state(project)
+    result = rehearse(project, "--keep")
+    assert result.code == 0, result.err
+    assert result.json["deploy"]["ok"] and result.json["revert"]["ok"]
+    assert not list(project.root.rglob("hooked-*")) and not list(Path(result.json["scratch"]).rglob("hooked-*"))
+    assert "[hooks]" not in (Path(result.json["scratch"]) / "config.toml").read_text()
+    assert real_state(project) == before
+    held = project.cli("deploy")  # the real project is still held by its flag
+    assert held.code == 3 and "hold" in held.err
