@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
                                                        reason=args.reason or "")
         elif args.command == "approve":
-            result = controller.approve(args.version, args.by, args.note)
+            result = controller.release.approve(args.version, args.by, args.note)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
         elif args.command == "finalize":

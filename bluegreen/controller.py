@@ -8,7 +8,6 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import os
 import signal
 from contextlib import contextmanager
@@ -17,17 +16,16 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import approvals, backup, barrier, capture, environments, hold, migrations, pointer, registry, retention
+from bluegreen import barrier, capture, migrations, pointer, registry, retention
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
-from bluegreen.errors import (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, BluegreenError, InputError,
-                              OperationFailed, RevertRefused)
-from bluegreen.hooks import HookContext, HookRun, Hooks
+from bluegreen.errors import InputError, OperationFailed, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
 from bluegreen.builder import Builder
+from bluegreen.release import ReleaseControls
 from bluegreen.store import State, Store, Timer, file_mode, remove_database_files
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -38,15 +36,13 @@ IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, gre
 class Controller:
     def __init__(self, config: Config, progress: ProgressFn | None = None, environment: str | None = None):
         self.config = config
-        self.environment = environment  # the chosen environment's name (--env or $BLUEGREEN_ENV), if any
         self.store = Store(config.database.pointer)
-        self.approvals = approvals.Approvals(self.store.state_dir)
         self.inspector = Inspector(config, environment)
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
-        self.hooks = Hooks(config, self.store)
-        self._hook_runs: list[HookRun] = []
         self.builder = Builder(config, self.store, self.progress, self._phase, self._journal)
+        self.release = ReleaseControls(config, self.store, self.inspector, environment, self._phases, self._phase,
+                                       self.progress)
 
     # ------------------------------------------------------------------------------------------
     # init
@@ -78,7 +74,7 @@ class Controller:
     # prepare: capture on blue → snapshot → migrate green → catch up → validate
     # ------------------------------------------------------------------------------------------
     def prepare(self) -> Result:
-        with self.store.locked(), self._on_failure("prepare"):
+        with self.store.locked(), self.release.on_failure("prepare"):
             return self._prepare("prepare")
 
     def _prepare(self, command: str) -> Result:
@@ -86,9 +82,9 @@ class Controller:
         if not pending:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
         versions = (self._version_of(blue), pending[-1].version)
-        self._pre_hook("pre-prepare", command, state, versions,
+        self.release.pre_hook("pre-prepare", command, state, versions,
                        f"nothing was changed; run `bluegreen {command}` again once it passes")
-        backed_up = self._backup_blue(blue)
+        backed_up = self.release.backup_blue(blue)
         generation, green = self._begin_generation(state, command, "capture", blue, pending)
         try:
             with self._phase("capture"):
@@ -105,15 +101,15 @@ class Controller:
             self._phases,
             {"generation": generation, "green": str(green), "validation": report.as_dicts(), **backed_up},
         )
-        return self._post_hook("post-prepare", command, state, versions, result)
+        return self.release.post_hook("post-prepare", command, state, versions, result)
 
     # ------------------------------------------------------------------------------------------
     # cutover: catch up → barrier on blue when the backlog fits the budget → replay the rest →
     # fence blue → swap
     # ------------------------------------------------------------------------------------------
     def cutover(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
-        self._check_wait_option(wait)
-        with self.store.locked(), self._on_failure("cutover"):
+        self.release.check_wait_option(wait)
+        with self.store.locked(), self.release.on_failure("cutover"):
             return self._cutover("cutover", offline, wait, force, reason)
 
     def _cutover(self, command: str, offline: bool, wait: bool = False, force: bool = False,
@@ -125,18 +121,18 @@ class Controller:
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == "cutting_over" and self._blue_fenced(state):
             versions = (self._version_of(blue), state.target_version)
-            return self._post_hook("post-cutover", command, state, versions, self._complete_swap(state))
+            return self.release.post_hook("post-cutover", command, state, versions, self._complete_swap(state))
         if state.phase not in ("prepared", "cutting_over"):
             raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
         pending = self.inspector.pending(blue)
-        self._check_environment(command, pending, force, reason, log=False)  # refuse before any wait
+        self.release.check_environment(command, pending, force, reason, log=False)  # refuse before any wait
         versions = (self._version_of(blue), state.target_version)
         if state.phase == "prepared":  # a fresh cutover; an interrupted one finishes without asking again
-            self._hold_prepared(state, command, blue, green, pending, wait)
-            self._pre_hook("pre-cutover", command, state, versions,
+            self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
+            self.release.pre_hook("pre-cutover", command, state, versions,
                            f"generation {state.green_generation} stays prepared and blue active; run "
                            "`bluegreen cutover` once it passes, or `bluegreen abort`")
-        self._check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
+        self.release.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
         try:
@@ -144,7 +140,7 @@ class Controller:
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
-            self._stamp_approvals(green, pending)
+            self.release.stamp_approvals(green, pending)
             if offline:
                 pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
             else:
@@ -160,7 +156,7 @@ class Controller:
         self._journal(state, phase="cut_over", step="swapped")
         result = self._cut_over_result(command, state, green, pause)
         result.data["attempts"] = attempts
-        return self._post_hook("post-cutover", command, state, versions, result)
+        return self.release.post_hook("post-cutover", command, state, versions, result)
 
     def _cutover_within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
         """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
@@ -242,11 +238,11 @@ class Controller:
     # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
     # ------------------------------------------------------------------------------------------
     def deploy(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
-        self._check_wait_option(wait)
-        with self.store.locked(), self._on_failure("deploy"):
+        self.release.check_wait_option(wait)
+        with self.store.locked(), self.release.on_failure("deploy"):
             # The cutover's rule first: a deploy that could not cut over must not even start.
-            self._check_environment("deploy", self._start()[2], force, reason, log=offline)
-            self._hold_before_deploy(offline, wait)
+            self.release.check_environment("deploy", self._start()[2], force, reason, log=offline)
+            self.release.hold_before_deploy(offline, wait)
             if offline:
                 return self._deploy_offline()
             prepared = self._prepare("deploy")
@@ -260,15 +256,15 @@ class Controller:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
         versions = (self._version_of(blue), pending[-1].version)
         for event in ("pre-prepare", "pre-cutover"):  # both before the lock: no hook runs while writers wait
-            self._pre_hook(event, "deploy", state, versions,
+            self.release.pre_hook(event, "deploy", state, versions,
                            "nothing was changed; run `bluegreen deploy --offline` again once it passes")
-        self._backup_blue(blue)
+        self.release.backup_blue(blue)
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         clock = Timer()
         try:
             self.builder.build(state, blue, green, pending, online=False)
-            self._stamp_approvals(green, pending)
+            self.release.stamp_approvals(green, pending)
             with self._phase("fence"):
                 capture.remove_capture(held)
                 capture.install_fence(held, generation, guard=self.config.capture.guard_blob_writes)
@@ -287,7 +283,7 @@ class Controller:
         with self._phase("swap"):
             self._swap(green, generation, self._version_of(green), previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
-        return self._post_hook("post-cutover", "deploy", state, versions,
+        return self.release.post_hook("post-cutover", "deploy", state, versions,
                                self._cut_over_result("deploy", state, green, pause))
 
     # ------------------------------------------------------------------------------------------
@@ -295,7 +291,7 @@ class Controller:
     # unfence blue
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
-        with self.store.locked(), self._on_failure("revert"):
+        with self.store.locked(), self.release.on_failure("revert"):
             return self._revert(accept_loss)
 
     def _revert(self, accept_loss: bool, command: str = "revert") -> Result:
@@ -390,7 +386,7 @@ class Controller:
             {"active": str(blue), "generation": active_generation, "fenced": str(green),
              "carried_back": changes, "lost": lost, "exported": str(exported or "")},
         )
-        return self._post_hook("post-revert", command, before, versions, result)
+        return self.release.post_hook("post-revert", command, before, versions, result)
 
     def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
                           start: int, upto: capture.Position | None) -> Path | None:
@@ -413,7 +409,7 @@ class Controller:
     # resume: finish whatever a crash interrupted, trusting the files over the journal
     # ------------------------------------------------------------------------------------------
     def resume(self) -> Result:
-        with self.store.locked(), self._on_failure("resume"):
+        with self.store.locked(), self.release.on_failure("resume"):
             state = self.store.load()
             if state.phase == "preparing":
                 # A half-built generation is not trusted: discard it, build a new one.
@@ -476,31 +472,6 @@ class Controller:
                           data={"kept": str(self.store.folder / kept)})
 
     # ------------------------------------------------------------------------------------------
-    # approve: record who approves a pending version (kept in the store until cutover stamps it)
-    # ------------------------------------------------------------------------------------------
-    def approve(self, version: str, by: str, note: str = "") -> Result:
-        env = environments.select(self.config, self.environment)
-        active = self.inspector.active_path()
-        versions = list(dict.fromkeys(m.version for m in self.inspector.pending(active)))
-        wanted = approvals.normalize_version(version)
-        if wanted not in versions:
-            raise InputError(f"{version}: not a pending version of {active.name} (pending: "
-                             f"{', '.join(versions) or 'none'}); approve one of those")
-        where = env.name if env else ""
-        approval, new = self.approvals.record(wanted, by, where, note)
-        if new:
-            self.store.log("approval", version=wanted, by=approval.by, environment=where, note=note)
-        have = [a.by for a in self.approvals.of(wanted, where)]
-        required = env.approvals if env else 0
-        scope = f" for {where}" if where else ""
-        text = (f"{approval.by} approved v{wanted}{scope}" if new else
-                f"{approval.by} had already approved v{wanted}{scope} (at {approval.at}), counted once")
-        text += (f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})" if env else
-                 f"; approved so far by {', '.join(have)} (no environments configured: none required)")
-        if wanted != versions[-1]:
-            text += f"; note: cutover counts approvals of the target version v{versions[-1]}"
-        return Result("approve", text, data={"version": wanted, "environment": where, "approved_by": have,
-                                             "required": required, "new": new, "target_version": versions[-1]})
     # prune: remove fenced generations retired longer ago than [retention] keep_days
     # ------------------------------------------------------------------------------------------
     def prune(self, names: list[str] | None = None, dry_run: bool = False) -> Result:
@@ -518,149 +489,9 @@ class Controller:
                 for item in chosen:
                     retention.remove(self.store, state, item)
             return _prune_result(chosen, kept, keep_days, dry_run)
-    # hooks and the hold flag: called at the clear points above, never while a lock is held
-    # ------------------------------------------------------------------------------------------
-    def _pre_hook(self, event: str, command: str, state: State, versions: tuple[str, str], outcome: str) -> None:
-        """A pre-* hook is a gate: if it fails, refuse with `outcome` (what stays as it is)."""
-        run = self._run_hook(self._hook_context(event, command, state, versions))
-        if run and not run.ok:
-            raise self.hooks.refusal(run, outcome)
-
-    def _post_hook(self, event: str, command: str, state: State, versions: tuple[str, str], result: Result) -> Result:
-        """A post-* hook reports: the operation stands whatever it says; its failure is the error."""
-        run = self._run_hook(self._hook_context(event, command, state, versions))
-        if self._hook_runs:
-            result.data["hooks"] = [r.as_dict() for r in self._hook_runs]
-        if run and not run.ok:
-            raise self.hooks.after_failure(run, result)
-        return result
-
-    def _run_hook(self, context: HookContext) -> HookRun | None:
-        run = self.hooks.run(context)
-        if run:
-            self._phases.append(Phase(f"{context.event} hook", run.duration_ms))
-            self._hook_runs.append(run)
-        return run
-
-    def _hook_context(self, event: str, command: str, state: State, versions: tuple[str, str],
-                      error: str = "", exit_code: int = 0) -> HookContext:
-        pointer_path = self.config.database.pointer
-        current = pointer.read(pointer_path)
-        return HookContext(
-            event, command, self.store.load().phase, current.active_path(pointer_path), current.generation,
-            self.store.folder / state.blue if state.blue else current.active_path(pointer_path),
-            self.store.folder / state.green if state.green else None, state.green_generation,
-            versions[0], versions[1], error, exit_code,
-        )
-
-    @contextmanager
-    def _on_failure(self, command: str) -> Iterator[None]:
-        """Run the on-failure hook when the operation fails (exit 1, 3 or 5), then let the
-        original error through: the hook's own failure is added to it, never replaces it."""
-        try:
-            yield
-        except Exception as exc:
-            code = exc.exit_code if isinstance(exc, BluegreenError) else EXIT_FAILED
-            if code in (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED) and self.hooks.command_for("on-failure"):
-                self._run_on_failure(command, exc, code)
-            raise
-
-    def _run_on_failure(self, command: str, exc: Exception, code: int) -> None:
-        message = exc.message if isinstance(exc, BluegreenError) else f"SQLite error: {exc}"
-        try:
-            state = self.store.load()
-            versions = (pointer.read(self.config.database.pointer).schema_version, state.target_version)
-            run = self._run_hook(self._hook_context("on-failure", command, state, versions, message, code))
-        except Exception as hook_exc:  # the hook machinery itself failed: the original error still wins
-            self.store.log("hook_error", hook="on-failure", error=str(hook_exc))
-            return
-        if run and not run.ok and isinstance(exc, BluegreenError):
-            exc.message += f" (the on-failure hook also failed: {run.summary(self.config.hooks.timeout_s)})"
-            exc.details = {**(exc.details if isinstance(exc.details, dict) else {}), "on_failure_hook": run.as_dict()}
-
-    def _check_wait_option(self, wait: bool) -> None:
-        if wait and self.config.cutover.wait_flag is None:
-            raise InputError(
-                f"{self.config.path}: --wait needs a hold flag: set [cutover] wait_flag = \"data/hold-cutover\" "
-                "(a file whose presence holds the cutover), or run without --wait"
-            )
-
-    def _hold_before_deploy(self, offline: bool, wait: bool) -> None:
-        """Up front, before anything is built: a held deploy without --wait refuses with nothing
-        changed; --offline --wait waits here (there is no green to keep caught up yet)."""
-        flag = self.config.cutover.wait_flag
-        if flag is None or not flag.exists():
-            return
-        if not wait:
-            raise hold.refusal(flag, "deploy", "blue stays active")
-        if offline:
-            with self._phase("hold"):
-                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline",
-                                     "blue stays active")
-
-    def _hold_prepared(self, state: State, command: str, blue: Path, green: Path, pending: list, wait: bool) -> None:
-        """Before a fresh cutover: refuse while the flag exists, or (--wait) keep green caught up
-        until it is gone. Green stays prepared either way; only catch-up batches touch it."""
-        flag = self.config.cutover.wait_flag
-        if flag is None or not flag.exists():
-            return
-        prepared = f"generation {state.green_generation} stays prepared and blue active"
-        if not wait:
-            raise hold.refusal(flag, "cutover", prepared)
-        replayer = self.builder.replayer(blue, green, pending)
-        try:
-            def keep_up() -> int:
-                replayer.catch_up()
-                return replayer.position().seq
-
-            with self._phase("hold"):
-                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover",
-                                     prepared + ", caught up")
-        finally:
-            replayer.close()
-
-    def _note(self, message: str, fields: dict) -> None:
-        self.store.log("hold", message=message, **fields)
-        note = getattr(self.progress, "note", None)
-        if note:
-            note(message, fields)
-
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
     # ------------------------------------------------------------------------------------------
-    def _check_environment(self, command: str, pending: list, force: bool, reason: str, log: bool = True) -> None:
-        """The environment's cutover rule (approvals, window), before anything is touched; a window
-        closed but overridden with --force is logged with its reason, who and when."""
-        env = environments.select(self.config, self.environment)
-        if env is None or not pending:
-            return
-        version = pending[-1].version
-        check = environments.check_cutover(env, version, [a.by for a in self.approvals.of(version, env.name)])
-        check.enforce(command, force)
-        if force and check.window_closed and log:
-            self.store.log("window_forced", command=command, environment=env.name, version=version,
-                           window=check.window.text, now=check.window.now, reason=reason, by=_who())
-
-    def _backup_blue(self, blue: Path) -> dict:
-        """A verified backup of blue before prepare touches it, if the environment asks for one."""
-        env = environments.select(self.config, self.environment)
-        if env is None or not env.backup:
-            return {}
-        with self._phase("backup"):
-            made = backup.take(blue, env.backup_dir, self.config.snapshot.pages_per_step)
-        self.store.log("backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows,
-                       bytes=made.bytes)
-        return {"backup": str(made.path)}
-
-    def _stamp_approvals(self, green: Path, pending: list) -> None:
-        """Who approved the target version goes into green's history rows before the swap."""
-        if not pending:
-            return
-        env = environments.select(self.config, self.environment)
-        version = pending[-1].version
-        approvals.stamp(green, [m.file for m in pending], self.approvals.of(version, env.name if env else ""),
-                        self.config.cutover.lock_timeout_ms)
-
     def _start(self) -> tuple[State, Path, list[migrations.Migration]]:
         """Common checks before building a generation; nothing on disk changes."""
         state = self.store.load()
@@ -803,12 +634,8 @@ def _crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _who() -> str:
-    """The operator's login name for the event log (the uid where no name resolves)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
+
+
 def _prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Result:
     freed = sum(k.size_bytes for k in chosen)
     names = ", ".join(k.name for k in chosen)
