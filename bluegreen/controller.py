@@ -119,7 +119,8 @@ class Controller:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
-                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
+                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
+                                      blue=blue)
             if offline:
                 pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
             else:
