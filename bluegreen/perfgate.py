@@ -135,8 +135,7 @@ def as_dicts(results: list[Measurement]) -> list[dict]:
 def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
              settings: PerformanceConfig) -> Measurement:
     def result(verdict: str, reason: str, blue_ms=None, green_ms=None, ratio=None, blue_plan="", green_plan=""):
-        return Measurement(query.source, query.name, _round(blue_ms), _round(green_ms), _round(ratio, 2),
-                           blue_plan, green_plan, verdict, reason)
+        return Measurement(query.source, query.name, blue_ms, green_ms, ratio, blue_plan, green_plan, verdict, reason)
 
     blue_sql = query.blue_sql or query.sql
     problem = _single_statement(green, query.sql)
@@ -234,6 +233,3 @@ def _render(plan: list[tuple[int, int, str]]) -> str:
 def _brief(plan: list[tuple[int, int, str]]) -> str:
     return "[" + "; ".join(detail for _, _, detail in plan) + "]" if plan else "[none]"
 
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return None if value is None else round(value, digits)

@@ -77,7 +77,7 @@ def test_passing_queries_are_stored_in_green_with_times_and_plans(tmp_path):
     lookup = by_name["lookup_by_code"]
     assert lookup["source"] == "002_v2.0.0_change_benchmark.sql"
     assert lookup["blue_ms"] > 0 and lookup["green_ms"] > 0
-    assert lookup["ratio"] == pytest.approx(lookup["green_ms"] / lookup["blue_ms"], rel=0.05)
+    assert lookup["ratio"] == pytest.approx(lookup["green_ms"] / lookup["blue_ms"], rel=1e-9)
     assert "SEARCH items USING" in lookup["blue_plan"] and "SEARCH items USING" in lookup["green_plan"]
     assert by_name["count_items"]["source"] == "config [performance.queries]"
     # notes is new in green: no baseline on blue, said so, not judged
