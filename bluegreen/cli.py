@@ -37,6 +37,8 @@ COMMANDS = {
     "resume": "finish an operation a crash interrupted (see `bluegreen status`)",
     "finalize": "close the revert window: stop capture on the active generation",
     "history": "show the migration history of the active database",
+    "check": "check the active database, read-only: integrity_check, foreign_key_check and the named data-integrity "
+             "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
 }
 
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             from bluegreen import demo
 
             result = demo.run(controller, rows=args.rows)
-        elif args.command in ("status", "plan", "history", "path"):
+        elif args.command in ("status", "plan", "history", "path", "check"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(offline=args.offline)
@@ -133,13 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         _render(args, result)
     except BrokenPipeError:  # `bluegreen status | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
+    if result.exit_code != EXIT_OK:  # the command ran and reports a finding (`check`)
+        print(f"bluegreen: error: {result.error}", file=sys.stderr)
+    return result.exit_code
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:
     if args.json:
-        document = {"ok": True, "command": result.command, "message": result.message,
+        document = {"ok": result.exit_code == EXIT_OK, "command": result.command, "message": result.message,
                     "phases": [asdict(p) for p in result.phases], **result.data}
+        if result.exit_code != EXIT_OK:
+            document.update(error=result.error, exit_code=result.exit_code)
         print(json.dumps(document, default=str))
         return
     print(result.message)

@@ -1,10 +1,10 @@
-"""Read-only commands: status, plan, history, path. They take no lock and change nothing."""
+"""Read-only commands: status, plan, history, path, check. They take no lock and change nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import migrations, pointer, registry
+from bluegreen import migrations, monitor, pointer, registry
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -123,6 +123,10 @@ class Inspector:
             conn.close()
         lines = [f"{r['applied_at']}  {r['file']}  {r['execution_time_ms']} ms" for r in rows]
         return Result("history", "\n".join(lines) or f"{active.name} has no migration history", data={"migrations": rows})
+
+    def check(self) -> Result:
+        """The integrity monitor on the active file (see monitor.py); exit 3 when it finds anything."""
+        return monitor.run(self.config, self.active_path())
 
     def path(self) -> Result:
         path = self.active_path()

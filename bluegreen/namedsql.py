@@ -13,6 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import apsw
+import apsw.ext
+
 from bluegreen.errors import InputError
 
 _ON_BLUE = re.compile(r"^\s*--\s*on blue\s*:\s*$", re.IGNORECASE)
@@ -69,6 +72,19 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
 
 def from_config(section: str, pairs: tuple[tuple[str, str], ...]) -> list[NamedQuery]:
     return [NamedQuery(f"config [{section}.queries]", name, sql) for name, sql in pairs]
+
+
+def statement_problem(conn: apsw.Connection, sql: str) -> str:
+    """'' when sql is exactly one read-only statement that compiles on conn, else what is wrong."""
+    try:
+        info = apsw.ext.query_info(conn, sql)
+    except apsw.Error as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if info.query_remaining and _code(info.query_remaining.replace(";", "")):  # trailing comments are fine
+        return "holds more than one statement; give each its own name"
+    if not info.is_readonly:
+        return "not a read-only query; these queries must only read"
+    return ""
 
 
 def _code(text: str) -> bool:

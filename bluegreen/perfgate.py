@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import apsw
-import apsw.ext
 
 from bluegreen import migrations, namedsql
 from bluegreen.config import PerformanceConfig
@@ -138,7 +137,7 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
         return Measurement(query.source, query.name, blue_ms, green_ms, ratio, blue_plan, green_plan, verdict, reason)
 
     blue_sql = query.blue_sql or query.sql
-    problem = _single_statement(green, query.sql)
+    problem = namedsql.statement_problem(green, query.sql)
     if problem:
         return result(ERROR, f"fails on green: {problem}")
     green_plan = _plan(green, query.sql)
@@ -147,7 +146,7 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
     except apsw.Error as exc:
         blue_plan, baseline_error = "", f"{type(exc).__name__}: {exc}"
     else:
-        baseline_error = _single_statement(blue, blue_sql)
+        baseline_error = namedsql.statement_problem(blue, blue_sql)
     try:
         blue_times, green_times = _time(None if baseline_error else (blue, blue_sql), (green, query.sql),
                                         settings.runs)
@@ -170,19 +169,6 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
         return result(SLOWER, f"slower: {times}, over {settings.max_ratio:g}x; green plan {_brief(green_plan)}, "
                       f"blue plan {_brief(blue_plan)}", **shown)
     return result(PASS, times, **shown)
-
-
-def _single_statement(conn: apsw.Connection, sql: str) -> str:
-    """'' when sql is exactly one statement that compiles here, else what is wrong."""
-    try:
-        info = apsw.ext.query_info(conn, sql)
-    except apsw.Error as exc:
-        return f"{type(exc).__name__}: {exc}"
-    if info.query_remaining and info.query_remaining.strip(" \t\r\n;"):
-        return "holds more than one statement; give each its own name"
-    if not info.is_readonly:
-        return "not a read-only query; benchmarks must only read"
-    return ""
 
 
 def _time(blue: tuple | None, green: tuple, runs: int) -> tuple[list[float], list[float]]:

@@ -185,7 +185,7 @@ def test_cutover_measures_again_and_refuses_leaving_blue_active(tmp_path):
 
 
 @pytest.mark.parametrize("query, words", [
-    ("DELETE FROM items WHERE id = 1", ["not a read-only query"]),
+    ("DELETE FROM items WHERE id = 1", ["not a read-only query", "must only read"]),
     ("SELECT 1; SELECT 2", ["more than one statement"]),
     ("SELECT nope FROM items", ["fails on green", "no such column: nope"]),
 ])
