@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import barrier, capture, migrations, pointer, registry
+from bluegreen import barrier, capture, estimate, migrations, pointer, registry
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
@@ -460,7 +460,10 @@ class Controller:
             capture.capturable(conn)
         finally:
             conn.close()
-        return state, blue, self.inspector.pending(blue)
+        pending = self.inspector.pending(blue)
+        if pending:  # refuse now a build the disk has no room for: nothing is written yet
+            estimate.require_free_space(self.config, blue, pending)
+        return state, blue, pending
 
     def _begin_generation(self, state: State, operation: str, step: str, blue: Path,
                           pending: list) -> tuple[int, Path]:

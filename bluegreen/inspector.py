@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import migrations, monitor, pointer, registry
+from bluegreen import estimate, migrations, monitor, pointer, registry
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -102,6 +102,8 @@ class Inspector:
                     "sync": m.sync.name if m.sync else None,
                     "validate": m.validate.name if m.validate else None,
                     "rollback": m.rollback.name if m.rollback else None,
+                    "benchmark": m.benchmark.name if m.benchmark else None,
+                    "check": m.check.name if m.check else None,
                 }
                 for m in pending
             ],
@@ -110,8 +112,11 @@ class Inspector:
             return Result("plan", f"{active.name} is up to date: no pending migrations", data=data)
         lines = [f"{len(pending)} pending migration(s) for {active.name}:"]
         for m in pending:
-            extras = ", ".join(k for k in ("validate", "sync", "rollback") if getattr(m, k)) or "no companions"
+            extras = ", ".join(k for k in migrations.COMPANIONS if getattr(m, k)) or "no companions"
             lines.append(f"  {m.file}  (v{m.version}; {extras})")
+        found = estimate.estimate(self.config, active, pending)
+        data["estimate"] = found.as_dict()
+        lines += ["estimates (before anything runs; see README, Plan):"] + estimate.describe(found)
         return Result("plan", "\n".join(lines), data=data)
 
     def history(self) -> Result:
