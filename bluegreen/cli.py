@@ -20,7 +20,7 @@ EXIT_CODES = """exit codes:
   0  done
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
-  3  a validation gate refused
+  3  a validation or performance gate refused; `check` found problems
   4  another controller holds the lock
   5  revert refused because writes would be lost"""
 
@@ -28,7 +28,8 @@ COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
     "status": "show the active generation, the phase, and pending migrations",
     "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
-    "plan": "list the migrations a deploy would apply, with their companions",
+    "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
+            "the size of green, free disk space, the pause budget",
     "prepare": "build the next generation: capture on blue, snapshot, migrate, catch up, validate",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
     "deploy": "prepare + cutover in one step, while the application keeps writing",

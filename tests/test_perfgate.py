@@ -128,18 +128,19 @@ def test_shipped_benchmarks_pass_and_compare_against_the_v1_forms(shipped):
 
 
 # -- refusals --------------------------------------------------------------------------------------
-def test_a_query_that_turned_into_a_full_scan_refuses_deploy(tmp_path):
+@pytest.mark.parametrize("argv", [("deploy",), ("prepare",), ("deploy", "--offline")])
+def test_a_query_that_turned_into_a_full_scan_refuses_deploy(tmp_path, argv):
     project = project_with(tmp_path, "DROP INDEX items_code;\n", BENCHMARK)
     before = disk_state(project.data)
 
-    result = project.cli("deploy")
+    result = project.cli(*argv)
 
     line = assert_refused(result, 3, "validation refused generation 2", "performance: lookup_by_code",
                           "turned into a full scan", "SCAN items", "SEARCH items USING")
     assert "blue" in line and "green" in line and " ms" in line
     assert disk_state(project.data) == before
     assert pointer_of(project)["active"] == "app.db"
-    document = json_error(project.cli("deploy", "--json"), 3)
+    document = json_error(project.cli(*argv, "--json"), 3)
     failed = [p for p in document["details"]["performance"] if p["verdict"] != "PASS"]
     assert [(p["name"], p["verdict"]) for p in failed] == [("lookup_by_code", "FULL_SCAN")]
     assert failed[0]["blue_ms"] > 0 and failed[0]["green_ms"] > 0 and failed[0]["ratio"] > 0
