@@ -148,7 +148,8 @@ def describe(found: Estimate) -> list[str]:
 
 def _dry_run(blue: apsw.Connection, pending: list[migrations.Migration]) -> list[tuple[str, set, set, str]]:
     """Apply the pending migrations to an empty copy of blue's schema; what each one touched."""
-    memory = apsw.Connection(":memory:")
+    # URI and no CREATE, like every connection bluegreen opens (hazards 11, 12); it is no file at all
+    memory = apsw.Connection(":memory:", flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
     try:
         for (sql,) in blue.execute(
             "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
