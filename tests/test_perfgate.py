@@ -63,7 +63,7 @@ def results_of(path) -> list[dict]:
 def test_passing_queries_are_stored_in_green_with_times_and_plans(tmp_path):
     notes = "-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
     project = project_with(tmp_path, HARMLESS, BENCHMARK + notes,
-                           config='[performance.queries]\ncount_items = "SELECT count(*) FROM items"\n')
+                           config='[performance.queries]\ncount_items = "SELECT count(*) FROM items WHERE id < 100"\n')
     prepared = project.cli("prepare", "--json")
     assert prepared.code == 0, prepared.err
     checks = [c for c in prepared.json["validation"] if c["source"] == "performance"]
@@ -112,6 +112,29 @@ def test_deploy_with_benchmarks_then_revert_carries_back_and_keeps_nothing_stuck
     # and the next deploy (generation 3) measures again, from scratch
     assert project.cli("deploy").code == 0
     assert [r["generation"] for r in results_of(project.gen(3))] == [3, 3]
+
+
+def test_an_earlier_migrations_benchmark_guards_later_deploys_with_its_main_form(tmp_path):
+    """`-- on blue:` serves only while blue lacks the migration; afterwards both files run the main
+    form, so a later migration that drops the index the query needs is refused."""
+    benchmark = ("-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
+                 "-- on blue:\nSELECT name FROM items WHERE id = 7;\n")
+    project = project_with(tmp_path, HARMLESS, benchmark)
+    assert project.cli("deploy").code == 0 and project.cli("finalize").code == 0
+    first = results_of(project.gen(2))[0]
+    assert "SEARCH items USING INTEGER PRIMARY KEY" in first["blue_plan"]  # the old form, on app.db
+
+    (project.schemas / "003_v3.0.0_more.sql").write_text("CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT);\n")
+    assert project.cli("deploy").code == 0 and project.cli("finalize").code == 0
+    second = results_of(project.gen(3))[-1]
+    assert (second["name"], second["generation"], second["verdict"]) == ("notes_of_item", 3, "PASS")
+    assert "SEARCH notes USING INDEX notes_item" in second["blue_plan"]  # the main form, on app.gen2.db
+
+    (project.schemas / "004_v4.0.0_drop.sql").write_text("DROP INDEX notes_item;\n")
+    before = disk_state(project.data)
+    assert_refused(project.cli("deploy"), 3, "performance: notes_of_item", "turned into a full scan", "SCAN notes")
+    assert disk_state(project.data) == before
+    assert pointer_of(project)["active"] == "app.gen3.db"
 
 
 def test_shipped_benchmarks_pass_and_compare_against_the_v1_forms(shipped):
