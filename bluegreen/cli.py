@@ -30,7 +30,8 @@ COMMANDS = {
     "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
             "the size of green, free disk space, the pause budget",
-    "prepare": "build the next generation: capture on blue, snapshot, migrate, catch up, validate",
+    "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
+               "validate (integrity, foreign keys, _validate.sql, the performance gate)",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
     "deploy": "prepare + cutover in one step, while the application keeps writing",
     "revert": "make the previous generation active again, carrying its writes back (refuses if any would be lost)",

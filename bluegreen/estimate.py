@@ -23,9 +23,9 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen import capture, migrations
+from bluegreen import migrations
 from bluegreen.config import Config
-from bluegreen.db import INTERNAL_PREFIX, open_db, quote_ident
+from bluegreen.db import INTERNAL_PREFIX, open_db, quote_ident, user_tables
 from bluegreen.errors import BluegreenError, OperationFailed
 
 MB = 1024 * 1024
@@ -90,7 +90,7 @@ def estimate(config: Config, blue: Path, pending: list[migrations.Migration]) ->
         )
         copied = {t.table: t.bytes or 0 for m in per_migration if m.writes for t in m.reads}
         blue_bytes = conn.execute("PRAGMA page_count").get * conn.execute("PRAGMA page_size").get
-        longest_name = max((len(t.name) for t in capture.capturable(conn)), default=0)
+        longest_name = max((len(t.name) for t in user_tables(conn)), default=0)
     finally:
         conn.close()
     copied_bytes = sum(copied.values())
