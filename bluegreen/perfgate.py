@@ -144,14 +144,17 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
     try:
         blue_plan = _plan(blue, blue_sql)
     except apsw.Error as exc:
-        blue_plan, baseline_error = "", f"{type(exc).__name__}: {exc}"
+        blue_plan, baseline_error = [], f"{type(exc).__name__}: {exc}"
     else:
         baseline_error = namedsql.statement_problem(blue, blue_sql)
     try:
         blue_times, green_times = _time(None if baseline_error else (blue, blue_sql), (green, query.sql),
                                         settings.runs)
-    except apsw.Error as exc:
-        return result(ERROR, f"fails on green: {type(exc).__name__}: {exc}", green_plan=green_plan)
+    except _RunError as failed:
+        if failed.side == "green":
+            return result(ERROR, f"fails on green: {failed.error}", green_plan=_render(green_plan))
+        baseline_error = failed.error  # fails on blue while it runs: no baseline, time green alone
+        blue_times, green_times = _time(None, (green, query.sql), settings.runs)
     green_ms = statistics.median(green_times)
     plan_text = _render(green_plan)
     if baseline_error:
@@ -171,15 +174,24 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
     return result(PASS, times, **shown)
 
 
+class _RunError(Exception):
+    def __init__(self, side: str, exc: apsw.Error):
+        super().__init__(side)
+        self.side, self.error = side, f"{type(exc).__name__}: {exc}"
+
+
 def _time(blue: tuple | None, green: tuple, runs: int) -> tuple[list[float], list[float]]:
     """One warm-up run each, then `runs` timed runs, alternating files."""
-    sides = [green] + ([blue] if blue else [])
+    sides = [("green", *green)] + ([("blue", *blue)] if blue else [])
     timings: list[list[float]] = [[] for _ in sides]
     for run_number in range(runs + 1):
-        for index, (conn, sql) in enumerate(sides):
+        for index, (side, conn, sql) in enumerate(sides):
             started = time.perf_counter()
-            for _ in conn.execute(sql):
-                pass
+            try:
+                for _ in conn.execute(sql):
+                    pass
+            except apsw.Error as exc:  # compiled, yet failed while running (e.g. malformed JSON)
+                raise _RunError(side, exc) from None
             if run_number:
                 timings[index].append((time.perf_counter() - started) * 1000)
     return (timings[1] if blue else []), timings[0]

@@ -114,6 +114,16 @@ def test_deploy_with_benchmarks_then_revert_carries_back_and_keeps_nothing_stuck
     assert [r["generation"] for r in results_of(project.gen(3))] == [3, 3]
 
 
+def test_a_blue_form_that_fails_while_running_leaves_the_query_without_baseline(tmp_path):
+    benchmark = ("-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
+                 "-- on blue:\nSELECT json_extract(name, '$') FROM items WHERE id = 1;\n")  # 'item 0' is no JSON
+    project = project_with(tmp_path, HARMLESS, benchmark)
+    assert project.cli("prepare").code == 0
+    stored = results_of(project.gen(2))[0]
+    assert (stored["verdict"], stored["blue_ms"], stored["ratio"]) == ("PASS", None, None)
+    assert "no baseline" in stored["reason"] and "malformed JSON" in stored["reason"]
+
+
 def test_an_earlier_migrations_benchmark_guards_later_deploys_with_its_main_form(tmp_path):
     """`-- on blue:` serves only while blue lacks the migration; afterwards both files run the main
     form, so a later migration that drops the index the query needs is refused."""
@@ -212,6 +222,8 @@ def test_cutover_measures_again_and_refuses_leaving_blue_active(tmp_path):
     ("DELETE FROM items WHERE id = 1", ["not a read-only query", "must only read"]),
     ("SELECT 1; SELECT 2", ["more than one statement"]),
     ("SELECT nope FROM items", ["fails on green", "no such column: nope"]),
+    ("SELECT json_extract(body, '$.x') FROM notes UNION ALL SELECT json_extract('{', '$')",
+     ["fails on green", "malformed JSON"]),  # compiles, fails while it runs
 ])
 def test_a_bad_benchmark_query_refuses_with_its_error(tmp_path, query, words):
     project = project_with(tmp_path, HARMLESS, f"-- benchmark: bad_one\n{query};\n")
