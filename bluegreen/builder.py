@@ -12,7 +12,7 @@ from typing import Callable
 
 import apsw
 
-from bluegreen import barrier, capture, migrations, snapshot, validate
+from bluegreen import barrier, capture, migrations, perfgate, snapshot, validate
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import GateRefused, InputError, OperationFailed
@@ -63,7 +63,7 @@ class Builder:
         try:
             with self.phase("validate"):
                 self.journal(state, step="validate")
-                report = self.validate(conn, state.green_generation, pending, None)
+                report = self.validate(conn, state.green_generation, pending, None, blue=blue)
             conn.execute("BEGIN IMMEDIATE")
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
             conn.execute("COMMIT")
@@ -85,14 +85,23 @@ class Builder:
             depends_on = migration.version
         capture.set_meta(conn, migration_effects=json.dumps(effects))
 
-    def validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None) -> validate.Report:
+    def validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None, *,
+                 blue: Path) -> validate.Report:
+        """The gates on green (conn: triggers off): integrity, foreign keys, validate scripts, and
+        the performance gate against blue; its results are stored in green either way."""
         baseline = {tuple(v) for v in json.loads(capture.get_meta(conn, "fk_baseline") or "[]")}
         report = validate.run(conn, pending, baseline)
+        settings = self.config.performance
+        timed = perfgate.run(conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings)
+        perfgate.record(conn, generation, timed)
+        report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))
         self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=as_of,
-                       checks=report.as_dicts())
+                       checks=report.as_dicts(), performance=perfgate.as_dicts(timed))
         if not report.passed:
-            raise GateRefused(f"validation refused generation {generation}: {report.summary()}",
-                              details={"validation": report.as_dicts()})
+            hint = ("; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
+                    if any(not m.passed for m in timed) else "")
+            raise GateRefused(f"validation refused generation {generation}: {report.summary()}{hint}",
+                              details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)})
         return report
 
     def replayer(self, blue: Path, green: Path, pending: list) -> Replayer:

@@ -20,8 +20,8 @@ EXIT_CODES = """exit codes:
   0  done
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
-  3  a gate refused: validation, the environment's rule (approvals, maintenance window), a pre-* hook,
-     or the cutover hold flag (blue stays active)
+  3  a gate refused (blue stays active): validation, performance, the environment's rule (approvals,
+     maintenance window), a pre-* hook or the cutover hold flag; or `check` found problems
   4  another controller holds the lock
   5  revert refused because writes would be lost
   6  done, but a post-* hook failed: the operation stands, do not run it again"""
@@ -30,8 +30,10 @@ COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
     "status": "show the active generation, the phase, and pending migrations",
     "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
-    "plan": "list the migrations a deploy would apply, with their companions",
-    "prepare": "build the next generation: capture on blue, snapshot, migrate, catch up, validate",
+    "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
+            "the size of green, free disk space, the pause budget",
+    "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
+               "validate (integrity, foreign keys, _validate.sql, the performance gate)",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
     "deploy": "prepare + cutover in one step, while the application keeps writing",
     "revert": "make the previous generation active again, carrying its writes back (refuses if any would be lost)",
@@ -44,6 +46,8 @@ COMMANDS = {
     "prune": "delete fenced generations retired [retention] keep_days (default 30) or more days ago; "
              "never the active one nor the revert target",
     "rehearse": "run deploy, validation and revert on a scratch copy of the active file; the real files stay untouched",
+    "check": "check the active database, read-only: integrity_check, foreign_key_check and the named data-integrity "
+             "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
 }
 
@@ -169,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                                    progress=controller.progress)
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
-        elif args.command in ("status", "plan", "history", "path", "generations"):
+        elif args.command in ("status", "plan", "history", "path", "generations", "check"):
             result = getattr(controller.inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
@@ -192,13 +196,17 @@ def main(argv: list[str] | None = None) -> int:
         _render(args, result)
     except BrokenPipeError:  # `bluegreen status | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_OK
+    if result.exit_code != EXIT_OK:  # the command ran and reports a finding (`check`)
+        print(f"bluegreen: error: {result.error}", file=sys.stderr)
+    return result.exit_code
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:
     if args.json:
-        document = {"ok": True, "command": result.command, "message": result.message,
+        document = {"ok": result.exit_code == EXIT_OK, "command": result.command, "message": result.message,
                     "phases": [asdict(p) for p in result.phases], **result.data}
+        if result.exit_code != EXIT_OK:
+            document.update(error=result.error, exit_code=result.exit_code)
         print(json.dumps(document, default=str))
         return
     print(result.message)

@@ -101,6 +101,29 @@ _ENVIRONMENT_KINDS = {"approvals": "non_negative_int", "backup": "bool", "backup
 
 
 @dataclass(frozen=True)
+class PerformanceConfig:
+    # A benchmark query refuses cutover when green's median time exceeds max_ratio times blue's,
+    # blue's time taken as at least min_ms: below that floor, timer noise would decide.
+    max_ratio: float = 2.0
+    min_ms: float = 1.0
+    runs: int = 5  # timed runs per query and file (after one warm-up run); the median counts
+    queries: tuple[tuple[str, str], ...] = ()  # [performance.queries] name = "SELECT ..."
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    queries: tuple[tuple[str, str], ...] = ()  # [check.queries] name = "SELECT offending rows"
+    sample_rows: int = 5  # offending rows shown per check
+
+
+@dataclass(frozen=True)
+class DiskConfig:
+    # prepare/deploy refuse unless the data folder has the estimated size of green (and its WAL)
+    # free, plus this margin.
+    min_free_mb: int = 64
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -111,6 +134,9 @@ class Config:
     hooks: HooksConfig = HooksConfig()
     retention: RetentionConfig = RetentionConfig()
     environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
+    performance: PerformanceConfig = PerformanceConfig()
+    check: CheckConfig = CheckConfig()
+    disk: DiskConfig = DiskConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -131,6 +157,10 @@ _SECTIONS = {
     "hooks": (HooksConfig, {"pre-prepare": "command", "post-prepare": "command", "pre-cutover": "command",
                             "post-cutover": "command", "post-revert": "command", "on-failure": "command",
                             "timeout_s": "positive_int"}),
+    "performance": (PerformanceConfig, {"max_ratio": "positive_float", "min_ms": "non_negative_float",
+                                        "runs": "positive_int", "queries": "named_sql"}),
+    "check": (CheckConfig, {"queries": "named_sql", "sample_rows": "positive_int"}),
+    "disk": (DiskConfig, {"min_free_mb": "non_negative_int"}),
 }
 _REQUIRED = {"database", "migrations"}
 
@@ -231,6 +261,23 @@ def _convert(path: Path, base: Path, where: str, kind: str, value: object):
             raise InputError(f"{path}: {where} must be a non-empty shell command string, got {value!r}; "
                              "leave the key out for no hook")
         return value
+    if kind == "non_negative_int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InputError(f"{path}: {where} must be an integer >= 0, got {value!r}")
+        return value
+    if kind in ("positive_float", "non_negative_float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                kind == "positive_float" and value <= 0):
+            raise InputError(f"{path}: {where} must be a number {'> 0' if kind == 'positive_float' else '>= 0'}, "
+                             f"got {value!r}")
+        return float(value)
+    if kind == "named_sql":  # a table of name = "SQL"
+        if not isinstance(value, dict):
+            raise InputError(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
+        for name, sql in value.items():
+            if not isinstance(sql, str) or not sql.strip():
+                raise InputError(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
+        return tuple(value.items())
     raise AssertionError(kind)
 
 

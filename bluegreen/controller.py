@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import barrier, capture, migrations, pointer, registry, retention
+from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention
 from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
@@ -139,7 +139,8 @@ class Controller:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
-                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq)
+                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
+                                      blue=blue)
             self.release.stamp_approvals(green, pending)
             if offline:
                 pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
@@ -512,7 +513,10 @@ class Controller:
             capture.capturable(conn)
         finally:
             conn.close()
-        return state, blue, self.inspector.pending(blue)
+        pending = self.inspector.pending(blue)
+        if pending:  # refuse now a build the disk has no room for: nothing is written yet
+            estimate.require_free_space(self.config, blue, pending)
+        return state, blue, pending
 
     def _begin_generation(self, state: State, operation: str, step: str, blue: Path,
                           pending: list) -> tuple[int, Path]:

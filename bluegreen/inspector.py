@@ -1,10 +1,10 @@
-"""Read-only commands: status, plan, history, path, generations. They take no lock and change nothing."""
+"""Read-only commands: status, plan, history, path, generations, check. They take no lock and change nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from bluegreen import approvals, environments, migrations, pointer, registry, retention
+from bluegreen import approvals, environments, estimate, migrations, monitor, pointer, registry, retention
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import BluegreenError, InputError
@@ -160,6 +160,8 @@ class Inspector:
                     "sync": m.sync.name if m.sync else None,
                     "validate": m.validate.name if m.validate else None,
                     "rollback": m.rollback.name if m.rollback else None,
+                    "benchmark": m.benchmark.name if m.benchmark else None,
+                    "check": m.check.name if m.check else None,
                 }
                 for m in pending
             ],
@@ -168,8 +170,11 @@ class Inspector:
             return Result("plan", f"{active.name} is up to date: no pending migrations", data=data)
         lines = [f"{len(pending)} pending migration(s) for {active.name}:"]
         for m in pending:
-            extras = ", ".join(k for k in ("validate", "sync", "rollback") if getattr(m, k)) or "no companions"
+            extras = ", ".join(k for k in migrations.COMPANIONS if getattr(m, k)) or "no companions"
             lines.append(f"  {m.file}  (v{m.version}; {extras})")
+        found = estimate.estimate(self.config, active, pending)
+        data["estimate"] = found.as_dict()
+        lines += ["estimates (before anything runs; see README, Plan):"] + estimate.describe(found)
         return Result("plan", "\n".join(lines), data=data)
 
     def history(self) -> Result:
@@ -181,6 +186,10 @@ class Inspector:
             conn.close()
         lines = [f"{r['applied_at']}  {r['file']}  {r['execution_time_ms']} ms" for r in rows]
         return Result("history", "\n".join(lines) or f"{active.name} has no migration history", data={"migrations": rows})
+
+    def check(self) -> Result:
+        """The integrity monitor on the active file (see monitor.py); exit 3 when it finds anything."""
+        return monitor.run(self.config, self.active_path())
 
     def path(self) -> Result:
         path = self.active_path()

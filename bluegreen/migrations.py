@@ -1,7 +1,9 @@
 """Versioned migration files: discover, check, plan, apply, and the history table.
 
 Files are `{seq}_{version}_{description}.sql` with companions sharing the stem:
-`_sync.sql`, `_validate.sql`, `_rollback.sql` (see DESIGN.md, Migrations).
+`_sync.sql`, `_validate.sql`, `_rollback.sql` (see DESIGN.md, Migrations), and the read-only
+query files `_benchmark.sql` (performance gate) and `_check.sql` (`bluegreen check`). Only the
+migration itself is checksummed: adding or editing a companion never makes an applied file "changed".
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
 )"""
 
 _NAME = re.compile(r"^(\d+)_v?(\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.]+)?)_([A-Za-z0-9][A-Za-z0-9_]*)\.sql$")
-COMPANIONS = ("sync", "validate", "rollback")
+COMPANIONS = ("sync", "validate", "rollback", "benchmark", "check")
 NAME_HELP = "expected {seq}_{version}_{description}.sql, e.g. 003_v2.0.0_migrate_content.sql"
 
 
@@ -51,6 +53,8 @@ class Migration:
     sync: Path | None = None
     validate: Path | None = None
     rollback: Path | None = None
+    benchmark: Path | None = None  # named queries timed on blue and green (perfgate)
+    check: Path | None = None  # named data-integrity queries for `bluegreen check` (monitor)
 
     @property
     def file(self) -> str:

@@ -185,10 +185,18 @@ def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
     for section in dataclasses.fields(scratch_config):
         value = getattr(scratch_config, section.name)
         if dataclasses.is_dataclass(value) and section.name != "hooks":
-            document[section.name] = {k: str(v) if isinstance(v, Path) else v
-                                      for k, v in dataclasses.asdict(value).items() if v is not None}
+            document[section.name] = {k: _as_toml(k, v) for k, v in dataclasses.asdict(value).items() if v is not None}
     path.write_text("# written by `bluegreen rehearse`: a scratch copy of the real project\n" + tomli_w.dumps(document))
     return scratch_config
+
+
+def _as_toml(key: str, value: object) -> object:
+    """A config value as config.toml spells it: paths as strings, named queries as a table."""
+    if isinstance(value, Path):
+        return str(value)
+    if key == "queries":
+        return dict(value)
+    return value
 
 
 def _verdicts(controller: Controller) -> dict:

@@ -17,3 +17,7 @@ class Result:
     message: str
     phases: list[Phase] = field(default_factory=list)
     data: dict = field(default_factory=dict)
+    # Non-zero when the command ran but reports a finding (e.g. `check`): the CLI still renders
+    # the report, prints `error` as its one stderr line, and exits with this code.
+    exit_code: int = 0
+    error: str = ""

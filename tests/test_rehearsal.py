@@ -219,3 +219,18 @@ def test_rehearsal_runs_no_hooks_and_ignores_the_hold_flag(toy_ready):
     assert real_state(project) == before
     held = project.cli("deploy")  # the real project is still held by its flag
     assert held.code == 3 and "hold" in held.err
+
+
+def test_a_kept_rehearsal_config_keeps_the_named_queries(toy_ready, tmp_path_factory):
+    """The scratch config.toml is a valid config with the real one's benchmark and check queries."""
+    from conftest import write_config
+
+    project = toy_ready
+    write_config(project.root, '[performance.queries]\nby_id = "SELECT name FROM items WHERE id = 7"\n'
+                 '[check.queries]\nnameless = "SELECT id FROM items WHERE name IS NULL"\n')
+    scratch = tmp_path_factory.mktemp("elsewhere") / "rehearsal"
+    result = rehearse(project, "--into", str(scratch), "--keep")
+    assert result.code == 0, result.err
+    checked = project.cli("--config", str(scratch / "config.toml"), "check", "--json")
+    assert checked.code == 0, checked.err
+    assert "nameless" in {c["name"] for c in checked.json["checks"]}
