@@ -17,7 +17,6 @@ from typing import Callable, Iterator
 import apsw
 
 from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention
-from bluegreen.budget import PauseBudget
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
 from bluegreen.errors import InputError, OperationFailed, RevertRefused
@@ -26,6 +25,7 @@ from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
 from bluegreen.builder import Builder
 from bluegreen.release import ReleaseControls
+from bluegreen.switch import Switch
 from bluegreen.store import State, Store, Timer, file_mode, remove_database_files
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -41,6 +41,7 @@ class Controller:
         self.progress = progress or (lambda phase, done, total: None)
         self._phases: list[Phase] = []
         self.builder = Builder(config, self.store, self.progress, self._phase, self._journal)
+        self.switch = Switch(config, self.store, self._phase, self._journal)
         self.release = ReleaseControls(config, self.store, self.inspector, environment, self._phases, self._phase,
                                        self.progress)
 
@@ -83,7 +84,7 @@ class Controller:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
         versions = (self._version_of(blue), pending[-1].version)
         self.release.pre_hook("pre-prepare", command, state, versions,
-                       f"nothing was changed; run `bluegreen {command}` again once it passes")
+                              f"nothing was changed; run `bluegreen {command}` again once it passes")
         backed_up = self.release.backup_blue(blue)
         generation, green = self._begin_generation(state, command, "capture", blue, pending)
         try:
@@ -130,8 +131,8 @@ class Controller:
         if state.phase == "prepared":  # a fresh cutover; an interrupted one finishes without asking again
             self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
             self.release.pre_hook("pre-cutover", command, state, versions,
-                           f"generation {state.green_generation} stays prepared and blue active; run "
-                           "`bluegreen cutover` once it passes, or `bluegreen abort`")
+                                  f"generation {state.green_generation} stays prepared and blue active; run "
+                                  "`bluegreen cutover` once it passes, or `bluegreen abort`")
         self.release.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
@@ -143,9 +144,9 @@ class Controller:
                                       blue=blue)
             self.release.stamp_approvals(green, pending)
             if offline:
-                pause, attempts = self._cutover_holding_writes(state, replayer, blue), 1
+                pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
             else:
-                pause, attempts = self._cutover_within_budget(state, replayer, blue)
+                pause, attempts = self.switch.within_budget(state, replayer, blue)
         except BaseException:
             if state.step != "fenced":
                 self._journal(state, phase="prepared", operation="prepare", step="validated")
@@ -158,82 +159,6 @@ class Controller:
         result = self._cut_over_result(command, state, green, pause)
         result.data["attempts"] = attempts
         return self.release.post_hook("post-cutover", command, state, versions, result)
-
-    def _cutover_within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
-        """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
-        budget = PauseBudget(self.config.cutover.max_write_pause_ms)
-        for attempt in range(1, self.config.cutover.max_attempts + 1):
-            with self._phase("catch_up"):
-                budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
-            held = barrier.take(blue, self.config.cutover.max_write_pause_ms, must=False)
-            if held is None:
-                self.store.log("barrier_busy", attempt=attempt)
-                continue
-            clock = Timer()  # writers wait from here: the lock is ours
-            self.store.log("barrier_taken", attempt=attempt)
-            try:
-                under_barrier = self._source_position(held, replayer)
-                backlog = under_barrier - replayer.position().seq
-                if backlog > budget.rows_within():
-                    self.store.log("barrier_released", attempt=attempt, backlog=backlog, fits=budget.rows_within())
-                    continue
-                with self._phase("final_replay"):
-                    replayer.make_durable()
-                    budget.observe(replayer.catch_up(upto=under_barrier))
-                self._fence_blue(state, held, replayer)
-                return clock.ms, attempt
-            finally:
-                barrier.rollback(held)
-                held.close()
-        raise OperationFailed(
-            f"could not cut over within the {self.config.cutover.max_write_pause_ms} ms write-pause budget in "
-            f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} rows/s); blue is "
-            "still active and green stays prepared: try again when writes are lighter, raise "
-            "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`"
-        )
-
-    def _cutover_holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
-        """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
-        held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
-        clock = Timer()
-        try:
-            under_barrier = self._source_position(held, replayer)
-            with self._phase("final_replay"):
-                replayer.make_durable()
-                replayer.catch_up(upto=under_barrier)
-            self._fence_blue(state, held, replayer)
-            return clock.ms
-        finally:
-            barrier.rollback(held)
-            held.close()
-
-    def _source_position(self, held: apsw.Connection, replayer: Replayer) -> int:
-        """Read through the barrier itself (hazard 6): blue's last change and schema cannot move now."""
-        position = capture.capture_position(held)
-        expected_schema = capture.get_meta(replayer.conn, "source_schema_version")
-        if position is None or position.epoch != replayer.position().epoch:
-            raise OperationFailed(
-                "blue's change capture is missing or was reinstalled since prepare; run `bluegreen abort`, "
-                "then `bluegreen deploy`"
-            )
-        if schema_version(held) != expected_schema:
-            raise OperationFailed(
-                "blue's schema changed since prepare (DDL on the live file): green cannot follow it. "
-                "Nothing was changed: run `bluegreen abort`, then `bluegreen deploy`"
-            )
-        return position.seq
-
-    def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer) -> None:
-        """In the barrier's transaction: fence blue, drop its capture, remember which of green's
-        changes blue holds (none yet), commit. This commit releases the waiting writers."""
-        with self._phase("fence"):
-            green_position = capture.capture_position(replayer.conn)
-            capture.remove_capture(held, keep_guard=True)
-            capture.install_fence(held, state.green_generation, guard=self.config.capture.guard_blob_writes)
-            capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
-            state.fences[state.blue] = schema_version(held)  # DDL on blue after this means tampering
-            held.execute("COMMIT")
-        self._journal(state, step="fenced")
 
     # ------------------------------------------------------------------------------------------
     # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
@@ -258,7 +183,7 @@ class Controller:
         versions = (self._version_of(blue), pending[-1].version)
         for event in ("pre-prepare", "pre-cutover"):  # both before the lock: no hook runs while writers wait
             self.release.pre_hook(event, "deploy", state, versions,
-                           "nothing was changed; run `bluegreen deploy --offline` again once it passes")
+                                  "nothing was changed; run `bluegreen deploy --offline` again once it passes")
         self.release.backup_blue(blue)
         generation, green = self._begin_generation(state, "deploy", "barrier", blue, pending)
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
@@ -285,7 +210,7 @@ class Controller:
             self._swap(green, generation, self._version_of(green), previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
         return self.release.post_hook("post-cutover", "deploy", state, versions,
-                               self._cut_over_result("deploy", state, green, pause))
+                                      self._cut_over_result("deploy", state, green, pause))
 
     # ------------------------------------------------------------------------------------------
     # revert: blue's lock → green's barrier → carry green's changes back → fence green → swap →
@@ -307,7 +232,7 @@ class Controller:
             return self._close_revert(state, blue, green, carried=[], lost={}, exported=None, command=command)
         # The migrations green has and blue has not: their rollback companions serve this revert.
         rollbacks = [m.rollback for m in self.inspector.pending(blue) if m.rollback]
-        back = Replayer(green, blue, rollbacks, carried=_carried_by(rollbacks),
+        back = Replayer(green, blue, rollbacks, carried=migrations.carried_by(rollbacks),
                         busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         back.make_durable()
         # Each step commits before the next starts and can be run again, so a crash anywhere
@@ -489,7 +414,7 @@ class Controller:
             if not dry_run:
                 for item in chosen:
                     retention.remove(self.store, state, item)
-            return _prune_result(chosen, kept, keep_days, dry_run)
+            return retention.prune_result(chosen, kept, keep_days, dry_run)
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
     # ------------------------------------------------------------------------------------------
@@ -636,33 +561,3 @@ def _crash_point(name: str) -> None:
     SIGKILL right after that step is journaled, exactly as `kill -9` would."""
     if os.environ.get("BLUEGREEN_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-
-
-def _prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Result:
-    freed = sum(k.size_bytes for k in chosen)
-    names = ", ".join(k.name for k in chosen)
-    if not chosen:
-        message = (f"nothing to prune: no fenced generation was retired {keep_days} or more day(s) ago "
-                   "([retention] keep_days)")
-    elif dry_run:
-        message = f"dry run, nothing was changed: prune would remove {names} ({retention.human_size(freed)})"
-    else:
-        message = f"pruned {names}: {retention.human_size(freed)} freed"
-    left = [k for k in kept if k not in chosen]
-    return Result("prune", message, data={
-        "dry_run": dry_run, "keep_days": keep_days, "freed_bytes": freed,
-        "pruned": [k.as_dict() for k in chosen],  # with dry_run: what would be removed
-        "kept": [k.as_dict() for k in left]})
-
-
-def _carried_by(rollbacks: list[Path]) -> set[str]:
-    """Tables a rollback script declares it carries back: a line `-- bluegreen: carries a, b`."""
-    tables: set[str] = set()
-    for path in rollbacks:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            text = line.strip()
-            if text.lower().startswith("-- bluegreen: carries"):
-                tables.update(t.strip() for t in text.split("carries", 1)[1].split(",") if t.strip())
-    return tables

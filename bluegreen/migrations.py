@@ -245,3 +245,14 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
 
 def _strip_comments(sql: str) -> str:
     return re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
+
+
+def carried_by(rollbacks: list[Path]) -> set[str]:
+    """Tables a rollback script declares it carries back: a line `-- bluegreen: carries a, b`."""
+    tables: set[str] = set()
+    for path in rollbacks:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text.lower().startswith("-- bluegreen: carries"):
+                tables.update(t.strip() for t in text.split("carries", 1)[1].split(",") if t.strip())
+    return tables

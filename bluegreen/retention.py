@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bluegreen.errors import InputError, OperationFailed
 from bluegreen.registry import users_of
+from bluegreen.results import Result
 from bluegreen.store import SIDE_FILES, State, Store, remove_database_files
 
 DAY_S = 86_400.0
@@ -226,3 +227,21 @@ def _newest_mtime(path: Path) -> float:
 
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Result:
+    """What prune removed (or, with --dry-run, would remove) and what it keeps."""
+    freed = sum(k.size_bytes for k in chosen)
+    names = ", ".join(k.name for k in chosen)
+    if not chosen:
+        message = (f"nothing to prune: no fenced generation was retired {keep_days} or more day(s) ago "
+                   "([retention] keep_days)")
+    elif dry_run:
+        message = f"dry run, nothing was changed: prune would remove {names} ({human_size(freed)})"
+    else:
+        message = f"pruned {names}: {human_size(freed)} freed"
+    left = [k for k in kept if k not in chosen]
+    return Result("prune", message, data={
+        "dry_run": dry_run, "keep_days": keep_days, "freed_bytes": freed,
+        "pruned": [k.as_dict() for k in chosen],  # with dry_run: what would be removed
+        "kept": [k.as_dict() for k in left]})
