@@ -2,6 +2,7 @@
 
     python bench/run.py --quick      # a few minutes, small files
     python bench/run.py              # the real figures: a 1 GB blue, 1,000,000 rows migrated (< 30 min)
+    python bench/run.py --shared-with 4   # say so in the table header when other jobs share the machine
 
 Every figure is the median of several runs with min and max, measured next to its baseline in
 the same run, so a busy machine moves both. Blue files come from the demo's generator at scale
@@ -155,53 +156,78 @@ def cli_backup(blue: Path, target: Path, timeout: float) -> float | None:
 
 
 def bench_snapshot(blue: Path, work: Path, runs: int) -> dict:
-    """Idle baselines (cp + fsync, sqlite3 .backup, VACUUM INTO) then bluegreen's copy with writer
-    processes running, in every run; the sqlite3 CLI's .backup is tried under writes too."""
+    """Idle baselines (cp + fsync, sqlite3 .backup, VACUUM INTO) and bluegreen's copy idle, then
+    each copy with writer processes running, in every run; each under-writes copy gets its own
+    writers, so their longest wait belongs to that copy."""
     times: dict[str, list[float]] = {k: [] for k in ("cp + fsync (idle)", "sqlite3 .backup (idle)", "VACUUM INTO (idle)",
                                                      "bluegreen files (idle)", "bluegreen files (writes)",
                                                      "bluegreen backup API (writes)", "sqlite3 .backup (writes)")}
-    unfinished, write_waits, ordinary = 0, [], []
+    waits: dict[str, list[float]] = {}
+    unfinished = 0
     target = work / "copy.db"
     has_cli = shutil.which("sqlite3") is not None
-    for run in range(runs):
-        remove_db(target)
-        cp = timed(lambda: (shutil.copyfile(blue, target), fsync_file(target)))
-        times["cp + fsync (idle)"].append(cp)
-        remove_db(target)
-        if has_cli:
-            times["sqlite3 .backup (idle)"].append(cli_backup(blue, target, 600))
-            remove_db(target)
+    def cp() -> float:
+        return timed(lambda: (shutil.copyfile(blue, target), fsync_file(target)))
+
+    def vacuum_into() -> float:
         conn = open_db(blue)
-        times["VACUUM INTO (idle)"].append(timed(lambda: (conn.execute("VACUUM INTO ?", (str(target),)),
-                                                           fsync_file(target))))
-        conn.close()
-        remove_db(target)
-        times["bluegreen files (idle)"].append(timed(lambda: ours(blue, target, "files")))
-        remove_db(target)
+        try:
+            return timed(lambda: (conn.execute("VACUUM INTO ?", (str(target),)), fsync_file(target)))
+        finally:
+            conn.close()
+
+    def under_writes(name: str, copy) -> float | None:
         with Writers(blue, work) as writers:
-            before = len(writers.waits)
-            times["bluegreen files (writes)"].append(timed(lambda: ours(blue, target, "files")))
+            took = copy()
+        waits.setdefault(name, []).extend(writers.waits)
+        return took
+
+    measures = {
+        "cp + fsync (idle)": cp,
+        "sqlite3 .backup (idle)": (lambda: cli_backup(blue, target, 600)) if has_cli else None,
+        "VACUUM INTO (idle)": vacuum_into,
+        "bluegreen files (idle)": lambda: timed(lambda: ours(blue, target, "files")),
+        "bluegreen files (writes)": lambda: under_writes("bluegreen files (writes)",
+                                                         lambda: timed(lambda: ours(blue, target, "files"))),
+        "bluegreen backup API (writes)": lambda: under_writes("bluegreen backup API (writes)",
+                                                              lambda: timed(lambda: ours(blue, target, "backup"))),
+    }
+    names = [name for name, fn in measures.items() if fn]
+    for run in range(runs):
+        for name in names[run % len(names):] + names[:run % len(names)]:  # rotated: no method always goes first
             remove_db(target)
-            times["bluegreen backup API (writes)"].append(timed(lambda: ours(blue, target, "backup")))
+            times[name].append(measures[name]())
+        remove_db(target)
+        if has_cli and run < 2:  # it may never finish: give it 10 x cp, twice
+            timeout = max(10 * statistics.median(times["cp + fsync (idle)"]), 5.0)
+            took = under_writes("sqlite3 .backup (writes)", lambda: cli_backup(blue, target, timeout))
+            if took is None:
+                unfinished += 1
+            else:
+                times["sqlite3 .backup (writes)"].append(took)
             remove_db(target)
-            if has_cli and run < 2:  # it may never finish: give it 10 x cp, twice
-                took = cli_backup(blue, target, max(10 * cp, 5.0))
-                if took is None:
-                    unfinished += 1
-                else:
-                    times["sqlite3 .backup (writes)"].append(took)
-                remove_db(target)
-        write_waits += writers.waits[before:]
     results = {name: summary(values) for name, values in times.items() if values}
     results["cli_unfinished"] = unfinished
     results["cli_timeout_s"] = max(10 * statistics.median(times["cp + fsync (idle)"]), 5.0)
-    results["write_wait_max_ms"] = max(write_waits) if write_waits else 0.0
-    results["write_wait_median_ms"] = statistics.median(write_waits) if write_waits else 0.0
+    results["write_waits"] = {name: {"median": statistics.median(w), "p99": percentile(w, 99), "max": max(w)}
+                              for name, w in waits.items() if w}
     return results
 
 
 # -- capture cost ----------------------------------------------------------------------------------
-def bench_capture_cost(blue: Path, work: Path, runs: int, synchronous: str, batch: int = 300) -> dict:
+def wal_frames_per_write(conn: apsw.Connection, writes: int) -> float:
+    """WAL frames (pages) one write commits: what a write costs in I/O."""
+    conn.execute("PRAGMA wal_autocheckpoint = 0").get
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").get
+    rng = random.Random(-1)
+    for _ in range(writes):
+        demo_data.random_v1_write(conn, rng)
+    frames = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    conn.execute("PRAGMA wal_autocheckpoint = 1000").get
+    return frames / writes
+
+
+def bench_capture_cost(blue: Path, work: Path, runs: int, synchronous: str, batch: int) -> dict:
     """The demo application's writes (60% insert, 30% update, 10% delete, each its own
     transaction) on two copies of blue, one with capture installed; batches alternate and each
     pair replays the same random sequence."""
@@ -219,7 +245,8 @@ def bench_capture_cost(blue: Path, work: Path, runs: int, synchronous: str, batc
     for conn in conns.values():
         conn.execute(f"PRAGMA synchronous = {synchronous}")
     try:
-        for run in range(max(runs, 3) * 2):
+        frames = {name: wal_frames_per_write(conn, 200) for name, conn in conns.items()}
+        for run in range(max(runs, 5) * 2):
             order = ("plain", "captured") if run % 2 == 0 else ("captured", "plain")
             for name in order:
                 rng = random.Random(run)
@@ -231,7 +258,8 @@ def bench_capture_cost(blue: Path, work: Path, runs: int, synchronous: str, batc
         remove_db(plain)
         remove_db(captured)
     ratios = [c / p for c, p in zip(per_write["captured"], per_write["plain"])]
-    return {"plain": summary(per_write["plain"]), "captured": summary(per_write["captured"]), "ratio": summary(ratios)}
+    return {"plain": summary(per_write["plain"]), "captured": summary(per_write["captured"]), "ratio": summary(ratios),
+            "frames": frames}
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -438,12 +466,14 @@ def table(sizes: Sizes, quick: bool, r: dict, shared_with: int | None, seconds: 
     if snap["cli_unfinished"]:
         add(f"| (same run) sqlite3 .backup under the same writes | — | did not finish within "
             f"{snap['cli_timeout_s']:.0f} s in {snap['cli_unfinished']} of {min(2, sizes.runs)} tries | — | — | — |")
-    add(f"| (same run) application write wait during the copies under writes | — | median "
-        f"{snap['write_wait_median_ms']:.2f} ms, longest {snap['write_wait_max_ms']:.1f} ms | — | — | — |")
+    for name, w in snap["write_waits"].items():
+        add(f"| (same run) the writers' write wait during {name} | median {w['median']:.2f} ms, p99 {w['p99']:.1f} ms, "
+            f"longest {w['max']:.1f} ms | — | — | — | — |")
     for sync, cost in r["capture"].items():
         add(f"| per-write cost with capture on (demo write mix, synchronous={sync}) | "
             f"{fmt(cost['captured'], 'ms', 1000, 3)} | the same writes without capture {fmt(cost['plain'], 'ms', 1000, 3)} "
-            f"| {cost['ratio']['median']:.2f} × (min {cost['ratio']['min']:.2f}, max {cost['ratio']['max']:.2f}) "
+            f"| {cost['ratio']['median']:.2f} × (min {cost['ratio']['min']:.2f}, max {cost['ratio']['max']:.2f}); "
+            f"WAL pages per write {cost['frames']['captured']:.2f} vs {cost['frames']['plain']:.2f} "
             f"| ≤ 1.1 × | {met(cost['ratio']['median'] <= 1.1)} |")
     add(f"| catch-up replay rate ({sizes.replay_changes:,} changed rows) | {fmt(r['replay'], 'rows/s', digits=0)} | — | — "
         f"| ≥ 50,000 rows/s | {met(r['replay']['median'] >= 50_000)} |")
@@ -521,7 +551,8 @@ def main() -> None:
             r["snapshot"] = bench_snapshot(big, work, sizes.runs)
         remove_db(big)
         if step("capture"):
-            r["capture"] = {sync: bench_capture_cost(small, work, sizes.runs, sync) for sync in ("FULL", "NORMAL")}
+            r["capture"] = {sync: bench_capture_cost(small, work, sizes.runs, sync, batch)
+                            for sync, batch in (("FULL", 400), ("NORMAL", 2000))}
         if step("replay"):
             r["replay"] = bench_replay_rate(sizes.small_rows, min(sizes.replay_changes, sizes.small_rows), work,
                                             sizes.runs)
