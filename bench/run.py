@@ -338,12 +338,13 @@ def bench_online_deploy(rows: int, work: Path, writers: int = 3, interval: float
                 proc.kill()
     report = json.loads((folder / "deploy.json").read_text())
     barrier_from, barrier_to = cutover_window(folder / "data" / ".bluegreen" / "events.jsonl")
-    waits, ordinary, committed, in_cutover = [], [], 0, [0.0]
+    waits, ordinary, committed, in_cutover, longest = [], [], 0, [0.0], None
     for log in logs:
         events = demo_writer.read_log(log)
         writes = [e for e in events if e["event"] in ("committed", "fenced")]
         committed += sum(1 for e in events if e["event"] == "committed")
         waits += [e["wait_ms"] for e in writes]
+        longest = max(writes + ([longest] if longest else []), key=lambda e: e["wait_ms"])
         # writes that waited while the barrier was held (their wait overlaps the window)
         in_cutover += [e["wait_ms"] for e in writes
                        if e["at"] >= barrier_from and e["at"] - e["wait_ms"] / 1000 <= barrier_to]
@@ -352,21 +353,32 @@ def bench_online_deploy(rows: int, work: Path, writers: int = 3, interval: float
         if problems:
             raise SystemExit(f"lost writes: {problems[:3]}")
     phases = {p["name"]: p["duration_ms"] for p in report["phases"]}
+    longest_phase = phase_of(folder / "data" / ".bluegreen" / "events.jsonl",
+                             longest["at"] - longest["wait_ms"] / 1000, longest["at"])
     shutil.rmtree(folder)
     return {"size_mb": size_mb, "committed": committed, "longest_wait_ms": max(waits),
             "cutover_wait_ms": max(in_cutover), "ordinary_ms": statistics.median(ordinary),
             "pause_ms": report["write_pause_ms"], "attempts": report.get("attempts", 1), "peak_mb": peak_kb / 1024,
-            "snapshot_ms": phases.get("snapshot", 0.0)}
+            "snapshot_ms": phases.get("snapshot", 0.0), "longest_phase": longest_phase}
+
+
+def event_time(event: dict) -> float:
+    return datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
+
+
+def phase_of(events_path: Path, start: float, end: float) -> str:
+    """The deploy phases (from the controller's event log) that overlap [start, end]."""
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    names = [e["phase"] for e in events if e["event"] == "phase"
+             and event_time(e) - e["duration_ms"] / 1000 <= end and event_time(e) >= start]
+    return "+".join(dict.fromkeys(names)) or "between phases"
 
 
 def cutover_window(events_path: Path) -> tuple[float, float]:
     """(barrier taken, swap done) as epoch seconds, from the controller's event log."""
-    def at(event: dict) -> float:
-        return datetime.fromisoformat(event["at"].replace("Z", "+00:00")).timestamp()
-
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    taken = [at(e) for e in events if e["event"] == "barrier_taken"]
-    swapped = [at(e) for e in events if e["event"] == "swap"]
+    taken = [event_time(e) for e in events if e["event"] == "barrier_taken"]
+    swapped = [event_time(e) for e in events if e["event"] == "swap"]
     return (taken[-1] if taken else 0.0), (swapped[-1] if swapped else 0.0)
 
 
@@ -488,7 +500,8 @@ def table(sizes: Sizes, quick: bool, r: dict, shared_with: int | None, seconds: 
         f"| ≤ 1.5 × | {met(size_ratio <= 1.5)} |")
     for label, d in ((f"{r['small_mb']:,.0f} MB", small), (f"{r['big_mb']:,.0f} MB", big)):
         add(f"| (same runs) longest write wait over the whole deploy, {label} | {fmt(d['longest_wait_ms'], 'ms', digits=1)}"
-            f" | one ordinary write {d['ordinary_ms']['median']:.2f} ms | — | — | — |")
+            f"; it fell in: {', '.join(d['longest_phases'])} | one ordinary write {d['ordinary_ms']['median']:.2f} ms "
+            f"| — | — | — |")
     mig = r["migration"]
     for name in ("sqlite3 CLI", "apsw"):
         if name in mig:
@@ -520,6 +533,7 @@ def deploy_summary(runs: list[dict]) -> dict:
     keys = ("cutover_wait_ms", "pause_ms", "longest_wait_ms", "ordinary_ms", "peak_mb", "snapshot_ms")
     result = {key: summary([run[key] for run in runs]) for key in keys}
     result["n"] = len(runs)
+    result["longest_phases"] = [run["longest_phase"] for run in runs]
     return result
 
 
