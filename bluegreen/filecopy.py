@@ -135,7 +135,8 @@ def serve(blue: str, target: str, mode: int) -> None:
 
     def ask(done: int, total: int) -> None:
         reply(f"progress {done} {total}")
-        sys.stdin.readline()  # the controller's go-ahead: lets it report progress as it goes
+        if not sys.stdin.readline():  # the controller's go-ahead; none: it is gone, stop copying
+            raise SystemExit(1)
 
     for line in sys.stdin:
         command = line.split()
