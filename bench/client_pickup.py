@@ -137,33 +137,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cycles", type=int, default=100, help="deploy + revert cycles (two swaps each)")
-    parser.add_argument("--per-kind", type=int, default=2, help="client processes of each kind")
-    parser.add_argument("--rows", type=int, default=2000)
-    args = parser.parse_args()
-
+def measure(cycles: int, per_kind: int, rows: int) -> dict:
+    """Deploy + revert `cycles` times with client processes following; returns each kind's pickups
+    (ms), each revert's duration (ms), and how many pickups were not seen within 10 s."""
     with tempfile.TemporaryDirectory(prefix="bluegreen-pickup-") as tmp:
         root = Path(tmp)
-        pointer_path = make_project(root, args.rows)
+        pointer_path = make_project(root, rows)
         swaps: list[tuple[float, str]] = []
         pointer.os = TimedOs(pointer_path.resolve(), swaps)
         stop = root / "stop"
         clients = []
         for kind in KINDS:
-            for n in range(args.per_kind):
+            for n in range(per_kind):
                 log = root / f"{kind}{n}.log"
                 proc = subprocess.Popen([sys.executable, __file__, "--client", kind, str(pointer_path), str(log), str(stop)])
                 clients.append((kind, log, proc))
         picked: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        reverts: list[float] = []
         missed = 0
         try:
             for kind, log, _ in clients:
                 wait_until(lambda: first_on(log, "app.db", 0) is not None, 30)
-            for _ in range(args.cycles):
+            for _ in range(cycles):
                 for command in ("deploy", "revert"):
+                    started = time.perf_counter()
                     run(root, command)
+                    if command == "revert":
+                        reverts.append((time.perf_counter() - started) * 1000)
                     at, file = swaps[-1]
                     for kind, log, _ in clients:
                         if wait_until(lambda: first_on(log, file, at) is not None, 10):
@@ -171,21 +171,34 @@ def main() -> None:
                         else:
                             missed += 1
         finally:
+            pointer.os = os
             stop.write_text("stop")
             died = [f"{kind} (exit {proc.wait(timeout=60)})" for kind, _, proc in clients if proc.wait(timeout=60) != 0]
         if died:
             raise SystemExit(f"client processes failed: {', '.join(died)}")
+    return {"picked": picked, "reverts_ms": reverts, "missed": missed}
 
+
+LABELS = {"reader": "reader, watchdog (read every 1 ms)", "writer": "writer, fence (insert every 2 ms)",
+          "polling": "reader, polling only (every 0.1 s)"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=100, help="deploy + revert cycles (two swaps each)")
+    parser.add_argument("--per-kind", type=int, default=2, help="client processes of each kind")
+    parser.add_argument("--rows", type=int, default=2000)
+    args = parser.parse_args()
+    measured = measure(args.cycles, args.per_kind, args.rows)
+    missed = measured["missed"]
     print(f"{args.cycles * 2} swaps (deploy + revert), {args.per_kind} client processes of each kind"
           + (f"; {missed} pickups not seen within 10 s" if missed else ""))
     print()
     print("| machine | client | pickups | median | p99 | max |")
     print("|---|---|---:|---:|---:|---:|")
-    labels = {"reader": "reader, watchdog (read every 1 ms)", "writer": "writer, fence (insert every 2 ms)",
-              "polling": "reader, polling only (every 0.1 s)"}
-    for kind, values in picked.items():
+    for kind, values in measured["picked"].items():
         if values:
-            print(f"| {machine()} | {labels[kind]} | {len(values)} | {statistics.median(values):.2f} ms "
+            print(f"| {machine()} | {LABELS[kind]} | {len(values)} | {statistics.median(values):.2f} ms "
                   f"| {percentile(values, 99):.2f} ms | {max(values):.2f} ms |")
 
 

@@ -535,7 +535,8 @@ def test_hazard11_12_every_connection_of_a_deploy_uses_uri_and_only_green_is_cre
     assert {name for name, _ in opened} == {"app.db", "app.gen2.db", ":memory:"}
     assert all(flags & apsw.SQLITE_OPEN_URI for _, flags in opened), opened
     created = [(name, flags) for name, flags in opened if flags & apsw.SQLITE_OPEN_CREATE]
-    assert [name for name, _ in created] == ["app.gen2.db"]  # exactly one: green, once
+    # at most one: green, once (the snapshot's file copy creates it without SQLite; the backup API with it)
+    assert [name for name, _ in created] in ([], ["app.gen2.db"])
 
 
 # ==================================================================================================
