@@ -556,6 +556,7 @@ def main() -> None:
             print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {name}", flush=True)
         return wanted
 
+    (HERE / "results").mkdir(exist_ok=True)  # gitignored: absent in a fresh clone
     with tempfile.TemporaryDirectory(prefix="bluegreen-bench-", dir=HERE / "results") as tmp:
         work = Path(tmp)
         big = datasets.fresh_blue(sizes.big_rows, work / "big" / "blue.db")
