@@ -81,6 +81,12 @@ class Replayer:
         fsync also covers every earlier batch. Call outside a transaction."""
         self.conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
 
+    def flush(self) -> None:
+        """Write green's WAL into its file and fsync both (a checkpoint syncs even at NORMAL), so
+        the cutover's own fsync under blue's lock covers only its last batch, and the kernel is
+        not still writing back hundreds of MB of green while writers wait on their commits."""
+        self.conn.execute("PRAGMA main.wal_checkpoint(PASSIVE)").fetchall()
+
     # -- position ---------------------------------------------------------------------------------
     def position(self) -> capture.Position:
         epoch = capture.get_meta(self.conn, "source_epoch")

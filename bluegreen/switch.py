@@ -34,6 +34,8 @@ class Switch:
     def within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
         """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
         budget = PauseBudget(self.config.cutover.max_write_pause_ms)
+        with self.phase("flush"):
+            replayer.flush()
         for attempt in range(1, self.config.cutover.max_attempts + 1):
             with self.phase("catch_up"):
                 budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
@@ -66,6 +68,8 @@ class Switch:
 
     def holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
         """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
+        with self.phase("flush"):
+            replayer.flush()
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
         clock = Timer()
         try:
