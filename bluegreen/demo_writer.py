@@ -116,15 +116,20 @@ def read_log(log_path: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+def writer_main(writer_run, description: str, seconds: float) -> None:
+    """The command line every writer process shares: POINTER LOG [--seconds] [--interval] [--seed]."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("pointer", type=Path)
     parser.add_argument("log", type=Path)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=seconds)
     parser.add_argument("--interval", type=float, default=0.002, help="pause between writes, seconds")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    run(args.pointer, args.log, args.seconds, args.interval, args.seed)
+    writer_run(args.pointer, args.log, args.seconds, args.interval, args.seed)
+
+
+def main() -> None:
+    writer_main(run, __doc__, 60.0)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ fence, on `LOG.stop`, or after --seconds.
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import time
@@ -22,7 +21,7 @@ import apsw
 
 from bluegreen import pointer
 from bluegreen.db import quote_ident, user_tables
-from bluegreen.demo_writer import FENCE_MARK, _record, patient
+from bluegreen.demo_writer import FENCE_MARK, _record, patient, writer_main
 
 
 def target(conn: apsw.Connection) -> tuple[str, str, str, list[int]] | None:
@@ -85,14 +84,7 @@ def run(pointer_path: Path, log_path: Path, seconds: float, interval: float, see
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("pointer", type=Path)
-    parser.add_argument("log", type=Path)
-    parser.add_argument("--seconds", type=float, default=600.0)
-    parser.add_argument("--interval", type=float, default=0.002, help="pause between writes, seconds")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
-    run(args.pointer, args.log, args.seconds, args.interval, args.seed)
+    writer_main(run, __doc__, 600.0)
 
 
 if __name__ == "__main__":
