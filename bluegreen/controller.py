@@ -82,6 +82,7 @@ class Controller:
         state, blue, pending = self._start()
         if not pending:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
+        estimate.require_free_space(self.config, blue, pending)  # nothing is written yet
         versions = (self._version_of(blue), pending[-1].version)
         self.release.pre_hook("pre-prepare", command, state, versions,
                               f"nothing was changed; run `bluegreen {command}` again once it passes")
@@ -180,6 +181,7 @@ class Controller:
         state, blue, pending = self._start()
         if not pending:
             return Result("deploy", f"{blue.name} is up to date: nothing to deploy")
+        estimate.require_free_space(self.config, blue, pending)  # nothing is written yet
         versions = (self._version_of(blue), pending[-1].version)
         for event in ("pre-prepare", "pre-cutover"):  # both before the lock: no hook runs while writers wait
             self.release.pre_hook(event, "deploy", state, versions,
@@ -438,10 +440,7 @@ class Controller:
             capture.capturable(conn)
         finally:
             conn.close()
-        pending = self.inspector.pending(blue)
-        if pending:  # refuse now a build the disk has no room for: nothing is written yet
-            estimate.require_free_space(self.config, blue, pending)
-        return state, blue, pending
+        return state, blue, self.inspector.pending(blue)
 
     def _begin_generation(self, state: State, operation: str, step: str, blue: Path,
                           pending: list) -> tuple[int, Path]:
