@@ -6,6 +6,7 @@ caller turns into "try again", never an unbounded stall of the application.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -56,14 +57,24 @@ def begin(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
 
 def lock_main(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
     """Take the write lock of `conn`'s main file only, leaving attached files unread: a deferred
-    BEGIN and a small write to main (the time this lock was taken, in the meta table)."""
+    BEGIN and a small write to main (the time this lock was taken, in the meta table).
+
+    The busy handler cannot be trusted here: set_meta reads the schema before it writes, and a
+    transaction that already reads gets SQLITE_BUSY at once, without waiting, when the write lock
+    is taken at that instant (found by a writer retrying on a fenced blue). So each attempt starts
+    over, until wait_ms has passed."""
     conn.set_busy_timeout(wait_ms)
-    conn.execute("BEGIN")
-    try:
-        capture.set_meta(conn, locked_at=pointer.now_iso())
-    except apsw.BusyError:
-        rollback(conn)
-        raise _held(path, wait_ms) from None
+    deadline = time.monotonic() + wait_ms / 1000
+    while True:
+        conn.execute("BEGIN")
+        try:
+            capture.set_meta(conn, locked_at=pointer.now_iso())
+            return
+        except apsw.BusyError:
+            rollback(conn)
+            if time.monotonic() >= deadline:
+                raise _held(path, wait_ms) from None
+            time.sleep(0.001)
 
 
 def rollback(conn: apsw.Connection) -> None:

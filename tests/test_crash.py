@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from bluegreen import barrier
+from bluegreen.db import open_db
+from bluegreen.errors import OperationFailed
 from conftest import rows
 from pointer_writer import expected_rows
 
@@ -199,3 +202,30 @@ def test_killed_at_a_random_instant_then_resumed(toy_ready, tmp_path, seed):
             assert bluegreen(project, "revert").returncode == 0
     writer.wait_for(10)
     check_consistent(project, writer.finish())
+
+
+def test_revert_takes_blues_lock_while_a_writer_retries_on_its_fence(toy_ready, tmp_path):
+    """After a revert killed between swap and unfence, the writer retries on fenced blue every few
+    ms. Taking blue's lock for the resumed revert must wait for it, never fail at once: set_meta
+    reads before it writes, and SQLite then answers BUSY without calling the busy handler (this
+    failed 10 times in 300 before lock_main retried by itself)."""
+    project = toy_ready
+    writer = Writer(project, tmp_path)
+    assert bluegreen(project, "deploy").returncode == 0
+    writer.wait_for(10)
+    assert bluegreen(project, "revert", crash_at="revert:swapped").returncode == -signal.SIGKILL
+    failures = []
+    for _ in range(200):
+        conn = open_db(project.blue, triggers=False)
+        try:
+            barrier.lock_main(conn, project.blue, 3000)
+        except OperationFailed as exc:
+            failures.append(exc.message)
+        finally:
+            barrier.rollback(conn)
+            conn.close()
+        time.sleep(0.002)
+    assert failures == []
+    recover(project)
+    writer.wait_for(10)
+    assert check_consistent(project, writer.finish()) == project.blue
