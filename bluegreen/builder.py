@@ -49,6 +49,7 @@ class Builder:
                 self._migrate(conn, pending)
         finally:
             conn.close()
+        fk = None
         if online:
             replayer = self.replayer(blue, green, pending)
             try:
@@ -56,14 +57,17 @@ class Builder:
                 with self.phase("catch_up"):
                     self.journal(state, step="catch_up")
                     replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                    fk = self.foreign_keys_at_one_position(replayer)
                 self._check_source_schema(replayer)
             finally:
                 replayer.close()
         conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         try:
+            if fk is None:  # offline: blue is locked throughout, so the snapshot is the position
+                fk = validate.ForeignKeys(validate.foreign_key_violations(conn), _violations_of(blue))
             with self.phase("validate"):
                 self.journal(state, step="validate")
-                report = self.validate(conn, state.green_generation, pending, None, blue=blue)
+                report = self.validate(conn, state.green_generation, pending, blue=blue, fk=fk)
             conn.execute("BEGIN IMMEDIATE")
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
             conn.execute("COMMIT")
@@ -74,7 +78,6 @@ class Builder:
 
     def _migrate(self, conn: apsw.Connection, pending: list) -> None:
         """Apply each pending migration in its own transaction; remember what each read and wrote."""
-        capture.set_meta(conn, fk_baseline=json.dumps(sorted(validate.foreign_key_violations(conn), key=repr)))
         effects = {}
         depends_on = migrations.current_version(conn)
         for done, migration in enumerate(pending):
@@ -85,17 +88,41 @@ class Builder:
             depends_on = migration.version
         capture.set_meta(conn, migration_effects=json.dumps(effects))
 
-    def validate(self, conn: apsw.Connection, generation: int, pending: list, as_of: int | None, *,
-                 blue: Path) -> validate.Report:
-        """The gates on green (conn: triggers off): integrity, foreign keys, validate scripts, and
-        the performance gate against blue; its results are stored in green either way."""
-        baseline = {tuple(v) for v in json.loads(capture.get_meta(conn, "fk_baseline") or "[]")}
-        report = validate.run(conn, pending, baseline)
+    def validate_caught_up(self, replayer: Replayer, generation: int, pending: list, *,
+                           blue: Path) -> validate.Report:
+        """The gates on green as the replayer has caught it up (cutover, before the barrier)."""
+        fk = self.foreign_keys_at_one_position(replayer)
+        return self.validate(replayer.conn, generation, pending, blue=blue, fk=fk)
+
+    @staticmethod
+    def foreign_keys_at_one_position(replayer: Replayer) -> validate.ForeignKeys:
+        """Green's and blue's foreign-key violations at the same capture position (hazard 17): in one
+        transaction of the replayer's connection, whose read of blue (attached as `source`) is one
+        snapshot, catch green up to the end of that snapshot's backlog, then check both."""
+        conn = replayer.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            replayer.backlog()  # refuses a position from another capture epoch
+            upto = replayer.source_position().seq
+            replayer.catch_up(upto=upto, own_transaction=False)
+            found = validate.ForeignKeys(validate.foreign_key_violations(conn, "main"),
+                                         validate.foreign_key_violations(conn, "source"), as_of=upto)
+            conn.execute("COMMIT")
+        finally:
+            barrier.rollback(conn)
+        return found
+
+    def validate(self, conn: apsw.Connection, generation: int, pending: list, *, blue: Path,
+                 fk: validate.ForeignKeys) -> validate.Report:
+        """The gates on green (conn: triggers off): integrity, foreign keys (fk: green's and blue's
+        violations at one position), validate scripts, and the performance gate against blue; its
+        results are stored in green either way."""
+        report = validate.run(conn, pending, fk)
         settings = self.config.performance
         timed = perfgate.run(conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings)
         perfgate.record(conn, generation, timed)
         report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))
-        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=as_of,
+        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=fk.as_of,
                        checks=report.as_dicts(), performance=perfgate.as_dicts(timed))
         if not report.passed:
             hint = ("; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
@@ -174,6 +201,14 @@ class Builder:
         except BaseException:
             barrier.rollback(conn)
             raise
+
+
+def _violations_of(path: Path) -> frozenset[tuple]:
+    conn = open_db(path, query_only=True)
+    try:
+        return validate.foreign_key_violations(conn)
+    finally:
+        conn.close()
 
 
 def _result_name(exc: apsw.Error) -> str:

@@ -141,8 +141,7 @@ class Controller:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
-                self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
-                                      blue=blue)
+                self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.release.stamp_approvals(green, pending)
             if offline:
                 pause, attempts = self.switch.holding_writes(state, replayer, blue), 1

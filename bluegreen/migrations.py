@@ -16,7 +16,8 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.db import run_script
+from bluegreen import namedsql
+from bluegreen.db import INTERNAL_PREFIX, run_script
 from bluegreen.errors import InputError, OperationFailed
 from bluegreen.pointer import now_iso
 
@@ -175,18 +176,41 @@ def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migratio
             raise InputError(
                 f"{file}: applied to the database but missing from the migrations folder; restore it"
             )
-    return [m for m in migrations if m.file not in applied]
+    waiting = [m for m in migrations if m.file not in applied]
+    for migration in migrations:
+        check_reach(migration, applied=migration.file in applied)
+    return waiting
+
+
+def check_reach(migration: Migration, applied: bool = False) -> None:
+    """Refuse (file and line) a migration or companion that names one of bluegreen's own objects,
+    before anything runs (hazard 15). Judged here, where the files an operation will run are
+    chosen, not in discover(): `status` reports it and keeps working. Of an applied migration only
+    the companions still run (benchmark: performance gate; check: `bluegreen check`); its own
+    text is history and can no longer be edited."""
+    kinds = ("benchmark", "check") if applied else ("sql", *COMPANIONS)
+    for kind in kinds:
+        path = migration.path if kind == "sql" else getattr(migration, kind)
+        if path is not None:
+            namedsql.refuse_internal(path, _read(path))
 
 
 class _Observer:
     """An authorizer that records which tables a migration reads and writes (hazard 3: replay
-    must not overwrite what a migration wrote) and refuses transaction control."""
+    must not overwrite what a migration wrote), refuses transaction control, and denies every
+    action on bluegreen's own objects (hazard 15): the text was checked before it ran, this also
+    catches a reach through a view or an application trigger."""
 
     def __init__(self) -> None:
         self.written: set[str] = set()
         self.read: set[str] = set()
+        self.internal: str = ""  # the first of bluegreen's objects it tried to reach
 
     def __call__(self, action, arg1, arg2, dbname, trigger):
+        internal = next((a for a in (arg1, arg2) if a and a.lower().startswith(INTERNAL_PREFIX)), None)
+        if internal is not None and action != apsw.SQLITE_FUNCTION:
+            self.internal = self.internal or internal
+            return apsw.SQLITE_DENY
         if dbname == "main" and arg1 and not arg1.startswith("sqlite_"):
             if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE):
                 self.written.add(arg1)
@@ -230,6 +254,12 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         conn.execute("COMMIT")
     except apsw.AuthError:
         conn.execute("ROLLBACK")
+        if observer.internal:
+            raise InputError(
+                f"{migration.path}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
+                "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
+                "a view or trigger it uses; a migration must not read or write them: remove that reference"
+            ) from None
         raise InputError(
             f"{migration.path}: contains BEGIN/COMMIT/ROLLBACK; remove them, bluegreen runs each "
             "migration in its own transaction"

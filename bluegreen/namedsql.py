@@ -5,6 +5,9 @@ line `-- benchmark: NAME` (or `-- check: NAME`). A benchmark may add, after its 
 `-- on blue:` and the query's form for a file that does not have the migration yet (the old
 schema): blue is then timed with that form. Names are what reports and refusals show, so they
 must be unique in a file.
+
+Every query file, like every migration and companion, is also checked for references to
+bluegreen's own objects (`references_internal`, hazard 15).
 """
 
 from __future__ import annotations
@@ -12,12 +15,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import apsw
 import apsw.ext
 
 from bluegreen.errors import InputError
 
+INTERNAL_PREFIX = "_bluegreen_"  # = db.INTERNAL_PREFIX; SQLite folds identifier case for ASCII only
+_INTERNAL = re.compile(re.escape(INTERNAL_PREFIX), re.IGNORECASE | re.ASCII)
+# SQLite's lexer, as far as telling identifiers from the rest goes: comments and string/blob
+# literals are skipped whole (a name inside them is not access); "double", [bracket] and
+# `backtick` quoted names and bare words are identifiers; :name @name $name are parameters.
+_TOKEN = re.compile(
+    r"""(?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
+      | (?P<literal>[xX]?'(?:[^']|'')*(?:'|\Z))
+      | (?P<double>"(?:[^"]|"")*(?:"|\Z))
+      | (?P<bracket>\[[^\]]*(?:\]|\Z))
+      | (?P<backtick>`(?:[^`]|``)*(?:`|\Z))
+      | (?P<parameter>[:@$?][\w$]*)
+      | (?P<number>\d[\w.]*)
+      | (?P<word>(?:[^\W\d]|[^\x00-\x7f])(?:[\w$]|[^\x00-\x7f])*)
+      | (?P<other>.)""",
+    re.DOTALL | re.VERBOSE,
+)
 _ON_BLUE = re.compile(r"^\s*--\s*on blue\s*:\s*$", re.IGNORECASE)
 
 
@@ -35,6 +56,7 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+    refuse_internal(path, text)
     header = re.compile(rf"^\s*--\s*{marker}\s*:\s*(.*?)\s*$", re.IGNORECASE)
     found: list[dict] = []
     for number, line in enumerate(text.splitlines(), 1):
@@ -68,6 +90,48 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
             raise InputError(f"{path}:{item['line']}: the `-- on blue:` form of {item['name']!r} is empty")
         queries.append(NamedQuery(path.name, item["name"], sql, blue_sql))
     return queries
+
+
+@dataclass(frozen=True)
+class Identifier:
+    line: int  # 1-based line of the file where the name starts
+    name: str  # the name SQLite sees (quotes removed)
+    written: str  # as it is written in the file
+
+
+def identifiers(text: str) -> Iterator[Identifier]:
+    """Every identifier of an SQL text, outside comments and literals, with its line."""
+    line = 1
+    for match in _TOKEN.finditer(text):
+        kind, token = match.lastgroup, match.group()
+        name = None
+        if kind == "word":
+            name = token
+        elif kind in ("double", "backtick"):
+            quote = token[0]
+            name = token[1:-1 if token.endswith(quote) and len(token) > 1 else None].replace(quote * 2, quote)
+        elif kind == "bracket":
+            name = token[1:-1 if token.endswith("]") else None]
+        if name is not None:
+            yield Identifier(line, name, token)
+        line += token.count("\n")
+
+
+def references_internal(text: str) -> Identifier | None:
+    """The first name in text that reaches one of bluegreen's own objects (`_bluegreen_*`
+    tables, triggers, indexes: capture, fences, replay positions), or None."""
+    return next((i for i in identifiers(text) if _INTERNAL.match(i.name)), None)
+
+
+def refuse_internal(path: Path, text: str) -> None:
+    """InputError naming the file and line of a reference to bluegreen's own objects (hazard 15)."""
+    found = references_internal(text)
+    if found is not None:
+        raise InputError(
+            f"{path}:{found.line}: refers to {found.written}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
+            "tables, triggers and indexes hold change capture, fences and replay positions); a migration or "
+            "companion must not read or write them: remove that reference"
+        )
 
 
 def from_config(section: str, pairs: tuple[tuple[str, str], ...]) -> list[NamedQuery]:

@@ -1,6 +1,7 @@
 """The validation gate: nothing becomes active that fails a check.
 
-Gates: `PRAGMA integrity_check`, `PRAGMA foreign_key_check`, and every `_validate.sql` companion
+Gates: `PRAGMA integrity_check`, `PRAGMA foreign_key_check` (green against blue at the same
+capture position, see ForeignKeys), and every `_validate.sql` companion
 of the migrations this deploy applied (rows `check_name, expected, actual, status`; anything but
 PASS refuses cutover).
 """
@@ -11,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 import apsw
 
+from bluegreen.db import quote_ident
 from bluegreen.migrations import Migration
 
 
@@ -48,15 +50,30 @@ class Report:
         return "; ".join(f"{c.source}: {c.name} expected {c.expected}, got {c.actual}" for c in self.failed)
 
 
-def foreign_key_violations(conn: apsw.Connection) -> set[tuple]:
-    """(table, rowid, parent) of every row violating a foreign key: taken on the fresh snapshot,
-    it is the baseline the migrated file is compared with."""
-    return {(t, r, p) for t, r, p, _ in conn.execute("PRAGMA main.foreign_key_check")}
+def foreign_key_violations(conn: apsw.Connection, schema: str = "main") -> frozenset[tuple]:
+    """(table, rowid, parent) of every row of `schema` violating a foreign key."""
+    return frozenset((t, r, p) for t, r, p, _ in conn.execute(f"PRAGMA {quote_ident(schema)}.foreign_key_check"))
 
 
-def run(conn: apsw.Connection, migrations: list[Migration], fk_baseline: set[tuple] = frozenset()) -> Report:
-    """fk_baseline: violations blue already had; they are reported, but only new ones refuse."""
-    checks = [_integrity(conn), _foreign_keys(conn, fk_baseline)]
+@dataclass(frozen=True)
+class ForeignKeys:
+    """foreign_key_check of green and of blue taken at one capture position (hazard 17): with
+    foreign keys off (SQLite's default) the application may break references on blue while green
+    is built, and green, which mirrors blue, then has the same violations. Only those green has
+    and blue has not at that position are the migration's doing."""
+
+    green: frozenset[tuple]
+    blue: frozenset[tuple]
+    as_of: int | None = None  # the capture position both were taken at (None: blue was locked)
+
+    @property
+    def new(self) -> list[tuple]:
+        return sorted(self.green - self.blue, key=repr)
+
+
+def run(conn: apsw.Connection, migrations: list[Migration], fk: ForeignKeys) -> Report:
+    """fk: green's and blue's violations at one position; blue's are reported, only new ones refuse."""
+    checks = [_integrity(conn), _foreign_keys(fk)]
     for migration in migrations:
         if migration.validate is not None:
             checks.extend(_script(conn, migration))
@@ -69,14 +86,15 @@ def _integrity(conn: apsw.Connection) -> Check:
     return Check("integrity_check", "database structure", "ok", "ok" if ok else "; ".join(problems[:5]), _status(ok))
 
 
-def _foreign_keys(conn: apsw.Connection, baseline: set[tuple]) -> Check:
-    found = foreign_key_violations(conn)
-    new = sorted(found - baseline, key=repr)
+def _foreign_keys(fk: ForeignKeys) -> Check:
+    new = fk.new
     actual = str(len(new))
     if new:
         actual += " (" + "; ".join(f"{t} rowid {r} -> {p}" for t, r, p in new[:5]) + ")"
-    if found & baseline:
-        actual += f"; {len(found & baseline)} already in blue, not counted"
+    shared = fk.green & fk.blue
+    if shared:
+        where = f" at capture position {fk.as_of}" if fk.as_of is not None else ""
+        actual += f"; {len(shared)} already in blue{where}, not counted"
     return Check("foreign_key_check", "rows newly violating foreign keys", "0", actual, _status(not new))
 
 
