@@ -207,8 +207,10 @@ class _Observer:
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
 
     def __call__(self, action, arg1, arg2, dbname, trigger):
-        internal = next((a for a in (arg1, arg2) if a and a.lower().startswith(INTERNAL_PREFIX)), None)
-        if internal is not None and action != apsw.SQLITE_FUNCTION:
+        internal = next((a for a in (arg1, arg2) if _internal(a)), None)
+        # Inside one of bluegreen's own triggers the access is bluegreen's: a migration cannot
+        # create such a trigger (that is denied here too), so only bluegreen's exist.
+        if internal is not None and action != apsw.SQLITE_FUNCTION and not _internal(trigger):
             self.internal = self.internal or internal
             return apsw.SQLITE_DENY
         if dbname == "main" and arg1 and not arg1.startswith("sqlite_"):
@@ -219,6 +221,10 @@ class _Observer:
         if action == apsw.SQLITE_TRANSACTION:
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
+
+
+def _internal(name: str | None) -> bool:
+    return bool(name) and name[: len(INTERNAL_PREFIX)].lower() == INTERNAL_PREFIX
 
 
 def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -> ApplyResult:

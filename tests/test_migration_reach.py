@@ -327,3 +327,20 @@ def test_reach_at_run_time_is_denied_with_the_same_clear_message(toy, command, c
     assert_refused(result, 2, str(path), "reaches _bluegreen_meta", "bluegreen's own objects")
     assert_untouched(project, before)
     assert phase_of(project) == "idle"
+
+
+def test_rollback_companion_edited_after_cutover_is_refused_at_revert(at_v2):
+    """A rollback script runs on blue past its fence: one that names bluegreen's objects could move
+    blue's positions. Refused before anything runs; fixed, the revert goes through."""
+    project = at_v2
+    (project.schemas / MIGRATION).write_text(HARMLESS)
+    assert project.cli("deploy").code == 0
+    companion = project.schemas / f"{STEM}_rollback.sql"
+    companion.write_text(COMPANIONS["rollback"])
+    before = disk_state(project.data)
+    assert_refused(project.cli("revert"), 2, f"{companion}:3:", "bluegreen's own objects")
+    assert disk_state(project.data) == before
+    assert phase_of(project) == "cut_over"
+    companion.unlink()
+    done = project.cli("revert")
+    assert done.code == 0, done.err
