@@ -232,6 +232,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     text = migration.sql
     if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
         raise InputError(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
+    namedsql.refuse_internal(migration.path, text)  # pending() did already; apply() stands on its own
     observer = _Observer()
     started = time.perf_counter()
     conn.execute("BEGIN IMMEDIATE")

@@ -166,10 +166,11 @@ def test_other_bluegreen_objects_are_refused_too(at_v2, case):
     assert_untouched(project, before, generation=3)
 
 
-def test_the_authorizer_alone_denies_a_write_to_bluegreen_meta(at_v2):
-    """Defence in depth: migrations.apply() (no text check) is denied by the authorizer, the
-    transaction rolls back, and the position bluegreen stored is untouched."""
+def test_apply_on_its_own_refuses_and_leaves_the_position_alone(at_v2):
+    """migrations.apply() checks the text too (file and line), whoever calls it: nothing of the
+    migration runs and the position bluegreen stored is untouched."""
     from bluegreen import migrations
+    from bluegreen.errors import InputError
 
     project = at_v2
     path = project.schemas / MIGRATION
@@ -179,12 +180,11 @@ def test_the_authorizer_alone_denies_a_write_to_bluegreen_meta(at_v2):
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS _bluegreen_meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID")
         conn.execute("INSERT OR REPLACE INTO _bluegreen_meta VALUES ('source_seq', 7)")
-        with pytest.raises(Exception) as refused:
+        with pytest.raises(InputError) as refused:
             migrations.apply(conn, migration, "2.0.0")
-        assert type(refused.value).__name__ == "InputError"
-        assert str(path) in refused.value.message and "_bluegreen_meta" in refused.value.message
+        assert f"{path}:3:" in refused.value.message
         assert conn.execute("SELECT value FROM _bluegreen_meta WHERE key = 'source_seq'").get == 7
-        assert not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'more'").fetchall()  # rolled back
+        assert not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'more'").fetchall()
     finally:
         conn.close()
 
