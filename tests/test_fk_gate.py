@@ -313,3 +313,41 @@ def test_a_breaking_migration_is_refused_even_while_the_application_breaks_refer
     assert pointer_active(project) == "app.db"
     assert not project.gen(2).exists()
     assert json.loads((project.data / ".bluegreen" / "state.json").read_text())["phase"] == "idle"
+
+
+# ==================================================================================================
+# what blue already had never refuses; a declaration SQLite cannot check is named, not a raw error
+# ==================================================================================================
+@pytest.mark.parametrize("command", [("deploy",), ("deploy", "--offline")])
+def test_violations_and_uncheckable_declarations_blue_already_has_never_refuse(tmp_path, command):
+    project = make_project(tmp_path)
+    conn = project.connect()
+    for _ in conn.execute(
+        "UPDATE children SET parent_id = 5000 WHERE id = 1;"  # an orphan from before bluegreen
+        "CREATE TABLE tags(label TEXT);"  # not unique: SQLite cannot check references to it
+        "CREATE TABLE tagged(child_id INTEGER, label TEXT REFERENCES tags(label));"
+        "INSERT INTO tags VALUES ('a'); INSERT INTO tagged VALUES (1, 'a');"
+    ):
+        pass
+    conn.close()
+    result = project.cli(*command, "--json")
+    assert result.code == 0, (result.out, result.err)
+    assert pointer_active(project) == "app.gen2.db"
+    for name in ("parents", "children"):
+        assert table(project.gen(2), name) == table(project.blue, name)
+
+
+@pytest.mark.parametrize("command", [("deploy",), ("deploy", "--offline")])
+def test_a_migration_adding_an_uncheckable_reference_is_refused_by_name(tmp_path, command):
+    """Before: `SQLite error: foreign key mismatch`, exit 1. Now the gate names the table."""
+    project = make_project(tmp_path)
+    (project.schemas / "001_v1.1.0_audit.sql").write_text(
+        "CREATE TABLE labels(name TEXT);\nCREATE TABLE labelled(id INTEGER PRIMARY KEY, name TEXT REFERENCES labels(name));\n")
+    before = disk_state(project.data)
+    result = project.cli(*command, "--json")
+    assert result.code == 3, (result.out, result.err)
+    line = error_line(result)
+    assert 'labelled: foreign key mismatch - "labelled" referencing "labels"' in line
+    assert "not PRIMARY KEY or UNIQUE" in line
+    assert pointer_active(project) == "app.db"
+    assert disk_state(project.data) == before
