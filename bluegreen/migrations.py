@@ -177,20 +177,18 @@ def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migratio
                 f"{file}: applied to the database but missing from the migrations folder; restore it"
             )
     waiting = [m for m in migrations if m.file not in applied]
-    for migration in migrations:
-        check_reach(migration, applied=migration.file in applied)
+    for migration in waiting:
+        check_reach(migration)
     return waiting
 
 
-def check_reach(migration: Migration, applied: bool = False) -> None:
+def check_reach(migration: Migration) -> None:
     """Refuse (file and line) a migration or companion that names one of bluegreen's own objects,
-    before anything runs (hazard 15). Judged here, where the files an operation will run are
-    chosen, not in discover(): `status` reports it and keeps working. Of an applied migration only
-    the companions still run (benchmark: performance gate; check: `bluegreen check`); its own
-    text is history and can no longer be edited."""
-    kinds = ("benchmark", "check") if applied else ("sql", *COMPANIONS)
-    for kind in kinds:
-        path = migration.path if kind == "sql" else getattr(migration, kind)
+    before anything runs (hazard 15). Judged where the migrations an operation will run are
+    chosen, not in discover(): `status` reports it and keeps working, and a file already applied
+    (history, no longer editable) never blocks anything. The benchmark and check companions of
+    applied migrations, which still run, are judged when they are read (namedsql.parse)."""
+    for path in (migration.path, *(getattr(migration, kind) for kind in COMPANIONS)):
         if path is not None:
             namedsql.refuse_internal(path, _read(path))
 

@@ -236,20 +236,29 @@ def test_companion_edited_after_prepare_is_refused_at_cutover(at_v2):
     assert done.code == 0, done.err
 
 
-@pytest.mark.parametrize("kind", ["check", "benchmark"])
-def test_companions_of_an_applied_migration_still_run_so_they_are_judged(at_v2, kind):
-    """An applied migration's benchmark and check companions keep running (performance gate,
-    `bluegreen check`): added later with a reference, they are refused too."""
+def test_benchmark_of_an_applied_migration_is_judged_when_the_gate_reads_it(at_v2):
+    """An applied migration's benchmark companion runs at every validation (it guards later
+    migrations too): added later with a reference, it is refused when read, and the deploy that
+    met it leaves nothing behind. Files already applied never block `status`."""
     project = at_v2
-    companion = project.schemas / f"002_v2.0.0_split_names_{kind}.sql"
-    companion.write_text(COMPANIONS[kind].replace("more", "names"))
+    companion = project.schemas / "002_v2.0.0_split_names_benchmark.sql"
+    companion.write_text(COMPANIONS["benchmark"].replace("more", "names"))
     (project.schemas / MIGRATION).write_text(HARMLESS)
     before = disk_state(project.data)
     assert_refused(project.cli("deploy"), 2, f"{companion}:3:", "bluegreen's own objects")
-    assert_untouched(project, before, generation=3)
-    if kind == "check":
-        assert_refused(project.cli("check"), 2, f"{companion}:3:", "bluegreen's own objects")
-        assert disk_state(project.data) == before
+    assert disk_state(project.data) == before
+    assert generation_files(project, 3) == [] and phase_of(project) == "idle"
+    status = project.cli("status", "--json")
+    assert status.code == 0 and status.json["pending"] == [MIGRATION]
+
+
+def test_check_companion_of_an_applied_migration_is_refused_by_bluegreen_check(at_v2):
+    project = at_v2
+    companion = project.schemas / "002_v2.0.0_split_names_check.sql"
+    companion.write_text(COMPANIONS["check"].replace("more", "names"))
+    before = disk_state(project.data)
+    assert_refused(project.cli("check"), 2, f"{companion}:3:", "bluegreen's own objects")
+    assert disk_state(project.data) == before
 
 
 # ==================================================================================================
