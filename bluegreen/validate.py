@@ -51,19 +51,23 @@ class Report:
 
 
 def foreign_key_violations(conn: apsw.Connection, schema: str = "main") -> frozenset[tuple]:
-    """(table, rowid, parent) of every row of `schema` violating a foreign key. Checked table by
-    table: a declaration SQLite cannot check (its parent key is not unique: "foreign key
-    mismatch") is one entry (table, None, message) instead of an error for the whole file, so
-    one blue already had is compared like any violation, and one a migration adds is named."""
+    """(table, rowid, parent) of every row of `schema` violating a foreign key. A declaration
+    SQLite cannot check (its parent key is not unique: "foreign key mismatch") fails the whole
+    PRAGMA; then the file is checked table by table and each such table is one entry (table,
+    None, message): one blue already had is compared like any violation, one a migration adds
+    is named, and neither is a raw SQLite error."""
+    pragma = f"PRAGMA {quote_ident(schema)}.foreign_key_check"
+    try:
+        return frozenset((t, r, p) for t, r, p, _ in conn.execute(pragma))
+    except apsw.SQLError:
+        pass
     found: set[tuple] = set()
     tables = conn.execute(f"SELECT name FROM {quote_ident(schema)}.sqlite_schema WHERE type = 'table'").fetchall()
     for (table,) in tables:
         try:
-            check = conn.execute(f"PRAGMA {quote_ident(schema)}.foreign_key_check({quote_ident(table)})").fetchall()
+            found.update((t, r, p) for t, r, p, _ in conn.execute(f"{pragma}({quote_ident(table)})"))
         except apsw.SQLError as exc:
             found.add((table, None, str(exc).removeprefix("SQLError: ")))
-            continue
-        found.update((t, r, p) for t, r, p, _ in check)
     return frozenset(found)
 
 
