@@ -20,10 +20,10 @@ from typing import Iterator
 import apsw
 import apsw.ext
 
+from bluegreen.db import INTERNAL_PREFIX
 from bluegreen.errors import InputError
 
-INTERNAL_PREFIX = "_bluegreen_"  # = db.INTERNAL_PREFIX; SQLite folds identifier case for ASCII only
-_INTERNAL = re.compile(re.escape(INTERNAL_PREFIX), re.IGNORECASE | re.ASCII)
+_INTERNAL = re.compile(re.escape(INTERNAL_PREFIX), re.IGNORECASE | re.ASCII)  # SQLite folds ASCII case only
 # SQLite's lexer, as far as telling identifiers from the rest goes: comments and string/blob
 # literals are skipped whole (a name inside them is not access); "double", [bracket] and
 # `backtick` quoted names and bare words are identifiers; :name @name $name are parameters.
