@@ -124,7 +124,7 @@ def test_deploy_crash(toy_ready, tmp_path, point, recovery):
     if ran == ["abort", "resume"]:  # past blue's fence abort refused: resume finished the swap
         assert point == "deploy:fenced"
     active = check_every_write(project, writer.finish())
-    assert active.name == ("app.gen2.db" if ran[-1] == "resume" else "app.db"), ran
+    assert (active.name != "app.db") == (ran[-1] == "resume"), (ran, active.name)
 
 
 @pytest.mark.parametrize("point", CUTOVER_POINTS)
@@ -137,7 +137,7 @@ def test_cutover_crash(toy_ready, tmp_path, point):
     time.sleep(0.2)
     on_call(project, "resume")
     writer.wait_for(10)
-    assert check_every_write(project, writer.finish()).name == "app.gen2.db"
+    assert check_every_write(project, writer.finish()).name.startswith("app.gen")
 
 
 @pytest.mark.parametrize("point", OFFLINE_POINTS)
