@@ -314,8 +314,8 @@ class Controller:
         if found is None:
             self.store.log("revert_schema_unknown", file=state.green)  # cut over before the record existed
         refused = found.refused if found else {}
-        for table in found.refused_tables if found else []:
-            back.tables.pop(table, None)  # altered or re-created on green: its rows go to the export
+        for table in found.uncarriable_tables if found else []:
+            back.tables.pop(table, None)  # altered, re-created or dropped on green: its rows are not carried
         start = back.position().seq
         lost = back.uncarried(upto.seq) if upto else {}
         if refused and not accept_loss:

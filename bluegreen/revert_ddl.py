@@ -17,6 +17,7 @@ import apsw
 
 from bluegreen import capture
 from bluegreen.db import INTERNAL_PREFIX, quote_ident
+from bluegreen.errors import OperationFailed
 
 SCHEMA_KEY = "schema_at_cutover"
 LOST_SCHEMA_TABLE = "bluegreen_lost_schema"
@@ -43,12 +44,21 @@ class Drift:
     companions: list[SchemaObject] = field(default_factory=list)  # indexes/triggers on new tables
     refused: dict[str, str] = field(default_factory=dict)  # "type name" -> why it cannot be carried
     refused_tables: list[str] = field(default_factory=list)  # green tables among them (rows exported whole)
+    dropped_tables: list[str] = field(default_factory=list)  # tables green no longer has
+
+    @property
+    def uncarriable_tables(self) -> list[str]:
+        """Tables generic replay must leave alone: their changed rows go to the refusal or export."""
+        return self.refused_tables + self.dropped_tables
 
 
 def objects(conn: apsw.Connection, schema: str = "main") -> dict[tuple[str, str], SchemaObject]:
-    """The application's schema objects, keyed by (type, name); bluegreen's and SQLite's left out."""
+    """The application's schema objects, keyed by (type, name); bluegreen's and SQLite's left out,
+    and a virtual table's shadow tables (they belong to it)."""
     rows = conn.execute(_OBJECTS.format(quote_ident(schema))).fetchall()
-    return {(t, n): SchemaObject(t, n, tbl, sql) for t, n, tbl, sql in rows}
+    shadows = {n for (n,) in conn.execute("SELECT name FROM pragma_table_list WHERE schema = ? AND type = 'shadow'",
+                                          (schema,)).fetchall()}
+    return {(t, n): SchemaObject(t, n, tbl, sql) for t, n, tbl, sql in rows if n not in shadows}
 
 
 def record(conn: apsw.Connection) -> None:
@@ -80,6 +90,9 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
         if key in before:
             if (before[key].sql, before[key].tbl_name) != (obj.sql, obj.tbl_name):
                 _refuse(found, obj, f"{obj.type} {obj.name} was changed on green after cutover (ALTER or DROP and CREATE)")
+        elif obj.type == "table" and _virtual(obj):
+            _refuse(found, obj, f"virtual table {obj.name} was created on green after cutover: bluegreen cannot "
+                                "fence or carry a virtual table")
         elif obj.type == "table" and obj.name not in blue_names:
             found.new_tables.append(obj)
         elif obj.type == "table":
@@ -97,7 +110,13 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
     for key, obj in before.items():
         if key not in now:
             found.refused[f"{obj.type} {obj.name}"] = f"{obj.type} {obj.name} was dropped on green after cutover"
+            if obj.type == "table":
+                found.dropped_tables.append(obj.name)
     return found
+
+
+def _virtual(obj: SchemaObject) -> bool:
+    return (obj.sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
 
 
 def _refuse(found: Drift, obj: SchemaObject, why: str) -> None:
@@ -110,11 +129,20 @@ def carry_new_tables(conn: apsw.Connection, found: Drift) -> dict[str, int]:
     """Create each new table (then its indexes and triggers) in blue (`conn`'s main) and copy every
     row from green (attached as `source`), inside the caller's transaction; rows per table."""
     copied: dict[str, int] = {}
-    for obj in sorted(found.new_tables + found.companions, key=lambda o: _CREATE_ORDER.get(o.type, 9)):
-        if obj.sql:
-            conn.execute(obj.sql)
-    for table in found.new_tables:
-        copied[table.name] = _copy_rows(conn, table.name)
+    current = ""
+    try:
+        for obj in sorted(found.new_tables + found.companions, key=lambda o: _CREATE_ORDER.get(o.type, 9)):
+            current = f"{obj.type} {obj.name}"
+            if obj.sql:
+                conn.execute(obj.sql)
+        for table in found.new_tables:
+            current = f"the rows of table {table.name}"
+            copied[table.name] = _copy_rows(conn, table.name)
+    except apsw.Error as exc:
+        raise OperationFailed(
+            f"could not carry {current}, created on green after cutover, back into blue ({exc}); nothing was "
+            "changed: inspect it on green, and drop or rename it there if it is not needed"
+        ) from None
     return copied
 
 

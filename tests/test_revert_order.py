@@ -173,6 +173,9 @@ def test_a_table_created_on_green_is_carried_back_row_by_row(toy_ready):
     ("DROP TABLE names", "table names was dropped on green after cutover"),
     ("CREATE INDEX items_name ON items(name)", "index items_name was created on green after cutover"),
     ("CREATE VIEW named AS SELECT * FROM names", "view named was created on green after cutover"),
+    ("CREATE VIRTUAL TABLE docs USING fts5(body)", "virtual table docs was created on green after cutover"),
+    ("CREATE TABLE names_old AS SELECT 1 AS x; DROP TABLE names; ALTER TABLE names_old RENAME TO names",
+     "table names was changed on green after cutover"),
 ])
 def test_other_ddl_on_green_refuses_the_revert_by_name(toy_ready, ddl, listed):
     project = toy_ready
@@ -187,6 +190,27 @@ def test_other_ddl_on_green_refuses_the_revert_by_name(toy_ready, ddl, listed):
     assert listed in result.err and len(result.err.splitlines()) == 1
     assert disk_state(project.data) == before
     assert named(project) == project.gen(2)
+
+
+def test_accept_loss_with_a_table_dropped_on_green_keeps_blues_table(toy_ready):
+    """The dropped table is left out of replay (no raw `no such table`), listed in the export."""
+    project = toy_ready
+    green = deployed(project)
+    with green:
+        green.execute("UPDATE items SET name = 'changed' WHERE id = 1")
+        green.execute("DROP TABLE items")
+    green.close()
+    kept = rows(project.blue, "SELECT * FROM items ORDER BY id")
+    refused = project.cli("revert", "--json")
+    assert refused.code == 5 and "table items was dropped on green after cutover" in refused.json["error"]
+    result = project.cli("revert", "--accept-loss", "--json")
+    assert result.code == 0, result.err
+    exported = Path(result.json["exported"])
+    assert ("table items", "table items was dropped on green after cutover") in rows(
+        exported, "SELECT object, reason FROM bluegreen_lost_schema")
+    assert rows(exported, "SELECT table_name, row_key FROM bluegreen_lost_changes") == [("items", 1)]
+    assert rows(project.blue, "SELECT * FROM items ORDER BY id") == kept
+    assert result.json["lost"] == {"items": 1}
 
 
 def test_accept_loss_exports_what_ddl_on_green_made_uncarriable(toy_ready):
