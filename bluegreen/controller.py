@@ -147,6 +147,7 @@ class Controller:
         self.release.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
+        recorded = None
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
@@ -154,14 +155,14 @@ class Controller:
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
                                       blue=blue)
             self.release.stamp_approvals(green, pending)
-            self._record_green_schema(green)
+            recorded = self._record_green_schema(green)
             if offline:
                 pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
             else:
                 pause, attempts = self.switch.within_budget(state, replayer, blue)
         except BaseException:
             if state.step != "fenced":
-                self._forget_green_schema(green)
+                self._restore_green_schema(green, recorded)
                 self._journal(state, phase="prepared", operation="prepare", step="validated")
             raise
         finally:
@@ -570,16 +571,24 @@ class Controller:
         finally:
             conn.close()
 
-    def _record_green_schema(self, green: Path) -> None:
-        """Green's schema as the swap will hand it over: a revert compares with it (hazard 14)."""
+    def _record_green_schema(self, green: Path) -> list:
+        """Green's schema as the swap will hand it over: a revert compares with it (hazard 14).
+        Returns what was recorded before (a one-item list; None: nothing), for _restore."""
         with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
+            previous = capture.get_meta(conn, revert_ddl.SCHEMA_KEY)
             revert_ddl.record(conn)
+        return [previous]
 
-    def _forget_green_schema(self, green: Path) -> None:
+    def _restore_green_schema(self, green: Path, previous: list | None) -> None:
         """A cutover that gave up leaves green as it found it (the next one records again)."""
+        if previous is None:  # it gave up before recording
+            return
         try:
             with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
-                capture.clear_meta(conn, revert_ddl.SCHEMA_KEY)
+                if previous[0] is None:
+                    capture.clear_meta(conn, revert_ddl.SCHEMA_KEY)
+                else:
+                    capture.set_meta(conn, **{revert_ddl.SCHEMA_KEY: previous[0]})
         except (apsw.Error, OperationFailed):
             pass  # best effort: a stale record is overwritten by the next cutover
 

@@ -252,3 +252,29 @@ def test_a_new_table_survives_a_revert_killed_mid_way(toy_ready, point):
     assert named(project) == project.blue
     assert table_rows(project.blue, "notes") == expected
     assert len(expected) == (21 if point == "revert:carry_back" else 20)
+
+
+def test_a_refused_cutover_of_a_later_generation_leaves_its_inherited_record(toy_ready):
+    """gen3 is a snapshot of gen2 and inherits gen2's schema record; a cutover that gives up puts
+    back exactly what was there (nothing on disk changed), and the one that succeeds records gen3."""
+    project = toy_ready
+    assert project.cli("deploy").code == 0 and project.cli("finalize").code == 0
+    (project.schemas / "003_v3.0.0_extra.sql").write_text("CREATE TABLE extra(id INTEGER PRIMARY KEY);\n")
+    assert project.cli("prepare").code == 0
+    app = project.connect(project.gen(2))
+    app.execute("CREATE TABLE surprise(x)")
+    app.close()
+    before = disk_state(project.data)
+    refused = project.cli("cutover")
+    assert refused.code == 1 and "schema changed since prepare" in refused.err
+    assert disk_state(project.data) == before
+    assert project.cli("abort").code == 0 and project.cli("deploy").code == 0
+    green = project.connect(project.gen(4))
+    with green:
+        green.execute("CREATE TABLE late(a)")
+        green.execute("INSERT INTO late VALUES (1)")
+    green.close()
+    result = project.cli("revert", "--json")
+    assert result.code == 0, result.err
+    assert result.json["carried_tables"] == {"late": 1}  # extra and surprise were in gen4's record
+    assert rows(project.gen(2), "SELECT a FROM late") == [(1,)]
