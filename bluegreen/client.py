@@ -276,9 +276,9 @@ class FollowingConnection:
 
     def _move_off(self, refused: Target, fenced_for: int | None) -> None:
         """Wait, at most fence_timeout_s, until the pointer names a file that accepts writes, and
-        reopen there. A revert swaps the pointer back to the old file and lifts that file's fence
-        a few milliseconds later: a connection that never left it (or just moved to it) waits
-        for the fence to go, on the same file."""
+        reopen there. bluegreen never lifts a fence on the file the pointer names (a revert
+        unfences blue before it swaps back, hazard 16), so on the same file this waits for the
+        pointer; reading the fence state also reloads the schema, should a fence ever go."""
         deadline = time.monotonic() + self.options.fence_timeout_s
         problem = "the pointer still names it (an interrupted cutover? see `bluegreen status`)"
         while True:

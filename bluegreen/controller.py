@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import apsw
 
-from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention
+from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention, revert_ddl
 from bluegreen.config import Config
-from bluegreen.db import check_database, open_db, schema_version
+from bluegreen.db import check_database, open_db, readonly_uri, schema_version
 from bluegreen.errors import InputError, OperationFailed, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
@@ -27,6 +27,16 @@ from bluegreen.builder import Builder
 from bluegreen.release import ReleaseControls
 from bluegreen.switch import Switch
 from bluegreen.store import State, Store, Timer, file_mode, remove_database_files
+
+@dataclasses.dataclass
+class RevertOutcome:
+    """What a revert carried back, what it could not, and where that was saved."""
+
+    carried: list = dataclasses.field(default_factory=list)  # replay batches
+    lost: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> changed rows not carried
+    exported: Path | None = None
+    tables: dict[str, int] = dataclasses.field(default_factory=dict)  # new table -> rows copied whole
+
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, green="", green_generation=0,
@@ -137,18 +147,21 @@ class Controller:
         self.release.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
         self._journal(state, phase="cutting_over", operation=command, step="catch_up")
         replayer = self.builder.replayer(blue, green, pending)
+        recorded = None
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             with self._phase("validate"):
                 self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.release.stamp_approvals(green, pending)
+            recorded = self._record_green_schema(green)
             if offline:
                 pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
             else:
                 pause, attempts = self.switch.within_budget(state, replayer, blue)
         except BaseException:
             if state.step != "fenced":
+                self._restore_green_schema(green, recorded)
                 self._journal(state, phase="prepared", operation="prepare", step="validated")
             raise
         finally:
@@ -192,6 +205,7 @@ class Controller:
         try:
             self.builder.build(state, blue, green, pending, online=False)
             self.release.stamp_approvals(green, pending)
+            self._record_green_schema(green)
             with self._phase("fence"):
                 capture.remove_capture(held)
                 capture.install_fence(held, generation, guard=self.config.capture.guard_blob_writes)
@@ -214,8 +228,10 @@ class Controller:
                                       self._cut_over_result("deploy", state, green, pause))
 
     # ------------------------------------------------------------------------------------------
-    # revert: blue's lock → green's barrier → carry green's changes back → fence green → swap →
-    # unfence blue
+    # revert: blue's lock → green's barrier → carry green's changes (and new tables) back → fence
+    # green → unfence blue → swap. No fence is ever lifted on the file the pointer names (hazard
+    # 16): a connection that met a fence keeps the fenced schema it compiled against, so blue is
+    # unfenced while the pointer still names green, and only then does the pointer move to it.
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
         with self.store.locked(), self.release.on_failure("revert"):
@@ -231,6 +247,23 @@ class Controller:
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == "reverting" and self._revert_finished(state):
             return self._close_revert(state, blue, green, carried=[], lost={}, exported=None, command=command)
+        outcome = RevertOutcome()
+        if state.phase == "cut_over" or self._fenced_by(blue) is not None:
+            outcome = self._carry_back_and_unfence(state, blue, green, accept_loss)
+        elif self._fenced_by(green) is None:  # blue unfenced, green open: no step of ours leaves that
+            raise OperationFailed(
+                f"{blue} is no longer fenced but {green} is not fenced either: both files take writes. "
+                "Nothing was changed; stop the application's writers and inspect both files"
+            )
+        with self._phase("swap"):  # green is fenced and blue holds all it had: the pointer moves last
+            self._swap(blue, state.blue_generation, self._version_of(blue), previous=green)
+        self._journal(state, step="swapped")
+        return self._close_revert(state, blue, green, outcome.carried, outcome.lost, outcome.exported, command,
+                                  outcome.tables)
+
+    def _carry_back_and_unfence(self, state: State, blue: Path, green: Path, accept_loss: bool) -> "RevertOutcome":
+        """Carry green's changes into blue, fence green, unfence blue: one blue transaction that
+        commits after green's fence, so blue is either untouched or complete and open."""
         # The migrations green has and blue has not: their rollback companions serve this revert.
         rollbacks = [m.rollback for m in self.inspector.pending(blue) if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=migrations.carried_by(rollbacks),
@@ -248,21 +281,11 @@ class Controller:
             barrier.lock_main(back.conn, blue, self.config.cutover.lock_timeout_ms)
             green_conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
             try:
-                upto = capture.capture_position(green_conn)
-                start = back.position().seq
-                lost = back.uncarried(upto.seq) if upto else {}
-                with self._phase("carry_back"):
-                    # Carried inside blue's open transaction: if some row cannot be carried, the
-                    # refusal below rolls it all back and nothing has changed.
-                    carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
-                    for table, count in back.script_uncarried().items():
-                        lost[table] = max(lost.get(table, 0), count)
-                    exported = self._refuse_or_export(state, back, lost, accept_loss, start, upto)
-                    self._journal(state, phase="reverting", operation="revert", step="carry_back")
-                    back.conn.execute("COMMIT")  # blue holds green's changes, and is still fenced
+                outcome = self._carry_back(state, back, green_conn, accept_loss)
+                self._journal(state, phase="reverting", operation="revert", step="carry_back")
                 with self._phase("fence"):
-                    # Green keeps its capture: if we die before the swap, a second revert
-                    # still knows what to carry.
+                    # Green keeps its capture: if we die before blue commits, a second revert
+                    # still knows what to carry. The fence covers tables created since cutover.
                     capture.install_fence(green_conn, state.blue_generation, guard=self.config.capture.guard_blob_writes)
                     state.fences[state.green] = schema_version(green_conn)
                     green_conn.execute("COMMIT")
@@ -270,33 +293,58 @@ class Controller:
                 barrier.rollback(green_conn)
                 green_conn.close()
             self._journal(state, step="fenced")
-            with self._phase("swap"):
-                self._swap(blue, state.blue_generation, migrations.current_version(back.conn), previous=green)
-            self._journal(state, step="swapped")
-            with self._phase("unfence"):
-                barrier.begin(back.conn, blue, self.config.cutover.lock_timeout_ms)
+            with self._phase("unfence"):  # the pointer still names green: nobody was told to use blue
                 capture.remove_fence(back.conn)
                 capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at")
-                back.conn.execute("COMMIT")
+                back.conn.execute("COMMIT")  # blue holds green's changes, and takes writes again
+            state.fences.pop(state.blue, None)
             self._journal(state, step="unfenced")
+            return outcome
         finally:
             barrier.rollback(back.conn)
             back.close()
-        return self._close_revert(state, blue, green, carried, lost, exported, command)
+
+    def _carry_back(self, state: State, back: Replayer, green_conn: apsw.Connection,
+                    accept_loss: bool) -> "RevertOutcome":
+        """Under green's barrier, inside blue's open transaction: replay green's captured changes
+        and copy tables created on green since cutover (hazard 14); refuse, or export with
+        accept_loss, what the old schema has no place for. A refusal rolls it all back."""
+        upto = capture.capture_position(green_conn)
+        found = revert_ddl.drift(green_conn, back.conn)
+        if found is None:
+            self.store.log("revert_schema_unknown", file=state.green)  # cut over before the record existed
+        refused = found.refused if found else {}
+        for table in found.uncarriable_tables if found else []:
+            back.tables.pop(table, None)  # altered, re-created or dropped on green: its rows are not carried
+        start = back.position().seq
+        lost = back.uncarried(upto.seq) if upto else {}
+        if refused and not accept_loss:
+            self._refuse(state, lost, refused)
+        with self._phase("carry_back"):
+            carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
+            tables = revert_ddl.carry_new_tables(back.conn, found) if found else {}
+            for table, count in back.script_uncarried().items():
+                lost[table] = max(lost.get(table, 0), count)
+            exported = self._refuse_or_export(state, back, lost, accept_loss, start, upto, found)
+        return RevertOutcome(carried, lost, exported, tables)
 
     def _revert_finished(self, state: State) -> bool:
-        """Died after the last commit of a revert (blue unfenced, pointer on blue), before the
-        journal said so: the files say the revert is done."""
+        """Died after the swap, before the journal said so: the pointer names blue, which is
+        unfenced before the swap (hazard 16), so the files say the revert is done."""
         if pointer.read(self.config.database.pointer).active != state.blue:
             return False
-        conn = open_db(self.store.folder / state.blue, query_only=True)
+        return self._fenced_by(self.store.folder / state.blue) is None
+
+    def _fenced_by(self, path: Path) -> int | None:
+        """The generation a file's fence names, or None if it takes writes."""
+        conn = open_db(path, query_only=True)
         try:
-            return capture.fenced_generation(conn) is None
+            return capture.fenced_generation(conn)
         finally:
             conn.close()
 
     def _close_revert(self, state: State, blue: Path, green: Path, carried: list, lost: dict,
-                      exported: Path | None, command: str = "revert") -> Result:
+                      exported: Path | None, command: str = "revert", tables: dict[str, int] | None = None) -> Result:
         before = dataclasses.replace(state)  # the hook is told which files the revert moved between
         versions = (self._version_of(green), self._version_of(blue))
         state.fences.pop(state.blue, None)
@@ -304,33 +352,63 @@ class Controller:
         active_generation, reverted = state.blue_generation, state.green_generation
         self._journal(state, **IDLE)
         changes = sum(b.keys for b in carried)
+        tables = tables or {}
+        new_tables = ", ".join(f"{t} ({n} row(s))" for t, n in tables.items())
         result = Result(
             "revert",
             f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
             f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
-            + (f"; rows that could not be carried back were saved in {exported}" if exported else ""),
+            + (f"; table(s) created on generation {reverted} since cutover carried back whole: {new_tables}"
+               if tables else "")
+            + (f"; rows and schema changes that could not be carried back were saved in {exported}" if exported else ""),
             self._phases,
             {"active": str(blue), "generation": active_generation, "fenced": str(green),
-             "carried_back": changes, "lost": lost, "exported": str(exported or "")},
+             "carried_back": changes, "lost": lost, "exported": str(exported or ""), "carried_tables": tables},
         )
         return self.release.post_hook("post-revert", command, before, versions, result)
 
+    def _refuse(self, state: State, lost: dict[str, int], refused: dict[str, str]) -> None:
+        """Exit 5, naming every changed row count and every schema object the old schema cannot take."""
+        parts = []
+        if lost:
+            listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
+            parts.append(f"{sum(lost.values())} changed row(s) since cutover that cannot be carried back to "
+                         f"{state.blue} ({listing}): the old schema has no place for them")
+        if refused:
+            parts.append(f"schema changes made on it since cutover that cannot be carried back to {state.blue}: "
+                         + "; ".join(refused.values()))
+        raise RevertRefused(
+            f"generation {state.green_generation} has " + ", and ".join(parts) + ". Nothing was changed; "
+            "`bluegreen revert --accept-loss` saves them to a file first",
+            details={"tables": lost, "schema": refused},
+        )
+
     def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
-                          start: int, upto: capture.Position | None) -> Path | None:
-        if not lost:
+                          start: int, upto: capture.Position | None,
+                          found: revert_ddl.Drift | None = None) -> Path | None:
+        refused = found.refused if found else {}
+        if not lost and not refused:
             return None
-        listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
         if not accept_loss:
-            raise RevertRefused(
-                f"generation {state.green_generation} has {sum(lost.values())} changed row(s) since cutover that "
-                f"cannot be carried back to {state.blue} ({listing}): the old schema has no place for them. "
-                "Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first",
-                details={"tables": lost},
-            )
+            self._refuse(state, lost, refused)
         target = self.store.folder / f"{Path(state.green).stem}.lost-{pointer.now_iso().replace(':', '')}.db"
-        export_changes(back.source, target, list(lost), start, upto.seq)
-        self.store.log("revert_export", file=target.name, tables=lost)
+        export_changes(back.source, target, list(lost), start, upto.seq if upto else start)
+        if refused:
+            self._export_schema(back.source, target, found)
+        self.store.log("revert_export", file=target.name, tables=lost, schema=sorted(refused))
         return target
+
+    @staticmethod
+    def _export_schema(green: Path, target: Path, found: revert_ddl.Drift) -> None:
+        conn = open_db(target)
+        try:
+            conn.execute("ATTACH ? AS source", (readonly_uri(green),))
+            conn.execute("BEGIN")
+            revert_ddl.export_refused(conn, found)
+            conn.execute("COMMIT")
+        finally:
+            barrier.rollback(conn)
+            conn.close()
 
     # ------------------------------------------------------------------------------------------
     # resume: finish whatever a crash interrupted, trusting the files over the journal
@@ -338,6 +416,10 @@ class Controller:
     def resume(self) -> Result:
         with self.store.locked(), self.release.on_failure("resume"):
             state = self.store.load()
+            if state.phase == "preparing" and state.blue and self._blue_fenced(state):
+                # deploy --offline died between its fence's commit and the journal: green is whole.
+                self._journal(state, phase="cutting_over", step="fenced")
+                return self._cutover("resume", offline=False)
             if state.phase == "preparing":
                 # A half-built generation is not trusted: discard it, build a new one.
                 interrupted = state.operation
@@ -363,10 +445,14 @@ class Controller:
             if state.phase in ("cut_over", "reverting"):
                 raise InputError(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
             green = self.store.folder / state.green
-            if state.phase == "cutting_over" and self._blue_fenced(state):
-                if pointer.read(self.config.database.pointer).active == state.green:
-                    raise InputError("the pointer already names the new generation; use `bluegreen revert`")
-                self._unfence_blue(state)
+            if state.blue and state.phase in ("preparing", "prepared", "cutting_over") and self._blue_fenced(state):
+                # Writers that met blue's fence keep its fenced schema: lifting it while the pointer
+                # names blue would leave them failing for ever (hazard 16). Only forward is safe.
+                raise InputError(
+                    f"too late to abort: {state.blue} is already fenced for generation {state.green_generation} "
+                    f"(writers are waiting for the swap to {state.green}). Nothing was changed: run `bluegreen "
+                    "resume` to finish the swap, then `bluegreen revert` if you want blue back"
+                )
             self._discard_green(state, green, blue_capture=True)
             return Result("abort", f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged "
                           "and active", data={"removed": str(green)})
@@ -484,11 +570,26 @@ class Controller:
         finally:
             conn.close()
 
-    def _unfence_blue(self, state: State) -> None:
-        with barrier.holding(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms) as conn:
-            capture.remove_fence(conn)
-            capture.clear_meta(conn, "source_epoch", "source_seq")
-        state.fences.pop(state.blue, None)
+    def _record_green_schema(self, green: Path) -> list:
+        """Green's schema as the swap will hand it over: a revert compares with it (hazard 14).
+        Returns what was recorded before (a one-item list; None: nothing), for _restore."""
+        with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
+            previous = capture.get_meta(conn, revert_ddl.SCHEMA_KEY)
+            revert_ddl.record(conn)
+        return [previous]
+
+    def _restore_green_schema(self, green: Path, previous: list | None) -> None:
+        """A cutover that gave up leaves green as it found it (the next one records again)."""
+        if previous is None:  # it gave up before recording
+            return
+        try:
+            with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
+                if previous[0] is None:
+                    capture.clear_meta(conn, revert_ddl.SCHEMA_KEY)
+                else:
+                    capture.set_meta(conn, **{revert_ddl.SCHEMA_KEY: previous[0]})
+        except (apsw.Error, OperationFailed):
+            pass  # best effort: a stale record is overwritten by the next cutover
 
     def _complete_swap(self, state: State) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""

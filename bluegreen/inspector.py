@@ -75,6 +75,8 @@ class Inspector:
         data.update(release)
         idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
+        if state.phase in ("preparing", "cutting_over") and state.blue in state.fences:  # abort is refused now
+            data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
             f"phase       {state.phase}" + (f" ({state.operation}: {state.step})" if state.operation else ""),

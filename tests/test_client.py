@@ -238,28 +238,30 @@ def test_fence_wait_is_bounded_then_resume_lets_the_write_through(toy_ready):
     conn.close()
 
 
-def test_write_on_the_file_a_revert_swapped_back_to_waits_for_its_fence_to_lift(toy_ready):
-    """A revert swaps the pointer back to blue, then lifts blue's fence. A connection that never
-    left blue (idle through the whole deploy) and writes in between is on the file the pointer
-    names: it waits for the fence to go instead of for the pointer to move. Made deterministic by
-    killing the revert right after its swap; `resume` then lifts the fence."""
+def test_write_on_green_after_a_revert_killed_before_its_swap_waits_for_the_pointer(toy_ready):
+    """A revert fences green, unfences blue, then swaps (hazard 16: never lift a fence on the file
+    the pointer names). Killed right after blue's unfence, the pointer still names fenced green: a
+    connection there waits for the pointer, and `resume` moves it to blue, whose fence is gone."""
     conn = client.connect(toy_ready.pointer, fence_timeout_s=0.3, **BLIND)
     assert toy_ready.cli("deploy").code == 0
-    env = dict(os.environ, BLUEGREEN_CRASH_AT="revert:swapped")
+    conn.execute("INSERT INTO items(name) VALUES ('on green')")  # meets blue's fence, moves to green
+    assert conn.generation == 2
+    env = dict(os.environ, BLUEGREEN_CRASH_AT="revert:unfenced")
     died = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "revert"],
                           env=env, capture_output=True, timeout=120)
-    assert died.returncode == -9 and pointer.read(toy_ready.pointer).active == "app.db"
+    assert died.returncode == -9 and pointer.read(toy_ready.pointer).active == "app.gen2.db"
     with pytest.raises(client.FenceWaitTimeout, match="pointer still names it"):
         conn.execute("INSERT INTO items(name) VALUES ('waits')")
 
     done: list[object] = []
     slow = client.connect(toy_ready.pointer, fence_timeout_s=60, **BLIND)
+    assert slow.generation == 2
     writer = threading.Thread(target=lambda: done.append(slow.execute("INSERT INTO items(name) VALUES ('waits')")))
     writer.start()
-    assert toy_ready.cli("resume").code == 0  # lifts blue's fence (whether or not the write is waiting yet)
+    assert toy_ready.cli("resume").code == 0  # swaps to blue (whether or not the write is waiting yet)
     writer.join(timeout=60)
-    assert done and slow.generation == 1 and slow.stats.reopens == 0
-    assert "waits" in names(toy_ready.blue)
+    assert done and slow.generation == 1 and slow.stats.reopens == 1
+    assert {"waits", "on green"} <= names(toy_ready.blue)
     slow.close()
     conn.close()
 

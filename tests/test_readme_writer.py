@@ -1,0 +1,165 @@
+"""A writer that follows only the README's client rules (tests/readme_writer.py: stdlib sqlite3,
+retry on the same connection while the pointer is unchanged) through every journaled crash point
+of deploy, cutover, deploy --offline and revert (SIGKILL via BLUEGREEN_CRASH_AT), recovered as the
+on-call would (`resume`, or `abort` first, or `revert` again). It must never stick: it commits
+again within a bounded time after the recovery (hazard 16: a lifted fence under a connection that
+compiled against it fails its retries for ever); and it must never lose a write: its log of
+commits is checked row by row against the file the pointer names.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import rows
+from pointer_writer import expected_rows
+
+WRITER = Path(__file__).resolve().parent / "readme_writer.py"
+UNSTUCK_S = 20  # after recovery, the writer commits again within this (generous on a loaded 2-core box)
+
+_WRITERS: list["ReadmeWriter"] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_outlives_its_test():
+    yield
+    while _WRITERS:
+        _WRITERS.pop().kill()
+
+
+class ReadmeWriter:
+    def __init__(self, project, tmp_path: Path, seed: int = 1):
+        self.log = tmp_path / f"readme{seed}.log"
+        self.stop = tmp_path / f"readme{seed}.stop"
+        self.proc = subprocess.Popen([sys.executable, str(WRITER), str(project.pointer), str(self.log),
+                                      str(self.stop), str(seed)], stderr=subprocess.PIPE, text=True)
+        _WRITERS.append(self)
+        self.wait_for(10)
+
+    def committed(self) -> int:
+        if not self.log.exists():
+            return 0
+        return self.log.read_text().count('"committed"')
+
+    def wait_for(self, more: int, timeout: float = UNSTUCK_S) -> None:
+        target = self.committed() + more
+        deadline = time.monotonic() + timeout
+        while self.committed() < target:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"writer died: {self.proc.stderr.read()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"writer stuck: no {more} commits in {timeout} s; last lines: "
+                                     f"{self.log.read_text().splitlines()[-3:]}")
+            time.sleep(0.01)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def finish(self) -> dict[int, str | None]:
+        self.stop.write_text("stop")
+        self.proc.wait(timeout=60)
+        assert self.proc.returncode == 0, self.proc.stderr.read()
+        return expected_rows(self.log)
+
+
+def bluegreen(project, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CRASH_AT"}
+    if crash_at:
+        env["BLUEGREEN_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+
+
+def on_call(project, first: str) -> list[str]:
+    """What the on-call person runs after a crash: `first`, then what each refusal points to."""
+    ran, command = [], first
+    for _ in range(3):
+        ran.append(command)
+        done = bluegreen(project, command)
+        if done.returncode == 0:
+            return ran
+        assert done.returncode == 2, (command, done.returncode, done.stderr)
+        assert done.stderr.startswith("bluegreen: error:") and "Traceback" not in done.stderr, done.stderr
+        command = "resume" if "bluegreen resume" in done.stderr else "revert"
+    raise AssertionError(f"no recovery after {ran}")
+
+
+def check_every_write(project, expected: dict[int, str | None]) -> Path:
+    active = project.data / tomllib.loads(project.pointer.read_text())["active"]
+    assert rows(active, "PRAGMA integrity_check") == [("ok",)]
+    have = dict(rows(active, "SELECT id, name FROM items"))
+    missing = {i: (n, have.get(i)) for i, n in expected.items() if n is not None and have.get(i) != n}
+    resurrected = [i for i, n in expected.items() if n is None and i in have]
+    assert not missing and not resurrected, (missing, resurrected)
+    assert project.cli("status", "--json").json["phase"] in ("idle", "cut_over")
+    return active
+
+
+DEPLOY_POINTS = ["deploy:capture", "deploy:snapshot", "deploy:migrate", "deploy:catch_up", "deploy:validate",
+                 "deploy:validated", "deploy:fenced", "deploy:swapped"]
+CUTOVER_POINTS = ["cutover:catch_up", "cutover:fenced", "cutover:swapped"]
+OFFLINE_POINTS = ["deploy:barrier", "deploy:fenced", "deploy:swapped"]
+REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:unfenced", "revert:swapped"]
+
+
+@pytest.mark.parametrize("recovery", ["resume", "abort"])
+@pytest.mark.parametrize("point", DEPLOY_POINTS)
+def test_deploy_crash(toy_ready, tmp_path, point, recovery):
+    project = toy_ready
+    writer = ReadmeWriter(project, tmp_path)
+    assert bluegreen(project, "deploy", crash_at=point).returncode == -signal.SIGKILL
+    time.sleep(0.2)  # the writer goes on meanwhile, or waits on a fence: never lost
+    ran = on_call(project, recovery)
+    writer.wait_for(10)
+    if ran == ["abort", "resume"]:  # past blue's fence abort refused: resume finished the swap
+        assert point == "deploy:fenced"
+    active = check_every_write(project, writer.finish())
+    assert (active.name != "app.db") == (ran[-1] == "resume"), (ran, active.name)
+
+
+@pytest.mark.parametrize("point", CUTOVER_POINTS)
+def test_cutover_crash(toy_ready, tmp_path, point):
+    project = toy_ready
+    writer = ReadmeWriter(project, tmp_path)
+    assert bluegreen(project, "prepare").returncode == 0
+    writer.wait_for(10)
+    assert bluegreen(project, "cutover", crash_at=point).returncode == -signal.SIGKILL
+    time.sleep(0.2)
+    on_call(project, "resume")
+    writer.wait_for(10)
+    assert check_every_write(project, writer.finish()).name.startswith("app.gen")
+
+
+@pytest.mark.parametrize("point", OFFLINE_POINTS)
+def test_offline_deploy_crash(toy_ready, tmp_path, point):
+    project = toy_ready
+    writer = ReadmeWriter(project, tmp_path)
+    assert bluegreen(project, "deploy", "--offline", crash_at=point).returncode == -signal.SIGKILL
+    time.sleep(0.2)
+    on_call(project, "abort")  # the harder path: abort when it may, resume when abort says so
+    writer.wait_for(10)
+    check_every_write(project, writer.finish())
+
+
+@pytest.mark.parametrize("recovery", ["resume", "revert"])
+@pytest.mark.parametrize("point", REVERT_POINTS)
+def test_revert_crash(toy_ready, tmp_path, point, recovery):
+    project = toy_ready
+    writer = ReadmeWriter(project, tmp_path)
+    assert bluegreen(project, "deploy").returncode == 0
+    writer.wait_for(20)  # the writer follows the pointer to green and writes there
+    assert bluegreen(project, "revert", crash_at=point).returncode == -signal.SIGKILL
+    time.sleep(0.2)
+    on_call(project, recovery)
+    writer.wait_for(10)
+    assert check_every_write(project, writer.finish()) == project.blue
