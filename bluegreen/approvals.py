@@ -20,7 +20,8 @@ from bluegreen import barrier
 from bluegreen.db import open_db
 from bluegreen.errors import InputError
 from bluegreen.migrations import HISTORY_TABLE
-from bluegreen.pointer import atomic_write, now_iso
+from bluegreen.pointer import now_iso
+from bluegreen.store import folder_mode, make_dirs, write_file
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,10 @@ class Approvals:
     """The approvals file of one data folder. Its own short lock, not the controller's: approving
     must work while a long cutover holds the controller lock."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, mode: int = 0o600):
         self.path = Path(state_dir) / "approvals.json"
         self.lock_path = Path(state_dir) / "approvals.lock"
+        self.mode = mode  # blue's (Store.file_mode): who may read blue may read who approved it
 
     def of(self, version: str, environment: str) -> list[Approval]:
         """Distinct approvers of a version in an environment, first approval of each."""
@@ -68,7 +70,8 @@ class Approvals:
                     return a, False
             approval = Approval(version, by, now_iso(), environment, note)
             document = {"format": 1, "approvals": [asdict(a) for a in [*known, approval]]}
-            atomic_write(self.path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+            write_file(self.path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), self.mode,
+                       "the approval was not recorded")
             return approval, True
 
     def _read(self) -> list[Approval]:
@@ -83,8 +86,8 @@ class Approvals:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        make_dirs(self.path.parent, folder_mode(self.mode))
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, self.mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a rename: wait for it
             yield

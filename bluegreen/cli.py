@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
                                 environment=environments.chosen_name(args.env))
+        controller.inspector.require_files(args.command)
         if args.command == "demo":
             from bluegreen import demo
 
@@ -188,8 +190,15 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)()
     except BluegreenError as exc:
         return _fail(args, exc.message, exc.exit_code, exc.details)
+    except apsw.FullError as exc:  # SQLite could not grow a file: the disk (or a quota) is full
+        return _fail(args, _disk_full(args, str(exc)), EXIT_FAILED, None)
     except apsw.Error as exc:  # a database problem no step anticipated: still one clean line
         return _fail(args, f"SQLite error: {exc}", EXIT_FAILED, None)
+    except OSError as exc:  # a file operation no step anticipated: name the file, never a traceback
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return _fail(args, _disk_full(args, exc.strerror, exc.filename), EXIT_FAILED, None)
+        return _fail(args, f"{exc.filename or 'a file'}: {exc.strerror or exc}; nothing committed was lost: fix it, "
+                     "then run `bluegreen status`", EXIT_FAILED, None)
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
     try:
@@ -199,6 +208,19 @@ def main(argv: list[str] | None = None) -> int:
     if result.exit_code != EXIT_OK:  # the command ran and reports a finding (`check`)
         print(f"bluegreen: error: {result.error}", file=sys.stderr)
     return result.exit_code
+
+
+def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = None) -> str:
+    """Where the space ran out, and what to do: every step is journaled, so after freeing space
+    `status` says what is left and the command (or `resume`) carries on."""
+    try:
+        folder = str(config.load(config.config_path(args.config)).data_dir)
+    except BluegreenError:
+        folder = "the data folder"
+    where = f"{filename} ({detail})" if filename else f"{folder} ({detail})"
+    return (f"{where}: no space left on the disk of {folder}; nothing committed was lost (each step is journaled): "
+            f"free space there, then run `bluegreen status` and `bluegreen {args.command}` (or `bluegreen resume`) "
+            "again")
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import apsw
+
 from bluegreen import approvals, environments, estimate, migrations, monitor, pointer, registry, retention
 from bluegreen.config import Config
 from bluegreen.db import open_db
-from bluegreen.errors import BluegreenError, InputError
+from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
 from bluegreen.results import Result
 from bluegreen.store import Store
 
@@ -20,21 +22,68 @@ NEXT_STEP = {
 }
 
 
+NEEDS_NO_FILES = ("init", "demo", "rehearse", "status", "generations", "approve")
+_ACTIVE_GONE = "restore it from a backup; nothing can be done without it"
+
+
+def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
+    """(role, file name, what to do if it is gone) for the files `command` needs in this phase."""
+    if state.phase == "idle":
+        return []
+    blue = ("blue (the file applications used before this operation)", state.blue,
+            "restore it from a backup; " + ("bluegreen cannot revert without it" if state.phase == "cut_over"
+                                            else "blue is the active file"))
+    if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
+        green = ("the prepared generation", state.green,
+                 "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
+        return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
+    green = ("green (the generation the cutover makes active)", state.green,
+             "restore it from a backup; it is the active file" if state.phase == "cut_over" else
+             "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
+    return [blue, green]
+
+
 class Inspector:
     def __init__(self, config: Config, environment: str | None = None):
         self.config = config
         self.environment = environment  # the chosen environment's name, if any
         self.store = Store(config.database.pointer)
 
+    def current(self) -> pointer.Pointer:
+        """The pointer, checked on its own (pointer.read) and against the journal, when there is one."""
+        current = pointer.read(self.config.database.pointer)
+        # A missing active file is the more urgent news: the caller reports it first.
+        if self.store.initialized() and current.active_path(self.config.database.pointer).exists():
+            self.store.check_pointer(self.store.load(), current)
+        return current
+
     def active_path(self) -> Path:
         """The file the pointer names; a missing one is an error, never a new empty database."""
-        path = pointer.read(self.config.database.pointer).active_path(self.config.database.pointer)
-        if not path.is_file():
-            raise InputError(
-                f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
-                "the file, or point `active` at an existing generation"
-            )
+        path = self.current().active_path(self.config.database.pointer)
+        problem = self._missing_active(path)
+        if problem:
+            raise InputError(problem)
         return path
+
+    def _missing_active(self, path: Path) -> str:
+        if path.is_file():
+            return ""
+        return (f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
+                "the file from a backup (applications cannot open it either), or point `active` at an existing "
+                "generation")
+
+    def require_files(self, command: str) -> None:
+        """Before a command touches anything: every file its phase needs is there, or one line says
+        which is gone and what to do (a deleted generation, hazard 11: never a new empty file)."""
+        if not self.store.initialized() or command in NEEDS_NO_FILES:
+            return
+        state = self.store.load()
+        self.current()
+        for role, name, fix in _files_needed(state, command):
+            path = self.store.folder / name
+            if not path.is_file():
+                raise InputError(f"{path}: {role} not found (the journal {self.store.state_path} names it, phase "
+                                 f"{state.phase}); nothing was changed: {fix}")
 
     def pending(self, active: Path) -> list[migrations.Migration]:
         found = migrations.discover(self.config.migrations.dir)
@@ -45,9 +94,15 @@ class Inspector:
             conn.close()
 
     def status(self) -> Result:
-        current = pointer.read(self.config.database.pointer)
+        """The on-call's first command: it writes nothing, and reports what it cannot read instead
+        of failing on it (a full disk, a deleted generation)."""
+        current = self.current()
         state = self.store.load()
-        active = self.active_path()
+        active = current.active_path(self.config.database.pointer)
+        problems = [p for p in [self._missing_active(active)] if p]
+        problems += [f"{self.store.folder / name}: {role} not found; {fix}"
+                     for role, name, fix in _files_needed(state, "status")
+                     if name != current.active and not (self.store.folder / name).is_file()]
         data = {
             "active": str(active),
             "generation": current.generation,
@@ -63,15 +118,19 @@ class Inspector:
             "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
         }
         try:
-            data["pending"] = [m.file for m in self.pending(active)]
+            data["pending"] = [m.file for m in self.pending(active)] if not problems else []
+            if problems:
+                data["pending_error"] = "unknown (a file is missing, see below)"
         except BluegreenError as exc:
             data["pending_error"] = exc.message
+        except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
+            data["pending_error"] = f"unknown: cannot read {active.name} ({exc})"
         in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
         clients = registry.live_clients(self.config.database.pointer)
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
         data["clients"] = [c.as_dict() for c in clients]
         data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
-        release = self._release(state, active)
+        release = self._release(state, active) if not problems else {}
         data.update(release)
         idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
@@ -106,7 +165,13 @@ class Inspector:
             lines.append(f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
                          + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
                          + " (`bluegreen generations` lists them)")
+        if problems:
+            data["next"] = "restore the missing file (see the error below)"
+            data["problems"] = problems
+            lines += [f"problem     {p}" for p in problems]
         lines.append("next        " + data["next"])
+        if problems:
+            return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
         return Result("status", "\n".join(lines), data=data)
 
     def _release(self, state, active: Path) -> dict:
@@ -117,12 +182,14 @@ class Inspector:
             pending = self.pending(self.store.folder / state.blue if in_flight else active)
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
+        except apsw.Error as exc:
+            return {"environment_error": f"cannot read the pending versions ({exc})"}
         if env is None:
             return {}
         out: dict = {"environment": env.name}
         if pending:
             version = pending[-1].version
-            have = [a.by for a in approvals.Approvals(self.store.state_dir).of(version, env.name)]
+            have = [a.by for a in approvals.Approvals(self.store.state_dir, self.store.file_mode()).of(version, env.name)]
             out["approvals"] = {"version": version, "approved_by": have, "required": env.approvals}
         window = environments.window_state(env)
         if window:

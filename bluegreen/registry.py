@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bluegreen.pointer import now_iso
-from bluegreen.store import STATE_DIR
+from bluegreen.store import STATE_DIR, file_mode, folder_mode, make_dirs
 
 FORMAT = 1
 CLIENTS_DIR = "clients"
@@ -152,8 +152,9 @@ _HOST = socket.gethostname()
 class Heartbeat:
     """This process's record in one clients folder. Thread-safe; one per folder per process."""
 
-    def __init__(self, folder: Path, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(self, folder: Path, interval_s: float = DEFAULT_INTERVAL_S, pointer_path: Path | None = None):
         self.folder = folder
+        self.pointer_path = pointer_path  # its mode (blue's) is the most a heartbeat may have
         self.interval_s = interval_s
         self.pid = os.getpid()
         self.path = folder / f"{_safe(_HOST)}-{self.pid}.json"
@@ -215,15 +216,27 @@ class Heartbeat:
                 "expires_after_s": self.interval_s * EXPIRE_AFTER_BEATS,
                 "files": [{"file": f, "generation": g, "connections": n} for (f, g), n in sorted(self._open.items())],
             }
-            self.folder.mkdir(parents=True, exist_ok=True)
+            mode = self._mode()
+            make_dirs(self.folder, folder_mode(mode))
             temp = self.folder / f".{self.path.name}.tmp"
-            temp.write_text(json.dumps(record), encoding="utf-8")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.fchmod(fd, mode)  # a temp left by a crash keeps its old mode: narrow it before writing
+                os.write(fd, json.dumps(record).encode("utf-8"))
+            finally:
+                os.close(fd)
             os.replace(temp, self.path)
         except OSError as exc:  # a read-only folder must not break the application
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"bluegreen: cannot write the client heartbeat {self.path} ({exc}); "
                               "`bluegreen status` will not see this process", RuntimeWarning, stacklevel=3)
+
+    def _mode(self) -> int:
+        try:
+            return file_mode(self.pointer_path) & 0o666 if self.pointer_path else 0o600
+        except OSError:
+            return 0o600
 
     def remove(self) -> None:
         with self._lock:
@@ -240,7 +253,7 @@ def heartbeat_for(pointer_path: Path) -> Heartbeat:
     with _BEATS_LOCK:
         beat = _BEATS.get(folder)
         if beat is None:
-            beat = _BEATS[folder] = Heartbeat(folder)
+            beat = _BEATS[folder] = Heartbeat(folder, pointer_path=Path(pointer_path).resolve())
         return beat
 
 
