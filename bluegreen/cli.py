@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import apsw
 
-from bluegreen import __version__, config, environments
+from bluegreen import __version__, config, environments, store
 from bluegreen.controller import Controller
 from bluegreen.progress import ProgressReporter
 from bluegreen.results import Result
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     except apsw.FullError as exc:  # SQLite could not grow a file: the disk (or a quota) is full
         return _fail(args, _disk_full(args, str(exc)), EXIT_FAILED, None)
     except apsw.Error as exc:  # a database problem no step anticipated: still one clean line
+        if _disk_is_full(args):  # SQLite says "disk I/O error" when it cannot create a -shm file
+            return _fail(args, _disk_full(args, str(exc)), EXIT_FAILED, None)
         return _fail(args, f"SQLite error: {exc}", EXIT_FAILED, None)
     except OSError as exc:  # a file operation no step anticipated: name the file, never a traceback
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
@@ -210,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     return result.exit_code
 
 
+def _disk_is_full(args: argparse.Namespace) -> bool:
+    try:
+        return store.disk_full(config.load(config.config_path(args.config)).data_dir)
+    except BluegreenError:
+        return False
+
+
 def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = None) -> str:
     """Where the space ran out, and what to do: every step is journaled, so after freeing space
     `status` says what is left and the command (or `resume`) carries on."""
@@ -217,10 +226,10 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
         folder = str(config.load(config.config_path(args.config)).data_dir)
     except BluegreenError:
         folder = "the data folder"
-    where = f"{filename} ({detail})" if filename else f"{folder} ({detail})"
-    return (f"{where}: no space left on the disk of {folder}; nothing committed was lost (each step is journaled): "
-            f"free space there, then run `bluegreen status` and `bluegreen {args.command}` (or `bluegreen resume`) "
-            "again")
+    where = filename or folder
+    return (f"{where}: no space left on the disk of {folder} ({detail}); nothing committed was lost (each step is "
+            f"journaled): free space there, then run `bluegreen status` (it says what is left to do) and "
+            f"`bluegreen {args.command}` again")
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:

@@ -8,10 +8,10 @@ import apsw
 
 from bluegreen import approvals, environments, estimate, migrations, monitor, pointer, registry, retention
 from bluegreen.config import Config
-from bluegreen.db import open_db
+from bluegreen.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
 from bluegreen.results import Result
-from bluegreen.store import Store
+from bluegreen.store import Store, disk_full, space_hint
 
 NEXT_STEP = {
     "preparing": "an interrupted prepare: bluegreen resume, or bluegreen abort",
@@ -93,6 +93,25 @@ class Inspector:
         finally:
             conn.close()
 
+    def _pending_on_any_disk(self, active: Path) -> list[migrations.Migration]:
+        """pending(), also on a full disk, where SQLite cannot create the -wal/-shm a WAL read
+        needs ("disk I/O error"): with neither present no connection has the file open and the
+        file alone is the database, so an immutable read-only open, which creates nothing, reads
+        it exactly."""
+        unopened = not any(Path(f"{active}{side}").exists() for side in ("-wal", "-shm"))
+        if not (unopened and disk_full(active.parent)):
+            try:
+                return self.pending(active)
+            except apsw.Error:
+                if not unopened:
+                    raise
+        found = migrations.discover(self.config.migrations.dir)
+        conn = open_db(readonly_uri(active) + "&immutable=1", readonly=True)
+        try:
+            return migrations.pending(found, conn)
+        finally:
+            conn.close()
+
     def status(self) -> Result:
         """The on-call's first command: it writes nothing, and reports what it cannot read instead
         of failing on it (a full disk, a deleted generation)."""
@@ -118,13 +137,13 @@ class Inspector:
             "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
         }
         try:
-            data["pending"] = [m.file for m in self.pending(active)] if not problems else []
+            data["pending"] = [m.file for m in self._pending_on_any_disk(active)] if not problems else []
             if problems:
                 data["pending_error"] = "unknown (a file is missing, see below)"
         except BluegreenError as exc:
             data["pending_error"] = exc.message
         except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
-            data["pending_error"] = f"unknown: cannot read {active.name} ({exc})"
+            data["pending_error"] = f"unknown: cannot read {active.name} ({exc}{space_hint(active.parent)})"
         in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
         clients = registry.live_clients(self.config.database.pointer)
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
@@ -132,7 +151,8 @@ class Inspector:
         data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
         release = self._release(state, active) if not problems else {}
         data.update(release)
-        idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
+        idle_next = ("bluegreen deploy (or prepare, then cutover)" if data["pending"] else
+                     "nothing pending" if "pending_error" not in data else "unknown until the pending migrations can be read")
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
@@ -183,7 +203,9 @@ class Inspector:
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
         except apsw.Error as exc:
-            return {"environment_error": f"cannot read the pending versions ({exc})"}
+            if not self.config.environments:
+                return {}
+            return {"environment_error": f"cannot read the pending versions ({exc}{space_hint(active.parent)})"}
         if env is None:
             return {}
         out: dict = {"environment": env.name}

@@ -228,6 +228,23 @@ def file_mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
+FULL_BELOW_BYTES = 1024 * 1024  # less free than this: SQLite cannot even create a -shm (32 KiB) reliably
+
+
+def disk_full(folder: Path) -> bool:
+    try:
+        found = os.statvfs(folder)
+    except OSError:
+        return False
+    return found.f_bavail * found.f_frsize < FULL_BELOW_BYTES
+
+
+def space_hint(folder: Path) -> str:
+    """"; the disk of FOLDER is full" when it is: SQLite says only "disk I/O error" when it cannot
+    create a -shm file."""
+    return f"; the disk of {folder} is full: free space there" if disk_full(folder) else ""
+
+
 def folder_mode(mode: int) -> int:
     """A folder for files of `mode`: the same bits, plus x for each class that may read or write."""
     mode &= 0o666
