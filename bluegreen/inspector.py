@@ -198,8 +198,10 @@ class Inspector:
         """The chosen environment, the approvals of the version a cutover would bring, the window."""
         try:
             env = environments.select(self.config, self.environment)
+            if env is None:
+                return {}
             in_flight = state.phase in ("preparing", "prepared", "cutting_over")
-            pending = self.pending(self.store.folder / state.blue if in_flight else active)
+            pending = self._pending_on_any_disk(self.store.folder / state.blue if in_flight else active)
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
         except apsw.Error as exc:

@@ -209,7 +209,7 @@ class Store:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
+            if isinstance(record, dict) and isinstance(record.get("event"), str) and isinstance(record.get("at"), str):
                 found.append(record)
         return found
 

@@ -456,10 +456,11 @@ def test_init_on_a_full_disk(small_disk):
 
 def test_status_works_on_a_full_disk_and_writes_nothing(small_disk):
     project = small_disk
-    assert project.cli("init").code == 0
-    assert project.cli("deploy").code == 0
-    fill(project)
+    assert project.cli_process("init").code == 0
+    assert project.cli_process("deploy").code == 0  # a real process: every connection closed at its exit
+    assert not any(Path(f"{project.gen(2)}{side}").exists() for side in SIDE)  # SQLite would need a new -shm
     before, names = disk_state(project.data), files_in(project.data)
+    fill(project)
 
     result = project.cli_process("status", "--json")
 
@@ -469,6 +470,7 @@ def test_status_works_on_a_full_disk_and_writes_nothing(small_disk):
     assert report["phase"] == "cut_over" and report["generation"] == 2
     assert report["pending"] == [] and "pending_error" not in report  # read although SQLite cannot make a -shm
     assert files_in(project.data) == names  # not even an empty -wal/-shm
+    free(project)  # reading the databases to compare them needs a -shm
     assert disk_state(project.data) == before
 
 
@@ -587,3 +589,24 @@ def test_a_0640_blue_gives_0640_files_and_0750_folders(toy):
     assert too_open(project.data, 0o640, 0o750) == []
     assert stat.S_IMODE(project.pointer.stat().st_mode) == 0o640
     assert stat.S_IMODE((project.data / ".bluegreen" / "events.jsonl").stat().st_mode) == 0o640
+
+
+def test_init_on_a_full_disk_while_the_application_has_blue_open(small_disk):
+    """Blue's -wal/-shm exist (the application is running), so blue can be read: the journal or
+    the pointer is what cannot be written. Named, nothing half-written, and init works once freed."""
+    project = small_disk
+    app = project.connect()
+    try:
+        app.execute("SELECT count(*) FROM items").get
+        before = disk_state(project.data)
+        fill(project)
+        result = project.cli_process("init")
+        assert_refused(result, 1, "cannot write", "No space left on device", "free space")
+        assert not project.pointer.exists()
+        assert not [p for p in project.data.rglob("*.tmp")]  # no temp file left behind
+        free(project)
+        assert disk_state(project.data) == before
+        assert project.cli_process("init").code == 0
+        assert project.cli_process("status").code == 0
+    finally:
+        app.close()
