@@ -24,6 +24,10 @@ from bluegreen.pointer import now_iso
 from bluegreen.store import folder_mode, make_dirs, write_file
 
 
+MAX_NAME = 200  # an approver's name, as shown by status and stamped into green's history
+MAX_NOTE = 2000
+
+
 @dataclass(frozen=True)
 class Approval:
     version: str
@@ -62,6 +66,10 @@ class Approvals:
         by = " ".join(by.split())
         if not by:
             raise InputError("approve: --by needs a name (who approves)")
+        for option, text, limit in (("--by", by, MAX_NAME), ("--note", note, MAX_NOTE)):
+            if len(text) > limit or any(ord(c) < 32 and c not in "\t\n" for c in text):
+                raise InputError(f"approve: {option} must be at most {limit} characters without control characters, "
+                                 f"got {text[:40]!r}{'...' if len(text) > 40 else ''}; nothing was recorded")
         self._read()  # a damaged file is refused before the lock file is made: nothing changes
         with self._locked():
             known = self._read()

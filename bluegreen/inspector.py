@@ -22,8 +22,9 @@ NEXT_STEP = {
 }
 
 
-NEEDS_NO_FILES = ("init", "demo", "rehearse", "status", "generations", "approve")
-_ACTIVE_GONE = "restore it from a backup; nothing can be done without it"
+# Commands that open the files the journal names; the read-only ones need the active file only
+# (active_path checks it), so `bluegreen path` in a script never fails over a missing green.
+USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "resume", "abort", "prune")
 
 
 def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
@@ -73,9 +74,9 @@ class Inspector:
                 "generation")
 
     def require_files(self, command: str) -> None:
-        """Before a command touches anything: every file its phase needs is there, or one line says
+        """Before a command opens what the journal names: every file its phase needs is there, or one line says
         which is gone and what to do (a deleted generation, hazard 11: never a new empty file)."""
-        if not self.store.initialized() or command in NEEDS_NO_FILES:
+        if not self.store.initialized() or command not in USES_JOURNAL_FILES:
             return
         state = self.store.load()
         self.current()

@@ -388,6 +388,8 @@ def test_deleted_prepared_generation_is_named_and_abort_recovers(toy_ready, comm
     assert disk_state(project.data) == before
     status = project.cli("status")
     assert_refused(status, 2, str(project.gen(2)), "bluegreen abort")
+    path = project.cli("path")  # scripts still find the active file: it is there
+    assert path.code == 0 and path.out.strip() == str(project.blue)
     assert project.cli("abort").code == 0  # the way out the message names works
     assert project.cli("deploy").code == 0
     assert rows(project.gen(3), "SELECT count(*) FROM names") == [(50,)]
@@ -610,3 +612,20 @@ def test_init_on_a_full_disk_while_the_application_has_blue_open(small_disk):
         assert project.cli_process("status").code == 0
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["rehearse", "--into", "/tmp/x\x00y"], ["into", "NUL"]),
+    (["prune", "app\x00.db"], ["files", "NUL"]),
+    (["approve", "2.0.0", "--by", "al\x00ice"], ["by", "NUL"]),
+    (["approve", "2.0.0", "--by", "a" * 1000], ["--by", "at most 200"]),
+    (["approve", "2.0.0", "--by", "alice", "--note", "x\x1b[2Jy"], ["--note", "control characters"]),
+])
+def test_hostile_command_line_arguments(toy_ready, args, words):
+    project = toy_ready
+    before = disk_state(project.data)
+    result = project.cli(*args)
+    assert result.code == 2, result.err
+    assert "Traceback" not in result.err
+    assert all(word in result.err for word in words), result.err
+    assert disk_state(project.data) == before
