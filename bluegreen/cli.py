@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reason goes with --force")
     for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
-            parser.error(f"argument {name.replace('_', '-')} holds a NUL byte ({value!r}); remove it")
+            shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
+            parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
     try:
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
