@@ -85,10 +85,14 @@ class Approvals:
     def _read(self) -> list[Approval]:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            return [Approval(**a) for a in document["approvals"]]
+            found = [Approval(**a) for a in document["approvals"]]
+            for a in found:
+                if not all(isinstance(v, str) and "\x00" not in v for v in asdict(a).values()):
+                    raise ValueError(f"every field of an approval must be a string, got {asdict(a)!r}")
+            return found
         except FileNotFoundError:
             return []
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OSError) as exc:
             raise InputError(f"{self.path}: approvals file is damaged ({exc}); restore it from the event log "
                              "(events.jsonl lists every approval) or remove it and approve again") from None
 

@@ -130,10 +130,10 @@ def _check_on_disk(path: Path, key: str, name: str) -> None:
             target = entry.resolve(strict=False)
         except (OSError, RuntimeError):
             raise InputError(f"{path}: pointer key {key!r} names {name!r}, a symlink loop; restore the file") from None
-        if target.parent != folder:
+        if target.parent != folder or target.name in (path.name, STATE_DIR_NAME) or target.name.endswith(SIDE_SUFFIXES):
             raise InputError(f"{path}: pointer key {key!r} names {name!r}, a symlink leading outside the pointer's "
-                             f"folder (to {target}); generations must live beside the pointer: replace the link "
-                             "with the file itself")
+                             f"folder or to a file that is no generation (to {target}); generations must live beside "
+                             "the pointer: replace the link with the file itself")
     if entry.is_dir():
         raise InputError(f"{path}: pointer key {key!r} names {name!r}, which is a directory, not a database file; "
                          "restore the pointer")

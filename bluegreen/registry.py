@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import socket
 import sys
@@ -32,6 +33,7 @@ from bluegreen.store import STATE_DIR, file_mode, folder_mode, make_dirs
 FORMAT = 1
 CLIENTS_DIR = "clients"
 DEFAULT_INTERVAL_S = 2.0
+MAX_EXPIRY_S = 3600.0  # no honest client promises to stay silent longer than an hour
 EXPIRE_AFTER_BEATS = 5  # a record older than 5 intervals is stale: the process is gone or hung
 
 
@@ -109,7 +111,7 @@ def _records(folder: Path) -> list[tuple[Path, ClientRecord]]:
 def _parse(path: Path) -> ClientRecord | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return ClientRecord(
+        record = ClientRecord(
             host=str(raw["host"]),
             pid=int(raw["pid"]),
             program=str(raw.get("program", "")),
@@ -120,6 +122,9 @@ def _parse(path: Path) -> ClientRecord | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # vanished while we listed, or not ours: ignore
+    if not (math.isfinite(record.heartbeat_at) and 0 < record.expires_after_s <= MAX_EXPIRY_S):
+        return None  # NaN or inf would keep a record alive for ever, and block finalize for ever
+    return record
 
 
 def _expire(folder: Path) -> list[str]:

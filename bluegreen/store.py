@@ -17,6 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -209,7 +210,7 @@ class Store:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and isinstance(record.get("event"), str) and isinstance(record.get("at"), str):
+            if isinstance(record, dict) and isinstance(record.get("event"), str) and _is_time(record.get("at")):
                 found.append(record)
         return found
 
@@ -338,6 +339,15 @@ def check_state(path: Path, raw: object) -> State:
         if getattr(state, key) > state.last_generation:
             raise bad(key, f"is past last_generation ({state.last_generation})")
     return state
+
+
+def _is_time(text: object) -> bool:
+    """An event's `at` must be a time: retention computes ages from it (a tampered one is skipped:
+    the file's own time is the fallback, which only keeps a file longer)."""
+    try:
+        return isinstance(text, str) and datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _plain_name(name: object) -> bool:

@@ -629,3 +629,64 @@ def test_hostile_command_line_arguments(toy_ready, args, words):
     assert "Traceback" not in result.err
     assert all(word in result.err for word in words), result.err
     assert disk_state(project.data) == before
+
+
+# ==================================================================================================
+# other files bluegreen reads: approvals, heartbeats, the event log
+# ==================================================================================================
+def _symlink_to_pointer(project: Project) -> None:
+    os.symlink("current.toml", project.data / "app.gen2.db")
+    write_pointer(project, active="app.gen2.db", generation=2)
+
+
+def test_symlink_to_the_pointer_itself_is_refused(toy_ready):
+    project = toy_ready
+    _symlink_to_pointer(project)
+    before = disk_state(project.data)
+    assert_refused(project.cli("deploy"), 2, "symlink", "no generation")
+    assert disk_state(project.data) == before
+
+
+@pytest.mark.parametrize("approval", [{"version": "2.0.0", "by": 5, "at": "x", "environment": "staging"},
+                                      {"version": "2.0.0", "by": "al\u0000ice", "at": "x", "environment": "staging"},
+                                      {"version": ["2.0.0"], "by": "alice", "at": "x", "environment": "staging"}])
+def test_tampered_approvals_file_is_refused(toy_ready, monkeypatch, approval):
+    project = toy_ready
+    project.config.write_text(project.config.read_text() + "[environments.staging]\napprovals = 1\n")
+    monkeypatch.setenv("BLUEGREEN_ENV", "staging")
+    (project.data / ".bluegreen" / "approvals.json").write_text(json.dumps({"format": 1, "approvals": [approval]}))
+    before = disk_state(project.data)
+    assert_refused(project.cli("deploy"), 2, "approvals.json", "damaged")
+    assert_refused(project.cli("approve", "2.0.0", "--by", "bob"), 2, "approvals.json", "damaged")
+    assert disk_state(project.data) == before
+
+
+@pytest.mark.parametrize("field, value", [("heartbeat_at", "NaN"), ("expires_after_s", "Infinity"),
+                                          ("expires_after_s", 1e12), ("heartbeat_at", "Infinity")])
+def test_a_heartbeat_that_would_live_for_ever_does_not_block_finalize(toy_ready, field, value):
+    """A record from another host (its pid cannot be checked) that promises NaN or infinity would
+    keep finalize refused for ever."""
+    import time
+
+    project = toy_ready
+    assert project.cli("deploy").code == 0
+    clients = project.data / ".bluegreen" / "clients"
+    clients.mkdir(parents=True, exist_ok=True)
+    record = {"format": 1, "host": "elsewhere", "pid": 1, "program": "x", "started_at": "", "heartbeat_at": time.time(),
+              "expires_after_s": 10.0, "files": [{"file": "app.db", "generation": 1, "connections": 1}]}
+    record[field] = value
+    (clients / "elsewhere-1.json").write_text(json.dumps(record))
+    assert project.cli("finalize").code == 0
+
+
+def test_event_with_a_bad_time_is_skipped(toy_ready):
+    project = toy_ready
+    assert project.cli("deploy").code == 0
+    assert project.cli("finalize").code == 0
+    with open(project.data / ".bluegreen" / "events.jsonl", "a") as out:
+        out.write(json.dumps({"at": "yesterday", "event": "swap", "active": "app.gen2.db", "previous": "app.db"}) + "\n")
+        out.write(json.dumps({"at": 5, "event": "swap"}) + "\n")
+        out.write("[1, 2]\n")
+    for command in ("status", "generations", "prune"):
+        result = project.cli(command)
+        assert result.code == 0, result.err
