@@ -122,8 +122,9 @@ def _parse(path: Path) -> ClientRecord | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # vanished while we listed, or not ours: ignore
-    if not (math.isfinite(record.heartbeat_at) and 0 < record.expires_after_s <= MAX_EXPIRY_S):
-        return None  # NaN or inf would keep a record alive for ever, and block finalize for ever
+    if not (math.isfinite(record.heartbeat_at) and record.heartbeat_at <= time.time() + MAX_EXPIRY_S
+            and 0 < record.expires_after_s <= MAX_EXPIRY_S):
+        return None  # NaN, inf or a far future would keep a record alive, and finalize refused, for ever
     return record
 
 

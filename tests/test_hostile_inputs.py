@@ -662,7 +662,8 @@ def test_tampered_approvals_file_is_refused(toy_ready, monkeypatch, approval):
 
 
 @pytest.mark.parametrize("field, value", [("heartbeat_at", "NaN"), ("expires_after_s", "Infinity"),
-                                          ("expires_after_s", 1e12), ("heartbeat_at", "Infinity")])
+                                          ("expires_after_s", 1e12), ("heartbeat_at", "Infinity"),
+                                          ("heartbeat_at", 1e12)])
 def test_a_heartbeat_that_would_live_for_ever_does_not_block_finalize(toy_ready, field, value):
     """A record from another host (its pid cannot be checked) that promises NaN or infinity would
     keep finalize refused for ever."""
