@@ -127,8 +127,7 @@ class Store:
     def check_pointer(self, state: State, current: Pointer) -> None:
         """The pointer and the journal must tell one story (a pointer restored from an old copy
         or edited by hand would have deploy fence, or revert overwrite, the wrong file)."""
-        expected = state.base_name if current.generation == 1 else self.generation_name(state.base_name,
-                                                                                         current.generation)
+        expected = generation_file(state.base_name, current.generation)
         allowed = {"preparing": [state.blue], "prepared": [state.blue], "cutting_over": [state.blue, state.green],
                    "cut_over": [state.green], "reverting": [state.blue, state.green]}.get(state.phase)
         problem = ""
@@ -338,7 +337,21 @@ def check_state(path: Path, raw: object) -> State:
     for key in ("blue_generation", "green_generation"):
         if getattr(state, key) > state.last_generation:
             raise bad(key, f"is past last_generation ({state.last_generation})")
+    for key in ("blue", "green"):  # a file and its number must agree, or revert fences the wrong file
+        number = getattr(state, f"{key}_generation")
+        if getattr(state, key) and getattr(state, key) != generation_file(state.base_name, number):
+            raise bad(key, f"must be generation {number}'s file {generation_file(state.base_name, number)!r}")
     return state
+
+
+def generation_file(base_name: str, generation: int) -> str:
+    """Generation 1 is the adopted file itself; later ones are named after it (app.gen2.db)."""
+    if generation == 1:
+        return base_name
+    stem, dot, suffix = base_name.rpartition(".")
+    if not dot:
+        stem, suffix = base_name, ""
+    return f"{stem}.gen{generation}{'.' + suffix if suffix else ''}"
 
 
 def _is_time(text: object) -> bool:

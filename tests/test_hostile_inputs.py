@@ -323,6 +323,9 @@ JOURNAL_CASES = {
     "torn": (lambda p: state_path(p).write_text('{"base_name": "app.db", "pha'), ["damaged"]),
     "state is a directory": (_state_is_a_directory, ["cannot read the controller state"]),
     "in flight without blue": (lambda p: edit_state(p, phase="prepared", blue=""), ["'blue'", "prepared"]),
+    "blue not its generation's file": (lambda p: edit_state(p, phase="prepared", blue="app.gen2.db", blue_generation=1,
+                                                            green="app.db", green_generation=2, last_generation=2),
+                                       ["'blue'", "generation 1's file 'app.db'"]),
 }
 
 
