@@ -97,7 +97,16 @@ class Store:
             return 0o600
 
     def make_state_dir(self) -> None:
-        make_dirs(self.state_dir, folder_mode(self.file_mode()))
+        """Create .bluegreen, or narrow one an older bluegreen made wider than blue allows (a
+        folder's mode guards names, not data: narrowing it is always safe)."""
+        wanted = folder_mode(self.file_mode())
+        make_dirs(self.state_dir, wanted)
+        try:
+            mode = file_mode(self.state_dir)
+            if mode & ~wanted:
+                os.chmod(self.state_dir, mode & wanted)
+        except OSError:
+            pass
 
     # -- state --------------------------------------------------------------------------------
     def initialized(self) -> bool:

@@ -694,3 +694,16 @@ def test_event_with_a_bad_time_is_skipped(toy_ready):
     for command in ("status", "generations", "prune"):
         result = project.cli(command)
         assert result.code == 0, result.err
+
+
+def test_files_an_older_bluegreen_left_wider_are_narrowed_before_data_is_written(toy):
+    """A data folder from before: .bluegreen 0755, events.jsonl and lock 0644 beside a 0600 blue."""
+    project = toy
+    os.chmod(project.blue, 0o600)
+    assert project.cli("init").code == 0
+    state_dir = project.data / ".bluegreen"
+    os.chmod(state_dir, 0o755)
+    for name in ("events.jsonl", "lock", "state.json"):
+        os.chmod(state_dir / name, 0o644)
+    assert project.cli("deploy").code == 0
+    assert too_open(project.data, 0o600, 0o700) == []
