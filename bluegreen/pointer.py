@@ -137,6 +137,9 @@ def _check_on_disk(path: Path, key: str, name: str) -> None:
     if entry.is_dir():
         raise InputError(f"{path}: pointer key {key!r} names {name!r}, which is a directory, not a database file; "
                          "restore the pointer")
+    if entry.exists() and not entry.is_file():  # a FIFO would hang the first open, a device worse
+        raise InputError(f"{path}: pointer key {key!r} names {name!r}, which is not a regular file (a FIFO, socket "
+                         "or device); restore the pointer")
 
 
 def write(path: Path, pointer: Pointer, mode: int = 0o600) -> None:

@@ -216,6 +216,8 @@ POINTER_CASES = {
     "active names bluegreen's folder": (lambda p: write_pointer(p, active=".bluegreen"), ["bluegreen's folder"]),
     "active names a side file": (lambda p: write_pointer(p, active="app.db-wal"), ["side file"]),
     "active names a directory": (_directory_named_active, ["'active'", "directory"]),
+    "active names a FIFO": (lambda p: (os.mkfifo(p.data / "app.gen2.db"),
+                                       write_pointer(p, active="app.gen2.db", generation=2)), ["not a regular file"]),
     "active is a symlink leading outside": (_symlink_outside, ["symlink leading outside", "outside.db"]),
     "active name too long": (lambda p: write_pointer(p, active="x" * 300 + ".db"), ["longer than 255"]),
     "generation huge": (lambda p: write_pointer(p, generation=2**40), ["'generation'", str(2**31 - 1)]),
