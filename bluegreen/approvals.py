@@ -20,7 +20,12 @@ from bluegreen import barrier
 from bluegreen.db import open_db
 from bluegreen.errors import InputError
 from bluegreen.migrations import HISTORY_TABLE
-from bluegreen.pointer import atomic_write, now_iso
+from bluegreen.pointer import now_iso
+from bluegreen.store import folder_mode, make_dirs, write_file
+
+
+MAX_NAME = 200  # an approver's name, as shown by status and stamped into green's history
+MAX_NOTE = 2000
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,10 @@ class Approvals:
     """The approvals file of one data folder. Its own short lock, not the controller's: approving
     must work while a long cutover holds the controller lock."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, mode: int = 0o600):
         self.path = Path(state_dir) / "approvals.json"
         self.lock_path = Path(state_dir) / "approvals.lock"
+        self.mode = mode  # blue's (Store.file_mode): who may read blue may read who approved it
 
     def of(self, version: str, environment: str) -> list[Approval]:
         """Distinct approvers of a version in an environment, first approval of each."""
@@ -60,6 +66,10 @@ class Approvals:
         by = " ".join(by.split())
         if not by:
             raise InputError("approve: --by needs a name (who approves)")
+        for option, text, limit in (("--by", by, MAX_NAME), ("--note", note, MAX_NOTE)):
+            if len(text) > limit or any(ord(c) < 32 and c not in "\t\n" for c in text):
+                raise InputError(f"approve: {option} must be at most {limit} characters without control characters, "
+                                 f"got {text[:40]!r}{'...' if len(text) > 40 else ''}; nothing was recorded")
         self._read()  # a damaged file is refused before the lock file is made: nothing changes
         with self._locked():
             known = self._read()
@@ -68,23 +78,28 @@ class Approvals:
                     return a, False
             approval = Approval(version, by, now_iso(), environment, note)
             document = {"format": 1, "approvals": [asdict(a) for a in [*known, approval]]}
-            atomic_write(self.path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
+            write_file(self.path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), self.mode,
+                       "the approval was not recorded")
             return approval, True
 
     def _read(self) -> list[Approval]:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            return [Approval(**a) for a in document["approvals"]]
+            found = [Approval(**a) for a in document["approvals"]]
+            for a in found:
+                if not all(isinstance(v, str) and "\x00" not in v for v in asdict(a).values()):
+                    raise ValueError(f"every field of an approval must be a string, got {asdict(a)!r}")
+            return found
         except FileNotFoundError:
             return []
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OSError) as exc:
             raise InputError(f"{self.path}: approvals file is damaged ({exc}); restore it from the event log "
                              "(events.jsonl lists every approval) or remove it and approve again") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        make_dirs(self.path.parent, folder_mode(self.mode))
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, self.mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # held for a read and a rename: wait for it
             yield

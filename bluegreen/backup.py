@@ -19,7 +19,7 @@ from bluegreen import snapshot
 from bluegreen.db import open_db, quote_ident
 from bluegreen.errors import OperationFailed
 from bluegreen.pointer import now_iso
-from bluegreen.store import SIDE_FILES, file_mode, remove_database_files
+from bluegreen.store import SIDE_FILES, file_mode, folder_mode, make_dirs, remove_database_files
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
     target = folder / f"{blue.stem}.backup-{now_iso().replace(':', '').replace('-', '')}{blue.suffix}"
     made_folder = not folder.exists()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_dirs(folder, folder_mode(file_mode(blue)))  # no more readable than blue: it holds the same rows
     except OSError as exc:
         raise OperationFailed(f"{folder}: cannot create the backup folder ({exc.strerror}); prepare refused and "
                               "nothing was changed: fix backup_dir in the environment's config") from None

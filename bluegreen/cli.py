@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ from dataclasses import asdict
 
 import apsw
 
-from bluegreen import __version__, config, environments
+from bluegreen import __version__, config, environments, store
 from bluegreen.controller import Controller
 from bluegreen.progress import ProgressReporter
 from bluegreen.results import Result
@@ -158,10 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.command} --force needs --reason TEXT (it is logged with who and when)")
     if getattr(args, "reason", None) and not args.force:
         parser.error("--reason goes with --force")
+    for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
+        if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
+            shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
+            parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
     try:
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
                                 environment=environments.chosen_name(args.env))
+        controller.inspector.require_files(args.command)
         if args.command == "demo":
             from bluegreen import demo
 
@@ -188,8 +194,17 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)()
     except BluegreenError as exc:
         return _fail(args, exc.message, exc.exit_code, exc.details)
+    except apsw.FullError as exc:  # SQLite could not grow a file: the disk (or a quota) is full
+        return _fail(args, _disk_full(args, str(exc)), EXIT_FAILED, None)
     except apsw.Error as exc:  # a database problem no step anticipated: still one clean line
+        if _disk_is_full(args):  # SQLite says "disk I/O error" when it cannot create a -shm file
+            return _fail(args, _disk_full(args, str(exc)), EXIT_FAILED, None)
         return _fail(args, f"SQLite error: {exc}", EXIT_FAILED, None)
+    except OSError as exc:  # a file operation no step anticipated: name the file, never a traceback
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return _fail(args, _disk_full(args, exc.strerror, exc.filename), EXIT_FAILED, None)
+        return _fail(args, f"{exc.filename or 'a file'}: {exc.strerror or exc}; nothing committed was lost: fix it, "
+                     "then run `bluegreen status`", EXIT_FAILED, None)
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
     try:
@@ -199,6 +214,26 @@ def main(argv: list[str] | None = None) -> int:
     if result.exit_code != EXIT_OK:  # the command ran and reports a finding (`check`)
         print(f"bluegreen: error: {result.error}", file=sys.stderr)
     return result.exit_code
+
+
+def _disk_is_full(args: argparse.Namespace) -> bool:
+    try:
+        return store.disk_full(config.load(config.config_path(args.config)).data_dir)
+    except BluegreenError:
+        return False
+
+
+def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = None) -> str:
+    """Where the space ran out, and what to do: every step is journaled, so after freeing space
+    `status` says what is left and the command (or `resume`) carries on."""
+    try:
+        folder = str(config.load(config.config_path(args.config)).data_dir)
+    except BluegreenError:
+        folder = "the data folder"
+    where = filename or folder
+    return (f"{where}: no space left on the disk of {folder} ({detail}); nothing committed was lost (each step is "
+            f"journaled): free space there, then run `bluegreen status` (it says what is left to do) and "
+            f"`bluegreen {args.command}` again")
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:

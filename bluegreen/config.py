@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -96,8 +97,8 @@ ENVIRONMENT_DEFAULTS = {
     "staging": {"approvals": 1},
     "production": {"approvals": 2, "backup": True},
 }
-_ENVIRONMENT_KINDS = {"approvals": "non_negative_int", "backup": "bool", "backup_dir": "path", "window": "window",
-                      "timezone": "timezone"}
+_ENVIRONMENT_KINDS: dict[str, object] = {"approvals": None, "backup": "bool", "backup_dir": "dir",
+                                         "window": "window", "timezone": "timezone"}  # approvals: set below
 
 
 @dataclass(frozen=True)
@@ -143,26 +144,53 @@ class Config:
         return self.database.pointer.parent
 
 
-# section name -> (dataclass, {key: kind}); kind "path" resolves against the config's folder.
+@dataclass(frozen=True)
+class Int:
+    """A whole number in [low, high]; `limit` says why high is the top, for the message."""
+
+    low: int
+    high: int
+    limit: str
+
+
+@dataclass(frozen=True)
+class Float:
+    """A finite number; low_open: low itself is refused (a ratio of 0 would refuse everything)."""
+
+    low: float
+    high: float
+    limit: str
+    low_open: bool = False
+
+
+DAY_MS = 86_400_000
+DAY_S = 86_400
+# section name -> (dataclass, {key: kind}); every value is checked here, once, against its kind
+# and bounds: "file"/"dir" paths resolve against the config's folder.
 _SECTIONS = {
-    "database": (DatabaseConfig, {"pointer": "path", "initial": "path"}),
-    "migrations": (MigrationsConfig, {"dir": "path"}),
-    "snapshot": (SnapshotConfig, {"pages_per_step": "positive_int"}),
+    "database": (DatabaseConfig, {"pointer": "file", "initial": "file"}),
+    "migrations": (MigrationsConfig, {"dir": "dir"}),
+    "snapshot": (SnapshotConfig, {"pages_per_step": Int(1, 1_048_576, "4 GiB of 4 KiB pages per step")}),
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
-    "cutover": (CutoverConfig, {"max_write_pause_ms": "positive_int", "lock_timeout_ms": "positive_int",
-                                "max_attempts": "positive_int",
-                                "wait_flag": "path", "wait_timeout_s": "non_negative_int"}),
-    "retention": (RetentionConfig, {"keep_days": "non_negative_int"}),
+    "cutover": (CutoverConfig, {"max_write_pause_ms": Int(1, 60_000, "one minute"),
+                                "lock_timeout_ms": Int(1, DAY_MS, "24 h"),
+                                "max_attempts": Int(1, 10_000, "ten thousand tries"),
+                                "wait_flag": "file", "wait_timeout_s": Int(0, DAY_S, "24 h; 0 waits without limit")}),
+    "retention": (RetentionConfig, {"keep_days": Int(0, 36_500, "a hundred years")}),
     # TOML keys are the event names (pre-prepare); the dataclass fields spell them with "_".
     "hooks": (HooksConfig, {"pre-prepare": "command", "post-prepare": "command", "pre-cutover": "command",
                             "post-cutover": "command", "post-revert": "command", "on-failure": "command",
-                            "timeout_s": "positive_int"}),
-    "performance": (PerformanceConfig, {"max_ratio": "positive_float", "min_ms": "non_negative_float",
-                                        "runs": "positive_int", "queries": "named_sql"}),
-    "check": (CheckConfig, {"queries": "named_sql", "sample_rows": "positive_int"}),
-    "disk": (DiskConfig, {"min_free_mb": "non_negative_int"}),
+                            "timeout_s": Int(1, DAY_S, "24 h")}),
+    "performance": (PerformanceConfig, {"max_ratio": Float(0.0, 1_000.0, "a thousand times blue's time", True),
+                                        "min_ms": Float(0.0, 3_600_000.0, "one hour"),
+                                        "runs": Int(1, 1_000, "a thousand runs"), "queries": "named_sql"}),
+    "check": (CheckConfig, {"queries": "named_sql", "sample_rows": Int(1, 10_000, "ten thousand rows")}),
+    "disk": (DiskConfig, {"min_free_mb": Int(0, 16 * 1024 * 1024, "16 TiB")}),
 }
+_ENVIRONMENT_KINDS["approvals"] = Int(0, 100, "a hundred approvers")
 _REQUIRED = {"database", "migrations"}
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+PATH_MAX = 4096  # bytes in a whole path
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -179,7 +207,9 @@ def load(path: Path) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read config ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read config ({exc.strerror}); pass --config PATH of a readable file") from None
+    except ValueError:  # a NUL byte in --config or $BLUEGREEN_CONFIG
+        raise InputError(f"{path!r}: the config path holds a NUL byte; pass --config PATH without it") from None
     base = path.resolve().parent
     for section in raw:
         if section not in _SECTIONS and section != "environments":
@@ -188,6 +218,7 @@ def load(path: Path) -> Config:
     for section in sorted(_REQUIRED - raw.keys()):
         raise InputError(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
+    _check_database_paths(path, built["database"])
     return Config(path=path.resolve(), **built, environments=_environments(path, base, raw.get("environments", {})))
 
 
@@ -230,55 +261,103 @@ def _section(path: Path, base: Path, name: str, values: object):
     return cls(**out)
 
 
-def _convert(path: Path, base: Path, where: str, kind: str, value: object):
-    if kind == "path":
-        if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{path}: {where} must be a non-empty path string, got {value!r}")
-        return (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
+def _check_database_paths(path: Path, database: DatabaseConfig) -> None:
+    """The pointer is rewritten by rename: naming the database itself would replace it."""
+    if database.pointer == database.initial:
+        raise InputError(f"{path}: database.pointer and database.initial name the same file ({database.pointer}); "
+                         "the pointer is a small TOML file of its own, e.g. pointer = \"data/current.toml\"")
+    if database.pointer.name.endswith(("-wal", "-shm", "-journal")):
+        raise InputError(f"{path}: database.pointer ({database.pointer.name}) is named like a SQLite side file; "
+                         "give it a name of its own, e.g. current.toml")
+
+
+def _convert(path: Path, base: Path, where: str, kind: object, value: object):
+    if isinstance(kind, Int):
+        return _int(path, where, kind, value)
+    if isinstance(kind, Float):
+        return _float(path, where, kind, value)
+    if kind in ("file", "dir"):
+        return _path(path, base, where, kind, value)
     if kind == "bool":
         if not isinstance(value, bool):
             raise InputError(f"{path}: {where} must be true or false, got {value!r}")
         return value
-    if kind == "positive_int":
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise InputError(f"{path}: {where} must be a positive integer, got {value!r}")
-        return value
     if kind == "window":
+        _no_nul(path, where, value)
         return _window(path, where, value)
     if kind == "timezone":
+        _no_nul(path, where, value)
         try:
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
             raise InputError(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
                              f"\"Europe/Berlin\", got {value!r}") from None
-        return value
-    if kind == "non_negative_int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"{path}: {where} must be a whole number, 0 or more, got {value!r}")
         return value
     if kind == "command":
         if not isinstance(value, str) or not value.strip():
             raise InputError(f"{path}: {where} must be a non-empty shell command string, got {value!r}; "
                              "leave the key out for no hook")
+        _no_nul(path, where, value)
         return value
-    if kind == "non_negative_int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InputError(f"{path}: {where} must be an integer >= 0, got {value!r}")
-        return value
-    if kind in ("positive_float", "non_negative_float"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                kind == "positive_float" and value <= 0):
-            raise InputError(f"{path}: {where} must be a number {'> 0' if kind == 'positive_float' else '>= 0'}, "
-                             f"got {value!r}")
-        return float(value)
     if kind == "named_sql":  # a table of name = "SQL"
         if not isinstance(value, dict):
             raise InputError(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
         for name, sql in value.items():
+            if not name.strip():
+                raise InputError(f'{path}: {where} has an empty query name; name each query, e.g. orders_by_day = "..."')
+            _no_nul(path, f"{where}.{name}", name)
             if not isinstance(sql, str) or not sql.strip():
                 raise InputError(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
+            _no_nul(path, f"{where}.{name}", sql)
         return tuple(value.items())
     raise AssertionError(kind)
+
+
+def _int(path: Path, where: str, kind: Int, value: object) -> int:
+    """Whole numbers only, within bounds SQLite and the OS accept (a busy timeout is a C int)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not kind.low <= value <= kind.high:
+        which = "a positive integer" if kind.low == 1 else "a whole number, 0 or more,"
+        raise InputError(f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}")
+    return value
+
+
+def _float(path: Path, where: str, kind: Float, value: object) -> float:
+    """Finite numbers only: NaN compares false with everything, so `max_ratio = nan` would pass
+    every benchmark, and inf would switch the gate off the same way."""
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    low_ok = number > kind.low if kind.low_open else number >= kind.low
+    if not (math.isfinite(number) and low_ok and number <= kind.high):
+        low = f"> {kind.low:g}" if kind.low_open else f">= {kind.low:g}"
+        raise InputError(f"{path}: {where} must be a number {low}, finite, up to {kind.high:,g} "
+                         f"(at most {kind.limit}), got {value!r}")
+    return number
+
+
+def _no_nul(path: Path, where: str, value: object) -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise InputError(f"{path}: {where} holds a NUL byte ({value!r}); remove it")
+
+
+def _path(path: Path, base: Path, where: str, kind: str, value: object) -> Path:
+    """A path string, resolved against the config's folder; an existing one must be of its kind
+    (a directory where a file is written would fail midway, a file flag that is a folder would hold
+    cutover for ever)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{path}: {where} must be a non-empty path string, got {value!r}")
+    _no_nul(path, where, value)
+    encoded = os.fsencode(value)
+    if len(encoded) > PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise InputError(f"{path}: {where} is longer than the OS accepts ({PATH_MAX} bytes, {NAME_MAX} per name); "
+                         "give a shorter path")
+    try:
+        resolved = (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise InputError(f"{path}: {where} ({value!r}) cannot be resolved ({exc}); fix the path") from None
+    if kind == "file" and resolved.is_dir():
+        raise InputError(f"{path}: {where} ({resolved}) is a directory; name a file")
+    if kind == "dir" and resolved.exists() and not resolved.is_dir():
+        raise InputError(f"{path}: {where} ({resolved}) is not a directory; name a folder")
+    return resolved
 
 
 _WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")

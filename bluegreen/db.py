@@ -70,7 +70,7 @@ def check_database(path: Path, role: str = "database") -> None:
     except apsw.NotADBError:
         raise InputError(f"{path}: not a SQLite database (file is encrypted or is not a database)") from None
     except apsw.Error as exc:
-        raise InputError(f"{path}: cannot read {role} ({exc})") from None
+        raise InputError(f"{path}: cannot read {role} ({exc}{_space_hint(path)})") from None
     finally:
         conn.close()
     if str(mode).lower() != "wal":
@@ -78,6 +78,12 @@ def check_database(path: Path, role: str = "database") -> None:
             f"{path}: {role} is in '{mode}' journal mode; bluegreen needs WAL so the application "
             f"can keep writing during the copy. Switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL'"
         )
+
+
+def _space_hint(path: Path) -> str:
+    from bluegreen.store import space_hint  # store imports nothing of db: no cycle, but keep it lazy
+
+    return space_hint(Path(path).resolve().parent)
 
 
 def schema_version(conn: apsw.Connection) -> int:

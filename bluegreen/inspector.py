@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import apsw
+
 from bluegreen import approvals, environments, estimate, migrations, monitor, pointer, registry, retention
 from bluegreen.config import Config
-from bluegreen.db import open_db
-from bluegreen.errors import BluegreenError, InputError
+from bluegreen.db import open_db, readonly_uri
+from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
 from bluegreen.results import Result
-from bluegreen.store import Store
+from bluegreen.store import Store, disk_full, space_hint
 
 NEXT_STEP = {
     "preparing": "an interrupted prepare: bluegreen resume, or bluegreen abort",
@@ -20,21 +22,69 @@ NEXT_STEP = {
 }
 
 
+# Commands that open the files the journal names; the read-only ones need the active file only
+# (active_path checks it), so `bluegreen path` in a script never fails over a missing green.
+USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "resume", "abort", "prune")
+
+
+def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
+    """(role, file name, what to do if it is gone) for the files `command` needs in this phase."""
+    if state.phase == "idle":
+        return []
+    blue = ("blue (the file applications used before this operation)", state.blue,
+            "restore it from a backup; " + ("bluegreen cannot revert without it" if state.phase == "cut_over"
+                                            else "blue is the active file"))
+    if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
+        green = ("the prepared generation", state.green,
+                 "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
+        return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
+    green = ("green (the generation the cutover makes active)", state.green,
+             "restore it from a backup; it is the active file" if state.phase == "cut_over" else
+             "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
+    return [blue, green]
+
+
 class Inspector:
     def __init__(self, config: Config, environment: str | None = None):
         self.config = config
         self.environment = environment  # the chosen environment's name, if any
         self.store = Store(config.database.pointer)
 
+    def current(self) -> pointer.Pointer:
+        """The pointer, checked on its own (pointer.read) and against the journal, when there is one."""
+        current = pointer.read(self.config.database.pointer)
+        # A missing active file is the more urgent news: the caller reports it first.
+        if self.store.initialized() and current.active_path(self.config.database.pointer).exists():
+            self.store.check_pointer(self.store.load(), current)
+        return current
+
     def active_path(self) -> Path:
         """The file the pointer names; a missing one is an error, never a new empty database."""
-        path = pointer.read(self.config.database.pointer).active_path(self.config.database.pointer)
-        if not path.is_file():
-            raise InputError(
-                f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
-                "the file, or point `active` at an existing generation"
-            )
+        path = self.current().active_path(self.config.database.pointer)
+        problem = self._missing_active(path)
+        if problem:
+            raise InputError(problem)
         return path
+
+    def _missing_active(self, path: Path) -> str:
+        if path.is_file():
+            return ""
+        return (f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
+                "the file from a backup (applications cannot open it either), or point `active` at an existing "
+                "generation")
+
+    def require_files(self, command: str) -> None:
+        """Before a command opens what the journal names: every file its phase needs is there, or one line says
+        which is gone and what to do (a deleted generation, hazard 11: never a new empty file)."""
+        if not self.store.initialized() or command not in USES_JOURNAL_FILES:
+            return
+        state = self.store.load()
+        self.current()
+        for role, name, fix in _files_needed(state, command):
+            path = self.store.folder / name
+            if not path.is_file():
+                raise InputError(f"{path}: {role} not found (the journal {self.store.state_path} names it, phase "
+                                 f"{state.phase}); nothing was changed: {fix}")
 
     def pending(self, active: Path) -> list[migrations.Migration]:
         found = migrations.discover(self.config.migrations.dir)
@@ -44,10 +94,35 @@ class Inspector:
         finally:
             conn.close()
 
+    def _pending_on_any_disk(self, active: Path) -> list[migrations.Migration]:
+        """pending(), also on a full disk, where SQLite cannot create the -wal/-shm a WAL read
+        needs ("disk I/O error"): with neither present no connection has the file open and the
+        file alone is the database, so an immutable read-only open, which creates nothing, reads
+        it exactly."""
+        unopened = not any(Path(f"{active}{side}").exists() for side in ("-wal", "-shm"))
+        if not (unopened and disk_full(active.parent)):
+            try:
+                return self.pending(active)
+            except apsw.Error:
+                if not unopened:
+                    raise
+        found = migrations.discover(self.config.migrations.dir)
+        conn = open_db(readonly_uri(active) + "&immutable=1", readonly=True)
+        try:
+            return migrations.pending(found, conn)
+        finally:
+            conn.close()
+
     def status(self) -> Result:
-        current = pointer.read(self.config.database.pointer)
+        """The on-call's first command: it writes nothing, and reports what it cannot read instead
+        of failing on it (a full disk, a deleted generation)."""
+        current = self.current()
         state = self.store.load()
-        active = self.active_path()
+        active = current.active_path(self.config.database.pointer)
+        problems = [p for p in [self._missing_active(active)] if p]
+        problems += [f"{self.store.folder / name}: {role} not found; {fix}"
+                     for role, name, fix in _files_needed(state, "status")
+                     if name != current.active and not (self.store.folder / name).is_file()]
         data = {
             "active": str(active),
             "generation": current.generation,
@@ -63,17 +138,22 @@ class Inspector:
             "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
         }
         try:
-            data["pending"] = [m.file for m in self.pending(active)]
+            data["pending"] = [m.file for m in self._pending_on_any_disk(active)] if not problems else []
+            if problems:
+                data["pending_error"] = "unknown (a file is missing, see below)"
         except BluegreenError as exc:
             data["pending_error"] = exc.message
+        except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
+            data["pending_error"] = f"unknown: cannot read {active.name} ({exc}{space_hint(active.parent)})"
         in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
         clients = registry.live_clients(self.config.database.pointer)
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
         data["clients"] = [c.as_dict() for c in clients]
         data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
-        release = self._release(state, active)
+        release = self._release(state, active) if not problems else {}
         data.update(release)
-        idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
+        idle_next = ("bluegreen deploy (or prepare, then cutover)" if data["pending"] else
+                     "nothing pending" if "pending_error" not in data else "unknown until the pending migrations can be read")
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         if state.phase in ("preparing", "cutting_over") and state.blue in state.fences:  # abort is refused now
             data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
@@ -108,23 +188,35 @@ class Inspector:
             lines.append(f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
                          + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
                          + " (`bluegreen generations` lists them)")
+        if problems:
+            data["next"] = "restore the missing file (see the error below)"
+            data["problems"] = problems
+            lines += [f"problem     {p}" for p in problems]
         lines.append("next        " + data["next"])
+        if problems:
+            return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
         return Result("status", "\n".join(lines), data=data)
 
     def _release(self, state, active: Path) -> dict:
         """The chosen environment, the approvals of the version a cutover would bring, the window."""
         try:
             env = environments.select(self.config, self.environment)
+            if env is None:
+                return {}
             in_flight = state.phase in ("preparing", "prepared", "cutting_over")
-            pending = self.pending(self.store.folder / state.blue if in_flight else active)
+            pending = self._pending_on_any_disk(self.store.folder / state.blue if in_flight else active)
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
+        except apsw.Error as exc:
+            if not self.config.environments:
+                return {}
+            return {"environment_error": f"cannot read the pending versions ({exc}{space_hint(active.parent)})"}
         if env is None:
             return {}
         out: dict = {"environment": env.name}
         if pending:
             version = pending[-1].version
-            have = [a.by for a in approvals.Approvals(self.store.state_dir).of(version, env.name)]
+            have = [a.by for a in approvals.Approvals(self.store.state_dir, self.store.file_mode()).of(version, env.name)]
             out["approvals"] = {"version": version, "approved_by": have, "required": env.approvals}
         window = environments.window_state(env)
         if window:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import os
 import socket
 import sys
@@ -27,11 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bluegreen.pointer import now_iso
-from bluegreen.store import STATE_DIR
+from bluegreen.store import STATE_DIR, file_mode, folder_mode, make_dirs
 
 FORMAT = 1
 CLIENTS_DIR = "clients"
 DEFAULT_INTERVAL_S = 2.0
+MAX_EXPIRY_S = 3600.0  # no honest client promises to stay silent longer than an hour
 EXPIRE_AFTER_BEATS = 5  # a record older than 5 intervals is stale: the process is gone or hung
 
 
@@ -109,7 +111,7 @@ def _records(folder: Path) -> list[tuple[Path, ClientRecord]]:
 def _parse(path: Path) -> ClientRecord | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-        return ClientRecord(
+        record = ClientRecord(
             host=str(raw["host"]),
             pid=int(raw["pid"]),
             program=str(raw.get("program", "")),
@@ -120,6 +122,10 @@ def _parse(path: Path) -> ClientRecord | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # vanished while we listed, or not ours: ignore
+    if not (math.isfinite(record.heartbeat_at) and record.heartbeat_at <= time.time() + MAX_EXPIRY_S
+            and 0 < record.expires_after_s <= MAX_EXPIRY_S):
+        return None  # NaN, inf or a far future would keep a record alive, and finalize refused, for ever
+    return record
 
 
 def _expire(folder: Path) -> list[str]:
@@ -152,8 +158,9 @@ _HOST = socket.gethostname()
 class Heartbeat:
     """This process's record in one clients folder. Thread-safe; one per folder per process."""
 
-    def __init__(self, folder: Path, interval_s: float = DEFAULT_INTERVAL_S):
+    def __init__(self, folder: Path, interval_s: float = DEFAULT_INTERVAL_S, pointer_path: Path | None = None):
         self.folder = folder
+        self.pointer_path = pointer_path  # its mode (blue's) is the most a heartbeat may have
         self.interval_s = interval_s
         self.pid = os.getpid()
         self.path = folder / f"{_safe(_HOST)}-{self.pid}.json"
@@ -215,15 +222,27 @@ class Heartbeat:
                 "expires_after_s": self.interval_s * EXPIRE_AFTER_BEATS,
                 "files": [{"file": f, "generation": g, "connections": n} for (f, g), n in sorted(self._open.items())],
             }
-            self.folder.mkdir(parents=True, exist_ok=True)
+            mode = self._mode()
+            make_dirs(self.folder, folder_mode(mode))
             temp = self.folder / f".{self.path.name}.tmp"
-            temp.write_text(json.dumps(record), encoding="utf-8")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                os.fchmod(fd, mode)  # a temp left by a crash keeps its old mode: narrow it before writing
+                os.write(fd, json.dumps(record).encode("utf-8"))
+            finally:
+                os.close(fd)
             os.replace(temp, self.path)
         except OSError as exc:  # a read-only folder must not break the application
             if not self._warned:
                 self._warned = True
                 warnings.warn(f"bluegreen: cannot write the client heartbeat {self.path} ({exc}); "
                               "`bluegreen status` will not see this process", RuntimeWarning, stacklevel=3)
+
+    def _mode(self) -> int:
+        try:
+            return file_mode(self.pointer_path) & 0o666 if self.pointer_path else 0o600
+        except OSError:
+            return 0o600
 
     def remove(self) -> None:
         with self._lock:
@@ -240,7 +259,7 @@ def heartbeat_for(pointer_path: Path) -> Heartbeat:
     with _BEATS_LOCK:
         beat = _BEATS.get(folder)
         if beat is None:
-            beat = _BEATS[folder] = Heartbeat(folder)
+            beat = _BEATS[folder] = Heartbeat(folder, pointer_path=Path(pointer_path).resolve())
         return beat
 
 

@@ -33,7 +33,7 @@ class ReleaseControls:
         self.store = store
         self.inspector = inspector
         self.environment = environment  # the chosen environment's name (--env or $BLUEGREEN_ENV), if any
-        self.approvals = approvals.Approvals(store.state_dir)
+        self.approvals = approvals.Approvals(store.state_dir, store.file_mode())
         self.hooks = Hooks(config, store)
         self._phases = phases  # the running operation's phases: hook runs are reported among them
         self._phase = phase

@@ -20,6 +20,7 @@ import apsw
 from bluegreen import capture
 from bluegreen.db import INTERNAL_PREFIX, Table, open_db, quote_ident, readonly_uri, run_script, user_tables
 from bluegreen.errors import OperationFailed
+from bluegreen.store import create_file, file_mode
 
 CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
@@ -316,7 +317,9 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
 
 def export_changes(source: Path, target: Path, tables: list[str], after_seq: int, upto_seq: int) -> None:
     """Save the source's current rows for the changed keys of `tables`, and the change list
-    itself, to a new SQLite file: what `revert --accept-loss` keeps before it drops them."""
+    itself, to a new SQLite file: what `revert --accept-loss` keeps before it drops them. The file
+    is created with the source's mode before SQLite opens it: it holds row data verbatim."""
+    create_file(target, file_mode(source))
     conn = open_db(target, create=True)
     try:
         conn.execute("ATTACH ? AS source", (readonly_uri(source),))
