@@ -19,7 +19,7 @@ import apsw
 from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, schema_version
-from bluegreen.errors import InputError, OperationFailed, RevertRefused
+from bluegreen.errors import InputError, OperationFailed, ReplayConflict, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
@@ -30,7 +30,7 @@ from bluegreen.store import State, Store, Timer, file_mode, remove_database_file
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, green="", green_generation=0,
-            target_version="", started_at="")  # nothing in flight
+            target_version="", started_at="", conflict={})  # nothing in flight
 
 
 class Controller:
@@ -140,6 +140,8 @@ class Controller:
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+            if state.conflict:  # the row that stopped an earlier cutover has been fixed
+                self._journal(state, conflict={})
             with self._phase("validate"):
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
                                       blue=blue)
@@ -148,9 +150,10 @@ class Controller:
                 pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
             else:
                 pause, attempts = self.switch.within_budget(state, replayer, blue)
-        except BaseException:
+        except BaseException as exc:
             if state.step != "fenced":
-                self._journal(state, phase="prepared", operation="prepare", step="validated")
+                conflict = exc.details if isinstance(exc, ReplayConflict) else state.conflict
+                self._journal(state, phase="prepared", operation="prepare", step="validated", conflict=conflict)
             raise
         finally:
             replayer.close()

@@ -75,6 +75,9 @@ class Inspector:
         data.update(release)
         idle_next = "bluegreen deploy (or prepare, then cutover)" if data["pending"] else "nothing pending"
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
+        data["conflict"] = state.conflict
+        if state.conflict and state.phase in ("prepared", "cutting_over"):
+            data["next"] = conflict_next_step(state.conflict)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
             f"phase       {state.phase}" + (f" ({state.operation}: {state.step})" if state.operation else ""),
@@ -106,6 +109,8 @@ class Inspector:
             lines.append(f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
                          + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
                          + " (`bluegreen generations` lists them)")
+        for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):
+            lines.append(line)
         lines.append("next        " + data["next"])
         return Result("status", "\n".join(lines), data=data)
 
@@ -194,3 +199,21 @@ class Inspector:
     def path(self) -> Result:
         path = self.active_path()
         return Result("path", str(path), data={"path": str(path)})
+
+
+def conflict_lines(conflict: dict) -> list[str]:
+    """The rows that stopped the last cutover: green's schema rejects them (issue 10, item 8)."""
+    lines = []
+    for item in conflict.get("conflicts", []):
+        values = ", ".join(f"{c}={v}" for c, v in (item.get("values") or {}).items())
+        lines.append(f"conflict    table {item['table']!r} key {item['key']!r}: {item['constraint']}"
+                     + (f" (values: {values})" if values else ""))
+    if conflict and not conflict.get("conflicts"):
+        lines.append(f"conflict    {conflict.get('error', 'a replayed batch breaks a constraint of green')}")
+    return lines
+
+
+def conflict_next_step(conflict: dict) -> str:
+    source = Path(conflict.get("source", "blue")).name
+    return (f"fix the conflicting row(s) on {source} (green's new constraints reject them), then bluegreen cutover; "
+            "or bluegreen abort")

@@ -43,6 +43,7 @@ class State:
     started_at: str = ""
     fences: dict[str, int] = field(default_factory=dict)  # fenced file -> schema_version at fence
     reverted: list[str] = field(default_factory=list)  # generations that may never be active again
+    conflict: dict = field(default_factory=dict)  # the last replay conflict (a row green's schema rejects), for status
 
 
 class Store:
