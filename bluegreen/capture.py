@@ -228,9 +228,25 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
                 break
             else:
                 terms.append(IndexTerm(column, None, coll or "BINARY"))
-        if terms:
+        if terms and not (origin == "pk" and table.without_rowid and _exact_key(conn, table, terms)):
             found.append(UniqueKey(index, tuple(terms), where if partial else None, origin == "pk"))
     return found
+
+
+def _exact_key(conn: apsw.Connection, table: Table, terms: list[IndexTerm]) -> bool:
+    """Do equal keys always encode alike? Then a conflict on this WITHOUT ROWID primary key keeps
+    its captured key and needs no trigger: BINARY collation, and INTEGER, TEXT or NUMERIC affinity
+    (REAL keeps 0.0 and -0.0 apart in quote(), an untyped column 1 and 1.0)."""
+    types = {name: (kind or "").upper() for _, name, kind, *_ in conn.execute(
+        "SELECT * FROM pragma_table_info(?)", (table.name,)).fetchall()}
+    for term in terms:
+        kind = types.get(term.column, "")
+        if term.collation.upper() != "BINARY" or not kind or "BLOB" in kind:
+            return False
+        if "INT" not in kind and not any(t in kind for t in ("CHAR", "CLOB", "TEXT")) and any(
+                t in kind for t in ("REAL", "FLOA", "DOUB")):
+            return False
+    return True
 
 
 def _require_collation(conn: apsw.Connection, table: str, index: str, collation: str | None) -> None:
@@ -298,49 +314,50 @@ def _columns_read(keys: list[UniqueKey], generated: set[str]) -> set[str] | None
     return columns
 
 
-def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str | None], str | None]:
+def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str], str | None]:
     """The key terms (without ASC/DESC and COLLATE, which pragma_index_xinfo gives) and the WHERE
-    of a CREATE INDEX statement, split with SQLite's own quoting rules."""
-    tokens = _tokens(sql)
-    try:
-        start = next(i for i, t in enumerate(tokens) if t == "(")
-        depth, terms, current, end = 0, [], [], None
-        for i in range(start, len(tokens)):
-            token = tokens[i]
-            if token == "(":
-                depth += 1
-                if depth == 1:
-                    continue
-            elif token == ")":
-                depth -= 1
-                if depth == 0:
-                    terms.append(current)
-                    end = i
-                    break
-            elif token == "," and depth == 1:
-                terms.append(current)
-                current = []
+    of a CREATE INDEX statement, as written, split with SQLite's own quoting rules."""
+    tokens = _spans(sql)
+    terms: list[list[re.Match]] = []
+    current: list[re.Match] = []
+    depth, end = 0, None
+    opening = next((i for i, t in enumerate(tokens) if t.group() == "("), None)
+    for i in range(opening if opening is not None else len(tokens), len(tokens)):
+        token = tokens[i].group()
+        if token == "(":
+            depth += 1
+            if depth == 1:
                 continue
-            current.append(token)
-        if end is None or len(terms) != count:
-            raise ValueError
-        rest = tokens[end + 1:]
-        where = " ".join(rest[1:]) if rest and rest[0].upper() == "WHERE" else None
-        if rest and where is None:
-            raise ValueError
-    except (StopIteration, ValueError):
+        elif token == ")":
+            depth -= 1
+            if depth == 0:
+                terms.append(current)
+                end = i
+                break
+        elif token == "," and depth == 1:
+            terms.append(current)
+            current = []
+            continue
+        current.append(tokens[i])
+    rest = tokens[end + 1:] if end is not None else []
+    where = sql[rest[1].start():rest[-1].end()] if len(rest) > 1 and rest[0].group().upper() == "WHERE" else None
+    if end is None or len(terms) != count or not all(terms) or (rest and where is None):
         raise InputError(
             f"table {table!r}: cannot read the definition of index {index!r} ({sql!r}), so a REPLACE on it "
             "could not be captured; report this to bluegreen, or drop the index while deploying"
-        ) from None
-    return [" ".join(_strip_order(t)) for t in terms], where
+        )
+    expressions = []
+    for term in terms:
+        term = _strip_order(term)
+        expressions.append(sql[term[0].start():term[-1].end()])
+    return expressions, where
 
 
-def _strip_order(term: list[str]) -> list[str]:
+def _strip_order(term: list[re.Match]) -> list[re.Match]:
     term = list(term)
-    if term and term[-1].upper() in ("ASC", "DESC"):
+    if len(term) > 1 and term[-1].group().upper() in ("ASC", "DESC"):
         term.pop()
-    if len(term) >= 3 and term[-2].upper() == "COLLATE":
+    if len(term) >= 3 and term[-2].group().upper() == "COLLATE":
         term = term[:-2]
     return term
 
@@ -352,9 +369,9 @@ _TOKEN = re.compile(
 )
 
 
-def _tokens(sql: str) -> list[str]:
-    """SQL tokens without whitespace and comments (enough to split an index's key terms)."""
-    return [t for t in _TOKEN.findall(sql) if t.strip() and not t.startswith(("--", "/*"))]
+def _spans(sql: str) -> list[re.Match]:
+    """SQL tokens, with their place in the text, without whitespace and comments."""
+    return [m for m in _TOKEN.finditer(sql) if m.group().strip() and not m.group().startswith(("--", "/*"))]
 
 
 def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:

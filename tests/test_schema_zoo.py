@@ -248,3 +248,63 @@ def test_revert_killed_after_zoo_writes_on_green_then_resumed(tmp_path, point):
     assert resumed.returncode == 0, resumed.stderr
     assert pointer_active(project) == "app.db"
     assert_same(project.gen(2), project.blue)
+
+
+# -- what capture cannot evaluate is refused at prepare, before anything changes --------------------
+def _custom_project(root: Path, sql: str) -> Project:
+    project = Project(root)
+    write_config(root)
+    project.schemas.mkdir()
+    project.data.mkdir()
+    for name, text in MIGRATION.items():
+        (project.schemas / name).write_text(text)
+    conn = apsw.Connection(str(project.blue))
+    conn.create_collation("app_order", lambda a, b: (a > b) - (a < b))
+    conn.create_scalar_function("app_norm", lambda v: (v or "").strip().lower(), 1, deterministic=True)
+    conn.execute("PRAGMA journal_mode=WAL").get
+    with conn:
+        for _ in conn.execute(sql):
+            pass
+    conn.close()
+    assert project.cli("init").code == 0
+    return project
+
+
+@pytest.mark.parametrize("index, named", [
+    ("CREATE UNIQUE INDEX t_label ON t(label COLLATE app_order)", "collation 'app_order'"),
+    ("CREATE UNIQUE INDEX t_label ON t(app_norm(label))", "app_norm(label)"),
+    ("CREATE UNIQUE INDEX t_label ON t(label) WHERE app_norm(label) <> ''", "app_norm(label)"),
+], ids=["application collation", "application function", "application function in WHERE"])
+def test_an_index_only_the_application_can_evaluate_is_refused_at_prepare(tmp_path, index, named):
+    from conftest import disk_state
+
+    project = _custom_project(tmp_path, f"CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); {index}; "
+                                        "INSERT INTO t(label) VALUES ('a'), ('b');")
+    before = disk_state(project.data)
+    for command in ("prepare", "deploy"):
+        result = project.cli(command, "--json")
+        assert result.code == 2, (result.code, result.out, result.err)
+        assert "Traceback" not in result.err
+        lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
+        assert len(lines) == 1, result.err
+        assert "table 't'" in lines[0] and "'t_label'" in lines[0] and named in lines[0], lines[0]
+        assert "before deploying" in lines[0] or "built-in collation" in lines[0]
+        assert disk_state(project.data) == before
+
+
+def test_index_definitions_with_odd_quoting_are_read_exactly(tmp_path):
+    """Commas, parentheses and keywords inside strings, comments and quoted names do not split
+    an index's terms; a REPLACE through that index is captured."""
+    project = _custom_project(tmp_path, textwrap.dedent("""\
+        CREATE TABLE "c,(odd)"(id INTEGER PRIMARY KEY, "la,bel" TEXT, [x)y] TEXT);
+        CREATE UNIQUE INDEX "i, (1)" ON "c,(odd)"( substr("la,bel", 1, 3) /* a, ) comment */ COLLATE NOCASE DESC,
+          [x)y] -- trailing, ) comment
+          ) WHERE "la,bel" <> 'x,) WHERE' AND 1e-3 > 0;
+        INSERT INTO "c,(odd)" VALUES (1, 'abcdef', 'k'), (2, 'xyz', 'k');
+        """))
+    ok(project.cli("prepare", "--json"))
+    app(project.blue, """INSERT OR REPLACE INTO "c,(odd)" VALUES (3, 'ABCzzz', 'k')""")
+    ok(project.cli("cutover", "--json"))
+    table = '"c,(odd)"'
+    assert rows(project.gen(2), f"SELECT * FROM {table} ORDER BY id") == rows(project.blue, f"SELECT * FROM {table} ORDER BY id") \
+        == [(2, "xyz", "k"), (3, "ABCzzz", "k")]
