@@ -130,7 +130,11 @@ class Controller:
         self.release.check_environment(command, pending, force, reason, log=False)  # refuse before any wait
         versions = (self._version_of(blue), state.target_version)
         if state.phase == "prepared":  # a fresh cutover; an interrupted one finishes without asking again
-            self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
+            try:
+                self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
+            except ReplayConflict as exc:  # --wait keeps green caught up: status must name the row too
+                self._journal(state, conflict=exc.details)
+                raise
             self.release.pre_hook("pre-cutover", command, state, versions,
                                   f"generation {state.green_generation} stays prepared and blue active; run "
                                   "`bluegreen cutover` once it passes, or `bluegreen abort`")
