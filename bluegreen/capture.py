@@ -207,6 +207,7 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
     kept too, and the trigger skips the row whose encoded key is NEW's. Raises InputError for an
     index bluegreen could not evaluate (a collation only the application registers)."""
     found = []
+    known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
     for _, index, unique, origin, partial in conn.execute(
         "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)", (table.name,)
     ).fetchall():
@@ -220,7 +221,7 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
         expressions, where = _index_parts(table.name, index, text, len(rows)) if text else ([None] * len(rows), None)
         terms = []
         for (cid, column, coll), expression in zip(rows, expressions):
-            _require_collation(conn, table.name, index, coll)
+            _require_collation(known, table.name, index, coll)
             if cid == -2:
                 terms.append(IndexTerm(None, expression, coll or "BINARY"))
             elif cid == -1:  # the rowid itself: a conflict on it keeps the key
@@ -249,8 +250,7 @@ def _exact_key(conn: apsw.Connection, table: Table, terms: list[IndexTerm]) -> b
     return True
 
 
-def _require_collation(conn: apsw.Connection, table: str, index: str, collation: str | None) -> None:
-    known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
+def _require_collation(known: set[str], table: str, index: str, collation: str | None) -> None:
     if collation and collation.upper() not in known:
         raise InputError(
             f"table {table!r}: index {index!r} uses collation {collation!r}, which only the application "
