@@ -264,9 +264,9 @@ class Replayer:
 
     def _conflict_error(self, error: apsw.ConstraintError, offenders: list[dict]) -> ReplayConflict:
         reverse = capture.fenced_generation(self.conn) is not None  # carrying back into a fenced file: a revert
-        advice = (f"{self.target.name} stays fenced and {self.source.name} active; nothing was lost: fix the row on "
+        advice = (f"nothing was lost, {self.source.name} stays active and {self.target.name} fenced: fix the row on "
                   f"{self.source.name}, then run the command again" if reverse else
-                  f"{self.source.name} stays active and nothing was lost: fix the row on {self.source.name}, then run "
+                  f"nothing was lost and {self.source.name} stays active: fix the row on {self.source.name}, then run "
                   "the command again, or run `bluegreen abort` to drop the new generation")
         if not offenders:
             message = (f"{self.target.name}: a batch of rows changed on {self.source.name} breaks a constraint of "
@@ -278,7 +278,7 @@ class Replayer:
                 for o in offenders)
             message = (f"{self.target.name}: {len(offenders)} row(s) written on {self.source.name} break a constraint "
                        f"of {self.target.name}'s schema (a UNIQUE index, CHECK or NOT NULL the migrations added): "
-                       f"{listed}. {advice[0].upper() + advice[1:]}")
+                       f"{listed}. N{advice[1:]}")
         return ReplayConflict(message, details={"conflicts": offenders, "source": str(self.source),
                                                 "target": str(self.target), "error": str(error)})
 
