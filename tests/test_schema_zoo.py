@@ -23,7 +23,7 @@ import apsw
 import pytest
 
 from conftest import Project, rows, write_config
-from zoo_writer import FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
+from zoo_writer import FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
 
 WRITER = Path(__file__).resolve().parent / "zoo_writer.py"
 SOAK = int(os.environ.get("BLUEGREEN_ZOO_SOAK", "0") or 0)
@@ -68,10 +68,11 @@ def assert_same(blue: Path, green: Path) -> None:
     assert not differ, differ
 
 
-def app(path: Path, sql: str) -> None:
+def app(path: Path, sql: str, foreign_keys: bool = False) -> None:
     """Application writes, autocommit, triggers on (what the application's own connection does)."""
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
     conn.set_busy_timeout(10_000)
+    conn.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
     try:
         for statement in [s for s in sql.split(";") if s.strip()]:
             assert apply(conn, statement), f"refused: {statement}"
@@ -164,6 +165,21 @@ def test_each_shape_on_green_during_the_revert_window_is_carried_back(tmp_path, 
     app(project.gen(2), write + ";" + FOLLOW_UP)
     ok(project.cli("revert", "--json"))
     assert pointer_active(project) == "app.db"
+    assert_same(project.gen(2), project.blue)
+
+
+@pytest.mark.parametrize("write", list(FK_SHAPES.values()), ids=list(FK_SHAPES))
+def test_replace_cascading_through_foreign_keys_on_blue_and_on_green(tmp_path, write):
+    """With foreign_keys on, a REPLACE's deletion cascades to child rows (ON DELETE CASCADE, SET
+    NULL, ON UPDATE CASCADE): the children's own triggers fire, so capture sees them too."""
+    project = zoo_project(tmp_path)
+    ok(project.cli("prepare", "--json"))
+    app(project.blue, write, foreign_keys=True)
+    ok(project.cli("cutover", "--json"))
+    assert_same(project.blue, project.gen(2))
+    app(project.gen(2), "INSERT OR REPLACE INTO parents VALUES (9, 'c'); INSERT OR REPLACE INTO parents VALUES (2, 'z')",
+        foreign_keys=True)
+    ok(project.cli("revert", "--json"))
     assert_same(project.gen(2), project.blue)
 
 

@@ -44,6 +44,10 @@ CREATE TABLE kv_replace(k TEXT PRIMARY KEY ON CONFLICT REPLACE, v TEXT);
 CREATE TABLE defaults(id INTEGER PRIMARY KEY, code TEXT NOT NULL DEFAULT 'none' UNIQUE, v TEXT);
 CREATE TABLE "{ODD.replace('"', '""')}"("{ODD_KEY.replace('"', '""')}" TEXT PRIMARY KEY, "{ODD_UNIQUE}" TEXT UNIQUE, v TEXT);
 CREATE TABLE gen(id INTEGER PRIMARY KEY, a INT, twice INT GENERATED ALWAYS AS (a * 2) VIRTUAL UNIQUE, v TEXT);
+CREATE TABLE gens(id INTEGER PRIMARY KEY, a TEXT, low TEXT GENERATED ALWAYS AS (lower(a)) STORED UNIQUE);
+CREATE TABLE parents(id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+CREATE TABLE children(id INTEGER PRIMARY KEY, pid INT REFERENCES parents(id) ON DELETE CASCADE,
+                      pcode TEXT REFERENCES parents(code) ON UPDATE CASCADE ON DELETE SET NULL);
 """
 
 ZOO_SEED = f"""
@@ -67,6 +71,9 @@ INSERT INTO kv_replace VALUES ('a', '1'), ('b', '2'), ('c', '3');
 INSERT INTO defaults VALUES (1, 'none', 'default'), (2, 'x', 'x'), (3, 'y', 'y');
 INSERT INTO "{ODD.replace('"', '""')}" VALUES ('k1', 's1', 'one'), ('k2', 's2', 'two'), ('k3', 's3', 'three');
 INSERT INTO gen(id, a, v) VALUES (1, 1, 'one'), (2, 2, 'two'), (3, 3, 'three');
+INSERT INTO gens(id, a) VALUES (1, 'One'), (2, 'Two'), (3, 'Three');
+INSERT INTO parents VALUES (1, 'a'), (2, 'b'), (3, 'c');
+INSERT INTO children VALUES (10, 1, 'a'), (20, 2, 'b'), (30, 3, 'c'), (31, 3, 'c');
 """
 
 ODD_Q = '"' + ODD.replace('"', '""') + '"'
@@ -116,6 +123,7 @@ SHAPES: dict[str, str] = {
     "odd names: INSERT OR REPLACE on a quoted TEXT key and UNIQUE column":
         f"INSERT OR REPLACE INTO {ODD_Q} VALUES ('k1', 's2', 'took two')",
     "gen: INSERT OR REPLACE on a UNIQUE generated column": "INSERT OR REPLACE INTO gen(id, a, v) VALUES (10, 2, 'twice 4')",
+    "gens: INSERT OR REPLACE on a UNIQUE STORED generated column": "INSERT OR REPLACE INTO gens(id, a) VALUES (10, 'TWO')",
     "autoinc: INSERT OR REPLACE on AUTOINCREMENT with a UNIQUE column": "INSERT OR REPLACE INTO autoinc(v, u) VALUES ('new', 'u2')",
     "rowid_alias: REPLACE on the rowid and a UNIQUE column at once": "REPLACE INTO rowid_alias VALUES (1, 'both', 'u3')",
     "nokey: implicit rowid, REPLACE by rowid": "REPLACE INTO nokey(rowid, a, b) VALUES (1, 'z', 'z')",
@@ -123,10 +131,20 @@ SHAPES: dict[str, str] = {
 # After each shape's write, a plain write that re-uses the freed key (so a resurrection shows).
 FOLLOW_UP = "INSERT INTO nokey(a, b) VALUES ('after', 'after')"
 
-ZOO_TABLES = [
+RANDOM_TABLES = [
     "rowid_alias", "autoinc", "settings", "intpk", "descpk", "comppk", "nokey", "wr_single", "wr_nocase", "wr_comp",
-    "wr_untyped", "users", "members", "tags", "handles", "replacing", "kv_replace", "defaults", ODD, "gen",
+    "wr_untyped", "users", "members", "tags", "handles", "replacing", "kv_replace", "defaults", ODD, "gen", "gens",
 ]
+# Written only with foreign_keys on (test_schema_zoo): random writes would break references, which
+# the foreign-key gate judges, not capture.
+FK_TABLES = ["parents", "children"]
+ZOO_TABLES = RANDOM_TABLES + FK_TABLES
+# A REPLACE on the parent with foreign_keys on: its cascades delete and update child rows.
+FK_SHAPES = {
+    "parents: REPLACE cascades a delete and an update to children":
+        "INSERT OR REPLACE INTO parents VALUES (4, 'a'); INSERT OR REPLACE INTO parents VALUES (3, 'b')",
+    "parents: UPDATE OR REPLACE cascades": "UPDATE OR REPLACE parents SET code = 'c' WHERE id = 1",
+}
 WITHOUT_ROWID = {"wr_single", "wr_nocase", "wr_comp", "wr_untyped"}
 
 
@@ -144,7 +162,7 @@ def random_operation(rng: random.Random, counter: int) -> tuple[str, tuple]:
     n = lambda: rng.randint(1, 8)  # noqa: E731
     t = lambda: rng.choice(TEXTS)  # noqa: E731
     v = f"w{counter}"
-    table = rng.choice(ZOO_TABLES)
+    table = rng.choice(RANDOM_TABLES)
     ops = {
         "rowid_alias": [
             ("INSERT OR REPLACE INTO rowid_alias VALUES (?, ?, ?)", (n(), v, t())),
@@ -252,6 +270,11 @@ def random_operation(rng: random.Random, counter: int) -> tuple[str, tuple]:
             (f"INSERT OR REPLACE INTO {ODD_Q} VALUES (?, ?, ?)", (f"k{n()}", f"s{n()}", v)),
             (f"UPDATE OR REPLACE {ODD_Q} SET {ODD_UNIQUE_Q} = ? WHERE {ODD_KEY_Q} = ?", (f"s{n()}", f"k{n()}")),
             (f"DELETE FROM {ODD_Q} WHERE {ODD_KEY_Q} = ?", (f"k{n()}",)),
+        ],
+        "gens": [
+            ("INSERT OR REPLACE INTO gens(id, a) VALUES (?, ?)", (n(), rng.choice(LABELS))),
+            ("UPDATE OR REPLACE gens SET a = ? WHERE id = ?", (rng.choice(LABELS), n())),
+            ("DELETE FROM gens WHERE id = ?", (n(),)),
         ],
         "gen": [
             ("INSERT OR REPLACE INTO gen(id, a, v) VALUES (?, ?, ?)", (n(), n(), v)),
