@@ -205,7 +205,8 @@ class Replayer:
                 for table_name, row_key, present in marked:
                     def one_key(t=table_name, k=row_key, p=present) -> None:
                         self.conn.execute("DELETE FROM temp.bluegreen_changes")
-                        self.conn.execute("INSERT INTO temp.bluegreen_changes VALUES (?, ?, ?)", (t, k, p))
+                        self.conn.execute("INSERT INTO temp.bluegreen_changes(table_name, row_key, present) VALUES (?, ?, ?)",
+                                          (t, k, p))
                         self._run_scripts()
                     self._try_key(offenders, table_name, row_key, one_key)
         finally:

@@ -201,3 +201,24 @@ def test_revert_names_a_green_row_blues_schema_rejects(tmp_path):
     app(project.gen(2), "UPDATE users SET email = 'given@example.com' WHERE id = 100")
     assert project.cli("revert").code == 0
     assert rows(project.blue, "SELECT email FROM users WHERE id = 100") == [("given@example.com",)]
+
+
+def test_generic_replay_names_the_row_too(tmp_path):
+    """Same-shape tables replay without a script: if green holds a row blue never had (someone
+    wrote to the prepared file), the blue row that clashes with it is named the same way. A
+    WITHOUT ROWID table's key is named as captured (its quote()d values)."""
+    setup = ("CREATE TABLE accounts(id INTEGER PRIMARY KEY, email TEXT UNIQUE);"
+             "CREATE TABLE codes(a TEXT, b REAL, code TEXT UNIQUE, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+             "INSERT INTO accounts VALUES (1, 'a@example.com'); INSERT INTO codes VALUES ('x', 1.5, 'c1');")
+    project = make_project(tmp_path, {"001_v1.1.0_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY);\n"})
+    app(project.blue, setup)
+    assert project.cli("prepare").code == 0, project.cli("status").out
+    app(project.gen(2), "INSERT INTO accounts VALUES (50, 'b@example.com'); INSERT INTO codes VALUES ('y', 2.0, 'c2')")
+    app(project.blue, "INSERT INTO accounts VALUES (7, 'b@example.com'); INSERT INTO codes VALUES ('it''s', -2.5, 'c2')")
+    refused = project.cli("cutover", "--json")
+    assert refused.code == 3, (refused.out, refused.err)
+    conflicts = {(c["table"], c["key"]): c for c in refused.json["details"]["conflicts"]}
+    assert set(conflicts) == {("accounts", 7), ("codes", "'it''s',-2.5")}, conflicts
+    assert conflicts[("codes", "'it''s',-2.5")]["values"] == {"a": "'it''s'", "b": "-2.5", "code": "'c2'"}
+    assert "UNIQUE constraint failed: accounts.email" in conflicts[("accounts", 7)]["constraint"]
+    assert pointer_active(project) == "app.db"
