@@ -252,16 +252,20 @@ def test_cutover_killed_with_a_zoo_writer_then_resumed(tmp_path, point):
 
 
 @pytest.mark.parametrize("point", REVERT_POINTS)
-def test_revert_killed_after_zoo_writes_on_green_then_resumed(tmp_path, point):
+def test_revert_killed_with_a_zoo_writer_on_green_then_resumed(tmp_path, point):
+    """Every shape's write on green, then a writer process on green through the killed revert and
+    its resume, until green's fence stops it."""
     project = zoo_project(tmp_path)
     ok(project.cli("deploy", "--json"))
     for write in SHAPES.values():
         app(project.gen(2), write)
-    random_writes(project.gen(2), 99, 200)
+    writer = ZooWriter(project.gen(2), tmp_path, 99)
+    writer.wait_for(50)
     crashed = bluegreen(project, "revert", crash_at=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     resumed = bluegreen(project, "resume")
     assert resumed.returncode == 0, resumed.stderr
+    writer.finish()
     assert pointer_active(project) == "app.db"
     assert_same(project.gen(2), project.blue)
 
