@@ -202,10 +202,11 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
     """Every UNIQUE index of the table, its primary-key autoindex included, with each term's
     collation (pragma_index_xinfo) and, for expression and partial indexes, their SQL text.
 
-    A WITHOUT ROWID primary key keeps its key on a conflict, except where two encodings of the key
-    compare equal (a collation, or REAL/untyped values such as 1 and 1.0, 0.0 and -0.0): it is
-    kept too, and the trigger skips the row whose encoded key is NEW's. Raises InputError for an
-    index bluegreen could not evaluate (a collation only the application registers)."""
+    A conflict on a WITHOUT ROWID primary key replaces the row under the same captured key, unless
+    two spellings of a key compare equal (a collation such as NOCASE; 1 and 1.0 in an untyped
+    column): such a key is kept (the trigger skips the row whose encoded key is NEW's), one whose
+    equal values always encode alike is left out (_exact_key). Raises InputError for an index
+    bluegreen could not evaluate (a collation only the application registers)."""
     found = []
     known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
     for _, index, unique, origin, partial in conn.execute(
