@@ -23,7 +23,7 @@ import apsw
 import pytest
 
 from conftest import Project, rows, write_config
-from zoo_writer import FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
+from zoo_writer import ODD as ODD_NAME, FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
 
 WRITER = Path(__file__).resolve().parent / "zoo_writer.py"
 SOAK = int(os.environ.get("BLUEGREEN_ZOO_SOAK", "0") or 0)
@@ -328,3 +328,23 @@ def test_index_definitions_with_odd_quoting_are_read_exactly(tmp_path):
     table = '"c,(odd)"'
     assert rows(project.gen(2), f"SELECT * FROM {table} ORDER BY id") == rows(project.blue, f"SELECT * FROM {table} ORDER BY id") \
         == [(2, "xyz", "k"), (3, "ABCzzz", "k")]
+
+
+def test_one_replace_trigger_per_table_and_event(tmp_path):
+    """The per-write cost stays bounded: one BEFORE INSERT and one BEFORE UPDATE trigger per table
+    whatever its number of uniqueness indexes, UPDATE OF the indexed columns when every index is on
+    plain columns, none where no REPLACE can delete a row under another key."""
+    project = zoo_project(tmp_path)
+    ok(project.cli("prepare", "--json"))
+    triggers = rows(project.blue, "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
+                                  "AND name LIKE '\\_bluegreen\\_cap\\_r%' ESCAPE '\\'")
+    per_table: dict[str, list[str]] = {}
+    for table, sql in triggers:
+        per_table.setdefault(table, []).append(sql)
+    assert all(len(sqls) == 2 for sqls in per_table.values()), per_table
+    assert "nokey" not in per_table and "wr_single" not in per_table  # the rowid / an exactly-encoded key
+    assert {"settings", "intpk", "descpk", "comppk", "wr_nocase", "wr_untyped", "tags", "handles", ODD_NAME} <= set(per_table)
+    assert any('BEFORE UPDATE OF "key" ON "settings"' in sql for sql in per_table["settings"])
+    assert any('BEFORE UPDATE OF "a", "b", "u" ON "wr_comp"' in sql for sql in per_table["wr_comp"])
+    assert any('BEFORE UPDATE ON "tags"' in sql for sql in per_table["tags"])  # an expression: every update
+    assert any('BEFORE UPDATE ON "gen"' in sql for sql in per_table["gen"])  # a generated column: every update
