@@ -58,7 +58,26 @@ def capturable(conn: apsw.Connection) -> list[Table]:
                 f"table {table.name!r} has columns named rowid, oid and _rowid_: its rows cannot be "
                 "keyed; rename one of those columns"
             )
+        if not table.virtual:
+            _check_replace_capture(conn, table)
     return tables
+
+
+def _check_replace_capture(conn: apsw.Connection, table: Table) -> None:
+    """Refuse, before anything changes, a uniqueness index whose REPLACE deletes capture could
+    not evaluate: an expression or condition naming a function only the application registers."""
+    name = quote_ident(table.name)
+    for key in uniqueness_keys(conn, table):
+        parts = [t.expression for t in key.terms if t.expression] + ([key.where] if key.where else [])
+        for part in parts:
+            try:
+                conn.execute(f"SELECT ({part}) FROM {name} LIMIT 0").fetchall()
+            except apsw.SQLError as exc:
+                raise InputError(
+                    f"table {table.name!r}: index {key.index!r} computes {part!r}, which bluegreen cannot "
+                    f"evaluate ({exc}): a REPLACE on it could delete a row unseen, and replay could not write "
+                    "the table. Drop or rewrite that index with built-in functions before deploying"
+                ) from None
 
 
 # -- meta (stamp, positions) ----------------------------------------------------------------------
@@ -135,33 +154,225 @@ def install_capture(conn: apsw.Connection, guard: bool = True) -> Position:
 
 
 def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> None:
-    """INSERT/UPDATE OR REPLACE deletes a row that conflicts on a UNIQUE index without firing
-    any delete trigger (hazard 5). BEFORE triggers run before conflict resolution, so they can
-    record the row about to be replaced. Over-recording is harmless (replay is last-state)."""
-    name, lit, tag = quote_ident(table.name), quote_literal(table.name), _tag(table.name)
-    for number, columns in enumerate(_unique_indexes(conn, table.name)):
-        for when, new, exclude in (("INSERT", "NEW", "NEW"), ("UPDATE", "NEW", "OLD")):
-            match = " AND ".join(f"t.{quote_ident(c)} = {new}.{quote_ident(c)}" for c in columns)
-            key_row = key_expression(table, "t")
-            same = key_expression(table, exclude)
-            conn.execute(
-                f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}r{when[0].lower()}{number}_{tag} BEFORE {when} ON {name} "
-                f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {key_row}, 'D' FROM {name} AS t "
-                f"WHERE {match} AND ({key_row}) IS NOT ({same}); END"
-            )
+    """A REPLACE conflict deletes the conflicting row without firing any delete trigger (hazards
+    5 and 13): INSERT/UPDATE OR REPLACE, REPLACE INTO, `ON CONFLICT REPLACE` columns, on the
+    primary key of rowid tables (any type, DESC, composite), on UNIQUE constraints and indexes,
+    each compared in the index's own collation and on its own expression. BEFORE triggers run
+    before conflict resolution, so one trigger per table and event records, for every uniqueness
+    index, the rows whose index key equals NEW's. Over-recording is harmless (replay is
+    last-state); missing one never is, so partial indexes are matched on their WHERE for the old
+    row only, and UPSERTs are covered by the same triggers (their DO UPDATE is an UPDATE)."""
+    keys = uniqueness_keys(conn, table)
+    if not keys:
+        return
+    name, tag = quote_ident(table.name), _tag(table.name)
+    values, generated = _new_values(conn, table)
+    insert = _conflicts_sql(table, keys, values, exclude=None if not table.without_rowid else "NEW")
+    update = _conflicts_sql(table, keys, values, exclude="OLD")
+    columns = _columns_read(keys, generated)
+    of = f" OF {', '.join(quote_ident(c) for c in sorted(columns))}" if columns else ""
+    conn.execute(
+        f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}ri_{tag} BEFORE INSERT ON {name} "
+        f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {insert}; END;"
+        f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}ru_{tag} BEFORE UPDATE{of} ON {name} "
+        f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {update}; END"
+    )
 
 
-def _unique_indexes(conn: apsw.Connection, table: str) -> list[list[str]]:
-    """Column lists of the table's UNIQUE indexes other than its primary key. An index on an
-    expression cannot be matched column by column and is left out (see README limits)."""
+@dataclass(frozen=True)
+class IndexTerm:
+    """One key term of a uniqueness index: a column, or an expression over the row's columns."""
+
+    column: str | None
+    expression: str | None
+    collation: str
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """A uniqueness index a REPLACE can delete rows through (the PK autoindex included)."""
+
+    index: str
+    terms: tuple[IndexTerm, ...]
+    where: str | None  # a partial index's condition, over the row's columns
+    primary_key: bool
+
+
+def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
+    """Every UNIQUE index of the table, its primary-key autoindex included, with each term's
+    collation (pragma_index_xinfo) and, for expression and partial indexes, their SQL text.
+
+    A conflict on a WITHOUT ROWID primary key replaces the row under the same captured key, unless
+    two spellings of a key compare equal (a collation such as NOCASE; 1 and 1.0 in an untyped
+    column): such a key is kept (the trigger skips the row whose encoded key is NEW's), one whose
+    equal values always encode alike is left out (_exact_key). Raises InputError for an index
+    bluegreen could not evaluate (a collation only the application registers)."""
     found = []
-    for _, index, unique, origin, _ in conn.execute("SELECT * FROM pragma_index_list(?)", (table,)).fetchall():
-        if not unique or origin == "pk" or index.startswith(INTERNAL_PREFIX):
+    known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
+    for _, index, unique, origin, partial in conn.execute(
+        "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)", (table.name,)
+    ).fetchall():
+        if not unique or index.startswith(INTERNAL_PREFIX):
             continue
-        columns = conn.execute("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno", (index,)).fetchall()
-        if columns and all(cid >= 0 for cid, _ in columns):
-            found.append([c for _, c in columns])
+        rows = conn.execute(
+            "SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key ORDER BY seqno", (index,)
+        ).fetchall()
+        sql = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?", (index,)).fetchall()
+        text = sql[0][0] if sql and sql[0][0] else None
+        expressions, where = _index_parts(table.name, index, text, len(rows)) if text else ([None] * len(rows), None)
+        terms = []
+        for (cid, column, coll), expression in zip(rows, expressions):
+            _require_collation(known, table.name, index, coll)
+            if cid == -2:
+                terms.append(IndexTerm(None, expression, coll or "BINARY"))
+            elif cid == -1:  # the rowid itself: a conflict on it keeps the key
+                terms = []
+                break
+            else:
+                terms.append(IndexTerm(column, None, coll or "BINARY"))
+        if terms and not (origin == "pk" and table.without_rowid and _exact_key(conn, table, terms)):
+            found.append(UniqueKey(index, tuple(terms), where if partial else None, origin == "pk"))
     return found
+
+
+def _exact_key(conn: apsw.Connection, table: Table, terms: list[IndexTerm]) -> bool:
+    """Do equal keys always encode alike? Then a conflict on this WITHOUT ROWID primary key keeps
+    its captured key and needs no trigger: BINARY collation, and INTEGER, TEXT or NUMERIC affinity
+    (REAL keeps 0.0 and -0.0 apart in quote(), an untyped column 1 and 1.0)."""
+    types = {name: (kind or "").upper() for _, name, kind, *_ in conn.execute(
+        "SELECT * FROM pragma_table_info(?)", (table.name,)).fetchall()}
+    for term in terms:
+        kind = types.get(term.column, "")
+        if term.collation.upper() != "BINARY" or not kind or "BLOB" in kind:
+            return False
+        if "INT" not in kind and not any(t in kind for t in ("CHAR", "CLOB", "TEXT")) and any(
+                t in kind for t in ("REAL", "FLOA", "DOUB")):
+            return False
+    return True
+
+
+def _require_collation(known: set[str], table: str, index: str, collation: str | None) -> None:
+    if collation and collation.upper() not in known:
+        raise InputError(
+            f"table {table!r}: index {index!r} uses collation {collation!r}, which only the application "
+            "registers: bluegreen cannot match or replay its rows (a REPLACE on it could delete a row unseen). "
+            "Use a built-in collation (BINARY, NOCASE, RTRIM) for that index, or deploy with the application "
+            "stopped after dropping it"
+        )
+
+
+def _new_values(conn: apsw.Connection, table: Table) -> tuple[dict[str, str], set[str]]:
+    """Per column, SQL for the value the row will be stored with: NEW's, except that a REPLACE
+    stores a NOT NULL column's default where NEW holds NULL (BEFORE triggers still see NULL).
+    Also the generated columns (BEFORE triggers see their computed values)."""
+    values, generated = {}, set()
+    for _, name, _, notnull, default, _, hidden in conn.execute(
+        "SELECT * FROM pragma_table_xinfo(?)", (table.name,)
+    ).fetchall():
+        if hidden == 1:
+            continue
+        value = f"NEW.{quote_ident(name)}"
+        if notnull and default is not None:
+            value = f"coalesce({value}, ({default}))"
+        values[name] = value
+        if hidden in (2, 3):
+            generated.add(name)
+    return values, generated
+
+
+def _conflicts_sql(table: Table, keys: list[UniqueKey], values: dict[str, str], exclude: str | None) -> str:
+    """SELECT of the (table, key, 'D') rows that conflict with NEW on any of `keys`, one branch
+    per index, UNION ALL: each branch is one probe of its index. `exclude`: the row whose key is
+    not deleted by the conflict (OLD, the row being updated; NEW, a WITHOUT ROWID same-key row)."""
+    name, lit = quote_ident(table.name), quote_literal(table.name)
+    key_row = key_expression(table, name)
+    new_row = "SELECT " + ", ".join(f"{v} AS {quote_ident(c)}" for c, v in values.items())
+    branches = []
+    for key in keys:
+        match = []
+        for term in key.terms:
+            if term.column is not None:
+                left, right = f"{name}.{quote_ident(term.column)}", values[term.column]
+            else:  # evaluate the expression on NEW: the inner alias makes its names mean NEW's values
+                left, right = f"({term.expression})", f"(SELECT {term.expression} FROM ({new_row}) AS {name})"
+            match.append(f"{left} = {right} COLLATE {quote_ident(term.collation)}")
+        if key.where:
+            match.append(f"({key.where})")
+        if exclude is not None:
+            match.append(f"({key_row}) IS NOT ({key_expression(table, exclude)})")
+        branches.append(f"SELECT {lit}, {key_row}, 'D' FROM {name} WHERE {' AND '.join(match)}")
+    return " UNION ALL ".join(branches)
+
+
+def _columns_read(keys: list[UniqueKey], generated: set[str]) -> set[str] | None:
+    """The columns an UPDATE must set for some index key to change (UPDATE OF), or None (fire on
+    every UPDATE) when an expression, a partial index or a generated column is involved."""
+    columns: set[str] = set()
+    for key in keys:
+        if key.where or any(t.column is None or t.column in generated for t in key.terms):
+            return None
+        columns.update(t.column for t in key.terms)
+    return columns
+
+
+def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str], str | None]:
+    """The key terms (without ASC/DESC and COLLATE, which pragma_index_xinfo gives) and the WHERE
+    of a CREATE INDEX statement, as written, split with SQLite's own quoting rules."""
+    tokens = _spans(sql)
+    terms: list[list[re.Match]] = []
+    current: list[re.Match] = []
+    depth, end = 0, None
+    opening = next((i for i, t in enumerate(tokens) if t.group() == "("), None)
+    for i in range(opening if opening is not None else len(tokens), len(tokens)):
+        token = tokens[i].group()
+        if token == "(":
+            depth += 1
+            if depth == 1:
+                continue
+        elif token == ")":
+            depth -= 1
+            if depth == 0:
+                terms.append(current)
+                end = i
+                break
+        elif token == "," and depth == 1:
+            terms.append(current)
+            current = []
+            continue
+        current.append(tokens[i])
+    rest = tokens[end + 1:] if end is not None else []
+    where = sql[rest[1].start():rest[-1].end()] if len(rest) > 1 and rest[0].group().upper() == "WHERE" else None
+    if end is None or len(terms) != count or not all(terms) or (rest and where is None):
+        raise InputError(
+            f"table {table!r}: cannot read the definition of index {index!r} ({sql!r}), so a REPLACE on it "
+            "could not be captured; report this to bluegreen, or drop the index while deploying"
+        )
+    expressions = []
+    for term in terms:
+        term = _strip_order(term)
+        expressions.append(sql[term[0].start():term[-1].end()])
+    return expressions, where
+
+
+def _strip_order(term: list[re.Match]) -> list[re.Match]:
+    term = list(term)
+    if len(term) > 1 and term[-1].group().upper() in ("ASC", "DESC"):
+        term.pop()
+    if len(term) >= 3 and term[-2].group().upper() == "COLLATE":
+        term = term[:-2]
+    return term
+
+
+_TOKEN = re.compile(
+    r"""\s+|--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]"""
+    r"""|[xX]'[^']*'|0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\|\||<<|>>|<=|>=|==|!=|<>|->>|->|.""",
+    re.DOTALL,
+)
+
+
+def _spans(sql: str) -> list[re.Match]:
+    """SQL tokens, with their place in the text, without whitespace and comments."""
+    return [m for m in _TOKEN.finditer(sql) if m.group().strip() and not m.group().startswith(("--", "/*"))]
 
 
 def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:

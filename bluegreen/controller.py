@@ -19,7 +19,7 @@ import apsw
 from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention, revert_ddl
 from bluegreen.config import Config
 from bluegreen.db import check_database, open_db, readonly_uri, schema_version
-from bluegreen.errors import InputError, OperationFailed, RevertRefused
+from bluegreen.errors import InputError, OperationFailed, ReplayConflict, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
@@ -40,7 +40,7 @@ class RevertOutcome:
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 IDLE = dict(phase="idle", operation="", step="", blue="", blue_generation=0, green="", green_generation=0,
-            target_version="", started_at="")  # nothing in flight
+            target_version="", started_at="", conflict={})  # nothing in flight
 
 
 class Controller:
@@ -140,7 +140,11 @@ class Controller:
         self.release.check_environment(command, pending, force, reason, log=False)  # refuse before any wait
         versions = (self._version_of(blue), state.target_version)
         if state.phase == "prepared":  # a fresh cutover; an interrupted one finishes without asking again
-            self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
+            try:
+                self.release.hold_prepared(state, wait, lambda: self.builder.replayer(blue, green, pending))
+            except ReplayConflict as exc:  # --wait keeps green caught up: status must name the row too
+                self._journal(state, conflict=exc.details)
+                raise
             self.release.pre_hook("pre-cutover", command, state, versions,
                                   f"generation {state.green_generation} stays prepared and blue active; run "
                                   "`bluegreen cutover` once it passes, or `bluegreen abort`")
@@ -151,6 +155,8 @@ class Controller:
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+            if state.conflict:  # the row that stopped an earlier cutover has been fixed
+                self._journal(state, conflict={})
             with self._phase("validate"):
                 self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.release.stamp_approvals(green, pending)
@@ -159,10 +165,11 @@ class Controller:
                 pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
             else:
                 pause, attempts = self.switch.within_budget(state, replayer, blue)
-        except BaseException:
+        except BaseException as exc:
             if state.step != "fenced":
                 self._restore_green_schema(green, recorded)
-                self._journal(state, phase="prepared", operation="prepare", step="validated")
+                conflict = exc.details if isinstance(exc, ReplayConflict) else state.conflict
+                self._journal(state, phase="prepared", operation="prepare", step="validated", conflict=conflict)
             raise
         finally:
             replayer.close()

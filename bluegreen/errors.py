@@ -38,6 +38,12 @@ class GateRefused(BluegreenError):
     exit_code = EXIT_GATE
 
 
+class ReplayConflict(GateRefused):
+    """A row the source holds breaks a constraint of the target's schema (a UNIQUE index, CHECK or
+    NOT NULL a migration added): replay cannot carry it. details name each table, key, constraint
+    and the row's values; nothing was committed, the source stays active."""
+
+
 class Busy(BluegreenError):
     """Another controller holds the lock."""
 

@@ -157,6 +157,9 @@ class Inspector:
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         if state.phase in ("preparing", "cutting_over") and state.blue in state.fences:  # abort is refused now
             data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
+        data["conflict"] = state.conflict
+        if state.conflict and state.phase in ("prepared", "cutting_over"):
+            data["next"] = conflict_next_step(state.conflict)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
             f"phase       {state.phase}" + (f" ({state.operation}: {state.step})" if state.operation else ""),
@@ -192,6 +195,8 @@ class Inspector:
             data["next"] = "restore the missing file (see the error below)"
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
+        for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):
+            lines.append(line)
         lines.append("next        " + data["next"])
         if problems:
             return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
@@ -288,3 +293,21 @@ class Inspector:
     def path(self) -> Result:
         path = self.active_path()
         return Result("path", str(path), data={"path": str(path)})
+
+
+def conflict_lines(conflict: dict) -> list[str]:
+    """The rows that stopped the last cutover: green's schema rejects them (issue 10, item 8)."""
+    lines = []
+    for item in conflict.get("conflicts", []):
+        values = ", ".join(f"{c}={v}" for c, v in (item.get("values") or {}).items())
+        lines.append(f"conflict    table {item['table']!r} key {item['key']!r}: {item['constraint']}"
+                     + (f" (values: {values})" if values else ""))
+    if conflict and not conflict.get("conflicts"):
+        lines.append(f"conflict    {conflict.get('error', 'a replayed batch breaks a constraint of green')}")
+    return lines
+
+
+def conflict_next_step(conflict: dict) -> str:
+    source = Path(conflict.get("source", "blue")).name
+    return (f"fix the conflicting row(s) on {source} (green's new constraints reject them), then bluegreen cutover; "
+            "or bluegreen abort")

@@ -11,6 +11,7 @@ Idempotent: a crash mid-batch rolls back, and running a batch twice leaves the s
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import apsw
 
 from bluegreen import capture
 from bluegreen.db import INTERNAL_PREFIX, Table, open_db, quote_ident, readonly_uri, run_script, user_tables
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import OperationFailed, ReplayConflict
 from bluegreen.store import create_file, file_mode
 
 CHANGES_DDL = (
@@ -150,15 +151,18 @@ class Replayer:
                 f"SELECT DISTINCT tbl, key, 0 FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?",
                 (before.seq, last),
             )
-            for table in self.tables.values():
-                self._apply_table(table)
-            self._mark_present()
-            self._carry_autoincrement()
-            for name, script in self.scripts:
-                try:
-                    run_script(self.conn, script)
-                except apsw.Error as exc:
-                    raise OperationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
+            self.conn.execute("SAVEPOINT bluegreen_batch")
+            try:
+                for table in self.tables.values():
+                    self._apply_table(table)
+                self._mark_present()
+                self._carry_autoincrement()
+                self._run_scripts()
+            except apsw.ConstraintError as exc:  # a row the target's constraints reject: name it
+                self.conn.execute("ROLLBACK TO bluegreen_batch")
+                self.conn.execute("RELEASE bluegreen_batch")
+                raise self._conflict(exc) from None
+            self.conn.execute("RELEASE bluegreen_batch")
             keys = self.conn.execute("SELECT count(*) FROM temp.bluegreen_changes").get
             capture.set_meta(self.conn, source_seq=last)
             if own_transaction:
@@ -168,6 +172,117 @@ class Replayer:
                 self.conn.execute("ROLLBACK")
             raise
         return BatchResult(count, keys, capture.Position(before.epoch, last), time.perf_counter() - started)
+
+    def _run_scripts(self) -> None:
+        for name, script in self.scripts:
+            try:
+                run_script(self.conn, script)
+            except apsw.ConstraintError:
+                raise  # batch() names the row
+            except apsw.Error as exc:
+                raise OperationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
+
+    # -- a constraint failure: which change, which constraint, which values -----------------------
+    def _conflict(self, error: apsw.ConstraintError) -> ReplayConflict:
+        """Find the changed rows the target's constraints reject, inside a savepoint that is rolled
+        back: delete every changed key, then copy the source rows back one key at a time (each
+        after the ones before it, so two new rows that clash are told apart from a swap), then run
+        the scripts key by key. Returns the error naming each offender (hazard: green's new
+        constraints, issue 10 item 8)."""
+        changes = self.conn.execute(
+            "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
+        offenders: list[dict] = []
+        self.conn.execute("SAVEPOINT bluegreen_diagnose")
+        try:
+            copied = [(t, k) for t, k, _ in changes if t in self.tables]
+            for table_name, row_key in copied:
+                self._delete_key(self.tables[table_name], row_key)
+            for table_name, row_key in copied:
+                self._try_key(offenders, table_name, row_key, lambda: self._insert_key(self.tables[table_name], row_key))
+            if not offenders and self.scripts:
+                self._mark_present()
+                marked = self.conn.execute(
+                    "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
+                for table_name, row_key, present in marked:
+                    def one_key(t=table_name, k=row_key, p=present) -> None:
+                        self.conn.execute("DELETE FROM temp.bluegreen_changes")
+                        self.conn.execute("INSERT INTO temp.bluegreen_changes(table_name, row_key, present) VALUES (?, ?, ?)",
+                                          (t, k, p))
+                        self._run_scripts()
+                    self._try_key(offenders, table_name, row_key, one_key)
+        finally:
+            self.conn.execute("ROLLBACK TO bluegreen_diagnose")
+            self.conn.execute("RELEASE bluegreen_diagnose")
+        return self._conflict_error(error, offenders)
+
+    def _try_key(self, offenders: list[dict], table_name: str, row_key, step) -> None:
+        if len(offenders) >= 10:
+            return
+        self.conn.execute("SAVEPOINT bluegreen_key")
+        try:
+            step()
+        except apsw.ConstraintError as exc:
+            self.conn.execute("ROLLBACK TO bluegreen_key")
+            offenders.append({"table": table_name, "key": row_key, "constraint": str(exc).removeprefix("ConstraintError: "),
+                              "values": self._source_values(table_name, row_key)})
+        finally:
+            self.conn.execute("RELEASE bluegreen_key")
+
+    def _key_match(self, table: TableCopy | Table, row_key) -> tuple[str, tuple]:
+        """WHERE clause and bindings for one captured key: the rowid, or the primary key values
+        (the quote()d key text is SQL: selecting it gives the values back)."""
+        if not table.without_rowid:
+            return f"{table.key_sql if isinstance(table, TableCopy) else table.rowid_alias} = ?", (row_key,)
+        source = self.source_tables[table.name]
+        if not _is_literal_list(row_key):  # not what capture writes: match the encoding, slowly
+            return f"({_key_sql(source)}) = ?", (row_key,)
+        values = self.conn.execute(f"SELECT {row_key}").fetchall()[0]
+        return " AND ".join(f"{quote_ident(c)} = ?" for c in source.primary_key), tuple(values)
+
+    def _delete_key(self, table: TableCopy, row_key) -> None:
+        where, args = self._key_match(table, row_key)
+        self.conn.execute(f"DELETE FROM main.{quote_ident(table.name)} WHERE {where}", args)
+
+    def _insert_key(self, table: TableCopy, row_key) -> None:
+        name = quote_ident(table.name)
+        columns = ", ".join(quote_ident(c) for c in table.columns)
+        key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
+        where, args = self._key_match(table, row_key)
+        self.conn.execute(f"INSERT INTO main.{name}({key_prefix}{columns}) SELECT {key_prefix}{columns} "
+                          f"FROM source.{name} WHERE {where}", args)
+
+    def _source_values(self, table_name: str, row_key) -> dict[str, str] | None:
+        """The source row as SQL literals (exact for every type, JSON-safe), or None if it is gone."""
+        table = self.source_tables.get(table_name)
+        if table is None:
+            return None
+        columns = [c for (c,) in self.conn.execute(
+            "SELECT name FROM pragma_table_xinfo(?, 'source') WHERE hidden <> 1", (table_name,))]
+        where, args = self._key_match(table, row_key)
+        found = self.conn.execute(
+            f"SELECT {', '.join(f'quote({quote_ident(c)})' for c in columns)} FROM source.{quote_ident(table_name)} "
+            f"WHERE {where}", args).fetchall()
+        return dict(zip(columns, found[0])) if found else None
+
+    def _conflict_error(self, error: apsw.ConstraintError, offenders: list[dict]) -> ReplayConflict:
+        reverse = capture.fenced_generation(self.conn) is not None  # carrying back into a fenced file: a revert
+        advice = (f"nothing was lost, {self.source.name} stays active and {self.target.name} fenced: fix the row on "
+                  f"{self.source.name}, then run the command again" if reverse else
+                  f"nothing was lost and {self.source.name} stays active: fix the row on {self.source.name}, then run "
+                  "the command again, or run `bluegreen abort` to drop the new generation")
+        if not offenders:
+            message = (f"{self.target.name}: a batch of rows changed on {self.source.name} breaks a constraint of "
+                       f"{self.target.name}'s schema ({error}), and no single row could be named; {advice}")
+        else:
+            listed = "; ".join(
+                f"table {o['table']!r} key {o['key']!r}: {o['constraint']}"
+                + (f" (values: {', '.join(f'{c}={v}' for c, v in o['values'].items())})" if o["values"] else "")
+                for o in offenders)
+            message = (f"{self.target.name}: {len(offenders)} row(s) written on {self.source.name} break a constraint "
+                       f"of {self.target.name}'s schema (a UNIQUE index, CHECK or NOT NULL the migrations added): "
+                       f"{listed}. N{advice[1:]}")
+        return ReplayConflict(message, details={"conflicts": offenders, "source": str(self.source),
+                                                "target": str(self.target), "error": str(error)})
 
     def catch_up(self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None,
                  own_transaction: bool = True) -> list[BatchResult]:
@@ -254,6 +369,15 @@ class Replayer:
 
     def _same_definition(self, name: str) -> bool:
         return same_definition(self.conn, name)
+
+
+_LITERAL = re.compile(r"\s+|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'|[-+]|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|NULL|,", re.I)
+
+
+def _is_literal_list(text) -> bool:
+    """Is a captured key only quote()d literals and commas (so selecting it runs nothing else)?"""
+    tokens = capture._TOKEN.findall(text) if isinstance(text, str) else []
+    return bool(tokens) and all(_LITERAL.fullmatch(t) for t in tokens)
 
 
 def _key_sql(table: Table) -> str:

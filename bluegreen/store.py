@@ -45,6 +45,7 @@ class State:
     started_at: str = ""
     fences: dict[str, int] = field(default_factory=dict)  # fenced file -> schema_version at fence
     reverted: list[str] = field(default_factory=list)  # generations that may never be active again
+    conflict: dict = field(default_factory=dict)  # the last replay conflict (a row green's schema rejects), for status
 
 
 PHASES = ("idle", "preparing", "prepared", "cutting_over", "cut_over", "reverting")
@@ -329,6 +330,9 @@ def check_state(path: Path, raw: object) -> State:
             if not isinstance(value, dict) or not all(_plain_name(k) and isinstance(v, int) and not isinstance(v, bool)
                                                       for k, v in value.items()):
                 raise bad(spec.name, "must map file names to schema versions (integers)")
+        elif spec.name == "conflict":
+            if not isinstance(value, dict):
+                raise bad(spec.name, "must be an object (the last replay conflict) or {}")
         elif spec.name == "reverted":
             if not isinstance(value, list) or not all(_plain_name(v) for v in value):
                 raise bad(spec.name, "must list file names")
