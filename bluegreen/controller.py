@@ -140,6 +140,7 @@ class Controller:
         try:
             with self._phase("catch_up"):
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+            self.builder.report_catch_up(replayer)
             with self._phase("validate"):
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
                                       blue=blue)
