@@ -100,6 +100,7 @@ class Replayer:
         self.scripts = [(p.name, p.read_text(encoding="utf-8")) for p in scripts]
         self.carried = set(carried)
         self.last_catch_up: CatchUpReport | None = None
+        self._sequences: bool | None = None  # both files have sqlite_sequence (looked up once)
         self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
         self.make_durable(False)
         try:
@@ -130,9 +131,18 @@ class Replayer:
 
     # -- position ---------------------------------------------------------------------------------
     def position(self) -> capture.Position:
-        epoch = capture.get_meta(self.conn, "source_epoch")
-        seq = capture.get_meta(self.conn, "source_seq")
+        epoch, seq = self._own_meta("source_epoch"), self._own_meta("source_seq")
         return capture.Position(str(epoch or ""), int(seq or 0))
+
+    def _own_meta(self, key: str):
+        """A meta value of the target, read straight from its meta table: every batch reads its
+        position, and capture.get_meta's existence check scans the whole schema, which grows
+        with the table count (hazard 19)."""
+        try:
+            row = self.conn.execute(f"SELECT value FROM main.{capture.META_TABLE} WHERE key = ?", (key,)).fetchall()
+        except apsw.SQLError:  # no meta table yet
+            return None
+        return row[0][0] if row else None
 
     def source_position(self) -> capture.Position:
         position = capture.capture_position(self.conn, "source")
@@ -286,9 +296,7 @@ class Replayer:
 
     def _carry_autoincrement(self) -> None:
         """AUTOINCREMENT counters move forward with the source, so a key it used is never reused."""
-        if not self.conn.execute("SELECT 1 FROM source.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
-            return
-        if not self.conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
+        if not self._has_sequences():
             return
         in_batch = "SELECT DISTINCT table_name FROM temp.bluegreen_changes"
         for name, seq in self.conn.execute(
@@ -301,6 +309,14 @@ class Replayer:
                 self.conn.execute("INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)", (name, seq))
             elif mine[0][0] < seq:
                 self.conn.execute("UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?", (seq, name))
+
+    def _has_sequences(self) -> bool:
+        """Both files have sqlite_sequence. Looked up once: the lookup scans the schema, and the
+        source's schema cannot change under a replay that is still valid (DDL on it is refused)."""
+        if self._sequences is None:
+            found = "SELECT 1 FROM {}.sqlite_schema WHERE name = 'sqlite_sequence'"
+            self._sequences = all(self.conn.execute(found.format(s)).fetchall() for s in ("source", "main"))
+        return self._sequences
 
     def _mark_present(self) -> None:
         """present = 1 for changed keys whose row the source still has (scripts delete the rest),
