@@ -401,7 +401,7 @@ WRITER = textwrap.dedent(
 
 
 def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tmp_path):
-    """A WITHOUT ROWID table of 40,000 rows and a writer that never pauses: prepare ends (its
+    """A WITHOUT ROWID table of 150,000 rows and a writer that never pauses: prepare ends (its
     catch-up aims at a position), cutover carries everything, green matches every write."""
     project = Project(tmp_path)
     write_config(tmp_path)
@@ -410,7 +410,7 @@ def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tm
     (project.schemas / "001_v1.1.0_notes.sql").write_text("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n")
     make_blue(project.blue, """
         CREATE TABLE kv(zone TEXT COLLATE NOCASE, n INTEGER, tag BLOB, val TEXT, PRIMARY KEY(zone, n, tag)) WITHOUT ROWID;
-        WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 40000)
+        WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 150000)
         INSERT INTO kv SELECT 'seed-' || (x % 3), x, CAST(x AS BLOB), 'seed' FROM i;
     """)
     assert project.cli("init").code == 0
@@ -422,7 +422,7 @@ def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tm
         while not log.exists() or len(log.read_text().splitlines()) < 50:
             assert writer.poll() is None, writer.stderr.read()
             time.sleep(0.01)
-        prepared = project.cli_process("prepare", "--json", timeout=300)
+        prepared = project.cli_process("prepare", "--json", timeout=240)
         assert prepared.code == 0, prepared.err
         during = len(log.read_text().splitlines())
         cut = project.cli_process("cutover", "--json", timeout=300)
