@@ -72,7 +72,7 @@ def key_of(i: int) -> tuple:
 
 # -- files -----------------------------------------------------------------------------------------
 def make_pair(folder: Path, shape: str, rows: int, tables: int = 1) -> tuple[Path, Path]:
-    """blue with capture installed and `tables` tables (t0 has `rows` rows, the others 1,000), and
+    """blue with capture installed and `tables` tables (t0 has `rows` rows, the others 100), and
     green a copy of it, positioned where blue's capture stands: nothing to replay yet."""
     folder.mkdir(parents=True)
     blue, green = folder / "blue.db", folder / "green.db"
@@ -82,7 +82,7 @@ def make_pair(folder: Path, shape: str, rows: int, tables: int = 1) -> tuple[Pat
         for number in range(tables):
             name = f"t{number}"
             conn.execute(SHAPES[shape].format(name=name))
-            conn.execute(FILL.format(name=name), (rows if number == 0 else 1_000,))
+            conn.execute(FILL.format(name=name), (rows if number == 0 else 100,))
     conn.execute("BEGIN IMMEDIATE")
     capture.install_capture(conn)
     conn.execute("COMMIT")
@@ -144,8 +144,8 @@ def size_case(work: Path, replayer_class, shape: str, rows: int, changes: int, r
 
 def tables_case(work: Path, replayer_class, tables: int, sizes: Sizes, run: int) -> float:
     folder = work / f"tables-{tables}-{run}"
-    blue, green = make_pair(folder, "without_rowid", 1_000, tables)
-    write_changes(blue, 1_000, sizes.table_changes, seed=run)
+    blue, green = make_pair(folder, "without_rowid", 10_000, tables)
+    write_changes(blue, 10_000, sizes.table_changes, seed=run)
     rate = replay_rate(replayer_class, blue, green, sizes.table_changes, sizes.batch)
     shutil.rmtree(folder)
     return rate

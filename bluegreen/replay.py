@@ -279,7 +279,7 @@ class Replayer:
         columns = ", ".join(quote_ident(c) for c in table.columns)
         if table.without_rowid:
             keyed = self.source_tables[table.name]  # the same definition as main's (same shape)
-            self.conn.execute(_delete_keyed(keyed), (table.name, table.name))
+            self.conn.execute(_delete_keyed(keyed), (table.name,))
             picked = ", ".join(f"s.{quote_ident(c)}" for c in table.columns)
             self.conn.execute(
                 f"INSERT INTO main.{name}({columns}) SELECT {picked} FROM {_keys_from(keyed, 'source')}",
@@ -368,9 +368,10 @@ def _key_sql(table: Table, row: str | None = None) -> str:
 # against an expression over the table scans it; instead each batch decodes the text back into
 # typed values (quote() output is SQL literals) in temp.bluegreen_keys_N, and every lookup joins
 # on the primary-key columns, a PRIMARY KEY search. The search compares with the columns' own
-# collation and affinity, as the table's uniqueness does; comparing the quote() text of the row
+# collation and affinity, as the table's uniqueness does: deleting in the target, that is what
+# clears the way for the source's row. Reading the source, comparing the quote() text of the row
 # found with the captured text then keeps exactly the row the capture named (NOCASE 'ABC' is not
-# 'abc', 1 is not 1.0).
+# 'abc', 1 is not 1.0), so no row is copied twice and `present` is exact.
 _LITERAL = r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
 _KEYS_PER_STATEMENT = 500
 
@@ -420,6 +421,7 @@ def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[str]) -> s
         conn.execute(
             f"INSERT INTO {target} VALUES " + ", ".join(f"(?, ?, {key})" for key in chunk),
             [value for key in chunk for value in (table.name, key)],
+            can_cache=False,  # never the same text twice: keep it out of apsw's statement cache
         )
     return target
 
@@ -434,14 +436,15 @@ def _keys_from(table: Table, schema: str) -> str:
 
 
 def _delete_keyed(table: Table) -> str:
-    """DELETE of the target's rows the decoded keys name (PRIMARY KEY search, exact match). Two
-    bindings: the table name, twice."""
+    """DELETE of the target's rows the decoded keys name, by PRIMARY KEY search under the key's
+    own collation and affinity: also the row a REPLACE on blue pushed out without a trace, whose
+    key is equal but not identical ('abc' replaced by 'ABC' under NOCASE, 1 by 1.0); any other
+    row it meets was changed too. One binding: the table name."""
     keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
     columns = ", ".join(quote_ident(c) for c in table.primary_key)
     values = ", ".join(f"c{i}" for i in range(1, len(table.primary_key) + 1))
     return (f"DELETE FROM main.{quote_ident(table.name)} WHERE ({columns}) IN "
-            f"(SELECT {values} FROM {keys} WHERE table_name = ?) "
-            f"AND {_key_sql(table)} IN (SELECT row_key FROM {keys} WHERE table_name = ?)")
+            f"(SELECT {values} FROM {keys} WHERE table_name = ?)")
 
 
 def same_definition(conn: apsw.Connection, name: str) -> bool:

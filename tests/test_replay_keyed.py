@@ -174,6 +174,23 @@ def test_without_rowid_keys_of_every_type_and_collation_replay_row_by_row(tmp_pa
     assert report.reached == report.target and report.replayed > 100
 
 
+def test_a_replace_by_an_equal_but_not_identical_key_replays(tmp_path):
+    """INSERT OR REPLACE pushes out the row with an equal key without firing a delete trigger;
+    when the keys differ in bytes or type ('abc' / 'ABC' under NOCASE, 'x' / 'x  ' under RTRIM,
+    1 / 1.0 untyped) only the new key is captured. Replay must still clear the old row."""
+    blue, green = tmp_path / "blue.db", tmp_path / "green.db"
+    make_blue(blue, ZOO + SEED_ROWS)
+    make_green(blue, green)
+    app_write(blue, """
+        INSERT OR REPLACE INTO mixed VALUES ('REGION-1', CAST('0001' AS BLOB), 0.25, -149, 'replaced by case');
+        INSERT OR REPLACE INTO trimmed VALUES (7, 'b7  ', 'replaced by trailing spaces');
+        INSERT OR REPLACE INTO untyped VALUES (1.0, 'replaced by a real');
+    """)
+    replay(blue, green)
+    for name in ("mixed", "untyped", "trimmed"):
+        assert dump(green, name) == dump(blue, name), name
+
+
 def test_scripts_see_each_changed_key_once_per_batch_with_present_exact(tmp_path):
     """temp.bluegreen_changes keeps its contract: row_key as capture wrote it, present = 1 exactly
     when blue has a row with that very key (NOCASE 'REGION-0' is not 'Region-0')."""
