@@ -21,10 +21,12 @@ import apsw
 import pytest
 
 from bluegreen import capture
+from bluegreen.builder import Builder
 from bluegreen.db import open_db
 from bluegreen.errors import OperationFailed
 from bluegreen.progress import ProgressReporter
 from bluegreen.replay import Replayer, export_changes
+from bluegreen.store import Store
 from conftest import Project, write_config
 
 ZOO = """
@@ -333,6 +335,13 @@ def test_catch_up_aims_at_the_position_it_started_from_and_says_writes_outpaced_
         assert "writes arrived faster than catch-up replayed them" in report.message()
         assert [total for _, total in calls] == [started] * len(calls)  # the total never moves
         assert replayer.backlog() == report.arrived  # what arrived is left for the next catch-up
+        # what prepare and cutover do with it: an event with both rates, and a note on stderr
+        store, stream = Store(tmp_path / "current.toml"), io.StringIO()
+        Builder(None, store, ProgressReporter("json", stream), None, None).report_catch_up(replayer)
+        [event] = [e for e in store.events() if e["event"] == "catch_up"]
+        assert event["outpaced"] is True and event["write_rate"] > event["replay_rate"] > 0
+        [note] = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert note["event"] == "note" and "writes arrived faster than catch-up replayed them" in note["message"]
     finally:
         replayer.close()
         writer.close()
