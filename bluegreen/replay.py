@@ -264,7 +264,7 @@ class Replayer:
             table = self.source_tables.get(name)
             if table is not None and table.without_rowid:
                 rows = self.conn.execute(
-                    "SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?", (name,)
+                    "SELECT CAST(row_key AS BLOB) FROM temp.bluegreen_changes WHERE table_name = ?", (name,)
                 ).fetchall()
                 load_keys(self.conn, table, [key for (key,) in rows])
         return [self.tables[name] for name in names if name in self.tables]
@@ -376,10 +376,26 @@ _LITERAL = r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9
 _KEYS_PER_STATEMENT = 500
 
 
+_TEXT_TOKEN = re.compile(rb"(X'[0-9A-F]*')|'((?:[^']|'')*)'")
+
+
 @lru_cache(maxsize=None)
 def _key_pattern(arity: int) -> re.Pattern:
-    """What quote() writes for `arity` values joined by ',' — and nothing else reaches SQL."""
-    return re.compile(",".join([f"(?:{_LITERAL})"] * arity))
+    """What quote() writes for `arity` values joined by ',' (as bytes) — nothing else reaches SQL."""
+    return re.compile(",".join([f"(?:{_LITERAL})"] * arity).encode(), re.DOTALL)
+
+
+def _key_row(table_name: str, key: bytes) -> tuple[str, list]:
+    """One VALUES row (table_name, row_key, c1..cN) for a captured key, and its bindings. Text
+    that is not UTF-8 (SQLite stores what it is given) cannot travel as a Python str: such a key
+    goes as CAST(X'..' AS TEXT) literals, byte for byte."""
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        values = _TEXT_TOKEN.sub(
+            lambda m: m.group(1) or b"CAST(X'" + m.group(2).replace(b"''", b"'").hex().encode() + b"' AS TEXT)", key)
+        return f"(?, CAST(X'{key.hex()}' AS TEXT), {values.decode('ascii')})", [table_name]
+    return f"(?, ?, {text})", [table_name, text]
 
 
 def keys_table(conn: apsw.Connection, arity: int) -> str:
@@ -402,25 +418,26 @@ def clear_keys(conn: apsw.Connection) -> None:
         conn.execute(f"DELETE FROM temp.{quote_ident(name)}")
 
 
-def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[str]) -> str:
-    """Decode the captured keys of one WITHOUT ROWID table into typed columns: each row_key is
-    checked to be quote() output of exactly as many values as the key has (anything else is not
-    a key bluegreen's capture wrote, and never reaches SQL), then inserted as literals."""
+def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[bytes]) -> str:
+    """Decode the captured keys of one WITHOUT ROWID table (each as bytes: CAST(row_key AS
+    BLOB)) into typed columns: each is checked to be quote() output of exactly as many values
+    as the key has (anything else is not a key bluegreen's capture wrote, and never reaches
+    SQL), then inserted as literals."""
     arity = len(table.primary_key)
     target = keys_table(conn, arity)
     pattern = _key_pattern(arity)
     keys = list(row_keys)
     for key in keys:
-        if not isinstance(key, str) or not pattern.fullmatch(key):
+        if not isinstance(key, bytes) or not pattern.fullmatch(key):
             raise OperationFailed(
                 f"{table.name}: captured key {key!r} is not {arity} quote()d value(s) of its primary key; "
                 "the capture table was written by something other than bluegreen: run `bluegreen abort`"
             )
     for start in range(0, len(keys), _KEYS_PER_STATEMENT):
-        chunk = keys[start:start + _KEYS_PER_STATEMENT]
+        rows = [_key_row(table.name, key) for key in keys[start:start + _KEYS_PER_STATEMENT]]
         conn.execute(
-            f"INSERT INTO {target} VALUES " + ", ".join(f"(?, ?, {key})" for key in chunk),
-            [value for key in chunk for value in (table.name, key)],
+            f"INSERT INTO {target} VALUES " + ", ".join(sql for sql, _ in rows),
+            [value for _, bindings in rows for value in bindings],
             can_cache=False,  # never the same text twice: keep it out of apsw's statement cache
         )
     return target
@@ -518,7 +535,8 @@ def export_changes(source: Path, target: Path, tables: list[str], after_seq: int
             name = quote_ident(table.name)
             if table.without_rowid:
                 load_keys(conn, table, [k for (k,) in conn.execute(
-                    "SELECT DISTINCT row_key FROM bluegreen_lost_changes WHERE table_name = ?", (table.name,))])
+                    "SELECT DISTINCT CAST(row_key AS BLOB) FROM bluegreen_lost_changes WHERE table_name = ?",
+                    (table.name,))])
                 conn.execute(f"CREATE TABLE main.{name} AS SELECT s.* FROM {_keys_from(table, 'source')}",
                              (table.name,))
                 continue

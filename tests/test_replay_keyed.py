@@ -41,7 +41,9 @@ WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 300)
 INSERT INTO mixed SELECT 'Region-' || (x % 5), CAST(printf('%04d', x) AS BLOB), x / 4.0, x - 150, 'note ' || x FROM i;
 INSERT INTO untyped VALUES (1, 'int one'), ('1', 'text one'), (X'31', 'blob one'), (2.5, 'real'),
     (-9223372036854775808, 'min'), (9223372036854775807, 'max'), ('a,b', 'comma'), ('it''s', 'quote'),
-    ('', 'empty text'), (X'', 'empty blob'), (X'00FF00', 'nul blob'), ('line' || char(10) || 'two', 'newline');
+    ('', 'empty text'), (X'', 'empty blob'), (X'00FF00', 'nul blob'), ('line' || char(10) || 'two', 'newline'),
+    (CAST(X'FF27FE2C' AS TEXT), 'text that is not UTF-8, with a quote and a comma');
+INSERT INTO mixed VALUES (CAST(X'C328' AS TEXT), X'01', 1.5, 1, 'region not UTF-8');
 WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 50)
 INSERT INTO trimmed SELECT x, 'b' || x, x FROM i;
 WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 50)
@@ -66,6 +68,9 @@ UPDATE untyped SET v = 'changed' WHERE k = X'31';
 DELETE FROM untyped WHERE k = 'a,b';
 INSERT INTO untyped VALUES (1.0, 'real one'), ('x,y'',z', 'comma quote'), (X'2C27', 'blob comma quote');
 UPDATE untyped SET k = -k WHERE k = 9223372036854775807;
+UPDATE untyped SET v = 'changed' WHERE k = CAST(X'FF27FE2C' AS TEXT);
+UPDATE mixed SET note = 'changed' WHERE region = CAST(X'C328' AS TEXT);
+INSERT INTO untyped VALUES (CAST(X'80' AS TEXT), 'new, not UTF-8');
 UPDATE trimmed SET b = b || '  ' WHERE a % 3 = 0;                   -- same key under RTRIM, new bytes
 UPDATE trimmed SET a = a + 100 WHERE a % 4 = 0;
 DELETE FROM trimmed WHERE a % 5 = 0;
@@ -120,11 +125,13 @@ def app_write(path: Path, sql: str) -> None:
 
 
 def dump(path: Path, table: str) -> list[tuple]:
-    """Every row, each column as quote() text (type and value), sorted."""
+    """Every row, each column as the bytes of its quote() (type and value; text need not be
+    UTF-8), sorted."""
     conn = open_db(path, query_only=True)
     try:
         columns = [c for (c,) in conn.execute(f"SELECT name FROM pragma_table_info('{table}')")]
-        return sorted(conn.execute(f"SELECT {', '.join(f'quote({c})' for c in columns)} FROM {table}").fetchall())
+        quoted = ", ".join(f"CAST(quote({c}) AS BLOB)" for c in columns)
+        return sorted(conn.execute(f"SELECT {quoted} FROM {table}").fetchall())
     finally:
         conn.close()
 
@@ -206,18 +213,18 @@ def test_scripts_see_each_changed_key_once_per_batch_with_present_exact(tmp_path
     conn = open_db(green, query_only=True)
     conn.execute("ATTACH ? AS blue", (f"file:{blue}?mode=ro",))
     try:
-        seen = conn.execute("SELECT table_name, row_key, present FROM seen").fetchall()
-        captured = conn.execute(f"SELECT DISTINCT tbl, key FROM blue.{capture.CAPTURE_TABLE}").fetchall()
+        seen = conn.execute("SELECT table_name, CAST(row_key AS BLOB), present FROM seen").fetchall()
+        captured = conn.execute(f"SELECT DISTINCT tbl, CAST(key AS BLOB) FROM blue.{capture.CAPTURE_TABLE}").fetchall()
         assert sorted((t, k) for t, k, _ in seen) == sorted(captured)
         keys = {"mixed": "quote(region) || ',' || quote(tag) || ',' || quote(weight) || ',' || quote(n)",
                 "untyped": "quote(k)", "trimmed": "quote(a) || ',' || quote(b)", "plain": "id"}
         for table_name, row_key, present in seen:
-            exists = conn.execute(f"SELECT count(*) FROM blue.{table_name} WHERE {keys[table_name]} = ?",
+            exists = conn.execute(f"SELECT count(*) FROM blue.{table_name} WHERE CAST({keys[table_name]} AS BLOB) = ?",
                                   (row_key,)).get
             assert present == exists, (table_name, row_key)
-        upper = {k: p for t, k, p in seen if t == "mixed" and k.startswith("'REGION-")}
+        upper = {k: p for t, k, p in seen if t == "mixed" and k.startswith(b"'REGION-")}
         flags = {k: p for t, k, p in seen if t == "mixed"}
-        twins = {k: flags.get(k.replace("'REGION-", "'Region-", 1)) for k in upper}
+        twins = {k: flags.get(k.replace(b"'REGION-", b"'Region-", 1)) for k in upper}
         # rows whose region only changed case: the new key is present, its NOCASE twin is not
         assert sum(1 for k, p in upper.items() if p == 1 and twins[k] == 0) >= 3, (upper, twins)
     finally:
@@ -238,7 +245,7 @@ def test_export_keeps_the_current_rows_of_changed_without_rowid_keys(tmp_path):
                           ("untyped", "quote(k)")):
             columns = [c for (c,) in conn.execute(f"SELECT name FROM pragma_table_info('{name}')")]
             wanted = sorted(conn.execute(
-                f"SELECT {', '.join(f'quote({c})' for c in columns)} FROM {name} WHERE {key} IN "
+                f"SELECT {', '.join(f'CAST(quote({c}) AS BLOB)' for c in columns)} FROM {name} WHERE {key} IN "
                 f"(SELECT key FROM {capture.CAPTURE_TABLE} WHERE tbl = ? AND seq > ?)", (name, start)).fetchall())
             assert wanted and dump(out, name) == wanted, name
     finally:
@@ -323,7 +330,7 @@ def test_catch_up_aims_at_the_position_it_started_from_and_says_writes_outpaced_
         calls.append((done, total))
         assert len(calls) < 100, "catch-up chased the writer instead of stopping at its position"
         with writer:
-            writer.execute("UPDATE mixed SET note = ? WHERE n BETWEEN ? AND ?", (f"w{len(calls)}", 0, 29))
+            writer.execute("UPDATE mixed SET note = ? WHERE n BETWEEN ? AND ?", (f"w{len(calls)}", 2, 31))
 
     replayer = Replayer(blue, green, [])
     try:
