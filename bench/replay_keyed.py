@@ -1,5 +1,6 @@
 """Replay rate by table shape and size (hazard 19): WITHOUT ROWID against rowid, 10k against 1M
-rows, and 10 against 1,000 tables in the file, each with the same changes replayed.
+rows, and 10 against 1,000 tables in the file, each with the same changes replayed; and the time
+of a 10-row replay (what the final replay under blue's lock does) at both sizes.
 
     python bench/replay_keyed.py --quick     # a minute: 10k / 100k rows
     python bench/replay_keyed.py             # 10k / 1M rows, 10 / 1,000 tables
@@ -62,6 +63,7 @@ SHAPES = {
 FILL = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
         "INSERT INTO {name}(region, id, tag, weight, note) "
         "SELECT 'Region-' || (i % 7), i, unhex(printf('%016x', i * 2654435761)), i * 0.5, 'row ' || i FROM n")
+FINAL_CHANGES = 10
 WHERE_KEY = "region = ? AND id = ? AND tag = ? AND weight = ?"
 
 
@@ -142,6 +144,16 @@ def size_case(work: Path, replayer_class, shape: str, rows: int, changes: int, r
     return rate
 
 
+def final_case(work: Path, replayer_class, shape: str, rows: int, run: int) -> float:
+    """Milliseconds to replay 10 changed rows: what the final replay under blue's lock does."""
+    folder = work / f"final-{shape}-{rows}-{run}"
+    blue, green = make_pair(folder, shape, rows)
+    write_changes(blue, rows, FINAL_CHANGES, seed=run)
+    milliseconds = FINAL_CHANGES / replay_rate(replayer_class, blue, green, FINAL_CHANGES, 20_000) * 1000
+    shutil.rmtree(folder)
+    return milliseconds
+
+
 def tables_case(work: Path, replayer_class, tables: int, sizes: Sizes, run: int) -> float:
     folder = work / f"tables-{tables}-{run}"
     blue, green = make_pair(folder, "without_rowid", 10_000, tables)
@@ -163,6 +175,8 @@ def measure(work: Path, sizes: Sizes, replayer_class=Replayer) -> dict:
             for rows in (sizes.small_rows, sizes.big_rows):
                 rates.setdefault(f"{shape}/{rows}", []).append(
                     size_case(work, replayer_class, shape, rows, sizes.changes, run))
+            for rows in (sizes.small_rows, sizes.big_rows):
+                rates.setdefault(f"final/{shape}/{rows}", []).append(final_case(work, replayer_class, shape, rows, run))
         for tables in (sizes.few_tables, sizes.many_tables):
             rates.setdefault(f"tables/{tables}", []).append(tables_case(work, replayer_class, tables, sizes, run))
     return {key: summary(values) for key, values in rates.items()}
@@ -170,6 +184,10 @@ def measure(work: Path, sizes: Sizes, replayer_class=Replayer) -> dict:
 
 def fmt(stat: dict) -> str:
     return f"{stat['median']:,.0f} rows/s (min {stat['min']:,.0f}, max {stat['max']:,.0f})"
+
+
+def fmt_ms(stat: dict) -> str:
+    return f"{stat['median']:,.1f} ms (min {stat['min']:,.1f}, max {stat['max']:,.1f})"
 
 
 def table_rows(r: dict, sizes: Sizes, label: str = "") -> list[str]:
@@ -191,6 +209,12 @@ def table_rows(r: dict, sizes: Sizes, label: str = "") -> list[str]:
     wr, rw = r[f"without_rowid/{big}"], r[f"rowid/{big}"]
     lines.append(f"| {label}(same runs) WITHOUT ROWID against rowid at {big:,} rows | {fmt(wr)} | rowid {fmt(rw)} "
                  f"| {wr['median'] / rw['median']:.2f} × | — | — |")
+    for shape in SHAPES:
+        lo, hi = r[f"final/{shape}/{small}"], r[f"final/{shape}/{big}"]
+        lines.append(f"| {label}final replay of {FINAL_CHANGES} changed rows (what runs under blue's lock), {shape} "
+                     f"table of {big:,} rows (n={hi['n']}) | {fmt_ms(hi)} | the same at {small:,} rows {fmt_ms(lo)} "
+                     f"| {hi['median'] / lo['median']:.2f} × | independent of table size (≤ 1.5 ×) "
+                     f"| {'yes' if hi['median'] / lo['median'] <= 1.5 else '**no**'} |")
     few, many = r[f"tables/{sizes.few_tables}"], r[f"tables/{sizes.many_tables}"]
     ratio = many["median"] / few["median"]
     lines.append(f"| {label}replay rate with {sizes.many_tables:,} tables in the file, {sizes.table_changes:,} changed "
