@@ -252,7 +252,8 @@ def main() -> None:
         if args.before:
             results[args.before] = measure(work, sizes, replayer_at(args.before, work))
             lines += table_rows(results[args.before], sizes, label=f"(replay.py of {args.before}) ")
-    (HERE / "results" / f"replay-keyed-{'quick' if args.quick else 'full'}.json").write_text(json.dumps(results, indent=1))
+    raw = HERE / "results" / f"replay-keyed-{'quick' if args.quick else 'full'}.json"
+    raw.write_text(json.dumps(results, indent=1))
     print(f"{'quick' if args.quick else 'full'} mode, {(time.perf_counter() - started) / 60:.1f} min; "
           f"`python bench/replay_keyed.py{' --quick' if args.quick else ''}`")
     print("\n".join(lines))
