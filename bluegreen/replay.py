@@ -354,13 +354,11 @@ class Replayer:
         return same_definition(self.conn, name)
 
 
-def _key_sql(table: Table, row: str | None = None) -> str:
-    """The key as capture stores it: the rowid, or the quote()-encoded primary key values (of
-    the table's row, or of alias `row`)."""
-    prefix = f"{row}." if row else ""
+def _key_sql(table: Table) -> str:
+    """The key as capture stores it: the rowid, or the quote()-encoded primary key values."""
     if table.without_rowid:
-        return " || ',' || ".join(f"quote({prefix}{quote_ident(c)})" for c in table.primary_key)
-    return f"{prefix}{table.rowid_alias}"
+        return " || ',' || ".join(f"quote({quote_ident(c)})" for c in table.primary_key)
+    return table.rowid_alias
 
 
 # -- keyed lookups for WITHOUT ROWID tables (hazard 19) ---------------------------------------------
@@ -372,7 +370,11 @@ def _key_sql(table: Table, row: str | None = None) -> str:
 # clears the way for the source's row. Reading the source, comparing the quote() text of the row
 # found with the captured text then keeps exactly the row the capture named (NOCASE 'ABC' is not
 # 'abc', 1 is not 1.0), so no row is copied twice and `present` is exact.
-_LITERAL = r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
+# The exact comparison uses capture.key_expression itself, so it follows any change there; a
+# key_expression that spells text quote() cannot keep (an embedded NUL: quote() stops there) as
+# CAST(X'..' AS TEXT) is decoded too.
+_LITERAL = (r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
+            r"|CAST\(X'(?:[0-9A-F][0-9A-F])*' AS TEXT\)")
 _KEYS_PER_STATEMENT = 500
 
 
@@ -449,7 +451,7 @@ def _keys_from(table: Table, schema: str) -> str:
     keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
     search = " AND ".join(f"s.{quote_ident(c)} = k.c{i}" for i, c in enumerate(table.primary_key, 1))
     return (f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
-            f"ON {search} AND {_key_sql(table, 's')} = k.row_key WHERE k.table_name = ?")
+            f"ON {search} AND {capture.key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
 
 
 def _delete_keyed(table: Table) -> str:
