@@ -34,6 +34,7 @@ import apsw  # noqa: E402
 
 import client_pickup  # noqa: E402
 import datasets  # noqa: E402
+import replay_keyed  # noqa: E402
 from bluegreen import capture, demo_data, demo_writer, pointer, snapshot  # noqa: E402
 from bluegreen.db import open_db, run_script  # noqa: E402
 from bluegreen.demo import verify_writes  # noqa: E402
@@ -489,6 +490,8 @@ def table(sizes: Sizes, quick: bool, r: dict, shared_with: int | None, seconds: 
             f"| ≤ 1.1 × | {met(cost['ratio']['median'] <= 1.1)} |")
     add(f"| catch-up replay rate ({sizes.replay_changes:,} changed rows) | {fmt(r['replay'], 'rows/s', digits=0)} | — | — "
         f"| ≥ 50,000 rows/s | {met(r['replay']['median'] >= 50_000)} |")
+    if "replay_keyed" in r:
+        lines.extend(replay_keyed.table_rows(r["replay_keyed"], replay_keyed.QUICK if quick else replay_keyed.FULL))
     size_ratio = big["cutover_wait_ms"]["median"] / max(small["cutover_wait_ms"]["median"], 1e-9)
     for label, d in ((f"{r['small_mb']:,.0f} MB", small), (f"{r['big_mb']:,.0f} MB", big)):
         ok = d["cutover_wait_ms"]["max"] <= BUDGET_MS
@@ -571,6 +574,8 @@ def main() -> None:
         if step("replay"):
             r["replay"] = bench_replay_rate(sizes.small_rows, min(sizes.replay_changes, sizes.small_rows), work,
                                             sizes.runs)
+        if step("replay_keyed"):  # hazard 19: by table shape, size and count
+            r["replay_keyed"] = replay_keyed.measure(work, replay_keyed.QUICK if args.quick else replay_keyed.FULL)
         if step("deploy"):
             small_runs, big_runs = [], []
             for _ in range(sizes.deploy_runs):  # interleaved, so both sizes see the same machine

@@ -57,7 +57,8 @@ class Builder:
                 with self.phase("catch_up"):
                     self.journal(state, step="catch_up")
                     replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
-                    fk = self.foreign_keys_at_one_position(replayer)
+                self.report_catch_up(replayer)
+                fk = self.foreign_keys_at_one_position(replayer)
                 self._check_source_schema(replayer)
             finally:
                 replayer.close()
@@ -139,6 +140,19 @@ class Builder:
             conn.close()
         return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
                         busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+
+    def report_catch_up(self, replayer: Replayer) -> None:
+        """Log how the last catch-up went (the position aimed at, both rates); when writes came
+        in faster than replay kept up, say so on the terminal too (a note, not a failure: the
+        catch-up still ended at its position, and the cutover's own catch-up goes on from there)."""
+        report = replayer.last_catch_up
+        if report is None:
+            return
+        self.store.log("catch_up", **report.as_dict())
+        if report.outpaced:
+            note = getattr(self.progress, "note", None)
+            if note:
+                note(f"catch-up: {report.message()}", report.as_dict())
 
     @staticmethod
     def _check_source_schema(replayer: Replayer) -> None:

@@ -157,6 +157,7 @@ class Controller:
                 replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
             if state.conflict:  # the row that stopped an earlier cutover has been fixed
                 self._journal(state, conflict={})
+            self.builder.report_catch_up(replayer)
             with self._phase("validate"):
                 self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.release.stamp_approvals(green, pending)

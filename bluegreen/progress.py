@@ -20,6 +20,8 @@ class ProgressReporter:
         self.phase = ""
         self.started = 0.0
         self.last = 0.0
+        self.first_left = 0  # work left at the phase's first report: the ETA follows how fast it shrinks
+        self.done = 0
 
     @property
     def stream(self) -> TextIO:
@@ -35,19 +37,20 @@ class ProgressReporter:
         if self.mode == "quiet" or total <= 0:
             return
         now = time.monotonic()
-        if phase != self.phase:
-            self.phase, self.started, self.last = phase, now, 0.0
+        if phase != self.phase or done < self.done:  # a new phase, or the same phase run again
+            self.phase, self.started, self.last, self.first_left = phase, now, 0.0, total - done
+        self.done = done
         finished = done >= total
         if not finished and now - self.last < THROTTLE_S:
             return
         self.last = now
-        eta = _eta(now - self.started, done, total)
+        eta = _eta(now - self.started, self.first_left, total - done)
         if self.mode == "json":
             record = {"event": "progress", "phase": phase, "done": done, "total": total,
                       "percent": round(100 * done / total, 1), "eta_s": eta}
             self.stream.write(json.dumps(record) + "\n")
         else:
-            left = f"ETA {eta:.0f} s" if eta is not None and not finished else ("done" if finished else "")
+            left = "done" if finished else _eta_text(eta, self.first_left, total - done, now - self.started)
             self.stream.write(f"\r{phase:<9} {100 * done // total:3d}%  {done:,}/{total:,}  {left}\033[K")
             if finished:
                 self.stream.write("\n")
@@ -65,7 +68,19 @@ class ProgressReporter:
         self.stream.flush()
 
 
-def _eta(elapsed: float, done: int, total: int) -> float | None:
-    if done <= 0 or elapsed <= 0:
+def _eta(elapsed: float, first_left: int, left: int) -> float | None:
+    """Seconds to go at the rate the work left has been shrinking since the phase began; None
+    while it has not shrunk (a total that grows as fast as the work is done never gets an ETA:
+    extrapolating from work done alone said "eta 0.2 s" for ever, hazard 19)."""
+    shrunk = first_left - left
+    if shrunk <= 0 or elapsed <= 0:
         return None
-    return round(elapsed / done * (total - done), 1)
+    return round(elapsed / shrunk * left, 1)
+
+
+def _eta_text(eta: float | None, first_left: int, left: int, elapsed: float) -> str:
+    if eta is not None:
+        return f"ETA {eta:.0f} s"
+    if left > first_left and elapsed > 0:
+        return "falling behind: work arrives faster than it is done"
+    return ""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import apsw
@@ -25,6 +27,8 @@ from bluegreen.store import create_file, file_mode
 
 CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
+    # Each table's keys are looked up, never scanned for (hazard 19).
+    "CREATE INDEX IF NOT EXISTS temp.bluegreen_changes_key ON bluegreen_changes(table_name, row_key);"
     # A rollback script lists here the changed rows the old schema has no place for.
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_uncarried(table_name TEXT, row_key);"
     "DELETE FROM temp.bluegreen_uncarried;"
@@ -49,6 +53,41 @@ class BatchResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class CatchUpReport:
+    """One catch-up: the position it aimed at, what it replayed, and what the source's writers
+    added meanwhile. A steady writer never lets the backlog reach zero, so catch-up aims at a
+    position instead (hazard 19); when writes arrive faster than replay, this says so."""
+
+    started_at: int  # the target's position when it began
+    target: int  # the position aimed at: `upto`, or the source's last change when it began
+    reached: int
+    replayed: int  # capture rows replayed
+    arrived: int  # capture rows the source gained while it ran (0 under a barrier)
+    seconds: float
+
+    @property
+    def replay_rate(self) -> float:
+        return self.replayed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def write_rate(self) -> float:
+        return self.arrived / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def outpaced(self) -> bool:
+        """Writes arrived faster than they were replayed: the backlog grew while it ran."""
+        return self.arrived > self.replayed
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "seconds": round(self.seconds, 3), "replay_rate": round(self.replay_rate, 1),
+                "write_rate": round(self.write_rate, 1), "outpaced": self.outpaced}
+
+    def message(self) -> str:
+        return (f"writes arrived faster than catch-up replayed them ({self.write_rate:,.0f} vs "
+                f"{self.replay_rate:,.0f} changes/s): {self.arrived:,} arrived while {self.replayed:,} were replayed")
+
+
 class Replayer:
     """Replays one source into one target. Open it, call `batch()` until `backlog()` is small."""
 
@@ -61,6 +100,8 @@ class Replayer:
         self.target = Path(target)
         self.scripts = [(p.name, p.read_text(encoding="utf-8")) for p in scripts]
         self.carried = set(carried)
+        self.last_catch_up: CatchUpReport | None = None
+        self._sequences: bool | None = None  # both files have sqlite_sequence (looked up once)
         self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
         self.make_durable(False)
         try:
@@ -91,9 +132,18 @@ class Replayer:
 
     # -- position ---------------------------------------------------------------------------------
     def position(self) -> capture.Position:
-        epoch = capture.get_meta(self.conn, "source_epoch")
-        seq = capture.get_meta(self.conn, "source_seq")
+        epoch, seq = self._own_meta("source_epoch"), self._own_meta("source_seq")
         return capture.Position(str(epoch or ""), int(seq or 0))
+
+    def _own_meta(self, key: str):
+        """A meta value of the target, read straight from its meta table: every batch reads its
+        position, and capture.get_meta's existence check scans the whole schema, which grows
+        with the table count (hazard 19)."""
+        try:
+            row = self.conn.execute(f"SELECT value FROM main.{capture.META_TABLE} WHERE key = ?", (key,)).fetchall()
+        except apsw.SQLError:  # no meta table yet
+            return None
+        return row[0][0] if row else None
 
     def source_position(self) -> capture.Position:
         position = capture.capture_position(self.conn, "source")
@@ -153,7 +203,7 @@ class Replayer:
             )
             self.conn.execute("SAVEPOINT bluegreen_batch")
             try:
-                for table in self.tables.values():
+                for table in self._tables_in_batch():
                     self._apply_table(table)
                 self._mark_present()
                 self._carry_autoincrement()
@@ -234,8 +284,9 @@ class Replayer:
         if not table.without_rowid:
             return f"{table.key_sql if isinstance(table, TableCopy) else table.rowid_alias} = ?", (row_key,)
         source = self.source_tables[table.name]
-        if not _is_literal_list(row_key):  # not what capture writes: match the encoding, slowly
-            return f"({_key_sql(source)}) = ?", (row_key,)
+        encoded = row_key.encode("utf-8", "surrogatepass") if isinstance(row_key, str) else row_key
+        if not isinstance(encoded, bytes) or not _key_pattern(len(source.primary_key)).fullmatch(encoded):
+            return f"({_key_sql(source)}) = ?", (row_key,)  # not what capture writes: match the encoding, slowly
         values = self.conn.execute(f"SELECT {row_key}").fetchall()[0]
         return " AND ".join(f"{quote_ident(c)} = ?" for c in source.primary_key), tuple(values)
 
@@ -286,51 +337,87 @@ class Replayer:
 
     def catch_up(self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None,
                  own_transaction: bool = True) -> list[BatchResult]:
-        """Replay batches until the backlog is at most `until` (or the target reached `upto`);
-        progress(done, total) is told the changes replayed so far and the total to replay."""
+        """Replay batches up to a position: `upto`, or else the source's last change when this
+        starts. Aiming at a position, not at an empty backlog, is what makes it finish under a
+        steady writer (hazard 19). Stops once within `until` changes of it; with `upto` it
+        replays exactly to it or fails. progress(done, total) is told the changes replayed so
+        far and the total to the position; `last_catch_up` tells how it went, rates included."""
+        started = time.perf_counter()
+        start = self.position().seq
+        target = upto if upto is not None else start + self.backlog()
         results = []
         done = 0
         while True:
-            left = self.backlog() if upto is None else max(0, upto - self.position().seq)
+            left = max(0, target - self.position().seq)
             if progress:
                 progress(done, done + left)
             if left <= until:
-                return results
-            result = self.batch(limit, upto, own_transaction)
+                break
+            result = self.batch(limit, target, own_transaction)
             if result.changes == 0:
                 if upto is not None:  # never stop short silently: that would drop writes
                     raise OperationFailed(
                         f"{self.source}: changes up to {upto} were expected but the snapshot ends at "
                         f"{self.position().seq}; nothing was lost, run the command again"
                     )
-                return results
+                break
             results.append(result)
             done += result.changes
+        # Under a barrier (`upto`) nothing can arrive; otherwise count what did, for the rates.
+        arrived = 0 if upto is not None else max(0, self.source_position().seq - target)
+        self.last_catch_up = CatchUpReport(start, target, self.position().seq, done, arrived,
+                                           time.perf_counter() - started)
+        return results
 
     # -- helpers ----------------------------------------------------------------------------------
+    def _tables_in_batch(self) -> list[TableCopy]:
+        """The same-shape tables this batch changed, and only those: per-batch work follows the
+        tables and keys in the batch, not the tables in the file. Decodes their WITHOUT ROWID
+        keys first (`load_keys`), which `_apply_table` and `_mark_present` then join on."""
+        clear_keys(self.conn)
+        names = [t for (t,) in self.conn.execute("SELECT DISTINCT table_name FROM temp.bluegreen_changes")]
+        for name in names:
+            table = self.source_tables.get(name)
+            if table is not None and table.without_rowid:
+                rows = self.conn.execute(
+                    "SELECT CAST(row_key AS BLOB) FROM temp.bluegreen_changes WHERE table_name = ?", (name,)
+                ).fetchall()
+                load_keys(self.conn, table, [key for (key,) in rows])
+        return [self.tables[name] for name in names if name in self.tables]
+
     def _apply_table(self, table: TableCopy) -> None:
-        """Delete the changed keys in the target, then copy the rows the source still has. Rows
+        """Delete the changed keys in the target, then copy the rows the source still has, each
+        found through its key (hazard 19: a rowid or primary-key search, never a scan). Rows
         the source lost to a REPLACE conflict are among the changed keys (capture records them,
         hazard 5), so a plain INSERT meets no conflict; if it ever did, failing loudly beats
         OR REPLACE silently dropping a row the source still has."""
         name = quote_ident(table.name)
         columns = ", ".join(quote_ident(c) for c in table.columns)
+        if table.without_rowid:
+            keyed = self.source_tables[table.name]  # the same definition as main's (same shape)
+            self.conn.execute(_delete_keyed(keyed), (table.name,))
+            picked = ", ".join(f"s.{quote_ident(c)}" for c in table.columns)
+            self.conn.execute(
+                f"INSERT INTO main.{name}({columns}) SELECT {picked} FROM {_keys_from(keyed, 'source')}",
+                (table.name,),
+            )
+            return
         changed = "SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?"
-        self.conn.execute(f"DELETE FROM main.{name} WHERE ({table.key_sql}) IN ({changed})", (table.name,))
-        key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
+        self.conn.execute(f"DELETE FROM main.{name} WHERE {table.key_sql} IN ({changed})", (table.name,))
         self.conn.execute(
-            f"INSERT INTO main.{name}({key_prefix}{columns}) "
-            f"SELECT {key_prefix}{columns} FROM source.{name} WHERE ({table.key_sql}) IN ({changed})",
+            f"INSERT INTO main.{name}({table.key_sql}, {columns}) "
+            f"SELECT {table.key_sql}, {columns} FROM source.{name} WHERE {table.key_sql} IN ({changed})",
             (table.name,),
         )
 
     def _carry_autoincrement(self) -> None:
         """AUTOINCREMENT counters move forward with the source, so a key it used is never reused."""
-        if not self.conn.execute("SELECT 1 FROM source.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
+        if not self._has_sequences():
             return
-        if not self.conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = 'sqlite_sequence'").fetchall():
-            return
-        for name, seq in self.conn.execute("SELECT name, seq FROM source.sqlite_sequence").fetchall():
+        in_batch = "SELECT DISTINCT table_name FROM temp.bluegreen_changes"
+        for name, seq in self.conn.execute(
+            f"SELECT name, seq FROM source.sqlite_sequence WHERE name IN ({in_batch})"
+        ).fetchall():
             if name not in self.tables:
                 continue
             mine = self.conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = ?", (name,)).fetchall()
@@ -339,17 +426,29 @@ class Replayer:
             elif mine[0][0] < seq:
                 self.conn.execute("UPDATE main.sqlite_sequence SET seq = ? WHERE name = ?", (seq, name))
 
+    def _has_sequences(self) -> bool:
+        """Both files have sqlite_sequence. Looked up once: the lookup scans the schema, and the
+        source's schema cannot change under a replay that is still valid (DDL on it is refused)."""
+        if self._sequences is None:
+            found = "SELECT 1 FROM {}.sqlite_schema WHERE name = 'sqlite_sequence'"
+            self._sequences = all(self.conn.execute(found.format(s)).fetchall() for s in ("source", "main"))
+        return self._sequences
+
     def _mark_present(self) -> None:
-        """present = 1 for changed keys whose row the source still has (scripts delete the rest)."""
+        """present = 1 for changed keys whose row the source still has (scripts delete the rest),
+        each looked up by its key."""
         for name in [t for (t,) in self.conn.execute("SELECT DISTINCT table_name FROM temp.bluegreen_changes")]:
             table = self.source_tables.get(name)
             if table is None:
                 continue
-            key = _key_sql(table)
+            if table.without_rowid:
+                found = f"SELECT k.row_key FROM {_keys_from(table, 'source')}"
+            else:
+                key = table.rowid_alias
+                found = (f"SELECT {key} FROM source.{quote_ident(name)} WHERE {key} IN "
+                         "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)")
             self.conn.execute(
-                f"UPDATE temp.bluegreen_changes SET present = 1 WHERE table_name = ? AND row_key IN "
-                f"(SELECT {key} FROM source.{quote_ident(name)} WHERE ({key}) IN "
-                "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?))",
+                f"UPDATE temp.bluegreen_changes SET present = 1 WHERE table_name = ? AND row_key IN ({found})",
                 (name, name),
             )
 
@@ -371,20 +470,116 @@ class Replayer:
         return same_definition(self.conn, name)
 
 
-_LITERAL = re.compile(r"\s+|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'|[-+]|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|NULL|,", re.I)
-
-
-def _is_literal_list(text) -> bool:
-    """Is a captured key only quote()d literals and commas (so selecting it runs nothing else)?"""
-    tokens = capture._TOKEN.findall(text) if isinstance(text, str) else []
-    return bool(tokens) and all(_LITERAL.fullmatch(t) for t in tokens)
-
-
 def _key_sql(table: Table) -> str:
     """The key as capture stores it: the rowid, or the quote()-encoded primary key values."""
     if table.without_rowid:
         return " || ',' || ".join(f"quote({quote_ident(c)})" for c in table.primary_key)
     return table.rowid_alias
+
+
+# -- keyed lookups for WITHOUT ROWID tables (hazard 19) ---------------------------------------------
+# Capture names a WITHOUT ROWID row by the quote() text of its key values. Matching that text
+# against an expression over the table scans it; instead each batch decodes the text back into
+# typed values (quote() output is SQL literals) in temp.bluegreen_keys_N, and every lookup joins
+# on the primary-key columns, a PRIMARY KEY search. The search compares with the columns' own
+# collation and affinity, as the table's uniqueness does: deleting in the target, that is what
+# clears the way for the source's row. Reading the source, comparing the quote() text of the row
+# found with the captured text then keeps exactly the row the capture named (NOCASE 'ABC' is not
+# 'abc', 1 is not 1.0), so no row is copied twice and `present` is exact.
+# The exact comparison uses capture.key_expression itself, so it follows any change there; a
+# key_expression that spells text quote() cannot keep (an embedded NUL: quote() stops there) as
+# CAST(X'..' AS TEXT) is decoded too.
+_LITERAL = (r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
+            r"|CAST\(X'(?:[0-9A-F][0-9A-F])*' AS TEXT\)")
+_KEYS_PER_STATEMENT = 500
+
+
+_TEXT_TOKEN = re.compile(rb"(X'[0-9A-F]*')|'((?:[^']|'')*)'")
+
+
+@lru_cache(maxsize=None)
+def _key_pattern(arity: int) -> re.Pattern:
+    """What quote() writes for `arity` values joined by ',' (as bytes) — nothing else reaches SQL."""
+    return re.compile(",".join([f"(?:{_LITERAL})"] * arity).encode(), re.DOTALL)
+
+
+def _key_row(table_name: str, key: bytes) -> tuple[str, list]:
+    """One VALUES row (table_name, row_key, c1..cN) for a captured key, and its bindings. Text
+    that is not UTF-8 (SQLite stores what it is given) cannot travel as a Python str: such a key
+    goes as CAST(X'..' AS TEXT) literals, byte for byte."""
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        values = _TEXT_TOKEN.sub(
+            lambda m: m.group(1) or b"CAST(X'" + m.group(2).replace(b"''", b"'").hex().encode() + b"' AS TEXT)", key)
+        return f"(?, CAST(X'{key.hex()}' AS TEXT), {values.decode('ascii')})", [table_name]
+    return f"(?, ?, {text})", [table_name, text]
+
+
+def keys_table(conn: apsw.Connection, arity: int) -> str:
+    """temp.bluegreen_keys_N(table_name, row_key, c1..cN), made once per connection and key width.
+    Columns c1..cN have no type, so each value keeps the type it was captured with."""
+    name = f"bluegreen_keys_{arity}"
+    columns = ", ".join(f"c{i}" for i in range(1, arity + 1))
+    conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {name}(table_name TEXT, row_key, {columns});"
+        f"CREATE INDEX IF NOT EXISTS temp.{name}_table ON {name}(table_name)"
+    )
+    return f"temp.{name}"
+
+
+def clear_keys(conn: apsw.Connection) -> None:
+    """Empty every temp.bluegreen_keys_N before a new batch's keys are loaded."""
+    for (name,) in conn.execute(
+        "SELECT name FROM temp.sqlite_schema WHERE type = 'table' AND name GLOB 'bluegreen_keys_[0-9]*'"
+    ).fetchall():
+        conn.execute(f"DELETE FROM temp.{quote_ident(name)}")
+
+
+def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[bytes]) -> str:
+    """Decode the captured keys of one WITHOUT ROWID table (each as bytes: CAST(row_key AS
+    BLOB)) into typed columns: each is checked to be quote() output of exactly as many values
+    as the key has (anything else is not a key bluegreen's capture wrote, and never reaches
+    SQL), then inserted as literals."""
+    arity = len(table.primary_key)
+    target = keys_table(conn, arity)
+    pattern = _key_pattern(arity)
+    keys = list(row_keys)
+    for key in keys:
+        if not isinstance(key, bytes) or not pattern.fullmatch(key):
+            raise OperationFailed(
+                f"{table.name}: captured key {key!r} is not {arity} quote()d value(s) of its primary key; "
+                "the capture table was written by something other than bluegreen: run `bluegreen abort`"
+            )
+    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+        rows = [_key_row(table.name, key) for key in keys[start:start + _KEYS_PER_STATEMENT]]
+        conn.execute(
+            f"INSERT INTO {target} VALUES " + ", ".join(sql for sql, _ in rows),
+            [value for _, bindings in rows for value in bindings],
+            can_cache=False,  # never the same text twice: keep it out of apsw's statement cache
+        )
+    return target
+
+
+def _keys_from(table: Table, schema: str) -> str:
+    """FROM clause: each decoded key of `table` (alias k), then the row of schema.table it names
+    (alias s), found by a PRIMARY KEY search. One binding: the table name."""
+    keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
+    search = " AND ".join(f"s.{quote_ident(c)} = k.c{i}" for i, c in enumerate(table.primary_key, 1))
+    return (f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
+            f"ON {search} AND {capture.key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
+
+
+def _delete_keyed(table: Table) -> str:
+    """DELETE of the target's rows the decoded keys name, by PRIMARY KEY search under the key's
+    own collation and affinity: also the row a REPLACE on blue pushed out without a trace, whose
+    key is equal but not identical ('abc' replaced by 'ABC' under NOCASE, 1 by 1.0); any other
+    row it meets was changed too. One binding: the table name."""
+    keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
+    columns = ", ".join(quote_ident(c) for c in table.primary_key)
+    values = ", ".join(f"c{i}" for i in range(1, len(table.primary_key) + 1))
+    return (f"DELETE FROM main.{quote_ident(table.name)} WHERE ({columns}) IN "
+            f"(SELECT {values} FROM {keys} WHERE table_name = ?)")
 
 
 def same_definition(conn: apsw.Connection, name: str) -> bool:
@@ -453,13 +648,20 @@ def export_changes(source: Path, target: Path, tables: list[str], after_seq: int
             f"FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ? AND tbl IN (SELECT value FROM json_each(?))",
             (after_seq, upto_seq, json.dumps(tables)),
         )
+        conn.execute("CREATE INDEX main.bluegreen_lost_key ON bluegreen_lost_changes(table_name, row_key)")
         for table in user_tables(conn, "source"):
             if table.name not in tables:
                 continue
-            key = _key_sql(table)
             name = quote_ident(table.name)
+            if table.without_rowid:
+                load_keys(conn, table, [k for (k,) in conn.execute(
+                    "SELECT DISTINCT CAST(row_key AS BLOB) FROM bluegreen_lost_changes WHERE table_name = ?",
+                    (table.name,))])
+                conn.execute(f"CREATE TABLE main.{name} AS SELECT s.* FROM {_keys_from(table, 'source')}",
+                             (table.name,))
+                continue
             conn.execute(
-                f"CREATE TABLE main.{name} AS SELECT * FROM source.{name} WHERE ({key}) IN "
+                f"CREATE TABLE main.{name} AS SELECT * FROM source.{name} WHERE {table.rowid_alias} IN "
                 "(SELECT row_key FROM bluegreen_lost_changes WHERE table_name = ?)",
                 (table.name,),
             )
