@@ -145,9 +145,9 @@ class Controller:
                                       blue=blue)
             self.release.stamp_approvals(green, pending)
             if offline:
-                pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
+                switched = self.switch.holding_writes(state, replayer, blue)
             else:
-                pause, attempts = self.switch.within_budget(state, replayer, blue)
+                switched = self.switch.within_budget(state, replayer, blue)
         except BaseException:
             if state.step != "fenced":
                 self._journal(state, phase="prepared", operation="prepare", step="validated")
@@ -157,8 +157,7 @@ class Controller:
         with self._phase("swap"):
             self._swap(green, state.green_generation, self._version_of(green), previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
-        result = self._cut_over_result(command, state, green, pause)
-        result.data["attempts"] = attempts
+        result = switched.annotate(self._cut_over_result(command, state, green, switched.pause_ms))
         return self.release.post_hook("post-cutover", command, state, versions, result)
 
     # ------------------------------------------------------------------------------------------

@@ -1,14 +1,17 @@
 """The switch: the moment of cutover, under blue's write lock.
 
-Take blue's barrier only when the change backlog fits the write-pause budget (or, offline, wait
-for it), read blue's position through the barrier itself, replay the rest into green, then fence
-blue and drop its capture in the barrier's own transaction. That commit releases the writers; the
-controller swaps the pointer after it (fence first, swap second).
+Take blue's barrier only when everything done under it (final replay, sync scripts, fence, capture
+change, commit) is predicted to fit the write-pause budget (or, offline, wait for it), read blue's
+position through the barrier itself, replay the rest into green, then fence blue and drop its
+capture triggers in the barrier's own transaction. That commit releases the writers; the
+controller swaps the pointer after it (fence first, swap second). Every try's pause is measured
+against the budget and every overrun reported (budget.py).
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +23,27 @@ from bluegreen.config import Config
 from bluegreen.db import schema_version
 from bluegreen.errors import OperationFailed
 from bluegreen.replay import Replayer
+from bluegreen.results import Result
 from bluegreen.store import State, Store, Timer
+
+
+@dataclass
+class SwitchReport:
+    """How the switch went: the pause writers saw, the tries it took, and the budget's account
+    of every try (None offline, where writes are held on purpose)."""
+
+    pause_ms: float
+    attempts: int
+    budget: PauseBudget | None = None
+
+    def annotate(self, result: Result) -> Result:
+        """Put the budget's account in the result: data (and so --json) and the human text."""
+        result.data["attempts"] = self.attempts
+        if self.budget is not None:
+            result.data["pause_budget"] = self.budget.as_dict()
+            result.data["pause_overruns"] = len(self.budget.overruns)
+            result.message += self.budget.overrun_text()
+        return result
 
 
 class Switch:
@@ -31,42 +54,84 @@ class Switch:
         self.phase = phase  # the controller's timed phases and journal: the switch is one of its steps
         self.journal = journal
 
-    def within_budget(self, state: State, replayer: Replayer, blue: Path) -> tuple[float, int]:
-        """Take the barrier only when the backlog fits the pause budget; otherwise let go and retry."""
+    def budget(self, rehearse_on: apsw.Connection, under_lock: Callable[[apsw.Connection], object]) -> PauseBudget:
+        """A pause budget whose fixed costs are measured now: `under_lock` (what will run under
+        the lock besides replay) timed on `rehearse_on` in a rolled-back transaction. Refuses at
+        once (PauseBudgetExceeded) when even an empty backlog cannot fit. Revert uses it too."""
         budget = PauseBudget(self.config.cutover.max_write_pause_ms)
+        with self.phase("measure_pause"):
+            budget.measure_fixed(rehearse_on, under_lock)
+        self.store.log("pause_budget", budget_ms=budget.max_pause_ms, fence_ms=round(budget.fence_ms, 2),
+                       fsync_ms=round(budget.fsync_ms, 2))
+        return budget
+
+    def within_budget(self, state: State, replayer: Replayer, blue: Path) -> SwitchReport:
+        """Take the barrier only when everything it will hold writers for fits the pause budget;
+        let go when the prediction, or the time already spent, says it will not; give up after
+        max_attempts with blue active (invariant 3). Every try's pause is recorded."""
         with self.phase("flush"):
             replayer.flush()
+        budget = self.budget(replayer.conn, self._fence_rehearsal(state))
+        if reason := budget.unreachable():
+            raise budget.exceeded("cut over", reason, self._advice())
         for attempt in range(1, self.config.cutover.max_attempts + 1):
             with self.phase("catch_up"):
-                budget.observe(replayer.catch_up(until=budget.rows_within(0.5)))
+                budget.observe(replayer.catch_up(until=budget.rows_within()))
             held = barrier.take(blue, self.config.cutover.max_write_pause_ms, must=False)
             if held is None:
                 self.store.log("barrier_busy", attempt=attempt)
                 continue
-            clock = Timer()  # writers wait from here: the lock is ours
-            self.store.log("barrier_taken", attempt=attempt)
-            try:
-                under_barrier = self._source_position(held, replayer)
-                backlog = under_barrier - replayer.position().seq
-                if backlog > budget.rows_within():
-                    self.store.log("barrier_released", attempt=attempt, backlog=backlog, fits=budget.rows_within())
-                    continue
-                with self.phase("final_replay"):
-                    replayer.make_durable()
-                    budget.observe(replayer.catch_up(upto=under_barrier))
-                self._fence_blue(state, held, replayer)
-                return clock.ms, attempt
-            finally:
-                barrier.rollback(held)
-                held.close()
-        raise OperationFailed(
-            f"could not cut over within the {self.config.cutover.max_write_pause_ms} ms write-pause budget in "
-            f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} rows/s); blue is "
-            "still active and green stays prepared: try again when writes are lighter, raise "
-            "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`"
-        )
+            pause_ms = self._attempt(state, replayer, held, budget, attempt)
+            if pause_ms is not None:
+                self._drop_blue_capture(state, blue)
+                return SwitchReport(pause_ms, attempt, budget)
+        raise budget.exceeded(
+            "cut over", f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} "
+            f"rows/s, {budget.batch_overhead_ms:.1f} ms per batch)", self._advice())
 
-    def holding_writes(self, state: State, replayer: Replayer, blue: Path) -> float:
+    def _attempt(self, state: State, replayer: Replayer, held: apsw.Connection, budget: PauseBudget,
+                 attempt: int) -> float | None:
+        """One try under the barrier: the pause if blue was fenced, None if the barrier was let go."""
+        clock = Timer()  # writers wait from here: the lock is ours
+        self.store.log("barrier_taken", attempt=attempt)
+        outcome, rows, predicted, pause_ms = "released: failed", 0, None, None
+        try:
+            under_barrier = self._source_position(held, replayer)
+            rows = under_barrier - replayer.position().seq
+            predicted = budget.predict(rows)
+            if not budget.fits(rows, clock.ms):
+                outcome = "released: predicted over budget"
+                self.store.log("barrier_released", attempt=attempt, backlog=rows, predicted=predicted.as_dict(),
+                               fits=budget.rows_within(1.0))
+                return None
+            with self.phase("final_replay"):
+                replayer.make_durable()
+                budget.observe(replayer.catch_up(upto=under_barrier))
+            if not budget.fits(0, clock.ms):  # the replay ran longer than predicted: the fence would not fit
+                outcome = "released: final replay over budget"
+                self.store.log("barrier_released", attempt=attempt, backlog=rows, replay_ms=round(clock.ms, 2))
+                return None
+            self._fence_blue(state, held, replayer)
+            pause_ms, outcome = clock.ms, "committed"
+            return pause_ms
+        finally:
+            barrier.rollback(held)
+            held.close()
+            budget.record(attempt, pause_ms if pause_ms is not None else clock.ms, outcome, rows, predicted,
+                          self.store.log)
+
+    def _fence_rehearsal(self, state: State) -> Callable[[apsw.Connection], object]:
+        """What _fence_blue runs under the lock, to be timed on green (same tables, same capture)."""
+        def rehearse(conn: apsw.Connection) -> None:
+            capture.set_meta(conn, source_epoch="rehearsal", source_seq=0)
+            capture.fence_replacing_capture(conn, state.green_generation, guard=self.config.capture.guard_blob_writes)
+        return rehearse
+
+    def _advice(self) -> str:
+        return ("blue is still active and green stays prepared: try again when writes are lighter, raise "
+                "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`")
+
+    def holding_writes(self, state: State, replayer: Replayer, blue: Path) -> SwitchReport:
         """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
         with self.phase("flush"):
             replayer.flush()
@@ -78,10 +143,12 @@ class Switch:
                 replayer.make_durable()
                 replayer.catch_up(upto=under_barrier)
             self._fence_blue(state, held, replayer)
-            return clock.ms
+            pause_ms = clock.ms
         finally:
             barrier.rollback(held)
             held.close()
+        self._drop_blue_capture(state, blue)
+        return SwitchReport(pause_ms, 1)
 
     def _source_position(self, held: apsw.Connection, replayer: Replayer) -> int:
         """Read through the barrier itself (hazard 6): blue's last change and schema cannot move now."""
@@ -100,13 +167,30 @@ class Switch:
         return position.seq
 
     def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer) -> None:
-        """In the barrier's transaction: fence blue, drop its capture, remember which of green's
-        changes blue holds (none yet), commit. This commit releases the waiting writers."""
+        """In the barrier's transaction: remember which of green's changes blue holds (none yet),
+        fence blue and drop its capture triggers in one schema edit, commit. This commit releases
+        the waiting writers. The capture table stays for `_drop_blue_capture`: dropping it frees
+        one page per few hundred captured rows, work the writers need not wait for."""
         with self.phase("fence"):
             green_position = capture.capture_position(replayer.conn)
-            capture.remove_capture(held, keep_guard=True)
-            capture.install_fence(held, state.green_generation, guard=self.config.capture.guard_blob_writes)
             capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
-            state.fences[state.blue] = schema_version(held)  # DDL on blue after this means tampering
+            # DDL on blue after this means tampering (hazard 1)
+            state.fences[state.blue] = capture.fence_replacing_capture(
+                held, state.green_generation, guard=self.config.capture.guard_blob_writes)
             held.execute("COMMIT")
+        self.journal(state, step="fenced")
+
+    def _drop_blue_capture(self, state: State, blue: Path) -> None:
+        """After the fence: blue's capture table and epoch, in their own transaction (no writer can
+        reach them now: every write on blue fails at prepare). Moves schema_version, so the fence's
+        recorded version moves with it. A lock we cannot get leaves the table (harmless on a
+        fenced file) and says so; it never fails the cutover."""
+        try:
+            with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
+                capture.remove_capture(conn, keep_guard=True)
+                version = schema_version(conn)
+        except (OperationFailed, apsw.Error) as exc:
+            self.store.log("capture_left", file=state.blue, reason=str(exc))
+            return
+        state.fences[state.blue] = version
         self.journal(state, step="fenced")
