@@ -71,16 +71,19 @@ class PauseBudget:
     changes: int = 0
     seconds: float = 0.0
     batch_ms: list[float] = field(default_factory=list)
+    locked_batch_ms: list[float] = field(default_factory=list)  # replayed under the lock (durable)
     fence_ms: float | None = None  # measured by measure_fixed(); None means not measured
     fsync_ms: float | None = None
     attempts: list[Attempt] = field(default_factory=list)
 
     # -- measurements ----------------------------------------------------------------------------
-    def observe(self, batches: list[BatchResult]) -> None:
+    def observe(self, batches: list[BatchResult], locked: bool = False) -> None:
+        """Learn from replayed batches; `locked` ones ran under the lock (durable, perhaps colder
+        or slower scripts) and are what the next prediction must not undercut."""
         for batch in batches:
             self.changes += batch.changes
             self.seconds += batch.seconds
-            self.batch_ms.append(batch.seconds * 1000)
+            (self.locked_batch_ms if locked else self.batch_ms).append(batch.seconds * 1000)
 
     def measure_fixed(self, conn: apsw.Connection, under_lock: Callable[[apsw.Connection], object]) -> None:
         """Time `under_lock(conn)` (the fence and capture change as the switch will run them) in a
@@ -100,8 +103,9 @@ class PauseBudget:
     @property
     def batch_overhead_ms(self) -> float:
         """What one batch costs whatever its size (its sync scripts, its bookkeeping): the fastest
-        batch seen bounds it from above."""
-        return min(self.batch_ms) if self.batch_ms else ASSUMED_BATCH_OVERHEAD_MS
+        batch seen bounds it from above; under the lock, the fastest batch seen there."""
+        overhead = min(self.batch_ms) if self.batch_ms else ASSUMED_BATCH_OVERHEAD_MS
+        return max(overhead, min(self.locked_batch_ms)) if self.locked_batch_ms else overhead
 
     def replay_ms(self, rows: int) -> float:
         return 0.0 if rows <= 0 else self.batch_overhead_ms + rows / self.rows_per_second * 1000
@@ -170,8 +174,11 @@ class PauseBudget:
 
 def _timed_rollback(conn: apsw.Connection, under_lock: Callable[[apsw.Connection], object]) -> float:
     conn.execute("BEGIN IMMEDIATE")
-    started = time.perf_counter()
     try:
+        # The schema is parsed before the clock starts, as the barrier's connection does it before
+        # its lock (barrier.load_schema); the previous sample's rollback made this one re-read it.
+        conn.execute("SELECT 1 FROM main.sqlite_schema LIMIT 0").fetchall()
+        started = time.perf_counter()
         under_lock(conn)
         return (time.perf_counter() - started) * 1000
     finally:

@@ -106,13 +106,13 @@ class Switch:
                 return None
             with self.phase("final_replay"):
                 replayer.make_durable()
-                budget.observe(replayer.catch_up(upto=under_barrier))
+                budget.observe(replayer.catch_up(upto=under_barrier), locked=True)
             if not budget.fits(0, clock.ms):  # the replay ran longer than predicted: the fence would not fit
                 outcome = "released: final replay over budget"
                 self.store.log("barrier_released", attempt=attempt, backlog=rows, replay_ms=round(clock.ms, 2))
                 return None
-            self._fence_blue(state, held, replayer)
-            pause_ms, outcome = clock.ms, "committed"
+            pause_ms = self._fence_blue(state, held, replayer, clock)
+            outcome = "committed"
             return pause_ms
         finally:
             barrier.rollback(held)
@@ -121,8 +121,11 @@ class Switch:
                           self.store.log)
 
     def _fence_rehearsal(self, state: State) -> Callable[[apsw.Connection], object]:
-        """What _fence_blue runs under the lock, to be timed on green (same tables, same capture)."""
+        """What the barrier's transaction runs besides replay (_source_position, _fence_blue), to
+        be timed on green: same tables, same capture triggers."""
         def rehearse(conn: apsw.Connection) -> None:
+            capture.capture_position(conn)
+            schema_version(conn)
             capture.set_meta(conn, source_epoch="rehearsal", source_seq=0)
             capture.fence_replacing_capture(conn, state.green_generation, guard=self.config.capture.guard_blob_writes)
         return rehearse
@@ -142,8 +145,7 @@ class Switch:
             with self.phase("final_replay"):
                 replayer.make_durable()
                 replayer.catch_up(upto=under_barrier)
-            self._fence_blue(state, held, replayer)
-            pause_ms = clock.ms
+            pause_ms = self._fence_blue(state, held, replayer, clock)
         finally:
             barrier.rollback(held)
             held.close()
@@ -166,7 +168,7 @@ class Switch:
             )
         return position.seq
 
-    def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer) -> None:
+    def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer, clock: Timer) -> float:
         """In the barrier's transaction: remember which of green's changes blue holds (none yet),
         fence blue and drop its capture triggers in one schema edit, commit. This commit releases
         the waiting writers. The capture table stays for `_drop_blue_capture`: dropping it frees
@@ -178,7 +180,9 @@ class Switch:
             state.fences[state.blue] = capture.fence_replacing_capture(
                 held, state.green_generation, guard=self.config.capture.guard_blob_writes)
             held.execute("COMMIT")
+            pause_ms = clock.ms  # the writers go on from here
         self.journal(state, step="fenced")
+        return pause_ms
 
     def _drop_blue_capture(self, state: State, blue: Path) -> None:
         """After the fence: blue's capture table and epoch, in their own transaction (no writer can
