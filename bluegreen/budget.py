@@ -4,7 +4,8 @@ A pause is the time from taking a file's write lock to the commit that releases 
 it, and how each part is predicted from measurements of this run on this machine (hazard 18):
 
 - replay of the last changes (sync scripts included): per-batch overhead and per-row cost, from
-  the catch-up batches of this very run;
+  the catch-up batches of this very run (none measured yet: no backlog is predicted to fit, so
+  the first try catches up completely and measures);
 - the fence and the capture change: timed on a file with the same schema (green, or the fenced
   old file on revert) in a transaction that is rolled back;
 - the commit: one fsync, timed on the same kind of commit; two when rows are replayed (the
@@ -17,6 +18,7 @@ revert use the same object (see `Switch.within_budget`).
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,7 +30,6 @@ from bluegreen.errors import PauseBudgetExceeded
 from bluegreen.replay import BatchResult
 
 ASSUMED_ROWS_PER_SECOND = 20_000.0  # before enough rows were measured: deliberately modest
-ASSUMED_BATCH_OVERHEAD_MS = 1.0  # before any batch was measured
 CATCH_UP_FRACTION = 0.5  # catch up until the backlog's replay fits in half of what is left
 SAMPLES = 3  # the fixed costs are the median of this many timings
 
@@ -46,7 +47,7 @@ class PauseCosts:
         return self.replay_ms + self.fence_ms + self.commit_ms
 
     def as_dict(self) -> dict:
-        return {**{k: round(v, 2) for k, v in asdict(self).items()}, "total_ms": round(self.total_ms, 2)}
+        return {**{k: _finite(v) for k, v in asdict(self).items()}, "total_ms": _finite(self.total_ms)}
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,12 @@ class PauseBudget:
 
     @property
     def batch_overhead_ms(self) -> float:
-        """What one batch costs whatever its size (its sync scripts, its bookkeeping): the fastest
-        batch seen bounds it from above; under the lock, the fastest batch seen there."""
-        overhead = min(self.batch_ms) if self.batch_ms else ASSUMED_BATCH_OVERHEAD_MS
+        """What one batch costs whatever its size (its sync scripts, its per-table statements, its
+        bookkeeping): the fastest batch seen bounds it from above; under the lock, the fastest
+        batch seen there. Not measured yet: unknown, so no backlog is predicted to fit."""
+        if not self.batch_ms and not self.locked_batch_ms:
+            return math.inf
+        overhead = min(self.batch_ms) if self.batch_ms else 0.0
         return max(overhead, min(self.locked_batch_ms)) if self.locked_batch_ms else overhead
 
     def replay_ms(self, rows: int) -> float:
@@ -122,7 +126,12 @@ class PauseBudget:
         one row does not fit: then catch up completely before trying)."""
         room_ms = (self.max_pause_ms - self.predict(1).fence_ms - self.predict(1).commit_ms) * fraction
         room_ms -= self.batch_overhead_ms
-        return max(0, int(room_ms / 1000 * self.rows_per_second))
+        return max(0, int(room_ms / 1000 * self.rows_per_second)) if math.isfinite(room_ms) else 0
+
+    def replay_text(self) -> str:
+        if not math.isfinite(self.batch_overhead_ms):
+            return "no replay measured yet"
+        return f"replay ran at {self.rows_per_second:,.0f} rows/s, {self.batch_overhead_ms:.1f} ms per batch"
 
     def unreachable(self) -> str:
         """Why no pause can fit, or '' if an empty backlog would: the fixed costs alone are over."""
@@ -148,7 +157,7 @@ class PauseBudget:
 
     def as_dict(self) -> dict:
         return {"budget_ms": self.max_pause_ms, "rows_per_second": round(self.rows_per_second),
-                "batch_overhead_ms": round(self.batch_overhead_ms, 2),
+                "batch_overhead_ms": _finite(self.batch_overhead_ms),
                 "fence_ms": None if self.fence_ms is None else round(self.fence_ms, 2),
                 "fsync_ms": None if self.fsync_ms is None else round(self.fsync_ms, 2),
                 "attempts": [a.as_dict(self.max_pause_ms) for a in self.attempts],
@@ -164,12 +173,17 @@ class PauseBudget:
     def exceeded(self, what: str, reason: str, advice: str) -> PauseBudgetExceeded:
         """The error for giving up: blue (or green) still active, the reason, and the overruns."""
         last = next((a.predicted for a in reversed(self.attempts) if a.predicted), None)
-        predicted = f"; last prediction {last.total_ms:.1f} ms" if last else ""
+        predicted = "" if last is None or not math.isfinite(last.total_ms) else f"; last prediction {last.total_ms:.1f} ms"
         return PauseBudgetExceeded(
             f"could not {what} within the {self.max_pause_ms} ms write-pause budget: {reason}{predicted}"
             f"{self.overrun_text()}; {advice}",
             details={"pause_budget": self.as_dict()},
         )
+
+
+def _finite(ms: float) -> float | None:
+    """JSON has no infinity: an unmeasured cost is null."""
+    return round(ms, 2) if math.isfinite(ms) else None
 
 
 def _timed_rollback(conn: apsw.Connection, under_lock: Callable[[apsw.Connection], object]) -> float:

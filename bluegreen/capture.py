@@ -301,8 +301,13 @@ def _edit_triggers(conn: apsw.Connection, drop_prefixes: tuple[str, ...] = (), a
     return version
 
 
-def remove_fence(conn: apsw.Connection) -> None:
-    remove_blob_guard(conn)
+def remove_fence(conn: apsw.Connection, keep_guard: bool = False) -> None:
+    """Lift the fence in one schema edit. The BLOB guard's indexes own pages, so each needs its own
+    DROP INDEX (O(tables x schema)): keep_guard leaves them for a later transaction
+    (`remove_blob_guard`) when this runs while writers wait. Last statement before COMMIT, as
+    `_edit_triggers` says."""
+    if not keep_guard:
+        remove_blob_guard(conn)
     _edit_triggers(conn, drop_prefixes=(FENCE_PREFIX,))
 
 

@@ -85,38 +85,59 @@ class Switch:
             if pause_ms is not None:
                 self._drop_blue_capture(state, blue)
                 return SwitchReport(pause_ms, attempt, budget)
-        raise budget.exceeded(
-            "cut over", f"{self.config.cutover.max_attempts} tries (replay ran at {budget.rows_per_second:,.0f} "
-            f"rows/s, {budget.batch_overhead_ms:.1f} ms per batch)", self._advice())
+        raise budget.exceeded("cut over", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
+                              self._advice())
 
     def _attempt(self, state: State, replayer: Replayer, held: apsw.Connection, budget: PauseBudget,
                  attempt: int) -> float | None:
-        """One try under the barrier: the pause if blue was fenced, None if the barrier was let go."""
+        """One try under blue's barrier: the pause if blue was fenced, None if it was let go."""
+        under_barrier: list[int] = []
+
+        def backlog() -> int:
+            under_barrier.append(self._source_position(held, replayer))
+            return under_barrier[0] - replayer.position().seq
+
+        def replay() -> list:
+            with self.phase("final_replay"):
+                replayer.make_durable()
+                return replayer.catch_up(upto=under_barrier[0])
+
+        def release() -> None:
+            barrier.rollback(held)
+            held.close()
+
+        return self.hold(budget, attempt, backlog, replay,
+                         lambda clock: self._fence_blue(state, held, replayer, clock), release)
+
+    def hold(self, budget: PauseBudget, attempt: int, backlog: Callable[[], int], replay: Callable[[], list],
+             commit: Callable[[Timer], float], release: Callable[[], None]) -> float | None:
+        """One try with the lock just taken (cutover's on blue, revert's on green): predict the
+        backlog's replay plus the fixed costs and let go if they do not fit; replay; let go if the
+        time spent leaves no room for the fence; else `commit(clock)`, which fences, commits and
+        returns the pause. Returns that pause, or None when it let go. `release` ends the locks
+        (rollback, close) and always runs; the try's measured pause is recorded either way, so an
+        overrun is logged (`pause_overrun`) whatever the outcome."""
         clock = Timer()  # writers wait from here: the lock is ours
         self.store.log("barrier_taken", attempt=attempt)
         outcome, rows, predicted, pause_ms = "released: failed", 0, None, None
         try:
-            under_barrier = self._source_position(held, replayer)
-            rows = under_barrier - replayer.position().seq
+            rows = backlog()
             predicted = budget.predict(rows)
             if not budget.fits(rows, clock.ms):
                 outcome = "released: predicted over budget"
                 self.store.log("barrier_released", attempt=attempt, backlog=rows, predicted=predicted.as_dict(),
                                fits=budget.rows_within(1.0))
                 return None
-            with self.phase("final_replay"):
-                replayer.make_durable()
-                budget.observe(replayer.catch_up(upto=under_barrier), locked=True)
+            budget.observe(replay(), locked=True)
             if not budget.fits(0, clock.ms):  # the replay ran longer than predicted: the fence would not fit
                 outcome = "released: final replay over budget"
                 self.store.log("barrier_released", attempt=attempt, backlog=rows, replay_ms=round(clock.ms, 2))
                 return None
-            pause_ms = self._fence_blue(state, held, replayer, clock)
+            pause_ms = commit(clock)
             outcome = "committed"
             return pause_ms
         finally:
-            barrier.rollback(held)
-            held.close()
+            release()
             budget.record(attempt, pause_ms if pause_ms is not None else clock.ms, outcome, rows, predicted,
                           self.store.log)
 
