@@ -111,6 +111,10 @@ class PauseBudget:
         overhead = min(self.batch_ms) if self.batch_ms else 0.0
         return max(overhead, min(self.locked_batch_ms)) if self.locked_batch_ms else overhead
 
+    @property
+    def replay_measured(self) -> bool:
+        return bool(self.batch_ms or self.locked_batch_ms)
+
     def replay_ms(self, rows: int) -> float:
         return 0.0 if rows <= 0 else self.batch_overhead_ms + rows / self.rows_per_second * 1000
 

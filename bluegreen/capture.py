@@ -211,6 +211,16 @@ def remove_capture(conn: apsw.Connection, keep_guard: bool = False) -> None:
     _edit_triggers(conn, drop_prefixes=(CAPTURE_PREFIX,))
 
 
+def empty_capture(conn: apsw.Connection) -> None:
+    """Forget blue's captured changes after its fence: the rows and the epoch go, the (inert,
+    fenced) table stays, so the schema and the fence's recorded schema_version do not move. A
+    later capture on this file draws a new epoch (hazard 7). Run inside the caller's transaction."""
+    if conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = ?", (CAPTURE_TABLE,)).fetchall():
+        conn.execute(f"DELETE FROM main.{CAPTURE_TABLE}")
+    if conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall():
+        conn.execute(f"DELETE FROM main.{META_TABLE} WHERE key = 'capture_epoch'")
+
+
 # -- fence ----------------------------------------------------------------------------------------
 def install_fence(conn: apsw.Connection, active_generation: int, guard: bool = True) -> int:
     """Fence every table; returns the file's `PRAGMA schema_version` after it, which the caller
@@ -226,10 +236,9 @@ def fence_replacing_capture(conn: apsw.Connection, active_generation: int, guard
     one read of sqlite_schema, one edit of it, no per-trigger statement (hazard 18). The fence
     triggers are byte for byte what CREATE TRIGGER would store (rootpage 0, nothing to allocate);
     every other connection re-reads the schema at its next statement because schema_version moves,
-    and then fails to prepare any write (hazard 1)."""
-    if drop_capture:
-        conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
-        clear_meta(conn, "capture_epoch")
+    and then fails to prepare any write (hazard 1). The capture table and epoch stay: without
+    their triggers nothing can add to them, and dropping the table would free its pages while
+    writers wait; `empty_capture` clears them later without touching the schema."""
     schema = _schema_entries(conn)
     tables = {name: _tag(name) for kind, name, head in schema if kind == "table" and _fenceable(name, head)}
     if guard:  # normally already there from capture; only an offline deploy builds it here

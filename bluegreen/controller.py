@@ -144,6 +144,7 @@ class Controller:
                 self.builder.validate(replayer.conn, state.green_generation, pending, replayer.position().seq,
                                       blue=blue)
             self.release.stamp_approvals(green, pending)
+            green_version = self._version_of(green)  # now: after the fence, writers wait for the swap
             if offline:
                 switched = self.switch.holding_writes(state, replayer, blue)
             else:
@@ -155,8 +156,9 @@ class Controller:
         finally:
             replayer.close()
         with self._phase("swap"):
-            self._swap(green, state.green_generation, self._version_of(green), previous=blue)
+            self._swap(green, state.green_generation, green_version, previous=blue)
         self._journal(state, phase="cut_over", step="swapped")
+        self.switch.tidy_blue(state, blue)
         result = switched.annotate(self._cut_over_result(command, state, green, switched.pause_ms))
         return self.release.post_hook("post-cutover", command, state, versions, result)
 

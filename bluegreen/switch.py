@@ -46,6 +46,9 @@ class SwitchReport:
         return result
 
 
+REHEARSED_ROWS = 200  # changes replayed again (and rolled back) to measure replay before the first try
+
+
 class Switch:
     def __init__(self, config: Config, store: Store, phase: Callable[[str], AbstractContextManager],
                  journal: Callable[..., None]):
@@ -72,21 +75,44 @@ class Switch:
         with self.phase("flush"):
             replayer.flush()
         budget = self.budget(replayer.conn, self._fence_rehearsal(state))
+        with self.phase("measure_pause"):
+            budget.observe(self._replay_rehearsal(replayer))
         if reason := budget.unreachable():
             raise budget.exceeded("cut over", reason, self._advice())
         for attempt in range(1, self.config.cutover.max_attempts + 1):
             with self.phase("catch_up"):
-                budget.observe(replayer.catch_up(until=budget.rows_within()))
+                self._catch_up(replayer, budget)
             held = barrier.take(blue, self.config.cutover.max_write_pause_ms, must=False)
             if held is None:
                 self.store.log("barrier_busy", attempt=attempt)
                 continue
             pause_ms = self._attempt(state, replayer, held, budget, attempt)
             if pause_ms is not None:
-                self._drop_blue_capture(state, blue)
                 return SwitchReport(pause_ms, attempt, budget)
         raise budget.exceeded("cut over", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
                               self._advice())
+
+    def _replay_rehearsal(self, replayer: Replayer, rows: int = REHEARSED_ROWS) -> list:
+        """Replay green's last `rows` changes again (sync scripts included) in a transaction that
+        is rolled back: replay is last-state by key, so it is idempotent, and this measures this
+        schema's per-batch cost (every replayed table, every script) before the first try."""
+        seq = replayer.position().seq
+        if seq <= 0:
+            return []
+        replayer.conn.execute("BEGIN IMMEDIATE")
+        try:
+            capture.set_meta(replayer.conn, source_seq=max(0, seq - rows))
+            return [replayer.batch(limit=rows, upto=seq, own_transaction=False)]
+        finally:
+            replayer.conn.execute("ROLLBACK")
+
+    def _catch_up(self, replayer: Replayer, budget: PauseBudget) -> None:
+        """Replay up to blue's position now, unless the backlog already fits (and the replay cost
+        is known). A position, not an empty backlog: under a steady writer the backlog never
+        reaches zero, and a batch that replays every table costs tens of ms with 1,000 of them."""
+        if replayer.backlog() <= budget.rows_within() and budget.replay_measured:
+            return
+        budget.observe(replayer.catch_up(upto=replayer.source_position().seq))
 
     def _attempt(self, state: State, replayer: Replayer, held: apsw.Connection, budget: PauseBudget,
                  attempt: int) -> float | None:
@@ -170,7 +196,6 @@ class Switch:
         finally:
             barrier.rollback(held)
             held.close()
-        self._drop_blue_capture(state, blue)
         return SwitchReport(pause_ms, 1)
 
     def _source_position(self, held: apsw.Connection, replayer: Replayer) -> int:
@@ -192,8 +217,8 @@ class Switch:
     def _fence_blue(self, state: State, held: apsw.Connection, replayer: Replayer, clock: Timer) -> float:
         """In the barrier's transaction: remember which of green's changes blue holds (none yet),
         fence blue and drop its capture triggers in one schema edit, commit. This commit releases
-        the waiting writers. The capture table stays for `_drop_blue_capture`: dropping it frees
-        one page per few hundred captured rows, work the writers need not wait for."""
+        the waiting writers. The capture rows stay for `tidy_blue`, after the swap: freeing their
+        pages is work the writers need not wait for."""
         with self.phase("fence"):
             green_position = capture.capture_position(replayer.conn)
             capture.set_meta(held, source_epoch=green_position.epoch, source_seq=green_position.seq)
@@ -205,17 +230,13 @@ class Switch:
         self.journal(state, step="fenced")
         return pause_ms
 
-    def _drop_blue_capture(self, state: State, blue: Path) -> None:
-        """After the fence: blue's capture table and epoch, in their own transaction (no writer can
-        reach them now: every write on blue fails at prepare). Moves schema_version, so the fence's
-        recorded version moves with it. A lock we cannot get leaves the table (harmless on a
-        fenced file) and says so; it never fails the cutover."""
+    def tidy_blue(self, state: State, blue: Path) -> None:
+        """After the swap (writers are on green): blue's captured changes go, in their own short
+        transaction, with no schema change, so the fence's recorded schema_version stays right
+        (hazard 1) and a crash anywhere leaves only inert rows. A lock we cannot get leaves them
+        (harmless on a fenced file) and says so; it never fails the cutover."""
         try:
             with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
-                capture.remove_capture(conn, keep_guard=True)
-                version = schema_version(conn)
+                capture.empty_capture(conn)
         except (OperationFailed, apsw.Error) as exc:
             self.store.log("capture_left", file=state.blue, reason=str(exc))
-            return
-        state.fences[state.blue] = version
-        self.journal(state, step="fenced")

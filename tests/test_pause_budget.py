@@ -167,14 +167,17 @@ def test_hazard18_three_hundred_tables_deploy_within_the_budget_and_every_table_
     assert done["pause_overruns"] == budget["overruns"] == len(over)
     assert ("OVER the 100 ms write-pause budget" in done["message"]) == bool(over)
     assert len(events(project, "pause_overrun")) == len(over)
-    # The fence holds on every table, bluegreen's own meta table included; capture is gone.
+    # The fence holds on every table, bluegreen's own included; capture's triggers are gone and,
+    # after the swap, its rows and epoch (the inert table stays: no schema change after the fence).
     tables = {n for (n,) in rows(project.blue, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    assert fenced_tables(project.blue, 2) == tables and len(tables) == 300 + len(ODD) + 1
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_cap%' "
+    assert fenced_tables(project.blue, 2) == tables and len(tables) == 300 + len(ODD) + 2
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_cap\\_%' "
                               "ESCAPE '\\'") == [(0,)]
+    assert rows(project.blue, f"SELECT count(*) FROM {capture.CAPTURE_TABLE}") == [(0,)]
+    assert capture.capture_position(project.connect()) is None
     conn = project.connect()
     try:
-        for name in sorted(tables - {capture.META_TABLE}):
+        for name in sorted(tables - {capture.META_TABLE, capture.CAPTURE_TABLE}):
             quoted = '"' + name.replace('"', '""') + '"'
             with pytest.raises(apsw.SQLError, match="bluegreen_fenced_use_generation_2"):
                 conn.execute(f"DELETE FROM {quoted} WHERE 0")
