@@ -150,13 +150,15 @@ class Controller:
             else:
                 switched = self.switch.within_budget(state, replayer, blue)
         except BaseException:
+            replayer.close()
             if state.step != "fenced":
                 self._journal(state, phase="prepared", operation="prepare", step="validated")
             raise
+        try:
+            with self._phase("swap"):
+                self._swap(green, state.green_generation, green_version, previous=blue)
         finally:
-            replayer.close()
-        with self._phase("swap"):
-            self._swap(green, state.green_generation, green_version, previous=blue)
+            replayer.close()  # after the swap: freeing two large schemas is not the writers' wait
         self._journal(state, phase="cut_over", step="swapped")
         self.switch.tidy_blue(state, blue)
         result = switched.annotate(self._cut_over_result(command, state, green, switched.pause_ms))
