@@ -311,12 +311,16 @@ def _edit_triggers(conn: apsw.Connection, drop_prefixes: tuple[str, ...] = (), a
 
 
 def remove_fence(conn: apsw.Connection, keep_guard: bool = False) -> None:
-    """Lift the fence in one schema edit. The BLOB guard's indexes own pages, so each needs its own
+    """Lift the fence in one schema edit, and drop capture's inert table the fence left behind. The
+    BLOB guard's indexes own pages, so each needs its own
     DROP INDEX (O(tables x schema)): keep_guard leaves them for a later transaction
     (`remove_blob_guard`) when this runs while writers wait. Last statement before COMMIT, as
     `_edit_triggers` says."""
     if not keep_guard:
         remove_blob_guard(conn)
+    if not _triggers(conn, CAPTURE_PREFIX):  # capture's inert table, left by the fence (empty_capture)
+        conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
+        clear_meta(conn, "capture_epoch")
     _edit_triggers(conn, drop_prefixes=(FENCE_PREFIX,))
 
 
