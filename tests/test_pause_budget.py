@@ -251,3 +251,47 @@ def test_a_final_replay_over_the_budget_lets_go_gives_up_and_reports_the_overrun
     assert done["pause_overruns"] == 0
     check_writes(project.gen(2), 1, expected)
     assert read_rows(project.gen(2), "SELECT count(*) FROM items") == read_rows(project.gen(2), "SELECT count(*) FROM names")
+
+
+# ==================================================================================================
+# The same budget for revert: Switch.budget + Switch.hold on any lock
+# ==================================================================================================
+def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy_ready):
+    """What revert calls (on green's lock): the fixed costs measured on a rehearsal connection,
+    a try let go on its prediction (no overrun), a try whose commit ran long (an overrun, logged),
+    and the give-up error carrying both."""
+    import time
+    from contextlib import nullcontext
+
+    from bluegreen import barrier
+    from bluegreen.config import load
+    from bluegreen.errors import PauseBudgetExceeded
+    from bluegreen.store import Store
+    from bluegreen.switch import Switch
+
+    project = toy_ready
+    config = load(project.config)
+    switch = Switch(config, Store(config.database.pointer), lambda name: nullcontext(), lambda *a, **k: None)
+    rehearsal = open_db(project.blue, triggers=False)
+    budget = switch.budget(rehearsal, lambda conn: capture.install_fence(conn, 9, guard=False))
+    rehearsal.close()
+    assert budget.fence_ms > 0 and budget.fsync_ms >= 0 and budget.unreachable() == ""
+    assert rows(project.blue, FENCES) == [(0,)]  # the rehearsal was rolled back
+
+    def one_try(attempt: int, backlog: int, commit_s: float) -> float | None:
+        held = barrier.take(project.blue, 1000)
+        budget.observe([])  # nothing replayed in this sketch
+        return switch.hold(budget, attempt, lambda: backlog, lambda: [],
+                           lambda clock: (time.sleep(commit_s), clock.ms)[1],
+                           lambda: (barrier.rollback(held), held.close()))
+
+    assert one_try(1, backlog=1, commit_s=0) is None  # replay not measured yet: predicted not to fit
+    assert one_try(2, backlog=0, commit_s=0.15) > 100  # it fit, then ran long
+    first, second = budget.attempts
+    assert (first.outcome, first.pause_ms <= 100) == ("released: predicted over budget", True)
+    assert (second.outcome, second.pause_ms > 100) == ("committed", True)
+    assert [e["attempt"] for e in events(project, "pause_overrun")] == [2]
+    error = budget.exceeded("revert", "2 tries", "generation 2 stays active")
+    assert isinstance(error, PauseBudgetExceeded) and error.exit_code == 1
+    assert "OVER the 100 ms write-pause budget 1 time(s): attempt 2:" in error.message
+    assert error.details["pause_budget"]["overruns"] == 1
