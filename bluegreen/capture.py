@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from bluegreen.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, user_tables
+from bluegreen.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, schema_version, user_tables
 from bluegreen.errors import InputError
 
 CAPTURE_TABLE = "_bluegreen_capture"
@@ -93,12 +93,12 @@ def set_meta(conn: apsw.Connection, **values: object) -> None:
 
 def clear_meta(conn: apsw.Connection, *keys: str) -> None:
     """Delete keys; drop the table once empty, so a file bluegreen is done with has no trace."""
-    if not conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall():
+    if not conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall():
         return
     for key in keys:
-        conn.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", (key,))
-    if not conn.execute(f"SELECT 1 FROM {META_TABLE} LIMIT 1").fetchall():
-        conn.execute(f"DROP TABLE {META_TABLE}")
+        conn.execute(f"DELETE FROM main.{META_TABLE} WHERE key = ?", (key,))
+    if not conn.execute(f"SELECT 1 FROM main.{META_TABLE} LIMIT 1").fetchall():
+        conn.execute(f"DROP TABLE main.{META_TABLE}")
 
 
 def get_meta(conn: apsw.Connection, key: str, schema: str = "main"):
@@ -389,7 +389,7 @@ def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
 
 def remove_blob_guard(conn: apsw.Connection) -> None:
     for (name,) in _objects(conn, "index", GUARD_PREFIX):
-        conn.execute(f"DROP INDEX IF EXISTS {quote_ident(name)}")
+        conn.execute(f"DROP INDEX IF EXISTS main.{quote_ident(name)}")
 
 
 def capture_position(conn: apsw.Connection, schema: str = "main") -> Position | None:
@@ -413,38 +413,126 @@ def captured_counts(conn: apsw.Connection, after_seq: int = 0) -> dict[str, int]
 
 def remove_capture(conn: apsw.Connection, keep_guard: bool = False) -> None:
     """Drop capture triggers, table and epoch (idempotent), and the BLOB guard unless a fence is
-    about to need it. Run inside the caller's transaction."""
-    for (name,) in _triggers(conn, CAPTURE_PREFIX):
-        conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
+    about to need it. Run inside the caller's transaction. The triggers go in one schema edit
+    (hazard 18: one DROP TRIGGER each would rescan sqlite_schema per trigger)."""
     if not keep_guard:
         remove_blob_guard(conn)
-    conn.execute(f"DROP TABLE IF EXISTS {CAPTURE_TABLE}")
+    conn.execute(f"DROP TABLE IF EXISTS main.{CAPTURE_TABLE}")
     clear_meta(conn, "capture_epoch")
+    _edit_triggers(conn, drop_prefixes=(CAPTURE_PREFIX,))
+
+
+def empty_capture(conn: apsw.Connection) -> None:
+    """Forget blue's captured changes after its fence: the rows and the epoch go, the (inert,
+    fenced) table stays, so the schema and the fence's recorded schema_version do not move. A
+    later capture on this file draws a new epoch (hazard 7). Run inside the caller's transaction."""
+    if conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = ?", (CAPTURE_TABLE,)).fetchall():
+        conn.execute(f"DELETE FROM main.{CAPTURE_TABLE}")
+    if conn.execute("SELECT 1 FROM main.sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall():
+        conn.execute(f"DELETE FROM main.{META_TABLE} WHERE key = 'capture_epoch'")
 
 
 # -- fence ----------------------------------------------------------------------------------------
-def install_fence(conn: apsw.Connection, active_generation: int, guard: bool = True) -> None:
-    """Fence every table. Run inside the barrier transaction, on a triggers-off connection;
-    record `PRAGMA schema_version` after it: DDL on the fenced file moves it (hazard 1)."""
-    function = FENCE_FUNCTION.format(generation=active_generation)
-    for table in user_tables(conn) + _internal_tables(conn):
-        if table.virtual:
-            continue
-        name = quote_ident(table.name)
-        tag = _tag(table.name)
-        for op, verb in (("i", "INSERT"), ("u", "UPDATE"), ("d", "DELETE")):
-            conn.execute(
-                f"CREATE TRIGGER IF NOT EXISTS {FENCE_PREFIX}{op}_{tag} BEFORE {verb} ON {name} "
-                f"BEGIN SELECT {function}(); END"
-            )
+def install_fence(conn: apsw.Connection, active_generation: int, guard: bool = True) -> int:
+    """Fence every table; returns the file's `PRAGMA schema_version` after it, which the caller
+    records: DDL on the fenced file moves it (hazard 1). Run inside the barrier transaction, on a
+    triggers-off connection, as its LAST statement before COMMIT (see `_edit_triggers`)."""
+    return fence_replacing_capture(conn, active_generation, guard, drop_capture=False)
+
+
+def fence_replacing_capture(conn: apsw.Connection, active_generation: int, guard: bool = True,
+                            drop_capture: bool = True) -> int:
+    """Fence every table and (drop_capture) remove change capture, in one schema edit; returns the
+    new `PRAGMA schema_version`. This is what runs while writers wait, so it costs O(schema):
+    one read of sqlite_schema, one edit of it, no per-trigger statement (hazard 18). The fence
+    triggers are byte for byte what CREATE TRIGGER would store (rootpage 0, nothing to allocate);
+    every other connection re-reads the schema at its next statement because schema_version moves,
+    and then fails to prepare any write (hazard 1). The capture table and epoch stay: without
+    their triggers nothing can add to them, and dropping the table would free its pages while
+    writers wait; `empty_capture` clears them later without touching the schema."""
+    schema = _schema_entries(conn)
+    tables = {name: _tag(name) for kind, name, head in schema if kind == "table" and _fenceable(name, head)}
     if guard:  # normally already there from capture; only an offline deploy builds it here
-        install_blob_guard(conn, user_tables(conn))
+        indexes = {name for kind, name, _ in schema if kind == "index"}
+        missing = {t for t, tag in tables.items() if not t.startswith(INTERNAL_PREFIX) and GUARD_PREFIX + tag not in indexes}
+        if missing:
+            install_blob_guard(conn, [t for t in user_tables(conn) if t.name in missing])
+    function = FENCE_FUNCTION.format(generation=active_generation)
+    fence = [(f"{FENCE_PREFIX}{op}_{tag}", table, _fence_sql(op, table, function, tag))
+             for table, tag in tables.items() for op in "iud"]
+    drop = (FENCE_PREFIX, CAPTURE_PREFIX) if drop_capture else (FENCE_PREFIX,)
+    return _edit_triggers(conn, drop_prefixes=drop, add=fence)
 
 
-def remove_fence(conn: apsw.Connection) -> None:
-    for (name,) in _triggers(conn, FENCE_PREFIX):
-        conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
-    remove_blob_guard(conn)
+def fence_sql(conn: apsw.Connection, active_generation: int) -> list[str]:
+    """The fence as plain CREATE TRIGGER statements (the reference the schema edit must equal)."""
+    function = FENCE_FUNCTION.format(generation=active_generation)
+    return [_fence_sql(op, name, function, _tag(name)) for kind, name, head in _schema_entries(conn)
+            if kind == "table" and _fenceable(name, head) for op in "iud"]
+
+
+_FENCE_VERBS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
+
+
+def _fence_sql(op: str, table: str, function: str, tag: str) -> str:
+    return (f"CREATE TRIGGER {FENCE_PREFIX}{op}_{tag} BEFORE {_FENCE_VERBS[op]} ON {quote_ident(table)} "
+            f"BEGIN SELECT {function}(); END")
+
+
+def _schema_entries(conn: apsw.Connection) -> list[tuple[str, str, str]]:
+    """(type, name, first words of sql) of every table and BLOB-guard index: one read."""
+    return conn.execute("SELECT type, name, upper(substr(ltrim(coalesce(sql, '')), 1, 14)) FROM main.sqlite_schema "
+                        "WHERE type = 'table' OR (type = 'index' AND substr(name, 1, ?) = ?)",
+                        (len(GUARD_PREFIX), GUARD_PREFIX)).fetchall()
+
+
+def _fenceable(name: str, head: str) -> bool:
+    """Every table a write could reach: the application's and bluegreen's own, not SQLite's
+    internal ones and not virtual tables (a trigger cannot be put on those)."""
+    return not name.startswith("sqlite_") and not head.startswith("CREATE VIRTUAL")
+
+
+def _edit_triggers(conn: apsw.Connection, drop_prefixes: tuple[str, ...] = (), add: list = ()) -> int:
+    """Delete the triggers named with these prefixes and insert `add` (name, table, sql) rows,
+    straight into sqlite_schema (PRAGMA writable_schema), then move schema_version by one so every
+    connection, this one included, reloads the schema at its next statement. Triggers own no
+    pages, so the file stays consistent (integrity_check). Returns the new schema_version.
+
+    Call it last before COMMIT: any later statement on this connection reloads the whole schema
+    first (a few ms per thousand tables), which would fall inside the caller's write lock."""
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)  # defensive mode forbids writable_schema
+    version = schema_version(conn)
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        changed = 0
+        for prefix in drop_prefixes:
+            conn.execute("DELETE FROM main.sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+                         (len(prefix), prefix))
+            changed += conn.changes()
+        if add:
+            conn.executemany("INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) "
+                             "VALUES ('trigger', ?, ?, 0, ?)", list(add))
+            changed += len(add)
+        if changed:
+            version += 1
+            conn.execute(f"PRAGMA main.schema_version = {version}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    return version
+
+
+def remove_fence(conn: apsw.Connection, keep_guard: bool = False) -> None:
+    """Lift the fence in one schema edit, and drop capture's inert table the fence left behind. The
+    BLOB guard's indexes own pages, so each needs its own
+    DROP INDEX (O(tables x schema)): keep_guard leaves them for a later transaction
+    (`remove_blob_guard`) when this runs while writers wait. Last statement before COMMIT, as
+    `_edit_triggers` says."""
+    if not keep_guard:
+        remove_blob_guard(conn)
+    if not _triggers(conn, CAPTURE_PREFIX):  # capture's inert table, left by the fence (empty_capture)
+        conn.execute(f"DROP TABLE IF EXISTS main.{CAPTURE_TABLE}")
+        clear_meta(conn, "capture_epoch")
+    _edit_triggers(conn, drop_prefixes=(FENCE_PREFIX,))
 
 
 def fenced_generation(conn: apsw.Connection) -> int | None:
@@ -468,11 +556,3 @@ def _objects(conn: apsw.Connection, kind: str, prefix: str) -> list[tuple[str]]:
         "SELECT name FROM sqlite_schema WHERE type = ? AND substr(name, 1, ?) = ?",
         (kind, len(prefix), prefix),
     ).fetchall()
-
-
-def _internal_tables(conn: apsw.Connection) -> list[Table]:
-    names = conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND substr(name, 1, ?) = ?",
-        (len(INTERNAL_PREFIX), INTERNAL_PREFIX),
-    ).fetchall()
-    return [Table(n, False, "rowid", (), False) for (n,) in names]

@@ -162,23 +162,26 @@ class Controller:
                 self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.release.stamp_approvals(green, pending)
             recorded = self._record_green_schema(green)
+            green_version = self._version_of(green)  # now: after the fence, writers wait for the swap
             if offline:
-                pause, attempts = self.switch.holding_writes(state, replayer, blue), 1
+                switched = self.switch.holding_writes(state, replayer, blue)
             else:
-                pause, attempts = self.switch.within_budget(state, replayer, blue)
+                switched = self.switch.within_budget(state, replayer, blue)
         except BaseException as exc:
+            replayer.close()
             if state.step != "fenced":
                 self._restore_green_schema(green, recorded)
                 conflict = exc.details if isinstance(exc, ReplayConflict) else state.conflict
                 self._journal(state, phase="prepared", operation="prepare", step="validated", conflict=conflict)
             raise
+        try:
+            with self._phase("swap"):
+                self._swap(green, state.green_generation, green_version, previous=blue)
         finally:
-            replayer.close()
-        with self._phase("swap"):
-            self._swap(green, state.green_generation, self._version_of(green), previous=blue)
+            replayer.close()  # after the swap: freeing two large schemas is not the writers' wait
         self._journal(state, phase="cut_over", step="swapped")
-        result = self._cut_over_result(command, state, green, pause)
-        result.data["attempts"] = attempts
+        self.switch.tidy_blue(state, blue)
+        result = switched.annotate(self._cut_over_result(command, state, green, switched.pause_ms))
         return self.release.post_hook("post-cutover", command, state, versions, result)
 
     # ------------------------------------------------------------------------------------------
@@ -294,8 +297,8 @@ class Controller:
                 with self._phase("fence"):
                     # Green keeps its capture: if we die before blue commits, a second revert
                     # still knows what to carry. The fence covers tables created since cutover.
-                    capture.install_fence(green_conn, state.blue_generation, guard=self.config.capture.guard_blob_writes)
-                    state.fences[state.green] = schema_version(green_conn)
+                    state.fences[state.green] = capture.install_fence(green_conn, state.blue_generation,
+                                                                      guard=self.config.capture.guard_blob_writes)
                     green_conn.execute("COMMIT")
             finally:
                 barrier.rollback(green_conn)

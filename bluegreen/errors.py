@@ -26,6 +26,13 @@ class OperationFailed(BluegreenError):
     exit_code = EXIT_FAILED
 
 
+class PauseBudgetExceeded(OperationFailed):
+    """The write-pause budget could not be met: the lock was let go, nothing was switched, the
+    active file is still active and the new generation stays prepared (invariant 3)."""
+
+    exit_code = EXIT_FAILED
+
+
 class InputError(BluegreenError):
     """Bad config, pointer, migration file or database: nothing on disk was changed."""
 

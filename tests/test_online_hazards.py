@@ -739,14 +739,16 @@ def test_a_tiny_pause_budget_cuts_over_or_gives_up_cleanly(toy, spawn):
     else:
         assert cut.code == 1, (cut.out, cut.err)
         line = error_line(cut)
-        assert "1 ms write-pause budget" in line and "2 tries" in line and "still active" in line
+        # Either every try was over, or the measured fence and commit fsync alone exceed 1 ms.
+        assert "1 ms write-pause budget" in line and ("2 tries" in line or "commit" in line) and "still active" in line
         assert pointer_of(project)["active"] == "app.db" and phase_of(project) == "prepared"
         assert project.gen(2).exists() and read_rows(project.blue, FENCES) == [(0,)]
         for writer in writers:
             writer.wait_for(5, on="app.db")  # blue still takes writes
         app(project, "INSERT INTO items(name) VALUES ('written after the budget gave up')")
         expected = {writer.seed: writer.finish() for writer in writers}
-        ok(project.cli("cutover", "--json"))  # no writers: fits any budget
+        set_cutover(project, max_write_pause_ms=1000, max_attempts=2)  # no writers, a budget a fsync fits in
+        ok(project.cli("cutover", "--json"))
         assert pointer_of(project)["active"] == "app.gen2.db"
         assert read_rows(project.gen(2), "SELECT count(*) FROM items WHERE name = 'written after the budget gave up'") == [(1,)]
     expected = {writer.seed: (writer.finish() if writer.proc.poll() is None else expected_rows(writer.log))
@@ -772,11 +774,12 @@ print("COMMITTED", flush=True)
 """
 
 
-def test_a_tiny_pause_budget_gives_up_while_an_application_holds_blues_lock(toy, tmp_path):
+def test_a_pause_budget_gives_up_while_an_application_holds_blues_lock(toy, tmp_path):
     """The give-up branch, every time: an application transaction holds blue's write lock for
-    longer than the 1 ms budget; cutover lets go, changes nothing, and blue keeps its writer."""
+    longer than the budget; cutover lets go, changes nothing, and blue keeps its writer. (The
+    budget is one the measured fence and fsync fit in: a 1 ms one is refused before any try.)"""
     project = toy
-    set_cutover(project, max_write_pause_ms=1, max_attempts=2)
+    set_cutover(project, max_write_pause_ms=100, max_attempts=2)
     assert project.cli("init").code == 0
     ok(project.cli("prepare", "--json"))
     stop = tmp_path / "holder.stop"
@@ -785,7 +788,7 @@ def test_a_tiny_pause_budget_gives_up_while_an_application_holds_blues_lock(toy,
     try:
         assert holder.stdout.readline().strip() == "HOLDING"
         line = refused(project, "cutover", code=1)
-        assert "1 ms write-pause budget" in line and "2 tries" in line
+        assert "100 ms write-pause budget" in line and "2 tries" in line
         assert "blue is still active and green stays prepared" in line
         assert pointer_of(project)["active"] == "app.db" and phase_of(project) == "prepared"
         assert project.gen(2).exists() and rows(project.blue, FENCES) == [(0,)]
