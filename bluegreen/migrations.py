@@ -1,7 +1,7 @@
 """Versioned migration files: discover, check, plan, apply, and the history table.
 
 Files are `{seq}_{version}_{description}.sql` with companions sharing the stem:
-`_sync.sql`, `_validate.sql`, `_rollback.sql` (see DESIGN.md, Migrations), and the read-only
+`_sync.sql`, `_validate.sql`, `_rollback.sql` (see docs/design.md, Migrations), and the read-only
 query files `_benchmark.sql` (performance gate) and `_check.sql` (`bluegreen check`). Only the
 migration itself is checksummed: adding or editing a companion never makes an applied file "changed".
 """

@@ -1,4 +1,4 @@
-"""DESIGN.md hazards 1, 2, 8, 11 and 12: each failure reproduced on plain SQLite first (so the test
+"""docs/design.md hazards 1, 2, 8, 11 and 12: each failure reproduced on plain SQLite first (so the test
 proves the hazard is real on this platform), then shown closed through bluegreen."""
 
 from __future__ import annotations

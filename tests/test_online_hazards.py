@@ -1,4 +1,4 @@
-"""Online prepare / cutover / revert against DESIGN.md hazards 3, 5, 7, 9 and 10, application
+"""Online prepare / cutover / revert against docs/design.md hazards 3, 5, 7, 9 and 10, application
 triggers, virtual tables, AUTOINCREMENT, several writer processes, the pause budget, and commands
 run twice. Where SQLite lets us, each hazard's failure is first reproduced without bluegreen's
 guard (so the test proves the hazard is real), then shown closed through the CLI.
