@@ -34,3 +34,33 @@ def test_rehearsal_scratch_files_keep_blues_mode(toy_ready, tmp_path_factory):
     assert stat.S_IMODE((scratch / "config.toml").stat().st_mode) == 0o600
     assert stat.S_IMODE((scratch / "writer.log").stat().st_mode) == 0o600
     assert too_open(scratch, 0o600, 0o777) == []
+
+
+# ==================================================================================================
+# 4. config queries that reach bluegreen's own objects are refused like a migration's (hazard 15)
+# ==================================================================================================
+@pytest.mark.parametrize("section, sql", [
+    ("performance", "SELECT count(*) FROM _bluegreen_changes"),
+    ("check", 'SELECT * FROM "_BLUEGREEN_META" WHERE key = 1'),
+    ("check", "SELECT name FROM items WHERE id IN (SELECT row_key FROM main._bluegreen_changes)"),
+])
+@pytest.mark.parametrize("command", ["check", "deploy", "status"])
+def test_config_queries_naming_bluegreen_objects_are_refused(toy_ready, section, sql, command):
+    from conftest import write_config
+    from test_failures import assert_refused
+
+    project = toy_ready
+    write_config(project.root, f'[{section}.queries]\nsneaky = """{sql}"""\n')
+    before = disk_state(project.root)
+    result = project.cli(command)
+    line = assert_refused(result, 2, "config.toml", f"{section}.queries.sneaky", "_bluegreen")
+    assert line.count("\n") == 0
+    assert disk_state(project.root) == before
+
+
+def test_config_queries_on_the_applications_own_tables_still_run(toy_ready):
+    from conftest import write_config
+
+    project = toy_ready
+    write_config(project.root, '[check.queries]\nbluegreen_named = "SELECT id FROM items WHERE name = \'_bluegreen_x\'"\n')
+    assert project.cli("check").code == 0
