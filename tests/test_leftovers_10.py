@@ -64,3 +64,29 @@ def test_config_queries_on_the_applications_own_tables_still_run(toy_ready):
     project = toy_ready
     write_config(project.root, '[check.queries]\nbluegreen_named = "SELECT id FROM items WHERE name = \'_bluegreen_x\'"\n')
     assert project.cli("check").code == 0
+
+
+# ==================================================================================================
+# 5. `check` on a foreign key whose parent key is not unique: the declaration named, exit 3
+# ==================================================================================================
+def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
+    from test_failures import assert_refused
+
+    project = toy_ready
+    app = project.connect(project.blue)
+    app.execute("CREATE TABLE parents(code TEXT); INSERT INTO parents VALUES ('a'), ('a');"
+                "CREATE TABLE kids(id INTEGER PRIMARY KEY, code TEXT REFERENCES parents(code));"
+                "INSERT INTO kids(code) VALUES ('a');"
+                "CREATE TABLE pets(id INTEGER PRIMARY KEY, owner INTEGER REFERENCES items(id));"
+                "INSERT INTO pets(owner) VALUES (9999);")  # a real violation beside it, still found
+    app.close()
+    before = disk_state(project.root)
+    result = project.cli("check")
+    line = assert_refused(result, 3, "kids", "foreign key mismatch", "parents", "UNIQUE index")
+    assert "SQLError" not in line and "Traceback" not in result.err
+    document = project.cli("check", "--json")
+    assert document.code == 3
+    fk = {c["name"]: c for c in document.json["checks"]}["foreign_key_check"]
+    assert fk["found"] == 1 and fk["sample"] == [["pets", 1, "items"]]
+    assert "kids" in fk["error"] and "pets" not in fk["error"]
+    assert disk_state(project.root) == before
