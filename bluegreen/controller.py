@@ -475,7 +475,9 @@ class Controller:
                 return Result("finalize", "nothing to finalize")
             if state.phase != "cut_over":
                 raise InputError(f"nothing to finalize (phase {state.phase})")
-            self._check_fence_intact("finalize", state.blue)
+            blue_gone = not (self.store.folder / state.blue).is_file()  # deleted in the revert window
+            if not blue_gone:
+                self._check_fence_intact("finalize", state.blue)
             holders = registry.users_of(self.config.database.pointer, state.blue)
             if holders and not force:
                 raise OperationFailed(
@@ -491,9 +493,21 @@ class Controller:
             with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
                 capture.remove_capture(conn)
             kept = state.blue
+            if blue_gone:
+                return self._finalized_without_blue(state)
             self._journal(state, **IDLE)
             return Result("finalize", f"finalized: the revert window is closed; {kept} stays on disk, fenced",
                           data={"kept": str(self.store.folder / kept)})
+
+    def _finalized_without_blue(self, state: State) -> Result:
+        """Blue was deleted in the revert window: nothing could be reverted to anyway, so the window
+        closes (green keeps no capture) and the fence record of the missing file is forgotten."""
+        blue = self.store.folder / state.blue
+        state.fences.pop(state.blue, None)
+        self.store.log("finalize_blue_missing", file=state.blue)
+        self._journal(state, **IDLE)
+        return Result("finalize", f"finalized: the revert window is closed; {blue} was already gone (deleted "
+                      "during the revert window), so there is no previous file to keep", data={"kept": None, "blue_missing": str(blue)})
 
     # ------------------------------------------------------------------------------------------
     # prune: remove fenced generations retired longer ago than [retention] keep_days

@@ -22,6 +22,9 @@ NEXT_STEP = {
 }
 
 
+BLUE_GONE_IN_WINDOW = ("bluegreen cannot revert without it; or run `bluegreen finalize` to keep green and close "
+                       "the revert window without it")
+
 # Commands that open the files the journal names; the read-only ones need the active file only
 # (active_path checks it), so `bluegreen path` in a script never fails over a missing green.
 USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "resume", "abort", "prune")
@@ -32,14 +35,18 @@ def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
     if state.phase == "idle":
         return []
     blue = ("blue (the file applications used before this operation)", state.blue,
-            "restore it from a backup; " + ("bluegreen cannot revert without it" if state.phase == "cut_over"
-                                            else "blue is the active file"))
+            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == "cut_over" else "blue is the active file"))
+    if state.phase == "cut_over" and command == "finalize":
+        blue = None  # finalize only removes capture from green; with blue gone it closes the window
+    if state.phase == "cut_over":
+        green = ("green (the generation the cutover makes active)", state.green,
+                 "restore it from a backup; it is the active file")
+        return [f for f in (blue, green) if f]
     if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
         green = ("the prepared generation", state.green,
                  "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
         return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
     green = ("green (the generation the cutover makes active)", state.green,
-             "restore it from a backup; it is the active file" if state.phase == "cut_over" else
              "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
     return [blue, green]
 
@@ -119,10 +126,12 @@ class Inspector:
         current = self.current()
         state = self.store.load()
         active = current.active_path(self.config.database.pointer)
+        gone = [(role, name, fix) for role, name, fix in _files_needed(state, "status")
+                if name != current.active and not (self.store.folder / name).is_file()]
         problems = [p for p in [self._missing_active(active)] if p]
-        problems += [f"{self.store.folder / name}: {role} not found; {fix}"
-                     for role, name, fix in _files_needed(state, "status")
-                     if name != current.active and not (self.store.folder / name).is_file()]
+        missing = [current.active] if problems else []
+        problems += [f"{self.store.folder / name}: {role} not found; {fix}" for role, name, fix in gone]
+        missing += [name for _, name, _ in gone]
         data = {
             "active": str(active),
             "generation": current.generation,
@@ -193,6 +202,8 @@ class Inspector:
                          + " (`bluegreen generations` lists them)")
         if problems:
             data["next"] = "restore the missing file (see the error below)"
+            if state.phase == "cut_over" and all(name == state.blue for name in missing):
+                data["next"] = f"restore {state.blue} from a backup to keep revert possible, or bluegreen finalize"
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
         for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):

@@ -90,3 +90,42 @@ def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
     assert fk["found"] == 1 and fk["sample"] == [["pets", 1, "items"]]
     assert "kids" in fk["error"] and "pets" not in fk["error"]
     assert disk_state(project.root) == before
+
+
+# ==================================================================================================
+# 2. finalize when blue was deleted in the revert window: the window closes, green keeps its data
+# ==================================================================================================
+def state_of(project) -> dict:
+    import json
+
+    return json.loads((project.data / ".bluegreen" / "state.json").read_text())
+
+
+def test_finalize_with_blue_deleted_in_the_revert_window(toy_ready):
+    from test_failures import SIDE
+
+    project = toy_ready
+    assert project.cli("deploy").code == 0
+    for path in [project.blue, *(Path(f"{project.blue}{s}") for s in SIDE)]:
+        if path.exists():
+            path.unlink()
+    status = project.cli("status", "--json")
+    assert status.code == 2  # a missing file is still a problem to report
+    assert "bluegreen finalize" in status.json["next"] and "restore app.db" in status.json["next"]
+    assert "bluegreen finalize" in status.json["problems"][0]
+    refused = project.cli("revert")  # revert still needs blue
+    assert refused.code == 2 and "cannot revert without it" in refused.err
+    green_rows = rows(project.gen(2), "SELECT * FROM items ORDER BY id")
+    before = disk_state(project.root)
+    done = project.cli("finalize", "--json")
+    assert done.code == 0, done.err
+    assert "revert window is closed" in done.json["message"] and "already gone" in done.json["message"]
+    state = state_of(project)
+    assert state["phase"] == "idle" and "app.db" not in state["fences"]
+    assert rows(project.gen(2), "SELECT * FROM items ORDER BY id") == green_rows
+    assert rows(project.gen(2), "SELECT name FROM sqlite_schema WHERE name LIKE '_bluegreen%'") == [("_bluegreen_meta",)]
+    assert not project.blue.exists()  # nothing recreated
+    after = project.cli("status")
+    assert after.code == 0 and "problem" not in after.out, after.out
+    assert disk_state(project.root) != before  # the journal moved on (and only by finalize)
+
