@@ -129,3 +129,122 @@ def test_finalize_with_blue_deleted_in_the_revert_window(toy_ready):
     assert after.code == 0 and "problem" not in after.out, after.out
     assert disk_state(project.root) != before  # the journal moved on (and only by finalize)
 
+
+
+# ==================================================================================================
+# 1. TEXT primary keys holding a NUL byte in WITHOUT ROWID tables (quote() stops at the NUL)
+# ==================================================================================================
+NUL_SCHEMA = """
+CREATE TABLE kv(k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;
+CREATE TABLE pair(a TEXT, b INTEGER, u TEXT UNIQUE, v TEXT, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE plain(k TEXT PRIMARY KEY, v INTEGER);
+"""
+NUL_SEED = [
+    ("INSERT INTO kv VALUES (?, ?)", ("seed\x00gone", 1)),
+    ("INSERT INTO kv VALUES (?, ?)", ("seed\x00kept", 2)),
+    ("INSERT INTO kv VALUES (?, ?)", ("seed", 3)),
+    ("INSERT INTO pair VALUES (?, ?, ?, ?)", ("p\x00q", 1, "u\x001", "first")),
+    ("INSERT INTO pair VALUES (?, ?, ?, ?)", ("p\x00q", 2, "u2", "second")),
+    ("INSERT INTO plain VALUES (?, ?)", ("r\x00s", 1)),
+]
+NUL_WRITES = [
+    ("INSERT INTO kv VALUES (?, ?)", ("a\x00b", 10)),
+    ("INSERT INTO kv VALUES (?, ?)", ("a\x00c", 11)),
+    ("INSERT INTO kv VALUES (?, ?)", ("a", 12)),  # shares quote()'s 'a' with the two above
+    ("UPDATE kv SET v = v + 100 WHERE k = ?", ("a\x00b",)),
+    ("DELETE FROM kv WHERE k = ?", ("a\x00c",)),
+    ("DELETE FROM kv WHERE k = ?", ("seed\x00gone",)),
+    ("INSERT OR REPLACE INTO kv VALUES (?, ?)", ("seed\x00kept", 20)),
+    ("UPDATE kv SET k = ? WHERE k = ?", ("moved\x00here", "a")),  # a key change
+    ("REPLACE INTO pair VALUES (?, ?, ?, ?)", ("z", 9, "u\x001", "took u1")),  # deletes ('p\0q', 1)
+    ("INSERT OR REPLACE INTO pair VALUES (?, ?, ?, ?)", ("p\x00q", 2, "u2", "replaced")),
+    ("UPDATE pair SET a = ? WHERE b = 2", ("p\x00r",)),
+    ("INSERT OR REPLACE INTO plain VALUES (?, ?)", ("r\x00s", 2)),  # rowid table: keyed by rowid
+    ("INSERT INTO plain VALUES (?, ?)", ("t\x00u", 3)),
+]
+
+
+def nul_project(root: Path):
+    import textwrap
+
+    import apsw
+
+    from conftest import Project, write_config
+
+    project = Project(root)
+    write_config(root)
+    project.schemas.mkdir()
+    project.data.mkdir()
+    (project.schemas / "001_v1.1.0_add_notes.sql").write_text("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n")
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("PRAGMA journal_mode=WAL").get
+    with conn:
+        conn.execute(textwrap.dedent(NUL_SCHEMA))
+        for sql, params in NUL_SEED:
+            conn.execute(sql, params)
+    conn.close()
+    assert project.cli("init").code == 0
+    return project
+
+
+def nul_write(path: Path, writes) -> None:
+    import apsw
+
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+    try:
+        for sql, params in writes:
+            conn.execute(sql, params)
+    finally:
+        conn.close()
+
+
+def nul_rows(path: Path) -> dict[str, list[tuple]]:
+    """Every row by typeof and hex of each value: quote() would hide what follows a NUL."""
+    spelled = lambda *cols: ", ".join(f"typeof({c}), hex({c})" for c in cols)  # noqa: E731
+    return {"kv": rows(path, f"SELECT {spelled('k', 'v')} FROM kv ORDER BY hex(k)"),
+            "pair": rows(path, f"SELECT {spelled('a', 'b', 'u', 'v')} FROM pair ORDER BY hex(a), b"),
+            "plain": rows(path, f"SELECT _rowid_, {spelled('k', 'v')} FROM plain ORDER BY _rowid_")}
+
+
+def test_nul_text_keys_written_on_blue_during_prepare_reach_green(tmp_path):
+    project = nul_project(tmp_path)
+    assert project.cli("prepare").code == 0
+    nul_write(project.blue, NUL_WRITES)
+    result = project.cli("cutover")
+    assert result.code == 0, result.err
+    expected = nul_rows(project.blue)
+    assert ("text", "moved\x00here".encode().hex().upper()) in [r[:2] for r in expected["kv"]]  # the NUL kept
+    assert nul_rows(project.gen(2)) == expected
+
+
+def test_nul_text_keys_written_on_green_in_the_revert_window_are_carried_back(tmp_path):
+    project = nul_project(tmp_path)
+    assert project.cli("deploy").code == 0
+    nul_write(project.gen(2), NUL_WRITES)
+    result = project.cli("revert")
+    assert result.code == 0, result.err
+    assert nul_rows(project.blue) == nul_rows(project.gen(2))
+
+
+def test_key_encoding_is_quote_for_every_value_without_a_nul(tmp_path):
+    """Sync scripts read row_key: only NUL-holding text is spelled differently."""
+    import apsw
+
+    from bluegreen import capture
+    from bluegreen.db import user_tables
+
+    conn = apsw.Connection(str(tmp_path / "k.db"))
+    conn.execute("CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID; CREATE TABLE r(id INTEGER PRIMARY KEY)")
+    values = [1, -5, 2.5, -0.0, 1e300, "plain", "it's", "", "ü😀", b"\x00\x01", b"", "x\x00y"]
+    conn.executemany("INSERT INTO w VALUES (?)", [(v,) for v in values])
+    tables = {t.name: t for t in user_tables(conn)}
+    keyed = capture.key_expression(tables["w"], "w")
+    for value in values:
+        (got,) = conn.execute(f"SELECT {keyed} FROM w WHERE k IS ?", (value,)).fetchone()
+        (quoted,) = conn.execute("SELECT quote(?)", (value,)).fetchone()
+        if isinstance(value, str) and "\x00" in value:
+            assert got == f"CAST(X'{value.encode().hex().upper()}' AS TEXT)"
+            assert conn.execute(f"SELECT k = {got} FROM w WHERE k IS ?", (value,)).fetchone() == (1,)
+        else:
+            assert got == quoted, value
+    assert capture.key_expression(tables["r"], "NEW") == f"NEW.{tables['r'].rowid_alias}"  # rowid: unchanged
