@@ -248,3 +248,41 @@ def test_key_encoding_is_quote_for_every_value_without_a_nul(tmp_path):
         else:
             assert got == quoted, value
     assert capture.key_expression(tables["r"], "NEW") == f"NEW.{tables['r'].rowid_alias}"  # rowid: unchanged
+
+
+# ==================================================================================================
+# 6. offline deploy fences blue as cutover does: one schema edit, every table, fence version right
+# ==================================================================================================
+def test_offline_deploy_fences_a_blue_holding_capture_in_one_edit(toy_ready):
+    """A blue restored from a backup taken while it was captured still holds capture's triggers,
+    table and BLOB guard. The offline deploy drops the capture triggers and adds the fence in one
+    sqlite_schema edit (hazard 18), keeps the guard instead of rebuilding it index by index, and
+    fences every table, bluegreen's own included, as cutover's fence does."""
+    import json
+
+    from bluegreen import barrier, capture
+
+    project = toy_ready
+    with barrier.holding(project.blue, 5000) as conn:
+        capture.install_capture(conn, guard=True)
+    guard = rows(project.blue, "SELECT name, rootpage FROM sqlite_schema WHERE name LIKE '_bluegreen_guard%'")
+    assert guard
+    (before,) = rows(project.blue, "PRAGMA schema_version")
+    result = project.cli("deploy", "--offline")
+    assert result.code == 0, result.err
+    (after,) = rows(project.blue, "PRAGMA schema_version")
+    assert after[0] - before[0] == 2  # DROP TABLE of the capture table, then one trigger edit
+    names = {n for (n,) in rows(project.blue, "SELECT name FROM sqlite_schema WHERE name LIKE '_bluegreen%'")}
+    assert not {n for n in names if n.startswith(capture.CAPTURE_PREFIX)}
+    assert capture.CAPTURE_TABLE not in names
+    assert rows(project.blue, "SELECT name, rootpage FROM sqlite_schema WHERE name LIKE '_bluegreen_guard%'") == guard
+    conn = project.connect(project.blue)
+    try:
+        fenced = {s for (s,) in conn.execute("SELECT sql FROM sqlite_schema WHERE name LIKE '_bluegreen_fence%'")}
+        assert fenced == set(capture.fence_sql(conn, 2))  # every table, _bluegreen_meta too
+    finally:
+        conn.close()
+    state = json.loads((project.data / ".bluegreen" / "state.json").read_text())
+    assert state["fences"]["app.db"] == after[0]
+    assert project.cli("revert").code == 0  # the fence's recorded version is right: revert accepts it
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '_bluegreen_fence%'") == [(0,)]
