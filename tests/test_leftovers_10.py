@@ -286,3 +286,76 @@ def test_offline_deploy_fences_a_blue_holding_capture_in_one_edit(toy_ready):
     assert state["fences"]["app.db"] == after[0]
     assert project.cli("revert").code == 0  # the fence's recorded version is right: revert accepts it
     assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '_bluegreen_fence%'") == [(0,)]
+
+
+# ==================================================================================================
+# 7. status's `next` line never advises a command that refuses in that state
+# ==================================================================================================
+def crashed(project, *args: str, at: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BLUEGREEN_CRASH_AT": at}
+    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == -9, (done.returncode, done.stderr)
+
+
+def offline_fenced_but_not_journaled(project) -> None:
+    """deploy --offline killed between its fence's COMMIT and the journal: blue is fenced, the
+    journal still says preparing (resume knows this case: it finishes the swap)."""
+    import json
+
+    crashed(project, "deploy", "--offline", at="deploy:fenced")
+    path = project.data / ".bluegreen" / "state.json"
+    state = json.loads(path.read_text())
+    state.update(phase="preparing", step="barrier")
+    state["fences"].pop("app.db")
+    path.write_text(json.dumps(state))
+
+
+def unlocked_state(project) -> dict:
+    """disk_state but the controller lock, which holds the last holder's pid and time."""
+    return {k: v for k, v in disk_state(project.root).items() if not k.endswith(".bluegreen/lock")}
+
+
+def test_status_after_a_fence_the_journal_missed_does_not_advise_abort(toy_ready):
+    project = toy_ready
+    offline_fenced_but_not_journaled(project)
+    status = project.cli("status", "--json")
+    assert status.code == 0, status.err
+    assert "abort" not in status.json["next"] and "resume" in status.json["next"]
+    before = unlocked_state(project)
+    refused = project.cli("abort")
+    assert refused.code == 2 and "too late to abort" in refused.err  # what status must agree with
+    assert unlocked_state(project) == before
+    assert project.cli("resume").code == 0
+    assert project.cli("status", "--json").json["phase"] == "cut_over"
+
+
+def test_status_with_the_prepared_generation_gone_advises_what_works(toy_ready):
+    from test_hostile_inputs import remove_database
+
+    project = toy_ready
+    assert project.cli("prepare").code == 0
+    remove_database(project.gen(2))
+    status = project.cli("status", "--json")
+    assert status.code == 2
+    assert status.json["next"].startswith("run `bluegreen abort`")  # not "restore": nothing to restore
+    assert project.cli("abort").code == 0  # and abort indeed works
+    assert project.cli("status", "--json").json["phase"] == "idle"
+
+
+def test_status_with_green_gone_past_blues_fence_never_advises_abort(toy_ready):
+    from test_hostile_inputs import remove_database
+
+    project = toy_ready
+    crashed(project, "deploy", at="deploy:fenced")
+    remove_database(project.gen(2))
+    status = project.cli("status", "--json")
+    assert status.code == 2
+    assert "abort" in status.json["next"] and "abort refuses" in status.json["next"]
+    assert "restore app.gen2.db" in status.json["next"] and "resume" in status.json["next"]
+    before = unlocked_state(project)
+    assert project.cli("abort").code == 2  # what status must agree with
+    assert unlocked_state(project) == before
