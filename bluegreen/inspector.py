@@ -36,12 +36,11 @@ def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
         return []
     blue = ("blue (the file applications used before this operation)", state.blue,
             "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == "cut_over" else "blue is the active file"))
-    if state.phase == "cut_over" and command == "finalize":
-        blue = None  # finalize only removes capture from green; with blue gone it closes the window
     if state.phase == "cut_over":
         green = ("green (the generation the cutover makes active)", state.green,
                  "restore it from a backup; it is the active file")
-        return [f for f in (blue, green) if f]
+        # finalize only removes capture from green: with blue gone it closes the window without it
+        return [green] if command == "finalize" else [blue, green]
     if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
         green = ("the prepared generation", state.green,
                  "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
