@@ -40,8 +40,18 @@ def key_expression(table: Table, row: str) -> str:
     is itself SQL: `SELECT <key>` gives the key values back.
     """
     if table.without_rowid:
-        return " || ',' || ".join(f"quote({row}.{quote_ident(c)})" for c in table.primary_key)
+        return " || ',' || ".join(_quoted_key_value(f"{row}.{quote_ident(c)}") for c in table.primary_key)
     return f"{row}.{table.rowid_alias}"
+
+
+def _quoted_key_value(value: str) -> str:
+    """quote(value), except text holding a NUL byte: quote() stops at the NUL ('a' for 'a<NUL>b', so
+    the key would find no row, and two keys could share one encoding), so that text is spelled
+    CAST(X'<its bytes>' AS TEXT), which replay's key grammar decodes. Every other value keeps
+    quote()'s spelling byte for byte (sync scripts read row_key); the extra cost per write is a
+    typeof() and, for text, an instr()."""
+    return (f"CASE WHEN typeof({value}) = 'text' AND instr({value}, char(0)) "
+            f"THEN 'CAST(X''' || hex({value}) || ''' AS TEXT)' ELSE quote({value}) END")
 
 
 def capturable(conn: apsw.Connection) -> list[Table]:

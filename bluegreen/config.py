@@ -11,6 +11,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import time
 from pathlib import Path
 
+from bluegreen import namedsql
 from bluegreen.errors import InputError
 
 DEFAULT_CONFIG = "config.toml"
@@ -309,8 +310,21 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
             if not isinstance(sql, str) or not sql.strip():
                 raise InputError(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
             _no_nul(path, f"{where}.{name}", sql)
+            _no_internal(path, f"{where}.{name}", sql)
         return tuple(value.items())
     raise AssertionError(kind)
+
+
+def _no_internal(path: Path, where: str, sql: str) -> None:
+    """A benchmark or check query reading bluegreen's own objects (capture, fences, replay
+    positions) would depend on bookkeeping that comes and goes with each deploy: refused like a
+    migration's reference (hazard 15)."""
+    found = namedsql.references_internal(sql)
+    if found is not None:
+        raise InputError(
+            f"{path}: {where} refers to {found.written}, one of bluegreen's own objects ({namedsql.INTERNAL_PREFIX}* "
+            "tables, triggers and indexes hold change capture, fences and replay positions); a benchmark or check "
+            "query must not read them: remove that reference")
 
 
 def _int(path: Path, where: str, kind: Int, value: object) -> int:

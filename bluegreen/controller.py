@@ -218,10 +218,7 @@ class Controller:
             self.release.stamp_approvals(green, pending)
             self._record_green_schema(green)
             with self._phase("fence"):
-                capture.remove_capture(held)
-                capture.install_fence(held, generation, guard=self.config.capture.guard_blob_writes)
-                capture.set_meta(held, source_epoch=self._capture_epoch(green), source_seq=0)
-                state.fences[state.blue] = schema_version(held)
+                state.fences[state.blue] = self._fence_offline(held, generation, green)
                 held.execute("COMMIT")
             pause = clock.ms
             self._journal(state, phase="cutting_over", step="fenced")
@@ -237,6 +234,20 @@ class Controller:
         self._journal(state, phase="cut_over", step="swapped")
         return self.release.post_hook("post-cutover", "deploy", state, versions,
                                       self._cut_over_result("deploy", state, green, pause))
+
+    def _fence_offline(self, held: apsw.Connection, generation: int, green: Path) -> int:
+        """Under blue's lock: fence blue and drop any capture it holds, the triggers in ONE schema
+        edit (fence_replacing_capture, as cutover's _fence_blue; hazard 18) and a BLOB guard blue
+        already has kept rather than dropped index by index and built again. The capture table
+        and epoch go as before. Returns blue's schema_version after the edit, which is the last
+        statement before COMMIT, for state.fences (hazard 1)."""
+        guard = self.config.capture.guard_blob_writes
+        capture.set_meta(held, source_epoch=self._capture_epoch(green), source_seq=0)
+        capture.clear_meta(held, "capture_epoch")
+        held.execute(f"DROP TABLE IF EXISTS main.{capture.CAPTURE_TABLE}")
+        if not guard:
+            capture.remove_blob_guard(held)
+        return capture.fence_replacing_capture(held, generation, guard=guard)
 
     # ------------------------------------------------------------------------------------------
     # revert: blue's lock → green's barrier → carry green's changes (and new tables) back → fence
@@ -475,7 +486,9 @@ class Controller:
                 return Result("finalize", "nothing to finalize")
             if state.phase != "cut_over":
                 raise InputError(f"nothing to finalize (phase {state.phase})")
-            self._check_fence_intact("finalize", state.blue)
+            blue_gone = not (self.store.folder / state.blue).is_file()  # deleted in the revert window
+            if not blue_gone:
+                self._check_fence_intact("finalize", state.blue)
             holders = registry.users_of(self.config.database.pointer, state.blue)
             if holders and not force:
                 raise OperationFailed(
@@ -491,9 +504,21 @@ class Controller:
             with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
                 capture.remove_capture(conn)
             kept = state.blue
+            if blue_gone:
+                return self._finalized_without_blue(state)
             self._journal(state, **IDLE)
             return Result("finalize", f"finalized: the revert window is closed; {kept} stays on disk, fenced",
                           data={"kept": str(self.store.folder / kept)})
+
+    def _finalized_without_blue(self, state: State) -> Result:
+        """Blue was deleted in the revert window: nothing could be reverted to anyway, so the window
+        closes (green keeps no capture) and the fence record of the missing file is forgotten."""
+        blue = self.store.folder / state.blue
+        state.fences.pop(state.blue, None)
+        self.store.log("finalize_blue_missing", file=state.blue)
+        self._journal(state, **IDLE)
+        return Result("finalize", f"finalized: the revert window is closed; {blue} was already gone (deleted "
+                      "during the revert window), so there is no previous file to keep", data={"kept": None, "blue_missing": str(blue)})
 
     # ------------------------------------------------------------------------------------------
     # prune: remove fenced generations retired longer ago than [retention] keep_days

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen import approvals, environments, estimate, migrations, monitor, pointer, registry, retention
+from bluegreen import approvals, capture, environments, estimate, migrations, monitor, pointer, registry, retention
 from bluegreen.config import Config
 from bluegreen.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
@@ -22,6 +22,9 @@ NEXT_STEP = {
 }
 
 
+BLUE_GONE_IN_WINDOW = ("bluegreen cannot revert without it; or run `bluegreen finalize` to keep green and close "
+                       "the revert window without it")
+
 # Commands that open the files the journal names; the read-only ones need the active file only
 # (active_path checks it), so `bluegreen path` in a script never fails over a missing green.
 USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "resume", "abort", "prune")
@@ -32,14 +35,17 @@ def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
     if state.phase == "idle":
         return []
     blue = ("blue (the file applications used before this operation)", state.blue,
-            "restore it from a backup; " + ("bluegreen cannot revert without it" if state.phase == "cut_over"
-                                            else "blue is the active file"))
+            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == "cut_over" else "blue is the active file"))
+    if state.phase == "cut_over":
+        green = ("green (the generation the cutover makes active)", state.green,
+                 "restore it from a backup; it is the active file")
+        # finalize only removes capture from green: with blue gone it closes the window without it
+        return [green] if command == "finalize" else [blue, green]
     if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
         green = ("the prepared generation", state.green,
                  "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
         return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
     green = ("green (the generation the cutover makes active)", state.green,
-             "restore it from a backup; it is the active file" if state.phase == "cut_over" else
              "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
     return [blue, green]
 
@@ -119,10 +125,12 @@ class Inspector:
         current = self.current()
         state = self.store.load()
         active = current.active_path(self.config.database.pointer)
+        gone = [(role, name, fix) for role, name, fix in _files_needed(state, "status")
+                if name != current.active and not (self.store.folder / name).is_file()]
         problems = [p for p in [self._missing_active(active)] if p]
-        problems += [f"{self.store.folder / name}: {role} not found; {fix}"
-                     for role, name, fix in _files_needed(state, "status")
-                     if name != current.active and not (self.store.folder / name).is_file()]
+        missing = [current.active] if problems else []
+        problems += [f"{self.store.folder / name}: {role} not found; {fix}" for role, name, fix in gone]
+        missing += [name for _, name, _ in gone]
         data = {
             "active": str(active),
             "generation": current.generation,
@@ -155,10 +163,11 @@ class Inspector:
         idle_next = ("bluegreen deploy (or prepare, then cutover)" if data["pending"] else
                      "nothing pending" if "pending_error" not in data else "unknown until the pending migrations can be read")
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
-        if state.phase in ("preparing", "cutting_over") and state.blue in state.fences:  # abort is refused now
+        past_fence = self._blue_fenced(state)
+        if past_fence:  # abort is refused now (hazard 16): only forward
             data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
         data["conflict"] = state.conflict
-        if state.conflict and state.phase in ("prepared", "cutting_over"):
+        if state.conflict and state.phase in ("prepared", "cutting_over") and not past_fence:
             data["next"] = conflict_next_step(state.conflict)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
@@ -192,7 +201,7 @@ class Inspector:
                          + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
                          + " (`bluegreen generations` lists them)")
         if problems:
-            data["next"] = "restore the missing file (see the error below)"
+            data["next"] = _missing_next_step(state, missing, gone, past_fence)
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
         for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):
@@ -201,6 +210,24 @@ class Inspector:
         if problems:
             return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
         return Result("status", "\n".join(lines), data=data)
+
+    def _blue_fenced(self, state) -> bool:
+        """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
+        journal does not (deploy --offline killed between its fence's commit and the journal),
+        exactly as abort decides; the journal's fence record when blue cannot be read."""
+        if state.phase not in ("preparing", "prepared", "cutting_over") or not state.blue:
+            return False
+        path = self.store.folder / state.blue
+        if not path.is_file():
+            return state.blue in state.fences
+        try:
+            conn = open_db(readonly_uri(path), readonly=True)
+            try:
+                return capture.fenced_generation(conn) == state.green_generation
+            finally:
+                conn.close()
+        except apsw.Error:  # a full disk, a lock: what the journal knows
+            return state.blue in state.fences
 
     def _release(self, state, active: Path) -> dict:
         """The chosen environment, the approvals of the version a cutover would bring, the window."""
@@ -305,6 +332,19 @@ def conflict_lines(conflict: dict) -> list[str]:
     if conflict and not conflict.get("conflicts"):
         lines.append(f"conflict    {conflict.get('error', 'a replayed batch breaks a constraint of green')}")
     return lines
+
+
+def _missing_next_step(state, missing: list[str], gone: list[tuple[str, str, str]], past_fence: bool) -> str:
+    """The `next` line when a file is gone: what the problem line says to do, and never `abort`
+    once blue is fenced (abort refuses then)."""
+    if state.phase == "cut_over" and missing == [state.blue]:
+        return f"restore {state.blue} from a backup to keep revert possible, or bluegreen finalize"
+    if past_fence and state.green in missing:
+        return (f"restore {state.green} from a backup (blue is fenced, so abort refuses and green holds the "
+                "latest writes), then bluegreen resume")
+    if gone and missing == [gone[0][1]]:
+        return gone[0][2]
+    return "restore the missing file (see the error below)"
 
 
 def conflict_next_step(conflict: dict) -> str:

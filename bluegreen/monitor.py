@@ -13,7 +13,7 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen import migrations, namedsql
+from bluegreen import migrations, namedsql, validate
 from bluegreen.config import Config
 from bluegreen.db import open_db
 from bluegreen.errors import EXIT_GATE, EXIT_OK
@@ -76,9 +76,15 @@ def _integrity(conn: apsw.Connection, limit: int) -> Finding:
 
 
 def _foreign_keys(conn: apsw.Connection, limit: int) -> Finding:
-    violations = conn.execute("PRAGMA main.foreign_key_check").fetchall()
-    return Finding("foreign_key_check", "foreign_key_check", len(violations), ("table", "rowid", "parent", "fkid"),
-                   tuple(violations[:limit]))
+    """validate's check: a declaration SQLite cannot check (its parent key is not unique, "foreign
+    key mismatch") is one finding naming its table, not a raw SQLite error for the whole file."""
+    found = sorted(validate.foreign_key_violations(conn), key=repr)
+    violations = [v for v in found if not validate.is_unchecked(v)]
+    unchecked = "; ".join(validate.describe_violation(v) for v in found if validate.is_unchecked(v))
+    if unchecked:
+        unchecked += ": make the parent columns its PRIMARY KEY or give them a UNIQUE index"
+    return Finding("foreign_key_check", "foreign_key_check", len(violations), ("table", "rowid", "parent"),
+                   tuple(violations[:limit]), error=unchecked)
 
 
 def _query(conn: apsw.Connection, query: NamedQuery, limit: int) -> Finding:

@@ -32,7 +32,7 @@ from bluegreen.db import check_database, open_db
 from bluegreen.errors import BluegreenError, InputError, OperationFailed
 from bluegreen.inspector import Inspector
 from bluegreen.results import Phase, Result
-from bluegreen.store import Timer, file_mode
+from bluegreen.store import Timer, create_file, file_mode
 
 ProgressFn = Callable[[str, int, int], None]
 WRITER_WARM_UP = 5  # committed writes before the deploy starts: the writer is really writing
@@ -186,6 +186,7 @@ def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
         value = getattr(scratch_config, section.name)
         if dataclasses.is_dataclass(value) and section.name != "hooks":
             document[section.name] = {k: _as_toml(k, v) for k, v in dataclasses.asdict(value).items() if v is not None}
+    create_file(path, file_mode(copy) & 0o666)  # never more readable than blue (issue 10 item 10)
     path.write_text("# written by `bluegreen rehearse`: a scratch copy of the real project\n" + tomli_w.dumps(document))
     return scratch_config
 
@@ -226,6 +227,7 @@ def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[subprocess
     kind = "sdm" if SDM_TABLES <= tables else "touch"
     module = "bluegreen.demo_writer" if kind == "sdm" else "bluegreen.rehearsal_writer"
     log = scratch / "writer.log"
+    create_file(log, file_mode(copy) & 0o666)  # the writer appends to it: it holds row values, so blue's mode
     process = subprocess.Popen([sys.executable, "-m", module, str(config.database.pointer), str(log), "--seconds", "600"],
                                stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30

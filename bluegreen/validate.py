@@ -114,10 +114,20 @@ def _foreign_keys(fk: ForeignKeys) -> Check:
     return Check("foreign_key_check", "rows newly violating foreign keys", "0", actual, _status(not new))
 
 
+def is_unchecked(violation: tuple) -> bool:
+    """An entry foreign_key_violations made for a declaration SQLite could not check at all."""
+    table, rowid, parent = violation
+    return rowid is None and parent.startswith("foreign key mismatch")
+
+
 def _violation(table: str, rowid, parent: str) -> str:
-    if rowid is None and parent.startswith("foreign key mismatch"):
+    if is_unchecked((table, rowid, parent)):
         return f"{table}: {parent} (the parent key is not PRIMARY KEY or UNIQUE)"
     return f"{table} rowid {rowid} -> {parent}"
+
+
+def describe_violation(violation: tuple) -> str:
+    return _violation(*violation)
 
 
 def _script(conn: apsw.Connection, migration: Migration) -> list[Check]:

@@ -365,7 +365,7 @@ def test_status_reports_a_deleted_active_file_and_keeps_reporting(toy_ready):
     assert disk_state(project.data) == before
 
 
-@pytest.mark.parametrize("command", ["revert", "finalize", "status"])
+@pytest.mark.parametrize("command", ["revert", "status"])  # finalize closes the window: test_leftovers_10
 def test_deleted_blue_in_the_revert_window_is_named(cut_over, command):
     project = cut_over
     remove_database(project.blue)
