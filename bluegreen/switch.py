@@ -227,10 +227,6 @@ class Switch:
                 held, state.green_generation, guard=self.config.capture.guard_blob_writes)
             held.execute("COMMIT")
             pause_ms = clock.ms  # the writers go on from here
-        # Writers are refused until the swap: closing green's last connection must not checkpoint
-        # it first (tens of ms with a thousand tables). Its WAL is durable; green's writers
-        # checkpoint it later.
-        replayer.conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
         self.journal(state, step="fenced")
         return pause_ms
 
