@@ -195,24 +195,23 @@ class Replayer:
                 if own_transaction:
                     self.conn.execute("COMMIT")
                 return BatchResult(0, 0, before, time.perf_counter() - started)
-            self.conn.execute("DELETE FROM temp.bluegreen_changes")
-            self.conn.execute(
-                "INSERT INTO temp.bluegreen_changes(table_name, row_key, present) "
-                f"SELECT DISTINCT tbl, key, 0 FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?",
-                (before.seq, last),
-            )
-            self.conn.execute("SAVEPOINT bluegreen_batch")
             try:
-                for table in self._tables_in_batch():
-                    self._apply_table(table)
-                self._mark_present()
-                self._carry_autoincrement()
-                self._run_scripts()
-            except apsw.ConstraintError as exc:  # a row the target's constraints reject: name it
-                self.conn.execute("ROLLBACK TO bluegreen_batch")
-                self.conn.execute("RELEASE bluegreen_batch")
-                raise self._conflict(exc) from None
-            self.conn.execute("RELEASE bluegreen_batch")
+                self._apply_range(before.seq, last)
+            except apsw.ConstraintError as exc:
+                end = self.conn.execute(f"SELECT coalesce(max(seq), 0) FROM source.{capture.CAPTURE_TABLE}").get
+                end = end if upto is None else min(upto, end)
+                if end <= last:
+                    raise self._conflict(exc) from None
+                # The batch stopped short of what this snapshot holds (its limit): a row it copies
+                # may meet the old value of a row whose change lies beyond it, which the snapshot
+                # already moved away. Replay to the snapshot's end: last-state is exact there.
+                count += self.conn.execute(f"SELECT count(*) FROM source.{capture.CAPTURE_TABLE} "
+                                           "WHERE seq > ? AND seq <= ?", (last, end)).get
+                last = end
+                try:
+                    self._apply_range(before.seq, last)
+                except apsw.ConstraintError as again:
+                    raise self._conflict(again) from None
             keys = self.conn.execute("SELECT count(*) FROM temp.bluegreen_changes").get
             capture.set_meta(self.conn, source_seq=last)
             if own_transaction:
@@ -222,6 +221,28 @@ class Replayer:
                 self.conn.execute("ROLLBACK")
             raise
         return BatchResult(count, keys, capture.Position(before.epoch, last), time.perf_counter() - started)
+
+    def _apply_range(self, after: int, last: int) -> None:
+        """Apply the changes in (after, last] inside a savepoint; a constraint failure rolls the
+        savepoint back and propagates, for batch() to extend the range or name the row."""
+        self.conn.execute("DELETE FROM temp.bluegreen_changes")
+        self.conn.execute(
+            "INSERT INTO temp.bluegreen_changes(table_name, row_key, present) "
+            f"SELECT DISTINCT tbl, key, 0 FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?",
+            (after, last),
+        )
+        self.conn.execute("SAVEPOINT bluegreen_batch")
+        try:
+            for table in self._tables_in_batch():
+                self._apply_table(table)
+            self._mark_present()
+            self._carry_autoincrement()
+            self._run_scripts()
+        except apsw.ConstraintError:
+            self.conn.execute("ROLLBACK TO bluegreen_batch")
+            self.conn.execute("RELEASE bluegreen_batch")
+            raise
+        self.conn.execute("RELEASE bluegreen_batch")
 
     def _run_scripts(self) -> None:
         for name, script in self.scripts:
@@ -353,7 +374,11 @@ class Replayer:
                 progress(done, done + left)
             if left <= until:
                 break
-            result = self.batch(limit, target, own_transaction)
+            # Each batch reads as far as its snapshot holds (limit permitting), even past the
+            # target: a batch cut short of its snapshot copies rows as they are now next to rows
+            # whose later change it has not applied, and a unique value that moved between
+            # them conflicts. Only a caller's `upto` (a barrier's position) bounds it exactly.
+            result = self.batch(limit, upto, own_transaction)
             if result.changes == 0:
                 if upto is not None:  # never stop short silently: that would drop writes
                     raise OperationFailed(

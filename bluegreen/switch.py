@@ -102,7 +102,9 @@ class Switch:
         replayer.conn.execute("BEGIN IMMEDIATE")
         try:
             capture.set_meta(replayer.conn, source_seq=max(0, seq - rows))
-            return [replayer.batch(limit=rows, upto=seq, own_transaction=False)]
+            # No `upto`: a batch cut short of its snapshot could meet a unique value a later
+            # change moved (see Replayer.batch); this one reads as far as it must to be exact.
+            return [replayer.batch(limit=rows, own_transaction=False)]
         finally:
             replayer.conn.execute("ROLLBACK")
 
@@ -112,7 +114,7 @@ class Switch:
         reaches zero, and a batch that replays every table costs tens of ms with 1,000 of them."""
         if replayer.backlog() <= budget.rows_within() and budget.replay_measured:
             return
-        budget.observe(replayer.catch_up(upto=replayer.source_position().seq))
+        budget.observe(replayer.catch_up())  # aims at blue's position now; each batch exact to its snapshot
 
     def _attempt(self, state: State, replayer: Replayer, held: apsw.Connection, budget: PauseBudget,
                  attempt: int) -> float | None:
