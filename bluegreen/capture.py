@@ -410,7 +410,11 @@ def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
     for table in tables:
         if table.virtual or table.without_rowid:  # BLOB I/O needs a rowid table
             continue
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {GUARD_PREFIX}{_tag(table.name)} ON {quote_ident(table.name)}((0)) WHERE 0")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {guard_name(table)} ON {quote_ident(table.name)}((0)) WHERE 0")
+
+
+def guard_name(table: Table) -> str:
+    return f"{GUARD_PREFIX}{_tag(table.name)}"
 
 
 def remove_blob_guard(conn: apsw.Connection) -> None:

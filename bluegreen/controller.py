@@ -296,11 +296,13 @@ class Controller:
                 raise budget.exceeded("revert", reason, self._revert_advice())
             with self._phase("measure_pause"):
                 budget.observe(self._replay_rehearsal(back))
+            pre_carried: list = []
             for attempt in range(1, self.config.cutover.max_attempts + 1):
                 with self._phase("pre_carry"):
-                    self._pre_carry(green, back, budget, accept_loss)
+                    pre_carried += self._pre_carry(green, back, budget, accept_loss)
                 outcome = self._revert_attempt(state, blue, green, back, accept_loss, budget, attempt)
                 if outcome is not None:
+                    outcome.carried[:0] = pre_carried
                     return outcome
             raise budget.exceeded("revert", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
                                   self._revert_advice())
@@ -325,7 +327,7 @@ class Controller:
         except (apsw.Error, OperationFailed):
             return []
 
-    def _pre_carry(self, green: Path, back: Replayer, budget, accept_loss: bool) -> None:
+    def _pre_carry(self, green: Path, back: Replayer, budget, accept_loss: bool) -> list:
         """Carry green's changes into fenced blue before green's barrier, in blue's own committed
         batches: nobody writes blue, replay is last-state by key, and blue's position says how far
         it got, so the locked window replays only what came after. The revert's first position is
@@ -333,7 +335,7 @@ class Controller:
         the old schema has no place for something and accept_loss was not given (the locked window
         refuses before carrying: nothing changed) or when the backlog already fits."""
         if back.backlog() <= budget.rows_within() and budget.replay_measured:
-            return
+            return []
         conn = open_db(green, query_only=True)
         try:
             found = revert_ddl.drift(conn, back.conn)
@@ -341,15 +343,17 @@ class Controller:
             conn.close()
         upto = back.source_position().seq
         if found is None:
-            return  # cut over before the schema record existed: the locked window logs it and carries all
+            return []  # cut over before the schema record existed: the locked window logs it and carries all
         if (found.refused or back.uncarried(upto)) and not accept_loss:
-            return  # the locked window refuses it (exit 5) before carrying anything: blue stays untouched
+            return []  # the locked window refuses it (exit 5) before carrying anything: blue stays untouched
         for table in found.uncarriable_tables:
             back.tables.pop(table, None)  # as the locked window does: their rows are exported, not carried
         if capture.get_meta(back.conn, REVERT_START) is None:
             with self._blue_transaction(back):
                 capture.set_meta(back.conn, **{REVERT_START: back.position().seq})
-        budget.observe(back.catch_up(upto=upto))
+        carried = back.catch_up(upto=upto)
+        budget.observe(carried)
+        return carried
 
     @contextmanager
     def _blue_transaction(self, back: Replayer) -> Iterator[None]:
@@ -467,7 +471,7 @@ class Controller:
                       exported: Path | None, command: str = "revert", tables: dict[str, int] | None = None,
                       report: SwitchReport | None = None) -> Result:
         before = dataclasses.replace(state)  # the hook is told which files the revert moved between
-        self._drop_blue_guard(blue)
+        self._drop_guard(blue)
         versions = (self._version_of(green), self._version_of(blue))
         state.fences.pop(state.blue, None)
         state.reverted.append(state.green)
@@ -493,10 +497,10 @@ class Controller:
             report.annotate(result)
         return self.release.post_hook("post-revert", command, before, versions, result)
 
-    def _drop_blue_guard(self, blue: Path) -> None:
-        """After the swap: the BLOB guard's indexes own pages, so each needs a DROP INDEX that
+    def _drop_guard(self, blue: Path) -> None:
+        """After a revert's swap, or when a prepare is undone: the BLOB guard's indexes own pages, so each needs a DROP INDEX that
         rescans the schema; one short transaction each, so no writer on blue waits for all of
-        them (hazard 18). Nothing captures blue now, so the guard has nothing left to protect; one
+        them (hazard 18). Nothing captures blue now (capture is gone first), so the guard has nothing left to protect; one
         left behind (lock busy, crash) only refuses incremental BLOB writes, and is logged."""
         conn = open_db(blue, query_only=True)
         try:
@@ -683,8 +687,28 @@ class Controller:
         return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
+        """Writers wait for each of these transactions (hazard 18). The BLOB guard's indexes own
+        pages, so each is a CREATE INDEX that rescans the schema and reads its table: one short
+        transaction each, all committed before capture starts, so no BLOB write can slip past the
+        triggers (a handle opened earlier holds an older snapshot and cannot write after them).
+        Then the capture triggers, one schema edit; a table created meanwhile gets its guard there."""
+        if self.config.capture.guard_blob_writes:
+            self._guard_gradually(blue)
         with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
+
+    def _guard_gradually(self, blue: Path) -> None:
+        conn = open_db(blue, query_only=True)
+        try:
+            tables = capture.capturable(conn)  # refuses what capture cannot take before anything is written
+            present = {name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)}
+        finally:
+            conn.close()
+        for table in tables:
+            if capture.guard_name(table) in present or table.without_rowid:
+                continue
+            with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as held:
+                capture.install_blob_guard(held, [table])
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
@@ -757,7 +781,8 @@ class Controller:
         remove_database_files(green)
         if blue_capture and state.blue:
             with barrier.holding(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms) as conn:
-                capture.remove_capture(conn)
+                capture.remove_capture(conn, keep_guard=True)
+            self._drop_guard(self.store.folder / state.blue)
         self.store.log("discarded", generation=state.green_generation, file=state.green)
         self._journal(state, **IDLE)
 
