@@ -118,15 +118,35 @@ class Position:
     seq: int
 
 
-def install_capture(conn: apsw.Connection, guard: bool = True) -> Position:
+@dataclass(frozen=True)
+class CapturePlan:
+    """Capture's trigger rows, worked out before the lock (reading every table's indexes and
+    columns takes most of a second with 1,000 tables), valid while schema_version stays put."""
+
+    schema_version: int
+    tables: list
+    triggers: list  # (name, table, sql) rows for _edit_triggers
+
+
+def plan_capture(conn: apsw.Connection) -> CapturePlan:
+    """Read-only: the capture install_capture would make now (refusing what it cannot take)."""
+    version = schema_version(conn)
+    tables = capturable(conn)
+    return CapturePlan(version, tables, [row for table in tables for row in capture_triggers(conn, table)])
+
+
+def install_capture(conn: apsw.Connection, guard: bool = True, plan: CapturePlan | None = None) -> Position:
     """Create the capture table and triggers (idempotent); returns the current position.
 
-    Run inside the caller's transaction. A fresh install draws a new random epoch, so a position
+    Run inside the caller's transaction, with `plan` (plan_capture) made before it if it can be:
+    then what runs under the lock is a few statements and one schema edit. A fresh install draws a new random epoch, so a position
     from an earlier capture can never be mistaken for one of this capture (hazard 7). `seq` is a
     plain rowid, not AUTOINCREMENT: the table is only ever dropped whole (with its epoch), so seq
     never goes back within an epoch, and blue is not left with a sqlite_sequence table after abort.
     """
-    tables = capturable(conn)
+    if plan is None or plan.schema_version != schema_version(conn):  # none, or the schema moved since
+        plan = plan_capture(conn)
+    tables = plan.tables
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {CAPTURE_TABLE}("
         "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
@@ -136,7 +156,7 @@ def install_capture(conn: apsw.Connection, guard: bool = True) -> Position:
     if guard:  # before the triggers' edit, which must be the last statement (see _edit_triggers)
         install_blob_guard(conn, tables)
     present = {name for (name,) in _triggers(conn, CAPTURE_PREFIX)}
-    add = [row for table in tables for row in capture_triggers(conn, table) if row[0] not in present]
+    add = [row for row in plan.triggers if row[0] not in present]
     _edit_triggers(conn, add=add)
     _check_schema(conn)
     return capture_position(conn)

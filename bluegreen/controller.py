@@ -691,11 +691,17 @@ class Controller:
         pages, so each is a CREATE INDEX that rescans the schema and reads its table: one short
         transaction each, all committed before capture starts, so no BLOB write can slip past the
         triggers (a handle opened earlier holds an older snapshot and cannot write after them).
-        Then the capture triggers, one schema edit; a table created meanwhile gets its guard there."""
+        Then the capture triggers, worked out before the lock, as one schema edit; a table created
+        meanwhile moves schema_version, so the install works them out again and guards it there."""
         if self.config.capture.guard_blob_writes:
             self._guard_gradually(blue)
+        conn = open_db(blue, query_only=True)
+        try:
+            plan = capture.plan_capture(conn)  # before the lock; redone under it if the schema moved
+        finally:
+            conn.close()
         with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
-            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
+            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes, plan=plan)
 
     def _guard_gradually(self, blue: Path) -> None:
         conn = open_db(blue, query_only=True)
