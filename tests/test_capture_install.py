@@ -110,3 +110,25 @@ def test_a_trigger_sqlite_cannot_parse_rolls_the_install_back(tmp_path, monkeypa
         conn.close()
     assert raised
     assert rows(path, SCHEMA) == before and rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_plan_made_before_the_lock_is_redone_when_the_schema_moved_meanwhile(tmp_path):
+    path = tmp_path / "zoo.db"
+    _file(path, _zoo)
+    reader = open_db(path, query_only=True)
+    plan = capture.plan_capture(reader)
+    reader.close()
+    _file(path, lambda conn: conn.execute("CREATE TABLE late(id INTEGER PRIMARY KEY, v TEXT UNIQUE)"))
+    conn = open_db(path, triggers=False)
+    conn.execute("BEGIN IMMEDIATE")
+    capture.install_capture(conn, plan=plan)
+    conn.execute("COMMIT")
+    conn.close()
+    late = rows(path, "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'late' ORDER BY name")
+    assert len(late) == 5  # i, u, d and the two REPLACE triggers
+    assert rows(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'late' "
+                      "AND name LIKE '\\_bluegreen\\_guard\\_%' ESCAPE '\\'") == [(1,)]
+    app = apsw.Connection(str(path))
+    app.execute("INSERT INTO late(v) VALUES ('x')")
+    app.close()
+    assert rows(path, "SELECT tbl, op FROM _bluegreen_capture") == [("late", "I")]
