@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -39,6 +40,7 @@ class RevertOutcome:
     report: SwitchReport | None = None  # the pause green's writers saw, and the budget's account
 
 
+GUARD_SLICE_MS = 10  # the BLOB guard's indexes are made in transactions of about this long
 REVERT_START = "revert_start_seq"  # blue's position when this revert began carrying (see _pre_carry)
 
 
@@ -334,6 +336,8 @@ class Controller:
         kept (REVERT_START): what cannot be carried is counted and exported from there. Skipped when
         the old schema has no place for something and accept_loss was not given (the locked window
         refuses before carrying: nothing changed) or when the backlog already fits."""
+        if capture.capture_position(back.conn, "source") is None:
+            return []  # green has no capture to carry from: the locked window says what it does then
         if back.backlog() <= budget.rows_within() and budget.replay_measured:
             return []
         conn = open_db(green, query_only=True)
@@ -704,17 +708,34 @@ class Controller:
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes, plan=plan)
 
     def _guard_gradually(self, blue: Path) -> None:
+        """The guard indexes in slices of about GUARD_SLICE_MS under the lock, each followed by as
+        long with the lock free: back-to-back transactions would starve a writer whose busy
+        handler sleeps in growing steps and always wakes to a taken lock."""
         conn = open_db(blue, query_only=True)
         try:
             tables = capture.capturable(conn)  # refuses what capture cannot take before anything is written
             present = {name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)}
         finally:
             conn.close()
-        for table in tables:
-            if capture.guard_name(table) in present or table.without_rowid:
-                continue
-            with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as held:
-                capture.install_blob_guard(held, [table])
+        todo = [t for t in reversed(tables) if not t.without_rowid and capture.guard_name(t) not in present]
+        locks: list[float] = []
+        conn = open_db(blue, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            while todo:
+                barrier.begin(conn, blue, self.config.cutover.lock_timeout_ms)
+                clock = Timer()
+                try:
+                    while todo and clock.ms < GUARD_SLICE_MS:
+                        capture.install_blob_guard(conn, [todo.pop()])
+                    conn.execute("COMMIT")
+                finally:
+                    barrier.rollback(conn)
+                locks.append(clock.ms)
+                time.sleep(clock.ms / 1000)
+        finally:
+            conn.close()
+        if locks:
+            self.store.log("blob_guard", transactions=len(locks), longest_lock_ms=round(max(locks), 2))
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
