@@ -139,10 +139,11 @@ def install_capture(conn: apsw.Connection, guard: bool = True, plan: CapturePlan
     """Create the capture table and triggers (idempotent); returns the current position.
 
     Run inside the caller's transaction, with `plan` (plan_capture) made before it if it can be:
-    then what runs under the lock is a few statements and one schema edit. A fresh install draws a new random epoch, so a position
-    from an earlier capture can never be mistaken for one of this capture (hazard 7). `seq` is a
-    plain rowid, not AUTOINCREMENT: the table is only ever dropped whole (with its epoch), so seq
-    never goes back within an epoch, and blue is not left with a sqlite_sequence table after abort.
+    then what runs under the lock is a few statements and one schema edit. A fresh install draws
+    a new random epoch, so a position from an earlier capture can never be mistaken for one of
+    this capture (hazard 7). `seq` is a plain rowid, not AUTOINCREMENT: the table is only ever
+    dropped whole (with its epoch), so seq never goes back within an epoch, and blue is not left
+    with a sqlite_sequence table after abort.
     """
     if plan is None or plan.schema_version != schema_version(conn):  # none, or the schema moved since
         plan = plan_capture(conn)
@@ -154,7 +155,8 @@ def install_capture(conn: apsw.Connection, guard: bool = True, plan: CapturePlan
     if get_meta(conn, "capture_epoch") is None:
         set_meta(conn, capture_epoch=secrets.token_hex(8))
     if guard:  # before the triggers' edit, which must be the last statement (see _edit_triggers)
-        install_blob_guard(conn, tables)
+        guarded = {name for (name,) in _objects(conn, "index", GUARD_PREFIX)}
+        install_blob_guard(conn, [t for t in tables if guard_name(t) not in guarded])
     present = {name for (name,) in _triggers(conn, CAPTURE_PREFIX)}
     add = [row for row in plan.triggers if row[0] not in present]
     _edit_triggers(conn, add=add)

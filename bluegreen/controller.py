@@ -502,22 +502,21 @@ class Controller:
         return self.release.post_hook("post-revert", command, before, versions, result)
 
     def _drop_guard(self, blue: Path) -> None:
-        """After a revert's swap, or when a prepare is undone: the BLOB guard's indexes own pages, so each needs a DROP INDEX that
-        rescans the schema; one short transaction each, so no writer on blue waits for all of
-        them (hazard 18). Nothing captures blue now (capture is gone first), so the guard has nothing left to protect; one
-        left behind (lock busy, crash) only refuses incremental BLOB writes, and is logged."""
+        """After a revert's swap, or when a prepare is undone: the BLOB guard's indexes own pages,
+        so each needs a DROP INDEX that rescans the schema; in short slices (_in_slices), so no
+        writer on blue waits for all of them (hazard 18). Nothing captures blue now (capture went
+        first), so the guard has nothing left to protect; one left behind (lock busy, crash) only
+        refuses incremental BLOB writes, and is logged."""
         conn = open_db(blue, query_only=True)
         try:
             names = [name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)]
         finally:
             conn.close()
-        for name in names:
-            try:
-                with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as held:
-                    held.execute(f"DROP INDEX IF EXISTS main.{quote_ident(name)}")
-            except (OperationFailed, apsw.Error) as exc:
-                self.store.log("guard_left", file=blue.name, index=name, reason=str(exc))
-                return
+        try:
+            self._in_slices(blue, names, lambda held, name: held.execute(
+                f"DROP INDEX IF EXISTS main.{quote_ident(name)}"), "blob_guard_dropped")
+        except (OperationFailed, apsw.Error) as exc:
+            self.store.log("guard_left", file=blue.name, reason=str(exc))
 
     def _refuse(self, state: State, lost: dict[str, int], refused: dict[str, str]) -> None:
         """Exit 5, naming every changed row count and every schema object the old schema cannot take."""
@@ -692,9 +691,10 @@ class Controller:
 
     def _install_capture_on_blue(self, blue: Path) -> None:
         """Writers wait for each of these transactions (hazard 18). The BLOB guard's indexes own
-        pages, so each is a CREATE INDEX that rescans the schema and reads its table: one short
-        transaction each, all committed before capture starts, so no BLOB write can slip past the
-        triggers (a handle opened earlier holds an older snapshot and cannot write after them).
+        pages, so each is a CREATE INDEX that rescans the schema and reads its table: made in short
+        transactions (_in_slices), all committed before capture starts, so no BLOB write can slip
+        past the triggers (a handle opened earlier holds an older snapshot and cannot write after
+        them).
         Then the capture triggers, worked out before the lock, as one schema edit; a table created
         meanwhile moves schema_version, so the install works them out again and guards it there."""
         if self.config.capture.guard_blob_writes:
@@ -708,25 +708,31 @@ class Controller:
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes, plan=plan)
 
     def _guard_gradually(self, blue: Path) -> None:
-        """The guard indexes in slices of about GUARD_SLICE_MS under the lock, each followed by as
-        long with the lock free: back-to-back transactions would starve a writer whose busy
-        handler sleeps in growing steps and always wakes to a taken lock."""
+        """The guard indexes blue lacks, in short slices under its lock (_in_slices)."""
         conn = open_db(blue, query_only=True)
         try:
             tables = capture.capturable(conn)  # refuses what capture cannot take before anything is written
             present = {name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)}
         finally:
             conn.close()
-        todo = [t for t in reversed(tables) if not t.without_rowid and capture.guard_name(t) not in present]
+        todo = [t for t in tables if not t.without_rowid and capture.guard_name(t) not in present]
+        self._in_slices(blue, todo, lambda held, table: capture.install_blob_guard(held, [table]), "blob_guard")
+
+    def _in_slices(self, path: Path, items: list, apply: Callable[[apsw.Connection, object], object],
+                   event: str) -> None:
+        """`apply` each item under `path`'s write lock, in transactions of about GUARD_SLICE_MS,
+        each followed by as long with the lock free: back-to-back transactions would starve a
+        writer whose busy handler sleeps in growing steps and keeps waking to a taken lock."""
+        todo = list(reversed(items))
         locks: list[float] = []
-        conn = open_db(blue, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        conn = open_db(path, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         try:
             while todo:
-                barrier.begin(conn, blue, self.config.cutover.lock_timeout_ms)
+                barrier.begin(conn, path, self.config.cutover.lock_timeout_ms)
                 clock = Timer()
                 try:
                     while todo and clock.ms < GUARD_SLICE_MS:
-                        capture.install_blob_guard(conn, [todo.pop()])
+                        apply(conn, todo.pop())
                     conn.execute("COMMIT")
                 finally:
                     barrier.rollback(conn)
@@ -735,7 +741,7 @@ class Controller:
         finally:
             conn.close()
         if locks:
-            self.store.log("blob_guard", transactions=len(locks), longest_lock_ms=round(max(locks), 2))
+            self.store.log(event, file=path.name, transactions=len(locks), longest_lock_ms=round(max(locks), 2))
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
