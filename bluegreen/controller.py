@@ -293,7 +293,10 @@ class Controller:
         # leaves writes refused, never lost, and `bluegreen resume` finishes the job.
         try:
             self._check_fence_intact("revert", state.blue)
-            budget = self.switch.budget(back.conn, self._unfence_rehearsal(state))
+            try:  # timed on blue under its lock: a stale writer there bounds it too (hazard 10)
+                budget = self.switch.budget(back.conn, self._unfence_rehearsal(state))
+            except apsw.BusyError:
+                raise barrier.held_error(blue, self.config.cutover.lock_timeout_ms) from None
             if reason := budget.unreachable():
                 raise budget.exceeded("revert", reason, self._revert_advice())
             with self._phase("measure_pause"):
@@ -301,7 +304,7 @@ class Controller:
             pre_carried: list = []
             for attempt in range(1, self.config.cutover.max_attempts + 1):
                 with self._phase("pre_carry"):
-                    pre_carried += self._pre_carry(green, back, budget, accept_loss)
+                    pre_carried += self._pre_carry(state, green, back, budget, accept_loss)
                 outcome = self._revert_attempt(state, blue, green, back, accept_loss, budget, attempt)
                 if outcome is not None:
                     outcome.carried[:0] = pre_carried
@@ -329,13 +332,14 @@ class Controller:
         except (apsw.Error, OperationFailed):
             return []
 
-    def _pre_carry(self, green: Path, back: Replayer, budget, accept_loss: bool) -> list:
-        """Carry green's changes into fenced blue before green's barrier, in blue's own committed
-        batches: nobody writes blue, replay is last-state by key, and blue's position says how far
+    def _pre_carry(self, state: State, green: Path, back: Replayer, budget, accept_loss: bool) -> list:
+        """Carry green's changes into fenced blue before green's barrier, in a blue transaction of
+        its own: nobody writes blue, replay is last-state by key, and blue's position says how far
         it got, so the locked window replays only what came after. The revert's first position is
         kept (REVERT_START): what cannot be carried is counted and exported from there. Skipped when
         the old schema has no place for something and accept_loss was not given (the locked window
-        refuses before carrying: nothing changed) or when the backlog already fits."""
+        refuses before carrying: nothing changed; what a rollback script says it cannot carry is
+        refused here, the pre-carry rolled back) or when the backlog already fits."""
         if capture.capture_position(back.conn, "source") is None:
             return []  # green has no capture to carry from: the locked window says what it does then
         if back.backlog() <= budget.rows_within() and budget.replay_measured:
@@ -352,21 +356,21 @@ class Controller:
             return []  # the locked window refuses it (exit 5) before carrying anything: blue stays untouched
         for table in found.uncarriable_tables:
             back.tables.pop(table, None)  # as the locked window does: their rows are exported, not carried
-        if capture.get_meta(back.conn, REVERT_START) is None:
-            with self._blue_transaction(back):
-                capture.set_meta(back.conn, **{REVERT_START: back.position().seq})
-        carried = back.catch_up(upto=upto)
-        budget.observe(carried)
-        return carried
-
-    @contextmanager
-    def _blue_transaction(self, back: Replayer) -> Iterator[None]:
-        back.conn.execute("BEGIN IMMEDIATE")
+        barrier.begin(back.conn, back.target, self.config.cutover.lock_timeout_ms)
         try:
-            yield
+            if capture.get_meta(back.conn, REVERT_START) is None:
+                capture.set_meta(back.conn, **{REVERT_START: back.position().seq})
+            carried = back.catch_up(upto=upto, own_transaction=False)
+            if back.script_uncarried() and not accept_loss:  # a rollback script has no place for a row:
+                lost = back.uncarried(upto, after=int(capture.get_meta(back.conn, REVERT_START)))
+                for table, count in back.script_uncarried().items():
+                    lost[table] = max(lost.get(table, 0), count)
+                self._refuse(state, lost, {})  # exit 5 as the locked window would, all rolled back
             back.conn.execute("COMMIT")
         finally:
             barrier.rollback(back.conn)
+        budget.observe(carried)
+        return carried
 
     def _revert_attempt(self, state: State, blue: Path, green: Path, back: Replayer, accept_loss: bool,
                         budget, attempt: int) -> "RevertOutcome | None":
