@@ -96,6 +96,11 @@ def rollback(conn: apsw.Connection) -> None:
         pass
 
 
+def held_error(path: Path, wait_ms: int) -> OperationFailed:
+    """The error for a write lock another connection kept past wait_ms."""
+    return _held(path, wait_ms)
+
+
 def _held(path: Path, wait_ms: int) -> OperationFailed:
     return OperationFailed(
         f"{path}: another connection held the write lock for over {wait_ms} ms (an application stuck in a "

@@ -128,42 +128,89 @@ class Position:
     seq: int
 
 
-def install_capture(conn: apsw.Connection, guard: bool = True) -> Position:
+@dataclass(frozen=True)
+class CapturePlan:
+    """Capture's trigger rows, worked out before the lock (reading every table's indexes and
+    columns takes most of a second with 1,000 tables), valid while schema_version stays put."""
+
+    schema_version: int
+    tables: list
+    triggers: list  # (name, table, sql) rows for _edit_triggers
+
+
+def plan_capture(conn: apsw.Connection) -> CapturePlan:
+    """Read-only: the capture install_capture would make now (refusing what it cannot take)."""
+    version = schema_version(conn)
+    tables = capturable(conn)
+    return CapturePlan(version, tables, [row for table in tables for row in capture_triggers(conn, table)])
+
+
+def install_capture(conn: apsw.Connection, guard: bool = True, plan: CapturePlan | None = None) -> Position:
     """Create the capture table and triggers (idempotent); returns the current position.
 
-    Run inside the caller's transaction. A fresh install draws a new random epoch, so a position
-    from an earlier capture can never be mistaken for one of this capture (hazard 7). `seq` is a
-    plain rowid, not AUTOINCREMENT: the table is only ever dropped whole (with its epoch), so seq
-    never goes back within an epoch, and blue is not left with a sqlite_sequence table after abort.
+    Run inside the caller's transaction, with `plan` (plan_capture) made before it if it can be:
+    then what runs under the lock is a few statements and one schema edit. A fresh install draws
+    a new random epoch, so a position from an earlier capture can never be mistaken for one of
+    this capture (hazard 7). `seq` is a plain rowid, not AUTOINCREMENT: the table is only ever
+    dropped whole (with its epoch), so seq never goes back within an epoch, and blue is not left
+    with a sqlite_sequence table after abort.
     """
-    tables = capturable(conn)
+    if plan is None or plan.schema_version != schema_version(conn):  # none, or the schema moved since
+        plan = plan_capture(conn)
+    tables = plan.tables
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {CAPTURE_TABLE}("
         "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
     )
     if get_meta(conn, "capture_epoch") is None:
         set_meta(conn, capture_epoch=secrets.token_hex(8))
-    for table in tables:
-        name = quote_ident(table.name)
-        lit = quote_literal(table.name)
-        tag = _tag(table.name)
-        new, old = key_expression(table, "NEW"), key_expression(table, "OLD")
-        conn.execute(
-            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}i_{tag} AFTER INSERT ON {name} BEGIN "
-            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {new}, 'I'); END;"
-            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}u_{tag} AFTER UPDATE ON {name} BEGIN "
-            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {old}, 'U' "
-            f"UNION ALL SELECT {lit}, {new}, 'U' WHERE ({new}) IS NOT ({old}); END;"
-            f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}d_{tag} AFTER DELETE ON {name} BEGIN "
-            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END;"
-        )
-        _capture_replace_deletes(conn, table)
-    if guard:
-        install_blob_guard(conn, tables)
+    if guard:  # before the triggers' edit, which must be the last statement (see _edit_triggers)
+        guarded = {name for (name,) in _objects(conn, "index", GUARD_PREFIX)}
+        install_blob_guard(conn, [t for t in tables if guard_name(t) not in guarded])
+    present = {name for (name,) in _triggers(conn, CAPTURE_PREFIX)}
+    add = [row for row in plan.triggers if row[0] not in present]
+    _edit_triggers(conn, add=add)
+    _check_schema(conn)
     return capture_position(conn)
 
 
-def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> None:
+def capture_triggers(conn: apsw.Connection, table: Table) -> list[tuple[str, str, str]]:
+    """(name, table, sql) of the table's capture triggers, the sql exactly as CREATE TRIGGER
+    stores it (`capture_sql` is that reference): installed as one sqlite_schema edit, because
+    one CREATE TRIGGER each rescans the schema, O(tables²) under blue's write lock (hazard 18)."""
+    return [(name, table.name, sql) for name, sql in _capture_sql(conn, table)]
+
+
+def capture_sql(conn: apsw.Connection) -> list[str]:
+    """Capture as plain CREATE TRIGGER statements (the reference the schema edit must equal)."""
+    return [sql for table in capturable(conn) for _, sql in _capture_sql(conn, table)]
+
+
+def _capture_sql(conn: apsw.Connection, table: Table) -> list[tuple[str, str]]:
+    name = quote_ident(table.name)
+    lit = quote_literal(table.name)
+    tag = _tag(table.name)
+    new, old = key_expression(table, "NEW"), key_expression(table, "OLD")
+    triggers = [
+        (f"{CAPTURE_PREFIX}i_{tag}", f"AFTER INSERT ON {name} BEGIN "
+         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {new}, 'I'); END"),
+        (f"{CAPTURE_PREFIX}u_{tag}", f"AFTER UPDATE ON {name} BEGIN "
+         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {old}, 'U' "
+         f"UNION ALL SELECT {lit}, {new}, 'U' WHERE ({new}) IS NOT ({old}); END"),
+        (f"{CAPTURE_PREFIX}d_{tag}", f"AFTER DELETE ON {name} BEGIN "
+         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END"),
+        *_capture_replace_deletes(conn, table),
+    ]
+    return [(trigger, f"CREATE TRIGGER {trigger} {body}") for trigger, body in triggers]
+
+
+def _check_schema(conn: apsw.Connection) -> None:
+    """Read the edited schema back in the same transaction: a trigger SQLite cannot parse fails
+    here (and the caller's transaction rolls back), never at a writer's next statement."""
+    conn.execute("SELECT 1 FROM main.sqlite_schema LIMIT 0").fetchall()
+
+
+def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> list[tuple[str, str]]:
     """A REPLACE conflict deletes the conflicting row without firing any delete trigger (hazards
     5 and 13): INSERT/UPDATE OR REPLACE, REPLACE INTO, `ON CONFLICT REPLACE` columns, on the
     primary key of rowid tables (any type, DESC, composite), on UNIQUE constraints and indexes,
@@ -171,22 +218,23 @@ def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> None:
     before conflict resolution, so one trigger per table and event records, for every uniqueness
     index, the rows whose index key equals NEW's. Over-recording is harmless (replay is
     last-state); missing one never is, so partial indexes are matched on their WHERE for the old
-    row only, and UPSERTs are covered by the same triggers (their DO UPDATE is an UPDATE)."""
+    row only, and UPSERTs are covered by the same triggers (their DO UPDATE is an UPDATE).
+    Returns (name, body after the name) of those triggers."""
     keys = uniqueness_keys(conn, table)
     if not keys:
-        return
+        return []
     name, tag = quote_ident(table.name), _tag(table.name)
     values, generated = _new_values(conn, table)
     insert = _conflicts_sql(table, keys, values, exclude=None if not table.without_rowid else "NEW")
     update = _conflicts_sql(table, keys, values, exclude="OLD")
     columns = _columns_read(keys, generated)
     of = f" OF {', '.join(quote_ident(c) for c in sorted(columns))}" if columns else ""
-    conn.execute(
-        f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}ri_{tag} BEFORE INSERT ON {name} "
-        f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {insert}; END;"
-        f"CREATE TRIGGER IF NOT EXISTS {CAPTURE_PREFIX}ru_{tag} BEFORE UPDATE{of} ON {name} "
-        f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {update}; END"
-    )
+    return [
+        (f"{CAPTURE_PREFIX}ri_{tag}", f"BEFORE INSERT ON {name} "
+         f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {insert}; END"),
+        (f"{CAPTURE_PREFIX}ru_{tag}", f"BEFORE UPDATE{of} ON {name} "
+         f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {update}; END"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -394,7 +442,11 @@ def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
     for table in tables:
         if table.virtual or table.without_rowid:  # BLOB I/O needs a rowid table
             continue
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {GUARD_PREFIX}{_tag(table.name)} ON {quote_ident(table.name)}((0)) WHERE 0")
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {guard_name(table)} ON {quote_ident(table.name)}((0)) WHERE 0")
+
+
+def guard_name(table: Table) -> str:
+    return f"{GUARD_PREFIX}{_tag(table.name)}"
 
 
 def remove_blob_guard(conn: apsw.Connection) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -18,14 +19,14 @@ import apsw
 
 from bluegreen import barrier, capture, estimate, migrations, pointer, registry, retention, revert_ddl
 from bluegreen.config import Config
-from bluegreen.db import check_database, open_db, readonly_uri, schema_version
+from bluegreen.db import check_database, open_db, quote_ident, readonly_uri, schema_version
 from bluegreen.errors import InputError, OperationFailed, ReplayConflict, RevertRefused
 from bluegreen.inspector import Inspector
 from bluegreen.replay import Replayer, export_changes
 from bluegreen.results import Phase, Result
 from bluegreen.builder import Builder
 from bluegreen.release import ReleaseControls
-from bluegreen.switch import Switch
+from bluegreen.switch import Switch, SwitchReport
 from bluegreen.store import State, Store, Timer, file_mode, remove_database_files
 
 @dataclasses.dataclass
@@ -36,6 +37,11 @@ class RevertOutcome:
     lost: dict[str, int] = dataclasses.field(default_factory=dict)  # table -> changed rows not carried
     exported: Path | None = None
     tables: dict[str, int] = dataclasses.field(default_factory=dict)  # new table -> rows copied whole
+    report: SwitchReport | None = None  # the pause green's writers saw, and the budget's account
+
+
+GUARD_SLICE_MS = 10  # the BLOB guard's indexes are made in transactions of about this long
+REVERT_START = "revert_start_seq"  # blue's position when this revert began carrying (see _pre_carry)
 
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -281,11 +287,14 @@ class Controller:
             self._swap(blue, state.blue_generation, self._version_of(blue), previous=green)
         self._journal(state, step="swapped")
         return self._close_revert(state, blue, green, outcome.carried, outcome.lost, outcome.exported, command,
-                                  outcome.tables)
+                                  outcome.tables, outcome.report)
 
     def _carry_back_and_unfence(self, state: State, blue: Path, green: Path, accept_loss: bool) -> "RevertOutcome":
-        """Carry green's changes into blue, fence green, unfence blue: one blue transaction that
-        commits after green's fence, so blue is either untouched or complete and open."""
+        """Carry green's changes into blue, fence green, unfence blue, within the write-pause budget
+        (hazard 18): green's writers wait from green's barrier to the swap, so everything done under
+        it is measured before the first try (on blue: fenced, nobody writes it, the same tables),
+        most of the carry is done before it, and a try that would not fit lets go and tries again.
+        Gives up after [cutover] max_attempts with green active and nothing lost."""
         # The migrations green has and blue has not: their rollback companions serve this revert.
         rollbacks = [m.rollback for m in self.inspector.pending(blue) if m.rollback]
         back = Replayer(green, blue, rollbacks, carried=migrations.carried_by(rollbacks),
@@ -294,43 +303,147 @@ class Controller:
         # Each step commits before the next starts and can be run again, so a crash anywhere
         # leaves writes refused, never lost, and `bluegreen resume` finishes the job.
         try:
-            # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must
-            # not leave us holding green's barrier forever (hazard 10). A deferred BEGIN and a
-            # write to main take blue's lock without pinning a snapshot of the attached green:
-            # BEGIN IMMEDIATE would start that read now, before green's barrier, and miss the
-            # writes that land on green in between.
             self._check_fence_intact("revert", state.blue)
-            barrier.lock_main(back.conn, blue, self.config.cutover.lock_timeout_ms)
-            green_conn = barrier.take(green, self.config.cutover.lock_timeout_ms)
-            try:
-                outcome = self._carry_back(state, back, green_conn, accept_loss)
-                self._journal(state, phase="reverting", operation="revert", step="carry_back")
-                with self._phase("fence"):
-                    # Green keeps its capture: if we die before blue commits, a second revert
-                    # still knows what to carry. The fence covers tables created since cutover.
-                    state.fences[state.green] = capture.install_fence(green_conn, state.blue_generation,
-                                                                      guard=self.config.capture.guard_blob_writes)
-                    green_conn.execute("COMMIT")
-            finally:
-                barrier.rollback(green_conn)
-                green_conn.close()
-            self._journal(state, step="fenced")
-            with self._phase("unfence"):  # the pointer still names green: nobody was told to use blue
-                capture.remove_fence(back.conn)
-                capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at")
-                back.conn.execute("COMMIT")  # blue holds green's changes, and takes writes again
-            state.fences.pop(state.blue, None)
-            self._journal(state, step="unfenced")
-            return outcome
+            try:  # timed on blue under its lock: a stale writer there bounds it too (hazard 10)
+                budget = self.switch.budget(back.conn, self._unfence_rehearsal(state))
+            except apsw.BusyError:
+                raise barrier.held_error(blue, self.config.cutover.lock_timeout_ms) from None
+            if reason := budget.unreachable():
+                raise budget.exceeded("revert", reason, self._revert_advice())
+            with self._phase("measure_pause"):
+                budget.observe(self._replay_rehearsal(back))
+            pre_carried: list = []
+            for attempt in range(1, self.config.cutover.max_attempts + 1):
+                with self._phase("pre_carry"):
+                    pre_carried += self._pre_carry(state, green, back, budget, accept_loss)
+                outcome = self._revert_attempt(state, blue, green, back, accept_loss, budget, attempt)
+                if outcome is not None:
+                    outcome.carried[:0] = pre_carried
+                    return outcome
+            raise budget.exceeded("revert", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
+                                  self._revert_advice())
         finally:
             barrier.rollback(back.conn)
             back.close()
 
-    def _carry_back(self, state: State, back: Replayer, green_conn: apsw.Connection,
-                    accept_loss: bool) -> "RevertOutcome":
-        """Under green's barrier, inside blue's open transaction: replay green's captured changes
-        and copy tables created on green since cutover (hazard 14); refuse, or export with
-        accept_loss, what the old schema has no place for. A refusal rolls it all back."""
+    def _unfence_rehearsal(self, state: State) -> Callable[[apsw.Connection], object]:
+        """What the locked window does besides replay, timed on blue in a rolled-back transaction:
+        a fence (green's, on the same tables) and blue's unfence, the guard indexes kept."""
+        def rehearse(conn: apsw.Connection) -> None:
+            capture.install_fence(conn, state.blue_generation, guard=False)
+            capture.remove_fence(conn, keep_guard=True)
+            capture.clear_meta(conn, "source_epoch", "source_seq", "locked_at", REVERT_START)
+        return rehearse
+
+    def _replay_rehearsal(self, back: Replayer) -> list:
+        """The carry's per-batch cost, measured before the first try (see Switch._replay_rehearsal);
+        a table the old schema cannot take makes it unmeasurable, not a failure."""
+        try:
+            return self.switch._replay_rehearsal(back)
+        except (apsw.Error, OperationFailed):
+            return []
+
+    def _pre_carry(self, state: State, green: Path, back: Replayer, budget, accept_loss: bool) -> list:
+        """Carry green's changes into fenced blue before green's barrier, in a blue transaction of
+        its own: nobody writes blue, replay is last-state by key, and blue's position says how far
+        it got, so the locked window replays only what came after. The revert's first position is
+        kept (REVERT_START): what cannot be carried is counted and exported from there. Skipped when
+        the old schema has no place for something and accept_loss was not given (the locked window
+        refuses before carrying: nothing changed; what a rollback script says it cannot carry is
+        refused here, the pre-carry rolled back) or when the backlog already fits."""
+        if capture.capture_position(back.conn, "source") is None:
+            return []  # green has no capture to carry from: the locked window says what it does then
+        if back.backlog() <= budget.rows_within() and budget.replay_measured:
+            return []
+        conn = open_db(green, query_only=True)
+        try:
+            found = revert_ddl.drift(conn, back.conn)
+        finally:
+            conn.close()
+        upto = back.source_position().seq
+        if found is None:
+            return []  # cut over before the schema record existed: the locked window logs it and carries all
+        if (found.refused or back.uncarried(upto)) and not accept_loss:
+            return []  # the locked window refuses it (exit 5) before carrying anything: blue stays untouched
+        for table in found.uncarriable_tables:
+            back.tables.pop(table, None)  # as the locked window does: their rows are exported, not carried
+        barrier.begin(back.conn, back.target, self.config.cutover.lock_timeout_ms)
+        try:
+            if capture.get_meta(back.conn, REVERT_START) is None:
+                capture.set_meta(back.conn, **{REVERT_START: back.position().seq})
+            carried = back.catch_up(upto=upto, own_transaction=False)
+            if back.script_uncarried() and not accept_loss:  # a rollback script has no place for a row:
+                lost = back.uncarried(upto, after=int(capture.get_meta(back.conn, REVERT_START)))
+                for table, count in back.script_uncarried().items():
+                    lost[table] = max(lost.get(table, 0), count)
+                self._refuse(state, lost, {})  # exit 5 as the locked window would, all rolled back
+            back.conn.execute("COMMIT")
+        finally:
+            barrier.rollback(back.conn)
+        budget.observe(carried)
+        return carried
+
+    def _revert_attempt(self, state: State, blue: Path, green: Path, back: Replayer, accept_loss: bool,
+                        budget, attempt: int) -> "RevertOutcome | None":
+        """One try under blue's lock and green's barrier (Switch.hold): the outcome, or None when
+        the lock was let go (green busy, or predicted or found over the budget)."""
+        # Blue's lock first, with a bounded wait: a stale writer stuck on fenced blue must
+        # not leave us holding green's barrier forever (hazard 10). A deferred BEGIN and a
+        # write to main take blue's lock without pinning a snapshot of the attached green:
+        # BEGIN IMMEDIATE would start that read now, before green's barrier, and miss the
+        # writes that land on green in between.
+        barrier.lock_main(back.conn, blue, self.config.cutover.lock_timeout_ms)
+        green_conn = barrier.take(green, self.config.cutover.max_write_pause_ms, must=False)
+        if green_conn is None:
+            barrier.rollback(back.conn)
+            self.store.log("barrier_busy", attempt=attempt, file=state.green)
+            return None
+        found: list = []
+
+        def backlog() -> int:
+            found.append(self._carry_plan(state, back, green_conn, accept_loss))
+            return found[0][0].seq - back.position().seq if found[0][0] else 0
+
+        def replay() -> list:
+            found.append(self._carry_back(state, back, *found[0], accept_loss))
+            return found[1].carried
+
+        def commit(clock: Timer) -> float:
+            self._journal(state, phase="reverting", operation="revert", step="carry_back")
+            with self._phase("fence"):
+                # Green keeps its capture: if we die before blue commits, a second revert
+                # still knows what to carry. The fence covers tables created since cutover.
+                state.fences[state.green] = capture.install_fence(green_conn, state.blue_generation,
+                                                                  guard=self.config.capture.guard_blob_writes)
+                green_conn.execute("COMMIT")
+            self._journal(state, step="fenced")
+            with self._phase("unfence"):  # the pointer still names green: nobody was told to use blue
+                capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at", REVERT_START)
+                capture.remove_fence(back.conn, keep_guard=True)  # the guard's DROP INDEXes come after the swap
+                back.conn.execute("COMMIT")  # blue holds green's changes, and takes writes again
+            state.fences.pop(state.blue, None)
+            self._journal(state, step="unfenced")
+            return clock.ms
+
+        def release() -> None:
+            barrier.rollback(green_conn)
+            green_conn.close()
+            barrier.rollback(back.conn)
+
+        pause_ms = self.switch.hold(budget, attempt, backlog, replay, commit, release)
+        if pause_ms is None:
+            return None
+        found[1].report = SwitchReport(pause_ms, attempt, budget)
+        return found[1]
+
+    def _revert_advice(self) -> str:
+        return ("the current generation stays active and nothing was lost: try again when writes are lighter, "
+                "or raise [cutover] max_write_pause_ms")
+
+    def _carry_plan(self, state: State, back: Replayer, green_conn: apsw.Connection,
+                    accept_loss: bool) -> tuple:
+        """Under green's barrier, before anything is carried: green's position, its schema drift,
+        and what the old schema has no place for (refused here, exit 5, unless accept_loss)."""
         upto = capture.capture_position(green_conn)
         found = revert_ddl.drift(green_conn, back.conn)
         if found is None:
@@ -338,10 +451,18 @@ class Controller:
         refused = found.refused if found else {}
         for table in found.uncarriable_tables if found else []:
             back.tables.pop(table, None)  # altered, re-created or dropped on green: its rows are not carried
-        start = back.position().seq
-        lost = back.uncarried(upto.seq) if upto else {}
-        if refused and not accept_loss:
+        start = capture.get_meta(back.conn, REVERT_START)
+        start = back.position().seq if start is None else int(start)
+        lost = back.uncarried(upto.seq, after=start) if upto else {}
+        if (refused or lost) and not accept_loss:  # before carrying: a refusal must cost no pause
             self._refuse(state, lost, refused)
+        return upto, found, start, lost
+
+    def _carry_back(self, state: State, back: Replayer, upto, found, start: int, lost: dict,
+                    accept_loss: bool) -> "RevertOutcome":
+        """Under green's barrier, inside blue's open transaction: replay green's captured changes
+        and copy tables created on green since cutover (hazard 14); refuse, or export with
+        accept_loss, what the old schema has no place for. A refusal rolls it all back."""
         with self._phase("carry_back"):
             carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
             tables = revert_ddl.carry_new_tables(back.conn, found) if found else {}
@@ -366,8 +487,10 @@ class Controller:
             conn.close()
 
     def _close_revert(self, state: State, blue: Path, green: Path, carried: list, lost: dict,
-                      exported: Path | None, command: str = "revert", tables: dict[str, int] | None = None) -> Result:
+                      exported: Path | None, command: str = "revert", tables: dict[str, int] | None = None,
+                      report: SwitchReport | None = None) -> Result:
         before = dataclasses.replace(state)  # the hook is told which files the revert moved between
+        self._drop_guard(blue)
         versions = (self._version_of(green), self._version_of(blue))
         state.fences.pop(state.blue, None)
         state.reverted.append(state.green)
@@ -387,7 +510,28 @@ class Controller:
             {"active": str(blue), "generation": active_generation, "fenced": str(green),
              "carried_back": changes, "lost": lost, "exported": str(exported or ""), "carried_tables": tables},
         )
+        if report is not None:  # a resume that found the revert done has no pause to report
+            result.message += f"; writes on generation {reverted} paused {report.pause_ms:.1f} ms"
+            result.data["write_pause_ms"] = report.pause_ms
+            report.annotate(result)
         return self.release.post_hook("post-revert", command, before, versions, result)
+
+    def _drop_guard(self, blue: Path) -> None:
+        """After a revert's swap, or when a prepare is undone: the BLOB guard's indexes own pages,
+        so each needs a DROP INDEX that rescans the schema; in short slices (_in_slices), so no
+        writer on blue waits for all of them (hazard 18). Nothing captures blue now (capture went
+        first), so the guard has nothing left to protect; one left behind (lock busy, crash) only
+        refuses incremental BLOB writes, and is logged."""
+        conn = open_db(blue, query_only=True)
+        try:
+            names = [name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)]
+        finally:
+            conn.close()
+        try:
+            self._in_slices(blue, names, lambda held, name: held.execute(
+                f"DROP INDEX IF EXISTS main.{quote_ident(name)}"), "blob_guard_dropped")
+        except (OperationFailed, apsw.Error) as exc:
+            self.store.log("guard_left", file=blue.name, reason=str(exc))
 
     def _refuse(self, state: State, lost: dict[str, int], refused: dict[str, str]) -> None:
         """Exit 5, naming every changed row count and every schema object the old schema cannot take."""
@@ -575,8 +719,58 @@ class Controller:
         return generation, green
 
     def _install_capture_on_blue(self, blue: Path) -> None:
+        """Writers wait for each of these transactions (hazard 18). The BLOB guard's indexes own
+        pages, so each is a CREATE INDEX that rescans the schema and reads its table: made in short
+        transactions (_in_slices), all committed before capture starts, so no BLOB write can slip
+        past the triggers (a handle opened earlier holds an older snapshot and cannot write after
+        them).
+        Then the capture triggers, worked out before the lock, as one schema edit; a table created
+        meanwhile moves schema_version, so the install works them out again and guards it there."""
+        if self.config.capture.guard_blob_writes:
+            self._guard_gradually(blue)
+        conn = open_db(blue, query_only=True)
+        try:
+            plan = capture.plan_capture(conn)  # before the lock; redone under it if the schema moved
+        finally:
+            conn.close()
         with barrier.holding(blue, self.config.cutover.lock_timeout_ms) as conn:
-            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
+            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes, plan=plan)
+
+    def _guard_gradually(self, blue: Path) -> None:
+        """The guard indexes blue lacks, in short slices under its lock (_in_slices)."""
+        conn = open_db(blue, query_only=True)
+        try:
+            tables = capture.capturable(conn)  # refuses what capture cannot take before anything is written
+            present = {name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)}
+        finally:
+            conn.close()
+        todo = [t for t in tables if not t.without_rowid and capture.guard_name(t) not in present]
+        self._in_slices(blue, todo, lambda held, table: capture.install_blob_guard(held, [table]), "blob_guard")
+
+    def _in_slices(self, path: Path, items: list, apply: Callable[[apsw.Connection, object], object],
+                   event: str) -> None:
+        """`apply` each item under `path`'s write lock, in transactions of about GUARD_SLICE_MS,
+        each followed by as long with the lock free: back-to-back transactions would starve a
+        writer whose busy handler sleeps in growing steps and keeps waking to a taken lock."""
+        todo = list(reversed(items))
+        locks: list[float] = []
+        conn = open_db(path, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            while todo:
+                barrier.begin(conn, path, self.config.cutover.lock_timeout_ms)
+                clock = Timer()
+                try:
+                    while todo and clock.ms < GUARD_SLICE_MS:
+                        apply(conn, todo.pop())
+                    conn.execute("COMMIT")
+                finally:
+                    barrier.rollback(conn)
+                locks.append(clock.ms)
+                time.sleep(clock.ms / 1000)
+        finally:
+            conn.close()
+        if locks:
+            self.store.log(event, file=path.name, transactions=len(locks), longest_lock_ms=round(max(locks), 2))
 
     def _check_fence_intact(self, command: str, name: str, conn: apsw.Connection | None = None) -> None:
         """A fenced file whose schema_version moved had DDL run on it after it was retired
@@ -649,7 +843,8 @@ class Controller:
         remove_database_files(green)
         if blue_capture and state.blue:
             with barrier.holding(self.store.folder / state.blue, self.config.cutover.lock_timeout_ms) as conn:
-                capture.remove_capture(conn)
+                capture.remove_capture(conn, keep_guard=True)
+            self._drop_guard(self.store.folder / state.blue)
         self.store.log("discarded", generation=state.green_generation, file=state.green)
         self._journal(state, **IDLE)
 

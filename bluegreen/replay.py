@@ -162,12 +162,13 @@ class Replayer:
         return max(0, theirs.seq - mine.seq)
 
     # -- one batch --------------------------------------------------------------------------------
-    def uncarried(self, upto: int) -> dict[str, int]:
-        """Changed rows per table (up to seq `upto`) that neither generic replay nor a script carries."""
+    def uncarried(self, upto: int, after: int | None = None) -> dict[str, int]:
+        """Changed rows per table (after seq `after`, default this target's position, up to seq
+        `upto`) that neither generic replay nor a script carries."""
         rows = self.conn.execute(
             f"SELECT tbl, count(DISTINCT key) FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ? "
             "GROUP BY tbl ORDER BY tbl",
-            (self.position().seq, upto),
+            (self.position().seq if after is None else after, upto),
         ).fetchall()
         return {t: n for t, n in rows if t not in self.tables and t not in self.carried}
 
