@@ -369,6 +369,10 @@ class Controller:
             back.tables.pop(table, None)  # as the locked window does: their rows are exported, not carried
         barrier.begin(back.conn, back.target, self.config.cutover.lock_timeout_ms)
         try:
+            # Green as this transaction sees it (BEGIN IMMEDIATE pinned it, hazard 21): an `upto`
+            # read before would stop short of that snapshot, where last-state replay can meet a
+            # unique value a later change on green moved (see Replayer.batch).
+            upto = back.source_position().seq
             if capture.get_meta(back.conn, REVERT_START) is None:
                 capture.set_meta(back.conn, **{REVERT_START: back.position().seq})
             carried = back.catch_up(upto=upto, own_transaction=False)
