@@ -246,7 +246,7 @@ def _render(args: argparse.Namespace, result: Result) -> None:
         return
     print(result.message)
     for phase in result.phases:
-        print(f"  {phase.name:<10} {phase.duration_ms:>10.1f} ms")
+        print(f"  {phase.name:<13} {phase.duration_ms:>10.1f} ms")
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, details: object) -> int:
