@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import apsw
 
 from bluegreen.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, schema_version, user_tables
+from bluegreen import sqltext
 from bluegreen.errors import InputError
 
 CAPTURE_TABLE = "_bluegreen_capture"
@@ -376,7 +377,7 @@ def _columns_read(keys: list[UniqueKey], generated: set[str]) -> set[str] | None
 def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str], str | None]:
     """The key terms (without ASC/DESC and COLLATE, which pragma_index_xinfo gives) and the WHERE
     of a CREATE INDEX statement, as written, split with SQLite's own quoting rules."""
-    tokens = _spans(sql)
+    tokens = sqltext.spans(sql)
     terms: list[list[re.Match]] = []
     current: list[re.Match] = []
     depth, end = 0, None
@@ -419,18 +420,6 @@ def _strip_order(term: list[re.Match]) -> list[re.Match]:
     if len(term) >= 3 and term[-2].group().upper() == "COLLATE":
         term = term[:-2]
     return term
-
-
-_TOKEN = re.compile(
-    r"""\s+|--[^\n]*|/\*.*?(?:\*/|$)|'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]"""
-    r"""|[xX]'[^']*'|0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[A-Za-z_\u0080-\uffff][\w$\u0080-\uffff]*|\|\||<<|>>|<=|>=|==|!=|<>|->>|->|.""",
-    re.DOTALL,
-)
-
-
-def _spans(sql: str) -> list[re.Match]:
-    """SQL tokens, with their place in the text, without whitespace and comments."""
-    return [m for m in _TOKEN.finditer(sql) if m.group().strip() and not m.group().startswith(("--", "/*"))]
 
 
 def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:

@@ -21,24 +21,10 @@ import apsw
 import apsw.ext
 
 from bluegreen.db import INTERNAL_PREFIX
+from bluegreen.sqltext import TOKEN
 from bluegreen.errors import InputError
 
 _INTERNAL = re.compile(re.escape(INTERNAL_PREFIX), re.IGNORECASE | re.ASCII)  # SQLite folds ASCII case only
-# SQLite's lexer, as far as telling identifiers from the rest goes: comments and string/blob
-# literals are skipped whole (a name inside them is not access); "double", [bracket] and
-# `backtick` quoted names and bare words are identifiers; :name @name $name are parameters.
-_TOKEN = re.compile(
-    r"""(?P<comment>--[^\n]*|/\*.*?(?:\*/|\Z))
-      | (?P<literal>[xX]?'(?:[^']|'')*(?:'|\Z))
-      | (?P<double>"(?:[^"]|"")*(?:"|\Z))
-      | (?P<bracket>\[[^\]]*(?:\]|\Z))
-      | (?P<backtick>`(?:[^`]|``)*(?:`|\Z))
-      | (?P<parameter>[:@$?][\w$]*)
-      | (?P<number>\d[\w.]*)
-      | (?P<word>(?:[^\W\d]|[^\x00-\x7f])(?:[\w$]|[^\x00-\x7f])*)
-      | (?P<other>.)""",
-    re.DOTALL | re.VERBOSE,
-)
 _ON_BLUE = re.compile(r"^\s*--\s*on blue\s*:\s*$", re.IGNORECASE)
 
 
@@ -102,7 +88,7 @@ class Identifier:
 def identifiers(text: str) -> Iterator[Identifier]:
     """Every identifier of an SQL text, outside comments and literals, with its line."""
     line = 1
-    for match in _TOKEN.finditer(text):
+    for match in TOKEN.finditer(text):
         kind, token = match.lastgroup, match.group()
         name = None
         if kind == "word":

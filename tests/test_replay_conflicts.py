@@ -5,7 +5,6 @@ active, nothing is lost; `status` says the same and clears once the row is fixed
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import apsw
@@ -14,7 +13,8 @@ import pytest
 from bluegreen import config
 from bluegreen.controller import Controller
 from bluegreen.errors import ReplayConflict
-from conftest import Project, disk_state, rows, write_config
+from conftest import Project, disk_state, rows
+from test_online_hazards import make_project as make_hazard_project
 
 USERS = "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, age INT);\n" + "".join(
     f"INSERT INTO users VALUES ({i}, 'u{i}@example.com', 'user {i}', {20 + i});\n" for i in range(1, 9)
@@ -47,20 +47,8 @@ FIX = "UPDATE users SET email = 'fixed@example.com', name = 'fixed', age = 40 WH
 
 
 def make_project(root: Path, migrations: dict[str, str]) -> Project:
-    project = Project(root)
-    write_config(root)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    for name, text in migrations.items():
-        (project.schemas / name).write_text(textwrap.dedent(text))
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        for _ in conn.execute(USERS):
-            pass
-    conn.close()
-    assert project.cli("init").code == 0
-    return project
+    """A users table on blue (see USERS), these migrations, initialized."""
+    return make_hazard_project(root, USERS, migrations)
 
 
 def app(path: Path, sql: str) -> None:
