@@ -37,9 +37,10 @@ sys.path.insert(0, str(HERE))
 
 from pause import WRITER, make_project  # noqa: E402
 
-from bluegreen import barrier, capture  # noqa: E402
+from bluegreen.engine import barrier
+from bluegreen.engine import capture  # noqa: E402
 from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.controller import Controller  # noqa: E402
+from bluegreen.lifecycle.controller import Controller  # noqa: E402
 
 
 def legacy_install(blue: Path, wait_ms: int) -> list[float]:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 import apsw  # noqa: E402
 
-from bluegreen import pointer  # noqa: E402
+from bluegreen.files import pointer  # noqa: E402
 from bluegreen.cli import main as bluegreen  # noqa: E402
 from machine import machine  # noqa: E402
 

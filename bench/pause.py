@@ -32,10 +32,10 @@ sys.path.insert(0, str(REPO))
 
 import apsw  # noqa: E402
 
-from bluegreen import capture  # noqa: E402
+from bluegreen.engine import capture  # noqa: E402
 from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.controller import Controller  # noqa: E402
-from bluegreen.db import quote_ident  # noqa: E402
+from bluegreen.lifecycle.controller import Controller  # noqa: E402
+from bluegreen.engine.db import quote_ident  # noqa: E402
 
 BUDGET_MS = 100
 CONFIG = """\

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 import apsw  # noqa: E402
 
-from bluegreen import capture  # noqa: E402
-from bluegreen.db import open_db  # noqa: E402
+from bluegreen.engine import capture  # noqa: E402
+from bluegreen.engine.db import open_db  # noqa: E402
 
 SCHEMA = """
 CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT);

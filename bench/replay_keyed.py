@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bluegreen import capture  # noqa: E402
-from bluegreen.db import open_db  # noqa: E402
-from bluegreen.replay import Replayer  # noqa: E402
+from bluegreen.engine import capture  # noqa: E402
+from bluegreen.engine.db import open_db  # noqa: E402
+from bluegreen.engine.replay import Replayer  # noqa: E402
 
 
 @dataclass(frozen=True)

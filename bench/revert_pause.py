@@ -26,7 +26,7 @@ import apsw  # noqa: E402
 from pause import make_project  # noqa: E402
 
 from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.controller import Controller  # noqa: E402
+from bluegreen.lifecycle.controller import Controller  # noqa: E402
 
 
 def one_write_ms(path: Path) -> float:

@@ -35,9 +35,13 @@ import apsw  # noqa: E402
 import client_pickup  # noqa: E402
 import datasets  # noqa: E402
 import replay_keyed  # noqa: E402
-from bluegreen import capture, demo_data, demo_writer, pointer, snapshot  # noqa: E402
-from bluegreen.db import open_db, run_script  # noqa: E402
-from bluegreen.demo import verify_writes  # noqa: E402
+from bluegreen.engine import capture
+from bluegreen.tools import demo_data
+from bluegreen.tools import demo_writer
+from bluegreen.files import pointer
+from bluegreen.engine import snapshot  # noqa: E402
+from bluegreen.engine.db import open_db, run_script  # noqa: E402
+from bluegreen.tools.demo import verify_writes  # noqa: E402
 from machine import machine  # noqa: E402
 
 CONFIG = """\
@@ -266,7 +270,7 @@ def bench_capture_cost(blue: Path, work: Path, runs: int, synchronous: str, batc
 # -- replay ----------------------------------------------------------------------------------------
 def bench_replay_rate(rows: int, changes: int, work: Path, runs: int) -> dict:
     """Changed rows replayed per second by last-state replay (v1 → v1: no sync script)."""
-    from bluegreen.replay import Replayer
+    from bluegreen.engine.replay import Replayer
 
     rates = []
     for run in range(runs):
@@ -323,7 +327,7 @@ def bench_online_deploy(rows: int, work: Path, writers: int = 3, interval: float
     cli = make_project(folder, rows)
     size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
     logs = [folder / f"writer{i}.log" for i in range(writers)]
-    procs = [subprocess.Popen([sys.executable, "-m", "bluegreen.demo_writer", str(folder / "data/current.toml"),
+    procs = [subprocess.Popen([sys.executable, "-m", "bluegreen.tools.demo_writer", str(folder / "data/current.toml"),
                                str(log), "--interval", str(interval), "--seed", str(i), "--seconds", "3600"])
              for i, log in enumerate(logs)]
     try:

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import apsw  # noqa: E402
 
-from bluegreen import demo_data  # noqa: E402
+from bluegreen.tools import demo_data  # noqa: E402
 
 
 def main(db: str, log: str, stop: str, interval: float) -> None:

@@ -11,9 +11,11 @@ from dataclasses import asdict
 
 import apsw
 
-from bluegreen import __version__, config, environments, store
-from bluegreen.controller import Controller
-from bluegreen.progress import ProgressReporter
+from bluegreen import __version__, config
+from bluegreen.gates import environments
+from bluegreen.files import layout
+from bluegreen.lifecycle.controller import Controller
+from bluegreen.reports.progress import ProgressReporter
 from bluegreen.results import Result
 from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 
@@ -169,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
                                 environment=environments.chosen_name(args.env))
         controller.inspector.require_files(args.command)
         if args.command == "demo":
-            from bluegreen import demo
+            from bluegreen.tools import demo
 
             result = demo.run(controller, rows=args.rows)
         elif args.command == "rehearse":
-            from bluegreen import rehearsal
+            from bluegreen.tools import rehearsal
 
             result = rehearsal.run(cfg, into=args.into, keep=args.keep, writer=args.writer,
                                    progress=controller.progress)
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _disk_is_full(args: argparse.Namespace) -> bool:
     try:
-        return store.disk_full(config.load(config.config_path(args.config)).data_dir)
+        return layout.disk_full(config.load(config.config_path(args.config)).data_dir)
     except BluegreenError:
         return False
 

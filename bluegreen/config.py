@@ -11,8 +11,9 @@ from dataclasses import MISSING, dataclass, field, fields
 from datetime import time
 from pathlib import Path
 
-from bluegreen import namedsql
+from bluegreen.engine import namedsql
 from bluegreen.errors import InputError
+from bluegreen.files.contract import DEFAULT_MAX_WRITE_PAUSE_MS
 
 DEFAULT_CONFIG = "config.toml"
 CONFIG_ENV = "BLUEGREEN_CONFIG"
@@ -43,7 +44,7 @@ class CaptureConfig:
 
 @dataclass(frozen=True)
 class CutoverConfig:
-    max_write_pause_ms: int = 100  # the pause budget writers may see at cutover
+    max_write_pause_ms: int = DEFAULT_MAX_WRITE_PAUSE_MS  # the pause budget writers may see at cutover
     lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
     max_attempts: int = 20  # barrier tries before cutover gives up with blue still active
     wait_flag: Path | None = None  # while this file exists, cutover is on hold (see hold.py)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -21,3 +22,14 @@ class Result:
     # the report, prints `error` as its one stderr line, and exits with this code.
     exit_code: int = 0
     error: str = ""
+
+
+class Timer:
+    """Measures one phase for the event log and the report."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def ms(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000, 1)

@@ -160,7 +160,7 @@ def toy_ready(toy: Project) -> Project:
 @pytest.fixture
 def shipped(tmp_path: Path) -> Project:
     """A project on the shipped v1.2.1 → v2.0 schemas with a generated v1.2.1 database, initialized."""
-    from bluegreen import demo_data
+    from bluegreen.tools import demo_data
 
     project = Project(tmp_path)
     write_config(tmp_path)

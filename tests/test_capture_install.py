@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import apsw
 
-from bluegreen import capture
-from bluegreen.db import open_db
+from bluegreen.engine import capture
+from bluegreen.engine.db import open_db
 from conftest import rows
 from test_pause_budget import many_tables
 from zoo_writer import ZOO_SCHEMA, ZOO_SEED

@@ -19,7 +19,8 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import client, pointer
+from bluegreen import client
+from bluegreen.files import pointer
 from conftest import rows
 
 BLIND = dict(watch=False, poll_interval=3600)  # notices nothing until a fence says so

@@ -72,7 +72,8 @@ def work(pointer: Path, log: Path, stop: Path, seed: int, kind: str) -> None:
 
 def hold(pointer: Path) -> None:
     """Open, read once, then idle on that file until told to run a statement (a line on stdin)."""
-    from bluegreen import client, pointer as pointer_file
+    from bluegreen import client
+    from bluegreen.files import pointer as pointer_file
 
     conn = client.connect(pointer)
     conn.execute("SELECT count(*) FROM items").fetchall()
@@ -200,7 +201,7 @@ def test_finalize_force_and_in_process_holder(toy_ready):
 
 
 def test_a_killed_client_expires_from_the_registry(toy_ready):
-    from bluegreen import registry
+    from bluegreen.files import registry
 
     holder = subprocess.Popen([sys.executable, str(HERE), "hold", str(toy_ready.pointer)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -216,7 +217,7 @@ def test_a_killed_client_expires_from_the_registry(toy_ready):
 
 
 def test_a_silent_record_is_stale_even_if_its_pid_lives(toy_ready):
-    from bluegreen import registry
+    from bluegreen.files import registry
 
     folder = registry.clients_dir(toy_ready.pointer)
     folder.mkdir(parents=True, exist_ok=True)

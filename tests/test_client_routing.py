@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from bluegreen import client, routing
+from bluegreen import client
+from bluegreen.client import routing
 from test_client import until
 
 

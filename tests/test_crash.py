@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bluegreen import barrier
-from bluegreen.db import open_db
+from bluegreen.engine import barrier
+from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
 from conftest import rows
 from pointer_writer import expected_rows

@@ -15,9 +15,9 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import backup
+from bluegreen.gates import backup
 from bluegreen.config import load
-from bluegreen.environments import window_state
+from bluegreen.gates.environments import window_state
 from conftest import make_toy_database, rows, write_config
 from test_failures import assert_refused, everything, json_error, pointer_of, replace_blue
 
@@ -397,7 +397,7 @@ def test_backup_under_a_running_writer_is_one_consistent_state(tmp_path, monkeyp
     make_toy_database(blue, rows=2000)
     writer = apsw.Connection(str(blue))
     writer.set_busy_timeout(5000)
-    from bluegreen import snapshot
+    from bluegreen.engine import snapshot
 
     original = snapshot.copy
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import demo_data
+from bluegreen.tools import demo_data
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 BASELINE = SCHEMAS / "001_v1.2.1_baseline.sql"

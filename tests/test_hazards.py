@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import db as bgdb
+from bluegreen.engine import db as bgdb
 from conftest import disk_state, rows
 
 SIDE = ("-wal", "-shm", "-journal")

@@ -230,8 +230,8 @@ def test_key_encoding_is_quote_for_every_value_without_a_nul(tmp_path):
     """Sync scripts read row_key: only NUL-holding text is spelled differently."""
     import apsw
 
-    from bluegreen import capture
-    from bluegreen.db import user_tables
+    from bluegreen.engine import capture
+    from bluegreen.engine.db import user_tables
 
     conn = apsw.Connection(str(tmp_path / "k.db"))
     conn.execute("CREATE TABLE w(k PRIMARY KEY) WITHOUT ROWID; CREATE TABLE r(id INTEGER PRIMARY KEY)")
@@ -260,7 +260,8 @@ def test_offline_deploy_fences_a_blue_holding_capture_in_one_edit(toy_ready):
     fences every table, bluegreen's own included, as cutover's fence does."""
     import json
 
-    from bluegreen import barrier, capture
+    from bluegreen.engine import barrier
+    from bluegreen.engine import capture
 
     project = toy_ready
     with barrier.holding(project.blue, 5000) as conn:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bluegreen.namedsql import references_internal
+from bluegreen.engine.namedsql import references_internal
 from conftest import SHIPPED_SCHEMAS, Project, disk_state, rows
 
 MIGRATION = "003_v3.0.0_more.sql"
@@ -169,7 +169,7 @@ def test_other_bluegreen_objects_are_refused_too(at_v2, case):
 def test_apply_on_its_own_refuses_and_leaves_the_position_alone(at_v2):
     """migrations.apply() checks the text too (file and line), whoever calls it: nothing of the
     migration runs and the position bluegreen stored is untouched."""
-    from bluegreen import migrations
+    from bluegreen.engine import migrations
     from bluegreen.errors import InputError
 
     project = at_v2
@@ -300,7 +300,7 @@ def test_mentions_in_comments_and_literals_are_accepted(at_v2):
 
 
 def test_shipped_and_toy_schemas_name_none_of_bluegreens_objects(toy):
-    from bluegreen import migrations
+    from bluegreen.engine import migrations
 
     for folder in (SHIPPED_SCHEMAS, toy.schemas):
         for migration in migrations.discover(folder):

@@ -20,9 +20,9 @@ from typing import Callable
 import apsw
 import pytest
 
-from bluegreen import capture
-from bluegreen.db import open_db
-from bluegreen.replay import Replayer
+from bluegreen.engine import capture
+from bluegreen.engine.db import open_db
+from bluegreen.engine.replay import Replayer
 from conftest import Project, disk_state, rows, write_config
 from pointer_writer import expected_rows
 

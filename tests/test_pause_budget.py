@@ -18,8 +18,9 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import capture
-from bluegreen.db import open_db
+from bluegreen.files import contract
+from bluegreen.engine import capture
+from bluegreen.engine.db import open_db
 from conftest import Project, rows
 from test_online_hazards import (FENCES, app, error_line, make_project, ok, phase_of, pointer_of, read_rows,
                                  refused, set_cutover, spawn, check_writes)  # noqa: F401 (spawn is a fixture)
@@ -41,7 +42,7 @@ def many_tables(count: int):
 
 def fenced_tables(path: Path, generation: int) -> set[str]:
     """Tables with all three fence triggers, each calling the generation's function."""
-    function = capture.FENCE_FUNCTION.format(generation=generation)
+    function = contract.FENCE_FUNCTION.format(generation=generation)
     found: dict[str, int] = {}
     for table, sql in rows(path, "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
                                  "AND name LIKE '\\_bluegreen\\_fence\\_%' ESCAPE '\\'"):
@@ -177,7 +178,7 @@ def test_hazard18_three_hundred_tables_deploy_within_the_budget_and_every_table_
     assert capture.capture_position(project.connect()) is None
     conn = project.connect()
     try:
-        for name in sorted(tables - {capture.META_TABLE, capture.CAPTURE_TABLE}):
+        for name in sorted(tables - {contract.META_TABLE, capture.CAPTURE_TABLE}):
             quoted = '"' + name.replace('"', '""') + '"'
             with pytest.raises(apsw.SQLError, match="bluegreen_fenced_use_generation_2"):
                 conn.execute(f"DELETE FROM {quoted} WHERE 0")
@@ -263,11 +264,11 @@ def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy
     import time
     from contextlib import nullcontext
 
-    from bluegreen import barrier
+    from bluegreen.engine import barrier
     from bluegreen.config import load
     from bluegreen.errors import PauseBudgetExceeded
-    from bluegreen.store import Store
-    from bluegreen.switch import Switch
+    from bluegreen.files.journal import Store
+    from bluegreen.lifecycle.cutover import Switch
 
     project = toy_ready
     config = load(project.config)

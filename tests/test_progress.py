@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 
-from bluegreen.progress import ProgressReporter
+from bluegreen.reports.progress import ProgressReporter
 from conftest import make_toy_database, write_config
 
 

@@ -11,7 +11,7 @@ import apsw
 import pytest
 
 from bluegreen import config
-from bluegreen.controller import Controller
+from bluegreen.lifecycle.controller import Controller
 from bluegreen.errors import ReplayConflict
 from conftest import Project, disk_state, rows
 from test_online_hazards import make_project as make_hazard_project

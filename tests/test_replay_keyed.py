@@ -21,13 +21,13 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import capture
-from bluegreen.builder import Builder
-from bluegreen.db import open_db
+from bluegreen.engine import capture
+from bluegreen.lifecycle.builder import Builder
+from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
-from bluegreen.progress import ProgressReporter
-from bluegreen.replay import Replayer, export_changes
-from bluegreen.store import Store
+from bluegreen.reports.progress import ProgressReporter
+from bluegreen.engine.replay import Replayer, export_changes
+from bluegreen.files.journal import Store
 from conftest import Project, write_config
 
 ZOO = """

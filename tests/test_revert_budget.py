@@ -87,7 +87,7 @@ def test_a_budget_the_fixed_costs_cannot_fit_is_refused_before_any_lock(tmp_path
 
 
 def test_a_carry_over_the_budget_lets_go_gives_up_and_reports_the_overrun(tmp_path, monkeypatch):
-    from bluegreen.controller import Controller
+    from bluegreen.lifecycle.controller import Controller
 
     migrations = {**ADD_TABLE, "001_v1.1.0_add_audit_rollback.sql": textwrap.dedent(SLOW_FOR_ONE_ROW)}
     project = make_project(tmp_path, ITEMS, migrations)

@@ -10,13 +10,14 @@ import tomllib
 import apsw
 import pytest
 
-from bluegreen import demo, demo_writer
+from bluegreen.tools import demo
+from bluegreen.tools import demo_writer
 from conftest import rows, write_config
 
 
 def start_writer(project, log, seconds: float = 120):
     return subprocess.Popen(
-        [sys.executable, "-m", "bluegreen.demo_writer", str(project.pointer), str(log), "--seconds", str(seconds)]
+        [sys.executable, "-m", "bluegreen.tools.demo_writer", str(project.pointer), str(log), "--seconds", str(seconds)]
     )
 
 

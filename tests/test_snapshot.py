@@ -17,8 +17,8 @@ from pathlib import Path
 import apsw
 import pytest
 
-from bluegreen import snapshot
-from bluegreen.db import open_db
+from bluegreen.engine import snapshot
+from bluegreen.engine.db import open_db
 
 WRITER = Path(__file__).with_name("snapshot_writer.py")
 

@@ -1,0 +1,1 @@
+"""SQLite mechanics: connections, capture and fence triggers, snapshot, replay, the barrier, migrations."""

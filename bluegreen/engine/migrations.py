@@ -1,0 +1,293 @@
+"""Versioned migration files: discover, check, plan, apply, and the history table.
+
+Files are `{seq}_{version}_{description}.sql` with companions sharing the stem:
+`_sync.sql`, `_validate.sql`, `_rollback.sql` (see docs/design.md, Migrations), and the read-only
+query files `_benchmark.sql` (performance gate) and `_check.sql` (`bluegreen check`). Only the
+migration itself is checksummed: adding or editing a companion never makes an applied file "changed".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from bluegreen.engine import namedsql
+from bluegreen.engine.db import INTERNAL_PREFIX, run_script
+from bluegreen.errors import InputError, OperationFailed
+from bluegreen.files.pointer import now_iso
+
+HISTORY_TABLE = "schema_migrations"
+HISTORY_DDL = f"""
+CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
+    id INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    description TEXT NOT NULL,
+    file TEXT NOT NULL UNIQUE,
+    checksum TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    execution_time_ms REAL NOT NULL,
+    success INTEGER NOT NULL,
+    error_message TEXT,
+    depends_on TEXT,
+    can_rollback INTEGER NOT NULL,
+    approved_by TEXT,
+    approved_at TEXT
+)"""
+
+_NAME = re.compile(r"^(\d+)_v?(\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.]+)?)_([A-Za-z0-9][A-Za-z0-9_]*)\.sql$")
+COMPANIONS = ("sync", "validate", "rollback", "benchmark", "check")
+NAME_HELP = "expected {seq}_{version}_{description}.sql, e.g. 003_v2.0.0_migrate_content.sql"
+
+
+@dataclass(frozen=True)
+class Migration:
+    seq: int
+    version: str
+    description: str
+    path: Path
+    checksum: str
+    sync: Path | None = None
+    validate: Path | None = None
+    rollback: Path | None = None
+    benchmark: Path | None = None  # named queries timed on blue and green (perfgate)
+    check: Path | None = None  # named data-integrity queries for `bluegreen check` (monitor)
+
+    @property
+    def file(self) -> str:
+        return self.path.name
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Applied:
+    """One row of the history table."""
+
+    version: str
+    file: str
+    checksum: str
+    applied_at: str
+    execution_time_ms: float
+    success: bool
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    migration: Migration
+    execution_time_ms: float
+    tables_written: frozenset[str]  # tables the migration inserted into, updated or deleted from
+    tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
+
+
+def checksum(text: str) -> str:
+    """SHA-256 of the text with line endings normalised: a CRLF checkout is the same file."""
+    normalised = text.replace("\r\n", "\n").replace("\r", "\n")
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def discover(folder: Path) -> list[Migration]:
+    """All migrations in order; refuses misnamed files, duplicate numbers and stray companions."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: migrations folder not found; set [migrations] dir in the config")
+    mains: dict[str, dict] = {}
+    companions: dict[str, dict[str, Path]] = {}
+    for path in sorted(folder.glob("*.sql")):
+        match = _NAME.match(path.name)
+        if not match:
+            raise InputError(f"{path}: migration file name does not fit; {NAME_HELP}")
+        stem = path.name[:-4]
+        kind = next((k for k in COMPANIONS if stem.endswith("_" + k)), None)
+        if kind and (folder / f"{stem[: -len(kind) - 1]}.sql").exists():
+            companions.setdefault(stem[: -len(kind) - 1], {})[kind] = path
+            continue
+        seq, version, description = int(match.group(1)), match.group(2), match.group(3)
+        mains[stem] = dict(seq=seq, version=version, description=description, path=path)
+    by_seq: dict[int, str] = {}
+    for stem, info in mains.items():
+        if info["seq"] in by_seq:
+            raise InputError(
+                f"{info['path']}: sequence number {info['seq']} is also used by {by_seq[info['seq']]}.sql; "
+                "give each migration its own number"
+            )
+        by_seq[info["seq"]] = stem
+    result = []
+    for stem in sorted(mains, key=lambda s: mains[s]["seq"]):
+        info = mains[stem]
+        text = _read(info["path"])
+        result.append(Migration(checksum=checksum(text), **info, **companions.get(stem, {})))
+    return result
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; save the migration as UTF-8") from None
+
+
+def _has_history(conn: apsw.Connection) -> bool:
+    return bool(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (HISTORY_TABLE,)).fetchall())
+
+
+def history(conn: apsw.Connection) -> list[Applied]:
+    if not _has_history(conn):
+        return []
+    rows = conn.execute(
+        f"SELECT version, file, checksum, applied_at, execution_time_ms, success FROM {HISTORY_TABLE} ORDER BY id"
+    ).fetchall()
+    return [Applied(v, f, c, a, t, bool(s)) for v, f, c, a, t, s in rows]
+
+
+def history_rows(conn: apsw.Connection) -> list[dict]:
+    """The whole history table as dicts, for `bluegreen history`."""
+    if not _has_history(conn):
+        return []
+    cursor = conn.execute(f"SELECT * FROM {HISTORY_TABLE} ORDER BY id")
+    names = [d[0] for d in cursor.getdescription()]
+    return [dict(zip(names, row)) for row in cursor]
+
+
+def current_version(conn: apsw.Connection) -> str:
+    done = [a for a in history(conn) if a.success]
+    return done[-1].version if done else "unversioned"
+
+
+def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migration]:
+    """Migrations not yet applied to this file; refuses an applied file whose text changed."""
+    applied = {a.file: a for a in history(conn) if a.success}
+    for migration in migrations:
+        done = applied.get(migration.file)
+        if done and done.checksum != migration.checksum:
+            raise InputError(
+                f"{migration.path}: changed after it was applied (checksum {done.checksum[:12]}… in the "
+                f"database, {migration.checksum[:12]}… on disk); restore the file and add a new migration instead"
+            )
+    known = {m.file for m in migrations}
+    for file in applied:
+        if file not in known:
+            raise InputError(
+                f"{file}: applied to the database but missing from the migrations folder; restore it"
+            )
+    waiting = [m for m in migrations if m.file not in applied]
+    for migration in waiting:
+        check_reach(migration)
+    return waiting
+
+
+def check_reach(migration: Migration) -> None:
+    """Refuse (file and line) a migration or companion that names one of bluegreen's own objects,
+    before anything runs (hazard 15). Judged where the migrations an operation will run are
+    chosen, not in discover(): `status` reports it and keeps working, and a file already applied
+    (history, no longer editable) never blocks anything. The benchmark and check companions of
+    applied migrations, which still run, are judged when they are read (namedsql.parse)."""
+    for path in (migration.path, *(getattr(migration, kind) for kind in COMPANIONS)):
+        if path is not None:
+            namedsql.refuse_internal(path, _read(path))
+
+
+class _Observer:
+    """An authorizer that records which tables a migration reads and writes (hazard 3: replay
+    must not overwrite what a migration wrote), refuses transaction control, and denies every
+    action on bluegreen's own objects (hazard 15): the text was checked before it ran, this also
+    catches a reach through a view or an application trigger."""
+
+    def __init__(self) -> None:
+        self.written: set[str] = set()
+        self.read: set[str] = set()
+        self.internal: str = ""  # the first of bluegreen's objects it tried to reach
+
+    def __call__(self, action, arg1, arg2, dbname, trigger):
+        internal = next((a for a in (arg1, arg2) if _internal(a)), None)
+        # Inside one of bluegreen's own triggers the access is bluegreen's: a migration cannot
+        # create such a trigger (that is denied here too), so only bluegreen's exist.
+        if internal is not None and action != apsw.SQLITE_FUNCTION and not _internal(trigger):
+            self.internal = self.internal or internal
+            return apsw.SQLITE_DENY
+        if dbname == "main" and arg1 and not arg1.startswith("sqlite_"):
+            if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE):
+                self.written.add(arg1)
+            elif action == apsw.SQLITE_READ:
+                self.read.add(arg1)
+        if action == apsw.SQLITE_TRANSACTION:
+            return apsw.SQLITE_DENY
+        return apsw.SQLITE_OK
+
+
+def _internal(name: str | None) -> bool:
+    return bool(name) and name[: len(INTERNAL_PREFIX)].lower() == INTERNAL_PREFIX
+
+
+def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -> ApplyResult:
+    """Run one migration in its own transaction on green and record it in the history table."""
+    text = migration.sql
+    if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
+        raise InputError(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
+    namedsql.refuse_internal(migration.path, text)  # pending() did already; apply() stands on its own
+    observer = _Observer()
+    started = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        run_script(conn, HISTORY_DDL)
+        conn.authorizer = observer
+        try:
+            run_script(conn, text)
+        finally:
+            conn.authorizer = None
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        conn.execute(
+            f"INSERT INTO {HISTORY_TABLE}(version, description, file, checksum, applied_at, execution_time_ms, "
+            "success, error_message, depends_on, can_rollback) VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
+            (
+                migration.version,
+                migration.description,
+                migration.file,
+                migration.checksum,
+                now_iso(),
+                elapsed,
+                depends_on,
+                int(migration.rollback is not None),
+            ),
+        )
+        conn.execute("COMMIT")
+    except apsw.AuthError:
+        conn.execute("ROLLBACK")
+        if observer.internal:
+            raise InputError(
+                f"{migration.path}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
+                "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
+                "a view or trigger it uses; a migration must not read or write them: remove that reference"
+            ) from None
+        raise InputError(
+            f"{migration.path}: contains BEGIN/COMMIT/ROLLBACK; remove them, bluegreen runs each "
+            "migration in its own transaction"
+        ) from None
+    except apsw.Error as exc:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        raise OperationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
+    observer.written.discard(HISTORY_TABLE)
+    observer.read.discard(HISTORY_TABLE)
+    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read))
+
+
+def _strip_comments(sql: str) -> str:
+    return re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
+
+
+def carried_by(rollbacks: list[Path]) -> set[str]:
+    """Tables a rollback script declares it carries back: a line `-- bluegreen: carries a, b`."""
+    tables: set[str] = set()
+    for path in rollbacks:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text.lower().startswith("-- bluegreen: carries"):
+                tables.update(t.strip() for t in text.split("carries", 1)[1].split(",") if t.strip())
+    return tables

@@ -1,0 +1,236 @@
+"""Builds a green generation: snapshot blue, migrate, catch up, validate, start capture.
+
+Each step is a method; the controller decides when they run and journals around them.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Callable
+
+import apsw
+
+from bluegreen.engine import barrier
+from bluegreen.engine import capture
+from bluegreen.engine import migrations
+from bluegreen.gates import perfgate
+from bluegreen.engine import snapshot
+from bluegreen.gates import validate
+from bluegreen.config import Config
+from bluegreen.engine.db import open_db
+from bluegreen.errors import GateRefused, InputError, OperationFailed
+from bluegreen.engine.replay import Replayer
+from bluegreen.files.journal import State, Store
+from bluegreen.files.layout import file_mode
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+class Builder:
+    def __init__(self, config: Config, store: Store, progress: ProgressFn,
+                 phase: Callable[[str], AbstractContextManager], journal: Callable[..., None]):
+        self.config = config
+        self.store = store
+        self.progress = progress
+        self.phase = phase  # times a named phase for the report and the event log
+        self.journal = journal  # records a step in the controller's journal
+
+    def build(self, state: State, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
+        """Snapshot blue into green (created under its final name), migrate, catch up, validate,
+        and start capture on green so that a revert can tell exactly what green gained."""
+        source = open_db(blue, query_only=True)
+        try:
+            with self.phase("snapshot"):
+                self.journal(state, step="snapshot")
+                copied = self._copy(source, green, file_mode(blue))
+        finally:
+            source.close()
+        conn = open_db(green, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            with self.phase("migrate"):
+                self.journal(state, step="migrate")
+                self._adopt_snapshot(conn, state.green_generation, copied)
+                self._migrate(conn, pending)
+        finally:
+            conn.close()
+        fk = None
+        if online:
+            replayer = self.replayer(blue, green, pending)
+            try:
+                self._check_sync_coverage(replayer, pending)
+                with self.phase("catch_up"):
+                    self.journal(state, step="catch_up")
+                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                self.report_catch_up(replayer)
+                fk = self.foreign_keys_at_one_position(replayer)
+                self._check_source_schema(replayer)
+            finally:
+                replayer.close()
+        conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        try:
+            if fk is None:  # offline: blue is locked throughout, so the snapshot is the position
+                fk = validate.ForeignKeys(validate.foreign_key_violations(conn), _violations_of(blue))
+            with self.phase("validate"):
+                self.journal(state, step="validate")
+                report = self.validate(conn, state.green_generation, pending, blue=blue, fk=fk)
+            conn.execute("BEGIN IMMEDIATE")
+            capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
+            conn.execute("COMMIT")
+        finally:
+            barrier.rollback(conn)
+            conn.close()
+        return report
+
+    def _migrate(self, conn: apsw.Connection, pending: list) -> None:
+        """Apply each pending migration in its own transaction; remember what each read and wrote."""
+        effects = {}
+        depends_on = migrations.current_version(conn)
+        for done, migration in enumerate(pending):
+            self.progress("migrate", done, len(pending))
+            result = migrations.apply(conn, migration, depends_on)
+            effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
+            self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
+            depends_on = migration.version
+        capture.set_meta(conn, migration_effects=json.dumps(effects))
+
+    def validate_caught_up(self, replayer: Replayer, generation: int, pending: list, *,
+                           blue: Path) -> validate.Report:
+        """The gates on green as the replayer has caught it up (cutover, before the barrier)."""
+        fk = self.foreign_keys_at_one_position(replayer)
+        return self.validate(replayer.conn, generation, pending, blue=blue, fk=fk)
+
+    @staticmethod
+    def foreign_keys_at_one_position(replayer: Replayer) -> validate.ForeignKeys:
+        """Green's and blue's foreign-key violations at the same capture position (hazard 17): in one
+        transaction of the replayer's connection, whose read of blue (attached as `source`) is one
+        snapshot, catch green up to the end of that snapshot's backlog, then check both."""
+        conn = replayer.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            replayer.backlog()  # refuses a position from another capture epoch
+            upto = replayer.source_position().seq
+            replayer.catch_up(upto=upto, own_transaction=False)
+            found = validate.ForeignKeys(validate.foreign_key_violations(conn, "main"),
+                                         validate.foreign_key_violations(conn, "source"), as_of=upto)
+            conn.execute("COMMIT")
+        finally:
+            barrier.rollback(conn)
+        return found
+
+    def validate(self, conn: apsw.Connection, generation: int, pending: list, *, blue: Path,
+                 fk: validate.ForeignKeys) -> validate.Report:
+        """The gates on green (conn: triggers off): integrity, foreign keys (fk: green's and blue's
+        violations at one position), validate scripts, and the performance gate against blue; its
+        results are stored in green either way."""
+        report = validate.run(conn, pending, fk)
+        settings = self.config.performance
+        timed = perfgate.run(conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings)
+        perfgate.record(conn, generation, timed)
+        report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))
+        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=fk.as_of,
+                       checks=report.as_dicts(), performance=perfgate.as_dicts(timed))
+        if not report.passed:
+            hint = ("; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
+                    if any(not m.passed for m in timed) else "")
+            raise GateRefused(f"validation refused generation {generation}: {report.summary()}{hint}",
+                              details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)})
+        return report
+
+    def replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
+        conn = open_db(green, query_only=True)
+        try:
+            effects = json.loads(capture.get_meta(conn, "migration_effects") or "{}")
+        finally:
+            conn.close()
+        return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
+                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+
+    def report_catch_up(self, replayer: Replayer) -> None:
+        """Log how the last catch-up went (the position aimed at, both rates); when writes came
+        in faster than replay kept up, say so on the terminal too (a note, not a failure: the
+        catch-up still ended at its position, and the cutover's own catch-up goes on from there)."""
+        report = replayer.last_catch_up
+        if report is None:
+            return
+        self.store.log("catch_up", **report.as_dict())
+        if report.outpaced:
+            note = getattr(self.progress, "note", None)
+            if note:
+                note(f"catch-up: {report.message()}", report.as_dict())
+
+    @staticmethod
+    def _check_source_schema(replayer: Replayer) -> None:
+        """DDL on blue while green is built: capture cannot follow it (a new table has no capture
+        triggers), so say so now rather than at cutover."""
+        now = replayer.conn.execute("PRAGMA source.schema_version").get
+        if now != capture.get_meta(replayer.conn, "source_schema_version"):
+            raise OperationFailed(
+                f"{replayer.source}: its schema changed while the new generation was being built (DDL on the "
+                "live file); nothing was kept: run the command again once the schema change is done"
+            )
+
+    def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
+        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""
+        report = replayer.reshape
+        with_sync = {m.file for m in pending if m.sync}
+        missing = [f for f in report.derived_by if f not in with_sync]
+        reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
+        if missing or (reasons and not with_sync):
+            needs = missing or [m.file for m in pending]
+            raise InputError(
+                f"{', '.join(needs)}: needs a _sync.sql companion: "
+                + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
+                + ". Without one, writes made on blue during prepare would be missing from green; add the "
+                "companion, or use `bluegreen deploy --offline`"
+            )
+
+    def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
+        try:
+            return snapshot.copy(
+                source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
+                progress=lambda done, total: self.progress("snapshot", done, total),
+            )
+        except (apsw.FullError, apsw.IOError) as exc:
+            # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.
+            raise OperationFailed(
+                f"{green}: could not write the copy ({_result_name(exc)}: disk full or file too large); "
+                "nothing was changed: free space, then run the command again"
+            ) from None
+        except apsw.Error as exc:
+            raise OperationFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
+
+    def _adopt_snapshot(self, conn: apsw.Connection, generation: int, copied: snapshot.SnapshotResult) -> None:
+        """Green inherits blue's capture triggers in the copy: drop them before migrating, keep
+        only the position they tell (which of blue's changes green already holds), and stamp it."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            position = capture.capture_position(conn)
+            capture.remove_capture(conn)
+            capture.remove_fence(conn)
+            capture.clear_meta(conn, "source_epoch", "source_seq")
+            capture.set_meta(
+                conn,
+                generation=generation,
+                source_epoch=position.epoch if position else "",
+                source_seq=position.seq if position else 0,
+                source_schema_version=copied.source_schema_version,
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            barrier.rollback(conn)
+            raise
+
+
+def _violations_of(path: Path) -> frozenset[tuple]:
+    conn = open_db(path, query_only=True)
+    try:
+        return validate.foreign_key_violations(conn)
+    finally:
+        conn.close()
+
+
+def _result_name(exc: apsw.Error) -> str:
+    code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
+    return apsw.mapping_result_codes.get(code, None) or apsw.mapping_extended_result_codes.get(code, "") or type(exc).__name__

@@ -1,0 +1,1 @@
+"""Read-only views for the operator: status, plan, history, generations, check, progress."""

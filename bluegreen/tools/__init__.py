@@ -1,0 +1,1 @@
+"""Demo, rehearsal and the writer program they (and the tests and benchmarks) run."""

@@ -1,0 +1,140 @@
+"""`bluegreen demo`: the shipped example end to end, with a live writer, checked row by row.
+
+Makes a Social Download Manager v1.2.1 database with generated rows, adopts it, deploys v2.0 while
+a separate writer process keeps writing, then checks that every write the writer was told is
+committed is in the active file, in the v2 shape.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bluegreen.tools import demo_data
+from bluegreen.tools import demo_writer
+from bluegreen.lifecycle.controller import Controller
+from bluegreen.results import Result
+from bluegreen.engine.db import open_db
+from bluegreen.errors import InputError, OperationFailed
+
+MARKER = ".bluegreen-demo"
+
+
+def run(controller: Controller, rows: int) -> Result:
+    config = controller.config
+    folder = config.data_dir
+    initial = config.database.initial
+    _reset_folder(folder, initial, config.database.pointer)
+    started = time.perf_counter()
+    demo_data.create_v1_database(str(initial), rows=rows)
+    generated_s = time.perf_counter() - started
+    controller.init()
+
+    log = folder / "demo-writer.log"
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen.tools.demo_writer", str(config.database.pointer), str(log), "--seconds", "600"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_writes(log, writer, count=20)
+        deployed = controller.deploy()
+        writer.wait(timeout=60)  # it stops by itself at the fence
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    events = demo_writer.read_log(log)
+    active = controller.inspector.active_path()
+    problems = verify_writes(events, active)
+    committed = [e for e in events if e["event"] == "committed"]
+    if problems:
+        raise OperationFailed(f"demo: {len(problems)} committed write(s) missing or wrong in {active}: {problems[:3]}")
+    counts = _counts(active)
+    fenced = next((e for e in events if e["event"] == "fenced"), None)
+    # The write that waited out the barrier met the fence: its wait counts too.
+    longest = max([e["wait_ms"] for e in committed] + ([fenced["wait_ms"]] if fenced else []), default=0.0)
+    lines = [
+        f"generated {rows:,} v1.2.1 content rows in {generated_s:.1f} s: {initial}",
+        deployed.message,
+        *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.phases],
+        f"writer: {len(committed)} writes committed, all {len(committed)} present in {active.name} "
+        f"(content: {counts['content']:,} rows, content_v1: {counts['content_v1']:,})",
+        f"longest wait any write saw: {longest:.1f} ms (pause budget {config.cutover.max_write_pause_ms} ms; "
+        f"the barrier was held {deployed.data['write_pause_ms']:.1f} ms)",
+        "the writer's next write then met the fence (an application reopens the pointer's file): "
+        + (fenced["error"] if fenced else "(stopped before the fence)"),
+        f"blue is kept, fenced, at {deployed.data['previous']}; undo with: bluegreen revert "
+        f"--config {config.path}",
+    ]
+    data = dict(deployed.data, rows=rows, writes_committed=len(committed), longest_write_wait_ms=longest,
+                counts=counts, writer_met_fence=bool(fenced))
+    return Result("demo", "\n".join(lines), [], data)
+
+
+def _reset_folder(folder: Path, initial: Path, pointer_path: Path) -> None:
+    """Start from nothing; only ever delete a folder an earlier demo made."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / MARKER).exists():
+            raise InputError(
+                f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it. "
+                "Point the config at an empty folder"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by bluegreen demo; `bluegreen demo` may delete this folder\n")
+
+
+def _wait_for_writes(log: Path, writer: subprocess.Popen, count: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") >= count:
+            return
+        if writer.poll() is not None:
+            raise OperationFailed(f"demo: the writer process exited early (code {writer.returncode})")
+        time.sleep(0.02)
+    raise OperationFailed("demo: the writer process made no progress")
+
+
+def verify_writes(events: list[dict], active: Path) -> list[str]:
+    """Compare each row the writer touched with its last committed state; return what differs."""
+    expected: dict[int, dict | None] = {}
+    for event in events:
+        if event["event"] != "committed":
+            continue
+        if event["op"] == "delete":
+            expected[event["id"]] = None
+            continue
+        row = dict(expected.get(event["id"]) or {}, title=event["title"])
+        if "url" in event:
+            row["url"] = event["url"]
+        expected[event["id"]] = row
+    conn = open_db(active, query_only=True)
+    try:
+        v2 = bool(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'content'").fetchall())
+        query = ("SELECT title, original_url FROM content WHERE id = ?" if v2
+                 else "SELECT title, url FROM content_v1 WHERE id = ?")
+        problems = []
+        for row_id, want in expected.items():
+            got = conn.execute(query, (row_id,)).fetchall()
+            if want is None:
+                if got:
+                    problems.append(f"id {row_id} was deleted but is present")
+            elif not got:
+                problems.append(f"id {row_id} is missing")
+            elif got[0][0] != want["title"] or ("url" in want and got[0][1] != want["url"]):
+                problems.append(f"id {row_id} is {got[0]}, expected {want}")
+        return problems
+    finally:
+        conn.close()
+
+
+def _counts(active: Path) -> dict[str, int]:
+    conn = open_db(active, query_only=True)
+    try:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").get for t in ("content", "content_v1")}
+    finally:
+        conn.close()
+
