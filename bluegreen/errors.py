@@ -1,4 +1,12 @@
-"""Errors that carry their exit code, so the CLI maps every failure to a documented number."""
+"""Errors typed by cause, each carrying its exit code, so the CLI maps every failure to a
+documented number and a caller (or a test) can tell a lock timeout from a lost capture without
+reading the message.
+
+Every error's `message` is the one line the CLI prints: what happened, naming the file, and what
+to do. `hint` holds the "what to do" part alone (for programs that act on it); it never changes
+what is printed. The exit-code classes (OperationFailed, InputError, GateRefused, Busy,
+RevertRefused, AfterHookFailed) are the parents; raise the most specific cause.
+"""
 
 from __future__ import annotations
 
@@ -15,29 +23,117 @@ class BluegreenError(Exception):
     """A failure the user can act on; the message is one line naming the file and the fix."""
 
     exit_code = EXIT_FAILED
+    hint = ""  # what the user does about this cause; an instance may say it more precisely
 
-    def __init__(self, message: str, *, details: object = None):
+    def __init__(self, message: str, *, details: object = None, hint: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = details
+        if hint is not None:
+            self.hint = hint
 
+
+# -- exit 1: the operation could not be done; what is on disk is still consistent ----------------
 
 class OperationFailed(BluegreenError):
     exit_code = EXIT_FAILED
+
+
+class LockTimeout(OperationFailed):
+    """A database lock was not obtained in time (a long transaction of the application holds it);
+    nothing was switched."""
+
+    hint = "run the command again once the long transaction is done, or raise lock_timeout_ms"
 
 
 class PauseBudgetExceeded(OperationFailed):
     """The write-pause budget could not be met: the lock was let go, nothing was switched, the
     active file is still active and the new generation stays prepared (invariant 3)."""
 
-    exit_code = EXIT_FAILED
+    hint = "run the command again at a quieter moment, or raise max_write_pause_ms"
 
+
+class CaptureLost(OperationFailed):
+    """The change capture a generation was built on is gone, was reinstalled, or was written by
+    something other than bluegreen: green can no longer be caught up exactly (invariant 2)."""
+
+    hint = "run `bluegreen abort`, then deploy again"
+
+
+class SchemaDrift(OperationFailed):
+    """A file's schema changed under bluegreen (DDL on the live file while green was built, or on a
+    retired file after it was fenced)."""
+
+
+class FenceTampered(OperationFailed):
+    """A fence bluegreen installed is not where it left it (lifted, or both files take writes)."""
+
+    hint = "stop the application's writers and inspect both files"
+
+
+class NoSpace(OperationFailed):
+    """A file could not be written: the disk is full, or the folder is not writable."""
+
+    hint = "free space (or fix permissions), then run `bluegreen status` and the command again"
+
+
+class MigrationFailed(OperationFailed):
+    """A migration's SQL failed on green; green was discarded, the active file is untouched."""
+
+
+class BackupFailed(OperationFailed):
+    """The environment's backup could not be made or verified; prepare refused."""
+
+
+class StillInUse(OperationFailed):
+    """Live processes still have a file open that the command would retire or delete."""
+
+    hint = "run the command again once they have moved (each moves at its next statement)"
+
+
+class SnapshotFailed(OperationFailed):
+    """Copying blue into green failed for a reason other than space."""
+
+
+class WriterFailed(OperationFailed):
+    """A demo or rehearsal writer did not do its part (exited, made no progress, lost writes)."""
+
+
+# -- exit 2: bad input; nothing on disk was changed ------------------------------------------------
 
 class InputError(BluegreenError):
     """Bad config, pointer, migration file or database: nothing on disk was changed."""
 
     exit_code = EXIT_USAGE
 
+
+class ConfigInvalid(InputError):
+    """config.toml is missing, unreadable, or holds a value bluegreen cannot use."""
+
+
+class PointerInvalid(InputError):
+    """The pointer file is missing, unreadable, or names a file it may not name."""
+
+
+class JournalInvalid(InputError):
+    """The journal (.bluegreen/state.json) is unreadable or was edited into an impossible state."""
+
+
+class MigrationInvalid(InputError):
+    """A migration file (or a companion) is misnamed, unreadable, changed since it ran, or reaches
+    where a migration may not."""
+
+
+class DatabaseInvalid(InputError):
+    """A database file is missing, not SQLite, unreadable or damaged."""
+
+
+class SchemaUnsupported(InputError):
+    """The schema holds something bluegreen cannot capture exactly (an index only the application
+    can evaluate, a table without a usable key)."""
+
+
+# -- exit 3: a gate said no --------------------------------------------------------------------------
 
 class GateRefused(BluegreenError):
     """A validation gate said no; details hold the failed checks."""
@@ -51,10 +147,25 @@ class ReplayConflict(GateRefused):
     and the row's values; nothing was committed, the source stays active."""
 
 
+class OutsideWindow(GateRefused):
+    """The environment's deploy window is closed (or the day is frozen)."""
+
+
+class ApprovalMissing(GateRefused):
+    """The environment asks for approvals the release does not have yet."""
+
+
+class Held(GateRefused):
+    """A hold file stops releases until it is removed."""
+
+
+# -- exit 4, 5, 6 ------------------------------------------------------------------------------------
+
 class Busy(BluegreenError):
     """Another controller holds the lock."""
 
     exit_code = EXIT_BUSY
+    hint = "wait for it to finish"
 
 
 class RevertRefused(BluegreenError):
