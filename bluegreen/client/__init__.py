@@ -28,7 +28,7 @@ moves between statements, so code that picks its queries by `schema_version` doe
 An idle connection moves only when used: pools should `refresh()` idle connections now and then.
 
 Never open the same database with both apsw and the standard library's sqlite3 in one process:
-they are two SQLite libraries that do not see each other's POSIX locks (hazard 8), so when one
+they are two SQLite libraries that do not see each other's POSIX locks (hazard 20), so when one
 closes its last connection it checkpoints and deletes the -wal the other is still using.
 """
 
