@@ -32,6 +32,12 @@ class BluegreenError(Exception):
         if hint is not None:
             self.hint = hint
 
+    @classmethod
+    def with_hint(cls, what: str, hint: str, *, sep: str = "; ", details: object = None):
+        """The usual one line, `what; fix`, with the fix kept as the hint too: written once, the
+        two cannot drift apart."""
+        return cls(f"{what}{sep}{hint}", details=details, hint=hint)
+
 
 # -- exit 1: the operation could not be done; what is on disk is still consistent ----------------
 
@@ -116,12 +122,31 @@ class PointerInvalid(InputError):
 
 
 class JournalInvalid(InputError):
-    """The journal (.bluegreen/state.json) is unreadable or was edited into an impossible state."""
+    """A record bluegreen keeps in .bluegreen/ (the journal state.json, the approvals) is missing,
+    unreadable or was edited into an impossible state."""
 
 
 class MigrationInvalid(InputError):
     """A migration file (or a companion) is misnamed, unreadable, changed since it ran, or reaches
     where a migration may not."""
+
+
+class ArgumentInvalid(InputError):
+    """A command-line argument (or the environment variable standing for it) names something the
+    command cannot use: an environment the config does not define, an empty approver, a prune
+    target that is no removable generation, a rehearsal folder inside the data folder."""
+
+
+class WrongPhase(InputError):
+    """The command does not fit the phase the journal is in (nothing prepared to cut over, an
+    operation interrupted, a generation in its revert window); nothing was changed."""
+
+
+class FileInTheWay(InputError):
+    """A file already stands where bluegreen would create one (a stray generation or its -wal/-shm,
+    a folder it did not make); bluegreen never writes over a file it does not own."""
+
+    hint = "move the file away if it is not needed"
 
 
 class DatabaseInvalid(InputError):
@@ -153,6 +178,11 @@ class OutsideWindow(GateRefused):
 
 class ApprovalMissing(GateRefused):
     """The environment asks for approvals the release does not have yet."""
+
+
+class HookRefused(GateRefused):
+    """A hook acting as a gate (a pre-* hook, or deploy's post-prepare) failed or timed out: the
+    operation stopped there; details hold the hook's run."""
 
 
 class Held(GateRefused):
