@@ -205,13 +205,16 @@ def load(path: Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigInvalid.with_hint(f"{path}: config file not found", f"pass --config PATH or set {CONFIG_ENV}") from None
+        raise ConfigInvalid.with_hint(f"{path}: config file not found",
+                                      f"pass --config PATH or set {CONFIG_ENV}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigInvalid.with_hint(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
     except OSError as exc:
-        raise ConfigInvalid.with_hint(f"{path}: cannot read config ({exc.strerror})", "pass --config PATH of a readable file") from None
+        raise ConfigInvalid.with_hint(f"{path}: cannot read config ({exc.strerror})",
+                                      "pass --config PATH of a readable file") from None
     except ValueError:  # a NUL byte in --config or $BLUEGREEN_CONFIG
-        raise ConfigInvalid.with_hint(f"{path!r}: the config path holds a NUL byte", "pass --config PATH without it") from None
+        raise ConfigInvalid.with_hint(f"{path!r}: the config path holds a NUL byte",
+                                      "pass --config PATH without it") from None
     base = path.resolve().parent
     for section in raw:
         if section not in _SECTIONS and section != "environments":
@@ -238,7 +241,8 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
         out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
         if name == "production" and "window" not in out:
             raise ConfigInvalid.with_hint(f"{path}: environments.production.window is required (a production cutover "
-                                          "needs a maintenance window)", 'add e.g. window = "02:00-04:00" and timezone = "UTC"')
+                                          "needs a maintenance window)",
+                                          'add e.g. window = "02:00-04:00" and timezone = "UTC"')
         if out.get("backup") and "backup_dir" not in out:
             out["backup_dir"] = base / "backups"
         found[name] = EnvironmentConfig(name=name, **out)

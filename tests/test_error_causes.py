@@ -259,7 +259,8 @@ def closed_window() -> str:
 
 def test_outside_the_window(toy_ready):
     project = toy_ready
-    write_config(project.root, f'[environments.production]\napprovals = 0\nbackup = false\nwindow = "{closed_window()}"\n')
+    write_config(project.root,
+                 f'[environments.production]\napprovals = 0\nbackup = false\nwindow = "{closed_window()}"\n')
     before = on_disk(project)
     env = environments.select(config.load(project.config), "production")
     opening = datetime(2026, 1, 5, env.window.start.hour, 0, tzinfo=timezone.utc)

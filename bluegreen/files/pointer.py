@@ -85,7 +85,8 @@ def _load(path: Path) -> dict:
         with open(path, "rb") as handle:
             data = handle.read(MAX_POINTER_BYTES + 1)
     except FileNotFoundError:
-        raise PointerInvalid.with_hint(f"{path}: pointer file not found", "run `bluegreen init` to adopt a database") from None
+        raise PointerInvalid.with_hint(f"{path}: pointer file not found",
+                                       "run `bluegreen init` to adopt a database") from None
     except IsADirectoryError:
         raise PointerInvalid.with_hint(f"{path}: the pointer is a directory",
                                        "database.pointer must name the pointer file") from None

@@ -136,7 +136,7 @@ def choose(kept: list[KeptFile], names: list[str], keep_days: int, folder: Path)
             )
         if not item.prunable:
             raise ArgumentInvalid(f"{folder / name}: {ROLE_TEXT[item.role]}; prune refused, nothing was changed"
-                                  + _what_to_do(item.role), hint=_what_to_do(item.role).removeprefix("; "))
+                                  + _what_to_do(item.role), hint=_what_to_do(item.role).removeprefix("; ") or None)
         if item not in chosen:
             chosen.append(item)
     return chosen
