@@ -12,7 +12,7 @@ from datetime import time
 from pathlib import Path
 
 from bluegreen.engine import namedsql
-from bluegreen.errors import InputError
+from bluegreen.errors import ConfigInvalid
 from bluegreen.files.contract import DEFAULT_MAX_WRITE_PAUSE_MS
 
 DEFAULT_CONFIG = "config.toml"
@@ -205,20 +205,23 @@ def load(path: Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputError(f"{path}: config file not found; pass --config PATH or set {CONFIG_ENV}") from None
+        raise ConfigInvalid.with_hint(f"{path}: config file not found",
+                                      f"pass --config PATH or set {CONFIG_ENV}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+        raise ConfigInvalid.with_hint(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
     except OSError as exc:
-        raise InputError(f"{path}: cannot read config ({exc.strerror}); pass --config PATH of a readable file") from None
+        raise ConfigInvalid.with_hint(f"{path}: cannot read config ({exc.strerror})",
+                                      "pass --config PATH of a readable file") from None
     except ValueError:  # a NUL byte in --config or $BLUEGREEN_CONFIG
-        raise InputError(f"{path!r}: the config path holds a NUL byte; pass --config PATH without it") from None
+        raise ConfigInvalid.with_hint(f"{path!r}: the config path holds a NUL byte",
+                                      "pass --config PATH without it") from None
     base = path.resolve().parent
     for section in raw:
         if section not in _SECTIONS and section != "environments":
-            raise InputError(f"{path}: unknown section [{section}]; expected one of "
+            raise ConfigInvalid(f"{path}: unknown section [{section}]; expected one of "
                              f"{', '.join(sorted([*_SECTIONS, 'environments']))}")
     for section in sorted(_REQUIRED - raw.keys()):
-        raise InputError(f"{path}: missing section [{section}]")
+        raise ConfigInvalid(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
     _check_database_paths(path, built["database"])
     return Config(path=path.resolve(), **built, environments=_environments(path, base, raw.get("environments", {})))
@@ -227,18 +230,19 @@ def load(path: Path) -> Config:
 def _environments(path: Path, base: Path, tables: object) -> dict[str, EnvironmentConfig]:
     """`[environments.NAME]` tables, each completed with its well-known name's defaults."""
     if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
-        raise InputError(f"{path}: environments must hold tables such as [environments.production]")
+        raise ConfigInvalid(f"{path}: environments must hold tables such as [environments.production]")
     found = {}
     for name, values in tables.items():
         for key in values:
             if key not in _ENVIRONMENT_KINDS:
-                raise InputError(f"{path}: unknown key environments.{name}.{key}; expected one of "
+                raise ConfigInvalid(f"{path}: unknown key environments.{name}.{key}; expected one of "
                                  f"{', '.join(_ENVIRONMENT_KINDS)}")
         merged = {**ENVIRONMENT_DEFAULTS.get(name, {}), **values}
         out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
         if name == "production" and "window" not in out:
-            raise InputError(f"{path}: environments.production.window is required (a production cutover needs a "
-                             'maintenance window); add e.g. window = "02:00-04:00" and timezone = "UTC"')
+            raise ConfigInvalid.with_hint(f"{path}: environments.production.window is required (a production cutover "
+                                          "needs a maintenance window)",
+                                          'add e.g. window = "02:00-04:00" and timezone = "UTC"')
         if out.get("backup") and "backup_dir" not in out:
             out["backup_dir"] = base / "backups"
         found[name] = EnvironmentConfig(name=name, **out)
@@ -248,16 +252,16 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
 def _section(path: Path, base: Path, name: str, values: object):
     cls, kinds = _SECTIONS[name]
     if not isinstance(values, dict):
-        raise InputError(f"{path}: {name} must be a table ([{name}])")
+        raise ConfigInvalid(f"{path}: {name} must be a table ([{name}])")
     for key in values:
         if key not in kinds:
-            raise InputError(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
+            raise ConfigInvalid(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
     out = {}
     for spec in fields(cls):
         key = spec.name if spec.name in kinds else spec.name.replace("_", "-")
         if key not in values:
             if spec.default is MISSING:
-                raise InputError(f"{path}: missing key {name}.{key}")
+                raise ConfigInvalid(f"{path}: missing key {name}.{key}")
             continue
         out[spec.name] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
     return cls(**out)
@@ -266,11 +270,11 @@ def _section(path: Path, base: Path, name: str, values: object):
 def _check_database_paths(path: Path, database: DatabaseConfig) -> None:
     """The pointer is rewritten by rename: naming the database itself would replace it."""
     if database.pointer == database.initial:
-        raise InputError(f"{path}: database.pointer and database.initial name the same file ({database.pointer}); "
+        raise ConfigInvalid(f"{path}: database.pointer and database.initial name the same file ({database.pointer}); "
                          "the pointer is a small TOML file of its own, e.g. pointer = \"data/current.toml\"")
     if database.pointer.name.endswith(("-wal", "-shm", "-journal")):
-        raise InputError(f"{path}: database.pointer ({database.pointer.name}) is named like a SQLite side file; "
-                         "give it a name of its own, e.g. current.toml")
+        raise ConfigInvalid.with_hint(f"{path}: database.pointer ({database.pointer.name}) is named like a SQLite side "
+                                      "file", "give it a name of its own, e.g. current.toml")
 
 
 def _convert(path: Path, base: Path, where: str, kind: object, value: object):
@@ -282,7 +286,7 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
         return _path(path, base, where, kind, value)
     if kind == "bool":
         if not isinstance(value, bool):
-            raise InputError(f"{path}: {where} must be true or false, got {value!r}")
+            raise ConfigInvalid(f"{path}: {where} must be true or false, got {value!r}")
         return value
     if kind == "window":
         _no_nul(path, where, value)
@@ -292,24 +296,25 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-            raise InputError(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
+            raise ConfigInvalid(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
                              f"\"Europe/Berlin\", got {value!r}") from None
         return value
     if kind == "command":
         if not isinstance(value, str) or not value.strip():
-            raise InputError(f"{path}: {where} must be a non-empty shell command string, got {value!r}; "
-                             "leave the key out for no hook")
+            raise ConfigInvalid.with_hint(f"{path}: {where} must be a non-empty shell command string, got {value!r}",
+                                          "leave the key out for no hook")
         _no_nul(path, where, value)
         return value
     if kind == "named_sql":  # a table of name = "SQL"
         if not isinstance(value, dict):
-            raise InputError(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
+            raise ConfigInvalid(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
         for name, sql in value.items():
             if not name.strip():
-                raise InputError(f'{path}: {where} has an empty query name; name each query, e.g. orders_by_day = "..."')
+                raise ConfigInvalid.with_hint(f"{path}: {where} has an empty query name",
+                                              'name each query, e.g. orders_by_day = "..."')
             _no_nul(path, f"{where}.{name}", name)
             if not isinstance(sql, str) or not sql.strip():
-                raise InputError(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
+                raise ConfigInvalid(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
             _no_nul(path, f"{where}.{name}", sql)
             _no_internal(path, f"{where}.{name}", sql)
         return tuple(value.items())
@@ -322,17 +327,17 @@ def _no_internal(path: Path, where: str, sql: str) -> None:
     migration's reference (hazard 15)."""
     found = namedsql.references_internal(sql)
     if found is not None:
-        raise InputError(
+        raise ConfigInvalid.with_hint(
             f"{path}: {where} refers to {found.written}, one of bluegreen's own objects ({namedsql.INTERNAL_PREFIX}* "
             "tables, triggers and indexes hold change capture, fences and replay positions); a benchmark or check "
-            "query must not read them: remove that reference")
+            "query must not read them", "remove that reference", sep=": ")
 
 
 def _int(path: Path, where: str, kind: Int, value: object) -> int:
     """Whole numbers only, within bounds SQLite and the OS accept (a busy timeout is a C int)."""
     if isinstance(value, bool) or not isinstance(value, int) or not kind.low <= value <= kind.high:
         which = "a positive integer" if kind.low == 1 else "a whole number, 0 or more,"
-        raise InputError(f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}")
+        raise ConfigInvalid(f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}")
     return value
 
 
@@ -343,14 +348,14 @@ def _float(path: Path, where: str, kind: Float, value: object) -> float:
     low_ok = number > kind.low if kind.low_open else number >= kind.low
     if not (math.isfinite(number) and low_ok and number <= kind.high):
         low = f"> {kind.low:g}" if kind.low_open else f">= {kind.low:g}"
-        raise InputError(f"{path}: {where} must be a number {low}, finite, up to {kind.high:,g} "
+        raise ConfigInvalid(f"{path}: {where} must be a number {low}, finite, up to {kind.high:,g} "
                          f"(at most {kind.limit}), got {value!r}")
     return number
 
 
 def _no_nul(path: Path, where: str, value: object) -> None:
     if isinstance(value, str) and "\x00" in value:
-        raise InputError(f"{path}: {where} holds a NUL byte ({value!r}); remove it")
+        raise ConfigInvalid.with_hint(f"{path}: {where} holds a NUL byte ({value!r})", "remove it")
 
 
 def _path(path: Path, base: Path, where: str, kind: str, value: object) -> Path:
@@ -358,20 +363,20 @@ def _path(path: Path, base: Path, where: str, kind: str, value: object) -> Path:
     (a directory where a file is written would fail midway, a file flag that is a folder would hold
     cutover for ever)."""
     if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{path}: {where} must be a non-empty path string, got {value!r}")
+        raise ConfigInvalid(f"{path}: {where} must be a non-empty path string, got {value!r}")
     _no_nul(path, where, value)
     encoded = os.fsencode(value)
     if len(encoded) > PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
-        raise InputError(f"{path}: {where} is longer than the OS accepts ({PATH_MAX} bytes, {NAME_MAX} per name); "
-                         "give a shorter path")
+        raise ConfigInvalid.with_hint(f"{path}: {where} is longer than the OS accepts ({PATH_MAX} bytes, {NAME_MAX} "
+                                      "per name)", "give a shorter path")
     try:
         resolved = (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise InputError(f"{path}: {where} ({value!r}) cannot be resolved ({exc}); fix the path") from None
+        raise ConfigInvalid.with_hint(f"{path}: {where} ({value!r}) cannot be resolved ({exc})", "fix the path") from None
     if kind == "file" and resolved.is_dir():
-        raise InputError(f"{path}: {where} ({resolved}) is a directory; name a file")
+        raise ConfigInvalid.with_hint(f"{path}: {where} ({resolved}) is a directory", "name a file")
     if kind == "dir" and resolved.exists() and not resolved.is_dir():
-        raise InputError(f"{path}: {where} ({resolved}) is not a directory; name a folder")
+        raise ConfigInvalid.with_hint(f"{path}: {where} ({resolved}) is not a directory", "name a folder")
     return resolved
 
 
@@ -382,11 +387,12 @@ def _window(path: Path, where: str, value: object) -> Window:
     match = _WINDOW.match(value.strip()) if isinstance(value, str) else None
     bad = f"{path}: {where} must be \"HH:MM-HH:MM\" (24-hour, may wrap past midnight), got {value!r}"
     if not match:
-        raise InputError(bad)
+        raise ConfigInvalid(bad)
     h1, m1, h2, m2 = (int(g) for g in match.groups())
     if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
-        raise InputError(bad)
+        raise ConfigInvalid(bad)
     start, end = time(h1, m1), (time.max if h2 == 24 else time(h2, m2))
     if start == end:
-        raise InputError(f"{path}: {where} is empty ({value!r}: start equals end); give a window such as \"02:00-04:00\"")
+        raise ConfigInvalid.with_hint(f"{path}: {where} is empty ({value!r}: start equals end)",
+                                      'give a window such as "02:00-04:00"')
     return Window(start, end, value.strip())

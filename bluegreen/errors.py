@@ -32,6 +32,12 @@ class BluegreenError(Exception):
         if hint is not None:
             self.hint = hint
 
+    @classmethod
+    def with_hint(cls, what: str, hint: str, *, sep: str = "; ", details: object = None):
+        """The usual one line, `what; fix`, with the fix kept as the hint too: written once, the
+        two cannot drift apart."""
+        return cls(f"{what}{sep}{hint}", details=details, hint=hint)
+
 
 # -- exit 1: the operation could not be done; what is on disk is still consistent ----------------
 
@@ -114,14 +120,39 @@ class ConfigInvalid(InputError):
 class PointerInvalid(InputError):
     """The pointer file is missing, unreadable, or names a file it may not name."""
 
+    hint = "restore the pointer (the last `swap` line of .bluegreen/events.jsonl says which file is active)"
+
 
 class JournalInvalid(InputError):
-    """The journal (.bluegreen/state.json) is unreadable or was edited into an impossible state."""
+    """A record bluegreen keeps in .bluegreen/ (the journal state.json, the approvals) is missing,
+    unreadable or was edited into an impossible state."""
+
+    hint = "restore it from a backup of the data folder (events.jsonl records each step)"
 
 
 class MigrationInvalid(InputError):
     """A migration file (or a companion) is misnamed, unreadable, changed since it ran, or reaches
     where a migration may not."""
+
+
+class ArgumentInvalid(InputError):
+    """A command-line argument (or the environment variable standing for it) names something the
+    command cannot use: an environment the config does not define, an empty approver, a prune
+    target that is no removable generation, a rehearsal folder inside the data folder."""
+
+
+class WrongPhase(InputError):
+    """The command does not fit the phase the journal is in (nothing prepared to cut over, an
+    operation interrupted, a generation in its revert window); nothing was changed."""
+
+    hint = "`bluegreen status` says what the phase allows next"
+
+
+class FileInTheWay(InputError):
+    """A file already stands where bluegreen would create one (a stray generation or its -wal/-shm,
+    a folder it did not make); bluegreen never writes over a file it does not own."""
+
+    hint = "move the file away if it is not needed"
 
 
 class DatabaseInvalid(InputError):
@@ -148,15 +179,29 @@ class ReplayConflict(GateRefused):
 
 
 class OutsideWindow(GateRefused):
-    """The environment's deploy window is closed (or the day is frozen)."""
+    """The environment's cutover window is closed."""
+
+    hint = "run it inside the window, or with --force --reason TEXT"
 
 
 class ApprovalMissing(GateRefused):
-    """The environment asks for approvals the release does not have yet."""
+    """The environment asks for approvals the release does not have yet (when the window is
+    closed too, this is the cause: no --force lifts it)."""
+
+    hint = "`bluegreen --env ENV approve VERSION --by NAME`"
+
+
+class HookRefused(GateRefused):
+    """A hook acting as a gate (a pre-* hook, or deploy's post-prepare) failed or timed out: the
+    operation stopped there; details hold the hook's run."""
+
+    hint = "fix what the hook reports, then run the command again"
 
 
 class Held(GateRefused):
-    """A hold file stops releases until it is removed."""
+    """A hold file ([cutover] wait_flag) stops cutovers until it is removed."""
+
+    hint = "remove the hold file, or run the command with --wait"
 
 
 # -- exit 4, 5, 6 ------------------------------------------------------------------------------------
@@ -172,9 +217,11 @@ class RevertRefused(BluegreenError):
     """Reverting would drop writes made on the active generation."""
 
     exit_code = EXIT_REVERT_REFUSED
+    hint = "`bluegreen revert --accept-loss` saves them to a file first"
 
 
 class AfterHookFailed(BluegreenError):
     """The operation was done, but its post-* hook failed: do not run the operation again."""
 
     exit_code = EXIT_AFTER_HOOK
+    hint = "do the hook's job by hand; the operation stands"

@@ -35,7 +35,11 @@ Compatible = Union[str, Iterable[str], Callable[[str], bool], None]
 
 # -- errors ---------------------------------------------------------------------------------------
 class ClientError(BluegreenError):
-    """Something the application should know about; its current file (if any) is kept."""
+    """Something the application should know about; its current file (if any) is kept.
+
+    Beside the exit-code classes, not under them: an application catches ClientError, and no
+    operator command catches or raises one (exit 1 if a program lets one through). A bad pointer
+    reaches the application as errors.PointerInvalid, as it reaches the operator."""
 
 
 class GenerationUnavailable(ClientError):

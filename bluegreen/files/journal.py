@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from bluegreen.errors import Busy, InputError
+from bluegreen.errors import Busy, FileInTheWay, JournalInvalid, PointerInvalid
 from bluegreen.files.layout import SIDE_FILES, STATE_DIR, file_mode, folder_mode, make_dirs, open_file, write_file
 from bluegreen.files.pointer import MAX_GENERATION, Pointer, now_iso
 
@@ -113,16 +113,17 @@ class Store:
         try:
             text = self.state_path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise InputError(
-                f"{self.state_path}: no bluegreen state here; run `bluegreen init` first"
+            raise JournalInvalid.with_hint(
+                f"{self.state_path}: no bluegreen state here", "run `bluegreen init` first"
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{self.state_path}: cannot read the controller state ({exc}); "
-                             f"{_RESTORE_STATE}") from None
+            raise JournalInvalid.with_hint(f"{self.state_path}: cannot read the controller state ({exc})",
+                                           _RESTORE_STATE) from None
         try:
             raw = json.loads(text)
         except ValueError as exc:
-            raise InputError(f"{self.state_path}: controller state is damaged ({exc}); {_RESTORE_STATE}") from None
+            raise JournalInvalid.with_hint(f"{self.state_path}: controller state is damaged ({exc})",
+                                           _RESTORE_STATE) from None
         return check_state(self.state_path, raw)
 
     def save(self, state: State) -> None:
@@ -146,10 +147,11 @@ class Store:
         elif allowed is None and current.active in state.reverted:
             problem = "that generation was reverted and may never be active again"
         if problem:
-            raise InputError(
+            raise PointerInvalid.with_hint(
                 f"{self.pointer_path}: pointer names {current.active!r} as generation {current.generation}, which "
-                f"contradicts the journal {self.state_path} ({problem}); nothing was changed: restore the pointer "
-                f"(the last `swap` line of {self.events_path} says which file is active), then run the command again"
+                f"contradicts the journal {self.state_path} ({problem}); nothing was changed",
+                f"restore the pointer (the last `swap` line of {self.events_path} says which file is active), then "
+                "run the command again", sep=": "
             )
 
     # -- generations --------------------------------------------------------------------------
@@ -178,9 +180,9 @@ class Store:
         path = self.folder / self.generation_name(state.base_name, number)
         for candidate in [path] + [Path(f"{path}{side}") for side in SIDE_FILES]:
             if os.path.lexists(candidate):
-                raise InputError(
-                    f"{candidate}: already exists; a new generation is never built over an old file. "
-                    "Move it away if it is not needed"
+                raise FileInTheWay.with_hint(
+                    f"{candidate}: already exists; a new generation is never built over an old file",
+                    "Move it away if it is not needed", sep=". "
                 )
         return number, path
 
@@ -229,11 +231,11 @@ def check_state(path: Path, raw: object) -> State:
     known = {f.name for f in fields(State)}
     if not isinstance(raw, dict) or "base_name" not in raw or set(raw) - known:
         extra = sorted(set(raw) - known) if isinstance(raw, dict) else []
-        raise InputError(f"{path}: controller state is damaged (" + (f"unknown keys {extra}" if extra else
-                         "not a journal object with base_name") + f"); {_RESTORE_STATE}")
+        raise JournalInvalid.with_hint(f"{path}: controller state is damaged (" + (f"unknown keys {extra}" if extra else
+                                       "not a journal object with base_name") + ")", _RESTORE_STATE)
 
-    def bad(key: str, why: str) -> InputError:
-        return InputError(f"{path}: journal key {key!r} {why}, got {raw[key]!r}; {_RESTORE_STATE}")
+    def bad(key: str, why: str) -> JournalInvalid:
+        return JournalInvalid.with_hint(f"{path}: journal key {key!r} {why}, got {raw[key]!r}", _RESTORE_STATE)
 
     for spec in fields(State):
         if spec.name not in raw:

@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import NoSpace
 from bluegreen.files.pointer import atomic_write
 
 STATE_DIR = ".bluegreen"
@@ -89,5 +89,6 @@ def write_file(path: Path, data: bytes, mode: int, kept: str) -> None:
     try:
         atomic_write(path, data, mode)
     except OSError as exc:
-        raise OperationFailed(f"{path}: cannot write ({exc.strerror}); {kept}: free space on {path.parent} "
-                              "(or fix its permissions), then run `bluegreen status` and the command again") from None
+        raise NoSpace.with_hint(f"{path}: cannot write ({exc.strerror}); {kept}", f"free space on {path.parent} "
+                                "(or fix its permissions), then run `bluegreen status` and the command again",
+                                sep=": ") from None

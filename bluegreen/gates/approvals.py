@@ -18,7 +18,7 @@ from typing import Iterator
 
 from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
-from bluegreen.errors import InputError
+from bluegreen.errors import ArgumentInvalid, JournalInvalid
 from bluegreen.engine.migrations import HISTORY_TABLE
 from bluegreen.files.pointer import now_iso
 from bluegreen.files.layout import folder_mode, make_dirs, write_file
@@ -65,10 +65,10 @@ class Approvals:
         Returns the approval that counts and whether it is new."""
         by = " ".join(by.split())
         if not by:
-            raise InputError("approve: --by needs a name (who approves)")
+            raise ArgumentInvalid("approve: --by needs a name (who approves)")
         for option, text, limit in (("--by", by, MAX_NAME), ("--note", note, MAX_NOTE)):
             if len(text) > limit or any(ord(c) < 32 and c not in "\t\n" for c in text):
-                raise InputError(f"approve: {option} must be at most {limit} characters without control characters, "
+                raise ArgumentInvalid(f"approve: {option} must be at most {limit} characters without control characters, "
                                  f"got {text[:40]!r}{'...' if len(text) > 40 else ''}; nothing was recorded")
         self._read()  # a damaged file is refused before the lock file is made: nothing changes
         with self._locked():
@@ -93,8 +93,9 @@ class Approvals:
         except FileNotFoundError:
             return []
         except (ValueError, TypeError, KeyError, OSError) as exc:
-            raise InputError(f"{self.path}: approvals file is damaged ({exc}); restore it from the event log "
-                             "(events.jsonl lists every approval) or remove it and approve again") from None
+            raise JournalInvalid.with_hint(f"{self.path}: approvals file is damaged ({exc})", "restore it from the "
+                                           "event log (events.jsonl lists every approval) or remove it and approve "
+                                           "again") from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

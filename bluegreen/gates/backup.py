@@ -17,7 +17,7 @@ import apsw
 
 from bluegreen.engine import snapshot
 from bluegreen.engine.db import open_db, quote_ident
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import BackupFailed
 from bluegreen.files.pointer import now_iso
 from bluegreen.files.layout import SIDE_FILES, file_mode, folder_mode, make_dirs, remove_database_files
 
@@ -49,7 +49,7 @@ def fingerprint(conn: apsw.Connection) -> Fingerprint:
 
 
 def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
-    """Copy blue into `folder` and verify the copy; raises OperationFailed (with nothing left
+    """Copy blue into `folder` and verify the copy; raises BackupFailed (with nothing left
     behind) if either fails."""
     started = time.perf_counter()
     target = folder / f"{blue.stem}.backup-{now_iso().replace(':', '').replace('-', '')}{blue.suffix}"
@@ -57,12 +57,13 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
     try:
         make_dirs(folder, folder_mode(file_mode(blue)))  # no more readable than blue: it holds the same rows
     except OSError as exc:
-        raise OperationFailed(f"{folder}: cannot create the backup folder ({exc.strerror}); prepare refused and "
-                              "nothing was changed: fix backup_dir in the environment's config") from None
+        raise BackupFailed.with_hint(f"{folder}: cannot create the backup folder ({exc.strerror}); prepare refused "
+                                     "and nothing was changed", "fix backup_dir in the environment's config",
+                                     sep=": ") from None
     for candidate in [target] + [Path(f"{target}{side}") for side in SIDE_FILES]:
         if candidate.exists():
-            raise OperationFailed(f"{candidate}: already exists; a backup never overwrites a file. Nothing was "
-                                  "changed: run the command again in a moment")
+            raise BackupFailed.with_hint(f"{candidate}: already exists; a backup never overwrites a file. Nothing "
+                                         "was changed", "run the command again in a moment", sep=": ")
     seen: list[Fingerprint] = []
     source = open_db(blue, query_only=True)
     try:
@@ -70,15 +71,17 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
                                pinned=lambda conn: seen.append(fingerprint(conn)))
     except (apsw.Error, OSError) as exc:
         _discard(target, made_folder)
-        raise OperationFailed(f"{target}: backup of {blue.name} failed ({exc}); prepare refused and nothing was "
-                              "changed: free space or fix backup_dir, then run the command again") from None
+        raise BackupFailed.with_hint(f"{target}: backup of {blue.name} failed ({exc}); prepare refused and nothing "
+                                     "was changed", "free space or fix backup_dir, then run the command again",
+                                     sep=": ") from None
     finally:
         source.close()
     problem = verify(target, seen[0])
     if problem:
         _discard(target, made_folder)
-        raise OperationFailed(f"{target}: backup could not be verified: {problem}; prepare refused and nothing was "
-                              f"changed (the copy was removed): check {blue.name} with `PRAGMA integrity_check`")
+        raise BackupFailed.with_hint(f"{target}: backup could not be verified: {problem}; prepare refused and "
+                                     "nothing was changed (the copy was removed)",
+                                     f"check {blue.name} with `PRAGMA integrity_check`", sep=": ")
     rows = sum(n for _, n in seen[0].counts)
     return BackupResult(target, len(seen[0].counts), rows, copied.bytes, time.perf_counter() - started)
 

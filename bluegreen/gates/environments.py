@@ -14,7 +14,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from bluegreen.config import Config, EnvironmentConfig, Window
-from bluegreen.errors import GateRefused, InputError
+from bluegreen.errors import ApprovalMissing, ArgumentInvalid, OutsideWindow
 
 ENV_VAR = "BLUEGREEN_ENV"
 
@@ -31,11 +31,11 @@ def select(config: Config, name: str | None) -> EnvironmentConfig | None:
     configured = ", ".join(sorted(config.environments)) or "none"
     if name is None:
         if config.environments:
-            raise InputError(f"{config.path}: defines environments ({configured}); choose one with --env NAME "
-                             f"or ${ENV_VAR}")
+            raise ArgumentInvalid.with_hint(f"{config.path}: defines environments ({configured})",
+                                            f"choose one with --env NAME or ${ENV_VAR}")
         return None
     if name not in config.environments:
-        raise InputError(f"{config.path}: no [environments.{name}] table for the environment {name!r} "
+        raise ArgumentInvalid(f"{config.path}: no [environments.{name}] table for the environment {name!r} "
                          f"(from --env or ${ENV_VAR}); configured: {configured}")
     return config.environments[name]
 
@@ -86,7 +86,8 @@ class CutoverCheck:
         return f"cutover window {self.window.text} is closed (now {self.window.now})"
 
     def enforce(self, command: str, force: bool) -> None:
-        """Refuse (exit 3) listing everything missing at once. `force` overrides only the window:
+        """Refuse (exit 3) listing everything missing at once; ApprovalMissing when approvals are
+        among it, else OutsideWindow. `force` overrides only the window:
         approvals are people, not a clock, and cannot be forced."""
         missing = [m for m in (self.approvals_missing, "" if force else self.window_closed) if m]
         if not missing:
@@ -98,8 +99,9 @@ class CutoverCheck:
             again = "cutover" if command == "resume" else command  # resume has no --force
             fixes.append(f"run it inside the window, or `bluegreen --env {self.environment} {again} --force "
                          "--reason TEXT`")
-        raise GateRefused(
-            f"{command} refused: {'; '.join(missing)}. Nothing was changed: " + "; ".join(fixes),
+        cause = ApprovalMissing if self.approvals_missing else OutsideWindow  # no --force lifts the first
+        raise cause.with_hint(
+            f"{command} refused: {'; '.join(missing)}. Nothing was changed", "; ".join(fixes), sep=": ",
             details={"environment": self.environment, "version": self.version, "missing": missing,
                      "approvers": list(self.approvers), "required": self.required},
         )

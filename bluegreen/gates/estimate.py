@@ -26,7 +26,7 @@ import apsw
 from bluegreen.engine import migrations
 from bluegreen.config import Config
 from bluegreen.engine.db import INTERNAL_PREFIX, open_db, quote_ident, user_tables
-from bluegreen.errors import BluegreenError, OperationFailed
+from bluegreen.errors import BluegreenError, NoSpace
 
 MB = 1024 * 1024
 CAPTURE_ROW_OVERHEAD = 24  # seq, key, op and the b-tree cell around them, per captured change
@@ -113,11 +113,11 @@ def require_free_space(config: Config, blue: Path, pending: list[migrations.Migr
     2: nothing the user gave is wrong; the disk is full, and the same command works once it is not."""
     found = estimate(config, blue, pending)
     if not found.fits:
-        raise OperationFailed(
+        raise NoSpace.with_hint(
             f"{config.data_dir}: not enough free disk space for the next generation: it needs about "
             f"{_mb(found.needed_bytes)} (green {_mb(found.green_bytes)} + its WAL {_mb(found.wal_bytes)} + "
             f"[disk] min_free_mb {_mb(found.margin_bytes)}) and {_mb(found.free_bytes)} is free. Nothing was "
-            "changed: free some space (or lower [disk] min_free_mb), then run the command again",
+            "changed", "free some space (or lower [disk] min_free_mb), then run the command again", sep=": ",
             details={"estimate": found.as_dict()},
         )
     return found

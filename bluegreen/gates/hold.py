@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from bluegreen.errors import GateRefused
+from bluegreen.errors import Held
 
 POLL_S = 0.5  # how often the flag is looked at (and green caught up) while waiting
 NOTE_EVERY_S = 10.0  # how often a waiting line goes to the event log
@@ -23,11 +23,12 @@ KeepUp = Callable[[], int]  # catches green up; returns the capture position gre
 Note = Callable[[str, dict], None]  # (one-line message, fields) for the terminal and the event log
 
 
-def refusal(flag: Path, command: str, prepared: str) -> GateRefused:
+def refusal(flag: Path, command: str, prepared: str) -> Held:
     """The flag is present and the command was not told to wait. prepared: what stays as it is."""
-    return GateRefused(
-        f"{flag}: cutover is on hold while this file exists; {prepared}, nothing was changed: remove the file "
-        f"and run `bluegreen {command}` again, or run `bluegreen {command} --wait` to cut over once it is removed",
+    return Held.with_hint(
+        f"{flag}: cutover is on hold while this file exists; {prepared}, nothing was changed",
+        f"remove the file and run `bluegreen {command}` again, or run `bluegreen {command} --wait` to cut over "
+        "once it is removed", sep=": ",
         details={"wait_flag": str(flag)},
     )
 
@@ -35,17 +36,17 @@ def refusal(flag: Path, command: str, prepared: str) -> GateRefused:
 def wait_while_held(flag: Path, timeout_s: int, keep_up: KeepUp | None, note: Note, command: str,
                     prepared: str, poll_s: float = POLL_S) -> float:
     """Wait until `flag` is gone, keeping green caught up; returns the seconds waited. Raises
-    GateRefused after timeout_s (0: no limit). Ctrl-C ends the wait with green as it is."""
+    Held after timeout_s (0: no limit). Ctrl-C ends the wait with green as it is."""
     started = time.monotonic()
     last_note = float("-inf")
     position = keep_up() if keep_up else 0
     while flag.exists():
         waited = time.monotonic() - started
         if timeout_s and waited >= timeout_s:
-            raise GateRefused(
+            raise Held.with_hint(
                 f"{flag}: still present after {timeout_s} s ([cutover] wait_timeout_s); {prepared}, "
-                f"nothing else was changed: remove the file and run `bluegreen {command}`, or wait again with "
-                f"`bluegreen {command} --wait`",
+                "nothing else was changed", f"remove the file and run `bluegreen {command}`, or wait again with "
+                f"`bluegreen {command} --wait`", sep=": ",
                 details={"wait_flag": str(flag), "waited_s": round(waited, 1), "caught_up_to_seq": position},
             )
         if waited - last_note >= NOTE_EVERY_S:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bluegreen.config import Config
-from bluegreen.errors import AfterHookFailed, BluegreenError, GateRefused
+from bluegreen.errors import AfterHookFailed, BluegreenError, HookRefused
 from bluegreen.results import Result
 from bluegreen.files.journal import Store
 
@@ -132,10 +132,10 @@ class Hooks:
         return run
 
     # -- what a failure means, per kind of event ----------------------------------------------
-    def refusal(self, run: HookRun, outcome: str) -> GateRefused:
+    def refusal(self, run: HookRun, outcome: str) -> HookRefused:
         """A pre-* hook is a gate: its failure refuses the operation. outcome: what stays as it
         is and what to run next."""
-        return GateRefused(
+        return HookRefused(
             f"the {run.event} hook ([hooks] {run.event} in {self.config.path}) refused "
             f"({run.summary(self.config.hooks.timeout_s)}); {outcome}",
             details={"hook": run.as_dict()},
@@ -149,10 +149,10 @@ class Hooks:
         summary = run.summary(self.config.hooks.timeout_s)
         details = {"hook": run.as_dict(), "command": result.command, **result.data}
         if run.event == "post-prepare" and result.command == "deploy":
-            return GateRefused(
+            return HookRefused.with_hint(
                 f"generation {result.data.get('generation')} is prepared, but the post-prepare hook failed "
-                f"({summary}): {result.command} stopped before the cutover and blue is still active; run "
-                "`bluegreen cutover` once it is fixed, or `bluegreen abort`",
+                f"({summary}): {result.command} stopped before the cutover and blue is still active",
+                "run `bluegreen cutover` once it is fixed, or `bluegreen abort`",
                 details=details,
             )
         return AfterHookFailed(

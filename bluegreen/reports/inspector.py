@@ -17,7 +17,7 @@ from bluegreen.files import registry
 from bluegreen.reports import retention
 from bluegreen.config import Config
 from bluegreen.engine.db import open_db, readonly_uri
-from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
+from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
 from bluegreen.results import Result
 from bluegreen.files.journal import Store
 from bluegreen.files.layout import disk_full, space_hint
@@ -98,8 +98,8 @@ class Inspector:
         for role, name, fix in _files_needed(state, command):
             path = self.store.folder / name
             if not path.is_file():
-                raise InputError(f"{path}: {role} not found (the journal {self.store.state_path} names it, phase "
-                                 f"{state.phase}); nothing was changed: {fix}")
+                raise DatabaseInvalid.with_hint(f"{path}: {role} not found (the journal {self.store.state_path} names "
+                                                f"it, phase {state.phase}); nothing was changed", fix, sep=": ")
 
     def pending(self, active: Path) -> list[migrations.Migration]:
         found = migrations.discover(self.config.migrations.dir)

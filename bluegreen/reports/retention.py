@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bluegreen.errors import InputError, OperationFailed
+from bluegreen.errors import ArgumentInvalid, StillInUse, WrongPhase
 from bluegreen.files.registry import users_of
 from bluegreen.results import Result
 from bluegreen.files.layout import SIDE_FILES, remove_database_files
@@ -110,9 +110,9 @@ def check_phase(state: State) -> None:
     """Refuse while an operation is half-done: its journal, not the files, says which file is
     which until resume or abort settles it."""
     if state.phase not in SAFE_PHASES:
-        raise InputError(
+        raise WrongPhase.with_hint(
             f"an operation is in progress or was interrupted (phase {state.phase}, {state.operation}: {state.step}); "
-            "prune refused, nothing was changed: run `bluegreen resume` or `bluegreen abort` first"
+            "prune refused, nothing was changed", "run `bluegreen resume` or `bluegreen abort` first", sep=": "
         )
 
 
@@ -126,17 +126,17 @@ def choose(kept: list[KeptFile], names: list[str], keep_days: int, folder: Path)
     for given in names:
         name = Path(given).name
         if os.sep in given and Path(given).resolve().parent != folder:
-            raise InputError(f"{given}: not in the data folder {folder}; name a generation file there. "
+            raise ArgumentInvalid(f"{given}: not in the data folder {folder}; name a generation file there. "
                              "Nothing was changed")
         item = by_name.get(name)
         if item is None:
-            raise InputError(
+            raise ArgumentInvalid(
                 f"{folder / name}: not a generation in the data folder; `bluegreen generations` lists them. "
                 "Nothing was changed"
             )
         if not item.prunable:
-            raise InputError(f"{folder / name}: {ROLE_TEXT[item.role]}; prune refused, nothing was changed"
-                             + _what_to_do(item.role))
+            raise ArgumentInvalid(f"{folder / name}: {ROLE_TEXT[item.role]}; prune refused, nothing was changed"
+                                  + _what_to_do(item.role), hint=_what_to_do(item.role).removeprefix("; ") or None)
         if item not in chosen:
             chosen.append(item)
     return chosen
@@ -147,10 +147,10 @@ def check_unused(pointer_path: Path, item: KeptFile) -> None:
     file that no longer exists)."""
     holders = users_of(pointer_path, item.name)
     if holders:
-        raise OperationFailed(
+        raise StillInUse.with_hint(
             f"{Path(pointer_path).resolve().parent / item.name}: {len(holders)} live process(es) still have it open "
-            f"({', '.join(h.name for h in holders)}); prune refused, nothing was changed: run prune again once "
-            "`bluegreen status` lists no process behind",
+            f"({', '.join(h.name for h in holders)}); prune refused, nothing was changed",
+            "run prune again once `bluegreen status` lists no process behind", sep=": ",
             details={"clients": [h.as_dict() for h in holders]},
         )
 

@@ -18,7 +18,7 @@ from bluegreen.tools import demo_writer
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
 from bluegreen.engine.db import open_db
-from bluegreen.errors import InputError, OperationFailed
+from bluegreen.errors import FileInTheWay, WriterFailed
 
 MARKER = ".bluegreen-demo"
 
@@ -51,7 +51,7 @@ def run(controller: Controller, rows: int) -> Result:
     problems = verify_writes(events, active)
     committed = [e for e in events if e["event"] == "committed"]
     if problems:
-        raise OperationFailed(f"demo: {len(problems)} committed write(s) missing or wrong in {active}: {problems[:3]}")
+        raise WriterFailed(f"demo: {len(problems)} committed write(s) missing or wrong in {active}: {problems[:3]}")
     counts = _counts(active)
     fenced = next((e for e in events if e["event"] == "fenced"), None)
     # The write that waited out the barrier met the fence: its wait counts too.
@@ -78,9 +78,9 @@ def _reset_folder(folder: Path, initial: Path, pointer_path: Path) -> None:
     """Start from nothing; only ever delete a folder an earlier demo made."""
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER).exists():
-            raise InputError(
-                f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it. "
-                "Point the config at an empty folder"
+            raise FileInTheWay.with_hint(
+                f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it",
+                "Point the config at an empty folder", sep=". "
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,9 +93,9 @@ def _wait_for_writes(log: Path, writer: subprocess.Popen, count: int, timeout: f
         if sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") >= count:
             return
         if writer.poll() is not None:
-            raise OperationFailed(f"demo: the writer process exited early (code {writer.returncode})")
+            raise WriterFailed(f"demo: the writer process exited early (code {writer.returncode})")
         time.sleep(0.02)
-    raise OperationFailed("demo: the writer process made no progress")
+    raise WriterFailed("demo: the writer process made no progress")
 
 
 def verify_writes(events: list[dict], active: Path) -> list[str]:

@@ -34,7 +34,7 @@ from bluegreen.engine import snapshot
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.engine.db import check_database, open_db
-from bluegreen.errors import BluegreenError, InputError, OperationFailed
+from bluegreen.errors import ArgumentInvalid, BluegreenError, FileInTheWay, WriterFailed
 from bluegreen.reports.inspector import Inspector
 from bluegreen.results import Phase, Result
 from bluegreen.results import Timer
@@ -90,7 +90,7 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
             data["validation"] = _verdicts(controller)
             data["deploy"] = {"ok": False, "error": exc.message}
             raise type(exc)(f"rehearsal in {where}: deploy failed, the real files were not touched: {exc.message}",
-                            details=dict(data, phases=_phases_logged(controller))) from None
+                            details=dict(data, phases=_phases_logged(controller)), hint=exc.hint) from None
         if process is not None:
             process.wait(timeout=60)  # it stops by itself at the fence
     finally:
@@ -110,14 +110,14 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
     except BluegreenError as exc:
         data["revert"] = {"ok": False, "error": exc.message}
         raise type(exc)(f"rehearsal in {where}: the deploy passed but its revert failed, the real files were not "
-                        f"touched: {exc.message}", details=data) from None
+                        f"touched: {exc.message}", details=data, hint=exc.hint) from None
     phases += [Phase(f"revert.{p.name}", p.duration_ms) for p in reverted.phases]
     revert_ms = round(sum(p.duration_ms for p in reverted.phases), 1)
     data["revert"] = {"ok": True, "duration_ms": revert_ms, "carried_back": reverted.data["carried_back"]}
     data["phases"] = [dataclasses.asdict(p) for p in phases]
 
     if report and report.missing:
-        raise OperationFailed(f"rehearsal in {where}: {report.missing} committed write(s) of the synthetic writer are "
+        raise WriterFailed(f"rehearsal in {where}: {report.missing} committed write(s) of the synthetic writer are "
                               "missing after the cutover; the real files were not touched", details=data)
     checks = data["validation"]["checks"]
     lines = [
@@ -144,10 +144,11 @@ def _scratch_folder(config: Config, into: str | None) -> tuple[Path, bool]:
     folder = Path(into).resolve()
     data_dir = config.data_dir.resolve()
     if folder == data_dir or data_dir in folder.parents:
-        raise InputError(f"{folder}: inside the data folder {data_dir}; give --into a folder outside it")
+        raise ArgumentInvalid.with_hint(f"{folder}: inside the data folder {data_dir}",
+                                        "give --into a folder outside it")
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise InputError(f"{folder}: not an empty folder; give --into a new or empty folder (it is deleted afterwards "
-                         "unless --keep)")
+        raise FileInTheWay.with_hint(f"{folder}: not an empty folder", "give --into a new or empty folder (it is "
+                                     "deleted afterwards unless --keep)")
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     return folder, made
@@ -242,8 +243,8 @@ def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[subprocess
         if process.poll() is not None or any(e["event"] == "no_target" for e in events) or time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise OperationFailed(
-                f"{copy}: the synthetic writer could not write (no table with a rowid and rows?); "
+            raise WriterFailed.with_hint(
+                f"{copy}: the synthetic writer could not write (no table with a rowid and rows?)",
                 "rehearse without --writer")
         time.sleep(0.01)
     return process, log, kind
