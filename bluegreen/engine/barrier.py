@@ -13,7 +13,7 @@ from typing import Iterator
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import meta
 from bluegreen.files import pointer
 from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
@@ -79,7 +79,7 @@ def lock_main(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
     while True:
         conn.execute("BEGIN")
         try:
-            capture.set_meta(conn, locked_at=pointer.now_iso())
+            meta.set_meta(conn, locked_at=pointer.now_iso())
             return
         except apsw.BusyError:
             rollback(conn)

@@ -1,9 +1,11 @@
-"""Replay's keyed lookups for WITHOUT ROWID tables (hazard 19): captured key text decoded back
-into typed values, so every lookup is a PRIMARY KEY search and never a scan.
+"""Captured keys, both ways: how capture's triggers encode a row's key (the rowid, or the quote()d
+primary key values, hazard 9), and how replay decodes that text back into typed values for its
+keyed lookups of WITHOUT ROWID tables, a PRIMARY KEY search and never a scan (hazard 19).
 
-Its own module because three callers join on the decoded keys (a replay batch, `present`, the
-export of lost changes) and because the key grammar here is the one place that decides what
-captured text may reach SQL: text that is not a `quote()` literal list is refused as tampering.
+One module because the decoder's grammar must accept exactly what the encoder writes, and it is
+the one place that decides what captured text may reach SQL: text that is not a `quote()`
+literal list is refused as tampering. Three callers join on the decoded keys (a replay batch,
+`present`, the export of lost changes).
 """
 
 from __future__ import annotations
@@ -14,9 +16,30 @@ from functools import lru_cache
 
 import apsw
 
-from bluegreen.engine import capture
 from bluegreen.engine.db import Table, quote_ident
 from bluegreen.errors import OperationFailed
+
+
+def key_expression(table: Table, row: str) -> str:
+    """SQL for the captured key of NEW/OLD row: the rowid, or the quoted primary key values.
+
+    quote() keeps every type exact (hazard 9: JSON cannot hold a BLOB key), and the encoded text
+    is itself SQL: `SELECT <key>` gives the key values back.
+    """
+    if table.without_rowid:
+        return " || ',' || ".join(_quoted_key_value(f"{row}.{quote_ident(c)}") for c in table.primary_key)
+    return f"{row}.{table.rowid_alias}"
+
+
+def _quoted_key_value(value: str) -> str:
+    """quote(value), except text holding a NUL byte: quote() stops at the NUL ('a' for 'a<NUL>b', so
+    the key would find no row, and two keys could share one encoding), so that text is spelled
+    CAST(X'<its bytes>' AS TEXT), which replay's key grammar decodes. Every other value keeps
+    quote()'s spelling byte for byte (sync scripts read row_key); the extra cost per write is a
+    typeof() and, for text, an instr()."""
+    return (f"CASE WHEN typeof({value}) = 'text' AND instr({value}, char(0)) "
+            f"THEN 'CAST(X''' || hex({value}) || ''' AS TEXT)' ELSE quote({value}) END")
+
 
 # Capture names a WITHOUT ROWID row by the quote() text of its key values. Matching that text
 # against an expression over the table scans it; instead each batch decodes the text back into
@@ -26,7 +49,7 @@ from bluegreen.errors import OperationFailed
 # clears the way for the source's row. Reading the source, comparing the quote() text of the row
 # found with the captured text then keeps exactly the row the capture named (NOCASE 'ABC' is not
 # 'abc', 1 is not 1.0), so no row is copied twice and `present` is exact.
-# The exact comparison uses capture.key_expression itself, so it follows any change there; a
+# The exact comparison uses key_expression itself, so it follows any change there; a
 # key_expression that spells text quote() cannot keep (an embedded NUL: quote() stops there) as
 # CAST(X'..' AS TEXT) is decoded too.
 _LITERAL = (r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
@@ -107,7 +130,7 @@ def keys_from(table: Table, schema: str) -> str:
     keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
     search = " AND ".join(f"s.{quote_ident(c)} = k.c{i}" for i, c in enumerate(table.primary_key, 1))
     return (f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
-            f"ON {search} AND {capture.key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
+            f"ON {search} AND {key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
 
 
 def delete_keyed(table: Table) -> str:

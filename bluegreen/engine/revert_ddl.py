@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import meta
 from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident
 from bluegreen.errors import OperationFailed
 
@@ -66,12 +66,12 @@ def record(conn: apsw.Connection) -> None:
     blue is fenced: nothing but bluegreen writes green yet. Always overwritten: a generation built
     from this one inherits the row in its snapshot."""
     listed = [[o.type, o.name, o.tbl_name, o.sql] for o in objects(conn).values()]
-    capture.set_meta(conn, **{SCHEMA_KEY: json.dumps(listed)})
+    meta.set_meta(conn, **{SCHEMA_KEY: json.dumps(listed)})
 
 
 def recorded(conn: apsw.Connection, schema: str = "main") -> dict[tuple[str, str], SchemaObject] | None:
     """The schema recorded at cutover, or None (cut over by a version that did not record it)."""
-    text = capture.get_meta(conn, SCHEMA_KEY, schema)
+    text = meta.get_meta(conn, SCHEMA_KEY, schema)
     if text is None:
         return None
     return {(t, n): SchemaObject(t, n, tbl, sql) for t, n, tbl, sql in json.loads(text)}
