@@ -28,7 +28,7 @@ from bluegreen.engine.names import CAPTURE_PREFIX, CAPTURE_TABLE, GUARD_PREFIX, 
 from bluegreen.engine.schema_edit import check_schema, edit_triggers
 from bluegreen.engine.triggers import capture_trigger_sql
 from bluegreen.engine.uniqueness import check_replace_capture
-from bluegreen.errors import InputError
+from bluegreen.errors import SchemaUnsupported
 from bluegreen.files.contract import META_TABLE
 
 # The rest of capture's API, held by the modules named above; other wings reach it as capture.<name>.
@@ -43,12 +43,12 @@ def capturable(conn: apsw.Connection) -> list[Table]:
     tables = user_tables(conn)
     for table in tables:
         if table.virtual:
-            raise InputError(
+            raise SchemaUnsupported(
                 f"table {table.name!r} is a virtual table: bluegreen cannot capture or fence its writes; "
                 "move it to a separate file or drop it before deploying"
             )
         if not table.without_rowid and table.rowid_alias is None:
-            raise InputError(
+            raise SchemaUnsupported(
                 f"table {table.name!r} has columns named rowid, oid and _rowid_: its rows cannot be "
                 "keyed; rename one of those columns"
             )

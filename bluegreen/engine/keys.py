@@ -17,7 +17,7 @@ from functools import lru_cache
 import apsw
 
 from bluegreen.engine.db import Table, quote_ident
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import CaptureLost
 
 
 def key_expression(table: Table, row: str) -> str:
@@ -110,7 +110,7 @@ def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[bytes]) ->
     keys = list(row_keys)
     for key in keys:
         if not isinstance(key, bytes) or not pattern.fullmatch(key):
-            raise OperationFailed(
+            raise CaptureLost(
                 f"{table.name}: captured key {key!r} is not {arity} quote()d value(s) of its primary key; "
                 "the capture table was written by something other than bluegreen: run `bluegreen abort`"
             )

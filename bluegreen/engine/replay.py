@@ -28,7 +28,7 @@ from bluegreen.engine.db import open_db, quote_ident, readonly_uri, run_script, 
 from bluegreen.engine.keys import clear_keys, delete_keyed, keys_from, load_keys
 from bluegreen.engine.lost_changes import export_changes  # noqa: F401  (lifecycle imports it from here)
 from bluegreen.engine.shapes import TableCopy, reshapes, same_shape_tables
-from bluegreen.errors import OperationFailed, ReplayConflict
+from bluegreen.errors import CaptureLost, MigrationFailed, OperationFailed, ReplayConflict
 
 CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
@@ -143,14 +143,14 @@ class Replayer:
     def source_position(self) -> capture.Position:
         position = capture.capture_position(self.conn, "source")
         if position is None:
-            raise OperationFailed(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
+            raise CaptureLost(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
         return position
 
     def backlog(self) -> int:
         """Capture rows the target has not seen yet (refuses a position from another epoch)."""
         mine, theirs = self.position(), self.source_position()
         if mine.epoch != theirs.epoch:
-            raise OperationFailed(
+            raise CaptureLost(
                 f"{self.target}: its position belongs to another capture of {self.source.name} "
                 "(capture was reinstalled); this generation cannot be caught up: run `bluegreen abort`"
             )
@@ -247,7 +247,7 @@ class Replayer:
             except apsw.ConstraintError:
                 raise  # batch() names the row
             except apsw.Error as exc:
-                raise OperationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
+                raise MigrationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
 
     # -- a constraint failure: which change, which constraint, which values -----------------------
     def _conflict(self, error: apsw.ConstraintError) -> ReplayConflict:

@@ -17,7 +17,7 @@ import apsw
 
 from bluegreen.engine import meta
 from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import SchemaDrift
 
 SCHEMA_KEY = "schema_at_cutover"
 LOST_SCHEMA_TABLE = "bluegreen_lost_schema"
@@ -139,7 +139,7 @@ def carry_new_tables(conn: apsw.Connection, found: Drift) -> dict[str, int]:
             current = f"the rows of table {table.name}"
             copied[table.name] = _copy_rows(conn, table.name)
     except apsw.Error as exc:
-        raise OperationFailed(
+        raise SchemaDrift(
             f"could not carry {current}, created on green after cutover, back into blue ({exc}); nothing was "
             "changed: inspect it on green, and drop or rename it there if it is not needed"
         ) from None

@@ -16,7 +16,7 @@ import apsw
 
 from bluegreen.engine import sqltext
 from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident
-from bluegreen.errors import InputError
+from bluegreen.errors import SchemaUnsupported
 
 
 def check_replace_capture(conn: apsw.Connection, table: Table) -> None:
@@ -29,7 +29,7 @@ def check_replace_capture(conn: apsw.Connection, table: Table) -> None:
             try:
                 conn.execute(f"SELECT ({part}) FROM {name} LIMIT 0").fetchall()
             except apsw.SQLError as exc:
-                raise InputError(
+                raise SchemaUnsupported(
                     f"table {table.name!r}: index {key.index!r} computes {part!r}, which bluegreen cannot "
                     f"evaluate ({exc}): a REPLACE on it could delete a row unseen, and replay could not write "
                     "the table. Drop or rewrite that index with built-in functions before deploying"
@@ -62,7 +62,7 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
     A conflict on a WITHOUT ROWID primary key replaces the row under the same captured key, unless
     two spellings of a key compare equal (a collation such as NOCASE; 1 and 1.0 in an untyped
     column): such a key is kept (the trigger skips the row whose encoded key is NEW's), one whose
-    equal values always encode alike is left out (_exact_key). Raises InputError for an index
+    equal values always encode alike is left out (_exact_key). Raises SchemaUnsupported for an index
     bluegreen could not evaluate (a collation only the application registers)."""
     found = []
     known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
@@ -110,7 +110,7 @@ def _exact_key(conn: apsw.Connection, table: Table, terms: list[IndexTerm]) -> b
 
 def _require_collation(known: set[str], table: str, index: str, collation: str | None) -> None:
     if collation and collation.upper() not in known:
-        raise InputError(
+        raise SchemaUnsupported(
             f"table {table!r}: index {index!r} uses collation {collation!r}, which only the application "
             "registers: bluegreen cannot match or replay its rows (a REPLACE on it could delete a row unseen). "
             "Use a built-in collation (BINARY, NOCASE, RTRIM) for that index, or deploy with the application "
@@ -146,7 +146,7 @@ def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str
     rest = tokens[end + 1:] if end is not None else []
     where = sql[rest[1].start():rest[-1].end()] if len(rest) > 1 and rest[0].group().upper() == "WHERE" else None
     if end is None or len(terms) != count or not all(terms) or (rest and where is None):
-        raise InputError(
+        raise SchemaUnsupported(
             f"table {table!r}: cannot read the definition of index {index!r} ({sql!r}), so a REPLACE on it "
             "could not be captured; report this to bluegreen, or drop the index while deploying"
         )
