@@ -12,7 +12,6 @@ are copied as they are, conflicts.py names the rows a failed batch could not wri
 lost_changes.py saves what `revert --accept-loss` drops.
 """
 
-
 from __future__ import annotations
 
 import time
