@@ -321,7 +321,8 @@ def test_a_sync_script_that_fails_on_a_batch_is_migration_failed(tmp_path):
 
 # -- ReplayConflict: a changed row the target's constraints reject ----------------------------------
 def test_a_row_the_target_rejects_is_a_replay_conflict(tmp_path):
-    blue, green = pair(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, a TEXT); CREATE TABLE seen(a TEXT UNIQUE);")
+    blue, green = pair(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, a TEXT); "
+                                 "CREATE TABLE seen(a TEXT UNIQUE);")
     app_write(blue, "INSERT INTO items VALUES (1, 'a'), (2, 'a')")
     sync = tmp_path / "001_v1.0.0_change_sync.sql"
     # Every batch records each changed row's `a`: two rows that share one break seen's UNIQUE.
@@ -352,6 +353,7 @@ def test_a_new_table_that_cannot_be_carried_back_is_schema_drift(tmp_path):
             revert_ddl.carry_new_tables(conn, found)  # blue already has a `late`: no place for green's
         conn.execute("ROLLBACK")
         assert raised.value.exit_code == EXIT_FAILED
-        assert raised.value.message.startswith("could not carry table late, created on green after cutover, back into blue")
+        assert raised.value.message.startswith(
+            "could not carry table late, created on green after cutover, back into blue")
     finally:
         conn.close()
