@@ -13,10 +13,10 @@ from typing import Iterator
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import meta
 from bluegreen.files import pointer
 from bluegreen.engine.db import open_db
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import LockTimeout
 
 
 def take(path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
@@ -26,7 +26,7 @@ def take(path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:
     try:
         load_schema(conn)
         begin(conn, path, wait_ms)
-    except OperationFailed:
+    except LockTimeout:
         conn.close()
         if must:
             raise
@@ -79,7 +79,7 @@ def lock_main(conn: apsw.Connection, path: Path, wait_ms: int) -> None:
     while True:
         conn.execute("BEGIN")
         try:
-            capture.set_meta(conn, locked_at=pointer.now_iso())
+            meta.set_meta(conn, locked_at=pointer.now_iso())
             return
         except apsw.BusyError:
             rollback(conn)
@@ -97,13 +97,13 @@ def rollback(conn: apsw.Connection) -> None:
         pass
 
 
-def held_error(path: Path, wait_ms: int) -> OperationFailed:
+def held_error(path: Path, wait_ms: int) -> LockTimeout:
     """The error for a write lock another connection kept past wait_ms."""
     return _held(path, wait_ms)
 
 
-def _held(path: Path, wait_ms: int) -> OperationFailed:
-    return OperationFailed(
+def _held(path: Path, wait_ms: int) -> LockTimeout:
+    return LockTimeout(
         f"{path}: another connection held the write lock for over {wait_ms} ms (an application stuck in a "
         "transaction?); nothing was changed, try again"
     )

@@ -13,7 +13,7 @@ from urllib.parse import quote as url_quote
 
 import apsw
 
-from bluegreen.errors import InputError
+from bluegreen.errors import DatabaseInvalid
 
 INTERNAL_PREFIX = "_bluegreen_"
 
@@ -59,22 +59,22 @@ def quote_literal(text: str) -> str:
 def check_database(path: Path, role: str = "database") -> None:
     """Refuse, with the fix, a file that is missing, not SQLite, or not in WAL mode."""
     if not Path(path).is_file():
-        raise InputError(f"{path}: {role} file not found")
+        raise DatabaseInvalid(f"{path}: {role} file not found")
     try:
         conn = open_db(path, query_only=True)
     except apsw.Error as exc:
-        raise InputError(f"{path}: cannot open {role} ({exc})") from None
+        raise DatabaseInvalid(f"{path}: cannot open {role} ({exc})") from None
     try:
         conn.execute("SELECT count(*) FROM sqlite_schema").get
         mode = conn.execute("PRAGMA journal_mode").get
     except apsw.NotADBError:
-        raise InputError(f"{path}: not a SQLite database (file is encrypted or is not a database)") from None
+        raise DatabaseInvalid(f"{path}: not a SQLite database (file is encrypted or is not a database)") from None
     except apsw.Error as exc:
-        raise InputError(f"{path}: cannot read {role} ({exc}{_space_hint(path)})") from None
+        raise DatabaseInvalid(f"{path}: cannot read {role} ({exc}{_space_hint(path)})") from None
     finally:
         conn.close()
     if str(mode).lower() != "wal":
-        raise InputError(
+        raise DatabaseInvalid(
             f"{path}: {role} is in '{mode}' journal mode; bluegreen needs WAL so the application "
             f"can keep writing during the copy. Switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL'"
         )

@@ -18,7 +18,7 @@ import apsw
 
 from bluegreen.engine import namedsql
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
-from bluegreen.errors import InputError, OperationFailed
+from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid
 from bluegreen.files.pointer import now_iso
 
 HISTORY_TABLE = "schema_migrations"
@@ -96,13 +96,13 @@ def discover(folder: Path) -> list[Migration]:
     """All migrations in order; refuses misnamed files, duplicate numbers and stray companions."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"{folder}: migrations folder not found; set [migrations] dir in the config")
+        raise ConfigInvalid(f"{folder}: migrations folder not found; set [migrations] dir in the config")
     mains: dict[str, dict] = {}
     companions: dict[str, dict[str, Path]] = {}
     for path in sorted(folder.glob("*.sql")):
         match = _NAME.match(path.name)
         if not match:
-            raise InputError(f"{path}: migration file name does not fit; {NAME_HELP}")
+            raise MigrationInvalid(f"{path}: migration file name does not fit; {NAME_HELP}")
         stem = path.name[:-4]
         kind = next((k for k in COMPANIONS if stem.endswith("_" + k)), None)
         if kind and (folder / f"{stem[: -len(kind) - 1]}.sql").exists():
@@ -113,7 +113,7 @@ def discover(folder: Path) -> list[Migration]:
     by_seq: dict[int, str] = {}
     for stem, info in mains.items():
         if info["seq"] in by_seq:
-            raise InputError(
+            raise MigrationInvalid(
                 f"{info['path']}: sequence number {info['seq']} is also used by {by_seq[info['seq']]}.sql; "
                 "give each migration its own number"
             )
@@ -130,7 +130,7 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; save the migration as UTF-8") from None
+        raise MigrationInvalid(f"{path}: not UTF-8 text; save the migration as UTF-8") from None
 
 
 def _has_history(conn: apsw.Connection) -> bool:
@@ -166,14 +166,14 @@ def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migratio
     for migration in migrations:
         done = applied.get(migration.file)
         if done and done.checksum != migration.checksum:
-            raise InputError(
+            raise MigrationInvalid(
                 f"{migration.path}: changed after it was applied (checksum {done.checksum[:12]}… in the "
                 f"database, {migration.checksum[:12]}… on disk); restore the file and add a new migration instead"
             )
     known = {m.file for m in migrations}
     for file in applied:
         if file not in known:
-            raise InputError(
+            raise MigrationInvalid(
                 f"{file}: applied to the database but missing from the migrations folder; restore it"
             )
     waiting = [m for m in migrations if m.file not in applied]
@@ -229,7 +229,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     """Run one migration in its own transaction on green and record it in the history table."""
     text = migration.sql
     if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
-        raise InputError(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
+        raise MigrationInvalid(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
     namedsql.refuse_internal(migration.path, text)  # pending() did already; apply() stands on its own
     observer = _Observer()
     started = time.perf_counter()
@@ -260,19 +260,19 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     except apsw.AuthError:
         conn.execute("ROLLBACK")
         if observer.internal:
-            raise InputError(
+            raise MigrationInvalid(
                 f"{migration.path}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
                 "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
                 "a view or trigger it uses; a migration must not read or write them: remove that reference"
             ) from None
-        raise InputError(
+        raise MigrationInvalid(
             f"{migration.path}: contains BEGIN/COMMIT/ROLLBACK; remove them, bluegreen runs each "
             "migration in its own transaction"
         ) from None
     except apsw.Error as exc:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
-        raise OperationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
+        raise MigrationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
     observer.written.discard(HISTORY_TABLE)
     observer.read.discard(HISTORY_TABLE)
     return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read))

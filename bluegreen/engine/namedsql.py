@@ -22,7 +22,7 @@ import apsw.ext
 
 from bluegreen.engine.db import INTERNAL_PREFIX
 from bluegreen.engine.sqltext import TOKEN
-from bluegreen.errors import InputError
+from bluegreen.errors import MigrationInvalid
 
 _INTERNAL = re.compile(re.escape(INTERNAL_PREFIX), re.IGNORECASE | re.ASCII)  # SQLite folds ASCII case only
 _ON_BLUE = re.compile(r"^\s*--\s*on blue\s*:\s*$", re.IGNORECASE)
@@ -41,7 +41,7 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text; save it as UTF-8") from None
+        raise MigrationInvalid(f"{path}: not UTF-8 text; save it as UTF-8") from None
     refuse_internal(path, text)
     header = re.compile(rf"^\s*--\s*{marker}\s*:\s*(.*?)\s*$", re.IGNORECASE)
     found: list[dict] = []
@@ -49,31 +49,31 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
         match = header.match(line)
         if match:
             if not match.group(1):
-                raise InputError(f"{path}:{number}: `-- {marker}:` needs a name, e.g. `-- {marker}: content_by_url`")
+                raise MigrationInvalid(f"{path}:{number}: `-- {marker}:` needs a name, e.g. `-- {marker}: content_by_url`")
             found.append({"name": match.group(1), "line": number, "sql": [], "blue": None})
         elif found and marker == "benchmark" and _ON_BLUE.match(line):
             if found[-1]["blue"] is not None:
-                raise InputError(f"{path}:{number}: a second `-- on blue:` for {found[-1]['name']}; give one")
+                raise MigrationInvalid(f"{path}:{number}: a second `-- on blue:` for {found[-1]['name']}; give one")
             found[-1]["blue"] = []
         elif found:
             (found[-1]["sql"] if found[-1]["blue"] is None else found[-1]["blue"]).append(line)
         elif _code(line):
-            raise InputError(
+            raise MigrationInvalid(
                 f"{path}:{number}: SQL before the first `-- {marker}: NAME` line; name each query with such a line"
             )
     if not found:
-        raise InputError(f"{path}: no queries; put `-- {marker}: NAME` on the line before each query")
+        raise MigrationInvalid(f"{path}: no queries; put `-- {marker}: NAME` on the line before each query")
     queries, names = [], set()
     for item in found:
         sql, blue = "\n".join(item["sql"]).strip(), item["blue"]
         if item["name"] in names:
-            raise InputError(f"{path}:{item['line']}: query name {item['name']!r} is used twice; give each its own")
+            raise MigrationInvalid(f"{path}:{item['line']}: query name {item['name']!r} is used twice; give each its own")
         names.add(item["name"])
         if not _code(sql):
-            raise InputError(f"{path}:{item['line']}: query {item['name']!r} is empty; write the SELECT after its name")
+            raise MigrationInvalid(f"{path}:{item['line']}: query {item['name']!r} is empty; write the SELECT after its name")
         blue_sql = "\n".join(blue).strip() if blue is not None else None
         if blue is not None and not _code(blue_sql):
-            raise InputError(f"{path}:{item['line']}: the `-- on blue:` form of {item['name']!r} is empty")
+            raise MigrationInvalid(f"{path}:{item['line']}: the `-- on blue:` form of {item['name']!r} is empty")
         queries.append(NamedQuery(path.name, item["name"], sql, blue_sql))
     return queries
 
@@ -110,10 +110,10 @@ def references_internal(text: str) -> Identifier | None:
 
 
 def refuse_internal(path: Path, text: str) -> None:
-    """InputError naming the file and line of a reference to bluegreen's own objects (hazard 15)."""
+    """MigrationInvalid naming the file and line of a reference to bluegreen's own objects (hazard 15)."""
     found = references_internal(text)
     if found is not None:
-        raise InputError(
+        raise MigrationInvalid(
             f"{path}:{found.line}: refers to {found.written}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
             "tables, triggers and indexes hold change capture, fences and replay positions); a migration or "
             "companion must not read or write them: remove that reference"

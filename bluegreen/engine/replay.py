@@ -6,25 +6,28 @@ each migration's sync script with the batch's keys in `temp.bluegreen_changes`. 
 inside one target transaction that also stores the new position, and the source is read through
 an ATTACH on the same connection, so one batch sees one consistent snapshot of the source.
 Idempotent: a crash mid-batch rolls back, and running a batch twice leaves the same rows.
+
+Beside it: keys.py decodes WITHOUT ROWID keys for keyed lookups, shapes.py decides which tables
+are copied as they are, conflicts.py names the rows a failed batch could not write, and
+lost_changes.py saves what `revert --accept-loss` drops.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import apsw
 
 from bluegreen.files import contract
 from bluegreen.engine import capture
-from bluegreen.engine.db import INTERNAL_PREFIX, Table, open_db, quote_ident, readonly_uri, run_script, user_tables
-from bluegreen.errors import OperationFailed, ReplayConflict
-from bluegreen.files.layout import create_file, file_mode
+from bluegreen.engine.conflicts import ConflictDiagnosis
+from bluegreen.engine.db import open_db, quote_ident, readonly_uri, run_script, user_tables
+from bluegreen.engine.keys import clear_keys, delete_keyed, keys_from, load_keys
+from bluegreen.engine.lost_changes import export_changes  # noqa: F401  (lifecycle imports it from here)
+from bluegreen.engine.shapes import TableCopy, reshapes, same_shape_tables
+from bluegreen.errors import CaptureLost, MigrationFailed, OperationFailed, ReplayConflict
 
 CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
@@ -34,16 +37,6 @@ CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_uncarried(table_name TEXT, row_key);"
     "DELETE FROM temp.bluegreen_uncarried;"
 )
-
-
-@dataclass(frozen=True)
-class TableCopy:
-    """How to copy one same-shape table's rows: its key and its writable columns."""
-
-    name: str
-    key_sql: str  # the rowid alias, or the quote()-encoded primary key, as the capture stores it
-    without_rowid: bool
-    columns: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class Replayer:
             self.conn.execute("ATTACH ? AS source", (readonly_uri(source),))
             run_script(self.conn, CHANGES_DDL)
             self.reshape = reshapes(self.conn, effects or {})
-            self.tables = {n: t for n, t in self._same_shape_tables().items() if n not in self.reshape.reshaped}
+            self.tables = {n: t for n, t in same_shape_tables(self.conn).items() if n not in self.reshape.reshaped}
             self.source_tables = {t.name: t for t in user_tables(self.conn, "source") if not t.virtual}
         except BaseException:
             self.conn.close()
@@ -149,14 +142,14 @@ class Replayer:
     def source_position(self) -> capture.Position:
         position = capture.capture_position(self.conn, "source")
         if position is None:
-            raise OperationFailed(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
+            raise CaptureLost(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
         return position
 
     def backlog(self) -> int:
         """Capture rows the target has not seen yet (refuses a position from another epoch)."""
         mine, theirs = self.position(), self.source_position()
         if mine.epoch != theirs.epoch:
-            raise OperationFailed(
+            raise CaptureLost(
                 f"{self.target}: its position belongs to another capture of {self.source.name} "
                 "(capture was reinstalled); this generation cannot be caught up: run `bluegreen abort`"
             )
@@ -253,110 +246,13 @@ class Replayer:
             except apsw.ConstraintError:
                 raise  # batch() names the row
             except apsw.Error as exc:
-                raise OperationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
+                raise MigrationFailed(f"{name}: failed on a batch of changed keys: {exc}") from None
 
     # -- a constraint failure: which change, which constraint, which values -----------------------
     def _conflict(self, error: apsw.ConstraintError) -> ReplayConflict:
-        """Find the changed rows the target's constraints reject, inside a savepoint that is rolled
-        back: delete every changed key, then copy the source rows back one key at a time (each
-        after the ones before it, so two new rows that clash are told apart from a swap), then run
-        the scripts key by key. Returns the error naming each offender (hazard: green's new
-        constraints, issue 10 item 8)."""
-        changes = self.conn.execute(
-            "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
-        offenders: list[dict] = []
-        self.conn.execute("SAVEPOINT bluegreen_diagnose")
-        try:
-            copied = [(t, k) for t, k, _ in changes if t in self.tables]
-            for table_name, row_key in copied:
-                self._delete_key(self.tables[table_name], row_key)
-            for table_name, row_key in copied:
-                self._try_key(offenders, table_name, row_key, lambda: self._insert_key(self.tables[table_name], row_key))
-            if not offenders and self.scripts:
-                self._mark_present()
-                marked = self.conn.execute(
-                    "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
-                for table_name, row_key, present in marked:
-                    def one_key(t=table_name, k=row_key, p=present) -> None:
-                        self.conn.execute("DELETE FROM temp.bluegreen_changes")
-                        self.conn.execute("INSERT INTO temp.bluegreen_changes(table_name, row_key, present) VALUES (?, ?, ?)",
-                                          (t, k, p))
-                        self._run_scripts()
-                    self._try_key(offenders, table_name, row_key, one_key)
-        finally:
-            self.conn.execute("ROLLBACK TO bluegreen_diagnose")
-            self.conn.execute("RELEASE bluegreen_diagnose")
-        return self._conflict_error(error, offenders)
-
-    def _try_key(self, offenders: list[dict], table_name: str, row_key, step) -> None:
-        if len(offenders) >= 10:
-            return
-        self.conn.execute("SAVEPOINT bluegreen_key")
-        try:
-            step()
-        except apsw.ConstraintError as exc:
-            self.conn.execute("ROLLBACK TO bluegreen_key")
-            offenders.append({"table": table_name, "key": row_key, "constraint": str(exc).removeprefix("ConstraintError: "),
-                              "values": self._source_values(table_name, row_key)})
-        finally:
-            self.conn.execute("RELEASE bluegreen_key")
-
-    def _key_match(self, table: TableCopy | Table, row_key) -> tuple[str, tuple]:
-        """WHERE clause and bindings for one captured key: the rowid, or the primary key values
-        (the quote()d key text is SQL: selecting it gives the values back)."""
-        if not table.without_rowid:
-            return f"{table.key_sql if isinstance(table, TableCopy) else table.rowid_alias} = ?", (row_key,)
-        source = self.source_tables[table.name]
-        encoded = row_key.encode("utf-8", "surrogatepass") if isinstance(row_key, str) else row_key
-        if not isinstance(encoded, bytes) or not _key_pattern(len(source.primary_key)).fullmatch(encoded):
-            return f"({_key_sql(source)}) = ?", (row_key,)  # not what capture writes: match the encoding, slowly
-        values = self.conn.execute(f"SELECT {row_key}").fetchall()[0]
-        return " AND ".join(f"{quote_ident(c)} = ?" for c in source.primary_key), tuple(values)
-
-    def _delete_key(self, table: TableCopy, row_key) -> None:
-        where, args = self._key_match(table, row_key)
-        self.conn.execute(f"DELETE FROM main.{quote_ident(table.name)} WHERE {where}", args)
-
-    def _insert_key(self, table: TableCopy, row_key) -> None:
-        name = quote_ident(table.name)
-        columns = ", ".join(quote_ident(c) for c in table.columns)
-        key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
-        where, args = self._key_match(table, row_key)
-        self.conn.execute(f"INSERT INTO main.{name}({key_prefix}{columns}) SELECT {key_prefix}{columns} "
-                          f"FROM source.{name} WHERE {where}", args)
-
-    def _source_values(self, table_name: str, row_key) -> dict[str, str] | None:
-        """The source row as SQL literals (exact for every type, JSON-safe), or None if it is gone."""
-        table = self.source_tables.get(table_name)
-        if table is None:
-            return None
-        columns = [c for (c,) in self.conn.execute(
-            "SELECT name FROM pragma_table_xinfo(?, 'source') WHERE hidden <> 1", (table_name,))]
-        where, args = self._key_match(table, row_key)
-        found = self.conn.execute(
-            f"SELECT {', '.join(f'quote({quote_ident(c)})' for c in columns)} FROM source.{quote_ident(table_name)} "
-            f"WHERE {where}", args).fetchall()
-        return dict(zip(columns, found[0])) if found else None
-
-    def _conflict_error(self, error: apsw.ConstraintError, offenders: list[dict]) -> ReplayConflict:
-        reverse = contract.fenced_generation(self.conn) is not None  # carrying back into a fenced file: a revert
-        advice = (f"nothing was lost, {self.source.name} stays active and {self.target.name} fenced: fix the row on "
-                  f"{self.source.name}, then run the command again" if reverse else
-                  f"nothing was lost and {self.source.name} stays active: fix the row on {self.source.name}, then run "
-                  "the command again, or run `bluegreen abort` to drop the new generation")
-        if not offenders:
-            message = (f"{self.target.name}: a batch of rows changed on {self.source.name} breaks a constraint of "
-                       f"{self.target.name}'s schema ({error}), and no single row could be named; {advice}")
-        else:
-            listed = "; ".join(
-                f"table {o['table']!r} key {o['key']!r}: {o['constraint']}"
-                + (f" (values: {', '.join(f'{c}={v}' for c, v in o['values'].items())})" if o["values"] else "")
-                for o in offenders)
-            message = (f"{self.target.name}: {len(offenders)} row(s) written on {self.source.name} break a constraint "
-                       f"of {self.target.name}'s schema (a UNIQUE index, CHECK or NOT NULL the migrations added): "
-                       f"{listed}. N{advice[1:]}")
-        return ReplayConflict(message, details={"conflicts": offenders, "source": str(self.source),
-                                                "target": str(self.target), "error": str(error)})
+        """The error naming each changed row the target's constraints reject (conflicts.py)."""
+        return ConflictDiagnosis(self.conn, self.source, self.target, self.tables, self.source_tables,
+                                 self._run_scripts if self.scripts else None, self._mark_present).error(error)
 
     def catch_up(self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None,
                  own_transaction: bool = True) -> list[BatchResult]:
@@ -422,10 +318,10 @@ class Replayer:
         columns = ", ".join(quote_ident(c) for c in table.columns)
         if table.without_rowid:
             keyed = self.source_tables[table.name]  # the same definition as main's (same shape)
-            self.conn.execute(_delete_keyed(keyed), (table.name,))
+            self.conn.execute(delete_keyed(keyed), (table.name,))
             picked = ", ".join(f"s.{quote_ident(c)}" for c in table.columns)
             self.conn.execute(
-                f"INSERT INTO main.{name}({columns}) SELECT {picked} FROM {_keys_from(keyed, 'source')}",
+                f"INSERT INTO main.{name}({columns}) SELECT {picked} FROM {keys_from(keyed, 'source')}",
                 (table.name,),
             )
             return
@@ -469,7 +365,7 @@ class Replayer:
             if table is None:
                 continue
             if table.without_rowid:
-                found = f"SELECT k.row_key FROM {_keys_from(table, 'source')}"
+                found = f"SELECT k.row_key FROM {keys_from(table, 'source')}"
             else:
                 key = table.rowid_alias
                 found = (f"SELECT {key} FROM source.{quote_ident(name)} WHERE {key} IN "
@@ -478,220 +374,3 @@ class Replayer:
                 f"UPDATE temp.bluegreen_changes SET present = 1 WHERE table_name = ? AND row_key IN ({found})",
                 (name, name),
             )
-
-    def _same_shape_tables(self) -> dict[str, TableCopy]:
-        """Tables replay copies as they are: the same definition in source and target."""
-        found = {}
-        for table in capture.capturable(self.conn):
-            if not self._same_definition(table.name):
-                continue
-            columns = tuple(
-                name for name, hidden in self.conn.execute(
-                    "SELECT name, hidden FROM pragma_table_xinfo(?, 'main')", (table.name,)
-                ) if hidden == 0
-            )
-            found[table.name] = TableCopy(table.name, _key_sql(table), table.without_rowid, columns)
-        return found
-
-    def _same_definition(self, name: str) -> bool:
-        return same_definition(self.conn, name)
-
-
-def _key_sql(table: Table) -> str:
-    """The key as capture stores it: the rowid, or the quote()-encoded primary key values."""
-    if table.without_rowid:
-        return " || ',' || ".join(f"quote({quote_ident(c)})" for c in table.primary_key)
-    return table.rowid_alias
-
-
-# -- keyed lookups for WITHOUT ROWID tables (hazard 19) ---------------------------------------------
-# Capture names a WITHOUT ROWID row by the quote() text of its key values. Matching that text
-# against an expression over the table scans it; instead each batch decodes the text back into
-# typed values (quote() output is SQL literals) in temp.bluegreen_keys_N, and every lookup joins
-# on the primary-key columns, a PRIMARY KEY search. The search compares with the columns' own
-# collation and affinity, as the table's uniqueness does: deleting in the target, that is what
-# clears the way for the source's row. Reading the source, comparing the quote() text of the row
-# found with the captured text then keeps exactly the row the capture named (NOCASE 'ABC' is not
-# 'abc', 1 is not 1.0), so no row is copied twice and `present` is exact.
-# The exact comparison uses capture.key_expression itself, so it follows any change there; a
-# key_expression that spells text quote() cannot keep (an embedded NUL: quote() stops there) as
-# CAST(X'..' AS TEXT) is decoded too.
-_LITERAL = (r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
-            r"|CAST\(X'(?:[0-9A-F][0-9A-F])*' AS TEXT\)")
-_KEYS_PER_STATEMENT = 500
-
-
-_TEXT_TOKEN = re.compile(rb"(X'[0-9A-F]*')|'((?:[^']|'')*)'")
-
-
-@lru_cache(maxsize=None)
-def _key_pattern(arity: int) -> re.Pattern:
-    """What quote() writes for `arity` values joined by ',' (as bytes) — nothing else reaches SQL."""
-    return re.compile(",".join([f"(?:{_LITERAL})"] * arity).encode(), re.DOTALL)
-
-
-def _key_row(table_name: str, key: bytes) -> tuple[str, list]:
-    """One VALUES row (table_name, row_key, c1..cN) for a captured key, and its bindings. Text
-    that is not UTF-8 (SQLite stores what it is given) cannot travel as a Python str: such a key
-    goes as CAST(X'..' AS TEXT) literals, byte for byte."""
-    try:
-        text = key.decode("utf-8")
-    except UnicodeDecodeError:
-        values = _TEXT_TOKEN.sub(
-            lambda m: m.group(1) or b"CAST(X'" + m.group(2).replace(b"''", b"'").hex().encode() + b"' AS TEXT)", key)
-        return f"(?, CAST(X'{key.hex()}' AS TEXT), {values.decode('ascii')})", [table_name]
-    return f"(?, ?, {text})", [table_name, text]
-
-
-def keys_table(conn: apsw.Connection, arity: int) -> str:
-    """temp.bluegreen_keys_N(table_name, row_key, c1..cN), made once per connection and key width.
-    Columns c1..cN have no type, so each value keeps the type it was captured with."""
-    name = f"bluegreen_keys_{arity}"
-    columns = ", ".join(f"c{i}" for i in range(1, arity + 1))
-    conn.execute(
-        f"CREATE TEMP TABLE IF NOT EXISTS {name}(table_name TEXT, row_key, {columns});"
-        f"CREATE INDEX IF NOT EXISTS temp.{name}_table ON {name}(table_name)"
-    )
-    return f"temp.{name}"
-
-
-def clear_keys(conn: apsw.Connection) -> None:
-    """Empty every temp.bluegreen_keys_N before a new batch's keys are loaded."""
-    for (name,) in conn.execute(
-        "SELECT name FROM temp.sqlite_schema WHERE type = 'table' AND name GLOB 'bluegreen_keys_[0-9]*'"
-    ).fetchall():
-        conn.execute(f"DELETE FROM temp.{quote_ident(name)}")
-
-
-def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[bytes]) -> str:
-    """Decode the captured keys of one WITHOUT ROWID table (each as bytes: CAST(row_key AS
-    BLOB)) into typed columns: each is checked to be quote() output of exactly as many values
-    as the key has (anything else is not a key bluegreen's capture wrote, and never reaches
-    SQL), then inserted as literals."""
-    arity = len(table.primary_key)
-    target = keys_table(conn, arity)
-    pattern = _key_pattern(arity)
-    keys = list(row_keys)
-    for key in keys:
-        if not isinstance(key, bytes) or not pattern.fullmatch(key):
-            raise OperationFailed(
-                f"{table.name}: captured key {key!r} is not {arity} quote()d value(s) of its primary key; "
-                "the capture table was written by something other than bluegreen: run `bluegreen abort`"
-            )
-    for start in range(0, len(keys), _KEYS_PER_STATEMENT):
-        rows = [_key_row(table.name, key) for key in keys[start:start + _KEYS_PER_STATEMENT]]
-        conn.execute(
-            f"INSERT INTO {target} VALUES " + ", ".join(sql for sql, _ in rows),
-            [value for _, bindings in rows for value in bindings],
-            can_cache=False,  # never the same text twice: keep it out of apsw's statement cache
-        )
-    return target
-
-
-def _keys_from(table: Table, schema: str) -> str:
-    """FROM clause: each decoded key of `table` (alias k), then the row of schema.table it names
-    (alias s), found by a PRIMARY KEY search. One binding: the table name."""
-    keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
-    search = " AND ".join(f"s.{quote_ident(c)} = k.c{i}" for i, c in enumerate(table.primary_key, 1))
-    return (f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
-            f"ON {search} AND {capture.key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
-
-
-def _delete_keyed(table: Table) -> str:
-    """DELETE of the target's rows the decoded keys name, by PRIMARY KEY search under the key's
-    own collation and affinity: also the row a REPLACE on blue pushed out without a trace, whose
-    key is equal but not identical ('abc' replaced by 'ABC' under NOCASE, 1 by 1.0); any other
-    row it meets was changed too. One binding: the table name."""
-    keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
-    columns = ", ".join(quote_ident(c) for c in table.primary_key)
-    values = ", ".join(f"c{i}" for i in range(1, len(table.primary_key) + 1))
-    return (f"DELETE FROM main.{quote_ident(table.name)} WHERE ({columns}) IN "
-            f"(SELECT {values} FROM {keys} WHERE table_name = ?)")
-
-
-def same_definition(conn: apsw.Connection, name: str) -> bool:
-    """Same CREATE TABLE, UNIQUE indexes and application triggers in main and the attached source."""
-    table = "SELECT sql FROM {}.sqlite_schema WHERE type = 'table' AND name = ?"
-    triggers = (
-        "SELECT sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
-        f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
-    )
-    unique = (
-        "SELECT group_concat(ii.name, ',') FROM {0}.pragma_index_list(?) AS il "
-        "JOIN {0}.pragma_index_info(il.name) AS ii WHERE il.\"unique\" AND il.origin <> 'pk' "
-        "GROUP BY il.name ORDER BY 1"
-    )
-    mine = conn.execute(table.format("main"), (name,)).fetchall()
-    theirs = conn.execute(table.format("source"), (name,)).fetchall()
-    if not (mine and theirs and mine == theirs):
-        return False
-    # A UNIQUE index the migration added makes a row blue keeps writing conflict in green.
-    if conn.execute(unique.format("main"), (name,)).fetchall() != conn.execute(unique.format("source"), (name,)).fetchall():
-        return False
-    return conn.execute(triggers.format("main"), (name,)).fetchall() == conn.execute(
-        triggers.format("source"), (name,)
-    ).fetchall()
-
-
-@dataclass(frozen=True)
-class ReshapeReport:
-    """What generic replay cannot keep exact, and why: each needs a sync script (hazard 3)."""
-
-    reshaped: dict[str, str]  # source table -> reason
-    derived_by: list[str]  # migrations that read source tables and wrote rows from them
-
-
-def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
-    """Compare the migrated target (main) with the source (attached) and the migrations' effects."""
-    source_tables = [t.name for t in user_tables(conn, "source") if not t.virtual]
-    reshaped: dict[str, str] = {}
-    for name in source_tables:
-        exists = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
-        writers = [f for f, e in effects.items() if name in e.get("written", [])]
-        if not exists:
-            reshaped[name] = "not in the target"
-        elif not same_definition(conn, name):
-            reshaped[name] = "definition or triggers changed"
-        elif writers:
-            reshaped[name] = f"written by {', '.join(writers)}"
-    derived = [
-        f for f, e in effects.items()
-        if e.get("written") and set(e.get("read", [])) & set(source_tables)
-    ]
-    return ReshapeReport(reshaped, derived)
-
-
-def export_changes(source: Path, target: Path, tables: list[str], after_seq: int, upto_seq: int) -> None:
-    """Save the source's current rows for the changed keys of `tables`, and the change list
-    itself, to a new SQLite file: what `revert --accept-loss` keeps before it drops them. The file
-    is created with the source's mode before SQLite opens it: it holds row data verbatim."""
-    create_file(target, file_mode(source))
-    conn = open_db(target, create=True)
-    try:
-        conn.execute("ATTACH ? AS source", (readonly_uri(source),))
-        conn.execute("BEGIN")
-        conn.execute(
-            "CREATE TABLE bluegreen_lost_changes AS SELECT seq, tbl AS table_name, key AS row_key, op "
-            f"FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ? AND tbl IN (SELECT value FROM json_each(?))",
-            (after_seq, upto_seq, json.dumps(tables)),
-        )
-        conn.execute("CREATE INDEX main.bluegreen_lost_key ON bluegreen_lost_changes(table_name, row_key)")
-        for table in user_tables(conn, "source"):
-            if table.name not in tables:
-                continue
-            name = quote_ident(table.name)
-            if table.without_rowid:
-                load_keys(conn, table, [k for (k,) in conn.execute(
-                    "SELECT DISTINCT CAST(row_key AS BLOB) FROM bluegreen_lost_changes WHERE table_name = ?",
-                    (table.name,))])
-                conn.execute(f"CREATE TABLE main.{name} AS SELECT s.* FROM {_keys_from(table, 'source')}",
-                             (table.name,))
-                continue
-            conn.execute(
-                f"CREATE TABLE main.{name} AS SELECT * FROM source.{name} WHERE {table.rowid_alias} IN "
-                "(SELECT row_key FROM bluegreen_lost_changes WHERE table_name = ?)",
-                (table.name,),
-            )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import meta
 from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident
-from bluegreen.errors import OperationFailed
+from bluegreen.errors import SchemaDrift
 
 SCHEMA_KEY = "schema_at_cutover"
 LOST_SCHEMA_TABLE = "bluegreen_lost_schema"
@@ -66,12 +66,12 @@ def record(conn: apsw.Connection) -> None:
     blue is fenced: nothing but bluegreen writes green yet. Always overwritten: a generation built
     from this one inherits the row in its snapshot."""
     listed = [[o.type, o.name, o.tbl_name, o.sql] for o in objects(conn).values()]
-    capture.set_meta(conn, **{SCHEMA_KEY: json.dumps(listed)})
+    meta.set_meta(conn, **{SCHEMA_KEY: json.dumps(listed)})
 
 
 def recorded(conn: apsw.Connection, schema: str = "main") -> dict[tuple[str, str], SchemaObject] | None:
     """The schema recorded at cutover, or None (cut over by a version that did not record it)."""
-    text = capture.get_meta(conn, SCHEMA_KEY, schema)
+    text = meta.get_meta(conn, SCHEMA_KEY, schema)
     if text is None:
         return None
     return {(t, n): SchemaObject(t, n, tbl, sql) for t, n, tbl, sql in json.loads(text)}
@@ -139,7 +139,7 @@ def carry_new_tables(conn: apsw.Connection, found: Drift) -> dict[str, int]:
             current = f"the rows of table {table.name}"
             copied[table.name] = _copy_rows(conn, table.name)
     except apsw.Error as exc:
-        raise OperationFailed(
+        raise SchemaDrift(
             f"could not carry {current}, created on green after cutover, back into blue ({exc}); nothing was "
             "changed: inspect it on green, and drop or rename it there if it is not needed"
         ) from None

@@ -1,0 +1,100 @@
+"""Which tables replay copies as they are, and which a migration reshaped (hazard 3).
+
+Generic replay is exact only for a table whose definition, UNIQUE indexes and application
+triggers are the same in source and target and that no migration wrote to; everything else is
+left to a sync script. A module of its own because the decision reads only the two schemas and
+the migrations' effects, once per Replayer, while the rest of replay moves rows batch by batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apsw
+
+from bluegreen.engine import capture
+from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, user_tables
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """How to copy one same-shape table's rows: its key and its writable columns."""
+
+    name: str
+    key_sql: str  # the rowid alias, or the quote()-encoded primary key, as the capture stores it
+    without_rowid: bool
+    columns: tuple[str, ...]
+
+
+def same_shape_tables(conn: apsw.Connection) -> dict[str, TableCopy]:
+    """Tables replay copies as they are: the same definition in source and target."""
+    found = {}
+    for table in capture.capturable(conn):
+        if not same_definition(conn, table.name):
+            continue
+        columns = tuple(
+            name for name, hidden in conn.execute(
+                "SELECT name, hidden FROM pragma_table_xinfo(?, 'main')", (table.name,)
+            ) if hidden == 0
+        )
+        found[table.name] = TableCopy(table.name, key_sql(table), table.without_rowid, columns)
+    return found
+
+
+def key_sql(table: Table) -> str:
+    """The key as capture stores it: the rowid, or the quote()-encoded primary key values."""
+    if table.without_rowid:
+        return " || ',' || ".join(f"quote({quote_ident(c)})" for c in table.primary_key)
+    return table.rowid_alias
+
+
+def same_definition(conn: apsw.Connection, name: str) -> bool:
+    """Same CREATE TABLE, UNIQUE indexes and application triggers in main and the attached source."""
+    table = "SELECT sql FROM {}.sqlite_schema WHERE type = 'table' AND name = ?"
+    triggers = (
+        "SELECT sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
+        f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
+    )
+    unique = (
+        "SELECT group_concat(ii.name, ',') FROM {0}.pragma_index_list(?) AS il "
+        "JOIN {0}.pragma_index_info(il.name) AS ii WHERE il.\"unique\" AND il.origin <> 'pk' "
+        "GROUP BY il.name ORDER BY 1"
+    )
+    mine = conn.execute(table.format("main"), (name,)).fetchall()
+    theirs = conn.execute(table.format("source"), (name,)).fetchall()
+    if not (mine and theirs and mine == theirs):
+        return False
+    # A UNIQUE index the migration added makes a row blue keeps writing conflict in green.
+    if conn.execute(unique.format("main"), (name,)).fetchall() != conn.execute(unique.format("source"), (name,)).fetchall():
+        return False
+    return conn.execute(triggers.format("main"), (name,)).fetchall() == conn.execute(
+        triggers.format("source"), (name,)
+    ).fetchall()
+
+
+@dataclass(frozen=True)
+class ReshapeReport:
+    """What generic replay cannot keep exact, and why: each needs a sync script (hazard 3)."""
+
+    reshaped: dict[str, str]  # source table -> reason
+    derived_by: list[str]  # migrations that read source tables and wrote rows from them
+
+
+def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
+    """Compare the migrated target (main) with the source (attached) and the migrations' effects."""
+    source_tables = [t.name for t in user_tables(conn, "source") if not t.virtual]
+    reshaped: dict[str, str] = {}
+    for name in source_tables:
+        exists = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+        writers = [f for f, e in effects.items() if name in e.get("written", [])]
+        if not exists:
+            reshaped[name] = "not in the target"
+        elif not same_definition(conn, name):
+            reshaped[name] = "definition or triggers changed"
+        elif writers:
+            reshaped[name] = f"written by {', '.join(writers)}"
+    derived = [
+        f for f, e in effects.items()
+        if e.get("written") and set(e.get("read", [])) & set(source_tables)
+    ]
+    return ReshapeReport(reshaped, derived)
