@@ -340,6 +340,27 @@ def test_a_row_the_target_rejects_is_a_replay_conflict(tmp_path):
         replayer.close()
 
 
+def test_a_without_rowid_row_a_sync_script_rejects_is_a_replay_conflict_too(tmp_path):
+    """The keyed lookup tables (temp.bluegreen_keys_N) are loaded before the batch's savepoint, so
+    the diagnosis that re-runs the script key by key still finds them after the rollback: once a
+    raw `no such table: temp.bluegreen_keys_2` (exit 1) reached the user here instead."""
+    blue, green = pair(tmp_path, "CREATE TABLE pairs(a TEXT, b INTEGER, PRIMARY KEY(a, b)) WITHOUT ROWID; "
+                                 "CREATE TABLE seen(a TEXT UNIQUE);")
+    app_write(blue, "INSERT INTO pairs VALUES ('a', 1), ('a', 2)")
+    sync = tmp_path / "001_v1.0.0_change_sync.sql"
+    sync.write_text("INSERT INTO main.seen SELECT p.a FROM temp.bluegreen_changes AS c JOIN main.pairs AS p "
+                    "ON c.row_key = quote(p.a) || ',' || quote(p.b);\n")
+    replayer = Replayer(blue, green, [sync])
+    try:
+        with pytest.raises(ReplayConflict) as raised:
+            replayer.batch()
+        assert raised.value.exit_code == EXIT_GATE
+        assert [(c["table"], c["key"]) for c in raised.value.details["conflicts"]] == [("pairs", "'a',2")]
+        assert replayer.position().seq == 0  # nothing committed
+    finally:
+        replayer.close()
+
+
 # -- SchemaDrift: a table created on green after cutover that cannot go back into blue -------------
 def test_a_new_table_that_cannot_be_carried_back_is_schema_drift(tmp_path):
     blue = wal_file(tmp_path / "blue.db", "CREATE TABLE t(id INTEGER PRIMARY KEY); CREATE TABLE late(x);")

@@ -226,9 +226,10 @@ class Replayer:
             f"SELECT DISTINCT tbl, key, 0 FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?",
             (after, last),
         )
+        tables = self._tables_in_batch()  # keys loaded outside the savepoint: a diagnosis reads them
         self.conn.execute("SAVEPOINT bluegreen_batch")
         try:
-            for table in self._tables_in_batch():
+            for table in tables:
                 self._apply_table(table)
             self._mark_present()
             self._carry_autoincrement()
