@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
                                                        reason=args.reason or "")
         elif args.command == "approve":
-            result = controller.release.approve(args.version, args.by, args.note)
+            result = controller.gates.approve(args.version, args.by, args.note)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
         elif args.command == "finalize":
@@ -241,13 +241,13 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
 def _render(args: argparse.Namespace, result: Result) -> None:
     if args.json:
         document = {"ok": result.exit_code == EXIT_OK, "command": result.command, "message": result.message,
-                    "phases": [asdict(p) for p in result.phases], **result.data}
+                    "phases": [asdict(p) for p in result.timings], **result.data}
         if result.exit_code != EXIT_OK:
             document.update(error=result.error, exit_code=result.exit_code)
         print(json.dumps(document, default=str))
         return
     print(result.message)
-    for phase in result.phases:
+    for phase in result.timings:
         print(f"  {phase.name:<13} {phase.duration_ms:>10.1f} ms")
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class Phase:
+class Timing:
+    """One timed step of a command (or a hook run), as the report lists it (JSON: "phases")."""
+
     name: str
     duration_ms: float
 
@@ -16,7 +18,7 @@ class Phase:
 class Result:
     command: str
     message: str
-    phases: list[Phase] = field(default_factory=list)
+    timings: list[Timing] = field(default_factory=list)
     data: dict = field(default_factory=dict)
     # Non-zero when the command ran but reports a finding (e.g. `check`): the CLI still renders
     # the report, prints `error` as its one stderr line, and exits with this code.
@@ -25,7 +27,7 @@ class Result:
 
 
 class Timer:
-    """Measures one phase for the event log and the report."""
+    """Measures one timed step for the event log and the report."""
 
     def __init__(self) -> None:
         self.started = time.perf_counter()

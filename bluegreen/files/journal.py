@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from enum import StrEnum
 from typing import Iterator
 
 from bluegreen.errors import Busy, InputError
@@ -44,7 +45,37 @@ class State:
     conflict: dict = field(default_factory=dict)  # the last replay conflict (a row green's schema rejects), for status
 
 
-PHASES = ("idle", "preparing", "prepared", "cutting_over", "cut_over", "reverting")
+class Phase(StrEnum):
+    """The journal's lifecycle state (state.json's `phase`); a str, so the file reads as before."""
+
+    IDLE = "idle"
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    CUTTING_OVER = "cutting_over"
+    CUT_OVER = "cut_over"
+    REVERTING = "reverting"
+
+
+class Step(StrEnum):
+    """The journal's step names inside an operation (state.json's `step`); each journaled step is
+    also a crash point, `BLUEGREEN_CRASH_AT=operation:step`."""
+
+    NONE = ""
+    CAPTURE = "capture"  # prepare: capture installed on blue
+    BARRIER = "barrier"  # deploy --offline: blue's write lock taken
+    SNAPSHOT = "snapshot"
+    MIGRATE = "migrate"
+    CATCH_UP = "catch_up"
+    VALIDATE = "validate"
+    VALIDATED = "validated"  # prepared: green built, caught up, validated
+    FENCED = "fenced"  # the retiring file's fence committed
+    SWAPPED = "swapped"  # the pointer moved
+    CARRY_BACK = "carry_back"  # revert: green's changes carried into blue under green's barrier
+    UNFENCED = "unfenced"  # revert: blue takes writes again (the pointer still names green)
+    CLOSING = "closing"  # finalize: green's capture being removed
+
+
+PHASES = tuple(Phase)
 _NAME_FIELDS = ("base_name", "blue", "green")  # file names in the pointer's folder
 _NUMBER_FIELDS = ("last_generation", "blue_generation", "green_generation")
 

@@ -10,6 +10,7 @@ from bluegreen.files import contract
 from bluegreen.gates import approvals
 from bluegreen.gates import environments
 from bluegreen.gates import estimate
+from bluegreen.engine import generations
 from bluegreen.engine import migrations
 from bluegreen.reports import check as monitor
 from bluegreen.files import pointer
@@ -20,7 +21,7 @@ from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
 from bluegreen.results import Result
 from bluegreen.files.journal import Store
-from bluegreen.files.layout import disk_full, space_hint
+from bluegreen.files.layout import space_hint
 
 NEXT_STEP = {
     "preparing": "an interrupted prepare: bluegreen resume, or bluegreen abort",
@@ -66,27 +67,13 @@ class Inspector:
         self.store = Store(config.database.pointer)
 
     def current(self) -> pointer.Pointer:
-        """The pointer, checked on its own (pointer.read) and against the journal, when there is one."""
-        current = pointer.read(self.config.database.pointer)
-        # A missing active file is the more urgent news: the caller reports it first.
-        if self.store.initialized() and current.active_path(self.config.database.pointer).exists():
-            self.store.check_pointer(self.store.load(), current)
-        return current
+        return generations.current(self.config.database.pointer, self.store)
 
     def active_path(self) -> Path:
-        """The file the pointer names; a missing one is an error, never a new empty database."""
-        path = self.current().active_path(self.config.database.pointer)
-        problem = self._missing_active(path)
-        if problem:
-            raise InputError(problem)
-        return path
+        return generations.active_path(self.config.database.pointer, self.store)
 
     def _missing_active(self, path: Path) -> str:
-        if path.is_file():
-            return ""
-        return (f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
-                "the file from a backup (applications cannot open it either), or point `active` at an existing "
-                "generation")
+        return generations.missing_active(self.config.database.pointer, path)
 
     def require_files(self, command: str) -> None:
         """Before a command opens what the journal names: every file its phase needs is there, or one line says
@@ -102,31 +89,10 @@ class Inspector:
                                  f"{state.phase}); nothing was changed: {fix}")
 
     def pending(self, active: Path) -> list[migrations.Migration]:
-        found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(active, query_only=True)
-        try:
-            return migrations.pending(found, conn)
-        finally:
-            conn.close()
+        return generations.pending(self.config.migrations.dir, active)
 
     def _pending_on_any_disk(self, active: Path) -> list[migrations.Migration]:
-        """pending(), also on a full disk, where SQLite cannot create the -wal/-shm a WAL read
-        needs ("disk I/O error"): with neither present no connection has the file open and the
-        file alone is the database, so an immutable read-only open, which creates nothing, reads
-        it exactly."""
-        unopened = not any(Path(f"{active}{side}").exists() for side in ("-wal", "-shm"))
-        if not (unopened and disk_full(active.parent)):
-            try:
-                return self.pending(active)
-            except apsw.Error:
-                if not unopened:
-                    raise
-        found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(readonly_uri(active) + "&immutable=1", readonly=True)
-        try:
-            return migrations.pending(found, conn)
-        finally:
-            conn.close()
+        return generations.pending_on_any_disk(self.config.migrations.dir, active)
 
     def status(self) -> Result:
         """The on-call's first command: it writes nothing, and reports what it cannot read instead

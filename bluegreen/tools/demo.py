@@ -59,7 +59,7 @@ def run(controller: Controller, rows: int) -> Result:
     lines = [
         f"generated {rows:,} v1.2.1 content rows in {generated_s:.1f} s: {initial}",
         deployed.message,
-        *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.phases],
+        *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.timings],
         f"writer: {len(committed)} writes committed, all {len(committed)} present in {active.name} "
         f"(content: {counts['content']:,} rows, content_v1: {counts['content_v1']:,})",
         f"longest wait any write saw: {longest:.1f} ms (pause budget {config.cutover.max_write_pause_ms} ms; "
