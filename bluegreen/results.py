@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Timed(StrEnum):
+    """Names of timed steps (the report's "phases", the event log's `phase` events) that are not
+    journal steps; the journal's own (files/journal.py: Step) are timed under their names too."""
+
+    BACKUP = "backup"
+    HOLD = "hold"
+    FLUSH = "flush"
+    MEASURE_PAUSE = "measure_pause"
+    FINAL_REPLAY = "final_replay"
+    FENCE = "fence"
+    SWAP = "swap"
+    PRE_CARRY = "pre_carry"
+    UNFENCE = "unfence"
 
 
 @dataclass

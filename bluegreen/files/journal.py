@@ -31,7 +31,7 @@ class State:
 
     base_name: str  # the adopted file's name; generations are named after it
     last_generation: int = 1  # never reused, even when a generation is abandoned
-    phase: str = "idle"  # idle | preparing | prepared | cutting_over | cut_over | reverting
+    phase: str = "idle"  # a Phase (below): idle | preparing | prepared | cutting_over | cut_over | reverting
     operation: str = ""  # the command that owns the phase
     step: str = ""  # the last journaled step inside the operation
     blue: str = ""  # the file being moved away from (active until the swap)
@@ -165,8 +165,9 @@ class Store:
         """The pointer and the journal must tell one story (a pointer restored from an old copy
         or edited by hand would have deploy fence, or revert overwrite, the wrong file)."""
         expected = generation_file(state.base_name, current.generation)
-        allowed = {"preparing": [state.blue], "prepared": [state.blue], "cutting_over": [state.blue, state.green],
-                   "cut_over": [state.green], "reverting": [state.blue, state.green]}.get(state.phase)
+        allowed = {Phase.PREPARING: [state.blue], Phase.PREPARED: [state.blue],
+                   Phase.CUTTING_OVER: [state.blue, state.green], Phase.CUT_OVER: [state.green],
+                   Phase.REVERTING: [state.blue, state.green]}.get(state.phase)
         problem = ""
         if current.generation > state.last_generation:
             problem = f"the journal has allocated generations up to {state.last_generation} only"
@@ -293,7 +294,7 @@ def check_state(path: Path, raw: object) -> State:
         raise bad("base_name", "must name the adopted file")
     if state.phase not in PHASES:
         raise bad("phase", f"must be one of {', '.join(PHASES)}")
-    if state.phase != "idle" and not state.blue:
+    if state.phase != Phase.IDLE and not state.blue:
         raise bad("blue", f"must name the active file while phase is {state.phase}")
     for key in ("blue_generation", "green_generation"):
         if getattr(state, key) > state.last_generation:

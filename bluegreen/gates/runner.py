@@ -24,7 +24,7 @@ from bluegreen.errors import EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, Bluegr
 from bluegreen.gates.hooks import HookContext, HookRun, Hooks
 from bluegreen.engine import generations
 from bluegreen.engine.replay import Replayer
-from bluegreen.results import Result
+from bluegreen.results import Result, Timed
 from bluegreen.files.journal import State, Store
 
 
@@ -69,7 +69,7 @@ class GateRunner:
         env = environments.select(self.config, self.environment)
         if env is None or not env.backup:
             return {}
-        with run.timed("backup"):
+        with run.timed(Timed.BACKUP):
             made = backup.take(blue, env.backup_dir, self.config.snapshot.pages_per_step)
         self.store.log("backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows,
                        bytes=made.bytes)
@@ -187,7 +187,7 @@ class GateRunner:
         if not wait:
             raise hold.refusal(flag, "deploy", "blue stays active")
         if offline:
-            with run.timed("hold"):
+            with run.timed(Timed.HOLD):
                 hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline",
                                      "blue stays active")
 
@@ -206,7 +206,7 @@ class GateRunner:
                 replayer.catch_up()
                 return replayer.position().seq
 
-            with run.timed("hold"):
+            with run.timed(Timed.HOLD):
                 hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover",
                                      prepared + ", caught up")
         finally:

@@ -61,7 +61,7 @@ class Builder:
                 self._check_sync_coverage(replayer, pending)
                 with run.timed(Step.CATCH_UP):
                     run.journal(step=Step.CATCH_UP)
-                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                    replayer.catch_up(progress=lambda done, total: self.progress(Step.CATCH_UP, done, total))
                 self.report_catch_up(replayer)
                 fk = self.foreign_keys_at_one_position(replayer)
                 self._check_source_schema(replayer)
@@ -87,7 +87,7 @@ class Builder:
         effects = {}
         depends_on = migrations.current_version(conn)
         for done, migration in enumerate(pending):
-            self.progress("migrate", done, len(pending))
+            self.progress(Step.MIGRATE, done, len(pending))
             result = migrations.apply(conn, migration, depends_on)
             effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
@@ -189,7 +189,7 @@ class Builder:
         try:
             return snapshot.copy(
                 source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
-                progress=lambda done, total: self.progress("snapshot", done, total),
+                progress=lambda done, total: self.progress(Step.SNAPSHOT, done, total),
             )
         except (apsw.FullError, apsw.IOError) as exc:
             # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.

@@ -184,7 +184,7 @@ class Controller:
         recorded = None
         try:
             with run.timed(Step.CATCH_UP):
-                replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                replayer.catch_up(progress=lambda done, total: self.progress(Step.CATCH_UP, done, total))
             if state.conflict:  # the row that stopped an earlier cutover has been fixed
                 run.journal(conflict={})
             self.builder.report_catch_up(replayer)

@@ -25,8 +25,8 @@ from bluegreen.errors import CaptureLost, OperationFailed, SchemaDrift
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.lifecycle import locked
 from bluegreen.lifecycle.budget import PauseReport
-from bluegreen.lifecycle.run import Run, Timed
-from bluegreen.results import Timer
+from bluegreen.lifecycle.run import Run
+from bluegreen.results import Timed, Timer
 
 
 class Cutover:

@@ -18,8 +18,8 @@ from bluegreen.engine import capture
 from bluegreen.engine.replay import Replayer
 from bluegreen.files.journal import Step
 from bluegreen.lifecycle.budget import PauseBudget
-from bluegreen.lifecycle.run import Run, Timed
-from bluegreen.results import Timer
+from bluegreen.lifecycle.run import Run
+from bluegreen.results import Timed, Timer
 
 REHEARSED_ROWS = 200  # changes replayed again (and rolled back) to measure replay before the first try
 

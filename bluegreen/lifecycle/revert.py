@@ -33,8 +33,8 @@ from bluegreen.lifecycle import fences
 from bluegreen.lifecycle import guard
 from bluegreen.lifecycle import locked
 from bluegreen.lifecycle.budget import PauseBudget, PauseReport
-from bluegreen.lifecycle.run import IDLE, Run, Timed
-from bluegreen.results import Result, Timer
+from bluegreen.lifecycle.run import IDLE, Run
+from bluegreen.results import Result, Timed, Timer
 
 REVERT_START = "revert_start_seq"  # blue's position when this revert began carrying (see _pre_carry)
 
@@ -263,7 +263,7 @@ class Revert:
         """Under green's barrier, inside blue's open transaction: replay green's captured changes
         and copy tables created on green since cutover (hazard 14); refuse, or export with
         accept_loss, what the old schema has no place for. A refusal rolls it all back."""
-        with run.timed(Timed.CARRY_BACK):
+        with run.timed(Step.CARRY_BACK):
             carried = back.catch_up(upto=upto.seq, own_transaction=False) if upto else []
             tables = revert_ddl.carry_new_tables(back.conn, found) if found else {}
             for table, count in back.script_uncarried().items():

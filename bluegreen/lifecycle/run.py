@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Iterator
 
@@ -18,28 +17,12 @@ from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.files.layout import file_mode
 from bluegreen.gates.hooks import HookRun
-from bluegreen.results import Timer, Timing
+from bluegreen.results import Timed, Timer, Timing
 
 CRASH_AT = "BLUEGREEN_CRASH_AT"
 
 IDLE = dict(phase=Phase.IDLE, operation="", step=Step.NONE, blue="", blue_generation=0, green="", green_generation=0,
             target_version="", started_at="", conflict={})  # nothing in flight
-
-
-class Timed(StrEnum):
-    """Names of timed steps (the report's "phases", the event log's `phase` events) that are not
-    journal steps; the journal's own (Step) are timed under their names too."""
-
-    BACKUP = "backup"
-    HOLD = "hold"
-    FLUSH = "flush"
-    MEASURE_PAUSE = "measure_pause"
-    FINAL_REPLAY = "final_replay"
-    FENCE = "fence"
-    SWAP = "swap"
-    PRE_CARRY = "pre_carry"
-    CARRY_BACK = "carry_back"
-    UNFENCE = "unfence"
 
 
 class Run:

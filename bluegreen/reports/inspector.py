@@ -20,15 +20,15 @@ from bluegreen.config import Config
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, InputError
 from bluegreen.results import Result
-from bluegreen.files.journal import Store
+from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
 
 NEXT_STEP = {
-    "preparing": "an interrupted prepare: bluegreen resume, or bluegreen abort",
-    "prepared": "bluegreen cutover (or abort)",
-    "cutting_over": "an interrupted cutover: bluegreen resume, or bluegreen abort",
-    "cut_over": "bluegreen finalize to keep it, or bluegreen revert",
-    "reverting": "an interrupted revert: bluegreen resume",
+    Phase.PREPARING: "an interrupted prepare: bluegreen resume, or bluegreen abort",
+    Phase.PREPARED: "bluegreen cutover (or abort)",
+    Phase.CUTTING_OVER: "an interrupted cutover: bluegreen resume, or bluegreen abort",
+    Phase.CUT_OVER: "bluegreen finalize to keep it, or bluegreen revert",
+    Phase.REVERTING: "an interrupted revert: bluegreen resume",
 }
 
 
@@ -42,19 +42,19 @@ USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "res
 
 def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
     """(role, file name, what to do if it is gone) for the files `command` needs in this phase."""
-    if state.phase == "idle":
+    if state.phase == Phase.IDLE:
         return []
     blue = ("blue (the file applications used before this operation)", state.blue,
-            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == "cut_over" else "blue is the active file"))
-    if state.phase == "cut_over":
+            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == Phase.CUT_OVER else "blue is the active file"))
+    if state.phase == Phase.CUT_OVER:
         green = ("green (the generation the cutover makes active)", state.green,
                  "restore it from a backup; it is the active file")
         # finalize only removes capture from green: with blue gone it closes the window without it
         return [green] if command == "finalize" else [blue, green]
-    if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
+    if state.phase in (Phase.PREPARING, Phase.PREPARED) or (state.phase == Phase.CUTTING_OVER and command == "abort"):
         green = ("the prepared generation", state.green,
                  "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
-        return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
+        return [blue] if command in ("abort", "resume") or state.phase == Phase.PREPARING else [blue, green]
     green = ("green (the generation the cutover makes active)", state.green,
              "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
     return [blue, green]
@@ -128,7 +128,7 @@ class Inspector:
             data["pending_error"] = exc.message
         except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
             data["pending_error"] = f"unknown: cannot read {active.name} ({exc}{space_hint(active.parent)})"
-        in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
+        in_flight = state.green if state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) else ""
         clients = registry.live_clients(self.config.database.pointer)
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
         data["clients"] = [c.as_dict() for c in clients]
@@ -142,7 +142,7 @@ class Inspector:
         if past_fence:  # abort is refused now (hazard 16): only forward
             data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
         data["conflict"] = state.conflict
-        if state.conflict and state.phase in ("prepared", "cutting_over") and not past_fence:
+        if state.conflict and state.phase in (Phase.PREPARED, Phase.CUTTING_OVER) and not past_fence:
             data["next"] = conflict_next_step(state.conflict)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
@@ -179,7 +179,7 @@ class Inspector:
             data["next"] = _missing_next_step(state, missing, gone, past_fence)
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
-        for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):
+        for line in conflict_lines(state.conflict if state.phase in (Phase.PREPARED, Phase.CUTTING_OVER) else {}):
             lines.append(line)
         lines.append("next        " + data["next"])
         if problems:
@@ -190,7 +190,7 @@ class Inspector:
         """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
         journal does not (deploy --offline killed between its fence's commit and the journal),
         exactly as abort decides; the journal's fence record when blue cannot be read."""
-        if state.phase not in ("preparing", "prepared", "cutting_over") or not state.blue:
+        if state.phase not in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) or not state.blue:
             return False
         path = self.store.folder / state.blue
         if not path.is_file():
@@ -210,7 +210,7 @@ class Inspector:
             env = environments.select(self.config, self.environment)
             if env is None:
                 return {}
-            in_flight = state.phase in ("preparing", "prepared", "cutting_over")
+            in_flight = state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER)
             pending = self._pending_on_any_disk(self.store.folder / state.blue if in_flight else active)
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
@@ -312,7 +312,7 @@ def conflict_lines(conflict: dict) -> list[str]:
 def _missing_next_step(state, missing: list[str], gone: list[tuple[str, str, str]], past_fence: bool) -> str:
     """The `next` line when a file is gone: what the problem line says to do, and never `abort`
     once blue is fenced (abort refuses then)."""
-    if state.phase == "cut_over" and missing == [state.blue]:
+    if state.phase == Phase.CUT_OVER and missing == [state.blue]:
         return f"restore {state.blue} from a backup to keep revert possible, or bluegreen finalize"
     if past_fence and state.green in missing:
         return (f"restore {state.green} from a backup (blue is fenced, so abort refuses and green holds the "
