@@ -15,6 +15,7 @@ from bluegreen import __version__, config
 from bluegreen.gates import environments
 from bluegreen.files import layout
 from bluegreen.lifecycle.controller import Controller
+from bluegreen.reports.inspector import Inspector
 from bluegreen.reports.progress import ProgressReporter
 from bluegreen.results import Result
 from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
                                 environment=environments.chosen_name(args.env))
-        controller.inspector.require_files(args.command)
+        inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
+        inspector.require_files(args.command)
         if args.command == "demo":
             from bluegreen.tools import demo
 
@@ -182,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command in ("status", "plan", "history", "path", "generations", "check"):
-            result = getattr(controller.inspector, args.command)()
+            result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
                                                        reason=args.reason or "")

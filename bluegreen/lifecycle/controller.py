@@ -34,7 +34,6 @@ from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
 from bluegreen.reports import retention
-from bluegreen.reports.inspector import Inspector
 from bluegreen.results import Result, Timer
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -46,7 +45,6 @@ class Controller:
     def __init__(self, config: Config, progress: ProgressFn | None = None, environment: str | None = None):
         self.config = config
         self.store = Store(config.database.pointer)
-        self.inspector = Inspector(config, environment)  # the read-only commands (the CLI calls it)
         self.progress = progress or (lambda phase, done, total: None)
         self.gates = GateRunner(config, self.store, environment, self.progress)
         self.builder = Builder(config, self.store, self.progress)

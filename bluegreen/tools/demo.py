@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bluegreen.tools import demo_data
 from bluegreen.tools import demo_writer
+from bluegreen.engine import generations
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
 from bluegreen.engine.db import open_db
@@ -47,7 +48,7 @@ def run(controller: Controller, rows: int) -> Result:
             writer.kill()
             writer.wait()
     events = demo_writer.read_log(log)
-    active = controller.inspector.active_path()
+    active = generations.active_path(config.database.pointer, controller.store)
     problems = verify_writes(events, active)
     committed = [e for e in events if e["event"] == "committed"]
     if problems:

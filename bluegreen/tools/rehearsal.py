@@ -32,6 +32,7 @@ from bluegreen.tools import demo
 from bluegreen.tools import demo_writer
 from bluegreen.engine import snapshot
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
+from bluegreen.engine import generations
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.errors import BluegreenError, InputError, OperationFailed
@@ -76,7 +77,7 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
     scratch_config = _scratch_config(config, scratch, copy)
     controller = Controller(scratch_config, progress=progress)
     controller.init()
-    pending = controller.inspector.pending(copy)
+    pending = generations.pending(scratch_config.migrations.dir, copy)
     data = {"source": str(source), "scratch": str(scratch), "kept": keep, "pending": [m.file for m in pending]}
     if not pending:
         return Result("rehearse", f"{source.name} is up to date: nothing to rehearse (copied in {phases[0].duration_ms:.1f} ms "
