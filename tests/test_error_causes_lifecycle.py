@@ -18,7 +18,7 @@ from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.errors import (
     EXIT_FAILED, EXIT_USAGE, CaptureLost, ConfigInvalid, FenceTampered, InputError, MigrationInvalid, NoSpace,
-    OperationFailed, PauseBudgetExceeded, SchemaDrift, StillInUse)
+    PauseBudgetExceeded, SchemaDrift, StillInUse)
 from bluegreen.files import contract
 from bluegreen.files.journal import Phase, Step, Store
 from bluegreen.lifecycle.controller import Controller

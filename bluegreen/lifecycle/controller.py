@@ -19,6 +19,7 @@ from bluegreen.engine import generations
 from bluegreen.engine import migrations
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.engine.generations import version_of
+from bluegreen.engine.replay import Replayer
 from bluegreen.errors import ConfigInvalid, InputError, ReplayConflict, StillInUse
 from bluegreen.files import pointer
 from bluegreen.files import registry
@@ -174,7 +175,7 @@ class Controller:
                             f"generation {run.state.green_generation} stays prepared and blue active; run "
                             "`bluegreen cutover` once it passes, or `bluegreen abort`")
 
-    def _catch_up_and_fence(self, run: Run, replayer, blue: Path, green: Path, pending: list,
+    def _catch_up_and_fence(self, run: Run, replayer: Replayer, blue: Path, green: Path, pending: list,
                             offline: bool) -> tuple[PauseReport, str]:
         """Catch green up, validate it as caught up, then fence blue in the barrier (cutover.py).
         Until the fence commits, a failure leaves green prepared as it was and blue active."""
