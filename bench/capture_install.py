@@ -9,7 +9,7 @@ capture installed on blue twice in the same run, each on a fresh copy of the pro
 
 - statements: how it was done before, one transaction under blue's lock holding a CREATE TRIGGER
   per trigger and a CREATE INDEX per guard index, each rescanning sqlite_schema (O(tables²));
-- schema edit: what prepare does now (Controller._install_capture_on_blue): the guard indexes in
+- schema edit: what prepare does now (lifecycle/guard.py: install_capture_on_blue): the guard indexes in
   slices of about 10 ms under the lock, each followed by as long without it, then the triggers,
   worked out before the lock, as one sqlite_schema edit.
 
@@ -40,6 +40,7 @@ from pause import WRITER, make_project  # noqa: E402
 from bluegreen.engine import barrier
 from bluegreen.engine import capture  # noqa: E402
 from bluegreen.config import load as load_config  # noqa: E402
+from bluegreen.lifecycle import guard  # noqa: E402
 from bluegreen.lifecycle.controller import Controller  # noqa: E402
 
 
@@ -83,7 +84,7 @@ def current_install(controller: Controller, blue: Path) -> list[float]:
     original, holding = timed_holding(locks)
     barrier.holding = holding
     try:
-        controller._install_capture_on_blue(blue)
+        guard.install_capture_on_blue(controller.config, controller.store, blue)
     finally:
         barrier.holding = original
     events = [json.loads(line) for line in (blue.parent / ".bluegreen" / "events.jsonl").read_text().splitlines()]

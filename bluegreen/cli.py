@@ -15,6 +15,7 @@ from bluegreen import __version__, config
 from bluegreen.gates import environments
 from bluegreen.files import layout
 from bluegreen.lifecycle.controller import Controller
+from bluegreen.reports.inspector import Inspector
 from bluegreen.reports.progress import ProgressReporter
 from bluegreen.results import Result
 from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
@@ -169,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
                                 environment=environments.chosen_name(args.env))
-        controller.inspector.require_files(args.command)
+        inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
+        inspector.require_files(args.command)
         if args.command == "demo":
             from bluegreen.tools import demo
 
@@ -182,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command in ("status", "plan", "history", "path", "generations", "check"):
-            result = getattr(controller.inspector, args.command)()
+            result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
                                                        reason=args.reason or "")
         elif args.command == "approve":
-            result = controller.release.approve(args.version, args.by, args.note)
+            result = controller.gates.approve(args.version, args.by, args.note)
         elif args.command == "revert":
             result = controller.revert(accept_loss=args.accept_loss)
         elif args.command == "finalize":
@@ -241,13 +243,13 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
 def _render(args: argparse.Namespace, result: Result) -> None:
     if args.json:
         document = {"ok": result.exit_code == EXIT_OK, "command": result.command, "message": result.message,
-                    "phases": [asdict(p) for p in result.phases], **result.data}
+                    "phases": [asdict(p) for p in result.timings], **result.data}
         if result.exit_code != EXIT_OK:
             document.update(error=result.error, exit_code=result.exit_code)
         print(json.dumps(document, default=str))
         return
     print(result.message)
-    for phase in result.phases:
+    for phase in result.timings:
         print(f"  {phase.name:<13} {phase.duration_ms:>10.1f} ms")
 
 

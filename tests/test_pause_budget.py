@@ -255,26 +255,25 @@ def test_a_final_replay_over_the_budget_lets_go_gives_up_and_reports_the_overrun
 
 
 # ==================================================================================================
-# The same budget for revert: Switch.budget + Switch.hold on any lock
+# The same budget for revert: locked.measure + locked.hold on any lock
 # ==================================================================================================
 def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy_ready):
     """What revert calls (on green's lock): the fixed costs measured on a rehearsal connection,
     a try let go on its prediction (no overrun), a try whose commit ran long (an overrun, logged),
     and the give-up error carrying both."""
     import time
-    from contextlib import nullcontext
-
     from bluegreen.engine import barrier
     from bluegreen.config import load
     from bluegreen.errors import PauseBudgetExceeded
     from bluegreen.files.journal import Store
-    from bluegreen.lifecycle.cutover import Switch
+    from bluegreen.lifecycle import locked
+    from bluegreen.lifecycle.run import Run
 
     project = toy_ready
     config = load(project.config)
-    switch = Switch(config, Store(config.database.pointer), lambda name: nullcontext(), lambda *a, **k: None)
+    run = Run(Store(config.database.pointer))
     rehearsal = open_db(project.blue, triggers=False)
-    budget = switch.budget(rehearsal, lambda conn: capture.install_fence(conn, 9, guard=False))
+    budget = locked.measure(config, run, rehearsal, lambda conn: capture.install_fence(conn, 9, guard=False))
     rehearsal.close()
     assert budget.fence_ms > 0 and budget.fsync_ms >= 0 and budget.unreachable() == ""
     assert rows(project.blue, FENCES) == [(0,)]  # the rehearsal was rolled back
@@ -282,7 +281,7 @@ def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy
     def one_try(attempt: int, backlog: int, commit_s: float) -> float | None:
         held = barrier.take(project.blue, 1000)
         budget.observe([])  # nothing replayed in this sketch
-        return switch.hold(budget, attempt, lambda: backlog, lambda: [],
+        return locked.hold(run, budget, attempt, lambda: backlog, lambda: [],
                            lambda clock: (time.sleep(commit_s), clock.ms)[1],
                            lambda: (barrier.rollback(held), held.close()))
 

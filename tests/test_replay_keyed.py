@@ -349,7 +349,7 @@ def test_catch_up_aims_at_the_position_it_started_from_and_says_writes_outpaced_
         assert replayer.backlog() == report.arrived - (report.reached - report.target)
         # what prepare and cutover do with it: an event with both rates, and a note on stderr
         store, stream = Store(tmp_path / "current.toml"), io.StringIO()
-        Builder(None, store, ProgressReporter("json", stream), None, None).report_catch_up(replayer)
+        Builder(None, store, ProgressReporter("json", stream)).report_catch_up(replayer)
         [event] = [e for e in store.events() if e["event"] == "catch_up"]
         assert event["outpaced"] is True and event["write_rate"] > event["replay_rate"] > 0
         [note] = [json.loads(line) for line in stream.getvalue().splitlines()]

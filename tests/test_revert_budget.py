@@ -87,14 +87,14 @@ def test_a_budget_the_fixed_costs_cannot_fit_is_refused_before_any_lock(tmp_path
 
 
 def test_a_carry_over_the_budget_lets_go_gives_up_and_reports_the_overrun(tmp_path, monkeypatch):
-    from bluegreen.lifecycle.controller import Controller
+    from bluegreen.lifecycle.revert import Revert
 
     migrations = {**ADD_TABLE, "001_v1.1.0_add_audit_rollback.sql": textwrap.dedent(SLOW_FOR_ONE_ROW)}
     project = make_project(tmp_path, ITEMS, migrations)
     ok(project.cli("deploy", "--json"))
     for i in range(30):
         app(project, f"INSERT INTO items(name) VALUES ('green {i}')", path=project.gen(2))
-    pre_carry = Controller._pre_carry
+    pre_carry = Revert._pre_carry
 
     def then_a_write_lands(self, *args):  # what a writer on green does between the carry and the barrier
         carried = pre_carry(self, *args)
@@ -102,7 +102,7 @@ def test_a_carry_over_the_budget_lets_go_gives_up_and_reports_the_overrun(tmp_pa
             app(project, "INSERT INTO items(name) VALUES ('slow')", path=project.gen(2))
         return carried
 
-    monkeypatch.setattr(Controller, "_pre_carry", then_a_write_lands)
+    monkeypatch.setattr(Revert, "_pre_carry", then_a_write_lands)
     set_cutover(project, max_write_pause_ms=100, max_attempts=1)
     result = project.cli("revert", "--json")
     assert result.code == 1, (result.out, result.err)
@@ -120,7 +120,7 @@ def test_a_carry_over_the_budget_lets_go_gives_up_and_reports_the_overrun(tmp_pa
     assert read_rows(project.blue, "SELECT 1 FROM items WHERE name = 'slow'") == []
     app(project, "INSERT INTO items(name) VALUES ('after giving up')", path=project.gen(2))  # green writable
     # Nothing lost: the next revert carries every row.
-    monkeypatch.setattr(Controller, "_pre_carry", pre_carry)
+    monkeypatch.setattr(Revert, "_pre_carry", pre_carry)
     set_cutover(project, max_write_pause_ms=5000, max_attempts=3)
     ok(project.cli("revert", "--json"))
     assert pointer_of(project)["active"] == "app.db"

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from enum import StrEnum
 from typing import Iterator
 
 from bluegreen.errors import Busy, FileInTheWay, JournalInvalid, PointerInvalid
@@ -30,7 +31,7 @@ class State:
 
     base_name: str  # the adopted file's name; generations are named after it
     last_generation: int = 1  # never reused, even when a generation is abandoned
-    phase: str = "idle"  # idle | preparing | prepared | cutting_over | cut_over | reverting
+    phase: str = "idle"  # a Phase (below): idle | preparing | prepared | cutting_over | cut_over | reverting
     operation: str = ""  # the command that owns the phase
     step: str = ""  # the last journaled step inside the operation
     blue: str = ""  # the file being moved away from (active until the swap)
@@ -44,7 +45,37 @@ class State:
     conflict: dict = field(default_factory=dict)  # the last replay conflict (a row green's schema rejects), for status
 
 
-PHASES = ("idle", "preparing", "prepared", "cutting_over", "cut_over", "reverting")
+class Phase(StrEnum):
+    """The journal's lifecycle state (state.json's `phase`); a str, so the file reads as before."""
+
+    IDLE = "idle"
+    PREPARING = "preparing"
+    PREPARED = "prepared"
+    CUTTING_OVER = "cutting_over"
+    CUT_OVER = "cut_over"
+    REVERTING = "reverting"
+
+
+class Step(StrEnum):
+    """The journal's step names inside an operation (state.json's `step`); each journaled step is
+    also a crash point, `BLUEGREEN_CRASH_AT=operation:step`."""
+
+    NONE = ""
+    CAPTURE = "capture"  # prepare: capture installed on blue
+    BARRIER = "barrier"  # deploy --offline: blue's write lock taken
+    SNAPSHOT = "snapshot"
+    MIGRATE = "migrate"
+    CATCH_UP = "catch_up"
+    VALIDATE = "validate"
+    VALIDATED = "validated"  # prepared: green built, caught up, validated
+    FENCED = "fenced"  # the retiring file's fence committed
+    SWAPPED = "swapped"  # the pointer moved
+    CARRY_BACK = "carry_back"  # revert: green's changes carried into blue under green's barrier
+    UNFENCED = "unfenced"  # revert: blue takes writes again (the pointer still names green)
+    CLOSING = "closing"  # finalize: green's capture being removed
+
+
+PHASES = tuple(Phase)
 _NAME_FIELDS = ("base_name", "blue", "green")  # file names in the pointer's folder
 _NUMBER_FIELDS = ("last_generation", "blue_generation", "green_generation")
 
@@ -135,8 +166,9 @@ class Store:
         """The pointer and the journal must tell one story (a pointer restored from an old copy
         or edited by hand would have deploy fence, or revert overwrite, the wrong file)."""
         expected = generation_file(state.base_name, current.generation)
-        allowed = {"preparing": [state.blue], "prepared": [state.blue], "cutting_over": [state.blue, state.green],
-                   "cut_over": [state.green], "reverting": [state.blue, state.green]}.get(state.phase)
+        allowed = {Phase.PREPARING: [state.blue], Phase.PREPARED: [state.blue],
+                   Phase.CUTTING_OVER: [state.blue, state.green], Phase.CUT_OVER: [state.green],
+                   Phase.REVERTING: [state.blue, state.green]}.get(state.phase)
         problem = ""
         if current.generation > state.last_generation:
             problem = f"the journal has allocated generations up to {state.last_generation} only"
@@ -264,7 +296,7 @@ def check_state(path: Path, raw: object) -> State:
         raise bad("base_name", "must name the adopted file")
     if state.phase not in PHASES:
         raise bad("phase", f"must be one of {', '.join(PHASES)}")
-    if state.phase != "idle" and not state.blue:
+    if state.phase != Phase.IDLE and not state.blue:
         raise bad("blue", f"must name the active file while phase is {state.phase}")
     for key in ("blue_generation", "green_generation"):
         if getattr(state, key) > state.last_generation:

@@ -13,7 +13,7 @@ it, and how each part is predicted from measurements of this run on this machine
 
 Callers ask `predict(rows)` before and while they hold the lock and let go when it does not fit;
 they `record()` every attempt's measured pause, so no overrun ever goes unreported. Cutover and
-revert use the same object (see `Switch.within_budget`).
+revert use the same object (see `Cutover.within_budget` and locked.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import apsw
 
 from bluegreen.errors import PauseBudgetExceeded
 from bluegreen.engine.replay import BatchResult
+from bluegreen.results import Result
 
 ASSUMED_ROWS_PER_SECOND = 20_000.0  # before enough rows were measured: deliberately modest
 CATCH_UP_FRACTION = 0.5  # catch up until the backlog's replay fits in half of what is left
@@ -217,3 +218,22 @@ def _timed_commit(conn: apsw.Connection) -> float:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
         conn.execute(f"PRAGMA synchronous = {int(mode)}")
+
+
+@dataclass
+class PauseReport:
+    """How a locked moment went (cutover's or revert's): the pause writers saw, the tries it took,
+    and the budget's account of every try (None offline, where writes are held on purpose)."""
+
+    pause_ms: float
+    attempts: int
+    budget: PauseBudget | None = None
+
+    def annotate(self, result: Result) -> Result:
+        """Put the budget's account in the result: data (and so --json) and the human text."""
+        result.data["attempts"] = self.attempts
+        if self.budget is not None:
+            result.data["pause_budget"] = self.budget.as_dict()
+            result.data["pause_overruns"] = len(self.budget.overruns)
+            result.message += self.budget.overrun_text()
+        return result

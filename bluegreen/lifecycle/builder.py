@@ -1,12 +1,12 @@
 """Builds a green generation: snapshot blue, migrate, catch up, validate, start capture.
 
-Each step is a method; the controller decides when they run and journals around them.
+Each step is a method; the controller decides when they run. `build` journals and times its
+steps through the command's Run (lifecycle/run.py).
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Callable
 
@@ -20,37 +20,36 @@ from bluegreen.engine import snapshot
 from bluegreen.gates import validate
 from bluegreen.config import Config
 from bluegreen.engine.db import open_db
-from bluegreen.errors import GateRefused, InputError, OperationFailed
+from bluegreen.errors import GateRefused, MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed
 from bluegreen.engine.replay import Replayer
-from bluegreen.files.journal import State, Store
+from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
+from bluegreen.lifecycle.run import Run
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 class Builder:
-    def __init__(self, config: Config, store: Store, progress: ProgressFn,
-                 phase: Callable[[str], AbstractContextManager], journal: Callable[..., None]):
+    def __init__(self, config: Config, store: Store, progress: ProgressFn):
         self.config = config
         self.store = store
         self.progress = progress
-        self.phase = phase  # times a named phase for the report and the event log
-        self.journal = journal  # records a step in the controller's journal
 
-    def build(self, state: State, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
+    def build(self, run: Run, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
         """Snapshot blue into green (created under its final name), migrate, catch up, validate,
         and start capture on green so that a revert can tell exactly what green gained."""
+        state = run.state
         source = open_db(blue, query_only=True)
         try:
-            with self.phase("snapshot"):
-                self.journal(state, step="snapshot")
+            with run.timed(Step.SNAPSHOT):
+                run.journal(step=Step.SNAPSHOT)
                 copied = self._copy(source, green, file_mode(blue))
         finally:
             source.close()
         conn = open_db(green, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         try:
-            with self.phase("migrate"):
-                self.journal(state, step="migrate")
+            with run.timed(Step.MIGRATE):
+                run.journal(step=Step.MIGRATE)
                 self._adopt_snapshot(conn, state.green_generation, copied)
                 self._migrate(conn, pending)
         finally:
@@ -60,9 +59,9 @@ class Builder:
             replayer = self.replayer(blue, green, pending)
             try:
                 self._check_sync_coverage(replayer, pending)
-                with self.phase("catch_up"):
-                    self.journal(state, step="catch_up")
-                    replayer.catch_up(progress=lambda done, total: self.progress("catch_up", done, total))
+                with run.timed(Step.CATCH_UP):
+                    run.journal(step=Step.CATCH_UP)
+                    replayer.catch_up(progress=lambda done, total: self.progress(Step.CATCH_UP, done, total))
                 self.report_catch_up(replayer)
                 fk = self.foreign_keys_at_one_position(replayer)
                 self._check_source_schema(replayer)
@@ -72,8 +71,8 @@ class Builder:
         try:
             if fk is None:  # offline: blue is locked throughout, so the snapshot is the position
                 fk = validate.ForeignKeys(validate.foreign_key_violations(conn), _violations_of(blue))
-            with self.phase("validate"):
-                self.journal(state, step="validate")
+            with run.timed(Step.VALIDATE):
+                run.journal(step=Step.VALIDATE)
                 report = self.validate(conn, state.green_generation, pending, blue=blue, fk=fk)
             conn.execute("BEGIN IMMEDIATE")
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
@@ -88,7 +87,7 @@ class Builder:
         effects = {}
         depends_on = migrations.current_version(conn)
         for done, migration in enumerate(pending):
-            self.progress("migrate", done, len(pending))
+            self.progress(Step.MIGRATE, done, len(pending))
             result = migrations.apply(conn, migration, depends_on)
             effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
@@ -166,7 +165,7 @@ class Builder:
         triggers), so say so now rather than at cutover."""
         now = replayer.conn.execute("PRAGMA source.schema_version").get
         if now != capture.get_meta(replayer.conn, "source_schema_version"):
-            raise OperationFailed(
+            raise SchemaDrift(
                 f"{replayer.source}: its schema changed while the new generation was being built (DDL on the "
                 "live file); nothing was kept: run the command again once the schema change is done"
             )
@@ -179,7 +178,7 @@ class Builder:
         reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
         if missing or (reasons and not with_sync):
             needs = missing or [m.file for m in pending]
-            raise InputError(
+            raise MigrationInvalid(
                 f"{', '.join(needs)}: needs a _sync.sql companion: "
                 + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
                 + ". Without one, writes made on blue during prepare would be missing from green; add the "
@@ -190,16 +189,16 @@ class Builder:
         try:
             return snapshot.copy(
                 source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
-                progress=lambda done, total: self.progress("snapshot", done, total),
+                progress=lambda done, total: self.progress(Step.SNAPSHOT, done, total),
             )
         except (apsw.FullError, apsw.IOError) as exc:
             # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.
-            raise OperationFailed(
+            raise NoSpace(
                 f"{green}: could not write the copy ({_result_name(exc)}: disk full or file too large); "
                 "nothing was changed: free space, then run the command again"
             ) from None
         except apsw.Error as exc:
-            raise OperationFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
+            raise SnapshotFailed(f"{green}: snapshot failed ({_result_name(exc)}: {exc})") from None
 
     def _adopt_snapshot(self, conn: apsw.Connection, generation: int, copied: snapshot.SnapshotResult) -> None:
         """Green inherits blue's capture triggers in the copy: drop them before migrating, keep

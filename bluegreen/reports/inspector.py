@@ -10,6 +10,7 @@ from bluegreen.files import contract
 from bluegreen.gates import approvals
 from bluegreen.gates import environments
 from bluegreen.gates import estimate
+from bluegreen.engine import generations
 from bluegreen.engine import migrations
 from bluegreen.reports import check as monitor
 from bluegreen.files import pointer
@@ -19,15 +20,15 @@ from bluegreen.config import Config
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
 from bluegreen.results import Result
-from bluegreen.files.journal import Store
-from bluegreen.files.layout import disk_full, space_hint
+from bluegreen.files.journal import Phase, Store
+from bluegreen.files.layout import space_hint
 
 NEXT_STEP = {
-    "preparing": "an interrupted prepare: bluegreen resume, or bluegreen abort",
-    "prepared": "bluegreen cutover (or abort)",
-    "cutting_over": "an interrupted cutover: bluegreen resume, or bluegreen abort",
-    "cut_over": "bluegreen finalize to keep it, or bluegreen revert",
-    "reverting": "an interrupted revert: bluegreen resume",
+    Phase.PREPARING: "an interrupted prepare: bluegreen resume, or bluegreen abort",
+    Phase.PREPARED: "bluegreen cutover (or abort)",
+    Phase.CUTTING_OVER: "an interrupted cutover: bluegreen resume, or bluegreen abort",
+    Phase.CUT_OVER: "bluegreen finalize to keep it, or bluegreen revert",
+    Phase.REVERTING: "an interrupted revert: bluegreen resume",
 }
 
 
@@ -41,19 +42,19 @@ USES_JOURNAL_FILES = ("prepare", "cutover", "deploy", "revert", "finalize", "res
 
 def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
     """(role, file name, what to do if it is gone) for the files `command` needs in this phase."""
-    if state.phase == "idle":
+    if state.phase == Phase.IDLE:
         return []
     blue = ("blue (the file applications used before this operation)", state.blue,
-            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == "cut_over" else "blue is the active file"))
-    if state.phase == "cut_over":
+            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == Phase.CUT_OVER else "blue is the active file"))
+    if state.phase == Phase.CUT_OVER:
         green = ("green (the generation the cutover makes active)", state.green,
                  "restore it from a backup; it is the active file")
         # finalize only removes capture from green: with blue gone it closes the window without it
         return [green] if command == "finalize" else [blue, green]
-    if state.phase in ("preparing", "prepared") or (state.phase == "cutting_over" and command == "abort"):
+    if state.phase in (Phase.PREPARING, Phase.PREPARED) or (state.phase == Phase.CUTTING_OVER and command == "abort"):
         green = ("the prepared generation", state.green,
                  "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
-        return [blue] if command in ("abort", "resume") or state.phase == "preparing" else [blue, green]
+        return [blue] if command in ("abort", "resume") or state.phase == Phase.PREPARING else [blue, green]
     green = ("green (the generation the cutover makes active)", state.green,
              "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
     return [blue, green]
@@ -66,27 +67,13 @@ class Inspector:
         self.store = Store(config.database.pointer)
 
     def current(self) -> pointer.Pointer:
-        """The pointer, checked on its own (pointer.read) and against the journal, when there is one."""
-        current = pointer.read(self.config.database.pointer)
-        # A missing active file is the more urgent news: the caller reports it first.
-        if self.store.initialized() and current.active_path(self.config.database.pointer).exists():
-            self.store.check_pointer(self.store.load(), current)
-        return current
+        return generations.current(self.config.database.pointer, self.store)
 
     def active_path(self) -> Path:
-        """The file the pointer names; a missing one is an error, never a new empty database."""
-        path = self.current().active_path(self.config.database.pointer)
-        problem = self._missing_active(path)
-        if problem:
-            raise InputError(problem)
-        return path
+        return generations.active_path(self.config.database.pointer, self.store)
 
     def _missing_active(self, path: Path) -> str:
-        if path.is_file():
-            return ""
-        return (f"{path}: active generation not found (named by {self.config.database.pointer}); restore "
-                "the file from a backup (applications cannot open it either), or point `active` at an existing "
-                "generation")
+        return generations.missing_active(self.config.database.pointer, path)
 
     def require_files(self, command: str) -> None:
         """Before a command opens what the journal names: every file its phase needs is there, or one line says
@@ -102,31 +89,10 @@ class Inspector:
                                                 f"it, phase {state.phase}); nothing was changed", fix, sep=": ")
 
     def pending(self, active: Path) -> list[migrations.Migration]:
-        found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(active, query_only=True)
-        try:
-            return migrations.pending(found, conn)
-        finally:
-            conn.close()
+        return generations.pending(self.config.migrations.dir, active)
 
     def _pending_on_any_disk(self, active: Path) -> list[migrations.Migration]:
-        """pending(), also on a full disk, where SQLite cannot create the -wal/-shm a WAL read
-        needs ("disk I/O error"): with neither present no connection has the file open and the
-        file alone is the database, so an immutable read-only open, which creates nothing, reads
-        it exactly."""
-        unopened = not any(Path(f"{active}{side}").exists() for side in ("-wal", "-shm"))
-        if not (unopened and disk_full(active.parent)):
-            try:
-                return self.pending(active)
-            except apsw.Error:
-                if not unopened:
-                    raise
-        found = migrations.discover(self.config.migrations.dir)
-        conn = open_db(readonly_uri(active) + "&immutable=1", readonly=True)
-        try:
-            return migrations.pending(found, conn)
-        finally:
-            conn.close()
+        return generations.pending_on_any_disk(self.config.migrations.dir, active)
 
     def status(self) -> Result:
         """The on-call's first command: it writes nothing, and reports what it cannot read instead
@@ -162,7 +128,7 @@ class Inspector:
             data["pending_error"] = exc.message
         except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
             data["pending_error"] = f"unknown: cannot read {active.name} ({exc}{space_hint(active.parent)})"
-        in_flight = state.green if state.phase in ("preparing", "prepared", "cutting_over") else ""
+        in_flight = state.green if state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) else ""
         clients = registry.live_clients(self.config.database.pointer)
         behind = [c for c in clients if any(f.file not in (current.active, in_flight) for f in c.files)]
         data["clients"] = [c.as_dict() for c in clients]
@@ -176,7 +142,7 @@ class Inspector:
         if past_fence:  # abort is refused now (hazard 16): only forward
             data["next"] = "an interrupted cutover, past blue's fence: bluegreen resume (then revert if wanted)"
         data["conflict"] = state.conflict
-        if state.conflict and state.phase in ("prepared", "cutting_over") and not past_fence:
+        if state.conflict and state.phase in (Phase.PREPARED, Phase.CUTTING_OVER) and not past_fence:
             data["next"] = conflict_next_step(state.conflict)
         lines = [
             f"active      {active} (generation {current.generation}, schema {current.schema_version})",
@@ -213,7 +179,7 @@ class Inspector:
             data["next"] = _missing_next_step(state, missing, gone, past_fence)
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
-        for line in conflict_lines(state.conflict if state.phase in ("prepared", "cutting_over") else {}):
+        for line in conflict_lines(state.conflict if state.phase in (Phase.PREPARED, Phase.CUTTING_OVER) else {}):
             lines.append(line)
         lines.append("next        " + data["next"])
         if problems:
@@ -224,7 +190,7 @@ class Inspector:
         """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
         journal does not (deploy --offline killed between its fence's commit and the journal),
         exactly as abort decides; the journal's fence record when blue cannot be read."""
-        if state.phase not in ("preparing", "prepared", "cutting_over") or not state.blue:
+        if state.phase not in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) or not state.blue:
             return False
         path = self.store.folder / state.blue
         if not path.is_file():
@@ -244,7 +210,7 @@ class Inspector:
             env = environments.select(self.config, self.environment)
             if env is None:
                 return {}
-            in_flight = state.phase in ("preparing", "prepared", "cutting_over")
+            in_flight = state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER)
             pending = self._pending_on_any_disk(self.store.folder / state.blue if in_flight else active)
         except BluegreenError as exc:
             return {"environment_error": exc.message} if self.config.environments else {}
@@ -346,7 +312,7 @@ def conflict_lines(conflict: dict) -> list[str]:
 def _missing_next_step(state, missing: list[str], gone: list[tuple[str, str, str]], past_fence: bool) -> str:
     """The `next` line when a file is gone: what the problem line says to do, and never `abort`
     once blue is fenced (abort refuses then)."""
-    if state.phase == "cut_over" and missing == [state.blue]:
+    if state.phase == Phase.CUT_OVER and missing == [state.blue]:
         return f"restore {state.blue} from a backup to keep revert possible, or bluegreen finalize"
     if past_fence and state.green in missing:
         return (f"restore {state.green} from a backup (blue is fenced, so abort refuses and green holds the "

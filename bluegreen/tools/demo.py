@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bluegreen.tools import demo_data
 from bluegreen.tools import demo_writer
+from bluegreen.engine import generations
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
 from bluegreen.engine.db import open_db
@@ -47,7 +48,7 @@ def run(controller: Controller, rows: int) -> Result:
             writer.kill()
             writer.wait()
     events = demo_writer.read_log(log)
-    active = controller.inspector.active_path()
+    active = generations.active_path(config.database.pointer, controller.store)
     problems = verify_writes(events, active)
     committed = [e for e in events if e["event"] == "committed"]
     if problems:
@@ -59,7 +60,7 @@ def run(controller: Controller, rows: int) -> Result:
     lines = [
         f"generated {rows:,} v1.2.1 content rows in {generated_s:.1f} s: {initial}",
         deployed.message,
-        *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.phases],
+        *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.timings],
         f"writer: {len(committed)} writes committed, all {len(committed)} present in {active.name} "
         f"(content: {counts['content']:,} rows, content_v1: {counts['content_v1']:,})",
         f"longest wait any write saw: {longest:.1f} ms (pause budget {config.cutover.max_write_pause_ms} ms; "

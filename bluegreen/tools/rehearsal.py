@@ -32,11 +32,12 @@ from bluegreen.tools import demo
 from bluegreen.tools import demo_writer
 from bluegreen.engine import snapshot
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
+from bluegreen.engine import generations
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.errors import ArgumentInvalid, BluegreenError, FileInTheWay, WriterFailed
 from bluegreen.reports.inspector import Inspector
-from bluegreen.results import Phase, Result
+from bluegreen.results import Result, Timing
 from bluegreen.results import Timer
 from bluegreen.files.layout import create_file, file_mode
 
@@ -72,11 +73,11 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
     copy = scratch / "data" / config.database.initial.name
     clock = Timer()
     _copy(config, source, copy, progress)
-    phases = [Phase("copy", clock.ms)]
+    phases = [Timing("copy", clock.ms)]
     scratch_config = _scratch_config(config, scratch, copy)
     controller = Controller(scratch_config, progress=progress)
     controller.init()
-    pending = controller.inspector.pending(copy)
+    pending = generations.pending(scratch_config.migrations.dir, copy)
     data = {"source": str(source), "scratch": str(scratch), "kept": keep, "pending": [m.file for m in pending]}
     if not pending:
         return Result("rehearse", f"{source.name} is up to date: nothing to rehearse (copied in {phases[0].duration_ms:.1f} ms "
@@ -97,22 +98,21 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
-    phases += deployed.phases
+    phases += deployed.timings
     data["deploy"] = {"ok": True, "generation": deployed.data["generation"], "schema_version": deployed.data["schema_version"],
                       "write_pause_ms": deployed.data["write_pause_ms"], "attempts": deployed.data.get("attempts", 1)}
     data["validation"] = _verdicts(controller)
     report = _writer_report(kind, log, Path(deployed.data["active"])) if process is not None else None
     data["writer"] = dataclasses.asdict(report) if report else None
 
-    reverter = Controller(scratch_config, progress=progress)  # a fresh one: its phases are the revert's only
     try:
-        reverted = reverter.revert()
+        reverted = controller.revert()  # a command of its own: its timings are the revert's only
     except BluegreenError as exc:
         data["revert"] = {"ok": False, "error": exc.message}
         raise type(exc)(f"rehearsal in {where}: the deploy passed but its revert failed, the real files were not "
                         f"touched: {exc.message}", details=data, hint=exc.hint) from None
-    phases += [Phase(f"revert.{p.name}", p.duration_ms) for p in reverted.phases]
-    revert_ms = round(sum(p.duration_ms for p in reverted.phases), 1)
+    phases += [Timing(f"revert.{p.name}", p.duration_ms) for p in reverted.timings]
+    revert_ms = round(sum(p.duration_ms for p in reverted.timings), 1)
     data["revert"] = {"ok": True, "duration_ms": revert_ms, "carried_back": reverted.data["carried_back"]}
     data["phases"] = [dataclasses.asdict(p) for p in phases]
 

@@ -1,5 +1,5 @@
-"""The release controls around the lifecycle: the environment's rule, the verified backup,
-approvals, hooks and the cutover hold flag.
+"""The gates and side effects run around each lifecycle command: the environment's rule (window,
+approvals), the verified backup, approvals, hooks and the cutover hold flag.
 
 The controller calls each of these at one clear point of its story and never while it holds a
 database lock, so none of them can make writers wait. Each refusal here happens before anything
@@ -12,7 +12,7 @@ import getpass
 import os
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from bluegreen.gates import approvals
 from bluegreen.gates import backup
@@ -22,27 +22,31 @@ from bluegreen.files import pointer
 from bluegreen.config import Config
 from bluegreen.errors import EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, BluegreenError, InputError
 from bluegreen.gates.hooks import HookContext, HookRun, Hooks
-from bluegreen.reports.inspector import Inspector
+from bluegreen.engine import generations
 from bluegreen.engine.replay import Replayer
-from bluegreen.results import Phase, Result
+from bluegreen.results import Result, Timed
 from bluegreen.files.journal import State, Store
 
-PhaseFn = Callable[[str], AbstractContextManager]  # the controller's timed-phase context
+
+class CommandRun(Protocol):
+    """What the gates need of the running command (lifecycle/run.py's Run): a timed step, and a
+    place for hook runs (reported among the timed steps and in the result)."""
+
+    hook_runs: list[HookRun]
+
+    def timed(self, name: str) -> AbstractContextManager: ...
+
+    def hook_ran(self, run: HookRun) -> None: ...
 
 
-class ReleaseControls:
-    def __init__(self, config: Config, store: Store, inspector: Inspector, environment: str | None,
-                 phases: list[Phase], phase: PhaseFn, progress: object):
+class GateRunner:
+    def __init__(self, config: Config, store: Store, environment: str | None, progress: object):
         self.config = config
         self.store = store
-        self.inspector = inspector
         self.environment = environment  # the chosen environment's name (--env or $BLUEGREEN_ENV), if any
         self.approvals = approvals.Approvals(store.state_dir, store.file_mode())
         self.hooks = Hooks(config, store)
-        self._phases = phases  # the running operation's phases: hook runs are reported among them
-        self._phase = phase
         self._progress = progress
-        self._hook_runs: list[HookRun] = []
 
     # ------------------------------------------------------------------------------------------
     # the environment's rule, the verified backup, approvals
@@ -60,12 +64,12 @@ class ReleaseControls:
             self.store.log("window_forced", command=command, environment=env.name, version=version,
                            window=check.window.text, now=check.window.now, reason=reason, by=_who())
 
-    def backup_blue(self, blue: Path) -> dict:
+    def backup_blue(self, run: CommandRun, blue: Path) -> dict:
         """A verified backup of blue before prepare touches it, if the environment asks for one."""
         env = environments.select(self.config, self.environment)
         if env is None or not env.backup:
             return {}
-        with self._phase("backup"):
+        with run.timed(Timed.BACKUP):
             made = backup.take(blue, env.backup_dir, self.config.snapshot.pages_per_step)
         self.store.log("backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows,
                        bytes=made.bytes)
@@ -82,8 +86,8 @@ class ReleaseControls:
 
     def approve(self, version: str, by: str, note: str = "") -> Result:
         env = environments.select(self.config, self.environment)
-        active = self.inspector.active_path()
-        versions = list(dict.fromkeys(m.version for m in self.inspector.pending(active)))
+        active = generations.active_path(self.config.database.pointer, self.store)
+        versions = list(dict.fromkeys(m.version for m in generations.pending(self.config.migrations.dir, active)))
         wanted = approvals.normalize_version(version)
         if wanted not in versions:
             raise InputError(f"{version}: not a pending version of {active.name} (pending: "
@@ -107,26 +111,27 @@ class ReleaseControls:
     # ------------------------------------------------------------------------------------------
     # hooks and the hold flag
     # ------------------------------------------------------------------------------------------
-    def pre_hook(self, event: str, command: str, state: State, versions: tuple[str, str], outcome: str) -> None:
+    def pre_hook(self, run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str],
+                 outcome: str) -> None:
         """A pre-* hook is a gate: if it fails, refuse with `outcome` (what stays as it is)."""
-        run = self._run_hook(self._hook_context(event, command, state, versions))
+        run = self._run_hook(run, self._hook_context(event, command, state, versions))
         if run and not run.ok:
             raise self.hooks.refusal(run, outcome)
 
-    def post_hook(self, event: str, command: str, state: State, versions: tuple[str, str], result: Result) -> Result:
+    def post_hook(self, command_run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str],
+                  result: Result) -> Result:
         """A post-* hook reports: the operation stands whatever it says; its failure is the error."""
-        run = self._run_hook(self._hook_context(event, command, state, versions))
-        if self._hook_runs:
-            result.data["hooks"] = [r.as_dict() for r in self._hook_runs]
+        run = self._run_hook(command_run, self._hook_context(event, command, state, versions))
+        if command_run.hook_runs:
+            result.data["hooks"] = [r.as_dict() for r in command_run.hook_runs]
         if run and not run.ok:
             raise self.hooks.after_failure(run, result)
         return result
 
-    def _run_hook(self, context: HookContext) -> HookRun | None:
+    def _run_hook(self, command_run: CommandRun, context: HookContext) -> HookRun | None:
         run = self.hooks.run(context)
         if run:
-            self._phases.append(Phase(f"{context.event} hook", run.duration_ms))
-            self._hook_runs.append(run)
+            command_run.hook_ran(run)
         return run
 
     def _hook_context(self, event: str, command: str, state: State, versions: tuple[str, str],
@@ -141,7 +146,7 @@ class ReleaseControls:
         )
 
     @contextmanager
-    def on_failure(self, command: str) -> Iterator[None]:
+    def on_failure(self, run: CommandRun, command: str) -> Iterator[None]:
         """Run the on-failure hook when the operation fails (exit 1, 3 or 5), then let the
         original error through: the hook's own failure is added to it, never replaces it."""
         try:
@@ -149,15 +154,16 @@ class ReleaseControls:
         except Exception as exc:
             code = exc.exit_code if isinstance(exc, BluegreenError) else EXIT_FAILED
             if code in (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED) and self.hooks.command_for("on-failure"):
-                self._run_on_failure(command, exc, code)
+                self._run_on_failure(run, command, exc, code)
             raise
 
-    def _run_on_failure(self, command: str, exc: Exception, code: int) -> None:
+    def _run_on_failure(self, command_run: CommandRun, command: str, exc: Exception, code: int) -> None:
         message = exc.message if isinstance(exc, BluegreenError) else f"SQLite error: {exc}"
         try:
             state = self.store.load()
             versions = (pointer.read(self.config.database.pointer).schema_version, state.target_version)
-            run = self._run_hook(self._hook_context("on-failure", command, state, versions, message, code))
+            run = self._run_hook(command_run, self._hook_context("on-failure", command, state, versions, message,
+                                                                 code))
         except Exception as hook_exc:  # the hook machinery itself failed: the original error still wins
             self.store.log("hook_error", hook="on-failure", error=str(hook_exc))
             return
@@ -172,7 +178,7 @@ class ReleaseControls:
                 "(a file whose presence holds the cutover), or run without --wait"
             )
 
-    def hold_before_deploy(self, offline: bool, wait: bool) -> None:
+    def hold_before_deploy(self, run: CommandRun, offline: bool, wait: bool) -> None:
         """Up front, before anything is built: a held deploy without --wait refuses with nothing
         changed; --offline --wait waits here (there is no green to keep caught up yet)."""
         flag = self.config.cutover.wait_flag
@@ -181,11 +187,11 @@ class ReleaseControls:
         if not wait:
             raise hold.refusal(flag, "deploy", "blue stays active")
         if offline:
-            with self._phase("hold"):
+            with run.timed(Timed.HOLD):
                 hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline",
                                      "blue stays active")
 
-    def hold_prepared(self, state: State, wait: bool, open_replayer: Callable[[], Replayer]) -> None:
+    def hold_prepared(self, run: CommandRun, state: State, wait: bool, open_replayer: Callable[[], Replayer]) -> None:
         """Before a fresh cutover: refuse while the flag exists, or (--wait) keep green caught up
         until it is gone. Green stays prepared either way; only catch-up batches touch it."""
         flag = self.config.cutover.wait_flag
@@ -200,7 +206,7 @@ class ReleaseControls:
                 replayer.catch_up()
                 return replayer.position().seq
 
-            with self._phase("hold"):
+            with run.timed(Timed.HOLD):
                 hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover",
                                      prepared + ", caught up")
         finally:
