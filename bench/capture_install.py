@@ -88,8 +88,8 @@ def current_install(controller: Controller, blue: Path) -> list[float]:
     finally:
         barrier.holding = original
     events = [json.loads(line) for line in (blue.parent / ".bluegreen" / "events.jsonl").read_text().splitlines()]
-    guard = [e for e in events if e["event"] == "blob_guard"]
-    return locks + [guard[-1]["longest_lock_ms"]] * guard[-1]["transactions"] if guard else locks
+    slices = [e for e in events if e["event"] == "blob_guard"]
+    return locks + [slices[-1]["longest_lock_ms"]] * slices[-1]["transactions"] if slices else locks
 
 
 def one_install(work: Path, tables: int, method: str) -> dict:

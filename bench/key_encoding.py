@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import apsw  # noqa: E402
 
-from bluegreen.engine.capture import _quoted_key_value  # noqa: E402
+from bluegreen.engine.keys import _quoted_key_value  # noqa: E402
 
 
 def quote_only(value: str) -> str:

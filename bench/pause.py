@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 import apsw  # noqa: E402
 
 from bluegreen.engine import capture  # noqa: E402
+from bluegreen.engine import names  # noqa: E402
 from bluegreen.config import load as load_config  # noqa: E402
 from bluegreen.lifecycle.controller import Controller  # noqa: E402
 from bluegreen.engine.db import quote_ident  # noqa: E402
@@ -86,7 +87,7 @@ while not os.path.exists(stop):
 def legacy_fence(conn: apsw.Connection, active_generation: int, guard: bool = True, drop_capture: bool = True) -> int:
     """The fence as it was made before: one DROP TRIGGER / CREATE TRIGGER statement per trigger."""
     if drop_capture:
-        for (name,) in capture._triggers(conn, capture.CAPTURE_PREFIX):
+        for (name,) in names.find_triggers(conn, names.CAPTURE_PREFIX):
             conn.execute(f"DROP TRIGGER IF EXISTS {quote_ident(name)}")
     for sql in capture.fence_sql(conn, active_generation):
         conn.execute(sql.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS", 1))

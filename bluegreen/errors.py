@@ -178,6 +178,13 @@ class ReplayConflict(GateRefused):
     and the row's values; nothing was committed, the source stays active."""
 
 
+class ValidationRefused(GateRefused):
+    """Green failed a validation check (row counts, integrity, foreign keys, a named check, the
+    performance gate); blue stays active. details hold every check."""
+
+    hint = "fix the migration or the check, then deploy again"
+
+
 class OutsideWindow(GateRefused):
     """The environment's cutover window is closed."""
 

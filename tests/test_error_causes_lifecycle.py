@@ -17,11 +17,13 @@ from bluegreen.config import load
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.errors import (
-    EXIT_FAILED, EXIT_USAGE, CaptureLost, ConfigInvalid, FenceTampered, InputError, MigrationInvalid, NoSpace,
-    PauseBudgetExceeded, SchemaDrift, StillInUse)
+    EXIT_FAILED, EXIT_GATE, EXIT_USAGE, CaptureLost, ConfigInvalid, FenceTampered, GateRefused, InputError,
+    MigrationInvalid, NoSpace, PauseBudgetExceeded, SchemaDrift, StillInUse, ValidationRefused, WrongPhase)
 from bluegreen.files import contract
 from bluegreen.files.journal import Phase, Step, Store
 from bluegreen.lifecycle.controller import Controller
+from conftest import disk_state
+from test_failures import FAILING_VALIDATE
 from test_online_hazards import make_project, set_cutover
 from test_pause_budget import ADD_TABLE, many_tables
 
@@ -186,3 +188,46 @@ def test_a_copy_that_cannot_be_written_is_no_space(toy):
                           capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == [NoSpace.__name__], (done.stdout, done.stderr)
     assert Store(toy.pointer).load().phase == Phase.IDLE and not toy.gen(2).exists()
+
+
+# -- WrongPhase: a command the journal's phase does not allow; nothing on disk changes ---------------
+@pytest.mark.parametrize("command, phase_words", [
+    ("cutover", "nothing prepared to cut over"),
+    ("revert", "nothing to revert"),
+])
+def test_a_command_the_phase_does_not_allow_is_wrong_phase(toy_ready, command, phase_words):
+    before = disk_state(toy_ready.data)
+    with pytest.raises(WrongPhase) as caught:
+        getattr(controller(toy_ready), command)()
+    assert caught.value.exit_code == EXIT_USAGE and phase_words in caught.value.message
+    assert disk_state(toy_ready.data) == before
+
+
+def test_a_deploy_in_the_revert_window_and_one_over_an_interrupted_operation_are_wrong_phase(toy_ready):
+    run = controller(toy_ready)
+    run.deploy()
+    with pytest.raises(WrongPhase) as caught:
+        run.deploy()  # the same Controller: it serves the next command too
+    assert "is in its revert window" in caught.value.message
+    run.revert()
+    (toy_ready.schemas / "003_v3.0.0_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note TEXT;\n")
+    run.prepare()
+    before = disk_state(toy_ready.data)
+    with pytest.raises(WrongPhase) as caught:
+        run.prepare()  # prepared: finish (cutover) or abort first
+    assert "an operation is in progress or was interrupted" in caught.value.message
+    assert disk_state(toy_ready.data) == before
+    with pytest.raises(WrongPhase) as caught:
+        run.finalize()
+    assert caught.value.message == "nothing to finalize (phase prepared)"
+
+
+# -- ValidationRefused: green fails a check; blue stays active ---------------------------------------
+def test_a_failing_validation_check_is_validation_refused(toy_ready):
+    (toy_ready.schemas / "002_v2.0.0_split_names_validate.sql").write_text(FAILING_VALIDATE)
+    with pytest.raises(ValidationRefused) as caught:
+        controller(toy_ready).deploy()
+    assert isinstance(caught.value, GateRefused) and caught.value.exit_code == EXIT_GATE
+    assert [c["name"] for c in caught.value.details["validation"] if c["status"] != "PASS"] == ["names are lower case"]
+    assert Store(toy_ready.pointer).load().phase == Phase.IDLE
+    assert toy_ready.cli("path").out.strip().endswith(toy_ready.blue.name)

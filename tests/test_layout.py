@@ -57,3 +57,13 @@ def test_the_rule_catches_an_operator_import(tmp_path):
     modules = sorted(m for _, m in imports_of(bad))
     assert modules == ["bluegreen.config", "bluegreen.lifecycle.controller"]
     assert not any(allowed(m, CLIENT_MAY_IMPORT) for m in modules)
+
+
+MAX_MODULE_LINES = 500  # a module a reader can hold in mind; past it, it holds more than one job
+
+
+def test_no_module_is_over_500_lines():
+    sizes = {str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
+             for path in sorted(PACKAGE.rglob("*.py"))}
+    assert len(sizes) > 40  # every module was measured
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}

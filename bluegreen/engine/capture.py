@@ -33,9 +33,8 @@ from bluegreen.files.contract import META_TABLE
 
 # The rest of capture's API, held by the modules named above; other wings reach it as capture.<name>.
 from bluegreen.engine.fence import fence_replacing_capture, fence_sql, install_fence, remove_fence  # noqa: F401
-from bluegreen.engine.keys import _quoted_key_value, key_expression  # noqa: F401
+from bluegreen.engine.keys import key_expression  # noqa: F401
 from bluegreen.engine.meta import ensure_meta  # noqa: F401
-from bluegreen.engine.names import find_objects as _objects, find_triggers as _triggers  # noqa: F401
 
 
 def capturable(conn: apsw.Connection) -> list[Table]:

@@ -9,7 +9,7 @@ import apsw
 
 from bluegreen.engine import migrations
 from bluegreen.engine.db import open_db, readonly_uri
-from bluegreen.errors import InputError
+from bluegreen.errors import DatabaseInvalid
 from bluegreen.files import pointer
 from bluegreen.files.journal import Store
 from bluegreen.files.layout import disk_full
@@ -29,7 +29,7 @@ def active_path(pointer_path: Path, store: Store) -> Path:
     path = current(pointer_path, store).active_path(pointer_path)
     problem = missing_active(pointer_path, path)
     if problem:
-        raise InputError(problem)
+        raise DatabaseInvalid(problem)
     return path
 
 

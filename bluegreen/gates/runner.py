@@ -20,7 +20,7 @@ from bluegreen.gates import environments
 from bluegreen.gates import hold
 from bluegreen.files import pointer
 from bluegreen.config import Config
-from bluegreen.errors import EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, BluegreenError, InputError
+from bluegreen.errors import (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, ArgumentInvalid, BluegreenError, ConfigInvalid)
 from bluegreen.gates.hooks import HookContext, HookRun, Hooks
 from bluegreen.engine import generations
 from bluegreen.engine.replay import Replayer
@@ -90,7 +90,7 @@ class GateRunner:
         versions = list(dict.fromkeys(m.version for m in generations.pending(self.config.migrations.dir, active)))
         wanted = approvals.normalize_version(version)
         if wanted not in versions:
-            raise InputError(f"{version}: not a pending version of {active.name} (pending: "
+            raise ArgumentInvalid(f"{version}: not a pending version of {active.name} (pending: "
                              f"{', '.join(versions) or 'none'}); approve one of those")
         where = env.name if env else ""
         approval, new = self.approvals.record(wanted, by, where, note)
@@ -173,7 +173,7 @@ class GateRunner:
 
     def check_wait_option(self, wait: bool) -> None:
         if wait and self.config.cutover.wait_flag is None:
-            raise InputError(
+            raise ConfigInvalid(
                 f"{self.config.path}: --wait needs a hold flag: set [cutover] wait_flag = \"data/hold-cutover\" "
                 "(a file whose presence holds the cutover), or run without --wait"
             )

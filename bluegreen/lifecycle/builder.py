@@ -20,7 +20,7 @@ from bluegreen.engine import snapshot
 from bluegreen.gates import validate
 from bluegreen.config import Config
 from bluegreen.engine.db import open_db
-from bluegreen.errors import GateRefused, MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed
+from bluegreen.errors import MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.engine.replay import Replayer
 from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
@@ -133,7 +133,7 @@ class Builder:
         if not report.passed:
             hint = ("; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
                     if any(not m.passed for m in timed) else "")
-            raise GateRefused(f"validation refused generation {generation}: {report.summary()}{hint}",
+            raise ValidationRefused(f"validation refused generation {generation}: {report.summary()}{hint}",
                               details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)})
         return report
 

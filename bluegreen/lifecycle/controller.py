@@ -20,7 +20,7 @@ from bluegreen.engine import migrations
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.engine.generations import version_of
 from bluegreen.engine.replay import Replayer
-from bluegreen.errors import ConfigInvalid, InputError, ReplayConflict, StillInUse
+from bluegreen.errors import ConfigInvalid, ReplayConflict, StillInUse, WrongPhase
 from bluegreen.files import pointer
 from bluegreen.files import registry
 from bluegreen.files.journal import Phase, State, Step, Store
@@ -143,7 +143,7 @@ class Controller:
             versions = (version_of(blue), state.target_version)
             return self.gates.post_hook(run, "post-cutover", command, state, versions, self._complete_swap(run))
         if state.phase not in (Phase.PREPARED, Phase.CUTTING_OVER):
-            raise InputError(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
+            raise WrongPhase(f"nothing prepared to cut over (phase {state.phase}); run `bluegreen prepare` first")
         pending = generations.pending(self.config.migrations.dir, blue)
         self.gates.check_environment(command, pending, force, reason, log=False)  # refuse before any wait
         versions = (version_of(blue), state.target_version)
@@ -291,13 +291,13 @@ class Controller:
             if state.phase == Phase.IDLE:
                 return Result("abort", "nothing to abort")
             if state.phase in (Phase.CUT_OVER, Phase.REVERTING):
-                raise InputError(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
+                raise WrongPhase(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
             green = self.store.folder / state.green
             if state.blue and state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) \
                     and fences.blue_fenced(self.store, state):
                 # Writers that met blue's fence keep its fenced schema: lifting it while the pointer
                 # names blue would leave them failing for ever (hazard 16). Only forward is safe.
-                raise InputError(
+                raise WrongPhase(
                     f"too late to abort: {state.blue} is already fenced for generation {state.green_generation} "
                     f"(writers are waiting for the swap to {state.green}). Nothing was changed: run `bluegreen "
                     "resume` to finish the swap, then `bluegreen revert` if you want blue back"
@@ -312,7 +312,7 @@ class Controller:
             if state.phase == Phase.IDLE:
                 return Result("finalize", "nothing to finalize")
             if state.phase != Phase.CUT_OVER:
-                raise InputError(f"nothing to finalize (phase {state.phase})")
+                raise WrongPhase(f"nothing to finalize (phase {state.phase})")
             blue_gone = not (self.store.folder / state.blue).is_file()  # deleted in the revert window
             if not blue_gone:
                 fences.check_intact(self.store, "finalize", state.blue)
@@ -375,12 +375,12 @@ class Controller:
         disk changes."""
         state = run.state
         if state.phase == Phase.CUT_OVER:
-            raise InputError(
+            raise WrongPhase(
                 f"generation {state.green_generation} is in its revert window; run `bluegreen finalize` "
                 "to keep it (or `bluegreen revert`) before the next deploy"
             )
         if state.phase != Phase.IDLE:
-            raise InputError(
+            raise WrongPhase(
                 f"an operation is in progress or was interrupted (phase {state.phase}, {state.operation}: "
                 f"{state.step}); run `bluegreen resume` or `bluegreen abort` first"
             )

@@ -12,6 +12,7 @@ import apsw
 from bluegreen.config import Config
 from bluegreen.engine import barrier
 from bluegreen.engine import capture
+from bluegreen.engine.names import GUARD_PREFIX, find_objects
 from bluegreen.engine.db import open_db, quote_ident
 from bluegreen.errors import OperationFailed
 from bluegreen.files.journal import Store
@@ -44,7 +45,7 @@ def _guard_gradually(config: Config, store: Store, blue: Path) -> None:
     conn = open_db(blue, query_only=True)
     try:
         tables = capture.capturable(conn)  # refuses what capture cannot take before anything is written
-        present = {name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)}
+        present = {name for (name,) in find_objects(conn, "index", GUARD_PREFIX)}
     finally:
         conn.close()
     todo = [t for t in tables if not t.without_rowid and capture.guard_name(t) not in present]
@@ -59,7 +60,7 @@ def drop_guard(config: Config, store: Store, blue: Path) -> None:
     refuses incremental BLOB writes, and is logged."""
     conn = open_db(blue, query_only=True)
     try:
-        names = [name for (name,) in capture._objects(conn, "index", capture.GUARD_PREFIX)]
+        names = [name for (name,) in find_objects(conn, "index", GUARD_PREFIX)]
     finally:
         conn.close()
     try:

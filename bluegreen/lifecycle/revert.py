@@ -25,7 +25,7 @@ from bluegreen.engine import migrations
 from bluegreen.engine import revert_ddl
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.engine.replay import Replayer, export_changes
-from bluegreen.errors import FenceTampered, InputError, OperationFailed, RevertRefused
+from bluegreen.errors import FenceTampered, OperationFailed, RevertRefused, WrongPhase
 from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.gates.runner import GateRunner
@@ -59,7 +59,7 @@ class Revert:
     def revert(self, run: Run, accept_loss: bool, command: str = "revert") -> Result:
         state = run.state
         if state.phase not in (Phase.CUT_OVER, Phase.REVERTING):
-            raise InputError(
+            raise WrongPhase(
                 f"nothing to revert (phase {state.phase}); revert is possible after a cutover, "
                 "before `bluegreen finalize`"
             )

@@ -18,7 +18,7 @@ from bluegreen.files import registry
 from bluegreen.reports import retention
 from bluegreen.config import Config
 from bluegreen.engine.db import open_db, readonly_uri
-from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
+from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid
 from bluegreen.results import Result
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
