@@ -200,6 +200,24 @@ def disk_state(folder: Path) -> dict[str, object]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def _no_writer_outlives_its_test():
+    """Every writer process a test started (helpers.Writer) is killed when the test ends."""
+    yield
+    from helpers import STARTED  # helpers imports this module: not at its top
+
+    while STARTED:
+        STARTED.pop().kill()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path):
+    """Start writer processes in pointer mode: spawn(project, seed) -> helpers.Writer."""
+    from helpers import Writer
+
+    return lambda project, seed: Writer(project, tmp_path, seed)
+
+
 def _is_sqlite(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(16) == b"SQLite format 3\x00"

@@ -20,13 +20,13 @@ import json
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import apsw
 import pytest
 
 from conftest import Project, disk_state, rows, write_config
+from helpers import error_line, ok, pointer_active
 
 # The writer: waits until the snapshot is taken, then breaks references on blue until blue's
 # fence refuses it (or it is told to stop). Each write is its own transaction.
@@ -184,22 +184,6 @@ def violations(path: Path) -> set[tuple]:
 
 def table(path: Path, name: str) -> list[tuple]:
     return rows(path, f"SELECT * FROM {name} ORDER BY id")
-
-
-def pointer_active(project: Project) -> str:
-    return tomllib.loads(project.pointer.read_text())["active"]
-
-
-def ok(result) -> dict:
-    assert result.code == 0, (result.out, result.err)
-    return result.json
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, result.err
-    return lines[0]
 
 
 # ==================================================================================================

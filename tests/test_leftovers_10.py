@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import disk_state, rows
-from test_hostile_inputs import too_open
+from helpers import SIDE, state_of, too_open
 
 
 # ==================================================================================================
@@ -95,14 +95,7 @@ def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
 # ==================================================================================================
 # 2. finalize when blue was deleted in the revert window: the window closes, green keeps its data
 # ==================================================================================================
-def state_of(project) -> dict:
-    import json
-
-    return json.loads((project.data / ".bluegreen" / "state.json").read_text())
-
-
 def test_finalize_with_blue_deleted_in_the_revert_window(toy_ready):
-    from test_failures import SIDE
 
     project = toy_ready
     assert project.cli("deploy").code == 0
