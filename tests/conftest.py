@@ -138,17 +138,22 @@ def make_toy_database(path: Path, rows: int = 50, wal: bool = True) -> None:
     conn.close()
 
 
-@pytest.fixture
-def toy(tmp_path: Path) -> Project:
-    """A project on the toy schemas with 50 rows; not yet initialized."""
-    project = Project(tmp_path)
-    write_config(tmp_path)
+def make_toy_project(root: Path, extra_config: str = "") -> Project:
+    """A project on the toy schemas with 50 rows in `root`; not yet initialized."""
+    project = Project(root)
+    write_config(root, extra_config)
     project.schemas.mkdir()
     for name, text in TOY_SCHEMAS.items():
         (project.schemas / name).write_text(text)
     project.data.mkdir()
     make_toy_database(project.blue)
     return project
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Project:
+    """A project on the toy schemas with 50 rows; not yet initialized."""
+    return make_toy_project(tmp_path)
 
 
 @pytest.fixture

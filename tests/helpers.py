@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import textwrap
 import time
 import tomllib
@@ -44,6 +46,17 @@ def until(condition: Callable[[], object], what: str = "condition", timeout: flo
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
+
+
+# -- commands -------------------------------------------------------------------------------------
+def bluegreen(project, *args: str, crash_at: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`bluegreen --config ... ARGS` as a real process; crash_at: SIGKILL itself at that point
+    (BLUEGREEN_CRASH_AT), else never (an outer setting is dropped)."""
+    env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CRASH_AT"}
+    if crash_at:
+        env["BLUEGREEN_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 # -- command results ------------------------------------------------------------------------------
@@ -170,11 +183,11 @@ def set_cutover(project: Project, **values: int) -> None:
 
 
 def make_project(root: Path, setup: str | Callable[[apsw.Connection], None], migrations: dict[str, str],
-                 init: bool = True) -> Project:
+                 init: bool = True, config: str = "") -> Project:
     """A project whose blue (WAL) is built by `setup` (SQL or a function) and whose schemas folder
-    holds `migrations`; initialized unless told otherwise."""
+    holds `migrations`; initialized unless told otherwise; `config` is added to the config file."""
     project = Project(root)
-    write_config(root)
+    write_config(root, config)
     project.schemas.mkdir()
     project.data.mkdir()
     for name, text in migrations.items():

@@ -23,7 +23,7 @@ from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
 from conftest import rows
-from helpers import Writer
+from helpers import Writer, bluegreen
 
 SOAK = int(os.environ.get("BLUEGREEN_SOAK", "0"))
 
@@ -33,15 +33,6 @@ def start_writer(project, tmp_path: Path, seed: int = 1) -> Writer:
     writer = Writer(project, tmp_path, seed)
     writer.wait_for(10)
     return writer
-
-
-def bluegreen(project, *args: str, crash_at: str | None = None, timeout: float = 120):
-    env = dict(os.environ)
-    env.pop("BLUEGREEN_CRASH_AT", None)
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def kill_after(project, delay: float, *args: str) -> int:

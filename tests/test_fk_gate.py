@@ -22,10 +22,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import apsw
 import pytest
 
-from conftest import Project, disk_state, rows, write_config
+import helpers
+from conftest import Project, disk_state, rows
 from helpers import error_line, ok, pointer_active
 
 # The writer: waits until the snapshot is taken, then breaks references on blue until blue's
@@ -116,19 +116,7 @@ SLOW_HARMLESS_MIGRATION = (
 
 # -- helpers ----------------------------------------------------------------------------------------
 def make_project(root: Path, hook: str = "") -> Project:
-    project = Project(root)
-    write_config(root, hook)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    (project.schemas / "001_v1.1.0_audit.sql").write_text(SLOW_HARMLESS_MIGRATION)
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        for _ in conn.execute(PARENTS_AND_CHILDREN):
-            pass
-    conn.close()
-    assert project.cli("init").code == 0
-    return project
+    return helpers.make_project(root, PARENTS_AND_CHILDREN, {"001_v1.1.0_audit.sql": SLOW_HARMLESS_MIGRATION}, config=hook)
 
 
 def hook_config(project_root: Path, parent: str, child: str, column: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_SCHEMAS, Project, disk_state, make_toy_database, rows, write_config
+from conftest import Project, disk_state, make_toy_database, make_toy_project, rows
 from helpers import SIDE, assert_refused, too_open
 
 BASE = """\
@@ -401,14 +401,7 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root and "
                     "CAP_SYS_ADMIN")
     try:
-        project = Project(mount)
-        write_config(mount, "[disk]\nmin_free_mb = 0\n")
-        project.schemas.mkdir()
-        for name, text in TOY_SCHEMAS.items():
-            (project.schemas / name).write_text(text)
-        project.data.mkdir()
-        make_toy_database(project.blue)
-        yield project
+        yield make_toy_project(mount, "[disk]\nmin_free_mb = 0\n")
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 

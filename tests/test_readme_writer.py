@@ -9,9 +9,7 @@ commits is checked row by row against the file the pointer names.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
 import time
 import tomllib
@@ -20,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import rows
-from helpers import Writer
+from helpers import Writer, bluegreen
 
 WRITER = Path(__file__).resolve().parent / "readme_writer.py"
 UNSTUCK_S = 20  # after recovery, the writer commits again within this (generous on a loaded 2-core box)
@@ -33,14 +31,6 @@ def start_writer(project, tmp_path: Path, seed: int = 1) -> Writer:
         sys.executable, str(WRITER), str(project.pointer), str(log), f"{log}.stop", str(seed)])
     writer.wait_for(10, timeout=UNSTUCK_S)
     return writer
-
-
-def bluegreen(project, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CRASH_AT"}
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def on_call(project, first: str) -> list[str]:

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 
 from bluegreen.tools.zoo_data import ODD as ODD_NAME, FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
 from conftest import Project, rows, write_config
-from helpers import Writer, pointer_active
+from helpers import Writer, bluegreen, make_project, pointer_active
 
 SOAK = int(os.environ.get("BLUEGREEN_ZOO_SOAK", "0") or 0)
 MIGRATION = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"}
@@ -32,20 +31,7 @@ MIGRATION = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY 
 
 # -- helpers --------------------------------------------------------------------------------------
 def zoo_project(root: Path) -> Project:
-    project = Project(root)
-    write_config(root)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    for name, text in MIGRATION.items():
-        (project.schemas / name).write_text(textwrap.dedent(text))
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        for _ in conn.execute(ZOO_SCHEMA + ZOO_SEED):
-            pass
-    conn.close()
-    assert project.cli("init").code == 0
-    return project
+    return make_project(root, ZOO_SCHEMA + ZOO_SEED, MIGRATION)
 
 
 def snapshot(path: Path) -> dict[str, list[tuple]]:
@@ -122,15 +108,6 @@ class ZooWriter(Writer):
             self.process.stop(timeout=30)
         assert self.process.returncode == 0, self.stderr()
         return self.written()
-
-
-def bluegreen(project: Project, *args: str, crash_at: str | None = None, timeout: float = 120):
-    env = dict(os.environ)
-    env.pop("BLUEGREEN_CRASH_AT", None)
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 # -- one deterministic write per shape ------------------------------------------------------------
