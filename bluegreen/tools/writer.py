@@ -91,6 +91,14 @@ def ms_since(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+def refused_by_fence(conn: apsw.Connection, exc: apsw.Error) -> bool:
+    """After a write failed: roll back what it left open; True when the fence refused it (so it
+    was never committed), False for any other error (the caller raises it)."""
+    if not conn.get_autocommit():
+        conn.execute("ROLLBACK")
+    return FENCE_MARK in str(exc)
+
+
 def patient(conn: apsw.Connection, timeout_s: float) -> None:
     """Wait for a lock by polling every millisecond, up to timeout_s. SQLite's own busy timeout
     sleeps in growing steps of up to 100 ms, so a writer can oversleep a 50 ms pause by 50 ms."""
@@ -208,12 +216,10 @@ def rehearsal(run: Run) -> None:
             conn.execute(update, (key,))
             conn.execute("COMMIT")
         except apsw.Error as exc:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            if FENCE_MARK in str(exc):
-                run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
-                break
-            raise
+            if not refused_by_fence(conn, exc):
+                raise
+            run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
+            break
         run.log(event="committed", file=path.name, wait_ms=ms_since(started), at=time.time(), op="touch",
                 table=table, id=key)
         time.sleep(run.interval)
@@ -260,9 +266,7 @@ def follow_pointer(run: Run) -> None:
                 conn.execute("COMMIT")
                 break
             except apsw.Error as exc:
-                if not conn.get_autocommit():
-                    conn.execute("ROLLBACK")
-                if FENCE_MARK not in str(exc):
+                if not refused_by_fence(conn, exc):
                     raise
                 run.log(event="fenced", file=path.name)
                 if not run.going():
@@ -299,9 +303,7 @@ def pulse(run: Run) -> None:
                 conn.execute("BEGIN IMMEDIATE; INSERT INTO t0(a, b) VALUES (NULL, 1); COMMIT")
                 break
             except apsw.Error as exc:
-                if not conn.get_autocommit():
-                    conn.execute("ROLLBACK")
-                if FENCE_MARK not in str(exc):
+                if not refused_by_fence(conn, exc):
                     raise
                 conn.close()
                 conn = connect()
