@@ -149,12 +149,15 @@ def everything(project) -> tuple:
     return disk_state(project.data), others
 
 
+def remove_database(path: Path) -> None:
+    """A database file and its side files, gone."""
+    for suffix in ("", *SIDE):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def replace_blue(project, maker) -> None:
     """Swap the file at app.db for another one (and drop the old one's side files)."""
-    for suffix in ("", *SIDE):
-        path = Path(f"{project.blue}{suffix}")
-        if path.exists():
-            path.unlink()
+    remove_database(project.blue)
     maker(project.blue)
 
 

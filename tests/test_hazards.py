@@ -21,7 +21,7 @@ import pytest
 
 from bluegreen.engine import db as bgdb
 from conftest import disk_state, rows
-from helpers import SIDE, error_line, files_of, pointer_of, state_of
+from helpers import error_line, files_of, pointer_of, remove_database, state_of
 
 SQLITE3_CLI = shutil.which("sqlite3") or "/usr/bin/sqlite3"
 
@@ -414,8 +414,7 @@ while time.monotonic() < deadline:
 
 
 def _large_blue(path: Path, count: int) -> None:
-    for suffix in ("", *SIDE):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_database(path)
     conn = apsw.Connection(str(path))
     conn.execute("PRAGMA journal_mode=WAL").get
     with conn:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Project, disk_state, make_toy_database, make_toy_project, rows
-from helpers import SIDE, assert_refused, too_open
+from helpers import SIDE, assert_refused, remove_database, too_open
 
 BASE = """\
 [database]
@@ -36,11 +36,6 @@ def error_lines(result) -> list[str]:
 
 def state_path(project: Project) -> Path:
     return project.data / ".bluegreen" / "state.json"
-
-
-def remove_database(path: Path) -> None:
-    for suffix in ("", *SIDE):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 # ==================================================================================================

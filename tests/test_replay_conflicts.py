@@ -15,7 +15,7 @@ from bluegreen.lifecycle.controller import Controller
 from bluegreen.errors import ReplayConflict
 from conftest import Project, disk_state, rows
 from helpers import error_line, pointer_active
-from test_online_hazards import make_project as make_hazard_project
+from helpers import make_project as make_hazard_project  # this file's make_project adds USERS
 
 USERS = "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, age INT);\n" + "".join(
     f"INSERT INTO users VALUES ({i}, 'u{i}@example.com', 'user {i}', {20 + i});\n" for i in range(1, 9)
