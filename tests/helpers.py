@@ -2,7 +2,8 @@
 
 One copy of each: how a refusal is checked (exit code, one error line, the JSON document), how the
 journal, the pointer and the event log are read, how a table is read while writer processes run,
-and how to wait for something another process does.
+how to wait for something another process does, and Writer: a writer process
+(bluegreen.tools.writer through bluegreen.tools.writer_process) as the tests drive it.
 """
 
 from __future__ import annotations
@@ -267,9 +268,10 @@ STARTED: list["Writer"] = []  # conftest kills whichever is still running after 
 
 
 class Writer:
-    """A writer process as a test drives it (bluegreen.tools.writer in `mode`, or another program
-    that logs the same lines): wait for its writes, stop it, read what it was told is committed.
-    A writer that dies or stalls fails the test, with its stderr."""
+    """A writer process as a test drives it (bluegreen.tools.writer in `mode`, or `command`: another
+    program that logs the same lines to folder/NAMESEED.log and stops on that path + .stop): wait
+    for its writes, stop it, read what it was told is committed. A writer that dies or stalls fails
+    the test, with its stderr."""
 
     def __init__(self, project: Project | None, folder: Path, seed: int = 1, mode: str = "pointer", *,
                  target: Path | None = None, command: list[str] | None = None, name: str = "writer",
@@ -289,7 +291,8 @@ class Writer:
     def committed(self, on: str | None = None) -> int:
         return self.process.count("committed", on)
 
-    def wait_for(self, more: int, on: str | None = None, timeout: float = 30, event: str | None = "committed") -> None:
+    def wait_for(self, more: int, on: str | None = None, timeout: float = 30,
+                 event: str | None = "committed") -> None:
         """`more` records of `event` (None: of any event) on the file named `on`, from now."""
         target = self.process.count(event, on) + more
         try:

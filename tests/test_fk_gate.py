@@ -116,7 +116,8 @@ SLOW_HARMLESS_MIGRATION = (
 
 # -- helpers ----------------------------------------------------------------------------------------
 def make_project(root: Path, hook: str = "") -> Project:
-    return helpers.make_project(root, PARENTS_AND_CHILDREN, {"001_v1.1.0_audit.sql": SLOW_HARMLESS_MIGRATION}, config=hook)
+    migrations = {"001_v1.1.0_audit.sql": SLOW_HARMLESS_MIGRATION}
+    return helpers.make_project(root, PARENTS_AND_CHILDREN, migrations, config=hook)
 
 
 def hook_config(project_root: Path, parent: str, child: str, column: str) -> str:

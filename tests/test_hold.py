@@ -19,6 +19,7 @@ from conftest import BASE_CONFIG, disk_state, rows
 from helpers import assert_refused, check_writes, events, json_error, pointer_of, state_of, until
 
 FLAG = "data/hold-cutover"
+PROCESS_WAIT = {"timeout": 60, "interval": 0.05}  # for a `bluegreen` process to get somewhere
 
 
 def hold_config(project, extra: str = "") -> Path:
@@ -148,12 +149,12 @@ def test_cutover_wait_keeps_green_caught_up_and_cuts_over_once_the_flag_is_gone(
     writer = spawn(project, 1)
     writer.wait_for(10)
     waiting = background(project, "cutover", "--wait", "--json")
-    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", timeout=60, interval=0.05)
+    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     # While it waits: still prepared, the pointer on blue, and green follows blue's writes.
     start = green_position(project)
     writer.wait_for(20, on="app.db")
-    until(lambda: green_position(project) > start, "green to catch up while waiting", timeout=60, interval=0.05)
+    until(lambda: green_position(project) > start, "green to catch up while waiting", **PROCESS_WAIT)
     assert waiting.running() and state_of(project)["phase"] == "prepared"
     assert pointer_of(project)["active"] == "app.db"
     flag.unlink()
@@ -173,7 +174,7 @@ def test_deploy_wait_prepares_then_waits(toy_ready, background):
     flag = hold_config(project)
     flag.write_text("")
     waiting = background(project, "deploy", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", timeout=60, interval=0.05)
+    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     assert state_of(project)["phase"] == "prepared" and pointer_of(project)["active"] == "app.db"
     flag.unlink()
@@ -187,7 +188,7 @@ def test_offline_deploy_wait_waits_before_building_anything(toy_ready, backgroun
     flag = hold_config(project)
     flag.write_text("")
     waiting = background(project, "deploy", "--offline", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", timeout=60, interval=0.05)
+    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     assert state_of(project)["phase"] == "idle" and not project.gen(2).exists()
     flag.unlink()
@@ -203,7 +204,7 @@ def test_ctrl_c_while_waiting_leaves_green_prepared(toy_ready, background):
     flag.write_text("")
     before = disk_state(project.data)
     waiting = background(project, "cutover", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", timeout=60, interval=0.05)
+    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", **PROCESS_WAIT)
     waiting.proc.send_signal(signal.SIGINT)
     code, out, err = waiting.finish()
     assert code == 1 and "interrupted; run `bluegreen status`" in err, err

@@ -22,8 +22,8 @@ from bluegreen.files import contract
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from conftest import rows
-from helpers import (ADD_TABLE, FENCES, ODD_TABLES, app, check_writes, error_line, events, make_project, many_tables, ok,
-                     phase_of, pointer_of, read_rows, refused, set_cutover)
+from helpers import (ADD_TABLE, FENCES, ODD_TABLES, app, check_writes, error_line, events, make_project, many_tables,
+                     ok, phase_of, pointer_of, read_rows, refused, set_cutover)
 
 
 def fenced_tables(path: Path, generation: int) -> set[str]:
