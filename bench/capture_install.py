@@ -24,7 +24,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from pause import WRITER, make_project  # noqa: E402
+from pause import make_project, start_writer  # noqa: E402
 
 from bluegreen.engine import barrier
 from bluegreen.engine import capture  # noqa: E402
@@ -99,7 +98,7 @@ def one_install(work: Path, tables: int, method: str) -> dict:
     controller.init()
     blue = folder / "data" / "app.db"
     log, stop = folder / "writer.log", folder / "writer.stop"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder / "data" / "current.toml"), str(log), str(stop)])
+    writer = start_writer(folder, log, stop)
     try:
         time.sleep(1.0)  # the ordinary latency baseline
         started = time.time()
@@ -110,9 +109,8 @@ def one_install(work: Path, tables: int, method: str) -> dict:
         ended = time.time()
         time.sleep(0.3)
     finally:
-        stop.write_text("stop")
-        writer.wait(timeout=120)
-    writes = [json.loads(line) for line in log.read_text().splitlines()]
+        writer.stop(timeout=120)
+    writes = writer.records()
     ordinary = statistics.median(w["wait_ms"] for w in writes if w["at"] < started)
     during = [w["wait_ms"] for w in writes if w["at"] >= started and w["at"] - w["wait_ms"] / 1000 <= ended]
     shutil.rmtree(folder)

@@ -19,7 +19,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from bluegreen.engine import names  # noqa: E402
 from bluegreen.config import load as load_config  # noqa: E402
 from bluegreen.lifecycle.controller import Controller  # noqa: E402
 from bluegreen.engine.db import quote_ident  # noqa: E402
+from bluegreen.tools.writer_process import WriterProcess  # noqa: E402
 
 BUDGET_MS = 100
 CONFIG = """\
@@ -50,38 +50,14 @@ max_write_pause_ms = {budget}
 """
 MIGRATION = "CREATE TABLE audit(id INTEGER PRIMARY KEY, what TEXT);\n"
 
-# A writer that follows the pointer: one INSERT per transaction, random gaps of 20 ms on average
-# (a steady writer with fixed gaps shorter than a catch-up batch keeps today's catch-up, which aims
-# at an empty backlog, from ever converging with 1,000 tables: issue 10 item 4); a write the fence
-# refuses re-reads the pointer, reopens and retries; each write's wait (first try -> commit).
-WRITER = r"""
-import json, os, random, sys, time, tomllib, apsw
-pointer, log, stop = sys.argv[1:4]
-def active():
-    return os.path.join(os.path.dirname(pointer), tomllib.loads(open(pointer).read())["active"])
-def connect():
-    conn = apsw.Connection(active(), flags=apsw.SQLITE_OPEN_READWRITE)
-    conn.set_busy_timeout(30_000)
-    return conn
-out = open(log, "w")
-conn = connect()
-while not os.path.exists(stop):
-    started = time.perf_counter()
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE; INSERT INTO t0(a, b) VALUES (NULL, 1); COMMIT")
-            break
-        except apsw.Error as exc:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            if "bluegreen_fenced" not in str(exc):
-                raise
-            conn.close()
-            conn = connect()
-    out.write(json.dumps({"at": time.time(), "wait_ms": (time.perf_counter() - started) * 1000}) + "\n")
-    out.flush()
-    time.sleep(random.expovariate(50))
-"""
+
+def start_writer(folder: Path, log: Path, stop: Path) -> WriterProcess:
+    """The writer program's pulse mode on the project's pointer: one INSERT per transaction, random
+    gaps of 20 ms on average (fixed gaps shorter than a catch-up batch would keep today's catch-up,
+    which aims at an empty backlog, from ever converging with 1,000 tables: issue 10 item 4); a
+    write the fence refuses re-reads the pointer, reopens and retries; each write's wait (first try
+    -> commit) is logged."""
+    return WriterProcess.start("pulse", folder / "data" / "current.toml", log, stop=stop, interval=0.02)
 
 
 def legacy_fence(conn: apsw.Connection, active_generation: int, guard: bool = True, drop_capture: bool = True) -> int:
@@ -119,7 +95,7 @@ def one_deploy(work: Path, tables: int, method: str) -> dict:
     config = load_config(config_path)
     Controller(config).init()
     log, stop = folder / "writer.log", folder / "writer.stop"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder / "data" / "current.toml"), str(log), str(stop)])
+    writer = start_writer(folder, log, stop)
     original = capture.fence_replacing_capture
     if method == "statements":
         capture.fence_replacing_capture = legacy_fence
@@ -130,9 +106,8 @@ def one_deploy(work: Path, tables: int, method: str) -> dict:
         time.sleep(0.5)
     finally:
         capture.fence_replacing_capture = original
-        stop.write_text("stop")
-        writer.wait(timeout=60)
-    writes = [json.loads(line) for line in log.read_text().splitlines()]
+        writer.stop(timeout=60)
+    writes = writer.records()
     events = [json.loads(line) for line in (folder / "data" / ".bluegreen" / "events.jsonl").read_text().splitlines()]
     taken = [event_time(e) for e in events if e["event"] == "barrier_taken"][-1]
     swapped = [event_time(e) for e in events if e["event"] == "swap"][-1]

@@ -37,7 +37,7 @@ import datasets  # noqa: E402
 import replay_keyed  # noqa: E402
 from bluegreen.engine import capture
 from bluegreen.tools import demo_data
-from bluegreen.tools import demo_writer
+from bluegreen.tools.writer_process import WriterProcess, read_log
 from bluegreen.files import pointer
 from bluegreen.engine import snapshot  # noqa: E402
 from bluegreen.engine.db import open_db, run_script  # noqa: E402
@@ -115,8 +115,8 @@ def met(ok: bool) -> str:
 
 
 class Writers:
-    """Writer processes at a steady rate on one file (bench/steady_writer.py), for as long as the
-    `with` block lasts; `.waits` holds every write's wait (ms) once it ends."""
+    """Writer processes at a steady rate on one file (the writer program's steady mode), for as long
+    as the `with` block lasts; `.waits` holds every write's wait (ms) once it ends."""
 
     def __init__(self, db: Path, work: Path, count: int = 2, interval: float = 0.005):
         self.db, self.work, self.count, self.interval = db, work, count, interval
@@ -126,17 +126,18 @@ class Writers:
         self.stop = self.work / "writers.stop"
         self.stop.unlink(missing_ok=True)
         self.logs = [self.work / f"writer{i}.log" for i in range(self.count)]
-        self.procs = [subprocess.Popen([sys.executable, str(HERE / "steady_writer.py"), str(self.db), str(log),
-                                        str(self.stop), str(self.interval)]) for log in self.logs]
+        for log in self.logs:
+            log.unlink(missing_ok=True)  # the writer appends: each block's waits are its own
+        self.procs = [WriterProcess.start("steady", self.db, log, stop=self.stop, interval=self.interval)
+                      for log in self.logs]
         time.sleep(1.0)  # running before the measurement starts
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop.write_text("stop")
         for proc in self.procs:
-            proc.wait(timeout=120)
-        for log in self.logs:
-            self.waits += [float(line) for line in log.read_text().split()] if log.exists() else []
+            proc.stop(timeout=120)
+        for proc in self.procs:
+            self.waits += [e["wait_ms"] for e in proc.records() if e["event"] == "committed"]
 
 
 # -- snapshot --------------------------------------------------------------------------------------
@@ -327,8 +328,7 @@ def bench_online_deploy(rows: int, work: Path, writers: int = 3, interval: float
     cli = make_project(folder, rows)
     size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
     logs = [folder / f"writer{i}.log" for i in range(writers)]
-    procs = [subprocess.Popen([sys.executable, "-m", "bluegreen.tools.demo_writer", str(folder / "data/current.toml"),
-                               str(log), "--interval", str(interval), "--seed", str(i), "--seconds", "3600"])
+    procs = [WriterProcess.start("demo", folder / "data/current.toml", log, interval=interval, seed=i, seconds=3600)
              for i, log in enumerate(logs)]
     try:
         time.sleep(3)  # writes before the deploy: the ordinary latency baseline
@@ -339,13 +339,12 @@ def bench_online_deploy(rows: int, work: Path, writers: int = 3, interval: float
             proc.wait(timeout=120)  # each stops at the fence
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+            proc.kill()
     report = json.loads((folder / "deploy.json").read_text())
     barrier_from, barrier_to = cutover_window(folder / "data" / ".bluegreen" / "events.jsonl")
     waits, ordinary, committed, in_cutover, longest = [], [], 0, [0.0], None
     for log in logs:
-        events = demo_writer.read_log(log)
+        events = read_log(log)
         writes = [e for e in events if e["event"] in ("committed", "fenced")]
         committed += sum(1 for e in events if e["event"] == "committed")
         waits += [e["wait_ms"] for e in writes]

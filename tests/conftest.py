@@ -138,17 +138,22 @@ def make_toy_database(path: Path, rows: int = 50, wal: bool = True) -> None:
     conn.close()
 
 
-@pytest.fixture
-def toy(tmp_path: Path) -> Project:
-    """A project on the toy schemas with 50 rows; not yet initialized."""
-    project = Project(tmp_path)
-    write_config(tmp_path)
+def make_toy_project(root: Path, extra_config: str = "") -> Project:
+    """A project on the toy schemas with 50 rows in `root`; not yet initialized."""
+    project = Project(root)
+    write_config(root, extra_config)
     project.schemas.mkdir()
     for name, text in TOY_SCHEMAS.items():
         (project.schemas / name).write_text(text)
     project.data.mkdir()
     make_toy_database(project.blue)
     return project
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Project:
+    """A project on the toy schemas with 50 rows; not yet initialized."""
+    return make_toy_project(tmp_path)
 
 
 @pytest.fixture
@@ -198,6 +203,24 @@ def disk_state(folder: Path) -> dict[str, object]:
         else:
             found[rel] = (mode, hashlib.sha256(path.read_bytes()).hexdigest())
     return found
+
+
+@pytest.fixture(autouse=True)
+def _no_writer_outlives_its_test():
+    """Every writer process a test started (helpers.Writer) is killed when the test ends."""
+    yield
+    from helpers import STARTED  # helpers imports this module: not at its top
+
+    while STARTED:
+        STARTED.pop().kill()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path):
+    """Start writer processes in pointer mode: spawn(project, seed) -> helpers.Writer."""
+    from helpers import Writer
+
+    return lambda project, seed: Writer(project, tmp_path, seed)
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -8,9 +8,9 @@ import apsw
 
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
+from bluegreen.tools.zoo_data import ZOO_SCHEMA, ZOO_SEED
 from conftest import rows
-from test_pause_budget import many_tables
-from zoo_writer import ZOO_SCHEMA, ZOO_SEED
+from helpers import many_tables
 
 SCHEMA = "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema ORDER BY type, name"
 META = "SELECT key FROM _bluegreen_meta ORDER BY key"

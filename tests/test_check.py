@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import BASE_CONFIG, disk_state, rows
-from test_failures import assert_refused, error_line, pointer_of
+from helpers import assert_refused, error_line, pointer_of
 
 NAMES_CHECK = "-- check: names_match_items\nSELECT n.id FROM names AS n LEFT JOIN items AS i ON i.id = n.id WHERE i.id IS NULL;\n"
 

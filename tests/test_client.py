@@ -22,16 +22,9 @@ import pytest
 from bluegreen import client
 from bluegreen.files import pointer
 from conftest import rows
+from helpers import until
 
 BLIND = dict(watch=False, poll_interval=3600)  # notices nothing until a fence says so
-
-
-def until(predicate, timeout: float = 10.0, what: str = "condition"):
-    """Wait for something another thread or process does; a bound, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def names(path: Path) -> set[str]:

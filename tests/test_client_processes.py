@@ -1,17 +1,17 @@
 """Client processes through a deploy and a revert, and the registry of who is on which file.
 
-The workers are real processes running this file (`python test_client_processes.py MODE ...`):
+The workers are real processes, the writer program in client mode (bluegreen.tools.writer):
 writers in autocommit, a writer using whole-transaction retries, a reader. Each logs every
 commit after it returns (os.write, unbuffered) and every failure; the test then checks that none
 failed, that each followed blue → green → blue, and that every committed write is in the file the
-pointer names at the end.
+pointer names at the end. The holder, which keeps a file open, runs this file
+(`python test_client_processes.py hold POINTER`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -21,55 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve()
 
 
-# -- the worker processes -------------------------------------------------------------------------------
-def _log(fd: int, **fields) -> None:
-    os.write(fd, (json.dumps(fields) + "\n").encode())
-
-
-def work(pointer: Path, log: Path, stop: Path, seed: int, kind: str) -> None:
-    from bluegreen import client
-
-    rng = random.Random(seed)
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    conn = client.connect(pointer)
-    mine: list[int] = []
-    counter = 0
-    while not stop.exists():
-        counter += 1
-        try:
-            if kind == "reader":
-                conn.execute("SELECT count(*), max(id) FROM items").fetchall()
-                _log(fd, event="read", file=conn.path.name)
-            elif kind == "transaction":
-                def unit(c, n=counter):
-                    c.execute("INSERT INTO items(name) VALUES (?)", (f"t{seed}-{n}",))
-                    row = c.last_insert_rowid()
-                    c.execute("UPDATE items SET name = ? WHERE id = ?", (f"t{seed}-{n}-edited", row))
-                    return row
-                row = conn.transaction(unit)
-                _log(fd, event="committed", op="insert", id=row, name=f"t{seed}-{counter}-edited", file=conn.path.name)
-            else:
-                roll = rng.random()
-                if roll < 0.2 and mine:
-                    row, name = rng.choice(mine), f"w{seed}-upd-{counter}"
-                    conn.execute("UPDATE items SET name = ? WHERE id = ?", (name, row))
-                elif roll < 0.3 and mine:
-                    row, name = mine.pop(rng.randrange(len(mine))), None
-                    conn.execute("DELETE FROM items WHERE id = ?", (row,))
-                else:
-                    name = f"w{seed}-ins-{counter}"
-                    conn.execute("INSERT INTO items(name) VALUES (?)", (name,))
-                    row = conn.last_insert_rowid()
-                    mine.append(row)
-                _log(fd, event="committed", id=row, name=name, file=conn.path.name)
-        except Exception as exc:  # every failure is logged: the test wants none
-            _log(fd, event="failed", error=f"{type(exc).__name__}: {exc}", file=conn.path.name)
-        time.sleep(0.002)
-    conn.close()
-    _log(fd, event="stopped", retries=conn.stats.fence_retries, reopens=conn.stats.reopens)
-    os.close(fd)
-
-
+# -- the holder process ---------------------------------------------------------------------------------
 def hold(pointer: Path) -> None:
     """Open, read once, then idle on that file until told to run a statement (a line on stdin)."""
     from bluegreen import client
@@ -89,59 +41,37 @@ def hold(pointer: Path) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "hold":
-        hold(Path(sys.argv[2]))
-    else:
-        work(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5]), sys.argv[1])
+    hold(Path(sys.argv[2]))  # argv[1] is "hold"
     sys.exit(0)
 
 
 # -- the tests --------------------------------------------------------------------------------------------
 from conftest import rows  # noqa: E402  (the worker above needs none of this)
-from pointer_writer import expected_rows  # noqa: E402
+from helpers import Writer, expected_rows  # noqa: E402
 
 
-class Worker:
-    def __init__(self, project, tmp_path: Path, seed: int, kind: str):
-        self.log = tmp_path / f"{kind}{seed}.log"
-        self.stop = tmp_path / f"{kind}{seed}.stop"
-        self.proc = subprocess.Popen([sys.executable, str(HERE), kind, str(project.pointer), str(self.log),
-                                      str(self.stop), str(seed)])
-
-    def events(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-    def progress(self, more: int, timeout: float = 30) -> None:
-        target = len(self.events()) + more
-        deadline = time.monotonic() + timeout
-        while len(self.events()) < target:
-            assert self.proc.poll() is None, f"worker died: {self.events()[-3:]}"
-            assert time.monotonic() < deadline, "worker made no progress"
-            time.sleep(0.01)
-
-    def finish(self) -> list[dict]:
-        self.stop.write_text("stop")
-        assert self.proc.wait(timeout=60) == 0
-        return self.events()
+def worker(project, tmp_path: Path, seed: int, kind: str) -> Writer:
+    """The writer program in client mode: bluegreen.client, as a writer, a transaction or a reader."""
+    return Writer(project, tmp_path, seed, "client", name=kind, kind=kind)
 
 
 def test_clients_read_and_write_through_a_deploy_and_a_revert(toy_ready, tmp_path):
     project = toy_ready
-    workers = [Worker(project, tmp_path, 1, "writer"), Worker(project, tmp_path, 2, "writer"),
-               Worker(project, tmp_path, 3, "transaction"), Worker(project, tmp_path, 4, "reader")]
+    workers = [worker(project, tmp_path, 1, "writer"), worker(project, tmp_path, 2, "writer"),
+               worker(project, tmp_path, 3, "transaction"), worker(project, tmp_path, 4, "reader")]
     try:
         for w in workers:
-            w.progress(20)
+            w.wait_for(20, event=None)
         assert project.cli("deploy").code == 0
         for w in workers:
-            w.progress(40)
+            w.wait_for(40, event=None)
         assert project.cli("revert").code == 0
         for w in workers:
-            w.progress(40)
+            w.wait_for(40, event=None)
     finally:
-        logs = [w.finish() for w in workers]
+        for w in workers:
+            w.finish()
+    logs = [w.records() for w in workers]
 
     failures = [e for log in logs for e in log if e["event"] == "failed"]
     assert failures == []

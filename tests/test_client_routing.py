@@ -10,7 +10,7 @@ import pytest
 
 from bluegreen import client
 from bluegreen.client import routing
-from test_client import until
+from helpers import until
 
 
 def reads_green(project, **options) -> bool:

@@ -23,63 +23,16 @@ from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
 from conftest import rows
-from pointer_writer import expected_rows
+from helpers import Writer, bluegreen
 
-WRITER = Path(__file__).resolve().parent / "pointer_writer.py"
 SOAK = int(os.environ.get("BLUEGREEN_SOAK", "0"))
 
 
-_WRITERS: list["Writer"] = []
-
-
-@pytest.fixture(autouse=True)
-def _no_writer_outlives_its_test():
-    yield
-    while _WRITERS:
-        _WRITERS.pop().kill()
-
-
-class Writer:
-    def __init__(self, project, tmp_path: Path, seed: int = 1):
-        self.log = tmp_path / f"writer{seed}.log"
-        self.stop = tmp_path / f"writer{seed}.stop"
-        self.proc = subprocess.Popen([sys.executable, str(WRITER), str(project.pointer), str(self.log),
-                                      str(self.stop), str(seed)])
-        _WRITERS.append(self)
-        self.wait_for(10)
-
-    def committed(self) -> int:
-        if not self.log.exists():
-            return 0
-        return sum(1 for line in self.log.read_text().splitlines() if '"committed"' in line)
-
-    def wait_for(self, more: int, timeout: float = 30) -> None:
-        target = self.committed() + more
-        deadline = time.monotonic() + timeout
-        while self.committed() < target:
-            assert self.proc.poll() is None, "writer died"
-            assert time.monotonic() < deadline, "writer made no progress"
-            time.sleep(0.01)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def finish(self) -> dict[int, str | None]:
-        self.stop.write_text("stop")
-        self.proc.wait(timeout=60)
-        assert self.proc.returncode == 0
-        return expected_rows(self.log)
-
-
-def bluegreen(project, *args: str, crash_at: str | None = None, timeout: float = 120):
-    env = dict(os.environ)
-    env.pop("BLUEGREEN_CRASH_AT", None)
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+def start_writer(project, tmp_path: Path, seed: int = 1) -> Writer:
+    """A pointer-mode writer that has made its first 10 writes."""
+    writer = Writer(project, tmp_path, seed)
+    writer.wait_for(10)
+    return writer
 
 
 def kill_after(project, delay: float, *args: str) -> int:
@@ -121,7 +74,7 @@ REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:swapped", "revert
 @pytest.mark.parametrize("point", DEPLOY_POINTS)
 def test_deploy_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     crashed = bluegreen(project, "deploy", crash_at=point)
     assert crashed.returncode == -signal.SIGKILL
     time.sleep(0.2)  # the writer goes on meanwhile, or is refused by a fence: never lost
@@ -135,7 +88,7 @@ def test_deploy_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
                                    "prepare:validate"])
 def test_prepare_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     assert bluegreen(project, "prepare", crash_at=point).returncode == -signal.SIGKILL
     recover(project)
     assert project.cli("status", "--json").json["phase"] == "prepared"
@@ -148,7 +101,7 @@ def test_prepare_killed_after_each_step_then_resumed(toy_ready, tmp_path, point)
 
 def test_finalize_killed_then_run_again(toy_ready, tmp_path):
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     assert bluegreen(project, "deploy").returncode == 0
     assert bluegreen(project, "finalize", crash_at="finalize:closing").returncode == -signal.SIGKILL
     assert project.cli("status", "--json").json["phase"] == "cut_over"
@@ -161,7 +114,7 @@ def test_finalize_killed_then_run_again(toy_ready, tmp_path):
 @pytest.mark.parametrize("point", ["deploy:capture", "deploy:migrate", "deploy:catch_up", "deploy:validated"])
 def test_deploy_killed_then_aborted(toy_ready, tmp_path, point):
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     assert bluegreen(project, "deploy", crash_at=point).returncode == -signal.SIGKILL
     aborted = bluegreen(project, "abort")
     assert aborted.returncode == 0, aborted.stderr
@@ -175,7 +128,7 @@ def test_deploy_killed_then_aborted(toy_ready, tmp_path, point):
 @pytest.mark.parametrize("point", REVERT_POINTS)
 def test_revert_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     assert bluegreen(project, "deploy").returncode == 0
     writer.wait_for(30)  # the writer follows the pointer to green and writes there
     crashed = bluegreen(project, "revert", crash_at=point)
@@ -190,7 +143,7 @@ def test_revert_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
 def test_killed_at_a_random_instant_then_resumed(toy_ready, tmp_path, seed):
     project = toy_ready
     rng = random.Random(seed)
-    writer = Writer(project, tmp_path, seed=seed + 1)
+    writer = start_writer(project, tmp_path, seed=seed + 1)
     kill_after(project, rng.uniform(0.05, 0.6), "deploy")
     recover(project)
     writer.wait_for(10)
@@ -210,7 +163,7 @@ def test_revert_takes_blues_lock_while_a_writer_retries_on_its_fence(toy_ready, 
     reads before it writes, and SQLite then answers BUSY without calling the busy handler (this
     failed 10 times in 300 before lock_main retried by itself)."""
     project = toy_ready
-    writer = Writer(project, tmp_path)
+    writer = start_writer(project, tmp_path)
     assert bluegreen(project, "deploy").returncode == 0
     writer.wait_for(10)
     assert bluegreen(project, "revert", crash_at="revert:swapped").returncode == -signal.SIGKILL

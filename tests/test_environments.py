@@ -8,7 +8,6 @@ it starts an hour from now), so no test depends on the time of day; the window a
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from bluegreen.gates import backup
 from bluegreen.config import load
 from bluegreen.gates.environments import window_state
 from conftest import make_toy_database, rows, write_config
-from test_failures import assert_refused, everything, json_error, pointer_of, replace_blue
+from helpers import assert_refused, events, everything, json_error, pointer_of, replace_blue
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -44,11 +43,6 @@ def production(project, *, open_now: bool = True, approvals: int = 2) -> str:
     configure(project, production=f'approvals = {approvals}\nwindow = "{text}"\ntimezone = "UTC"\n'
                                   'backup_dir = "backups"')
     return text
-
-
-def events(project, name: str) -> list[dict]:
-    lines = (project.data / ".bluegreen" / "events.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == name]
 
 
 def history(path: Path) -> list[tuple]:

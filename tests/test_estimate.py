@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import BASE_CONFIG, disk_state, rows
-from test_failures import assert_refused, json_error, pointer_of, state_of
+from helpers import assert_refused, json_error, pointer_of, state_of
 
 MB = 1024 * 1024
 

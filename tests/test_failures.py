@@ -14,84 +14,23 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import apsw
 import pytest
 
 from conftest import BASE_CONFIG, TOY_SCHEMAS, CliResult, Project, disk_state, make_toy_database, rows, run_cli, write_config
-
-SIDE = ("-wal", "-shm", "-journal")
+from helpers import (HOLD_LOCK, assert_refused, error_line, everything, generation_files, json_error, pointer_of,
+                     replace_blue, state_of)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def error_line(result) -> str:
-    """The one stderr line starting with `bluegreen: error:` (and no traceback)."""
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, f"expected one error line, got stderr:\n{result.err}"
-    return lines[0]
-
-
-def assert_refused(result, code: int, *words: str) -> str:
-    """Exit code, and the error line holds every key word."""
-    assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out}\nstderr: {result.err}"
-    line = error_line(result)
-    for word in words:
-        assert word in line, f"{word!r} not in {line!r}"
-    return line
-
-
-def json_error(result, code: int) -> dict:
-    """--json on an error: exactly one JSON object on stdout, ok=false, the exit code, the message."""
-    assert result.out.strip().count("\n") == 0, result.out
-    document = json.loads(result.out)
-    assert document["ok"] is False
-    assert document["exit_code"] == code == result.code
-    assert error_line(result) == f"bluegreen: error: {document['error']}"
-    return document
-
-
-def generation_files(project, n: int) -> list[str]:
-    """The generation's file and any side file of it that exists."""
-    base = project.gen(n)
-    return [p.name for p in [base, *(Path(f"{base}{s}") for s in SIDE)] if os.path.lexists(p)]
-
-
-def everything(project) -> tuple:
-    """disk_state of the data folder, plus every other file of the project by name and bytes."""
-    others = {
-        p.relative_to(project.root).as_posix(): p.read_bytes()
-        for p in sorted(project.root.rglob("*"))
-        if p.is_file() and project.data not in p.parents
-    }
-    return disk_state(project.data), others
-
-
-def state_of(project) -> dict:
-    return json.loads((project.data / ".bluegreen" / "state.json").read_text())
-
-
-def pointer_of(project) -> dict:
-    return tomllib.loads(project.pointer.read_text())
-
-
 def set_pointer(project, **changes) -> None:
     """Rewrite keys of the pointer (plain TOML, as an operator with an editor would)."""
     document = pointer_of(project)
     document.update(changes)
     lines = [f"{k} = {json.dumps(v)}" for k, v in document.items()]
     project.pointer.write_text("\n".join(lines) + "\n")
-
-
-def replace_blue(project, maker) -> None:
-    """Swap the file at app.db for another one (and drop the old one's side files)."""
-    for suffix in ("", *SIDE):
-        path = Path(f"{project.blue}{suffix}")
-        if path.exists():
-            path.unlink()
-    maker(project.blue)
 
 
 @pytest.fixture
@@ -546,17 +485,6 @@ def test_failing_validation_is_refused_with_the_failed_check(toy_ready, command)
 # ==================================================================================================
 # one controller at a time
 # ==================================================================================================
-HOLD_LOCK = r"""
-import fcntl, os, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
-fcntl.flock(fd, fcntl.LOCK_EX)
-os.ftruncate(fd, 0)
-os.write(fd, b"pid %d (test holder)" % os.getpid())
-print("locked", flush=True)
-time.sleep(60)
-"""
-
-
 def test_second_controller_is_busy_while_another_process_holds_the_lock(toy_ready):
     project = toy_ready
     lock = project.data / ".bluegreen" / "lock"

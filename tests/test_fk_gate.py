@@ -20,13 +20,13 @@ import json
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
-import apsw
 import pytest
 
-from conftest import Project, disk_state, rows, write_config
+import helpers
+from conftest import Project, disk_state, rows
+from helpers import error_line, ok, pointer_active
 
 # The writer: waits until the snapshot is taken, then breaks references on blue until blue's
 # fence refuses it (or it is told to stop). Each write is its own transaction.
@@ -116,19 +116,8 @@ SLOW_HARMLESS_MIGRATION = (
 
 # -- helpers ----------------------------------------------------------------------------------------
 def make_project(root: Path, hook: str = "") -> Project:
-    project = Project(root)
-    write_config(root, hook)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    (project.schemas / "001_v1.1.0_audit.sql").write_text(SLOW_HARMLESS_MIGRATION)
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        for _ in conn.execute(PARENTS_AND_CHILDREN):
-            pass
-    conn.close()
-    assert project.cli("init").code == 0
-    return project
+    migrations = {"001_v1.1.0_audit.sql": SLOW_HARMLESS_MIGRATION}
+    return helpers.make_project(root, PARENTS_AND_CHILDREN, migrations, config=hook)
 
 
 def hook_config(project_root: Path, parent: str, child: str, column: str) -> str:
@@ -184,22 +173,6 @@ def violations(path: Path) -> set[tuple]:
 
 def table(path: Path, name: str) -> list[tuple]:
     return rows(path, f"SELECT * FROM {name} ORDER BY id")
-
-
-def pointer_active(project: Project) -> str:
-    return tomllib.loads(project.pointer.read_text())["active"]
-
-
-def ok(result) -> dict:
-    assert result.code == 0, (result.out, result.err)
-    return result.json
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, result.err
-    return lines[0]
 
 
 # ==================================================================================================

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import apsw
@@ -22,29 +21,9 @@ import pytest
 
 from bluegreen.engine import db as bgdb
 from conftest import disk_state, rows
+from helpers import error_line, files_of, pointer_of, remove_database, state_of
 
-SIDE = ("-wal", "-shm", "-journal")
 SQLITE3_CLI = shutil.which("sqlite3") or "/usr/bin/sqlite3"
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, f"expected one error line, got stderr:\n{result.err}"
-    return lines[0]
-
-
-def pointer_of(project) -> dict:
-    return tomllib.loads(project.pointer.read_text())
-
-
-def state_of(project) -> dict:
-    return json.loads((project.data / ".bluegreen" / "state.json").read_text())
-
-
-def files_of(path: Path) -> list[str]:
-    """A database file and whichever of its side files exist."""
-    return [p.name for p in [path, *(Path(f"{path}{s}") for s in SIDE)] if os.path.lexists(p)]
 
 
 def plain_wal_db(path: Path, rows_: int = 3) -> apsw.Connection:
@@ -435,8 +414,7 @@ while time.monotonic() < deadline:
 
 
 def _large_blue(path: Path, count: int) -> None:
-    for suffix in ("", *SIDE):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    remove_database(path)
     conn = apsw.Connection(str(path))
     conn.execute("PRAGMA journal_mode=WAL").get
     with conn:

@@ -11,16 +11,15 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import BASE_CONFIG, disk_state, rows
-from test_failures import assert_refused, json_error, pointer_of, state_of
-from test_online_hazards import Writer, check_writes
+from helpers import assert_refused, check_writes, events, json_error, pointer_of, state_of, until
 
 FLAG = "data/hold-cutover"
+PROCESS_WAIT = {"timeout": 60, "interval": 0.05}  # for a `bluegreen` process to get somewhere
 
 
 def hold_config(project, extra: str = "") -> Path:
@@ -28,22 +27,10 @@ def hold_config(project, extra: str = "") -> Path:
     return project.root / FLAG
 
 
-def events(project, name: str) -> list[dict]:
-    path = project.data / ".bluegreen" / "events.jsonl"
-    return [e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == name]
-
-
 def green_position(project, generation: int = 2) -> int:
     """The capture position green has replayed up to (stored in green with the rows)."""
     [(seq,)] = rows(project.gen(generation), "SELECT value FROM _bluegreen_meta WHERE key = 'source_seq'")
     return int(seq)
-
-
-def until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 class Background:
@@ -77,19 +64,6 @@ def background():
     yield start
     for process in started:
         process.kill()
-
-
-@pytest.fixture
-def writers(tmp_path):
-    started: list[Writer] = []
-
-    def start(project, seed: int) -> Writer:
-        started.append(Writer(project, tmp_path, seed))
-        return started[-1]
-
-    yield start
-    for writer in started:
-        writer.kill()
 
 
 # ==================================================================================================
@@ -167,20 +141,20 @@ def test_wait_with_no_flag_present_cuts_over_at_once(toy_ready):
     assert "hold" not in [p["name"] for p in result.json["phases"]]
 
 
-def test_cutover_wait_keeps_green_caught_up_and_cuts_over_once_the_flag_is_gone(toy_ready, background, writers):
+def test_cutover_wait_keeps_green_caught_up_and_cuts_over_once_the_flag_is_gone(toy_ready, background, spawn):
     project = toy_ready
     flag = hold_config(project)
     assert project.cli("prepare").code == 0
     flag.write_text("held by the on-call person")
-    writer = writers(project, 1)
+    writer = spawn(project, 1)
     writer.wait_for(10)
     waiting = background(project, "cutover", "--wait", "--json")
-    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting")
+    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     # While it waits: still prepared, the pointer on blue, and green follows blue's writes.
     start = green_position(project)
     writer.wait_for(20, on="app.db")
-    until(lambda: green_position(project) > start, "green to catch up while waiting")
+    until(lambda: green_position(project) > start, "green to catch up while waiting", **PROCESS_WAIT)
     assert waiting.running() and state_of(project)["phase"] == "prepared"
     assert pointer_of(project)["active"] == "app.db"
     flag.unlink()
@@ -200,7 +174,7 @@ def test_deploy_wait_prepares_then_waits(toy_ready, background):
     flag = hold_config(project)
     flag.write_text("")
     waiting = background(project, "deploy", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting")
+    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     assert state_of(project)["phase"] == "prepared" and pointer_of(project)["active"] == "app.db"
     flag.unlink()
@@ -214,7 +188,7 @@ def test_offline_deploy_wait_waits_before_building_anything(toy_ready, backgroun
     flag = hold_config(project)
     flag.write_text("")
     waiting = background(project, "deploy", "--offline", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting")
+    until(lambda: events(project, "hold") or not waiting.running(), "the deploy to start waiting", **PROCESS_WAIT)
     assert waiting.running(), waiting.finish()
     assert state_of(project)["phase"] == "idle" and not project.gen(2).exists()
     flag.unlink()
@@ -230,7 +204,7 @@ def test_ctrl_c_while_waiting_leaves_green_prepared(toy_ready, background):
     flag.write_text("")
     before = disk_state(project.data)
     waiting = background(project, "cutover", "--wait")
-    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting")
+    until(lambda: events(project, "hold") or not waiting.running(), "the cutover to start waiting", **PROCESS_WAIT)
     waiting.proc.send_signal(signal.SIGINT)
     code, out, err = waiting.finish()
     assert code == 1 and "interrupted; run `bluegreen status`" in err, err

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE_CONFIG, disk_state, rows
-from test_failures import assert_refused, json_error, pointer_of, state_of
+from helpers import assert_refused, json_error, pointer_of, state_of
 
 EVENTS = ("pre-prepare", "post-prepare", "pre-cutover", "post-cutover", "post-revert", "on-failure")
 VARIABLES = ("EVENT", "COMMAND", "PHASE", "CONFIG", "POINTER", "ACTIVE", "GENERATION", "BLUE", "GREEN",

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_SCHEMAS, Project, disk_state, make_toy_database, rows, write_config
+from conftest import Project, disk_state, make_toy_database, make_toy_project, rows
+from helpers import SIDE, assert_refused, remove_database, too_open
 
 BASE = """\
 [database]
@@ -29,31 +30,12 @@ initial = "data/app.db"
 [migrations]
 dir = "schemas"
 """
-SIDE = ("-wal", "-shm", "-journal")
-
-
 def error_lines(result) -> list[str]:
     return [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
 
 
-def assert_refused(result, code: int, *words: str) -> str:
-    """The exit code, exactly one error line holding every word, and no traceback."""
-    assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out}\nstderr: {result.err}"
-    assert "Traceback" not in result.err, result.err
-    lines = error_lines(result)
-    assert len(lines) == 1, result.err
-    for word in words:
-        assert word in lines[0], f"{word!r} not in {lines[0]!r}"
-    return lines[0]
-
-
 def state_path(project: Project) -> Path:
     return project.data / ".bluegreen" / "state.json"
-
-
-def remove_database(path: Path) -> None:
-    for suffix in ("", *SIDE):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 # ==================================================================================================
@@ -414,14 +396,7 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root and "
                     "CAP_SYS_ADMIN")
     try:
-        project = Project(mount)
-        write_config(mount, "[disk]\nmin_free_mb = 0\n")
-        project.schemas.mkdir()
-        for name, text in TOY_SCHEMAS.items():
-            (project.schemas / name).write_text(text)
-        project.data.mkdir()
-        make_toy_database(project.blue)
-        yield project
+        yield make_toy_project(mount, "[disk]\nmin_free_mb = 0\n")
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
@@ -526,16 +501,6 @@ CLIENT = textwrap.dedent("""\
     sys.stdin.readline()
     conn.close()
 """)
-
-
-def too_open(folder: Path, file_limit: int, dir_limit: int) -> list[str]:
-    found = []
-    for path in folder.rglob("*"):  # the folder itself is the test's, not bluegreen's
-        mode = stat.S_IMODE(path.lstat().st_mode)
-        limit = dir_limit if path.is_dir() else file_limit
-        if mode & ~limit:
-            found.append(f"{path.relative_to(folder.parent)} {oct(mode)}")
-    return found
 
 
 def test_every_file_bluegreen_writes_is_at_most_blues_mode(toy, monkeypatch):

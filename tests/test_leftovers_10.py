@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import disk_state, rows
-from test_hostile_inputs import too_open
+from helpers import remove_database, state_of, too_open
 
 
 # ==================================================================================================
@@ -47,7 +47,7 @@ def test_rehearsal_scratch_files_keep_blues_mode(toy_ready, tmp_path_factory):
 @pytest.mark.parametrize("command", ["check", "deploy", "status"])
 def test_config_queries_naming_bluegreen_objects_are_refused(toy_ready, section, sql, command):
     from conftest import write_config
-    from test_failures import assert_refused
+    from helpers import assert_refused
 
     project = toy_ready
     write_config(project.root, f'[{section}.queries]\nsneaky = """{sql}"""\n')
@@ -70,7 +70,7 @@ def test_config_queries_on_the_applications_own_tables_still_run(toy_ready):
 # 5. `check` on a foreign key whose parent key is not unique: the declaration named, exit 3
 # ==================================================================================================
 def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
-    from test_failures import assert_refused
+    from helpers import assert_refused
 
     project = toy_ready
     app = project.connect(project.blue)
@@ -95,20 +95,11 @@ def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
 # ==================================================================================================
 # 2. finalize when blue was deleted in the revert window: the window closes, green keeps its data
 # ==================================================================================================
-def state_of(project) -> dict:
-    import json
-
-    return json.loads((project.data / ".bluegreen" / "state.json").read_text())
-
-
 def test_finalize_with_blue_deleted_in_the_revert_window(toy_ready):
-    from test_failures import SIDE
 
     project = toy_ready
     assert project.cli("deploy").code == 0
-    for path in [project.blue, *(Path(f"{project.blue}{s}") for s in SIDE)]:
-        if path.exists():
-            path.unlink()
+    remove_database(project.blue)
     status = project.cli("status", "--json")
     assert status.code == 2  # a missing file is still a problem to report
     assert "bluegreen finalize" in status.json["next"] and "restore app.db" in status.json["next"]
@@ -335,7 +326,7 @@ def test_status_after_a_fence_the_journal_missed_does_not_advise_abort(toy_ready
 
 
 def test_status_with_the_prepared_generation_gone_advises_what_works(toy_ready):
-    from test_hostile_inputs import remove_database
+    from helpers import remove_database
 
     project = toy_ready
     assert project.cli("prepare").code == 0
@@ -348,7 +339,7 @@ def test_status_with_the_prepared_generation_gone_advises_what_works(toy_ready):
 
 
 def test_status_with_green_gone_past_blues_fence_never_advises_abort(toy_ready):
-    from test_hostile_inputs import remove_database
+    from helpers import remove_database
 
     project = toy_ready
     crashed(project, "deploy", at="deploy:fenced")

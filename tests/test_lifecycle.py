@@ -3,16 +3,12 @@ exact refusal when blue changed between a separate prepare and cutover."""
 
 from __future__ import annotations
 
-import tomllib
 
 import apsw
 import pytest
 
 from conftest import disk_state, rows
-
-
-def pointer_of(project) -> dict:
-    return tomllib.loads(project.pointer.read_text())
+from helpers import pointer_of
 
 
 def test_init_adopts_without_touching_the_file(toy):

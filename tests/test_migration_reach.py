@@ -13,14 +13,14 @@ Everything runs on real files in tmp_path; "nothing changed" is `disk_state` of 
 
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from bluegreen.engine.namedsql import references_internal
 from conftest import SHIPPED_SCHEMAS, Project, disk_state, rows
+import helpers
+from helpers import generation_files
 
 MIGRATION = "003_v3.0.0_more.sql"
 STEM = MIGRATION[:-4]
@@ -67,25 +67,10 @@ COMPANIONS = {
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, f"expected one error line, got stderr:\n{result.err}"
-    return lines[0]
-
-
 def assert_refused(result, code: int, *words: str) -> str:
-    assert result.code == code, f"exit {result.code}, expected {code}\nstdout: {result.out}\nstderr: {result.err}"
-    line = error_line(result)
-    for word in words:
-        assert word in line, f"{word!r} not in {line!r}"
+    line = helpers.assert_refused(result, code, *words)
     assert "AuthError" not in line and "not authorized" not in line  # never a raw SQLite error
     return line
-
-
-def generation_files(project: Project, n: int) -> list[str]:
-    base = project.gen(n)
-    return [p.name for p in [base, *(Path(f"{base}{s}") for s in ("-wal", "-shm", "-journal"))] if os.path.lexists(p)]
 
 
 def phase_of(project: Project) -> str:

@@ -11,11 +11,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import time
-import tomllib
 from pathlib import Path
-from typing import Callable
 
 import apsw
 import pytest
@@ -23,181 +20,25 @@ import pytest
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.engine.replay import Replayer
-from conftest import Project, disk_state, rows, write_config
-from pointer_writer import expected_rows
+from conftest import Project, disk_state, rows
+from helpers import (FENCES, app, check_writes, error_line, expected_rows, make_project, ok, phase_of, pointer_of,
+                     read_rows, refused, script, set_cutover)
 
-WRITER = Path(__file__).resolve().parent / "pointer_writer.py"
 ADD_NOTES = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"}
 INTERNAL = "SELECT type, name FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\' ORDER BY name"
-FENCES = "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_fence\\_%' ESCAPE '\\'"
 
 
 # ==================================================================================================
 # helpers
 # ==================================================================================================
-def script(conn: apsw.Connection, sql: str, bindings=None) -> None:
-    for _ in conn.execute(sql, bindings):
-        pass
-
-
-def set_cutover(project: Project, **values: int) -> None:
-    """Rewrite the [cutover] section (conftest.write_config fixes lock_timeout_ms at 3000)."""
-    head = project.config.read_text().partition("[cutover]")[0]
-    values = {"lock_timeout_ms": 3000, **values}
-    project.config.write_text(head + "[cutover]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
-
-
-def make_project(root: Path, setup: str | Callable[[apsw.Connection], None], migrations: dict[str, str],
-                 init: bool = True) -> Project:
-    """A project whose blue (WAL) is built by `setup` (SQL or a function) and whose schemas folder
-    holds `migrations`; initialized unless told otherwise."""
-    project = Project(root)
-    write_config(root)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    for name, text in migrations.items():
-        (project.schemas / name).write_text(textwrap.dedent(text))
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        setup(conn) if callable(setup) else script(conn, setup)
-    conn.close()
-    if init:
-        done = project.cli("init")
-        assert done.code == 0, done.err
-    return project
-
-
-def app(project: Project, sql: str, path: Path | None = None, bindings=None) -> None:
-    """One application write (triggers on, autocommit) on blue or on `path`."""
-    conn = project.connect(path)
-    try:
-        script(conn, sql, bindings)
-    finally:
-        conn.close()
-
-
 def table(path: Path, name: str, with_rowid: bool = False) -> list[tuple]:
     """A table's full contents, in a stable order whatever the column types."""
     quoted = '"' + name.replace('"', '""') + '"'
     return sorted(rows(path, f"SELECT {'_rowid_, ' if with_rowid else ''}* FROM {quoted}"), key=repr)
 
 
-def read_rows(path: Path, sql: str, bindings=()) -> list[tuple]:
-    """conftest.rows with a busy timeout: for reads while writer processes are running."""
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
-    conn.set_busy_timeout(10_000)
-    conn.execute("PRAGMA query_only = 1")
-    try:
-        return conn.execute(sql, bindings).fetchall()
-    finally:
-        conn.close()
-
-
-def pointer_of(project: Project) -> dict:
-    return tomllib.loads(project.pointer.read_text())
-
-
-def phase_of(project: Project) -> str:
-    return project.cli("status", "--json").json["phase"]
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, f"expected one error line, got stderr:\n{result.err}"
-    return lines[0]
-
-
-def refused(project: Project, *args: str, code: int) -> str:
-    """Run a command that must refuse: its exit code, one error line (returned), the JSON error
-    document, and not one change on disk."""
-    before = disk_state(project.data)
-    result = project.cli(*args, "--json")
-    assert result.code == code, (result.code, result.out, result.err)
-    line = error_line(result)
-    document = result.json
-    assert document["ok"] is False and document["exit_code"] == code
-    assert line == f"bluegreen: error: {document['error']}"
-    assert disk_state(project.data) == before
-    return line
-
-
 def generation_files(project: Project) -> list[str]:
     return sorted(p.name for p in project.data.iterdir() if p.name.startswith("app.gen"))
-
-
-def ok(result) -> dict:
-    assert result.code == 0, (result.out, result.err)
-    return result.json
-
-
-class Writer:
-    """tests/pointer_writer.py as a real process: follows the pointer, logs what it was told committed."""
-
-    def __init__(self, project: Project, folder: Path, seed: int):
-        self.seed = seed
-        self.log = folder / f"writer{seed}.log"
-        self.stop = folder / f"writer{seed}.stop"
-        self.err = open(folder / f"writer{seed}.err", "w")
-        self.proc = subprocess.Popen([sys.executable, str(WRITER), str(project.pointer), str(self.log),
-                                      str(self.stop), str(seed)], stderr=self.err)
-
-    def committed(self, on: str | None = None) -> int:
-        if not self.log.exists():
-            return 0
-        events = [json.loads(line) for line in self.log.read_text().splitlines()]
-        return sum(1 for e in events if e["event"] == "committed" and (on is None or e["file"] == on))
-
-    def wait_for(self, more: int, on: str | None = None, timeout: float = 30) -> None:
-        target = self.committed(on) + more
-        deadline = time.monotonic() + timeout
-        while self.committed(on) < target:
-            assert self.proc.poll() is None, f"writer {self.seed} died: {self._stderr()}"
-            assert time.monotonic() < deadline, f"writer {self.seed} made no progress on {on}"
-            time.sleep(0.01)
-
-    def finish(self) -> dict[int, str | None]:
-        self.stop.write_text("stop")
-        self.proc.wait(timeout=60)
-        assert self.proc.returncode == 0, self._stderr()
-        return expected_rows(self.log)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.err.close()
-
-    def _stderr(self) -> str:
-        self.err.flush()
-        return Path(self.err.name).read_text()[-2000:]
-
-
-@pytest.fixture
-def spawn(tmp_path):
-    """Start writers; whatever happens, none outlives the test."""
-    started: list[Writer] = []
-
-    def start(project: Project, seed: int) -> Writer:
-        writer = Writer(project, tmp_path, seed)
-        started.append(writer)
-        return writer
-
-    yield start
-    for writer in started:
-        writer.kill()
-
-
-def check_writes(active: Path, writer_seed: int, expected: dict[int, str | None]) -> None:
-    """Every write the writer was told committed is in `active`; none of its deletes came back.
-    Writers share `items` and a deleted max(id) is reused by SQLite, so a deleted id may hold
-    another writer's row, never this writer's."""
-    have = dict(read_rows(active, "SELECT id, name FROM items"))
-    missing = {i: n for i, n in expected.items() if n is not None and have.get(i) != n}
-    mine = f"w{writer_seed}-"
-    resurrected = {i: have[i] for i, n in expected.items() if n is None and str(have.get(i) or "").startswith(mine)}
-    assert not missing and not resurrected, (writer_seed, missing, resurrected)
 
 
 def hand_made_green(blue: Path, green: Path, migration_sql: str) -> None:
@@ -751,7 +592,7 @@ def test_a_tiny_pause_budget_cuts_over_or_gives_up_cleanly(toy, spawn):
         ok(project.cli("cutover", "--json"))
         assert pointer_of(project)["active"] == "app.gen2.db"
         assert read_rows(project.gen(2), "SELECT count(*) FROM items WHERE name = 'written after the budget gave up'") == [(1,)]
-    expected = {writer.seed: (writer.finish() if writer.proc.poll() is None else expected_rows(writer.log))
+    expected = {writer.seed: (writer.finish() if writer.process.poll() is None else expected_rows(writer.log))
                 for writer in writers}
     green = project.gen(2)
     assert read_rows(green, "PRAGMA integrity_check") == [("ok",)]

@@ -21,23 +21,9 @@ import pytest
 from bluegreen.files import contract
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
-from conftest import Project, rows
-from test_online_hazards import (FENCES, app, error_line, make_project, ok, phase_of, pointer_of, read_rows,
-                                 refused, set_cutover, spawn, check_writes)  # noqa: F401 (spawn is a fixture)
-
-ADD_TABLE = {"001_v1.1.0_add_audit.sql": "CREATE TABLE audit(id INTEGER PRIMARY KEY, what TEXT);\n"}
-ODD = ['t "quoted"', "t space", "tëst ünïcode", "t'apostrophe"]
-
-
-def many_tables(count: int):
-    """Blue with `count` tables (a UNIQUE column each: capture puts REPLACE triggers on them too),
-    one row in each, plus a few with names that need quoting."""
-    def setup(conn: apsw.Connection) -> None:
-        for name in [f"t{i}" for i in range(count)] + ODD:
-            quoted = '"' + name.replace('"', '""') + '"'
-            conn.execute(f"CREATE TABLE {quoted}(id INTEGER PRIMARY KEY, a TEXT UNIQUE, b)")
-            conn.execute(f"INSERT INTO {quoted}(a, b) VALUES ('row', 1)")
-    return setup
+from conftest import rows
+from helpers import (ADD_TABLE, FENCES, ODD_TABLES, app, check_writes, error_line, events, make_project, many_tables,
+                     ok, phase_of, pointer_of, read_rows, refused, set_cutover)
 
 
 def fenced_tables(path: Path, generation: int) -> set[str]:
@@ -49,11 +35,6 @@ def fenced_tables(path: Path, generation: int) -> set[str]:
         assert f"SELECT {function}()" in sql, sql
         found[table] = found.get(table, 0) + 1
     return {t for t, n in found.items() if n == 3}
-
-
-def events(project: Project, name: str) -> list[dict]:
-    log = project.data / ".bluegreen" / "events.jsonl"
-    return [e for e in map(json.loads, log.read_text().splitlines()) if e.get("event") == name]
 
 
 # ==================================================================================================
@@ -171,7 +152,7 @@ def test_hazard18_three_hundred_tables_deploy_within_the_budget_and_every_table_
     # The fence holds on every table, bluegreen's own included; capture's triggers are gone and,
     # after the swap, its rows and epoch (the inert table stays: no schema change after the fence).
     tables = {n for (n,) in rows(project.blue, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    assert fenced_tables(project.blue, 2) == tables and len(tables) == 300 + len(ODD) + 2
+    assert fenced_tables(project.blue, 2) == tables and len(tables) == 300 + len(ODD_TABLES) + 2
     assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_cap\\_%' "
                               "ESCAPE '\\'") == [(0,)]
     assert rows(project.blue, f"SELECT count(*) FROM {capture.CAPTURE_TABLE}") == [(0,)]

@@ -10,7 +10,7 @@ import apsw
 import pytest
 
 from conftest import BASE_CONFIG, Project, disk_state, rows
-from test_failures import assert_refused, json_error, pointer_of, state_of
+from helpers import assert_refused, json_error, pointer_of, state_of
 
 ROWS = 60_000
 ITEMS = "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT, code TEXT, grp INTEGER);\n"

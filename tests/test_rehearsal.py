@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import disk_state, rows
-from test_failures import assert_refused, json_error
+from helpers import assert_refused, json_error
 
 SCRATCH_PREFIX = "bluegreen-rehearsal-"
 

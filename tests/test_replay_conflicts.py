@@ -14,7 +14,8 @@ from bluegreen import config
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.errors import ReplayConflict
 from conftest import Project, disk_state, rows
-from test_online_hazards import make_project as make_hazard_project
+from helpers import error_line, pointer_active
+from helpers import make_project as make_hazard_project  # this file's make_project adds USERS
 
 USERS = "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, age INT);\n" + "".join(
     f"INSERT INTO users VALUES ({i}, 'u{i}@example.com', 'user {i}', {20 + i});\n" for i in range(1, 9)
@@ -59,19 +60,6 @@ def app(path: Path, sql: str) -> None:
             pass
     finally:
         conn.close()
-
-
-def error_line(result) -> str:
-    assert "Traceback" not in result.err, result.err
-    lines = [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
-    assert len(lines) == 1, result.err
-    return lines[0]
-
-
-def pointer_active(project: Project) -> str:
-    import tomllib
-
-    return tomllib.loads(project.pointer.read_text())["active"]
 
 
 @pytest.mark.parametrize("kind", list(MIGRATIONS))

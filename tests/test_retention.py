@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BASE_CONFIG, disk_state, rows, write_config
-from test_failures import HOLD_LOCK, assert_refused, json_error, pointer_of, state_of
+from helpers import HOLD_LOCK, assert_refused, files_of, json_error, pointer_of, state_of
 
 HOLDER = Path(__file__).resolve().parent / "test_client_processes.py"
-SIDE = ("-wal", "-shm", "-journal")
 DAY = 86_400
 
 
@@ -34,10 +33,6 @@ def keep_days(project, days: int) -> None:
 def stable_state(project) -> dict:
     """disk_state of the data folder without client heartbeats (they beat on their own clock)."""
     return {k: v for k, v in disk_state(project.data).items() if not k.startswith(".bluegreen/clients/")}
-
-
-def files_of(path: Path) -> list[str]:
-    return [p.name for p in [path, *(Path(f"{path}{s}") for s in SIDE)] if os.path.lexists(p)]
 
 
 def listing(project) -> dict[str, dict]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import textwrap
 
 from conftest import rows
-from test_online_hazards import (FENCES, app, check_writes, error_line, make_project, ok, phase_of, pointer_of,
-                                 read_rows, refused, set_cutover, spawn)  # noqa: F401 (spawn is a fixture)
-from test_pause_budget import ADD_TABLE, events, many_tables
+from helpers import (ADD_TABLE, FENCES, app, check_writes, error_line, events, make_project, many_tables, ok, phase_of,
+                     pointer_of, read_rows, refused, set_cutover)
 
 ITEMS = "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO items(name) VALUES ('seed');\n"
 # A rollback companion slow only for a batch holding the row named 'slow': carry work the batches

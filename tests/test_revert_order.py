@@ -3,10 +3,7 @@ made on green during the revert window (hazards 14 and 16)."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -14,16 +11,9 @@ import apsw
 import pytest
 
 from conftest import disk_state, rows
+from helpers import bluegreen
 
 FENCED = "bluegreen_fenced_use_generation_"
-
-
-def bluegreen(project, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CRASH_AT"}
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def named(project) -> Path:

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -22,30 +21,17 @@ from pathlib import Path
 import apsw
 import pytest
 
+from bluegreen.tools.zoo_data import ODD as ODD_NAME, FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
 from conftest import Project, rows, write_config
-from zoo_writer import ODD as ODD_NAME, FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
+from helpers import Writer, bluegreen, make_project, pointer_active
 
-WRITER = Path(__file__).resolve().parent / "zoo_writer.py"
 SOAK = int(os.environ.get("BLUEGREEN_ZOO_SOAK", "0") or 0)
 MIGRATION = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"}
 
 
 # -- helpers --------------------------------------------------------------------------------------
 def zoo_project(root: Path) -> Project:
-    project = Project(root)
-    write_config(root)
-    project.schemas.mkdir()
-    project.data.mkdir()
-    for name, text in MIGRATION.items():
-        (project.schemas / name).write_text(textwrap.dedent(text))
-    conn = apsw.Connection(str(project.blue))
-    conn.execute("PRAGMA journal_mode=WAL").get
-    with conn:
-        for _ in conn.execute(ZOO_SCHEMA + ZOO_SEED):
-            pass
-    conn.close()
-    assert project.cli("init").code == 0
-    return project
+    return make_project(root, ZOO_SCHEMA + ZOO_SEED, MIGRATION)
 
 
 def snapshot(path: Path) -> dict[str, list[tuple]]:
@@ -86,12 +72,6 @@ def ok(result) -> dict:
     return result.json
 
 
-def pointer_active(project: Project) -> str:
-    import tomllib
-
-    return tomllib.loads(project.pointer.read_text())["active"]
-
-
 def random_writes(path: Path, seed: int, count: int) -> None:
     rng = random.Random(seed)
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
@@ -103,46 +83,31 @@ def random_writes(path: Path, seed: int, count: int) -> None:
         conn.close()
 
 
-class ZooWriter:
-    """A real process writing random zoo operations to one file until it is fenced or stopped."""
+class ZooWriter(Writer):
+    """The writer program in zoo mode: random zoo operations on one file until it is fenced or stopped."""
 
     def __init__(self, path: Path, tmp: Path, seed: int):
-        self.stop = tmp / f"stop-{seed}"
-        self.count = tmp / f"count-{seed}"
-        self.proc = subprocess.Popen([sys.executable, str(WRITER), str(path), str(seed), str(self.stop), str(self.count)],
-                                     stderr=subprocess.PIPE, text=True)
+        super().__init__(None, tmp, seed, "zoo", target=path, name="zoo")
 
     def written(self) -> int:
-        try:
-            return int(self.count.read_text() or 0)
-        except (FileNotFoundError, ValueError):
-            return 0
+        """Statements made so far (logged every 10, and at the end)."""
+        return max((e["written"] for e in self.records() if "written" in e), default=0)
 
-    def wait_for(self, count: int, timeout: float = 60) -> None:
+    def wait_for_written(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while self.written() < count:
-            assert self.proc.poll() is None, self.proc.stderr.read()
+            assert self.process.poll() is None, self.stderr()
             assert time.monotonic() < deadline, "zoo writer made no progress"
             time.sleep(0.01)
 
     def finish(self, timeout: float = 60) -> int:
         """Wait for the writer to meet the fence (or stop it); its exit must be clean."""
         try:
-            self.proc.wait(timeout=timeout)
+            self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.stop.write_text("stop")
-            self.proc.wait(timeout=30)
-        assert self.proc.returncode == 0, self.proc.stderr.read()
+            self.process.stop(timeout=30)
+        assert self.process.returncode == 0, self.stderr()
         return self.written()
-
-
-def bluegreen(project: Project, *args: str, crash_at: str | None = None, timeout: float = 120):
-    env = dict(os.environ)
-    env.pop("BLUEGREEN_CRASH_AT", None)
-    if crash_at:
-        env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 # -- one deterministic write per shape ------------------------------------------------------------
@@ -219,12 +184,12 @@ def test_a_zoo_writer_process_during_deploy_and_revert(tmp_path, seed):
     fence stops it; then another on green until the revert's fence stops it."""
     project = zoo_project(tmp_path)
     writer = ZooWriter(project.blue, tmp_path, seed)
-    writer.wait_for(50)
+    writer.wait_for_written(50)
     ok(project.cli_process("deploy", "--json"))
     assert writer.finish() >= 50
     assert_same(project.blue, project.gen(2))
     writer = ZooWriter(project.gen(2), tmp_path, seed + 1000)
-    writer.wait_for(50)
+    writer.wait_for_written(50)
     ok(project.cli_process("revert", "--json"))
     assert writer.finish() >= 50
     assert_same(project.gen(2), project.blue)
@@ -239,11 +204,11 @@ def test_cutover_killed_with_a_zoo_writer_then_resumed(tmp_path, point):
     project = zoo_project(tmp_path)
     ok(project.cli("prepare", "--json"))
     writer = ZooWriter(project.blue, tmp_path, 7)
-    writer.wait_for(50)
+    writer.wait_for_written(50)
     crashed = bluegreen(project, "cutover", crash_at=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     if point == "cutover:catch_up":
-        writer.wait_for(writer.written() + 20)  # blue still active: the writer goes on
+        writer.wait_for_written(writer.written() + 20)  # blue still active: the writer goes on
     resumed = bluegreen(project, "resume")
     assert resumed.returncode == 0, resumed.stderr
     writer.finish()
@@ -260,7 +225,7 @@ def test_revert_killed_with_a_zoo_writer_on_green_then_resumed(tmp_path, point):
     for write in SHAPES.values():
         app(project.gen(2), write)
     writer = ZooWriter(project.gen(2), tmp_path, 99)
-    writer.wait_for(50)
+    writer.wait_for_written(50)
     crashed = bluegreen(project, "revert", crash_at=point)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     resumed = bluegreen(project, "resume")

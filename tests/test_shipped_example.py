@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import tomllib
+from pathlib import Path
 
 import apsw
 import pytest
 
 from bluegreen.tools import demo
-from bluegreen.tools import demo_writer
 from conftest import rows, write_config
+from helpers import Writer
 
 
-def start_writer(project, log, seconds: float = 120):
-    return subprocess.Popen(
-        [sys.executable, "-m", "bluegreen.tools.demo_writer", str(project.pointer), str(log), "--seconds", str(seconds)]
-    )
-
-
-def wait_for_commits(log, count: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") >= count:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"writer made fewer than {count} commits in {timeout} s")
+def start_writer(project, tmp_path: Path) -> Writer:
+    """The writer program in demo mode: the shipped example's application, through the pointer."""
+    return Writer(project, tmp_path, 7, "demo", seconds=120)
 
 
 def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
@@ -72,17 +62,15 @@ def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
 @pytest.mark.parametrize("mode", [["--offline"], []], ids=["offline", "online"])
 def test_deploy_keeps_every_write_of_a_running_writer(shipped, tmp_path, mode):
     project = shipped
-    log = tmp_path / "writer.log"
-    writer = start_writer(project, log)
+    writer = start_writer(project, tmp_path)
     try:
-        wait_for_commits(log, 30)
+        writer.wait_for(30)
         deployed = project.cli_process("deploy", *mode, "--json")
         assert deployed.code == 0, deployed.err
-        writer.wait(timeout=60)  # it stops at the fence
+        writer.process.wait(timeout=60)  # it stops at the fence
     finally:
         writer.kill()
-        writer.wait()
-    events = demo_writer.read_log(log)
+    events = writer.records()
     committed = [e for e in events if e["event"] == "committed"]
     assert len(committed) >= 30
     assert {e["op"] for e in committed} >= {"insert", "update"}
@@ -94,19 +82,17 @@ def test_deploy_keeps_every_write_of_a_running_writer(shipped, tmp_path, mode):
 def test_separate_prepare_then_cutover_with_a_writer_loses_nothing(shipped, tmp_path):
     """The writer keeps writing between prepare and cutover: cutover carries it all into v2."""
     project = shipped
-    log = tmp_path / "writer.log"
-    writer = start_writer(project, log)
+    writer = start_writer(project, tmp_path)
     try:
-        wait_for_commits(log, 5)
+        writer.wait_for(5)
         assert project.cli_process("prepare").code == 0
-        wait_for_commits(log, sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") + 50)
+        writer.wait_for(50)
         cut = project.cli_process("cutover", "--json")
         assert cut.code == 0, cut.err
-        writer.wait(timeout=60)
+        writer.process.wait(timeout=60)
     finally:
         writer.kill()
-        writer.wait()
-    events = demo_writer.read_log(log)
+    events = writer.records()
     assert demo.verify_writes(events, project.gen(2)) == []
     validated = project.cli("status", "--json").json
     assert validated["phase"] == "cut_over"

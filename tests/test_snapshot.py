@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import pytest
 
 from bluegreen.engine import snapshot
 from bluegreen.engine.db import open_db
-
-WRITER = Path(__file__).with_name("snapshot_writer.py")
+from bluegreen.tools.writer_process import WriterProcess, writer_command
 
 
 def make_blue(path: Path, rows: int = 1500) -> dict[int, bytes]:
@@ -89,14 +87,19 @@ def assert_exact_copy(copy: Path, blue: Path, initial: dict[int, bytes]) -> int:
     return seq
 
 
-def start_writers(blue: Path, stop: Path, count: int = 2) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, str(WRITER), str(blue), str(seed), str(stop)]) for seed in range(count)]
+def start_writers(blue: Path, stop: Path, count: int = 2) -> list[WriterProcess]:
+    """The writer program in snapshot mode, `count` processes on blue until `stop` appears."""
+    return [WriterProcess.start("snapshot", blue, seed=seed, stop=stop) for seed in range(count)]
 
 
-def stop_writers(writers: list[subprocess.Popen], stop: Path) -> None:
-    stop.write_text("stop")
-    for proc in writers:
-        assert proc.wait(timeout=60) == 0
+def stop_writers(writers: list[WriterProcess], stop: Path) -> None:
+    for writer in writers:
+        assert writer.stop(timeout=60) == 0
+
+
+def write(blue: Path, seed: int, count: int) -> None:
+    """`count` snapshot-mode writes on blue, in a process of their own."""
+    subprocess.run(writer_command("snapshot", blue, seed=seed, count=count), check=True)
 
 
 @pytest.mark.parametrize("method", ["files", "backup"])
@@ -135,12 +138,12 @@ def test_a_snapshot_of_a_checkpointed_wal_stays_exact_when_writers_restart_it(tm
     initial = make_blue(blue)
     conn = apsw.Connection(str(blue))  # kept open: the last connection to close would delete the WAL
     conn.execute("SELECT 1").get
-    subprocess.run([sys.executable, str(WRITER), str(blue), "7", str(tmp_path / "none"), "20"], check=True)
+    write(blue, 7, 20)
     busy, frames, checkpointed = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert frames > 0 and checkpointed == frames
 
     def write_meanwhile(done: int, total: int) -> None:
-        subprocess.run([sys.executable, str(WRITER), str(blue), str(done), str(tmp_path / "none"), "20"], check=True)
+        write(blue, done, 20)
 
     source = open_db(blue, query_only=True)
     result = snapshot.copy(source, tmp_path / "copy.db", mode=0o644, pages_per_step=128, progress=write_meanwhile)

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from bluegreen.tools import demo_data
-from bluegreen.tools import demo_writer
 from bluegreen.engine import generations
+from bluegreen.tools.writer_process import WriterExited, WriterProcess, WriterStalled, read_log
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
 from bluegreen.engine.db import open_db
@@ -35,19 +34,15 @@ def run(controller: Controller, rows: int) -> Result:
     controller.init()
 
     log = folder / "demo-writer.log"
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "bluegreen.tools.demo_writer", str(config.database.pointer), str(log), "--seconds", "600"],
-        stdout=subprocess.DEVNULL,
-    )
+    writer = WriterProcess.start("demo", config.database.pointer, log, seconds=600, stdout=subprocess.DEVNULL)
     try:
-        _wait_for_writes(log, writer, count=20)
+        _wait_for_writes(writer, count=20)
         deployed = controller.deploy()
         writer.wait(timeout=60)  # it stops by itself at the fence
     finally:
-        if writer.poll() is None:
+        if writer.running():
             writer.kill()
-            writer.wait()
-    events = demo_writer.read_log(log)
+    events = read_log(log)
     active = generations.active_path(config.database.pointer, controller.store)
     problems = verify_writes(events, active)
     committed = [e for e in events if e["event"] == "committed"]
@@ -88,15 +83,13 @@ def _reset_folder(folder: Path, initial: Path, pointer_path: Path) -> None:
     (folder / MARKER).write_text("made by bluegreen demo; `bluegreen demo` may delete this folder\n")
 
 
-def _wait_for_writes(log: Path, writer: subprocess.Popen, count: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if sum(1 for e in demo_writer.read_log(log) if e["event"] == "committed") >= count:
-            return
-        if writer.poll() is not None:
-            raise WriterFailed(f"demo: the writer process exited early (code {writer.returncode})")
-        time.sleep(0.02)
-    raise WriterFailed("demo: the writer process made no progress")
+def _wait_for_writes(writer: WriterProcess, count: int, timeout: float = 30.0) -> None:
+    try:
+        writer.wait_for(count, timeout=timeout, poll=0.02)
+    except WriterExited as exc:
+        raise WriterFailed(f"demo: the writer process exited early (code {exc.returncode})") from None
+    except WriterStalled:
+        raise WriterFailed("demo: the writer process made no progress") from None
 
 
 def verify_writes(events: list[dict], active: Path) -> list[str]:

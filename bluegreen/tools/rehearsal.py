@@ -17,9 +17,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +27,7 @@ from bluegreen.files import contract
 from bluegreen.engine import barrier
 from bluegreen.engine import capture
 from bluegreen.tools import demo
-from bluegreen.tools import demo_writer
+from bluegreen.tools.writer_process import WriterError, WriterProcess, read_log
 from bluegreen.engine import snapshot
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
 from bluegreen.engine import generations
@@ -222,9 +220,9 @@ def _phases_logged(controller: Controller) -> list[dict]:
 
 
 # -- the synthetic writer -------------------------------------------------------------------------
-def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[subprocess.Popen, Path, str]:
-    """The shipped example gets demo_writer (inserts, updates and deletes, each checked after the
-    cutover); any other schema gets rehearsal_writer (same-value updates: lock, capture and
+def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[WriterProcess, Path, str]:
+    """The shipped example gets the writer's demo mode (inserts, updates and deletes, each checked
+    after the cutover); any other schema its rehearsal mode (same-value updates: lock, capture and
     replay load without inventing data)."""
     conn = open_db(copy, query_only=True)
     try:
@@ -232,26 +230,22 @@ def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[subprocess
     finally:
         conn.close()
     kind = "sdm" if SDM_TABLES <= tables else "touch"
-    module = "bluegreen.tools.demo_writer" if kind == "sdm" else "bluegreen.tools.rehearsal_writer"
+    mode = "demo" if kind == "sdm" else "rehearsal"
     log = scratch / "writer.log"
     create_file(log, file_mode(copy) & 0o666)  # the writer appends to it: it holds row values, so blue's mode
-    process = subprocess.Popen([sys.executable, "-m", module, str(config.database.pointer), str(log), "--seconds", "600"],
-                               stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while sum(e["event"] == "committed" for e in demo_writer.read_log(log)) < WRITER_WARM_UP:
-        events = demo_writer.read_log(log)
-        if process.poll() is not None or any(e["event"] == "no_target" for e in events) or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise WriterFailed.with_hint(
-                f"{copy}: the synthetic writer could not write (no table with a rowid and rows?)",
-                "rehearse without --writer")
-        time.sleep(0.01)
+    process = WriterProcess.start(mode, config.database.pointer, log, seconds=600, stdout=subprocess.DEVNULL)
+    try:
+        process.wait_for(WRITER_WARM_UP, timeout=30, gives_up="no_target")
+    except WriterError:
+        process.kill()
+        raise WriterFailed.with_hint(
+            f"{copy}: the synthetic writer could not write (no table with a rowid and rows?)",
+            "rehearse without --writer") from None
     return process, log, kind
 
 
 def _writer_report(kind: str, log: Path, active: Path) -> WriterReport:
-    events = demo_writer.read_log(log)
+    events = read_log(log)
     committed = [e for e in events if e["event"] == "committed"]
     fenced = [e for e in events if e["event"] == "fenced"]
     longest = max([e["wait_ms"] for e in committed + fenced], default=0.0)

@@ -1,18 +1,15 @@
-"""The schema zoo: every table shape SQLite lets a REPLACE delete a row through, and a writer that
-applies random inserts, updates, deletes, REPLACEs, UPSERTs and key changes to them.
+"""The schema zoo: every table shape SQLite lets a REPLACE delete a row through, and random
+inserts, updates, deletes, REPLACEs, UPSERTs and key changes on them.
 
-Used by tests/test_schema_zoo.py in-process (ZOO_SCHEMA, random_operation) and as a real process:
-`python zoo_writer.py DB SEED STOPFILE [COUNTFILE]` writes to DB, one autocommit statement at a
-time, until STOPFILE exists or DB is fenced by bluegreen (then it exits 0: a fenced write was never
-committed). Statements a constraint refuses are part of the mix (an application's failed write).
+Data for the tests (tests/test_schema_zoo.py, tests/test_capture_install.py use it in-process) and
+for the writer program's `zoo` mode (bluegreen.tools.writer), which applies random_operation one
+autocommit statement at a time. Statements a constraint refuses are part of the mix (an
+application's failed write).
 """
 
 from __future__ import annotations
 
-import os
 import random
-import sys
-from pathlib import Path
 
 import apsw
 
@@ -293,30 +290,3 @@ def apply(conn: apsw.Connection, sql: str, args: tuple = ()) -> bool:
         return True
     except apsw.ConstraintError:
         return False
-
-
-def main(db: Path, seed: int, stop: Path, count: Path | None = None) -> int:
-    rng = random.Random(seed)
-    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READWRITE)
-    conn.set_busy_timeout(60_000)
-    parent = os.getppid()
-    written = 0
-    while not stop.exists() and os.getppid() == parent:  # never outlive the test that started it
-        sql, args = random_operation(rng, written)
-        try:
-            apply(conn, sql, args)
-        except apsw.SQLError as exc:
-            if "bluegreen_fenced" in str(exc):
-                break  # fenced: this write was refused, never committed
-            raise
-        written += 1
-        if count is not None and written % 10 == 0:
-            count.write_text(str(written))
-    if count is not None:
-        count.write_text(str(written))
-    conn.close()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) > 4 else None))
