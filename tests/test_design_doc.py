@@ -212,3 +212,24 @@ def test_a_readme_pointing_outside_the_repository_is_caught(tmp_path):
     (root / "README.md").write_text(readme)
     assert readme_links(root) == ["README.md does not link docs/design.md",
                                   f"README.md still refers to {OUTSIDE}"]
+
+
+def undocumented_errors(root: Path) -> list[str]:
+    """Error classes of bluegreen/errors.py that the design's "Errors by cause" table does not list."""
+    text = (root / DOC).read_text()
+    start = text.index("### Errors by cause")
+    table = text[start:text.index("\n## ", start)]
+    tree = ast.parse((root / "bluegreen" / "errors.py").read_text())
+    classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef) and node.name != "BluegreenError"]
+    return [name for name in classes if f"`{name}`" not in table and f"| {name} |" not in table]
+
+
+def test_every_error_class_is_in_the_design(tmp_path):
+    assert undocumented_errors(REPO) == []
+    copy = tmp_path / "repo"
+    (copy / "docs").mkdir(parents=True)
+    (copy / "bluegreen").mkdir()
+    shutil.copy(REPO / DOC, copy / DOC)
+    (copy / "bluegreen" / "errors.py").write_text(
+        (REPO / "bluegreen" / "errors.py").read_text() + "\n\nclass MadeUpCause(OperationFailed):\n    pass\n")
+    assert undocumented_errors(copy) == ["MadeUpCause"]

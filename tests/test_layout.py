@@ -67,3 +67,66 @@ def test_no_module_is_over_500_lines():
              for path in sorted(PACKAGE.rglob("*.py"))}
     assert len(sizes) > 40  # every module was measured
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+# Wings from the floor up: a module imports only its own wing or a lower one (never up, so no
+# wing can form a loop with another). client stands beside engine, on files alone.
+FLOOR = {"errors": 0, "results": 0, "files": 1, "engine": 2, "client": 2, "config": 3, "gates": 4,
+         "reports": 5, "lifecycle": 6, "tools": 7, "cli": 8, "__main__": 9, "__init__": 9}
+
+
+def wing_of(module: str) -> str:
+    """bluegreen.engine.capture -> engine; bluegreen.config -> config; bluegreen -> __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
+
+
+def test_every_import_goes_to_its_own_wing_or_a_lower_one():
+    modules = sorted(PACKAGE.rglob("*.py"))
+    assert {wing_of(module_of(p)) for p in modules} <= set(FLOOR), "a new wing needs its floor here"
+    upward = [f"{module_of(path)}:{line} -> {module}"
+              for path in modules for line, module in imports_of(path)
+              if module.startswith("bluegreen.") and module != "bluegreen.__version__"
+              and wing_of(module) != wing_of(module_of(path))
+              and FLOOR[wing_of(module)] >= FLOOR[wing_of(module_of(path))]]
+    assert upward == []
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The bluegreen modules a file imports, `from bluegreen.engine import capture` resolved to the
+    module bluegreen.engine.capture (not the package's face)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bluegreen") and not node.level:
+            for alias in node.names:
+                dotted = f"{node.module}.{alias.name}"
+                found.add(dotted if (PACKAGE.parent / (dotted.replace(".", "/") + ".py")).exists() else node.module)
+    return found
+
+
+def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        if node in trail:
+            cycles.append(trail[trail.index(node):] + [node])
+        elif node not in done:
+            for nxt in sorted(graph.get(node, ())):
+                visit(nxt, trail + [node])
+            done.add(node)
+
+    for start in sorted(graph):
+        visit(start, [])
+    return cycles
+
+
+def test_no_modules_import_each_other_even_through_others():
+    graph = {module_of(path): imported_modules(path) - {module_of(path)} for path in PACKAGE.rglob("*.py")}
+    assert sum(map(len, graph.values())) > 150  # the imports were read
+    assert cycles_in(graph) == []
+    assert cycles_in({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]  # the check can fail

@@ -1,4 +1,4 @@
-"""The data folder beside the pointer: generation file names, controller state, lock, event log.
+"""The controller's journal beside the pointer: its state, its lock, its event log, generation names.
 
 Everything the controller persists about itself lives in `<pointer folder>/.bluegreen/`:
 `lock` (an flock'd file that is never replaced, so one controller runs at a time),
