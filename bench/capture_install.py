@@ -34,21 +34,25 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
-from pause import make_project, start_writer  # noqa: E402
+from pause import make_project, start_writer
 
-from bluegreen.engine import barrier
-from bluegreen.engine import capture  # noqa: E402
-from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.lifecycle import guard  # noqa: E402
-from bluegreen.lifecycle.controller import Controller  # noqa: E402
+from bluegreen.config import load as load_config
+from bluegreen.engine import (
+    barrier,
+    capture,
+)
+from bluegreen.lifecycle import guard
+from bluegreen.lifecycle.controller import Controller
 
 
 def legacy_install(blue: Path, wait_ms: int) -> list[float]:
     """Capture as it was installed before: every statement in one transaction under the lock."""
     started = time.perf_counter()
     with barrier.holding(blue, wait_ms) as conn:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {capture.CAPTURE_TABLE}("
-                     "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {capture.CAPTURE_TABLE}("
+            "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
+        )
         capture.set_meta(conn, capture_epoch="bench")
         for sql in capture.capture_sql(conn):
             conn.execute(sql.replace("CREATE TRIGGER", "CREATE TRIGGER IF NOT EXISTS", 1))
@@ -73,7 +77,9 @@ def timed_holding(locks: list[float]):
                     return context.__exit__(*exc)
                 finally:
                     locks.append((time.perf_counter() - self.started) * 1000)
+
         return Timed()
+
     return original, holding
 
 
@@ -103,8 +109,7 @@ def one_install(work: Path, tables: int, method: str) -> dict:
         time.sleep(1.0)  # the ordinary latency baseline
         started = time.time()
         clock = time.perf_counter()
-        locks = (legacy_install(blue, 60_000) if method == "statements"
-                 else current_install(controller, blue))
+        locks = legacy_install(blue, 60_000) if method == "statements" else current_install(controller, blue)
         total_ms = (time.perf_counter() - clock) * 1000
         ended = time.time()
         time.sleep(0.3)
@@ -114,8 +119,13 @@ def one_install(work: Path, tables: int, method: str) -> dict:
     ordinary = statistics.median(w["wait_ms"] for w in writes if w["at"] < started)
     during = [w["wait_ms"] for w in writes if w["at"] >= started and w["at"] - w["wait_ms"] / 1000 <= ended]
     shutil.rmtree(folder)
-    return {"wait_ms": max(during or [0.0]), "ordinary_ms": ordinary, "total_ms": total_ms,
-            "longest_lock_ms": max(locks), "transactions": len(locks)}
+    return {
+        "wait_ms": max(during or [0.0]),
+        "ordinary_ms": ordinary,
+        "total_ms": total_ms,
+        "longest_lock_ms": max(locks),
+        "transactions": len(locks),
+    }
 
 
 def main() -> None:
@@ -125,24 +135,33 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results-capture-install.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bluegreen-capture-"))
-    lines = [f"# Writers' wait during prepare's capture install vs table count ({args.runs} run(s) each, median)", "",
-             "| tables | installed by | writer's longest wait (ms) | / one write | longest lock held (ms) | "
-             "transactions | install total (ms) | one write (ms) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Writers' wait during prepare's capture install vs table count ({args.runs} run(s) each, median)",
+        "",
+        "| tables | installed by | writer's longest wait (ms) | / one write | longest lock held (ms) | "
+        "transactions | install total (ms) | one write (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     try:
         for tables in args.tables:
             for method in ("statements", "schema edit"):
                 runs = [one_install(work, tables, method) for _ in range(args.runs)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-                line = (f"| {tables} | {method} | {med['wait_ms']:.1f} | {med['wait_ms'] / med['ordinary_ms']:.0f}x "
-                        f"| {med['longest_lock_ms']:.1f} | {med['transactions']:.0f} | {med['total_ms']:.1f} "
-                        f"| {med['ordinary_ms']:.2f} |")
+                line = (
+                    f"| {tables} | {method} | {med['wait_ms']:.1f} | {med['wait_ms'] / med['ordinary_ms']:.0f}x "
+                    f"| {med['longest_lock_ms']:.1f} | {med['transactions']:.0f} | {med['total_ms']:.1f} "
+                    f"| {med['ordinary_ms']:.2f} |"
+                )
                 print(line, flush=True)
                 lines.append(line)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines += ["", "writer's longest wait: a write started during the install, first try -> commit (it also "
-              "re-reads blue's schema after every committed change). longest lock held: BEGIN IMMEDIATE -> "
-              "COMMIT of the longest transaction the install ran under blue's lock."]
+    lines += [
+        "",
+        "writer's longest wait: a write started during the install, first try -> commit (it also "
+        "re-reads blue's schema after every committed change). longest lock held: BEGIN IMMEDIATE -> "
+        "COMMIT of the longest transaction the install ran under blue's lock.",
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -33,20 +33,19 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-import apsw  # noqa: E402
+import apsw
+from machine import machine
 
-from bluegreen.files import pointer  # noqa: E402
-from bluegreen.cli import main as bluegreen  # noqa: E402
-from machine import machine  # noqa: E402
+from bluegreen.cli import main as bluegreen
+from bluegreen.files import pointer
 
 SCHEMAS = {
     "001_v1.0.0_items.sql": "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT);\n",
     "002_v2.0.0_names.sql": "CREATE TABLE names(id INTEGER PRIMARY KEY, upper_name TEXT NOT NULL);\n"
-                            "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items;\n",
-    "002_v2.0.0_names_sync.sql":
-        "DELETE FROM names WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');\n"
-        "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items WHERE id IN "
-        "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);\n",
+    "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items;\n",
+    "002_v2.0.0_names_sync.sql": "DELETE FROM names WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');\n"
+    "INSERT INTO names SELECT id, upper(coalesce(name, '')) FROM items WHERE id IN "
+    "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);\n",
 }
 CONFIG = """\
 [database]
@@ -150,14 +149,16 @@ def measure(cycles: int, per_kind: int, rows: int) -> dict:
         for kind in KINDS:
             for n in range(per_kind):
                 log = root / f"{kind}{n}.log"
-                proc = subprocess.Popen([sys.executable, __file__, "--client", kind, str(pointer_path), str(log), str(stop)])
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "--client", kind, str(pointer_path), str(log), str(stop)]
+                )
                 clients.append((kind, log, proc))
         picked: dict[str, list[float]] = {kind: [] for kind in KINDS}
         reverts: list[float] = []
         missed = 0
         try:
-            for kind, log, _ in clients:
-                wait_until(lambda: first_on(log, "app.db", 0) is not None, 30)
+            for _kind, log, _ in clients:
+                wait_until(lambda log=log: first_on(log, "app.db", 0) is not None, 30)
             for _ in range(cycles):
                 for command in ("deploy", "revert"):
                     started = time.perf_counter()
@@ -166,7 +167,7 @@ def measure(cycles: int, per_kind: int, rows: int) -> dict:
                         reverts.append((time.perf_counter() - started) * 1000)
                     at, file = swaps[-1]
                     for kind, log, _ in clients:
-                        if wait_until(lambda: first_on(log, file, at) is not None, 10):
+                        if wait_until(lambda log=log, file=file, at=at: first_on(log, file, at) is not None, 10):
                             picked[kind].append((first_on(log, file, at) - at) * 1000)
                         else:
                             missed += 1
@@ -179,8 +180,11 @@ def measure(cycles: int, per_kind: int, rows: int) -> dict:
     return {"picked": picked, "reverts_ms": reverts, "missed": missed}
 
 
-LABELS = {"reader": "reader, watchdog (read every 1 ms)", "writer": "writer, fence (insert every 2 ms)",
-          "polling": "reader, polling only (every 0.1 s)"}
+LABELS = {
+    "reader": "reader, watchdog (read every 1 ms)",
+    "writer": "writer, fence (insert every 2 ms)",
+    "polling": "reader, polling only (every 0.1 s)",
+}
 
 
 def main() -> None:
@@ -191,15 +195,19 @@ def main() -> None:
     args = parser.parse_args()
     measured = measure(args.cycles, args.per_kind, args.rows)
     missed = measured["missed"]
-    print(f"{args.cycles * 2} swaps (deploy + revert), {args.per_kind} client processes of each kind"
-          + (f"; {missed} pickups not seen within 10 s" if missed else ""))
+    print(
+        f"{args.cycles * 2} swaps (deploy + revert), {args.per_kind} client processes of each kind"
+        + (f"; {missed} pickups not seen within 10 s" if missed else "")
+    )
     print()
     print("| machine | client | pickups | median | p99 | max |")
     print("|---|---|---:|---:|---:|---:|")
     for kind, values in measured["picked"].items():
         if values:
-            print(f"| {machine()} | {LABELS[kind]} | {len(values)} | {statistics.median(values):.2f} ms "
-                  f"| {percentile(values, 99):.2f} ms | {max(values):.2f} ms |")
+            print(
+                f"| {machine()} | {LABELS[kind]} | {len(values)} | {statistics.median(values):.2f} ms "
+                f"| {percentile(values, 99):.2f} ms | {max(values):.2f} ms |"
+            )
 
 
 def wait_until(predicate, timeout: float) -> bool:

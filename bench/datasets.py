@@ -18,7 +18,7 @@ REPO = HERE.parent
 CACHE = HERE / "results"
 sys.path.insert(0, str(REPO))
 
-from bluegreen.tools import demo_data  # noqa: E402
+from bluegreen.tools import demo_data
 
 
 def generator_version() -> str:

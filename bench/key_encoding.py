@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import apsw  # noqa: E402
+import apsw
 
-from bluegreen.engine.keys import _quoted_key_value  # noqa: E402
+from bluegreen.engine.keys import _quoted_key_value
 
 
 def quote_only(value: str) -> str:
@@ -27,12 +27,16 @@ def quote_only(value: str) -> str:
 
 def us_per_write(encode, rows: int) -> float:
     conn = apsw.Connection(":memory:")
-    conn.execute("CREATE TABLE t(a TEXT, b INTEGER, v, PRIMARY KEY(a, b)) WITHOUT ROWID;"
-                 "CREATE TABLE cap(seq INTEGER PRIMARY KEY, key)")
+    conn.execute(
+        "CREATE TABLE t(a TEXT, b INTEGER, v, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+        "CREATE TABLE cap(seq INTEGER PRIMARY KEY, key)"
+    )
     if encode is not None:
         key = encode("NEW.a") + " || ',' || " + encode("NEW.b")
-        conn.execute(f"CREATE TRIGGER ti AFTER INSERT ON t BEGIN INSERT INTO cap(key) VALUES ({key}); END;"
-                     f"CREATE TRIGGER tu AFTER UPDATE ON t BEGIN INSERT INTO cap(key) VALUES ({key}); END;")
+        conn.execute(
+            f"CREATE TRIGGER ti AFTER INSERT ON t BEGIN INSERT INTO cap(key) VALUES ({key}); END;"
+            f"CREATE TRIGGER tu AFTER UPDATE ON t BEGIN INSERT INTO cap(key) VALUES ({key}); END;"
+        )
     data = [(f"user-session-{i:08d}", i, "x") for i in range(rows)]
     start = time.perf_counter()
     with conn:

@@ -18,5 +18,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"SQLite {apsw.sqlite_lib_version()}, {platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"SQLite {apsw.sqlite_lib_version()}, {platform.system()} {platform.release()}"
+    )

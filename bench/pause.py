@@ -29,14 +29,16 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-import apsw  # noqa: E402
+import apsw
 
-from bluegreen.engine import capture  # noqa: E402
-from bluegreen.engine import names  # noqa: E402
-from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.lifecycle.controller import Controller  # noqa: E402
-from bluegreen.engine.db import quote_ident  # noqa: E402
-from bluegreen.tools.writer_process import WriterProcess  # noqa: E402
+from bluegreen.config import load as load_config
+from bluegreen.engine import (
+    capture,
+    names,
+)
+from bluegreen.engine.db import quote_ident
+from bluegreen.lifecycle.controller import Controller
+from bluegreen.tools.writer_process import WriterProcess
 
 BUDGET_MS = 100
 CONFIG = """\
@@ -117,10 +119,16 @@ def one_deploy(work: Path, tables: int, method: str) -> dict:
     account = result.data["pause_budget"]
     committed = account["attempts"][-1]
     shutil.rmtree(folder)
-    return {"pause_ms": result.data["write_pause_ms"], "predicted_ms": committed["predicted"]["total_ms"],
-            "fence_ms": account["fence_ms"], "cutover_wait_ms": max(at_cutover or [0.0]),
-            "deploy_wait_ms": max(during_deploy), "ordinary_ms": ordinary, "overruns_vs_100": int(
-                result.data["write_pause_ms"] > BUDGET_MS), "attempts": result.data["attempts"]}
+    return {
+        "pause_ms": result.data["write_pause_ms"],
+        "predicted_ms": committed["predicted"]["total_ms"],
+        "fence_ms": account["fence_ms"],
+        "cutover_wait_ms": max(at_cutover or [0.0]),
+        "deploy_wait_ms": max(during_deploy),
+        "ordinary_ms": ordinary,
+        "overruns_vs_100": int(result.data["write_pause_ms"] > BUDGET_MS),
+        "attempts": result.data["attempts"],
+    }
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -134,27 +142,35 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results-pause.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bluegreen-pause-"))
-    lines = [f"# Write pause at cutover vs table count ({args.runs} run(s) each, median; budget {BUDGET_MS} ms)", "",
-             "| tables | fence made by | pause (ms) | predicted (ms) | pause / one write | writer's longest wait at "
-             "cutover (ms) | / one write | longest wait in the whole deploy (ms) | one write (ms) | budget met |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Write pause at cutover vs table count ({args.runs} run(s) each, median; budget {BUDGET_MS} ms)",
+        "",
+        "| tables | fence made by | pause (ms) | predicted (ms) | pause / one write | writer's longest wait at "
+        "cutover (ms) | / one write | longest wait in the whole deploy (ms) | one write (ms) | budget met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     try:
         for tables in args.tables:
             for method in ("statements", "schema edit"):
                 runs = [one_deploy(work, tables, method) for _ in range(args.runs)]
                 pause, wait, one = (median_of(runs, k) for k in ("pause_ms", "cutover_wait_ms", "ordinary_ms"))
                 met = sum(1 for r in runs if r["pause_ms"] <= BUDGET_MS)
-                line = (f"| {tables} | {method} | {pause:.1f} | {median_of(runs, 'predicted_ms'):.1f} | {pause / one:.0f}x "
-                        f"| {wait:.1f} | {wait / one:.0f}x | {median_of(runs, 'deploy_wait_ms'):.1f} | {one:.2f} "
-                        f"| {met}/{len(runs)} |")
+                line = (
+                    f"| {tables} | {method} | {pause:.1f} | {median_of(runs, 'predicted_ms'):.1f} | {pause / one:.0f}x "
+                    f"| {wait:.1f} | {wait / one:.0f}x | {median_of(runs, 'deploy_wait_ms'):.1f} | {one:.2f} "
+                    f"| {met}/{len(runs)} |"
+                )
                 print(line, flush=True)
                 lines.append(line)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    lines += ["", "pause: barrier taken -> fence committed, as the controller measured it; predicted: its forecast "
-              "before fencing (fence + commit timed on green, replay from this run's batches). 'statements' runs "
-              "with a budget it fits in (the real one refuses it at 1,000 tables before taking the lock). The "
-              "longest wait in the whole deploy includes prepare's capture install under blue's lock."]
+    lines += [
+        "",
+        "pause: barrier taken -> fence committed, as the controller measured it; predicted: its forecast "
+        "before fencing (fence + commit timed on green, replay from this run's batches). 'statements' runs "
+        "with a budget it fits in (the real one refuses it at 1,000 tables before taking the lock). The "
+        "longest wait in the whole deploy includes prepare's capture install under blue's lock.",
+    ]
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

@@ -27,10 +27,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-import apsw  # noqa: E402
+import apsw
 
-from bluegreen.engine import capture  # noqa: E402
-from bluegreen.engine.db import open_db  # noqa: E402
+from bluegreen.engine import capture
+from bluegreen.engine.db import open_db
 
 SCHEMA = """
 CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT);
@@ -48,7 +48,9 @@ def build(path: Path, rows: int) -> None:
         for _ in conn.execute(SCHEMA):
             pass
         conn.executemany("INSERT INTO settings VALUES (?, ?)", [(f"key{i}", "v") for i in range(rows)])
-        conn.executemany("INSERT INTO users(email, name) VALUES (?, ?)", [(f"u{i}@example.com", "n") for i in range(rows)])
+        conn.executemany(
+            "INSERT INTO users(email, name) VALUES (?, ?)", [(f"u{i}@example.com", "n") for i in range(rows)]
+        )
         conn.executemany("INSERT INTO tags(label, v) VALUES (?, ?)", [(f"Label {i}", "v") for i in range(rows)])
         conn.executemany("INSERT INTO kv VALUES (?, ?)", [(f"key{i}", "v") for i in range(rows)])
     conn.close()
@@ -59,26 +61,50 @@ def write(conn: apsw.Connection, rng: random.Random, rows: int, counter: int) ->
     table = rng.choice(["settings", "users", "tags", "kv"])
     roll = rng.random()
     if table == "settings":
-        sql = (("INSERT OR REPLACE INTO settings VALUES (?, ?)", (f"key{i}", "r")) if roll < 0.3 else
-               ("INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", (f"key{i}", "u"))
-               if roll < 0.5 else ("UPDATE settings SET value = ? WHERE key = ?", ("w", f"key{i}")) if roll < 0.8 else
-               ("INSERT INTO settings VALUES (?, ?)", (f"new{new}", "n")) if roll < 0.95 else
-               ("DELETE FROM settings WHERE key = ?", (f"key{i}",)))
+        sql = (
+            ("INSERT OR REPLACE INTO settings VALUES (?, ?)", (f"key{i}", "r"))
+            if roll < 0.3
+            else (
+                "INSERT INTO settings VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"key{i}", "u"),
+            )
+            if roll < 0.5
+            else ("UPDATE settings SET value = ? WHERE key = ?", ("w", f"key{i}"))
+            if roll < 0.8
+            else ("INSERT INTO settings VALUES (?, ?)", (f"new{new}", "n"))
+            if roll < 0.95
+            else ("DELETE FROM settings WHERE key = ?", (f"key{i}",))
+        )
     elif table == "users":
-        sql = (("INSERT OR REPLACE INTO users(id, email, name) VALUES (?, ?, ?)", (i + 1, f"U{i}@example.com", "r"))
-               if roll < 0.3 else ("UPDATE users SET name = ? WHERE id = ?", ("w", i + 1)) if roll < 0.8 else
-               ("INSERT INTO users(email, name) VALUES (?, ?)", (f"new{new}@example.com", "n")) if roll < 0.95 else
-               ("DELETE FROM users WHERE id = ?", (i + 1,)))
+        sql = (
+            ("INSERT OR REPLACE INTO users(id, email, name) VALUES (?, ?, ?)", (i + 1, f"U{i}@example.com", "r"))
+            if roll < 0.3
+            else ("UPDATE users SET name = ? WHERE id = ?", ("w", i + 1))
+            if roll < 0.8
+            else ("INSERT INTO users(email, name) VALUES (?, ?)", (f"new{new}@example.com", "n"))
+            if roll < 0.95
+            else ("DELETE FROM users WHERE id = ?", (i + 1,))
+        )
     elif table == "tags":
-        sql = (("INSERT OR REPLACE INTO tags(id, label, v) VALUES (?, ?, ?)", (i + 1, f" label {i}", "r"))
-               if roll < 0.3 else ("UPDATE tags SET v = ? WHERE id = ?", ("w", i + 1)) if roll < 0.8 else
-               ("INSERT INTO tags(label, v) VALUES (?, ?)", (f"new {new}", "n")) if roll < 0.95 else
-               ("DELETE FROM tags WHERE id = ?", (i + 1,)))
+        sql = (
+            ("INSERT OR REPLACE INTO tags(id, label, v) VALUES (?, ?, ?)", (i + 1, f" label {i}", "r"))
+            if roll < 0.3
+            else ("UPDATE tags SET v = ? WHERE id = ?", ("w", i + 1))
+            if roll < 0.8
+            else ("INSERT INTO tags(label, v) VALUES (?, ?)", (f"new {new}", "n"))
+            if roll < 0.95
+            else ("DELETE FROM tags WHERE id = ?", (i + 1,))
+        )
     else:
-        sql = (("INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"key{i}", "r")) if roll < 0.5 else
-               ("UPDATE kv SET v = ? WHERE k = ?", ("w", f"key{i}")) if roll < 0.8 else
-               ("INSERT INTO kv VALUES (?, ?)", (f"new{new}", "n")) if roll < 0.95 else
-               ("DELETE FROM kv WHERE k = ?", (f"key{i}",)))
+        sql = (
+            ("INSERT OR REPLACE INTO kv VALUES (?, ?)", (f"key{i}", "r"))
+            if roll < 0.5
+            else ("UPDATE kv SET v = ? WHERE k = ?", ("w", f"key{i}"))
+            if roll < 0.8
+            else ("INSERT INTO kv VALUES (?, ?)", (f"new{new}", "n"))
+            if roll < 0.95
+            else ("DELETE FROM kv WHERE k = ?", (f"key{i}",))
+        )
     try:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(*sql)
@@ -89,8 +115,9 @@ def write(conn: apsw.Connection, rng: random.Random, rows: int, counter: int) ->
 
 def load_capture_at(commit: str, work: Path):
     """bluegreen/capture.py as it was at `commit`, imported as its own module."""
-    text = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:bluegreen/capture.py"], check=True,
-                          capture_output=True, text=True).stdout
+    text = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{commit}:bluegreen/capture.py"], check=True, capture_output=True, text=True
+    ).stdout
     path = work / f"capture_{commit}.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location(f"capture_{commit}", path)
@@ -135,16 +162,22 @@ def main() -> None:
                 for i in range(args.writes):
                     write(conns[name], rng, args.rows, run * args.writes + i)
                 per_write[name].append((time.perf_counter() - started) / args.writes)
-        captured = {name: conns[name].execute("SELECT count(*) FROM _bluegreen_capture WHERE op = 'D'").get
-                    for name in ("baseline", "now")}
+        captured = {
+            name: conns[name].execute("SELECT count(*) FROM _bluegreen_capture WHERE op = 'D'").get
+            for name in ("baseline", "now")
+        }
         for conn in conns.values():
             conn.close()
         med = {n: statistics.median(v) for n, v in per_write.items()}
         ratio_now = statistics.median(n / p for n, p in zip(per_write["now"], per_write["plain"]))
         ratio_base = statistics.median(b / p for b, p in zip(per_write["baseline"], per_write["plain"]))
-        print(f"rows per table {args.rows:,}, {args.writes:,} writes x {args.runs} runs, synchronous={args.synchronous}")
+        print(
+            f"rows per table {args.rows:,}, {args.writes:,} writes x {args.runs} runs, synchronous={args.synchronous}"
+        )
         for name in variants:
-            print(f"  {name:<9} {med[name] * 1e6:8.1f} us/write (min {min(per_write[name]) * 1e6:.1f}, max {max(per_write[name]) * 1e6:.1f})")
+            print(
+                f"  {name:<9} {med[name] * 1e6:8.1f} us/write (min {min(per_write[name]) * 1e6:.1f}, max {max(per_write[name]) * 1e6:.1f})"
+            )
         print(f"  capture now / plain      {ratio_now:.3f} x (goal <= 1.1 x)")
         print(f"  capture {args.baseline} / plain {ratio_base:.3f} x")
         print(f"  REPLACE deletes recorded: now {captured['now']:,}, {args.baseline} {captured['baseline']:,}")

@@ -32,9 +32,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from bluegreen.engine import capture  # noqa: E402
-from bluegreen.engine.db import open_db  # noqa: E402
-from bluegreen.engine.replay import Replayer  # noqa: E402
+from bluegreen.engine import capture
+from bluegreen.engine.db import open_db
+from bluegreen.engine.replay import Replayer
 
 
 @dataclass(frozen=True)
@@ -49,20 +49,38 @@ class Sizes:
     runs: int
 
 
-QUICK = Sizes(small_rows=10_000, big_rows=100_000, changes=2_000, few_tables=10, many_tables=300,
-              table_changes=1_000, batch=50, runs=2)
-FULL = Sizes(small_rows=10_000, big_rows=1_000_000, changes=10_000, few_tables=10, many_tables=1_000,
-             table_changes=2_000, batch=50, runs=3)
+QUICK = Sizes(
+    small_rows=10_000,
+    big_rows=100_000,
+    changes=2_000,
+    few_tables=10,
+    many_tables=300,
+    table_changes=1_000,
+    batch=50,
+    runs=2,
+)
+FULL = Sizes(
+    small_rows=10_000,
+    big_rows=1_000_000,
+    changes=10_000,
+    few_tables=10,
+    many_tables=1_000,
+    table_changes=2_000,
+    batch=50,
+    runs=3,
+)
 
 SHAPES = {
     # Composite key of mixed types, a NOCASE text column first: the shape hazard 19 is about.
     "without_rowid": "CREATE TABLE {name}(region TEXT COLLATE NOCASE, id INTEGER, tag BLOB, weight REAL, "
-                     "note TEXT, PRIMARY KEY(region, id, tag, weight)) WITHOUT ROWID",
+    "note TEXT, PRIMARY KEY(region, id, tag, weight)) WITHOUT ROWID",
     "rowid": "CREATE TABLE {name}(id INTEGER PRIMARY KEY, region TEXT, tag BLOB, weight REAL, note TEXT)",
 }
-FILL = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
-        "INSERT INTO {name}(region, id, tag, weight, note) "
-        "SELECT 'Region-' || (i % 7), i, unhex(printf('%016x', i * 2654435761)), i * 0.5, 'row ' || i FROM n")
+FILL = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+    "INSERT INTO {name}(region, id, tag, weight, note) "
+    "SELECT 'Region-' || (i % 7), i, unhex(printf('%016x', i * 2654435761)), i * 0.5, 'row ' || i FROM n"
+)
 FINAL_CHANGES = 10
 WHERE_KEY = "region = ? AND id = ? AND tag = ? AND weight = ?"
 
@@ -113,8 +131,11 @@ def write_changes(blue: Path, rows: int, changes: int, table: str = "t0", seed: 
             if kind == 8:
                 conn.execute(f"DELETE FROM {table} WHERE {WHERE_KEY}", key_of(i))
             elif kind == 9:
-                conn.execute(f"INSERT INTO {table}(region, id, tag, weight, note) VALUES ('new', ?, randomblob(8), "
-                             "-1.25, 'inserted')", (rows + i,))
+                conn.execute(
+                    f"INSERT INTO {table}(region, id, tag, weight, note) VALUES ('new', ?, randomblob(8), "
+                    "-1.25, 'inserted')",
+                    (rows + i,),
+                )
             else:
                 conn.execute(f"UPDATE {table} SET note = note || '!' WHERE {WHERE_KEY}", key_of(i))
     conn.close()
@@ -174,7 +195,8 @@ def measure(work: Path, sizes: Sizes, replayer_class=Replayer) -> dict:
         for shape in ("without_rowid", "rowid"):
             for rows in (sizes.small_rows, sizes.big_rows):
                 rates.setdefault(f"{shape}/{rows}", []).append(
-                    size_case(work, replayer_class, shape, rows, sizes.changes, run))
+                    size_case(work, replayer_class, shape, rows, sizes.changes, run)
+                )
             for rows in (sizes.small_rows, sizes.big_rows):
                 rates.setdefault(f"final/{shape}/{rows}", []).append(final_case(work, replayer_class, shape, rows, run))
         for tables in (sizes.few_tables, sizes.many_tables):
@@ -198,36 +220,50 @@ def table_rows(r: dict, sizes: Sizes, label: str = "") -> list[str]:
     # Random writes to a bigger table touch more distinct pages for any shape (cache misses, WAL
     # frames); the rowid table's keyed replay is the in-run baseline for how much that costs.
     relative = scaling["without_rowid"] / scaling["rowid"]
-    for shape, name in (("without_rowid", "WITHOUT ROWID (composite NOCASE TEXT/INTEGER/BLOB/REAL key)"),
-                        ("rowid", "rowid")):
+    for shape, name in (
+        ("without_rowid", "WITHOUT ROWID (composite NOCASE TEXT/INTEGER/BLOB/REAL key)"),
+        ("rowid", "rowid"),
+    ):
         lo, hi = r[f"{shape}/{small}"], r[f"{shape}/{big}"]
-        lines.append(f"| {label}replay rate, {name} table, {sizes.changes:,} changed rows at {big:,} rows "
-                     f"(n={hi['n']}) | {fmt(hi)} | the same at {small:,} rows {fmt(lo)} | {scaling[shape]:.2f} × | "
-                     + ("scales as the rowid table does (≥ 0.8 × its ratio) | "
-                        f"{'yes' if relative >= 0.8 else '**no**'} ({relative:.2f} ×) |"
-                        if shape == "without_rowid" else "in-run baseline | — |"))
+        lines.append(
+            f"| {label}replay rate, {name} table, {sizes.changes:,} changed rows at {big:,} rows "
+            f"(n={hi['n']}) | {fmt(hi)} | the same at {small:,} rows {fmt(lo)} | {scaling[shape]:.2f} × | "
+            + (
+                "scales as the rowid table does (≥ 0.8 × its ratio) | "
+                f"{'yes' if relative >= 0.8 else '**no**'} ({relative:.2f} ×) |"
+                if shape == "without_rowid"
+                else "in-run baseline | — |"
+            )
+        )
     wr, rw = r[f"without_rowid/{big}"], r[f"rowid/{big}"]
-    lines.append(f"| {label}(same runs) WITHOUT ROWID against rowid at {big:,} rows | {fmt(wr)} | rowid {fmt(rw)} "
-                 f"| {wr['median'] / rw['median']:.2f} × | — | — |")
+    lines.append(
+        f"| {label}(same runs) WITHOUT ROWID against rowid at {big:,} rows | {fmt(wr)} | rowid {fmt(rw)} "
+        f"| {wr['median'] / rw['median']:.2f} × | — | — |"
+    )
     for shape in SHAPES:
         lo, hi = r[f"final/{shape}/{small}"], r[f"final/{shape}/{big}"]
-        lines.append(f"| {label}final replay of {FINAL_CHANGES} changed rows (what runs under blue's lock), {shape} "
-                     f"table of {big:,} rows (n={hi['n']}) | {fmt_ms(hi)} | the same at {small:,} rows {fmt_ms(lo)} "
-                     f"| {hi['median'] / lo['median']:.2f} × | independent of table size (≤ 1.5 ×) "
-                     f"| {'yes' if hi['median'] / lo['median'] <= 1.5 else '**no**'} |")
+        lines.append(
+            f"| {label}final replay of {FINAL_CHANGES} changed rows (what runs under blue's lock), {shape} "
+            f"table of {big:,} rows (n={hi['n']}) | {fmt_ms(hi)} | the same at {small:,} rows {fmt_ms(lo)} "
+            f"| {hi['median'] / lo['median']:.2f} × | independent of table size (≤ 1.5 ×) "
+            f"| {'yes' if hi['median'] / lo['median'] <= 1.5 else '**no**'} |"
+        )
     few, many = r[f"tables/{sizes.few_tables}"], r[f"tables/{sizes.many_tables}"]
     ratio = many["median"] / few["median"]
-    lines.append(f"| {label}replay rate with {sizes.many_tables:,} tables in the file, {sizes.table_changes:,} changed "
-                 f"rows in one, batches of {sizes.batch} (n={many['n']}) | {fmt(many)} | the same with "
-                 f"{sizes.few_tables} tables {fmt(few)} | {ratio:.2f} × | independent of the table count (≥ 0.7 ×) "
-                 f"| {'yes' if ratio >= 0.7 else '**no**'} |")
+    lines.append(
+        f"| {label}replay rate with {sizes.many_tables:,} tables in the file, {sizes.table_changes:,} changed "
+        f"rows in one, batches of {sizes.batch} (n={many['n']}) | {fmt(many)} | the same with "
+        f"{sizes.few_tables} tables {fmt(few)} | {ratio:.2f} × | independent of the table count (≥ 0.7 ×) "
+        f"| {'yes' if ratio >= 0.7 else '**no**'} |"
+    )
     return lines
 
 
 def replayer_at(commit: str, work: Path):
     """The Replayer class of bluegreen/replay.py at `commit`, for a before/after figure."""
-    source = subprocess.run(["git", "-C", str(REPO), "show", f"{commit}:bluegreen/replay.py"], check=True,
-                            capture_output=True, text=True).stdout
+    source = subprocess.run(
+        ["git", "-C", str(REPO), "show", f"{commit}:bluegreen/replay.py"], check=True, capture_output=True, text=True
+    ).stdout
     path = work / f"replay_{commit}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(f"replay_{commit}", path)
@@ -254,8 +290,10 @@ def main() -> None:
             lines += table_rows(results[args.before], sizes, label=f"(replay.py of {args.before}) ")
     raw = HERE / "results" / f"replay-keyed-{'quick' if args.quick else 'full'}.json"
     raw.write_text(json.dumps(results, indent=1))
-    print(f"{'quick' if args.quick else 'full'} mode, {(time.perf_counter() - started) / 60:.1f} min; "
-          f"`python bench/replay_keyed.py{' --quick' if args.quick else ''}`")
+    print(
+        f"{'quick' if args.quick else 'full'} mode, {(time.perf_counter() - started) / 60:.1f} min; "
+        f"`python bench/replay_keyed.py{' --quick' if args.quick else ''}`"
+    )
     print("\n".join(lines))
 
 

@@ -21,12 +21,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import apsw  # noqa: E402
+import apsw
+from pause import make_project
 
-from pause import make_project  # noqa: E402
-
-from bluegreen.config import load as load_config  # noqa: E402
-from bluegreen.lifecycle.controller import Controller  # noqa: E402
+from bluegreen.config import load as load_config
+from bluegreen.lifecycle.controller import Controller
 
 
 def one_write_ms(path: Path) -> float:
@@ -56,9 +55,15 @@ def one_revert(work: Path, tables: int) -> dict:
     result = Controller(load_config(config_path)).revert()
     budget = result.data["pause_budget"]
     shutil.rmtree(folder)
-    return {"pause_ms": result.data["write_pause_ms"], "predicted_ms": budget["attempts"][-1]["predicted"]["total_ms"],
-            "fence_ms": budget["fence_ms"], "fsync_ms": budget["fsync_ms"], "attempts": result.data["attempts"],
-            "ordinary_ms": ordinary, "carried": result.data["carried_back"]}
+    return {
+        "pause_ms": result.data["write_pause_ms"],
+        "predicted_ms": budget["attempts"][-1]["predicted"]["total_ms"],
+        "fence_ms": budget["fence_ms"],
+        "fsync_ms": budget["fsync_ms"],
+        "attempts": result.data["attempts"],
+        "ordinary_ms": ordinary,
+        "carried": result.data["carried_back"],
+    }
 
 
 def main() -> None:
@@ -68,16 +73,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results-revert-pause.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bluegreen-revert-"))
-    lines = [f"# Revert's write pause vs table count ({args.runs} run(s) each, median; budget 100 ms)", "",
-             "| tables | pause (ms) | predicted (ms) | fence+unfence measured (ms) | fsync (ms) | tries | "
-             "pause / one write | one write (ms) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Revert's write pause vs table count ({args.runs} run(s) each, median; budget 100 ms)",
+        "",
+        "| tables | pause (ms) | predicted (ms) | fence+unfence measured (ms) | fsync (ms) | tries | "
+        "pause / one write | one write (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     try:
         for tables in args.tables:
             runs = [one_revert(work, tables) for _ in range(args.runs)]
             med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            line = (f"| {tables} | {med['pause_ms']:.1f} | {med['predicted_ms']:.1f} | {med['fence_ms']:.1f} "
-                    f"| {med['fsync_ms']:.1f} | {med['attempts']:.0f} | {med['pause_ms'] / med['ordinary_ms']:.0f}x "
-                    f"| {med['ordinary_ms']:.2f} |")
+            line = (
+                f"| {tables} | {med['pause_ms']:.1f} | {med['predicted_ms']:.1f} | {med['fence_ms']:.1f} "
+                f"| {med['fsync_ms']:.1f} | {med['attempts']:.0f} | {med['pause_ms'] / med['ordinary_ms']:.0f}x "
+                f"| {med['ordinary_ms']:.2f} |"
+            )
             print(line, flush=True)
             lines.append(line)
     finally:

@@ -12,13 +12,13 @@ from dataclasses import asdict
 import apsw
 
 from bluegreen import __version__, config
-from bluegreen.gates import environments
+from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 from bluegreen.files import layout
+from bluegreen.gates import environments
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.reports.inspector import Inspector
 from bluegreen.reports.progress import ProgressReporter
 from bluegreen.results import Result
-from bluegreen.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BluegreenError
 
 EXIT_CODES = """exit codes:
   0  done
@@ -33,11 +33,11 @@ EXIT_CODES = """exit codes:
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
     "status": "show the active generation, the phase, and pending migrations",
-    "path": "print the active database's absolute path (for scripts: sqlite3 \"$(bluegreen path)\")",
+    "path": 'print the active database\'s absolute path (for scripts: sqlite3 "$(bluegreen path)")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
-            "the size of green, free disk space, the pause budget",
+    "the size of green, free disk space, the pause budget",
     "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
-               "validate (integrity, foreign keys, _validate.sql, the performance gate)",
+    "validate (integrity, foreign keys, _validate.sql, the performance gate)",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
     "deploy": "prepare + cutover in one step, while the application keeps writing",
     "revert": "make the previous generation active again, carrying its writes back (refuses if any would be lost)",
@@ -48,10 +48,10 @@ COMMANDS = {
     "approve": "record that someone approves a pending version; the environment's cutover counts distinct approvers",
     "generations": "list every generation file kept in the data folder with its role, size and age since retirement",
     "prune": "delete fenced generations retired [retention] keep_days (default 30) or more days ago; "
-             "never the active one nor the revert target",
+    "never the active one nor the revert target",
     "rehearse": "run deploy, validation and revert on a scratch copy of the active file; the real files stay untouched",
     "check": "check the active database, read-only: integrity_check, foreign_key_check and the named data-integrity "
-             "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
+    "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
 }
 
@@ -59,13 +59,21 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the command must survive the subcommand's own defaults.
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="config file (default: $BLUEGREEN_CONFIG or ./config.toml)")
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print exactly one JSON object on stdout")
-    common.add_argument("--env", metavar="NAME", default=argparse.SUPPRESS,
-                        help="the environment whose rules apply ([environments.NAME] in the config; "
-                        "default: $BLUEGREEN_ENV)")
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="config file (default: $BLUEGREEN_CONFIG or ./config.toml)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print exactly one JSON object on stdout"
+    )
+    common.add_argument(
+        "--env",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="the environment whose rules apply ([environments.NAME] in the config; default: $BLUEGREEN_ENV)",
+    )
     parser = _Parser(
         prog="bluegreen",
         description="Blue-green schema cutover for SQLite: copy the live (blue) file into a new (green) "
@@ -73,59 +81,97 @@ def build_parser() -> argparse.ArgumentParser:
         "Blue is kept, fenced against writes, for an instant revert.",
         epilog="typical use: bluegreen init; bluegreen plan; bluegreen deploy; bluegreen revert if needed.\n"
         "with environments: bluegreen --env production approve 2.0.0 --by alice (and a second approver), then\n"
-        "bluegreen --env production deploy inside the maintenance window.\n\n"
-        + EXIT_CODES,
+        "bluegreen --env production deploy inside the maintenance window.\n\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"bluegreen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in COMMANDS.items():
-        command = sub.add_parser(name, help=text, description=text, parents=[common], epilog=EXIT_CODES,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            parents=[common],
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if name in ("deploy", "cutover"):
-            command.add_argument("--offline", action="store_true",
-                                 help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
-                                 "until the swap, instead of the bounded pause; writers wait, nothing is lost")
+            command.add_argument(
+                "--offline",
+                action="store_true",
+                help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
+                "until the swap, instead of the bounded pause; writers wait, nothing is lost",
+            )
         if name in ("deploy", "cutover"):
-            command.add_argument("--force", action="store_true",
-                                 help="cut over outside the environment's maintenance window (needs --reason, "
-                                 "which is logged with who and when); approvals cannot be forced")
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="cut over outside the environment's maintenance window (needs --reason, "
+                "which is logged with who and when); approvals cannot be forced",
+            )
             command.add_argument("--reason", metavar="TEXT", help="why the window is overridden (with --force)")
-            command.add_argument("--wait", action="store_true",
-                                 help="while the [cutover] wait_flag file exists, keep green caught up and wait "
-                                 "(at most [cutover] wait_timeout_s), then cut over once it is removed; without "
-                                 "--wait a present flag refuses (exit 3)")
+            command.add_argument(
+                "--wait",
+                action="store_true",
+                help="while the [cutover] wait_flag file exists, keep green caught up and wait "
+                "(at most [cutover] wait_timeout_s), then cut over once it is removed; without "
+                "--wait a present flag refuses (exit 3)",
+            )
         if name == "approve":
             command.add_argument("version", metavar="VERSION", help="a pending version, e.g. 2.0.0 or v2.0.0")
             command.add_argument("--by", metavar="NAME", required=True, help="who approves (each name counts once)")
             command.add_argument("--note", metavar="TEXT", default="", help="why, a ticket, anything for the record")
         if name == "revert":
-            command.add_argument("--accept-loss", action="store_true",
-                                 help="revert even if some changed rows cannot be carried back; they are saved "
-                                 "to a SQLite file beside the generations first")
+            command.add_argument(
+                "--accept-loss",
+                action="store_true",
+                help="revert even if some changed rows cannot be carried back; they are saved "
+                "to a SQLite file beside the generations first",
+            )
         if name == "finalize":
-            command.add_argument("--force", action="store_true",
-                                 help="close the revert window even while client processes still have the old file open")
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="close the revert window even while client processes still have the old file open",
+            )
         if name == "prune":
-            command.add_argument("files", nargs="*", metavar="FILE",
-                                 help="prune these fenced generations now, whatever their age (default: every one "
-                                 "retired keep_days or more days ago); the active file, the revert target and "
-                                 "*.lost-*.db exports are refused")
-            command.add_argument("--dry-run", action="store_true",
-                                 help="list exactly what would be removed, with the same checks, and change nothing")
+            command.add_argument(
+                "files",
+                nargs="*",
+                metavar="FILE",
+                help="prune these fenced generations now, whatever their age (default: every one "
+                "retired keep_days or more days ago); the active file, the revert target and "
+                "*.lost-*.db exports are refused",
+            )
+            command.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="list exactly what would be removed, with the same checks, and change nothing",
+            )
         if name == "rehearse":
-            command.add_argument("--into", metavar="DIR", default=None,
-                                 help="scratch folder for the copy (must be empty or absent; default: a new "
-                                 "temporary folder). Put it on the data folder's disk for realistic timings")
-            command.add_argument("--keep", action="store_true",
-                                 help="keep the scratch folder afterwards (it has its own config.toml) instead of "
-                                 "deleting it")
-            command.add_argument("--writer", action="store_true",
-                                 help="run a synthetic writer process against the copy during the deploy and "
-                                 "report the longest wait any of its writes saw")
+            command.add_argument(
+                "--into",
+                metavar="DIR",
+                default=None,
+                help="scratch folder for the copy (must be empty or absent; default: a new "
+                "temporary folder). Put it on the data folder's disk for realistic timings",
+            )
+            command.add_argument(
+                "--keep",
+                action="store_true",
+                help="keep the scratch folder afterwards (it has its own config.toml) instead of deleting it",
+            )
+            command.add_argument(
+                "--writer",
+                action="store_true",
+                help="run a synthetic writer process against the copy during the deploy and "
+                "report the longest wait any of its writes saw",
+            )
         if name == "demo":
-            command.add_argument("--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)")
+            command.add_argument(
+                "--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)"
+            )
     return parser
 
 
@@ -168,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
     try:
         cfg = config.load(config.config_path(args.config))
-        controller = Controller(cfg, progress=ProgressReporter.for_cli(args.json),
-                                environment=environments.chosen_name(args.env))
+        controller = Controller(
+            cfg, progress=ProgressReporter.for_cli(args.json), environment=environments.chosen_name(args.env)
+        )
         inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
         inspector.require_files(args.command)
         if args.command == "demo":
@@ -179,15 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rehearse":
             from bluegreen.tools import rehearsal
 
-            result = rehearsal.run(cfg, into=args.into, keep=args.keep, writer=args.writer,
-                                   progress=controller.progress)
+            result = rehearsal.run(
+                cfg, into=args.into, keep=args.keep, writer=args.writer, progress=controller.progress
+            )
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command in ("status", "plan", "history", "path", "generations", "check"):
             result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
-            result = getattr(controller, args.command)(offline=args.offline, wait=args.wait, force=args.force,
-                                                       reason=args.reason or "")
+            result = getattr(controller, args.command)(
+                offline=args.offline, wait=args.wait, force=args.force, reason=args.reason or ""
+            )
         elif args.command == "approve":
             result = controller.gates.approve(args.version, args.by, args.note)
         elif args.command == "revert":
@@ -207,8 +256,13 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # a file operation no step anticipated: name the file, never a traceback
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             return _fail(args, _disk_full(args, exc.strerror, exc.filename), EXIT_FAILED, None)
-        return _fail(args, f"{exc.filename or 'a file'}: {exc.strerror or exc}; nothing committed was lost: fix it, "
-                     "then run `bluegreen status`", EXIT_FAILED, None)
+        return _fail(
+            args,
+            f"{exc.filename or 'a file'}: {exc.strerror or exc}; nothing committed was lost: fix it, "
+            "then run `bluegreen status`",
+            EXIT_FAILED,
+            None,
+        )
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
     try:
@@ -235,15 +289,22 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
     except BluegreenError:
         folder = "the data folder"
     where = filename or folder
-    return (f"{where}: no space left on the disk of {folder} ({detail}); nothing committed was lost (each step is "
-            f"journaled): free space there, then run `bluegreen status` (it says what is left to do) and "
-            f"`bluegreen {args.command}` again")
+    return (
+        f"{where}: no space left on the disk of {folder} ({detail}); nothing committed was lost (each step is "
+        f"journaled): free space there, then run `bluegreen status` (it says what is left to do) and "
+        f"`bluegreen {args.command}` again"
+    )
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:
     if args.json:
-        document = {"ok": result.exit_code == EXIT_OK, "command": result.command, "message": result.message,
-                    "phases": [asdict(p) for p in result.timings], **result.data}
+        document = {
+            "ok": result.exit_code == EXIT_OK,
+            "command": result.command,
+            "message": result.message,
+            "phases": [asdict(p) for p in result.timings],
+            **result.data,
+        }
         if result.exit_code != EXIT_OK:
             document.update(error=result.error, exit_code=result.exit_code)
         print(json.dumps(document, default=str))
@@ -256,8 +317,12 @@ def _render(args: argparse.Namespace, result: Result) -> None:
 def _fail(args: argparse.Namespace, message: str, code: int, details: object) -> int:
     print(f"bluegreen: error: {message}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"ok": False, "command": args.command, "error": message, "exit_code": code,
-                          "details": details}, default=str))
+        print(
+            json.dumps(
+                {"ok": False, "command": args.command, "error": message, "exit_code": code, "details": details},
+                default=str,
+            )
+        )
     return code
 
 

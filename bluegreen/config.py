@@ -99,8 +99,13 @@ ENVIRONMENT_DEFAULTS = {
     "staging": {"approvals": 1},
     "production": {"approvals": 2, "backup": True},
 }
-_ENVIRONMENT_KINDS: dict[str, object] = {"approvals": None, "backup": "bool", "backup_dir": "dir",
-                                         "window": "window", "timezone": "timezone"}  # approvals: set below
+_ENVIRONMENT_KINDS: dict[str, object] = {
+    "approvals": None,
+    "backup": "bool",
+    "backup_dir": "dir",
+    "window": "window",
+    "timezone": "timezone",
+}  # approvals: set below
 
 
 @dataclass(frozen=True)
@@ -174,18 +179,39 @@ _SECTIONS = {
     "migrations": (MigrationsConfig, {"dir": "dir"}),
     "snapshot": (SnapshotConfig, {"pages_per_step": Int(1, 1_048_576, "4 GiB of 4 KiB pages per step")}),
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
-    "cutover": (CutoverConfig, {"max_write_pause_ms": Int(1, 60_000, "one minute"),
-                                "lock_timeout_ms": Int(1, DAY_MS, "24 h"),
-                                "max_attempts": Int(1, 10_000, "ten thousand tries"),
-                                "wait_flag": "file", "wait_timeout_s": Int(0, DAY_S, "24 h; 0 waits without limit")}),
+    "cutover": (
+        CutoverConfig,
+        {
+            "max_write_pause_ms": Int(1, 60_000, "one minute"),
+            "lock_timeout_ms": Int(1, DAY_MS, "24 h"),
+            "max_attempts": Int(1, 10_000, "ten thousand tries"),
+            "wait_flag": "file",
+            "wait_timeout_s": Int(0, DAY_S, "24 h; 0 waits without limit"),
+        },
+    ),
     "retention": (RetentionConfig, {"keep_days": Int(0, 36_500, "a hundred years")}),
     # TOML keys are the event names (pre-prepare); the dataclass fields spell them with "_".
-    "hooks": (HooksConfig, {"pre-prepare": "command", "post-prepare": "command", "pre-cutover": "command",
-                            "post-cutover": "command", "post-revert": "command", "on-failure": "command",
-                            "timeout_s": Int(1, DAY_S, "24 h")}),
-    "performance": (PerformanceConfig, {"max_ratio": Float(0.0, 1_000.0, "a thousand times blue's time", True),
-                                        "min_ms": Float(0.0, 3_600_000.0, "one hour"),
-                                        "runs": Int(1, 1_000, "a thousand runs"), "queries": "named_sql"}),
+    "hooks": (
+        HooksConfig,
+        {
+            "pre-prepare": "command",
+            "post-prepare": "command",
+            "pre-cutover": "command",
+            "post-cutover": "command",
+            "post-revert": "command",
+            "on-failure": "command",
+            "timeout_s": Int(1, DAY_S, "24 h"),
+        },
+    ),
+    "performance": (
+        PerformanceConfig,
+        {
+            "max_ratio": Float(0.0, 1_000.0, "a thousand times blue's time", True),
+            "min_ms": Float(0.0, 3_600_000.0, "one hour"),
+            "runs": Int(1, 1_000, "a thousand runs"),
+            "queries": "named_sql",
+        },
+    ),
     "check": (CheckConfig, {"queries": "named_sql", "sample_rows": Int(1, 10_000, "ten thousand rows")}),
     "disk": (DiskConfig, {"min_free_mb": Int(0, 16 * 1024 * 1024, "16 TiB")}),
 }
@@ -205,21 +231,26 @@ def load(path: Path) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigInvalid.with_hint(f"{path}: config file not found",
-                                      f"pass --config PATH or set {CONFIG_ENV}") from None
+        raise ConfigInvalid.with_hint(
+            f"{path}: config file not found", f"pass --config PATH or set {CONFIG_ENV}"
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigInvalid.with_hint(f"{path}: not valid TOML ({exc})", "fix the syntax") from None
     except OSError as exc:
-        raise ConfigInvalid.with_hint(f"{path}: cannot read config ({exc.strerror})",
-                                      "pass --config PATH of a readable file") from None
+        raise ConfigInvalid.with_hint(
+            f"{path}: cannot read config ({exc.strerror})", "pass --config PATH of a readable file"
+        ) from None
     except ValueError:  # a NUL byte in --config or $BLUEGREEN_CONFIG
-        raise ConfigInvalid.with_hint(f"{path!r}: the config path holds a NUL byte",
-                                      "pass --config PATH without it") from None
+        raise ConfigInvalid.with_hint(
+            f"{path!r}: the config path holds a NUL byte", "pass --config PATH without it"
+        ) from None
     base = path.resolve().parent
     for section in raw:
         if section not in _SECTIONS and section != "environments":
-            raise ConfigInvalid(f"{path}: unknown section [{section}]; expected one of "
-                             f"{', '.join(sorted([*_SECTIONS, 'environments']))}")
+            raise ConfigInvalid(
+                f"{path}: unknown section [{section}]; expected one of "
+                f"{', '.join(sorted([*_SECTIONS, 'environments']))}"
+            )
     for section in sorted(_REQUIRED - raw.keys()):
         raise ConfigInvalid(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
@@ -235,14 +266,16 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
     for name, values in tables.items():
         for key in values:
             if key not in _ENVIRONMENT_KINDS:
-                raise ConfigInvalid(f"{path}: unknown key environments.{name}.{key}; expected one of "
-                                 f"{', '.join(_ENVIRONMENT_KINDS)}")
+                raise ConfigInvalid(
+                    f"{path}: unknown key environments.{name}.{key}; expected one of {', '.join(_ENVIRONMENT_KINDS)}"
+                )
         merged = {**ENVIRONMENT_DEFAULTS.get(name, {}), **values}
         out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
         if name == "production" and "window" not in out:
-            raise ConfigInvalid.with_hint(f"{path}: environments.production.window is required (a production cutover "
-                                          "needs a maintenance window)",
-                                          'add e.g. window = "02:00-04:00" and timezone = "UTC"')
+            raise ConfigInvalid.with_hint(
+                f"{path}: environments.production.window is required (a production cutover needs a maintenance window)",
+                'add e.g. window = "02:00-04:00" and timezone = "UTC"',
+            )
         if out.get("backup") and "backup_dir" not in out:
             out["backup_dir"] = base / "backups"
         found[name] = EnvironmentConfig(name=name, **out)
@@ -270,11 +303,15 @@ def _section(path: Path, base: Path, name: str, values: object):
 def _check_database_paths(path: Path, database: DatabaseConfig) -> None:
     """The pointer is rewritten by rename: naming the database itself would replace it."""
     if database.pointer == database.initial:
-        raise ConfigInvalid(f"{path}: database.pointer and database.initial name the same file ({database.pointer}); "
-                         "the pointer is a small TOML file of its own, e.g. pointer = \"data/current.toml\"")
+        raise ConfigInvalid(
+            f"{path}: database.pointer and database.initial name the same file ({database.pointer}); "
+            'the pointer is a small TOML file of its own, e.g. pointer = "data/current.toml"'
+        )
     if database.pointer.name.endswith(("-wal", "-shm", "-journal")):
-        raise ConfigInvalid.with_hint(f"{path}: database.pointer ({database.pointer.name}) is named like a SQLite side "
-                                      "file", "give it a name of its own, e.g. current.toml")
+        raise ConfigInvalid.with_hint(
+            f"{path}: database.pointer ({database.pointer.name}) is named like a SQLite side file",
+            "give it a name of its own, e.g. current.toml",
+        )
 
 
 def _convert(path: Path, base: Path, where: str, kind: object, value: object):
@@ -296,13 +333,16 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
         try:
             zoneinfo.ZoneInfo(value)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError, OSError):
-            raise ConfigInvalid(f"{path}: {where} must be an IANA time zone such as \"UTC\" or "
-                             f"\"Europe/Berlin\", got {value!r}") from None
+            raise ConfigInvalid(
+                f'{path}: {where} must be an IANA time zone such as "UTC" or "Europe/Berlin", got {value!r}'
+            ) from None
         return value
     if kind == "command":
         if not isinstance(value, str) or not value.strip():
-            raise ConfigInvalid.with_hint(f"{path}: {where} must be a non-empty shell command string, got {value!r}",
-                                          "leave the key out for no hook")
+            raise ConfigInvalid.with_hint(
+                f"{path}: {where} must be a non-empty shell command string, got {value!r}",
+                "leave the key out for no hook",
+            )
         _no_nul(path, where, value)
         return value
     if kind == "named_sql":  # a table of name = "SQL"
@@ -310,11 +350,12 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
             raise ConfigInvalid(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
         for name, sql in value.items():
             if not name.strip():
-                raise ConfigInvalid.with_hint(f"{path}: {where} has an empty query name",
-                                              'name each query, e.g. orders_by_day = "..."')
+                raise ConfigInvalid.with_hint(
+                    f"{path}: {where} has an empty query name", 'name each query, e.g. orders_by_day = "..."'
+                )
             _no_nul(path, f"{where}.{name}", name)
             if not isinstance(sql, str) or not sql.strip():
-                raise ConfigInvalid(f'{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}')
+                raise ConfigInvalid(f"{path}: {where}.{name} must be a non-empty SQL string, got {sql!r}")
             _no_nul(path, f"{where}.{name}", sql)
             _no_internal(path, f"{where}.{name}", sql)
         return tuple(value.items())
@@ -330,14 +371,19 @@ def _no_internal(path: Path, where: str, sql: str) -> None:
         raise ConfigInvalid.with_hint(
             f"{path}: {where} refers to {found.written}, one of bluegreen's own objects ({namedsql.INTERNAL_PREFIX}* "
             "tables, triggers and indexes hold change capture, fences and replay positions); a benchmark or check "
-            "query must not read them", "remove that reference", sep=": ")
+            "query must not read them",
+            "remove that reference",
+            sep=": ",
+        )
 
 
 def _int(path: Path, where: str, kind: Int, value: object) -> int:
     """Whole numbers only, within bounds SQLite and the OS accept (a busy timeout is a C int)."""
     if isinstance(value, bool) or not isinstance(value, int) or not kind.low <= value <= kind.high:
         which = "a positive integer" if kind.low == 1 else "a whole number, 0 or more,"
-        raise ConfigInvalid(f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}")
+        raise ConfigInvalid(
+            f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}"
+        )
     return value
 
 
@@ -348,8 +394,10 @@ def _float(path: Path, where: str, kind: Float, value: object) -> float:
     low_ok = number > kind.low if kind.low_open else number >= kind.low
     if not (math.isfinite(number) and low_ok and number <= kind.high):
         low = f"> {kind.low:g}" if kind.low_open else f">= {kind.low:g}"
-        raise ConfigInvalid(f"{path}: {where} must be a number {low}, finite, up to {kind.high:,g} "
-                         f"(at most {kind.limit}), got {value!r}")
+        raise ConfigInvalid(
+            f"{path}: {where} must be a number {low}, finite, up to {kind.high:,g} "
+            f"(at most {kind.limit}), got {value!r}"
+        )
     return number
 
 
@@ -367,12 +415,16 @@ def _path(path: Path, base: Path, where: str, kind: str, value: object) -> Path:
     _no_nul(path, where, value)
     encoded = os.fsencode(value)
     if len(encoded) > PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
-        raise ConfigInvalid.with_hint(f"{path}: {where} is longer than the OS accepts ({PATH_MAX} bytes, {NAME_MAX} "
-                                      "per name)", "give a shorter path")
+        raise ConfigInvalid.with_hint(
+            f"{path}: {where} is longer than the OS accepts ({PATH_MAX} bytes, {NAME_MAX} per name)",
+            "give a shorter path",
+        )
     try:
         resolved = (base / value).resolve() if not os.path.isabs(value) else Path(value).resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop
-        raise ConfigInvalid.with_hint(f"{path}: {where} ({value!r}) cannot be resolved ({exc})", "fix the path") from None
+        raise ConfigInvalid.with_hint(
+            f"{path}: {where} ({value!r}) cannot be resolved ({exc})", "fix the path"
+        ) from None
     if kind == "file" and resolved.is_dir():
         raise ConfigInvalid.with_hint(f"{path}: {where} ({resolved}) is a directory", "name a file")
     if kind == "dir" and resolved.exists() and not resolved.is_dir():
@@ -385,7 +437,7 @@ _WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 
 def _window(path: Path, where: str, value: object) -> Window:
     match = _WINDOW.match(value.strip()) if isinstance(value, str) else None
-    bad = f"{path}: {where} must be \"HH:MM-HH:MM\" (24-hour, may wrap past midnight), got {value!r}"
+    bad = f'{path}: {where} must be "HH:MM-HH:MM" (24-hour, may wrap past midnight), got {value!r}'
     if not match:
         raise ConfigInvalid(bad)
     h1, m1, h2, m2 = (int(g) for g in match.groups())
@@ -393,6 +445,7 @@ def _window(path: Path, where: str, value: object) -> Window:
         raise ConfigInvalid(bad)
     start, end = time(h1, m1), (time.max if h2 == 24 else time(h2, m2))
     if start == end:
-        raise ConfigInvalid.with_hint(f"{path}: {where} is empty ({value!r}: start equals end)",
-                                      'give a window such as "02:00-04:00"')
+        raise ConfigInvalid.with_hint(
+            f"{path}: {where} is empty ({value!r}: start equals end)", 'give a window such as "02:00-04:00"'
+        )
     return Window(start, end, value.strip())

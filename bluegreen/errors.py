@@ -41,6 +41,7 @@ class BluegreenError(Exception):
 
 # -- exit 1: the operation could not be done; what is on disk is still consistent ----------------
 
+
 class OperationFailed(BluegreenError):
     exit_code = EXIT_FAILED
 
@@ -107,6 +108,7 @@ class WriterFailed(OperationFailed):
 
 # -- exit 2: bad input; nothing on disk was changed ------------------------------------------------
 
+
 class InputError(BluegreenError):
     """Bad config, pointer, migration file or database: nothing on disk was changed."""
 
@@ -166,6 +168,7 @@ class SchemaUnsupported(InputError):
 
 # -- exit 3: a gate said no --------------------------------------------------------------------------
 
+
 class GateRefused(BluegreenError):
     """A validation gate said no; details hold the failed checks."""
 
@@ -212,6 +215,7 @@ class Held(GateRefused):
 
 
 # -- exit 4, 5, 6 ------------------------------------------------------------------------------------
+
 
 class Busy(BluegreenError):
     """Another controller holds the lock."""

@@ -62,8 +62,12 @@ def client_loop(base: str, deadline: float, totals: Totals, seed: int, stop: str
         started = time.perf_counter()
         if roll < 0.4 or not mine:
             title = f"load {seed}-{rng.randrange(10**9)}"
-            body = {"url": f"https://www.youtube.com/watch?v={rng.randrange(10**11):011d}", "title": title,
-                    "author": "load", "platform": rng.choice(["youtube", "TikTok", " instagram", "vimeo"])}
+            body = {
+                "url": f"https://www.youtube.com/watch?v={rng.randrange(10**11):011d}",
+                "title": title,
+                "author": "load",
+                "platform": rng.choice(["youtube", "TikTok", " instagram", "vimeo"]),
+            }
             status, doc = api.call("POST", "/content", body)
             if status == 201:
                 mine.append(doc["id"])
@@ -98,7 +102,7 @@ def wait_for_service(base: str, timeout: float = 30.0) -> None:
             return
         except OSError:
             if time.monotonic() > deadline:
-                raise SystemExit(f"load: {base} does not answer")
+                raise SystemExit(f"load: {base} does not answer") from None
             time.sleep(0.1)
 
 
@@ -124,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     wait_for_service(args.base)
     totals = Totals()
     deadline = time.monotonic() + args.seconds
-    threads = [threading.Thread(target=client_loop, args=(args.base, deadline, totals, seed, args.stop_file), daemon=True)
-               for seed in range(args.threads)]
+    threads = [
+        threading.Thread(target=client_loop, args=(args.base, deadline, totals, seed, args.stop_file), daemon=True)
+        for seed in range(args.threads)
+    ]
     for thread in threads:
         thread.start()
     last = (0, Counter())
@@ -134,18 +140,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.json:
             with totals.lock:
                 files = totals.files - last[1]
-                print(f"{totals.requests - last[0]:6d} req/s  failed {len(totals.failed)}  "
-                      + ", ".join(f"{name}: {n}" for name, n in sorted(files.items())), flush=True)
+                print(
+                    f"{totals.requests - last[0]:6d} req/s  failed {len(totals.failed)}  "
+                    + ", ".join(f"{name}: {n}" for name, n in sorted(files.items())),
+                    flush=True,
+                )
                 last = (totals.requests, Counter(totals.files))
     missing = verify(args.base, totals)
-    summary = {"requests": totals.requests, "failed": totals.failed[:20], "failed_count": len(totals.failed),
-               "writes_checked": len(totals.expected), "missing": missing[:20], "missing_count": len(missing),
-               "slowest_ms": round(totals.slowest_ms, 1), "files": dict(totals.files)}
+    summary = {
+        "requests": totals.requests,
+        "failed": totals.failed[:20],
+        "failed_count": len(totals.failed),
+        "writes_checked": len(totals.expected),
+        "missing": missing[:20],
+        "missing_count": len(missing),
+        "slowest_ms": round(totals.slowest_ms, 1),
+        "files": dict(totals.files),
+    }
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{totals.requests} requests, {len(totals.failed)} failed, slowest {totals.slowest_ms:.0f} ms; "
-              f"{len(totals.expected)} written items read back, {len(missing)} missing or wrong")
+        print(
+            f"{totals.requests} requests, {len(totals.failed)} failed, slowest {totals.slowest_ms:.0f} ms; "
+            f"{len(totals.expected)} written items read back, {len(missing)} missing or wrong"
+        )
         for line in totals.failed[:10] + missing[:10]:
             print("  " + line)
     return 1 if totals.failed or missing else 0

@@ -33,10 +33,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import apsw
 
@@ -58,8 +58,10 @@ def is_v2(conn: client.Connection) -> bool:
 # -- the queries, per schema ----------------------------------------------------------------------
 def get_item(conn: client.Connection, item_id: int) -> dict | None:
     if is_v2(conn):
-        sql = ("SELECT c.id, c.original_url, c.title, c.author, p.name FROM content c "
-               "JOIN platforms p ON p.id = c.platform_id WHERE c.id = ?")
+        sql = (
+            "SELECT c.id, c.original_url, c.title, c.author, p.name FROM content c "
+            "JOIN platforms p ON p.id = c.platform_id WHERE c.id = ?"
+        )
     else:
         sql = "SELECT id, url, title, author, platform FROM content_v1 WHERE id = ?"
     rows = conn.execute(sql, (item_id,)).fetchall()
@@ -75,15 +77,22 @@ def list_items(conn: client.Connection, limit: int) -> list[dict]:
 def create_item(conn: client.Connection, body: dict) -> int:
     url, title, author, platform = body["url"], body.get("title"), body.get("author"), body.get("platform")
     if is_v2(conn):
-        found = conn.execute("SELECT id FROM platforms WHERE name = lower(trim(?)) UNION ALL "
-                             "SELECT id FROM platforms WHERE name = 'unknown'", (platform or "",)).fetchall()
-        conn.execute("INSERT INTO content(platform_id, original_url, title, author, v1_platform) VALUES (?, ?, ?, ?, ?)",
-                     (found[0][0], url, title, author, platform))
+        found = conn.execute(
+            "SELECT id FROM platforms WHERE name = lower(trim(?)) UNION ALL "
+            "SELECT id FROM platforms WHERE name = 'unknown'",
+            (platform or "",),
+        ).fetchall()
+        conn.execute(
+            "INSERT INTO content(platform_id, original_url, title, author, v1_platform) VALUES (?, ?, ?, ?, ?)",
+            (found[0][0], url, title, author, platform),
+        )
         item_id = conn.last_insert_rowid()
         conn.execute("INSERT INTO content_metadata(content_id) VALUES (?)", (item_id,))
         return item_id
-    conn.execute("INSERT INTO content_v1(url, title, author, platform, metadata) VALUES (?, ?, ?, ?, '{}')",
-                 (url, title, author, platform))
+    conn.execute(
+        "INSERT INTO content_v1(url, title, author, platform, metadata) VALUES (?, ?, ?, ?, '{}')",
+        (url, title, author, platform),
+    )
     return conn.last_insert_rowid()
 
 
@@ -151,9 +160,16 @@ class Service:
             with self.connection() as conn:
                 yield conn
             return
-        conn = client.connect(self.pointer, compatible=SCHEMAS, on_connect=setup, read_only=True,
-                              read_percentage_new=self.read_percentage_new, route_key=key,
-                              force_new=header == "new", force_old=header == "old")
+        conn = client.connect(
+            self.pointer,
+            compatible=SCHEMAS,
+            on_connect=setup,
+            read_only=True,
+            read_percentage_new=self.read_percentage_new,
+            route_key=key,
+            force_new=header == "new",
+            force_old=header == "old",
+        )
         try:
             yield conn
         finally:
@@ -161,8 +177,12 @@ class Service:
 
 
 def served_by(conn: client.Connection) -> dict:
-    return {"file": conn.path.name, "generation": conn.generation, "schema": conn.schema_version,
-            "green": conn.reads_green}
+    return {
+        "file": conn.path.name,
+        "generation": conn.generation,
+        "schema": conn.schema_version,
+        "green": conn.reads_green,
+    }
 
 
 def make_handler(service: Service) -> type[BaseHTTPRequestHandler]:
@@ -245,8 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("pointer", type=Path, help="the bluegreen pointer file (data/current.toml)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--read-percentage-new", type=float, default=0.0,
-                        help="share of item reads served from a prepared green (0-100)")
+    parser.add_argument(
+        "--read-percentage-new",
+        type=float,
+        default=0.0,
+        help="share of item reads served from a prepared green (0-100)",
+    )
     args = parser.parse_args(argv)
     service = Service(args.pointer, args.read_percentage_new)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(service))

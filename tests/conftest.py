@@ -75,10 +75,10 @@ class Project:
     def gen(self, n: int) -> Path:
         return self.data / f"app.gen{n}.db"
 
-    def cli(self, *args: str) -> "CliResult":
+    def cli(self, *args: str) -> CliResult:
         return run_cli("--config", str(self.config), *args)
 
-    def cli_process(self, *args: str, timeout: float = 120) -> "CliResult":
+    def cli_process(self, *args: str, timeout: float = 120) -> CliResult:
         return run_cli_process("--config", str(self.config), *args, timeout=timeout)
 
     def connect(self, path: Path | None = None) -> apsw.Connection:

@@ -16,13 +16,13 @@ import sys
 import textwrap
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import apsw
+from conftest import Project, disk_state, write_config
 
 from bluegreen.tools.writer_process import WriterExited, WriterProcess, WriterStalled, read_log, writer_command
-from conftest import Project, disk_state, write_config
 
 SIDE = ("-wal", "-shm", "-journal")
 FENCES = "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_fence\\_%' ESCAPE '\\'"
@@ -40,8 +40,9 @@ time.sleep(60)
 
 
 # -- waiting --------------------------------------------------------------------------------------
-def until(condition: Callable[[], object], what: str = "condition", timeout: float = 10.0,
-          interval: float = 0.005) -> None:
+def until(
+    condition: Callable[[], object], what: str = "condition", timeout: float = 10.0, interval: float = 0.005
+) -> None:
     """Wait for something another thread or process does; a bound, not a timing assertion."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -56,8 +57,13 @@ def bluegreen(project, *args: str, crash_at: str | None = None, timeout: float =
     env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CRASH_AT"}
     if crash_at:
         env["BLUEGREEN_CRASH_AT"] = crash_at
-    return subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 # -- command results ------------------------------------------------------------------------------
@@ -186,8 +192,13 @@ def set_cutover(project: Project, **values: int) -> None:
     project.config.write_text(head + "[cutover]\n" + "".join(f"{k} = {v}\n" for k, v in values.items()))
 
 
-def make_project(root: Path, setup: str | Callable[[apsw.Connection], None], migrations: dict[str, str],
-                 init: bool = True, config: str = "") -> Project:
+def make_project(
+    root: Path,
+    setup: str | Callable[[apsw.Connection], None],
+    migrations: dict[str, str],
+    init: bool = True,
+    config: str = "",
+) -> Project:
     """A project whose blue (WAL) is built by `setup` (SQL or a function) and whose schemas folder
     holds `migrations`; initialized unless told otherwise; `config` is added to the config file."""
     project = Project(root)
@@ -230,11 +241,13 @@ def read_rows(path: Path, sql: str, bindings=()) -> list[tuple]:
 def many_tables(count: int):
     """Blue with `count` tables (a UNIQUE column each: capture puts REPLACE triggers on them too),
     one row in each, plus a few with names that need quoting."""
+
     def setup(conn: apsw.Connection) -> None:
         for name in [f"t{i}" for i in range(count)] + ODD_TABLES:
             quoted = '"' + name.replace('"', '""') + '"'
             conn.execute(f"CREATE TABLE {quoted}(id INTEGER PRIMARY KEY, a TEXT UNIQUE, b)")
             conn.execute(f"INSERT INTO {quoted}(a, b) VALUES ('row', 1)")
+
     return setup
 
 
@@ -264,7 +277,7 @@ def expected_rows(log: Path) -> dict[int, str | None]:
 
 
 # -- writer processes -----------------------------------------------------------------------------
-STARTED: list["Writer"] = []  # conftest kills whichever is still running after each test
+STARTED: list[Writer] = []  # conftest kills whichever is still running after each test
 
 
 class Writer:
@@ -273,9 +286,18 @@ class Writer:
     for its writes, stop it, read what it was told is committed. A writer that dies or stalls fails
     the test, with its stderr."""
 
-    def __init__(self, project: Project | None, folder: Path, seed: int = 1, mode: str = "pointer", *,
-                 target: Path | None = None, command: list[str] | None = None, name: str = "writer",
-                 **options: object):
+    def __init__(
+        self,
+        project: Project | None,
+        folder: Path,
+        seed: int = 1,
+        mode: str = "pointer",
+        *,
+        target: Path | None = None,
+        command: list[str] | None = None,
+        name: str = "writer",
+        **options: object,
+    ):
         self.seed, self.name = seed, f"{name} {seed}"
         log = folder / f"{name}{seed}.log"
         self.err = open(folder / f"{name}{seed}.err", "w")
@@ -291,8 +313,7 @@ class Writer:
     def committed(self, on: str | None = None) -> int:
         return self.process.count("committed", on)
 
-    def wait_for(self, more: int, on: str | None = None, timeout: float = 30,
-                 event: str | None = "committed") -> None:
+    def wait_for(self, more: int, on: str | None = None, timeout: float = 30, event: str | None = "committed") -> None:
         """`more` records of `event` (None: of any event) on the file named `on`, from now."""
         target = self.process.count(event, on) + more
         try:
@@ -300,8 +321,10 @@ class Writer:
         except WriterExited:
             raise AssertionError(f"{self.name} died: {self.stderr()}") from None
         except WriterStalled:
-            raise AssertionError(f"{self.name} made no progress on {on}: no {more} {event} in {timeout} s; "
-                                 f"last lines: {self.records()[-3:]}") from None
+            raise AssertionError(
+                f"{self.name} made no progress on {on}: no {more} {event} in {timeout} s; "
+                f"last lines: {self.records()[-3:]}"
+            ) from None
 
     def finish(self, timeout: float = 60) -> dict[int, str | None]:
         """Stop it; it must exit cleanly. What it was told is committed, id -> last name."""

@@ -87,8 +87,12 @@ def main(pointer: Path, log: Path, stop: Path, seed: int = 1) -> None:
                     conn.execute("ROLLBACK")
                 if FENCE_ERROR not in str(exc):
                     raise
-                os.write(out, (json.dumps({"event": "fenced", "file": opened_under["active"],
-                                           "at": time.time()}) + "\n").encode())
+                os.write(
+                    out,
+                    (
+                        json.dumps({"event": "fenced", "file": opened_under["active"], "at": time.time()}) + "\n"
+                    ).encode(),
+                )
                 if stop.exists():
                     os.close(out)
                     return
@@ -100,8 +104,14 @@ def main(pointer: Path, log: Path, stop: Path, seed: int = 1) -> None:
                     time.sleep(0.005)  # the swap is coming (or an operator runs resume): same connection
         if op == "insert":
             mine.append(row)
-        record = {"event": "committed", "op": op, "id": row, "name": name, "file": opened_under["active"],
-                  "at": time.time()}
+        record = {
+            "event": "committed",
+            "op": op,
+            "id": row,
+            "name": name,
+            "file": opened_under["active"],
+            "at": time.time(),
+        }
         os.write(out, (json.dumps(record) + "\n").encode())
         time.sleep(0.002)
     os.close(out)

@@ -5,12 +5,12 @@ exactly what CREATE TRIGGER would, for every shape of the schema zoo, and stay i
 from __future__ import annotations
 
 import apsw
+from conftest import rows
+from helpers import many_tables
 
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.tools.zoo_data import ZOO_SCHEMA, ZOO_SEED
-from conftest import rows
-from helpers import many_tables
 
 SCHEMA = "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema ORDER BY type, name"
 META = "SELECT key FROM _bluegreen_meta ORDER BY key"
@@ -44,8 +44,10 @@ def _by_create_trigger(path) -> None:
     """The reference: the same table, epoch and guard, then one CREATE TRIGGER per trigger."""
     conn = open_db(path, triggers=False)
     with conn:
-        conn.execute(f"CREATE TABLE {capture.CAPTURE_TABLE}("
-                     "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE {capture.CAPTURE_TABLE}("
+            "seq INTEGER PRIMARY KEY, tbl TEXT NOT NULL, key NOT NULL, op TEXT NOT NULL)"
+        )
         capture.set_meta(conn, capture_epoch="x")
         tables = capture.capturable(conn)
         capture.install_blob_guard(conn, tables)
@@ -95,8 +97,11 @@ def test_a_trigger_sqlite_cannot_parse_rolls_the_install_back(tmp_path, monkeypa
     _file(path, _zoo)
     before = rows(path, SCHEMA)
     broken = capture.capture_triggers
-    monkeypatch.setattr(capture, "capture_triggers",
-                        lambda conn, table: [(n, t, s.replace(" END", "")) for n, t, s in broken(conn, table)])
+    monkeypatch.setattr(
+        capture,
+        "capture_triggers",
+        lambda conn, table: [(n, t, s.replace(" END", "")) for n, t, s in broken(conn, table)],
+    )
     conn = open_db(path, triggers=False)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -126,8 +131,11 @@ def test_a_plan_made_before_the_lock_is_redone_when_the_schema_moved_meanwhile(t
     conn.close()
     late = rows(path, "SELECT name FROM sqlite_schema WHERE type = 'trigger' AND tbl_name = 'late' ORDER BY name")
     assert len(late) == 5  # i, u, d and the two REPLACE triggers
-    assert rows(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'late' "
-                      "AND name LIKE '\\_bluegreen\\_guard\\_%' ESCAPE '\\'") == [(1,)]
+    assert rows(
+        path,
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'late' "
+        "AND name LIKE '\\_bluegreen\\_guard\\_%' ESCAPE '\\'",
+    ) == [(1,)]
     app = apsw.Connection(str(path))
     app.execute("INSERT INTO late(v) VALUES ('x')")
     app.close()

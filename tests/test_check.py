@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import BASE_CONFIG, disk_state, rows
 from helpers import assert_refused, error_line, pointer_of
 
-NAMES_CHECK = "-- check: names_match_items\nSELECT n.id FROM names AS n LEFT JOIN items AS i ON i.id = n.id WHERE i.id IS NULL;\n"
+NAMES_CHECK = (
+    "-- check: names_match_items\nSELECT n.id FROM names AS n LEFT JOIN items AS i ON i.id = n.id WHERE i.id IS NULL;\n"
+)
 
 
 def check(project, *args):
@@ -32,8 +33,10 @@ def test_a_clean_file_passes(toy_ready):
 
 def test_config_query_that_finds_rows_exits_3_with_samples(toy_ready):
     project = toy_ready
-    project.config.write_text(BASE_CONFIG + "[check]\nsample_rows = 2\n[check.queries]\n"
-                              "unnamed_items = \"SELECT id, name FROM items WHERE name IS NULL\"\n")
+    project.config.write_text(
+        BASE_CONFIG + "[check]\nsample_rows = 2\n[check.queries]\n"
+        'unnamed_items = "SELECT id, name FROM items WHERE name IS NULL"\n'
+    )
     assert check(project).code == 0
     conn = project.connect()
     conn.execute("UPDATE items SET name = NULL WHERE id IN (3, 4, 5)")
@@ -56,11 +59,13 @@ def test_config_query_that_finds_rows_exits_3_with_samples(toy_ready):
 
 
 def test_a_query_that_cannot_run_is_not_clean(toy_ready):
-    toy_ready.config.write_text(BASE_CONFIG + "[check.queries]\nghost = \"SELECT id FROM ghosts\"\n"
-                                "writer = \"DELETE FROM items\"\n")
+    toy_ready.config.write_text(
+        BASE_CONFIG + '[check.queries]\nghost = "SELECT id FROM ghosts"\nwriter = "DELETE FROM items"\n'
+    )
     result = check(toy_ready)
-    assert_refused(result, 3, "ghost: could not run", "no such table: ghosts", "writer: could not run",
-                   "not a read-only query")
+    assert_refused(
+        result, 3, "ghost: could not run", "no such table: ghosts", "writer: could not run", "not a read-only query"
+    )
     assert rows(toy_ready.blue, "SELECT count(*) FROM items") == [(50,)]
 
 
@@ -79,10 +84,13 @@ def test_companions_of_applied_migrations_only_and_they_do_not_change_checksums(
     assert project.cli("status").code == 0  # no "changed after it was applied"
 
 
-@pytest.mark.parametrize("text, words", [
-    ("SELECT 1;\n", ["_check.sql:1", "SQL before the first", "-- check: NAME"]),
-    ("-- check: a\nSELECT 1;\n-- check: a\nSELECT 2;\n", ["'a' is used twice"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("SELECT 1;\n", ["_check.sql:1", "SQL before the first", "-- check: NAME"]),
+        ("-- check: a\nSELECT 1;\n-- check: a\nSELECT 2;\n", ["'a' is used twice"]),
+    ],
+)
 def test_a_malformed_check_file_is_an_input_error(toy_ready, text, words):
     assert toy_ready.cli("deploy").code == 0
     (toy_ready.schemas / "002_v2.0.0_split_names_check.sql").write_text(text)
@@ -109,22 +117,37 @@ def test_shipped_checks_find_orphans_and_duplicates(shipped):
     clean = check(project, "--json")
     assert clean.code == 0, clean.out
     assert [c["name"] for c in clean.json["checks"]] == [
-        "integrity_check", "foreign_key_check", "orphaned_metadata", "content_without_metadata",
-        "missing_platform_references", "duplicate_content", "downloads_without_content"]
+        "integrity_check",
+        "foreign_key_check",
+        "orphaned_metadata",
+        "content_without_metadata",
+        "missing_platform_references",
+        "duplicate_content",
+        "downloads_without_content",
+    ]
 
     conn = project.connect(project.gen(2))
     conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("INSERT INTO content_metadata(content_id, description) VALUES (987654, 'orphan')")
-    conn.execute("INSERT INTO content(platform_id, platform_content_id, original_url, title) "
-                 "SELECT platform_id, platform_content_id, original_url, 'copy' FROM content WHERE id = 10")
+    conn.execute(
+        "INSERT INTO content(platform_id, platform_content_id, original_url, title) "
+        "SELECT platform_id, platform_content_id, original_url, 'copy' FROM content WHERE id = 10"
+    )
     copy = conn.last_insert_rowid()
     conn.execute("INSERT INTO content_metadata(content_id) VALUES (?)", (copy,))
     conn.execute("UPDATE content SET platform_id = 77 WHERE id = 11")
     conn.close()
 
     result = check(project)
-    line = assert_refused(result, 3, "app.gen2.db", "orphaned_metadata: 1 row(s)", "duplicate_content:",
-                          "missing_platform_references: 1 row(s)", "foreign_key_check:")
+    line = assert_refused(
+        result,
+        3,
+        "app.gen2.db",
+        "orphaned_metadata: 1 row(s)",
+        "duplicate_content:",
+        "missing_platform_references: 1 row(s)",
+        "foreign_key_check:",
+    )
     assert "content_without_metadata" not in line
     assert "(987654,)" in result.out and "'url'" in result.out and f"'10,{copy}'" in result.out
     assert "(11, 77, " in result.out

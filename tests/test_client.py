@@ -18,11 +18,11 @@ from pathlib import Path
 
 import apsw
 import pytest
+from conftest import rows
+from helpers import until
 
 from bluegreen import client
 from bluegreen.files import pointer
-from conftest import rows
-from helpers import until
 
 BLIND = dict(watch=False, poll_interval=3600)  # notices nothing until a fence says so
 
@@ -220,8 +220,12 @@ def test_fence_wait_is_bounded_then_resume_lets_the_write_through(toy_ready):
     client waits fence_timeout_s and says so; after `resume` the same write goes through."""
     conn = client.connect(toy_ready.pointer, fence_timeout_s=0.3, **BLIND)
     env = dict(os.environ, BLUEGREEN_CRASH_AT="deploy:fenced")
-    died = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "deploy"],
-                          env=env, capture_output=True, timeout=120)
+    died = subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "deploy"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert died.returncode == -9
     with pytest.raises(client.FenceWaitTimeout, match="pointer still names it"):
         conn.execute("INSERT INTO items(name) VALUES ('waited')")
@@ -241,8 +245,12 @@ def test_write_on_green_after_a_revert_killed_before_its_swap_waits_for_the_poin
     conn.execute("INSERT INTO items(name) VALUES ('on green')")  # meets blue's fence, moves to green
     assert conn.generation == 2
     env = dict(os.environ, BLUEGREEN_CRASH_AT="revert:unfenced")
-    died = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "revert"],
-                          env=env, capture_output=True, timeout=120)
+    died = subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "revert"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     assert died.returncode == -9 and pointer.read(toy_ready.pointer).active == "app.gen2.db"
     with pytest.raises(client.FenceWaitTimeout, match="pointer still names it"):
         conn.execute("INSERT INTO items(name) VALUES ('waits')")
@@ -287,8 +295,9 @@ def test_on_connect_is_applied_on_every_reopen(toy_ready):
     assert conn.execute("SELECT shout('blue')").get == "BLUE!"
     assert toy_ready.cli("deploy").code == 0
     conn.execute("INSERT INTO items(name) VALUES (shout('green'))")  # fence, reopen, retry
-    assert conn.execute("SELECT shout('again'), (SELECT 1 FROM pragma_cache_size WHERE cache_size = -4096)").fetchall() \
-        == [("AGAIN!", 1)]
+    assert conn.execute(
+        "SELECT shout('again'), (SELECT 1 FROM pragma_cache_size WHERE cache_size = -4096)"
+    ).fetchall() == [("AGAIN!", 1)]
     assert [Path(p).name for p in opened] == ["app.db", "app.gen2.db"]
     assert "GREEN!" in names(toy_ready.gen(2))
     conn.close()

@@ -16,13 +16,30 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def test_service_serves_through_deploy_and_revert(shipped, tmp_path):
     project = shipped
-    service = subprocess.Popen([sys.executable, str(EXAMPLES / "sdm_service.py"), str(project.pointer), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True)
+    service = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "sdm_service.py"), str(project.pointer), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         base = service.stdout.readline().split(" on ")[1].strip()
         stop = tmp_path / "load.stop"
-        load = subprocess.Popen([sys.executable, str(EXAMPLES / "load.py"), base, "--seconds", "120", "--threads", "3",
-                                 "--json", "--stop-file", str(stop)], stdout=subprocess.PIPE, text=True)
+        load = subprocess.Popen(
+            [
+                sys.executable,
+                str(EXAMPLES / "load.py"),
+                base,
+                "--seconds",
+                "120",
+                "--threads",
+                "3",
+                "--json",
+                "--stop-file",
+                str(stop),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.5)  # some load on v1 first (not a timing assertion: the files answered are checked below)
         assert project.cli("deploy").code == 0
         time.sleep(0.5)

@@ -57,8 +57,12 @@ def worker(project, tmp_path: Path, seed: int, kind: str) -> Writer:
 
 def test_clients_read_and_write_through_a_deploy_and_a_revert(toy_ready, tmp_path):
     project = toy_ready
-    workers = [worker(project, tmp_path, 1, "writer"), worker(project, tmp_path, 2, "writer"),
-               worker(project, tmp_path, 3, "transaction"), worker(project, tmp_path, 4, "reader")]
+    workers = [
+        worker(project, tmp_path, 1, "writer"),
+        worker(project, tmp_path, 2, "writer"),
+        worker(project, tmp_path, 3, "transaction"),
+        worker(project, tmp_path, 4, "reader"),
+    ]
     try:
         for w in workers:
             w.wait_for(20, event=None)
@@ -89,13 +93,18 @@ def test_clients_read_and_write_through_a_deploy_and_a_revert(toy_ready, tmp_pat
     # Writes that landed on green are in green too (it is fenced now: nothing changed it since).
     on_green = {e["id"] for log in logs[:3] for e in log if e["event"] == "committed" and e["file"] == "app.gen2.db"}
     assert on_green and on_green <= {r for (r,) in rows(project.gen(2), "SELECT id FROM items")} | {
-        i for i, n in expected.items() if n is None}
+        i for i, n in expected.items() if n is None
+    }
 
 
 def test_status_names_a_client_left_on_blue_and_finalize_waits_for_it(toy_ready):
     project = toy_ready
-    holder = subprocess.Popen([sys.executable, str(HERE), "hold", str(project.pointer)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(HERE), "hold", str(project.pointer)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().split() == ["on", "1"]
         assert project.cli("deploy").code == 0
@@ -133,8 +142,12 @@ def test_finalize_force_and_in_process_holder(toy_ready):
 def test_a_killed_client_expires_from_the_registry(toy_ready):
     from bluegreen.files import registry
 
-    holder = subprocess.Popen([sys.executable, str(HERE), "hold", str(toy_ready.pointer)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(HERE), "hold", str(toy_ready.pointer)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().split() == ["on", "1"]
     assert [c.pid for c in registry.users_of(toy_ready.pointer, "app.db")] == [holder.pid]
     holder.send_signal(signal.SIGKILL)
@@ -151,10 +164,19 @@ def test_a_silent_record_is_stale_even_if_its_pid_lives(toy_ready):
 
     folder = registry.clients_dir(toy_ready.pointer)
     folder.mkdir(parents=True, exist_ok=True)
-    record = {"host": registry._HOST, "pid": os.getpid(), "program": "x", "started_at": "", "heartbeat_at": time.time() - 60,
-              "expires_after_s": 10, "files": [{"file": "app.db", "generation": 1, "connections": 1}]}
+    record = {
+        "host": registry._HOST,
+        "pid": os.getpid(),
+        "program": "x",
+        "started_at": "",
+        "heartbeat_at": time.time() - 60,
+        "expires_after_s": 10,
+        "files": [{"file": "app.db", "generation": 1, "connections": 1}],
+    }
     (folder / "elsewhere-1.json").write_text(json.dumps(dict(record, host="elsewhere", pid=1)))
     assert registry.users_of(toy_ready.pointer, "app.db") == []
     assert registry.expire(toy_ready.pointer) == ["elsewhere-1"]
-    (folder / "elsewhere-1.json").write_text(json.dumps(dict(record, host="elsewhere", pid=1, heartbeat_at=time.time())))
+    (folder / "elsewhere-1.json").write_text(
+        json.dumps(dict(record, host="elsewhere", pid=1, heartbeat_at=time.time()))
+    )
     assert [c.name for c in registry.users_of(toy_ready.pointer, "app.db")] == ["elsewhere-1"]

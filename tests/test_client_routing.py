@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import until
 
 from bluegreen import client
 from bluegreen.client import routing
-from helpers import until
 
 
 def reads_green(project, **options) -> bool:
@@ -41,12 +41,15 @@ def test_share_is_consistent_per_key_and_forced_by_flags(toy_ready):
 
 def test_same_decisions_in_another_process(toy_ready):
     assert toy_ready.cli("prepare").code == 0
-    code = ("import sys; from bluegreen import client\n"
-            "for k in range(40):\n"
-            "    c = client.connect(sys.argv[1], read_only=True, read_percentage_new=50, route_key=k)\n"
-            "    print(int(c.reads_green), end=''); c.close()\n")
-    there = subprocess.run([sys.executable, "-c", code, str(toy_ready.pointer)], capture_output=True, text=True,
-                           timeout=60, check=True).stdout
+    code = (
+        "import sys; from bluegreen import client\n"
+        "for k in range(40):\n"
+        "    c = client.connect(sys.argv[1], read_only=True, read_percentage_new=50, route_key=k)\n"
+        "    print(int(c.reads_green), end=''); c.close()\n"
+    )
+    there = subprocess.run(
+        [sys.executable, "-c", code, str(toy_ready.pointer)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     here = "".join(str(int(reads_green(toy_ready, read_percentage_new=50, route_key=k))) for k in range(40))
     assert there == here and "0" in here and "1" in here
 
@@ -92,8 +95,10 @@ def test_routed_reader_follows_abort_prepare_and_cutover(toy_ready):
     assert reader.generation == 3
 
     assert project.cli("cutover").code == 0  # green becomes the active file: same file, no longer "green"
-    until(lambda: reader.execute("SELECT 1").fetchall() and not reader.reads_green and reader.generation == 3,
-          what="green to become active")
+    until(
+        lambda: reader.execute("SELECT 1").fetchall() and not reader.reads_green and reader.generation == 3,
+        what="green to become active",
+    )
     reader.close()
 
 

@@ -18,12 +18,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import rows
+from helpers import Writer, bluegreen
 
 from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
 from bluegreen.errors import OperationFailed
-from conftest import rows
-from helpers import Writer, bluegreen
 
 SOAK = int(os.environ.get("BLUEGREEN_SOAK", "0"))
 
@@ -36,8 +36,11 @@ def start_writer(project, tmp_path: Path, seed: int = 1) -> Writer:
 
 
 def kill_after(project, delay: float, *args: str) -> int:
-    proc = subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     return proc.wait()
@@ -66,8 +69,16 @@ def recover(project) -> None:
     assert resumed.returncode == 0, resumed.stderr
 
 
-DEPLOY_POINTS = ["deploy:capture", "deploy:snapshot", "deploy:migrate", "deploy:catch_up", "deploy:validate",
-                 "deploy:validated", "deploy:fenced", "deploy:swapped"]
+DEPLOY_POINTS = [
+    "deploy:capture",
+    "deploy:snapshot",
+    "deploy:migrate",
+    "deploy:catch_up",
+    "deploy:validate",
+    "deploy:validated",
+    "deploy:fenced",
+    "deploy:swapped",
+]
 REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:swapped", "revert:unfenced"]
 
 
@@ -84,8 +95,9 @@ def test_deploy_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     assert active.name.startswith("app.gen")  # the deploy completed
 
 
-@pytest.mark.parametrize("point", ["prepare:capture", "prepare:snapshot", "prepare:migrate", "prepare:catch_up",
-                                   "prepare:validate"])
+@pytest.mark.parametrize(
+    "point", ["prepare:capture", "prepare:snapshot", "prepare:migrate", "prepare:catch_up", "prepare:validate"]
+)
 def test_prepare_killed_after_each_step_then_resumed(toy_ready, tmp_path, point):
     project = toy_ready
     writer = start_writer(project, tmp_path)
@@ -122,7 +134,9 @@ def test_deploy_killed_then_aborted(toy_ready, tmp_path, point):
     active = check_consistent(project, writer.finish())
     assert active == project.blue
     assert not [p for p in project.data.iterdir() if p.name.startswith("app.gen")]
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'") == [(0,)]
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'") == [
+        (0,)
+    ]
 
 
 @pytest.mark.parametrize("point", REVERT_POINTS)

@@ -71,8 +71,9 @@ def read_design(root: Path) -> Design:
                     cells = [c.strip() for c in line.strip().strip("|").split("|")]
                     if int(m.group(1)) in hazards:
                         problems.append(f"{DOC}:{number}: hazard {m.group(1)} numbered twice")
-                    hazards[int(m.group(1))] = Hazard(int(m.group(1)), number,
-                                                      tuple(re.findall(r"`([^`]+)`", cells[-1])))
+                    hazards[int(m.group(1))] = Hazard(
+                        int(m.group(1)), number, tuple(re.findall(r"`([^`]+)`", cells[-1]))
+                    )
     for kind, numbers in (("invariant", invariants), ("hazard", hazards)):
         missing = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
         if not numbers or missing:
@@ -99,8 +100,11 @@ def citations(root: Path) -> list[tuple[str, str, int]]:
 def unresolved_citations(root: Path) -> list[str]:
     design = read_design(root)
     known = {"hazard": design.hazards, "invariant": design.invariants}
-    return [f"{where}: {kind} {number} is not in {DOC}" for where, kind, number in citations(root)
-            if number not in known[kind]]
+    return [
+        f"{where}: {kind} {number} is not in {DOC}"
+        for where, kind, number in citations(root)
+        if number not in known[kind]
+    ]
 
 
 def functions_in(path: Path) -> set[str]:
@@ -125,8 +129,7 @@ def missing_tests(root: Path) -> list[str]:
                 continue
             if function:
                 names = functions_in(path)
-                found = (any(n.startswith(function[:-1]) for n in names) if function.endswith("*")
-                         else function in names)
+                found = any(n.startswith(function[:-1]) for n in names) if function.endswith("*") else function in names
                 if not found:
                     wrong.append(f"{where}: {file} defines no {function}")
     return wrong
@@ -182,8 +185,11 @@ def test_a_made_up_citation_is_caught(tmp_path):
     hazard, invariant = len(read_design(REPO).hazards) + 78, len(read_design(REPO).invariants) + 34
     (root / "bluegreen").mkdir()
     (root / "bluegreen" / "x.py").write_text(
-        f'"""Bounded (hazard 1, invariant {invariant}).\n\nSee (hazards 16 and\n    {hazard}).\n"""\n')
-    (root / "tests" / "test_x.py").write_text(f"def test_hazard{hazard + 1}_made_up():\n    # hazard\n    # {hazard + 2}\n")
+        f'"""Bounded (hazard 1, invariant {invariant}).\n\nSee (hazards 16 and\n    {hazard}).\n"""\n'
+    )
+    (root / "tests" / "test_x.py").write_text(
+        f"def test_hazard{hazard + 1}_made_up():\n    # hazard\n    # {hazard + 2}\n"
+    )
     assert unresolved_citations(root) == [
         f"bluegreen/x.py:1: invariant {invariant} is not in {DOC}",
         f"bluegreen/x.py:3: hazard {hazard} is not in {DOC}",
@@ -210,15 +216,14 @@ def test_a_readme_pointing_outside_the_repository_is_caught(tmp_path):
     assert readme_links(root) == []
     readme = (root / "README.md").read_text().replace("](docs/design.md)", f"]({OUTSIDE}DESIGN.md)")
     (root / "README.md").write_text(readme)
-    assert readme_links(root) == ["README.md does not link docs/design.md",
-                                  f"README.md still refers to {OUTSIDE}"]
+    assert readme_links(root) == ["README.md does not link docs/design.md", f"README.md still refers to {OUTSIDE}"]
 
 
 def undocumented_errors(root: Path) -> list[str]:
     """Error classes of bluegreen/errors.py that the design's "Errors by cause" table does not list."""
     text = (root / DOC).read_text()
     start = text.index("### Errors by cause")
-    table = text[start:text.index("\n## ", start)]
+    table = text[start : text.index("\n## ", start)]
     tree = ast.parse((root / "bluegreen" / "errors.py").read_text())
     classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef) and node.name != "BluegreenError"]
     return [name for name in classes if f"`{name}`" not in table and f"| {name} |" not in table]
@@ -231,5 +236,6 @@ def test_every_error_class_is_in_the_design(tmp_path):
     (copy / "bluegreen").mkdir()
     shutil.copy(REPO / DOC, copy / DOC)
     (copy / "bluegreen" / "errors.py").write_text(
-        (REPO / "bluegreen" / "errors.py").read_text() + "\n\nclass MadeUpCause(OperationFailed):\n    pass\n")
+        (REPO / "bluegreen" / "errors.py").read_text() + "\n\nclass MadeUpCause(OperationFailed):\n    pass\n"
+    )
     assert undocumented_errors(copy) == ["MadeUpCause"]

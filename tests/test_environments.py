@@ -8,26 +8,29 @@ it starts an hour from now), so no test depends on the time of day; the window a
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import apsw
 import pytest
-
-from bluegreen.gates import backup
-from bluegreen.config import load
-from bluegreen.gates.environments import window_state
 from conftest import make_toy_database, rows, write_config
 from helpers import assert_refused, events, everything, json_error, pointer_of, replace_blue
+
+from bluegreen.config import load
+from bluegreen.gates import backup
+from bluegreen.gates.environments import window_state
 
 
 # -- helpers ----------------------------------------------------------------------------------------
 def window(open_now: bool) -> str:
     """A UTC window that contains now, or one that starts an hour from now (wraps past midnight
     when it has to: the window parser accepts both)."""
-    now = datetime.now(timezone.utc)
-    start, end = (now - timedelta(hours=1), now + timedelta(hours=1)) if open_now else \
-        (now + timedelta(hours=1), now + timedelta(hours=2))
+    now = datetime.now(UTC)
+    start, end = (
+        (now - timedelta(hours=1), now + timedelta(hours=1))
+        if open_now
+        else (now + timedelta(hours=1), now + timedelta(hours=2))
+    )
     return f"{start:%H:%M}-{end:%H:%M}"
 
 
@@ -40,8 +43,9 @@ def production(project, *, open_now: bool = True, approvals: int = 2) -> str:
     """Configure production with a window open (or closed) now; returns the window as written,
     so a test never recomputes it a minute later."""
     text = window(open_now)
-    configure(project, production=f'approvals = {approvals}\nwindow = "{text}"\ntimezone = "UTC"\n'
-                                  'backup_dir = "backups"')
+    configure(
+        project, production=f'approvals = {approvals}\nwindow = "{text}"\ntimezone = "UTC"\nbackup_dir = "backups"'
+    )
     return text
 
 
@@ -59,17 +63,24 @@ def backups(project) -> list[str]:
 # ==================================================================================================
 BAD_ENVIRONMENTS = {
     "approvals negative": ("[environments.staging]\napprovals = -1\n", ["environments.staging.approvals", "got -1"]),
-    "approvals text": ("[environments.staging]\napprovals = \"two\"\n", ["environments.staging.approvals", "'two'"]),
-    "window shape": ("[environments.staging]\nwindow = \"2-4\"\n", ["environments.staging.window", "HH:MM-HH:MM"]),
-    "window hour": ("[environments.staging]\nwindow = \"25:00-03:00\"\n", ["environments.staging.window", "25:00"]),
-    "window empty": ("[environments.staging]\nwindow = \"02:00-02:00\"\n", ["environments.staging.window", "empty"]),
-    "time zone": ("[environments.staging]\ntimezone = \"Mars/Olympus\"\n",
-                  ["environments.staging.timezone", "IANA", "Mars/Olympus"]),
-    "backup not bool": ("[environments.staging]\nbackup = \"yes\"\n", ["environments.staging.backup", "true or false"]),
-    "unknown key": ("[environments.staging]\napprovers = 1\n", ["unknown key environments.staging.approvers", "approvals"]),
+    "approvals text": ('[environments.staging]\napprovals = "two"\n', ["environments.staging.approvals", "'two'"]),
+    "window shape": ('[environments.staging]\nwindow = "2-4"\n', ["environments.staging.window", "HH:MM-HH:MM"]),
+    "window hour": ('[environments.staging]\nwindow = "25:00-03:00"\n', ["environments.staging.window", "25:00"]),
+    "window empty": ('[environments.staging]\nwindow = "02:00-02:00"\n', ["environments.staging.window", "empty"]),
+    "time zone": (
+        '[environments.staging]\ntimezone = "Mars/Olympus"\n',
+        ["environments.staging.timezone", "IANA", "Mars/Olympus"],
+    ),
+    "backup not bool": ('[environments.staging]\nbackup = "yes"\n', ["environments.staging.backup", "true or false"]),
+    "unknown key": (
+        "[environments.staging]\napprovers = 1\n",
+        ["unknown key environments.staging.approvers", "approvals"],
+    ),
     "not a table": ("[environments]\nstaging = 3\n", ["environments must hold tables", "[environments.production]"]),
-    "production without window": ("[environments.production]\napprovals = 2\n",
-                                  ["environments.production.window is required", "02:00-04:00"]),
+    "production without window": (
+        "[environments.production]\napprovals = 2\n",
+        ["environments.production.window is required", "02:00-04:00"],
+    ),
 }
 
 
@@ -84,8 +95,11 @@ def test_bad_environment_config_is_refused(toy_ready, case):
 
 
 def test_defaults_follow_the_well_known_names(tmp_path):
-    write_config(tmp_path, '[environments.development]\n[environments.staging]\n'
-                           '[environments.production]\nwindow = "22:00-02:00"\n[environments.qa]\n')
+    write_config(
+        tmp_path,
+        "[environments.development]\n[environments.staging]\n"
+        '[environments.production]\nwindow = "22:00-02:00"\n[environments.qa]\n',
+    )
     envs = load(tmp_path / "config.toml").environments
     assert (envs["development"].approvals, envs["development"].backup, envs["development"].window) == (0, False, None)
     assert (envs["staging"].approvals, envs["staging"].backup) == (1, False)
@@ -137,8 +151,13 @@ def test_development_runs_everything_automatically(toy_ready):
 def test_approve_a_version_that_is_not_pending(toy_ready):
     configure(toy_ready, staging="")
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "staging", "approve", "3.1.0", "--by", "alice"), 2,
-                          "3.1.0", "not a pending version of app.db", "pending: 1.0.0, 2.0.0")
+    line = assert_refused(
+        toy_ready.cli("--env", "staging", "approve", "3.1.0", "--by", "alice"),
+        2,
+        "3.1.0",
+        "not a pending version of app.db",
+        "pending: 1.0.0, 2.0.0",
+    )
     assert "approve one of those" in line
     json_error(toy_ready.cli("--env", "staging", "approve", "3.1.0", "--by", "alice", "--json"), 2)
     assert everything(toy_ready) == before
@@ -184,8 +203,9 @@ def test_approvals_of_another_environment_do_not_count(toy_ready):
     configure(toy_ready, staging="", qa="approvals = 1")
     assert toy_ready.cli("--env", "qa", "approve", "2.0.0", "--by", "alice").code == 0
     before = everything(toy_ready)
-    assert_refused(toy_ready.cli("--env", "staging", "deploy"), 3, "staging needs 1 distinct approval(s) of v2.0.0",
-                   "have 0")
+    assert_refused(
+        toy_ready.cli("--env", "staging", "deploy"), 3, "staging needs 1 distinct approval(s) of v2.0.0", "have 0"
+    )
     assert everything(toy_ready) == before
 
 
@@ -193,9 +213,13 @@ def test_cutover_refuses_until_approved_then_stamps_green(toy_ready):
     configure(toy_ready, staging="")
     assert toy_ready.cli("--env", "staging", "prepare").code == 0
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "staging", "cutover"), 3,
-                          "staging needs 1 distinct approval(s) of v2.0.0 (have 0)",
-                          "bluegreen --env staging approve 2.0.0 --by NAME", "Nothing was changed")
+    line = assert_refused(
+        toy_ready.cli("--env", "staging", "cutover"),
+        3,
+        "staging needs 1 distinct approval(s) of v2.0.0 (have 0)",
+        "bluegreen --env staging approve 2.0.0 --by NAME",
+        "Nothing was changed",
+    )
     assert "window" not in line
     document = json_error(toy_ready.cli("--env", "staging", "cutover", "--json"), 3)
     assert document["details"]["missing"] == ["staging needs 1 distinct approval(s) of v2.0.0 (have 0)"]
@@ -222,10 +246,14 @@ def test_everything_missing_is_listed_at_once(toy_ready):
     closed = production(toy_ready, open_now=False)
     assert toy_ready.cli("--env", "production", "approve", "2.0.0", "--by", "alice").code == 0
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "production", "deploy"), 3,
-                          "production needs 2 distinct approval(s) of v2.0.0 (have 1: alice)",
-                          f"cutover window {closed} UTC is closed (now ", " UTC)",
-                          "--force --reason TEXT")
+    line = assert_refused(
+        toy_ready.cli("--env", "production", "deploy"),
+        3,
+        "production needs 2 distinct approval(s) of v2.0.0 (have 1: alice)",
+        f"cutover window {closed} UTC is closed (now ",
+        " UTC)",
+        "--force --reason TEXT",
+    )
     assert line.index("approval") < line.index("window")
     assert everything(toy_ready) == before
     assert backups(toy_ready) == []
@@ -253,8 +281,11 @@ def test_force_needs_a_reason(toy_ready):
 def test_force_cannot_replace_approvals(toy_ready):
     production(toy_ready, open_now=False)
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "production", "deploy", "--force", "--reason", "hotfix"), 3,
-                          "production needs 2 distinct approval(s)")
+    line = assert_refused(
+        toy_ready.cli("--env", "production", "deploy", "--force", "--reason", "hotfix"),
+        3,
+        "production needs 2 distinct approval(s)",
+    )
     assert "window" not in line.split("Nothing was changed")[0]
     assert everything(toy_ready) == before
     assert events(toy_ready, "window_forced") == []
@@ -299,13 +330,16 @@ def test_open_window_with_approvals_deploys_with_a_verified_backup(toy_ready):
     assert [by for _, by, _ in history(toy_ready.gen(2))] == ["alice, bob", "alice, bob"]
 
 
-@pytest.mark.parametrize("now, expected", [
-    (datetime(2026, 1, 5, 23, 30, tzinfo=timezone.utc), True),   # inside, before midnight
-    (datetime(2026, 1, 6, 1, 59, tzinfo=timezone.utc), True),    # inside, after midnight
-    (datetime(2026, 1, 6, 2, 0, tzinfo=timezone.utc), False),    # the end is exclusive
-    (datetime(2026, 1, 6, 12, 0, tzinfo=timezone.utc), False),
-    (datetime(2026, 1, 5, 22, 0, tzinfo=timezone.utc), True),    # the start is inclusive
-])
+@pytest.mark.parametrize(
+    "now, expected",
+    [
+        (datetime(2026, 1, 5, 23, 30, tzinfo=UTC), True),  # inside, before midnight
+        (datetime(2026, 1, 6, 1, 59, tzinfo=UTC), True),  # inside, after midnight
+        (datetime(2026, 1, 6, 2, 0, tzinfo=UTC), False),  # the end is exclusive
+        (datetime(2026, 1, 6, 12, 0, tzinfo=UTC), False),
+        (datetime(2026, 1, 5, 22, 0, tzinfo=UTC), True),  # the start is inclusive
+    ],
+)
 def test_window_wraps_past_midnight(tmp_path, now, expected):
     write_config(tmp_path, '[environments.production]\nwindow = "22:00-02:00"\n')
     state = window_state(load(tmp_path / "config.toml").environments["production"], now)
@@ -316,9 +350,9 @@ def test_window_wraps_past_midnight(tmp_path, now, expected):
 def test_window_is_read_in_its_time_zone(tmp_path):
     write_config(tmp_path, '[environments.production]\nwindow = "02:00-04:00"\ntimezone = "Europe/Berlin"\n')
     env = load(tmp_path / "config.toml").environments["production"]
-    winter = window_state(env, datetime(2026, 1, 6, 1, 30, tzinfo=timezone.utc))  # 02:30 in Berlin (CET)
-    summer = window_state(env, datetime(2026, 7, 6, 1, 30, tzinfo=timezone.utc))  # 03:30 in Berlin (CEST)
-    late = window_state(env, datetime(2026, 7, 6, 2, 30, tzinfo=timezone.utc))  # 04:30 in Berlin
+    winter = window_state(env, datetime(2026, 1, 6, 1, 30, tzinfo=UTC))  # 02:30 in Berlin (CET)
+    summer = window_state(env, datetime(2026, 7, 6, 1, 30, tzinfo=UTC))  # 03:30 in Berlin (CEST)
+    late = window_state(env, datetime(2026, 7, 6, 2, 30, tzinfo=UTC))  # 04:30 in Berlin
     assert (winter.open, winter.now) == (True, "02:30 Europe/Berlin")
     assert (summer.open, summer.now) == (True, "03:30 Europe/Berlin")
     assert (late.open, late.now) == (False, "04:30 Europe/Berlin")
@@ -327,8 +361,8 @@ def test_window_is_read_in_its_time_zone(tmp_path):
 def test_window_until_midnight(tmp_path):
     write_config(tmp_path, '[environments.staging]\nwindow = "20:00-24:00"\n')
     env = load(tmp_path / "config.toml").environments["staging"]
-    assert window_state(env, datetime(2026, 1, 6, 23, 59, 59, tzinfo=timezone.utc)).open
-    assert not window_state(env, datetime(2026, 1, 6, 0, 0, tzinfo=timezone.utc)).open
+    assert window_state(env, datetime(2026, 1, 6, 23, 59, 59, tzinfo=UTC)).open
+    assert not window_state(env, datetime(2026, 1, 6, 0, 0, tzinfo=UTC)).open
 
 
 # ==================================================================================================
@@ -337,8 +371,13 @@ def test_window_until_midnight(tmp_path):
 def test_backup_folder_that_cannot_be_created_refuses_prepare(toy_ready):
     configure(toy_ready, production=f'window = "{window(True)}"\nbackup_dir = "config.toml/backups"')
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "production", "prepare"), 1, "config.toml/backups",
-                          "cannot create the backup folder", "nothing was changed")
+    line = assert_refused(
+        toy_ready.cli("--env", "production", "prepare"),
+        1,
+        "config.toml/backups",
+        "cannot create the backup folder",
+        "nothing was changed",
+    )
     assert "backup_dir" in line
     json_error(toy_ready.cli("--env", "production", "prepare", "--json"), 1)
     assert everything(toy_ready) == before
@@ -350,7 +389,9 @@ def _blue_with_a_broken_index(path: Path) -> None:
     conn = apsw.Connection(str(path))
     conn.execute("CREATE INDEX items_name ON items(name)")
     conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_schema SET sql = 'CREATE INDEX items_name ON items(name DESC)' WHERE name = 'items_name'")
+    conn.execute(
+        "UPDATE sqlite_schema SET sql = 'CREATE INDEX items_name ON items(name DESC)' WHERE name = 'items_name'"
+    )
     conn.close()
 
 
@@ -358,9 +399,15 @@ def test_backup_that_fails_verification_refuses_prepare(toy_ready):
     replace_blue(toy_ready, _blue_with_a_broken_index)
     production(toy_ready)
     before = everything(toy_ready)
-    line = assert_refused(toy_ready.cli("--env", "production", "prepare"), 1, "backup could not be verified",
-                          "integrity_check says", "missing from index items_name", "prepare refused",
-                          "the copy was removed")
+    line = assert_refused(
+        toy_ready.cli("--env", "production", "prepare"),
+        1,
+        "backup could not be verified",
+        "integrity_check says",
+        "missing from index items_name",
+        "prepare refused",
+        "the copy was removed",
+    )
     assert str(toy_ready.root / "backups") in line
     assert everything(toy_ready) == before
     assert not (toy_ready.root / "backups").exists()  # the folder it made for the copy is gone too
@@ -426,8 +473,14 @@ def test_resume_of_an_unfenced_cutover_checks_the_window_again(toy_ready, monkey
     assert killed.code == -9, killed
     production(toy_ready, open_now=False, approvals=1)  # the window has closed meanwhile
     before = everything(toy_ready)
-    assert_refused(toy_ready.cli("--env", "production", "resume"), 3, "resume refused", "cutover window", "is closed",
-                   "bluegreen --env production cutover --force --reason TEXT")
+    assert_refused(
+        toy_ready.cli("--env", "production", "resume"),
+        3,
+        "resume refused",
+        "cutover window",
+        "is closed",
+        "bluegreen --env production cutover --force --reason TEXT",
+    )
     assert everything(toy_ready) == before
     forced = toy_ready.cli("cutover", "--env", "production", "--force", "--reason", "finish the release")
     assert forced.code == 0, forced.err
@@ -450,8 +503,13 @@ def test_damaged_approvals_file_is_named(toy_ready):
     approvals_file.write_text("{not json")
     before = everything(toy_ready)
     for args in (["approve", "2.0.0", "--by", "alice"], ["deploy"]):
-        assert_refused(toy_ready.cli("--env", "staging", *args), 2, str(approvals_file), "approvals file is damaged",
-                       "events.jsonl")
+        assert_refused(
+            toy_ready.cli("--env", "staging", *args),
+            2,
+            str(approvals_file),
+            "approvals file is damaged",
+            "events.jsonl",
+        )
     assert everything(toy_ready) == before
 
 
@@ -462,9 +520,26 @@ def test_concurrent_approvers_are_all_recorded(toy_ready):
 
     configure(toy_ready, production=f'approvals = 4\nwindow = "{window(True)}"')
     names = ["ann", "ben", "cat", "dan"]
-    procs = [subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(toy_ready.config), "--env",
-                               "production", "approve", "2.0.0", "--by", name],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for name in names]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bluegreen",
+                "--config",
+                str(toy_ready.config),
+                "--env",
+                "production",
+                "approve",
+                "2.0.0",
+                "--by",
+                name,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for name in names
+    ]
     assert [p.wait(timeout=60) for p in procs] == [0] * len(names)
     status = toy_ready.cli("--env", "production", "status", "--json").json
     assert sorted(status["approvals"]["approved_by"]) == names

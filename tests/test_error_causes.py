@@ -14,16 +14,32 @@ import ast
 import inspect
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import BASE_CONFIG, TOY_SCHEMAS, Project, disk_state, make_toy_database, run_cli, write_config
 
 from bluegreen import config, errors
 from bluegreen.errors import (
-    AfterHookFailed, ApprovalMissing, ArgumentInvalid, BackupFailed, BluegreenError, Busy, ConfigInvalid,
-    DatabaseInvalid, FileInTheWay, Held, HookRefused, JournalInvalid, NoSpace, OutsideWindow, PointerInvalid,
-    StillInUse, WriterFailed, WrongPhase,
+    AfterHookFailed,
+    ApprovalMissing,
+    ArgumentInvalid,
+    BackupFailed,
+    BluegreenError,
+    Busy,
+    ConfigInvalid,
+    DatabaseInvalid,
+    FileInTheWay,
+    Held,
+    HookRefused,
+    JournalInvalid,
+    NoSpace,
+    OutsideWindow,
+    PointerInvalid,
+    StillInUse,
+    WriterFailed,
+    WrongPhase,
 )
 from bluegreen.files import layout, pointer
 from bluegreen.files.journal import Store
@@ -31,7 +47,6 @@ from bluegreen.gates import approvals, backup, environments, estimate, hold
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.reports import retention
 from bluegreen.reports.inspector import Inspector
-from conftest import BASE_CONFIG, TOY_SCHEMAS, Project, disk_state, make_toy_database, run_cli, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,8 +81,11 @@ def controller(project: Project, environment: str | None = None) -> Controller:
 def on_disk(project: Project) -> dict:
     """disk_state of the whole project (config, schemas, data) but the lock and the event log,
     which every command touches; from the root the journal is compared by its bytes."""
-    return {k: v for k, v in disk_state(project.root).items()
-            if k not in ("data/.bluegreen/lock", "data/.bluegreen/events.jsonl")}
+    return {
+        k: v
+        for k, v in disk_state(project.root).items()
+        if k not in ("data/.bluegreen/lock", "data/.bluegreen/events.jsonl")
+    }
 
 
 def state_dir(project: Project) -> Path:
@@ -253,17 +271,18 @@ def test_a_file_the_journal_names_is_gone(toy_ready):
 # exit 3: a gate said no
 # ==================================================================================================
 def closed_window() -> str:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return f"{(now.hour + 2) % 24:02d}:00-{(now.hour + 3) % 24:02d}:00"  # starts at least an hour from now
 
 
 def test_outside_the_window(toy_ready):
     project = toy_ready
-    write_config(project.root,
-                 f'[environments.production]\napprovals = 0\nbackup = false\nwindow = "{closed_window()}"\n')
+    write_config(
+        project.root, f'[environments.production]\napprovals = 0\nbackup = false\nwindow = "{closed_window()}"\n'
+    )
     before = on_disk(project)
     env = environments.select(config.load(project.config), "production")
-    opening = datetime(2026, 1, 5, env.window.start.hour, 0, tzinfo=timezone.utc)
+    opening = datetime(2026, 1, 5, env.window.start.hour, 0, tzinfo=UTC)
     environments.check_cutover(env, "2.0.0", [], now=opening).enforce("deploy", False)  # inside: nothing to refuse
     with pytest.raises(OutsideWindow) as raised:
         environments.check_cutover(env, "2.0.0", [], now=opening - timedelta(minutes=1)).enforce("deploy", False)
@@ -296,8 +315,9 @@ def test_held_by_the_hold_file(toy_ready):
     assert type(refused) is Held and refused.message.endswith(refused.hint)
     notes = []
     with pytest.raises(Held) as raised:
-        hold.wait_while_held(flag, 1, None, lambda line, fields: notes.append(line), "cutover", "green stays prepared",
-                             poll_s=0.05)
+        hold.wait_while_held(
+            flag, 1, None, lambda line, fields: notes.append(line), "cutover", "green stays prepared", poll_s=0.05
+        )
     check(raised, Held)
     assert raised.value.hint.startswith("remove the file and run `bluegreen cutover`")
     before = disk_state(project.data)
@@ -350,7 +370,9 @@ def full_disk(tmp_path):
     not permitted."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode})")
     try:
@@ -406,8 +428,9 @@ def test_backup_folder_that_cannot_be_made(toy_ready):
 def test_prune_of_a_file_a_live_process_has_open(toy_ready):
     project = toy_ready
     write_config(project.root, "[retention]\nkeep_days = 0\n")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(project.pointer)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(project.pointer)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().split() == ["on", "1"]
         assert project.cli("deploy").code == 0 and project.cli("finalize", "--force").code == 0
@@ -474,10 +497,17 @@ def test_a_failing_post_cutover_hook_is_after_hook_failed(toy_ready):
 # ==================================================================================================
 # errors.py itself
 # ==================================================================================================
-EXIT_CODE_CLASSES = (errors.OperationFailed, errors.InputError, errors.GateRefused, errors.Busy,
-                     errors.RevertRefused, errors.AfterHookFailed)
-CAUSES = [c for c in vars(errors).values()
-          if inspect.isclass(c) and issubclass(c, BluegreenError) and c is not BluegreenError]
+EXIT_CODE_CLASSES = (
+    errors.OperationFailed,
+    errors.InputError,
+    errors.GateRefused,
+    errors.Busy,
+    errors.RevertRefused,
+    errors.AfterHookFailed,
+)
+CAUSES = [
+    c for c in vars(errors).values() if inspect.isclass(c) and issubclass(c, BluegreenError) and c is not BluegreenError
+]
 
 # Causes no module raises yet because lifecycle/ and engine/, which raise them, are converted in
 # parallel on other branches (issue 11, item 4). The lead empties this list after merging them;
@@ -505,8 +535,11 @@ def raised_names() -> set[str]:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):
-                func = node.func.value if isinstance(node.func, ast.Attribute) and node.func.attr == "with_hint" \
+                func = (
+                    node.func.value
+                    if isinstance(node.func, ast.Attribute) and node.func.attr == "with_hint"
                     else node.func
+                )
                 if isinstance(func, ast.Name):
                     found.add(func.id)
                 elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "errors":
@@ -528,7 +561,11 @@ def test_every_cause_is_raised_somewhere():
 
 def test_with_hint_keeps_the_message_and_the_hint_together():
     error = ConfigInvalid.with_hint("config.toml: bad", "fix it", details={"k": 1})
-    assert (error.message, error.hint, error.details, str(error)) == ("config.toml: bad; fix it", "fix it", {"k": 1},
-                                                                      "config.toml: bad; fix it")
+    assert (error.message, error.hint, error.details, str(error)) == (
+        "config.toml: bad; fix it",
+        "fix it",
+        {"k": 1},
+        "config.toml: bad; fix it",
+    )
     assert NoSpace.with_hint("x: cannot write", "free space", sep=": ").message == "x: cannot write: free space"
     assert NoSpace("x").hint == NoSpace.hint  # the cause's own hint when the raise site gives none

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import apsw
 import pytest
+from test_replay_keyed import app_write, make_blue, make_green
 
 from bluegreen.engine import barrier, capture, migrations, namedsql, revert_ddl
 from bluegreen.engine.db import check_database, open_db, readonly_uri
@@ -30,7 +31,6 @@ from bluegreen.errors import (
     SchemaDrift,
     SchemaUnsupported,
 )
-from test_replay_keyed import app_write, make_blue, make_green
 
 KEYED = "CREATE TABLE pairs(a TEXT, b INTEGER, v TEXT, PRIMARY KEY(a, b)) WITHOUT ROWID;"
 
@@ -153,14 +153,22 @@ def test_a_captured_key_bluegreen_did_not_write_is_capture_lost(tmp_path):
 
 
 # -- SchemaUnsupported: what capture cannot cover exactly is refused before anything changes -------
-@pytest.mark.parametrize("sql, named", [
-    ("CREATE VIRTUAL TABLE docs USING fts5(body);", "table 'docs' is a virtual table"),
-    ("CREATE TABLE odd(rowid, oid, _rowid_);", "table 'odd' has columns named rowid, oid and _rowid_"),
-    ("CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); CREATE UNIQUE INDEX t_label ON t(label COLLATE app_order);",
-     "index 't_label' uses collation 'app_order'"),
-    ("CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); CREATE UNIQUE INDEX t_label ON t(app_norm(label));",
-     "index 't_label' computes 'app_norm(label)'"),
-], ids=["virtual table", "rowid shadowed", "application collation", "application function"])
+@pytest.mark.parametrize(
+    "sql, named",
+    [
+        ("CREATE VIRTUAL TABLE docs USING fts5(body);", "table 'docs' is a virtual table"),
+        ("CREATE TABLE odd(rowid, oid, _rowid_);", "table 'odd' has columns named rowid, oid and _rowid_"),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); CREATE UNIQUE INDEX t_label ON t(label COLLATE app_order);",
+            "index 't_label' uses collation 'app_order'",
+        ),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); CREATE UNIQUE INDEX t_label ON t(app_norm(label));",
+            "index 't_label' computes 'app_norm(label)'",
+        ),
+    ],
+    ids=["virtual table", "rowid shadowed", "application collation", "application function"],
+)
 def test_a_schema_capture_cannot_cover_is_schema_unsupported(tmp_path, sql, named):
     path = tmp_path / "blue.db"
     conn = apsw.Connection(str(path))
@@ -221,11 +229,15 @@ def test_a_missing_migrations_folder_is_config_invalid(tmp_path):
     assert raised.value.message.startswith(f"{tmp_path / 'schemas'}: migrations folder not found")
 
 
-@pytest.mark.parametrize("files, named, words", [
-    ({"notes.sql": "SELECT 1;"}, "notes.sql", "file name does not fit"),
-    ({"001_v1.0.0_a.sql": "SELECT 1;", "001_v1.0.1_b.sql": "SELECT 1;"}, "001_v1.0.1_b.sql", "sequence number 1"),
-    ({"001_v1.0.0_a.sql": b"SELECT '\xff';"}, "001_v1.0.0_a.sql", "not UTF-8 text"),
-], ids=["misnamed", "number used twice", "not UTF-8"])
+@pytest.mark.parametrize(
+    "files, named, words",
+    [
+        ({"notes.sql": "SELECT 1;"}, "notes.sql", "file name does not fit"),
+        ({"001_v1.0.0_a.sql": "SELECT 1;", "001_v1.0.1_b.sql": "SELECT 1;"}, "001_v1.0.1_b.sql", "sequence number 1"),
+        ({"001_v1.0.0_a.sql": b"SELECT '\xff';"}, "001_v1.0.0_a.sql", "not UTF-8 text"),
+    ],
+    ids=["misnamed", "number used twice", "not UTF-8"],
+)
 def test_a_migration_file_that_cannot_be_read_is_migration_invalid(tmp_path, files, named, words):
     for name, text in files.items():
         (tmp_path / name).write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -242,11 +254,15 @@ def _one_migration(tmp_path: Path, sql: str) -> tuple[migrations.Migration, Path
     return migrations.discover(folder)[0], wal_file(tmp_path / "green.db")
 
 
-@pytest.mark.parametrize("sql, words", [
-    ("VACUUM;", "VACUUM is not allowed"),
-    ("BEGIN; CREATE TABLE u(x); COMMIT;", "contains BEGIN/COMMIT/ROLLBACK"),
-    ("DELETE FROM _bluegreen_meta;", "refers to _bluegreen_meta"),
-], ids=["vacuum", "transaction control", "bluegreen's own table"])
+@pytest.mark.parametrize(
+    "sql, words",
+    [
+        ("VACUUM;", "VACUUM is not allowed"),
+        ("BEGIN; CREATE TABLE u(x); COMMIT;", "contains BEGIN/COMMIT/ROLLBACK"),
+        ("DELETE FROM _bluegreen_meta;", "refers to _bluegreen_meta"),
+    ],
+    ids=["vacuum", "transaction control", "bluegreen's own table"],
+)
 def test_a_migration_that_may_not_run_is_migration_invalid(tmp_path, sql, words):
     migration, green = _one_migration(tmp_path, sql)
     conn = open_db(green)
@@ -321,13 +337,15 @@ def test_a_sync_script_that_fails_on_a_batch_is_migration_failed(tmp_path):
 
 # -- ReplayConflict: a changed row the target's constraints reject ----------------------------------
 def test_a_row_the_target_rejects_is_a_replay_conflict(tmp_path):
-    blue, green = pair(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, a TEXT); "
-                                 "CREATE TABLE seen(a TEXT UNIQUE);")
+    blue, green = pair(
+        tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, a TEXT); CREATE TABLE seen(a TEXT UNIQUE);"
+    )
     app_write(blue, "INSERT INTO items VALUES (1, 'a'), (2, 'a')")
     sync = tmp_path / "001_v1.0.0_change_sync.sql"
     # Every batch records each changed row's `a`: two rows that share one break seen's UNIQUE.
-    sync.write_text("INSERT INTO main.seen SELECT i.a FROM temp.bluegreen_changes AS c "
-                    "JOIN main.items AS i ON i.id = c.row_key;\n")
+    sync.write_text(
+        "INSERT INTO main.seen SELECT i.a FROM temp.bluegreen_changes AS c JOIN main.items AS i ON i.id = c.row_key;\n"
+    )
     replayer = Replayer(blue, green, [sync])
     try:
         with pytest.raises(ReplayConflict) as raised:
@@ -344,12 +362,16 @@ def test_a_without_rowid_row_a_sync_script_rejects_is_a_replay_conflict_too(tmp_
     """The keyed lookup tables (temp.bluegreen_keys_N) are loaded before the batch's savepoint, so
     the diagnosis that re-runs the script key by key still finds them after the rollback: once a
     raw `no such table: temp.bluegreen_keys_2` (exit 1) reached the user here instead."""
-    blue, green = pair(tmp_path, "CREATE TABLE pairs(a TEXT, b INTEGER, PRIMARY KEY(a, b)) WITHOUT ROWID; "
-                                 "CREATE TABLE seen(a TEXT UNIQUE);")
+    blue, green = pair(
+        tmp_path,
+        "CREATE TABLE pairs(a TEXT, b INTEGER, PRIMARY KEY(a, b)) WITHOUT ROWID; CREATE TABLE seen(a TEXT UNIQUE);",
+    )
     app_write(blue, "INSERT INTO pairs VALUES ('a', 1), ('a', 2)")
     sync = tmp_path / "001_v1.0.0_change_sync.sql"
-    sync.write_text("INSERT INTO main.seen SELECT p.a FROM temp.bluegreen_changes AS c JOIN main.pairs AS p "
-                    "ON c.row_key = quote(p.a) || ',' || quote(p.b);\n")
+    sync.write_text(
+        "INSERT INTO main.seen SELECT p.a FROM temp.bluegreen_changes AS c JOIN main.pairs AS p "
+        "ON c.row_key = quote(p.a) || ',' || quote(p.b);\n"
+    )
     replayer = Replayer(blue, green, [sync])
     try:
         with pytest.raises(ReplayConflict) as raised:
@@ -375,6 +397,7 @@ def test_a_new_table_that_cannot_be_carried_back_is_schema_drift(tmp_path):
         conn.execute("ROLLBACK")
         assert raised.value.exit_code == EXIT_FAILED
         assert raised.value.message.startswith(
-            "could not carry table late, created on green after cutover, back into blue")
+            "could not carry table late, created on green after cutover, back into blue"
+        )
     finally:
         conn.close()

@@ -12,20 +12,34 @@ import textwrap
 
 import apsw
 import pytest
+from conftest import disk_state
+from test_failures import FAILING_VALIDATE
+from test_online_hazards import make_project, set_cutover
+from test_pause_budget import ADD_TABLE, many_tables
 
 from bluegreen.config import load
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.errors import (
-    EXIT_FAILED, EXIT_GATE, EXIT_USAGE, CaptureLost, ConfigInvalid, FenceTampered, GateRefused, InputError,
-    MigrationInvalid, NoSpace, PauseBudgetExceeded, SchemaDrift, StillInUse, ValidationRefused, WrongPhase)
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_USAGE,
+    CaptureLost,
+    ConfigInvalid,
+    FenceTampered,
+    GateRefused,
+    InputError,
+    MigrationInvalid,
+    NoSpace,
+    PauseBudgetExceeded,
+    SchemaDrift,
+    StillInUse,
+    ValidationRefused,
+    WrongPhase,
+)
 from bluegreen.files import contract
 from bluegreen.files.journal import Phase, Step, Store
 from bluegreen.lifecycle.controller import Controller
-from conftest import disk_state
-from test_failures import FAILING_VALIDATE
-from test_online_hazards import make_project, set_cutover
-from test_pause_budget import ADD_TABLE, many_tables
 
 
 def controller(project) -> Controller:
@@ -184,17 +198,24 @@ def test_a_copy_that_cannot_be_written_is_no_space(toy):
     conn.close()
     assert toy.cli("init").code == 0
     limit = os.path.getsize(toy.blue) // 2  # blue fits as it is; a whole copy of it does not
-    done = subprocess.run([sys.executable, "-c", FILE_SIZE_LIMIT, str(toy.config), str(limit)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", FILE_SIZE_LIMIT, str(toy.config), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.split() == [NoSpace.__name__], (done.stdout, done.stderr)
     assert Store(toy.pointer).load().phase == Phase.IDLE and not toy.gen(2).exists()
 
 
 # -- WrongPhase: a command the journal's phase does not allow; nothing on disk changes ---------------
-@pytest.mark.parametrize("command, phase_words", [
-    ("cutover", "nothing prepared to cut over"),
-    ("revert", "nothing to revert"),
-])
+@pytest.mark.parametrize(
+    "command, phase_words",
+    [
+        ("cutover", "nothing prepared to cut over"),
+        ("revert", "nothing to revert"),
+    ],
+)
 def test_a_command_the_phase_does_not_allow_is_wrong_phase(toy_ready, command, phase_words):
     before = disk_state(toy_ready.data)
     with pytest.raises(WrongPhase) as caught:

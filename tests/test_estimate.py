@@ -8,7 +8,6 @@ import os
 import shutil
 
 import pytest
-
 from conftest import BASE_CONFIG, disk_state, rows
 from helpers import assert_refused, json_error, pointer_of, state_of
 
@@ -24,8 +23,8 @@ def plan(project) -> dict:
 
 
 def page_bytes(path) -> int:
-    (count,), = rows(path, "PRAGMA page_count")
-    (size,), = rows(path, "PRAGMA page_size")
+    ((count,),) = rows(path, "PRAGMA page_count")
+    ((size,),) = rows(path, "PRAGMA page_size")
     return count * size
 
 
@@ -88,8 +87,15 @@ def test_disk_too_small_refuses_before_anything_is_written(toy_ready, argv):
 
     result = project.cli(*argv)
 
-    assert_refused(result, 1, str(project.data), "not enough free disk space", "[disk] min_free_mb",
-                   "Nothing was changed", "free some space")
+    assert_refused(
+        result,
+        1,
+        str(project.data),
+        "not enough free disk space",
+        "[disk] min_free_mb",
+        "Nothing was changed",
+        "free some space",
+    )
     assert disk_state(project.data) == before
     assert state_of(project)["last_generation"] == last  # no generation number spent
     assert not os.path.exists(project.gen(2))
@@ -109,8 +115,10 @@ def test_disk_too_small_refuses_before_anything_is_written(toy_ready, argv):
         assert pointer_of(project)["active"] == "app.gen2.db"
 
 
-@pytest.mark.parametrize("value, words", [("-1", ["disk.min_free_mb", "whole number, 0 or more"]),
-                                          ('"64MB"', ["disk.min_free_mb", "'64MB'"])])
+@pytest.mark.parametrize(
+    "value, words",
+    [("-1", ["disk.min_free_mb", "whole number, 0 or more"]), ('"64MB"', ["disk.min_free_mb", "'64MB'"])],
+)
 def test_bad_disk_config(toy_ready, value, words):
     toy_ready.config.write_text(BASE_CONFIG + f"[disk]\nmin_free_mb = {value}\n")
     before = disk_state(toy_ready.data)

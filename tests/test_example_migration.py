@@ -25,17 +25,36 @@ ROWS = 2000
 # Hand-made rows on top of the generated ones, so every odd case is there whatever the seed draws.
 EDGE_CONTENT = [
     # id, url, title, author, platform, metadata, download_info
-    (9001, "https://www.tiktok.com/@x/video/7", None, None, " tiktok ",
-     '{"aweme_id": 7, "duration": "3:45", "view_count": -1, "like_count": 1.5, "upload_date": "20230231",'
-     ' "width": "1920", "fps": 29.97, "description": null, "extra": {"nested": [1, true, null]}}',
-     '{"status": "completed", "file_size": "12.5 MB", "note": "kept"}'),
+    (
+        9001,
+        "https://www.tiktok.com/@x/video/7",
+        None,
+        None,
+        " tiktok ",
+        '{"aweme_id": 7, "duration": "3:45", "view_count": -1, "like_count": 1.5, "upload_date": "20230231",'
+        ' "width": "1920", "fps": 29.97, "description": null, "extra": {"nested": [1, true, null]}}',
+        '{"status": "completed", "file_size": "12.5 MB", "note": "kept"}',
+    ),
     (9002, "https://example.com/a", "Blob metadata", "b", "https://weird.example/platform", b"\x00\x01", "not json"),
     (9003, "https://example.com/b", "Empty text", "c", "", "", "[]"),
-    (9004, "https://www.youtube.com/watch?v=abcdefghijk", "Valid JSON, not an object", "d", "YouTube",
-     '["id", "abcdefghijk"]', None),
-    (9005, "https://www.youtube.com/watch?v=zzzzzzzzzzz", "Big numbers", "e", "youtube",
-     '{"id": "zzzzzzzzzzz", "view_count": 123456789012345678901234, "duration": 212.0, "upload_date": 20230405}',
-     "{}"),
+    (
+        9004,
+        "https://www.youtube.com/watch?v=abcdefghijk",
+        "Valid JSON, not an object",
+        "d",
+        "YouTube",
+        '["id", "abcdefghijk"]',
+        None,
+    ),
+    (
+        9005,
+        "https://www.youtube.com/watch?v=zzzzzzzzzzz",
+        "Big numbers",
+        "e",
+        "youtube",
+        '{"id": "zzzzzzzzzzz", "view_count": 123456789012345678901234, "duration": 212.0, "upload_date": 20230405}',
+        "{}",
+    ),
 ]
 EDGE_DOWNLOADS = [
     # id, content_id, status, progress, file_path, error_message, started_at, finished_at
@@ -46,6 +65,7 @@ EDGE_DOWNLOADS = [
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
 
 def connect(path: Path | str) -> apsw.Connection:
     return apsw.Connection(str(path), flags=FLAGS)
@@ -106,8 +126,10 @@ def run_with_changes(target: Path, source: Path, captured: list[tuple], script: 
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes (table_name TEXT, row_key, present INTEGER)")
     conn.execute("DELETE FROM temp.bluegreen_changes")
     for table, key in sorted(set(captured)):
-        conn.execute(f"INSERT INTO temp.bluegreen_changes VALUES (?, ?, EXISTS (SELECT 1 FROM source.{table} "
-                     f"WHERE rowid = ?))", (table, key, key))
+        conn.execute(
+            f"INSERT INTO temp.bluegreen_changes VALUES (?, ?, EXISTS (SELECT 1 FROM source.{table} WHERE rowid = ?))",
+            (table, key, key),
+        )
     conn.execute((SCHEMAS / script).read_text())
     conn.execute("COMMIT")
     conn.close()
@@ -144,8 +166,8 @@ def v1_rows(conn: apsw.Connection, table: str, schema: str = "main") -> dict[int
 V2_QUERIES = {
     # platform by name: ids of platforms found during sync depend on arrival order
     "content": "SELECT c.id, p.name, c.platform_content_id, c.original_url, c.title, c.author, c.uploader_id,"
-               " c.content_type, c.created_at, c.updated_at, c.v1_platform"
-               " FROM content c JOIN platforms p ON p.id = c.platform_id ORDER BY c.id",
+    " c.content_type, c.created_at, c.updated_at, c.v1_platform"
+    " FROM content c JOIN platforms p ON p.id = c.platform_id ORDER BY c.id",
     "content_metadata": "SELECT * FROM content_metadata ORDER BY content_id",
     "quality_options": "SELECT * FROM quality_options ORDER BY id",
     "download_sessions": "SELECT * FROM download_sessions ORDER BY id",
@@ -158,13 +180,16 @@ V2_QUERIES = {
 
 def v2_state(path: Path) -> dict[str, list[tuple]]:
     conn = connect(path)
-    state = {name: [tuple((type(v).__name__, v) for v in row) for row in conn.execute(sql)]
-             for name, sql in V2_QUERIES.items()}
+    state = {
+        name: [tuple((type(v).__name__, v) for v in row) for row in conn.execute(sql)]
+        for name, sql in V2_QUERIES.items()
+    }
     conn.close()
     return state
 
 
 # -- fixtures ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def v1_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -172,8 +197,11 @@ def v1_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     demo_data.create_v1_database(str(path), rows=ROWS, seed=7)
     conn = connect(path)
     with conn:
-        conn.executemany("INSERT INTO content_v1 (id, url, title, author, platform, metadata, download_info)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)", EDGE_CONTENT)
+        conn.executemany(
+            "INSERT INTO content_v1 (id, url, title, author, platform, metadata, download_info)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            EDGE_CONTENT,
+        )
         conn.executemany("INSERT INTO downloads_v1 VALUES (?, ?, ?, ?, ?, ?, ?, ?)", EDGE_DOWNLOADS)
     conn.close()
     return path
@@ -196,6 +224,7 @@ def blue(v1_file: Path, tmp_path: Path) -> Path:
 
 # -- the generator -----------------------------------------------------------------------------
 
+
 def test_baseline_is_the_v1_schema_and_changes_nothing_on_v1(v1_file: Path, tmp_path: Path) -> None:
     baseline = re.sub(r"^--.*\n", "", BASELINE.read_text(), flags=re.M)
     assert baseline == demo_data.V1_SCHEMA.replace("CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ")
@@ -214,18 +243,24 @@ def test_demo_data_is_deterministic_and_has_the_odd_rows(tmp_path: Path) -> None
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
         demo_data.create_v1_database(str(tmp_path / f"{name}.db"), rows=1500, seed=seed)
         conn = connect(tmp_path / f"{name}.db")
-        dumps.append((conn.execute("SELECT * FROM content_v1 ORDER BY id").fetchall(),
-                      conn.execute("SELECT * FROM downloads_v1 ORDER BY id").fetchall()))
+        dumps.append(
+            (
+                conn.execute("SELECT * FROM content_v1 ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM downloads_v1 ORDER BY id").fetchall(),
+            )
+        )
         if name == "a":
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             platforms = {row[0] for row in conn.execute("SELECT DISTINCT platform FROM content_v1")}
             assert {"youtube", "tiktok", "instagram", "YouTube", None, "vimeo"} <= platforms
-            (malformed, null, empty), = conn.execute(
-                "SELECT sum(NOT json_valid(metadata)), sum(metadata IS NULL), sum(metadata = '{}') FROM content_v1")
+            ((malformed, null, empty),) = conn.execute(
+                "SELECT sum(NOT json_valid(metadata)), sum(metadata IS NULL), sum(metadata = '{}') FROM content_v1"
+            )
             assert malformed > 0 and null > 0 and empty > 0
-            (downloads, orphans, failed_with_error), = conn.execute(
+            ((downloads, orphans, failed_with_error),) = conn.execute(
                 "SELECT count(*), sum(content_id IS NULL OR content_id NOT IN (SELECT id FROM content_v1)),"
-                " sum(status = 'failed' AND error_message IS NOT NULL) FROM downloads_v1")
+                " sum(status = 'failed' AND error_message IS NOT NULL) FROM downloads_v1"
+            )
             assert 0.5 < downloads / 1500 < 0.75 and orphans >= 2 and failed_with_error > 0
         conn.close()
     assert dumps[0] == dumps[1]
@@ -249,6 +284,7 @@ def test_single_write_helpers(blue: Path) -> None:
 
 # -- the migration -----------------------------------------------------------------------------
 
+
 def test_every_v1_row_arrives(green_file: Path, v1_file: Path) -> None:
     conn = connect(green_file)
     q = lambda sql, *args: conn.execute(sql, args).fetchall()  # noqa: E731
@@ -265,16 +301,22 @@ def test_every_v1_row_arrives(green_file: Path, v1_file: Path) -> None:
     assert failing(validate(conn)) == [] and len(validate(conn)) >= 15
 
     # malformed, blob, empty and non-object metadata are kept verbatim
-    for content_id, metadata in q("SELECT id, metadata FROM content_v1 WHERE typeof(metadata) <> 'text'"
-                                  " OR NOT json_valid(metadata) OR json_type(metadata) <> 'object'"):
-        assert q("SELECT raw_metadata, extra_json FROM content_metadata WHERE content_id = ?", content_id) == \
-            [(metadata, None)]
+    for content_id, metadata in q(
+        "SELECT id, metadata FROM content_v1 WHERE typeof(metadata) <> 'text'"
+        " OR NOT json_valid(metadata) OR json_type(metadata) <> 'object'"
+    ):
+        assert q("SELECT raw_metadata, extra_json FROM content_metadata WHERE content_id = ?", content_id) == [
+            (metadata, None)
+        ]
     assert q("SELECT raw_metadata FROM content_metadata WHERE content_id = 9002") == [(b"\x00\x01",)]
     assert q("SELECT raw_info FROM download_sessions WHERE id = 9003") == [("[]",)]
 
     # odd platforms: normalized, verbatim value kept, unusable ones on 'unknown'
-    platform_of = lambda cid: q("SELECT p.name, c.v1_platform FROM content c JOIN platforms p"  # noqa: E731
-                                " ON p.id = c.platform_id WHERE c.id = ?", cid)[0]
+    def platform_of(cid):
+        return q(
+            "SELECT p.name, c.v1_platform FROM content c JOIN platforms p ON p.id = c.platform_id WHERE c.id = ?", cid
+        )[0]
+
     assert platform_of(9001) == ("tiktok", " tiktok ")
     assert platform_of(9002) == ("unknown", "https://weird.example/platform")
     assert platform_of(9003) == ("unknown", "")
@@ -285,36 +327,54 @@ def test_every_v1_row_arrives(green_file: Path, v1_file: Path) -> None:
     assert platform_of(vimeo_id) == ("vimeo", "vimeo")
 
     # odd values stay in extra_json, typed columns only get exact values
-    row = q("SELECT c.platform_content_id, m.duration_seconds, m.view_count, m.upload_date, m.extra_json"
-            " FROM content c JOIN content_metadata m ON m.content_id = c.id WHERE c.id = 9001")[0]
+    row = q(
+        "SELECT c.platform_content_id, m.duration_seconds, m.view_count, m.upload_date, m.extra_json"
+        " FROM content c JOIN content_metadata m ON m.content_id = c.id WHERE c.id = 9001"
+    )[0]
     assert row[:4] == ("7", None, None, None)
-    assert json.loads(row[4]) == {"aweme_id": 7, "duration": "3:45", "view_count": -1, "like_count": 1.5,
-                                  "upload_date": "20230231", "width": "1920", "description": None,
-                                  "extra": {"nested": [1, True, None]}}
+    assert json.loads(row[4]) == {
+        "aweme_id": 7,
+        "duration": "3:45",
+        "view_count": -1,
+        "like_count": 1.5,
+        "upload_date": "20230231",
+        "width": "1920",
+        "description": None,
+        "extra": {"nested": [1, True, None]},
+    }
     assert q("SELECT width, fps FROM quality_options WHERE content_id = 9001") == [(None, 29.97)]
-    assert q("SELECT view_count, duration_seconds, upload_date FROM content_metadata WHERE content_id = 9005") == \
-        [(None, None, None)]
+    assert q("SELECT view_count, duration_seconds, upload_date FROM content_metadata WHERE content_id = 9005") == [
+        (None, None, None)
+    ]
 
     # typed values where the JSON has them
-    yt = q("SELECT c.id, v.metadata FROM content c JOIN content_v1 v ON v.id = c.id JOIN content_metadata m"
-           " ON m.content_id = c.id WHERE v.platform = 'youtube' AND m.extra_json IS NOT NULL"
-           " AND json_extract(v.metadata, '$.id') IS NOT NULL LIMIT 1")[0]
+    yt = q(
+        "SELECT c.id, v.metadata FROM content c JOIN content_v1 v ON v.id = c.id JOIN content_metadata m"
+        " ON m.content_id = c.id WHERE v.platform = 'youtube' AND m.extra_json IS NOT NULL"
+        " AND json_extract(v.metadata, '$.id') IS NOT NULL LIMIT 1"
+    )[0]
     meta = json.loads(yt[1])
     assert q("SELECT platform_content_id FROM content WHERE id = ?", yt[0]) == [(meta["id"],)]
-    ig = q("SELECT c.platform_content_id, v.metadata FROM content c JOIN content_v1 v ON v.id = c.id"
-           " WHERE v.platform = 'instagram' AND json_type(v.metadata, '$.pk') = 'integer' LIMIT 1")[0]
+    ig = q(
+        "SELECT c.platform_content_id, v.metadata FROM content c JOIN content_v1 v ON v.id = c.id"
+        " WHERE v.platform = 'instagram' AND json_type(v.metadata, '$.pk') = 'integer' LIMIT 1"
+    )[0]
     assert ig[0] == str(json.loads(ig[1])["pk"])
 
     # orphans keep their row and their dangling v1 content_id; statuses normalized, verbatim kept
-    assert q("SELECT content_id, orphan_content_id, status, v1_status, progress FROM downloads WHERE id = 900001") == \
-        [(None, "abc", "unknown", None, "50%")]
-    assert q("SELECT content_id, orphan_content_id, status FROM downloads WHERE id = 900002") == \
-        [(9002, None, "completed")]
+    assert q("SELECT content_id, orphan_content_id, status, v1_status, progress FROM downloads WHERE id = 900001") == [
+        (None, "abc", "unknown", None, "50%")
+    ]
+    assert q("SELECT content_id, orphan_content_id, status FROM downloads WHERE id = 900002") == [
+        (9002, None, "completed")
+    ]
     assert q("SELECT content_id, orphan_content_id FROM downloads WHERE id = 900003") == [(None, 424242)]
-    assert q("SELECT error_type, error_message FROM download_errors WHERE download_id = 900003") == \
-        [("http", "HTTP Error 403: Forbidden")]
-    assert q("SELECT count(*) FROM downloads WHERE orphan_content_id IS NOT NULL") == \
-        q("SELECT count(*) FROM downloads_v1 WHERE content_id NOT IN (SELECT id FROM content_v1)")
+    assert q("SELECT error_type, error_message FROM download_errors WHERE download_id = 900003") == [
+        ("http", "HTTP Error 403: Forbidden")
+    ]
+    assert q("SELECT count(*) FROM downloads WHERE orphan_content_id IS NOT NULL") == q(
+        "SELECT count(*) FROM downloads_v1 WHERE content_id NOT IN (SELECT id FROM content_v1)"
+    )
     conn.close()
 
 
@@ -326,17 +386,20 @@ def test_round_trip_through_v2_is_lossless(green_file: Path) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize("damage", [
-    "DELETE FROM content WHERE id = (SELECT max(id) FROM content WHERE id < 9000)",
-    "DELETE FROM downloads WHERE id = 17",
-    "DELETE FROM content_metadata WHERE content_id = 3",
-    "DELETE FROM quality_options WHERE id = (SELECT min(id) FROM quality_options)",
-    "DELETE FROM download_errors WHERE id = (SELECT min(id) FROM download_errors)",
-    "UPDATE content SET original_url = original_url || '#' WHERE id = 8",
-    "UPDATE content_metadata SET raw_metadata = NULL WHERE content_id = 9003",
-    "UPDATE downloads SET content_id = NULL WHERE id = (SELECT min(id) FROM downloads WHERE content_id IS NOT NULL)",
-    "UPDATE migration_status SET status = 'running' WHERE step = 'downloads'",
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "DELETE FROM content WHERE id = (SELECT max(id) FROM content WHERE id < 9000)",
+        "DELETE FROM downloads WHERE id = 17",
+        "DELETE FROM content_metadata WHERE content_id = 3",
+        "DELETE FROM quality_options WHERE id = (SELECT min(id) FROM quality_options)",
+        "DELETE FROM download_errors WHERE id = (SELECT min(id) FROM download_errors)",
+        "UPDATE content SET original_url = original_url || '#' WHERE id = 8",
+        "UPDATE content_metadata SET raw_metadata = NULL WHERE content_id = 9003",
+        "UPDATE downloads SET content_id = NULL WHERE id = (SELECT min(id) FROM downloads WHERE content_id IS NOT NULL)",
+        "UPDATE migration_status SET status = 'running' WHERE step = 'downloads'",
+    ],
+)
 def test_validate_fails_when_something_is_lost(green_file: Path, damage: str) -> None:
     conn = connect(green_file)
     conn.execute("BEGIN")
@@ -352,6 +415,7 @@ def test_validate_fails_when_something_is_lost(green_file: Path, damage: str) ->
 
 # -- sync (before cutover) ---------------------------------------------------------------------
 
+
 def _write_blue(conn: apsw.Connection, rng: random.Random) -> int:
     """A batch of v1 application writes of every kind; returns the content id whose downloads it
     left behind as orphans."""
@@ -359,16 +423,21 @@ def _write_blue(conn: apsw.Connection, rng: random.Random) -> int:
     with conn:
         conn.execute("UPDATE content_v1 SET title = 'retitled' WHERE id = 5")
         conn.execute("UPDATE content_v1 SET metadata = 'oops{' WHERE id = 6")
-        conn.execute("UPDATE content_v1 SET platform = 'Reddit', metadata = '{\"id\": \"r1\", \"duration\": 12}'"
-                     " WHERE id = 7")
+        conn.execute(
+            'UPDATE content_v1 SET platform = \'Reddit\', metadata = \'{"id": "r1", "duration": 12}\' WHERE id = 7'
+        )
         conn.execute("UPDATE content_v1 SET platform = NULL, download_info = NULL WHERE id = 8")
-        conn.execute("UPDATE content_v1 SET metadata = '{\"id\": \"x\", \"width\": 640, \"height\": \"480\"}',"
-                     " download_info = '{\"status\": \"failed\"}' WHERE id = 9001")
+        conn.execute(
+            'UPDATE content_v1 SET metadata = \'{"id": "x", "width": 640, "height": "480"}\','
+            ' download_info = \'{"status": "failed"}\' WHERE id = 9001'
+        )
         conn.execute("DELETE FROM content_v1 WHERE id = ?", (orphaned,))  # its downloads stay: orphans now
         conn.execute("DELETE FROM downloads_v1 WHERE content_id = 10")
         conn.execute("DELETE FROM content_v1 WHERE id = 10")
-        conn.execute("UPDATE downloads_v1 SET status = 'Completed', error_message = NULL"
-                     " WHERE id = (SELECT min(id) FROM downloads_v1 WHERE status = 'failed')")
+        conn.execute(
+            "UPDATE downloads_v1 SET status = 'Completed', error_message = NULL"
+            " WHERE id = (SELECT min(id) FROM downloads_v1 WHERE status = 'failed')"
+        )
         conn.execute("DELETE FROM downloads_v1 WHERE id = 12")
         conn.execute("UPDATE downloads_v1 SET content_id = 4 WHERE id = 900001")  # an orphan gets linked
         conn.execute("INSERT INTO downloads_v1 (id, content_id, status) VALUES (950000, 5000, 'pending')")
@@ -399,8 +468,10 @@ def test_sync_re_derives_exactly_the_changed_keys(green: Path, blue: Path, tmp_p
 
     # a second batch: the content row the orphan download 950000 points at appears
     app.execute("DELETE FROM cap")
-    app.execute("INSERT INTO content_v1 (id, url, platform, metadata) VALUES (5000, 'https://x.com/i/5000',"
-                " 'twitter', '{\"id\": \"5000\"}')")
+    app.execute(
+        "INSERT INTO content_v1 (id, url, platform, metadata) VALUES (5000, 'https://x.com/i/5000',"
+        " 'twitter', '{\"id\": \"5000\"}')"
+    )
     batch2 = app.execute("SELECT table_name, row_key FROM cap").fetchall()
     app.close()
     replay_v1(green, blue, batch2)
@@ -409,8 +480,9 @@ def test_sync_re_derives_exactly_the_changed_keys(green: Path, blue: Path, tmp_p
     assert v2_state(green) == v2_state(fresh)
 
     conn = connect(green)
-    assert conn.execute("SELECT content_id, orphan_content_id FROM downloads WHERE id = 950000").fetchall() == \
-        [(5000, None)]
+    assert conn.execute("SELECT content_id, orphan_content_id FROM downloads WHERE id = 950000").fetchall() == [
+        (5000, None)
+    ]
     assert conn.execute("SELECT count(*) FROM downloads WHERE orphan_content_id = ?", (orphaned,)).fetchone()[0] > 0
     assert conn.execute("SELECT name FROM platforms WHERE name = 'reddit'").fetchall() == [("reddit",)]
     assert failing(validate(conn)) == []
@@ -421,8 +493,15 @@ def test_sync_re_derives_exactly_the_changed_keys(green: Path, blue: Path, tmp_p
 def test_sync_and_rollback_look_up_keys_instead_of_scanning(green: Path, blue: Path) -> None:
     """Each statement of the scripts reaches the big tables by key (so a small batch stays small
     on a million rows); only the small tables may be scanned."""
-    small = {"bluegreen_changes", "bg003_content_keys", "bg003_download_keys", "bg003_rb_content",
-             "bg003_rb_downloads", "platforms", "migration_status"}
+    small = {
+        "bluegreen_changes",
+        "bg003_content_keys",
+        "bg003_download_keys",
+        "bg003_rb_content",
+        "bg003_rb_downloads",
+        "platforms",
+        "migration_status",
+    }
     for target, source, script in ((green, blue, "sync"), (blue, green, "rollback")):
         conn = connect(target)
         conn.execute(f"ATTACH 'file:{source}?mode=ro' AS source")
@@ -447,8 +526,17 @@ def test_sync_and_rollback_look_up_keys_instead_of_scanning(green: Path, blue: P
 
 # -- rollback (on revert) ----------------------------------------------------------------------
 
-V2_TABLES = ["content", "content_metadata", "quality_options", "download_sessions", "downloads",
-             "download_errors", "platforms", "tags", "content_tags"]
+V2_TABLES = [
+    "content",
+    "content_metadata",
+    "quality_options",
+    "download_sessions",
+    "downloads",
+    "download_errors",
+    "platforms",
+    "tags",
+    "content_tags",
+]
 
 
 def test_rollback_carries_v2_writes_back_into_v1(green: Path, blue: Path) -> None:
@@ -456,36 +544,49 @@ def test_rollback_carries_v2_writes_back_into_v1(green: Path, blue: Path) -> Non
     app.execute("PRAGMA foreign_keys = ON")
     install_capture(app, V2_TABLES)
     q = lambda sql, *args: app.execute(sql, args).fetchall()  # noqa: E731
-    youtube = [row[0] for row in q("SELECT c.id FROM content c JOIN content_metadata m ON m.content_id = c.id"
-                                   " JOIN quality_options o ON o.content_id = c.id WHERE c.v1_platform = 'youtube'"
-                                   " AND m.duration_seconds IS NOT NULL AND c.id < 9000 ORDER BY c.id LIMIT 5")]
+    youtube = [
+        row[0]
+        for row in q(
+            "SELECT c.id FROM content c JOIN content_metadata m ON m.content_id = c.id"
+            " JOIN quality_options o ON o.content_id = c.id WHERE c.v1_platform = 'youtube'"
+            " AND m.duration_seconds IS NOT NULL AND c.id < 9000 ORDER BY c.id LIMIT 5"
+        )
+    ]
     a, b, c, d, e = youtube
     failed = q("SELECT download_id FROM download_errors WHERE download_id <> 17 ORDER BY id LIMIT 2")
     with app:
         app.execute("UPDATE content SET title = 'edited in v2' WHERE id = ?", (a,))
         app.execute("UPDATE content_metadata SET view_count = 42, duration_seconds = NULL WHERE content_id = ?", (b,))
         app.execute("DELETE FROM quality_options WHERE content_id = ?", (c,))  # seen through the touch trigger
-        app.execute("UPDATE content SET platform_id = (SELECT id FROM platforms WHERE name = 'tiktok') WHERE id = ?",
-                    (d,))
+        app.execute(
+            "UPDATE content SET platform_id = (SELECT id FROM platforms WHERE name = 'tiktok') WHERE id = ?", (d,)
+        )
         app.execute("DELETE FROM content WHERE id = ?", (e,))  # cascades; its downloads keep no content
         app.execute("UPDATE content SET title = 'raw kept' WHERE id = 9003")
         app.execute("UPDATE downloads SET status = 'completed', progress = 100.0 WHERE id = ?", failed[0])
         app.execute("DELETE FROM download_errors WHERE download_id = ?", failed[0])
-        app.execute("INSERT INTO download_errors (download_id, error_type, error_message) VALUES (?, 'network', ?)",
-                    (failed[1][0], "Read timed out (retry)"))
+        app.execute(
+            "INSERT INTO download_errors (download_id, error_type, error_message) VALUES (?, 'network', ?)",
+            (failed[1][0], "Read timed out (retry)"),
+        )
         app.execute("DELETE FROM downloads WHERE id = 17")
         app.execute("UPDATE platforms SET name = 'insta' WHERE name = 'instagram'")
         app.execute("INSERT INTO platforms (name, display_name) VALUES ('reddit', 'Reddit')")
-        app.execute("INSERT INTO content (platform_id, platform_content_id, original_url, title, content_type)"
-                    " VALUES ((SELECT id FROM platforms WHERE name = 'reddit'), 'r42', 'https://reddit.com/r/42',"
-                    " 'new in v2', 'video')")
+        app.execute(
+            "INSERT INTO content (platform_id, platform_content_id, original_url, title, content_type)"
+            " VALUES ((SELECT id FROM platforms WHERE name = 'reddit'), 'r42', 'https://reddit.com/r/42',"
+            " 'new in v2', 'video')"
+        )
         new_id = app.last_insert_rowid()
-        app.execute("INSERT INTO content_metadata (content_id, view_count, upload_date) VALUES (?, 7, '2025-01-02')",
-                    (new_id,))
-        app.execute("INSERT INTO quality_options (content_id, width, height, is_selected) VALUES (?, 1280, 720, 1)",
-                    (new_id,))
-        app.execute("INSERT INTO download_sessions (content_id, status, file_size) VALUES (?, 'completed', 99)",
-                    (new_id,))
+        app.execute(
+            "INSERT INTO content_metadata (content_id, view_count, upload_date) VALUES (?, 7, '2025-01-02')", (new_id,)
+        )
+        app.execute(
+            "INSERT INTO quality_options (content_id, width, height, is_selected) VALUES (?, 1280, 720, 1)", (new_id,)
+        )
+        app.execute(
+            "INSERT INTO download_sessions (content_id, status, file_size) VALUES (?, 'completed', 99)", (new_id,)
+        )
         app.execute("INSERT INTO downloads (content_id, status) VALUES (?, 'failed')", (new_id,))
         new_download = app.last_insert_rowid()
         app.execute("INSERT INTO download_errors (download_id, error_message) VALUES (?, 'boom')", (new_download,))
@@ -511,7 +612,13 @@ def test_rollback_carries_v2_writes_back_into_v1(green: Path, blue: Path) -> Non
     assert e not in rows
     assert rows[9003][1:4] == ("raw kept", "", "")
     assert rows[new_id][2] == "reddit" and json.loads(rows[new_id][3]) == {
-        "id": "r42", "content_type": "video", "view_count": 7, "upload_date": "20250102", "width": 1280, "height": 720}
+        "id": "r42",
+        "content_type": "video",
+        "view_count": 7,
+        "upload_date": "20250102",
+        "width": 1280,
+        "height": 720,
+    }
     assert json.loads(rows[new_id][4]) == {"status": "completed", "file_size": 99}
     insta = [r for r in rows.values() if r[2] == "insta"]
     assert insta and not [r for r in rows.values() if r[2] == "instagram"]

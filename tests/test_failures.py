@@ -18,10 +18,28 @@ from pathlib import Path
 
 import apsw
 import pytest
-
-from conftest import BASE_CONFIG, TOY_SCHEMAS, CliResult, Project, disk_state, make_toy_database, rows, run_cli, write_config
-from helpers import (HOLD_LOCK, assert_refused, error_line, everything, generation_files, json_error, pointer_of,
-                     replace_blue, state_of)
+from conftest import (
+    BASE_CONFIG,
+    TOY_SCHEMAS,
+    CliResult,
+    Project,
+    disk_state,
+    make_toy_database,
+    rows,
+    run_cli,
+    write_config,
+)
+from helpers import (
+    HOLD_LOCK,
+    assert_refused,
+    error_line,
+    everything,
+    generation_files,
+    json_error,
+    pointer_of,
+    replace_blue,
+    state_of,
+)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
@@ -51,17 +69,24 @@ GOOD_CONFIG = BASE_CONFIG
 BAD_CONFIGS = {
     "invalid TOML": ("[database\npointer = 'data/current.toml'\n", ["not valid TOML", "fix the syntax"]),
     "unknown section": (GOOD_CONFIG + "[rollout]\nspeed = 1\n", ["unknown section [rollout]", "expected one of"]),
-    "unknown key": (GOOD_CONFIG.replace("lock_timeout_ms", "lock_timout_ms"),
-                    ["unknown key cutover.lock_timout_ms", "lock_timeout_ms"]),
-    "negative value": (GOOD_CONFIG.replace("= 3000", "= -1"),
-                       ["cutover.lock_timeout_ms", "must be a positive integer", "-1"]),
+    "unknown key": (
+        GOOD_CONFIG.replace("lock_timeout_ms", "lock_timout_ms"),
+        ["unknown key cutover.lock_timout_ms", "lock_timeout_ms"],
+    ),
+    "negative value": (
+        GOOD_CONFIG.replace("= 3000", "= -1"),
+        ["cutover.lock_timeout_ms", "must be a positive integer", "-1"],
+    ),
     "zero value": (GOOD_CONFIG.replace("= 3000", "= 0"), ["cutover.lock_timeout_ms", "positive integer", "got 0"]),
     "string value": (GOOD_CONFIG.replace("= 3000", '= "3s"'), ["cutover.lock_timeout_ms", "positive integer", "'3s'"]),
     "bool value": (GOOD_CONFIG.replace("= 3000", "= true"), ["cutover.lock_timeout_ms", "positive integer", "True"]),
     "path not a string": (GOOD_CONFIG.replace('dir = "schemas"', "dir = 7"), ["migrations.dir", "path string"]),
     "missing key": (GOOD_CONFIG.replace('initial = "data/app.db"\n', ""), ["missing key database.initial"]),
     "missing section": (GOOD_CONFIG.replace('[migrations]\ndir = "schemas"\n', ""), ["missing section [migrations]"]),
-    "section not a table": ('database = "data/app.db"\n[migrations]\ndir = "schemas"\n', ["database", "must be a table"]),
+    "section not a table": (
+        'database = "data/app.db"\n[migrations]\ndir = "schemas"\n',
+        ["database", "must be a table"],
+    ),
 }
 
 
@@ -151,12 +176,15 @@ def test_pointer_malformed_toml(toy_ready, command):
 
 
 @pytest.mark.parametrize("command", POINTER_COMMANDS)
-@pytest.mark.parametrize("key,value,words", [
-    ("active", "", ["'active' must be a file name"]),
-    ("active", 3, ["'active' must be a file name"]),
-    ("generation", 0, ["'generation' must be a positive integer"]),
-    ("generation", "two", ["'generation' must be a positive integer"]),
-])
+@pytest.mark.parametrize(
+    "key,value,words",
+    [
+        ("active", "", ["'active' must be a file name"]),
+        ("active", 3, ["'active' must be a file name"]),
+        ("generation", 0, ["'generation' must be a positive integer"]),
+        ("generation", "two", ["'generation' must be a positive integer"]),
+    ],
+)
 def test_pointer_bad_keys(toy_ready, command, key, value, words):
     project = toy_ready
     set_pointer(project, **{key: value})
@@ -201,16 +229,21 @@ def test_pointer_previous_outside_its_folder(toy_ready):
     project = toy_ready
     set_pointer(project, previous="../../elsewhere.db")
     before = everything(project)
-    assert_refused(project.cli("status"), 2, str(project.pointer), "'../../elsewhere.db'", "outside the pointer's folder")
+    assert_refused(
+        project.cli("status"), 2, str(project.pointer), "'../../elsewhere.db'", "outside the pointer's folder"
+    )
     assert everything(project) == before
 
 
-@pytest.mark.parametrize("command", [
-    "status",
-    "path",
-    "deploy",
-    "prepare",
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "status",
+        "path",
+        "deploy",
+        "prepare",
+    ],
+)
 def test_pointer_naming_a_missing_generation(toy_ready, command):
     """A missing generation is an error, never a new empty database (hazard 11)."""
     project = toy_ready
@@ -288,8 +321,9 @@ def test_misnamed_migration_file(toy_ready, command):
         assert result.code == 0
         assert "add_table.sql" in result.out and "does not fit" in result.out
     else:
-        assert_refused(result, 2, str(project.schemas / "add_table.sql"), "does not fit",
-                       "{seq}_{version}_{description}.sql")
+        assert_refused(
+            result, 2, str(project.schemas / "add_table.sql"), "does not fit", "{seq}_{version}_{description}.sql"
+        )
     assert disk_state(project.data) == before
 
 
@@ -298,8 +332,9 @@ def test_duplicate_sequence_number(toy_ready, command):
     project = toy_ready
     (project.schemas / "002_v2.1.0_other.sql").write_text("CREATE TABLE other(x);\n")
     before = disk_state(project.data)
-    assert_refused(project.cli(command), 2, "002_v2.1.0_other.sql", "sequence number 2",
-                   "002_v2.0.0_split_names", "its own number")
+    assert_refused(
+        project.cli(command), 2, "002_v2.1.0_other.sql", "sequence number 2", "002_v2.0.0_split_names", "its own number"
+    )
     assert disk_state(project.data) == before
 
 
@@ -323,14 +358,15 @@ def test_migration_with_transaction_control(toy_ready, command, case):
     assert state_of(project)["phase"] == "idle"
 
 
-@pytest.mark.parametrize("text", [
-    "CREATE TABLE t3(x);\nVACUUM;\n",
-    "CREATE TABLE t3(x);\n  vacuum main;\n",
-    "/* tidy up */ VACUUM;\n",
-    pytest.param(
-        "CREATE TABLE t3(x); VACUUM;\n",
-        id="same-line"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE t3(x);\nVACUUM;\n",
+        "CREATE TABLE t3(x);\n  vacuum main;\n",
+        "/* tidy up */ VACUUM;\n",
+        pytest.param("CREATE TABLE t3(x); VACUUM;\n", id="same-line"),
+    ],
+)
 def test_migration_with_vacuum(toy_ready, text):
     project = toy_ready
     path = project.schemas / "003_v3.0.0_tidy.sql"
@@ -348,8 +384,9 @@ def test_applied_migration_edited_afterwards(at_v2, command):
     path.write_text("CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT, extra TEXT);\n")
     (project.schemas / "003_v3.0.0_more.sql").write_text("CREATE TABLE more(x);\n")  # something is pending
     before = disk_state(project.data)
-    assert_refused(project.cli(command), 2, str(path), "changed after it was applied",
-                   "restore the file and add a new migration")
+    assert_refused(
+        project.cli(command), 2, str(path), "changed after it was applied", "restore the file and add a new migration"
+    )
     assert disk_state(project.data) == before
     assert generation_files(project, 3) == []
 
@@ -374,8 +411,14 @@ def test_applied_migration_missing_from_the_folder(at_v2, command):
     project = at_v2
     (project.schemas / "001_v1.0.0_items.sql").unlink()
     before = disk_state(project.data)
-    assert_refused(project.cli(command), 2, "001_v1.0.0_items.sql", "applied to the database",
-                   "missing from the migrations folder", "restore it")
+    assert_refused(
+        project.cli(command),
+        2,
+        "001_v1.0.0_items.sql",
+        "applied to the database",
+        "missing from the migrations folder",
+        "restore it",
+    )
     assert disk_state(project.data) == before
 
 
@@ -446,7 +489,10 @@ def test_failed_generation_2_makes_the_fixed_deploy_generation_3(toy_ready):
     assert pointer_of(project)["active"] == "app.gen3.db"
     assert generation_files(project, 2) == []
     assert [r[0] for r in rows(project.gen(3), "SELECT file FROM schema_migrations ORDER BY id")] == [
-        "001_v1.0.0_items.sql", "002_v2.0.0_split_names.sql", "003_v3.0.0_more.sql"]
+        "001_v1.0.0_items.sql",
+        "002_v2.0.0_split_names.sql",
+        "003_v3.0.0_more.sql",
+    ]
 
 
 # ==================================================================================================
@@ -468,14 +514,22 @@ def test_failing_validation_is_refused_with_the_failed_check(toy_ready, command)
 
     result = project.cli(command, "--json")
 
-    line = assert_refused(result, 3, "validation refused generation 2", "names are lower case",
-                          "expected lower, got upper")
+    line = assert_refused(
+        result, 3, "validation refused generation 2", "names are lower case", "expected lower, got upper"
+    )
     assert "every item has a name row" not in line  # only the failed check is named
     document = json_error(result, 3)
     checks = document["details"]["validation"]
     failed = [c for c in checks if c["status"] != "PASS"]
-    assert failed == [{"source": "002_v2.0.0_split_names_validate.sql", "name": "names are lower case",
-                       "expected": "lower", "actual": "upper", "status": "FAIL"}]
+    assert failed == [
+        {
+            "source": "002_v2.0.0_split_names_validate.sql",
+            "name": "names are lower case",
+            "expected": "lower",
+            "actual": "upper",
+            "status": "FAIL",
+        }
+    ]
     assert {c["source"] for c in checks} >= {"integrity_check", "foreign_key_check"}
     assert generation_files(project, 2) == []
     assert disk_state(project.data) == before
@@ -494,8 +548,9 @@ def test_second_controller_is_busy_while_another_process_holds_the_lock(toy_read
         before = disk_state(project.data)
         for command in ("deploy", "prepare", "cutover", "abort", "finalize", "revert", "init"):
             result = project.cli(command, "--json")
-            assert_refused(result, 4, str(lock), "another bluegreen controller is running",
-                           f"pid {holder.pid}", "wait for it")
+            assert_refused(
+                result, 4, str(lock), "another bluegreen controller is running", f"pid {holder.pid}", "wait for it"
+            )
             json_error(result, 4)
         assert disk_state(project.data) == before
         assert generation_files(project, 2) == []
@@ -524,10 +579,16 @@ def test_second_controller_is_busy_while_a_real_deploy_waits_for_blue(toy_ready)
     app = project.connect()
     app.execute("BEGIN IMMEDIATE")
     app.execute("INSERT INTO items(name) VALUES ('written while deploy waits')")
-    first = subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(project.config), "deploy", "--json"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), "deploy", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        _wait_for(lambda: lock.read_text().startswith(f"pid {first.pid} ") and state_of(project)["phase"] == "preparing")
+        _wait_for(
+            lambda: lock.read_text().startswith(f"pid {first.pid} ") and state_of(project)["phase"] == "preparing"
+        )
         before = disk_state(project.data)
         second = project.cli("prepare", "--json")
         assert_refused(second, 4, "another bluegreen controller is running", f"pid {first.pid}")
@@ -554,6 +615,7 @@ def _limit_file_size(limit: int):
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG, not a dead process
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -562,8 +624,7 @@ def _big_database(path: Path) -> None:
     conn.execute("PRAGMA journal_mode=WAL").get
     with conn:
         conn.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT)")
-        conn.executemany("INSERT INTO items(name) VALUES (?)",
-                         ((f"item {i} " + "x" * 200,) for i in range(20_000)))
+        conn.executemany("INSERT INTO items(name) VALUES (?)", ((f"item {i} " + "x" * 200,) for i in range(20_000)))
     conn.close()
 
 
@@ -587,7 +648,10 @@ def disk_full(tmp_path_factory):
     assert len(pointer_bytes) < 4096  # ...while the pointer and the journal still fit
     done = subprocess.run(
         [sys.executable, "-m", "bluegreen", "--config", str(project.config), "deploy", "--json"],
-        capture_output=True, text=True, timeout=120, preexec_fn=_limit_file_size(limit),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limit_file_size(limit),
     )
     return project, CliResult(done.returncode, done.stdout, done.stderr), before, pointer_bytes
 
@@ -640,13 +704,16 @@ def test_green_and_pointer_take_blues_mode(toy, mode):
 # ==================================================================================================
 # usage errors and --json on errors
 # ==================================================================================================
-@pytest.mark.parametrize("argv,words", [
-    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
-    (["deploy", "--bogus"], ["unrecognized arguments: --bogus"]),
-    (["--bogus", "status"], ["unrecognized arguments: --bogus"]),
-    ([], ["required: COMMAND"]),
-    (["demo", "--rows", "-5"], ["expected a positive integer", "'-5'"]),
-])
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+        (["deploy", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["--bogus", "status"], ["unrecognized arguments: --bogus"]),
+        ([], ["required: COMMAND"]),
+        (["demo", "--rows", "-5"], ["expected a positive integer", "'-5'"]),
+    ],
+)
 def test_usage_errors_exit_2(toy_ready, argv, words):
     before = disk_state(toy_ready.data)
     result = run_cli("--config", str(toy_ready.config), *argv)

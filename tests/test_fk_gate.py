@@ -22,9 +22,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 from conftest import Project, disk_state, rows
 from helpers import error_line, ok, pointer_active
 
@@ -133,9 +132,19 @@ class Writer:
     def __init__(self, project: Project, kind: str):
         self.stop = project.root / "writer.stop"
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(project.blue), str(project.data / ".bluegreen" / "state.json"),
-             str(self.stop), kind],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                str(project.blue),
+                str(project.data / ".bluegreen" / "state.json"),
+                str(self.stop),
+                kind,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def finish(self, timeout: float = 60) -> int:
         """Waits for the writer to meet blue's fence; returns how many writes it made."""
@@ -236,14 +245,17 @@ def test_the_shipped_example_deploys_while_an_application_breaks_references(ship
 # a migration that breaks a reference is still refused
 # ==================================================================================================
 BREAKING = {
-    "dangling child rows": ("001_v1.1.0_notes.sql",
-                            "CREATE TABLE notes(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id));\n"
-                            "INSERT INTO notes VALUES (1, 1), (2, 424242);\n",
-                            "notes rowid 2 -> parents"),
-    "a reference moved to nothing": ("001_v1.1.0_renumber.sql",
-                                     "CREATE TABLE extra(id INTEGER PRIMARY KEY);\n"
-                                     "UPDATE children SET parent_id = parent_id + 1000 WHERE id = 5;\n",
-                                     "children rowid 5 -> parents"),
+    "dangling child rows": (
+        "001_v1.1.0_notes.sql",
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parents(id));\n"
+        "INSERT INTO notes VALUES (1, 1), (2, 424242);\n",
+        "notes rowid 2 -> parents",
+    ),
+    "a reference moved to nothing": (
+        "001_v1.1.0_renumber.sql",
+        "CREATE TABLE extra(id INTEGER PRIMARY KEY);\nUPDATE children SET parent_id = parent_id + 1000 WHERE id = 5;\n",
+        "children rowid 5 -> parents",
+    ),
 }
 
 
@@ -257,7 +269,8 @@ def test_a_migration_that_breaks_a_reference_is_refused(tmp_path, command, case)
     if "UPDATE children" in text:  # it writes a table blue keeps: online it needs a sync script
         (project.schemas / name.replace(".sql", "_sync.sql")).write_text(
             "UPDATE children SET parent_id = parent_id + 1000 WHERE id = 5 "
-            "AND id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'children');\n")
+            "AND id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'children');\n"
+        )
     before = disk_state(project.data)
 
     result = project.cli(*command, "--json")
@@ -315,7 +328,8 @@ def test_a_migration_adding_an_uncheckable_reference_is_refused_by_name(tmp_path
     """Before: `SQLite error: foreign key mismatch`, exit 1. Now the gate names the table."""
     project = make_project(tmp_path)
     (project.schemas / "001_v1.1.0_audit.sql").write_text(
-        "CREATE TABLE labels(name TEXT);\nCREATE TABLE labelled(id INTEGER PRIMARY KEY, name TEXT REFERENCES labels(name));\n")
+        "CREATE TABLE labels(name TEXT);\nCREATE TABLE labelled(id INTEGER PRIMARY KEY, name TEXT REFERENCES labels(name));\n"
+    )
     before = disk_state(project.data)
     result = project.cli(*command, "--json")
     assert result.code == 3, (result.out, result.err)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import apsw
 import pytest
-
-from bluegreen.engine import db as bgdb
 from conftest import disk_state, rows
 from helpers import error_line, files_of, pointer_of, remove_database, state_of
+
+from bluegreen.engine import db as bgdb
 
 SQLITE3_CLI = shutil.which("sqlite3") or "/usr/bin/sqlite3"
 
@@ -132,8 +132,11 @@ def test_hazard1_blob_io_on_fenced_blue_is_refused(toy_ready):
 
 
 def _fence_trigger(project) -> str:
-    return rows(project.blue, "SELECT name FROM sqlite_schema WHERE type = 'trigger' "
-                              "AND name LIKE '_bluegreen_fence_%' ORDER BY name LIMIT 1")[0][0]
+    return rows(
+        project.blue,
+        "SELECT name FROM sqlite_schema WHERE type = 'trigger' "
+        "AND name LIKE '_bluegreen_fence_%' ORDER BY name LIMIT 1",
+    )[0][0]
 
 
 DDL = {
@@ -314,15 +317,18 @@ def _other_process_writes(path: Path) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.parametrize("journal,opened,other,mine,kept", [
-    # WAL (what bluegreen requires): the write lock lives in the -shm; open/close of the main
-    # file keeps it, open/close of the -shm drops it: the other process commits "through" our
-    # barrier, our commit then succeeds too and silently overwrites the other's committed row.
-    ("wal", "", "busy", "ok", ["mine"]),
-    ("wal", "-shm", "committed", "ok", ["mine"]),
-    # rollback journal: open/close of the main file drops the RESERVED lock
-    ("delete", "", "committed", "error", None),
-])
+@pytest.mark.parametrize(
+    "journal,opened,other,mine,kept",
+    [
+        # WAL (what bluegreen requires): the write lock lives in the -shm; open/close of the main
+        # file keeps it, open/close of the -shm drops it: the other process commits "through" our
+        # barrier, our commit then succeeds too and silently overwrites the other's committed row.
+        ("wal", "", "busy", "ok", ["mine"]),
+        ("wal", "-shm", "committed", "ok", ["mine"]),
+        # rollback journal: open/close of the main file drops the RESERVED lock
+        ("delete", "", "committed", "error", None),
+    ],
+)
 def test_hazard8_plain_open_close_drops_sqlites_lock(tmp_path, journal, opened, other, mine, kept):
     path = tmp_path / "locked.db"
     conn = apsw.Connection(str(path))
@@ -469,10 +475,17 @@ def test_hazard8_offline_deploy_holds_a_writer_process_until_the_fence(toy):
 # ==================================================================================================
 # Hazard 11: bluegreen opens files without CREATE; a missing generation is an error
 # ==================================================================================================
-@pytest.mark.parametrize("command", [
-    "status", "plan", "history", "deploy", "prepare",
-    "path",
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "status",
+        "plan",
+        "history",
+        "deploy",
+        "prepare",
+        "path",
+    ],
+)
 def test_hazard11_missing_generation_is_an_error_not_a_new_file(toy_ready, command):
     project = toy_ready
     text = project.pointer.read_text()

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import BASE_CONFIG, disk_state, rows
 from helpers import assert_refused, check_writes, events, json_error, pointer_of, state_of, until
 
@@ -37,8 +36,12 @@ class Background:
     """`bluegreen ...` as a real process; never outlives the test."""
 
     def __init__(self, project, *args: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def running(self) -> bool:
         return self.proc.poll() is None
@@ -75,8 +78,15 @@ def test_a_present_flag_refuses_cutover_with_green_still_prepared(toy_ready):
     assert project.cli("prepare").code == 0
     flag.write_text("")
     before = disk_state(project.data)
-    line = assert_refused(project.cli("cutover"), 3, str(flag), "on hold while this file exists",
-                          "generation 2 stays prepared", "nothing was changed", "`bluegreen cutover --wait`")
+    line = assert_refused(
+        project.cli("cutover"),
+        3,
+        str(flag),
+        "on hold while this file exists",
+        "generation 2 stays prepared",
+        "nothing was changed",
+        "`bluegreen cutover --wait`",
+    )
     document = json_error(project.cli("cutover", "--offline", "--json"), 3)  # --offline is held too
     assert document["details"]["wait_flag"] == str(flag)
     assert disk_state(project.data) == before
@@ -92,8 +102,9 @@ def test_a_present_flag_refuses_deploy_before_anything_is_built(toy_ready, args)
     flag = hold_config(project)
     flag.write_text("")
     before = disk_state(project.data)
-    assert_refused(project.cli(*args), 3, str(flag), "blue stays active", "nothing was changed",
-                   "`bluegreen deploy --wait`")
+    assert_refused(
+        project.cli(*args), 3, str(flag), "blue stays active", "nothing was changed", "`bluegreen deploy --wait`"
+    )
     assert disk_state(project.data) == before
     assert state_of(project)["last_generation"] == 1  # no generation number spent
 
@@ -102,13 +113,16 @@ def test_a_present_flag_refuses_deploy_before_anything_is_built(toy_ready, args)
 def test_wait_without_a_flag_configured_is_an_input_error(toy_ready, command):
     project = toy_ready
     before = disk_state(project.data)
-    assert_refused(project.cli(command, "--wait"), 2, str(project.config), "--wait needs a hold flag",
-                   "[cutover] wait_flag")
+    assert_refused(
+        project.cli(command, "--wait"), 2, str(project.config), "--wait needs a hold flag", "[cutover] wait_flag"
+    )
     assert disk_state(project.data) == before
 
 
-@pytest.mark.parametrize("value, words", [("-1", ["cutover.wait_timeout_s", "0 or more", "-1"]),
-                                          ('"1h"', ["cutover.wait_timeout_s", "'1h'"])])
+@pytest.mark.parametrize(
+    "value, words",
+    [("-1", ["cutover.wait_timeout_s", "0 or more", "-1"]), ('"1h"', ["cutover.wait_timeout_s", "'1h'"])],
+)
 def test_a_bad_wait_timeout_is_an_input_error(toy_ready, value, words):
     project = toy_ready
     hold_config(project, f"wait_timeout_s = {value}\n")
@@ -123,8 +137,15 @@ def test_waiting_past_the_time_limit_leaves_green_prepared(toy_ready):
     assert project.cli("prepare").code == 0
     flag.write_text("")
     before = disk_state(project.data)
-    assert_refused(project.cli("cutover", "--wait"), 3, str(flag), "still present after 1 s",
-                   "[cutover] wait_timeout_s", "generation 2 stays prepared", "`bluegreen cutover --wait`")
+    assert_refused(
+        project.cli("cutover", "--wait"),
+        3,
+        str(flag),
+        "still present after 1 s",
+        "[cutover] wait_timeout_s",
+        "generation 2 stays prepared",
+        "`bluegreen cutover --wait`",
+    )
     assert disk_state(project.data) == before  # no write landed on blue meanwhile: green is as it was
     assert [e["wait_flag"] for e in events(project, "hold")][:1] == [str(flag)]
 

@@ -14,13 +14,26 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BASE_CONFIG, disk_state, rows
 from helpers import assert_refused, json_error, pointer_of, state_of
 
 EVENTS = ("pre-prepare", "post-prepare", "pre-cutover", "post-cutover", "post-revert", "on-failure")
-VARIABLES = ("EVENT", "COMMAND", "PHASE", "CONFIG", "POINTER", "ACTIVE", "GENERATION", "BLUE", "GREEN",
-             "GREEN_GENERATION", "FROM_VERSION", "TO_VERSION", "ERROR", "EXIT_CODE")
+VARIABLES = (
+    "EVENT",
+    "COMMAND",
+    "PHASE",
+    "CONFIG",
+    "POINTER",
+    "ACTIVE",
+    "GENERATION",
+    "BLUE",
+    "GREEN",
+    "GREEN_GENERATION",
+    "FROM_VERSION",
+    "TO_VERSION",
+    "ERROR",
+    "EXIT_CODE",
+)
 
 # Records the hook's environment and working folder as one JSON line, then writes a row into the
 # active database with a busy timeout of 0: if bluegreen held the active file's write lock while
@@ -41,8 +54,10 @@ if os.environ["BLUEGREEN_EVENT"] != "on-failure":
 
 def hooks_config(project, **commands: str) -> None:
     """Write config.toml with a [hooks] section; keyword names use _ for the event's -."""
-    lines = [f"{key.replace('_', '-') if key != 'timeout_s' else key} = {json.dumps(value)}"
-             for key, value in commands.items()]
+    lines = [
+        f"{key.replace('_', '-') if key != 'timeout_s' else key} = {json.dumps(value)}"
+        for key, value in commands.items()
+    ]
     project.config.write_text(BASE_CONFIG + "[hooks]\n" + "\n".join(lines) + "\n")
 
 
@@ -76,8 +91,9 @@ def test_deploy_and_revert_run_each_hook_in_order_with_its_environment(toy_ready
     assert [r["EVENT"] for r in seen] == ["pre-prepare", "post-prepare", "pre-cutover", "post-cutover"]
     assert [h["event"] for h in document["hooks"]] == [r["EVENT"] for r in seen]
     assert all(h["exit_code"] == 0 and not h["timed_out"] for h in document["hooks"])
-    assert [p["name"] for p in document["phases"] if p["name"].endswith(" hook")] == [f"{e} hook" for e in
-                                                                                       [r["EVENT"] for r in seen]]
+    assert [p["name"] for p in document["phases"] if p["name"].endswith(" hook")] == [
+        f"{e} hook" for e in [r["EVENT"] for r in seen]
+    ]
     blue, green = str(project.blue), str(project.gen(2))
     for record in seen:
         assert record["COMMAND"] == "deploy"
@@ -107,15 +123,22 @@ def test_deploy_and_revert_run_each_hook_in_order_with_its_environment(toy_ready
     hooks = [e for e in logged if e["event"] == "hook"]
     assert [e["hook"] for e in hooks] == [*(r["EVENT"] for r in seen), "post-revert"] and all(e["ok"] for e in hooks)
 
+
 def test_prepare_then_cutover_run_their_own_hooks(toy_ready):
     project = toy_ready
     log = recording(project, "pre-prepare", "post-prepare", "pre-cutover", "post-cutover")
     assert project.cli("prepare").code == 0
-    assert [(r["EVENT"], r["COMMAND"]) for r in records(log)] == [("pre-prepare", "prepare"), ("post-prepare", "prepare")]
+    assert [(r["EVENT"], r["COMMAND"]) for r in records(log)] == [
+        ("pre-prepare", "prepare"),
+        ("post-prepare", "prepare"),
+    ]
     result = project.cli("cutover")
     assert result.code == 0, result.err
     assert "pre-cutover hook" in result.out and "post-cutover hook" in result.out  # timed like any phase
-    assert [(r["EVENT"], r["COMMAND"]) for r in records(log)][2:] == [("pre-cutover", "cutover"), ("post-cutover", "cutover")]
+    assert [(r["EVENT"], r["COMMAND"]) for r in records(log)][2:] == [
+        ("pre-cutover", "cutover"),
+        ("post-cutover", "cutover"),
+    ]
 
 
 def test_offline_deploy_runs_its_pre_hooks_before_taking_the_lock(toy_ready):
@@ -148,8 +171,15 @@ def test_a_failing_pre_prepare_hook_refuses_with_nothing_changed(toy_ready, comm
     hooks_config(project, pre_prepare="echo checking; echo 'no releases on Friday' >&2; exit 7")
     before = disk_state(project.data)
     result = project.cli(*command.split())
-    line = assert_refused(result, 3, "pre-prepare hook", "refused", "exit 7: no releases on Friday",
-                          "nothing was changed", str(project.config))
+    line = assert_refused(
+        result,
+        3,
+        "pre-prepare hook",
+        "refused",
+        "exit 7: no releases on Friday",
+        "nothing was changed",
+        str(project.config),
+    )
     assert f"`bluegreen {command}` again" in line
     assert disk_state(project.data) == before
     assert state_of(project)["last_generation"] == 1  # no generation number spent
@@ -164,8 +194,15 @@ def test_a_failing_pre_cutover_hook_refuses_with_green_still_prepared(toy_ready)
     hooks_config(project, pre_cutover="test -f approved || { echo 'not approved yet'; exit 1; }")
     before = disk_state(project.data)
     result = project.cli("cutover")
-    assert_refused(result, 3, "pre-cutover hook", "exit 1: not approved yet", "generation 2 stays prepared",
-                   "blue active", "`bluegreen cutover`")
+    assert_refused(
+        result,
+        3,
+        "pre-cutover hook",
+        "exit 1: not approved yet",
+        "generation 2 stays prepared",
+        "blue active",
+        "`bluegreen cutover`",
+    )
     assert disk_state(project.data) == before
     assert state_of(project)["phase"] == "prepared" and pointer_of(project)["active"] == "app.db"
     (project.root / "approved").write_text("yes")  # the gate passes now: the same cutover goes ahead
@@ -195,8 +232,9 @@ def test_a_pre_hook_over_its_time_limit_is_killed_with_its_children(toy_ready):
     hooks_config(project, pre_prepare="sleep 60 & echo $! > child.pid; echo started; wait", timeout_s=1)
     before = disk_state(project.data)
     result = project.cli("prepare")
-    assert_refused(result, 3, "pre-prepare hook", "timed out after 1 s ([hooks] timeout_s): started",
-                   "nothing was changed")
+    assert_refused(
+        result, 3, "pre-prepare hook", "timed out after 1 s ([hooks] timeout_s): started", "nothing was changed"
+    )
     assert disk_state(project.data) == before
     child = int((project.root / "child.pid").read_text())
     deadline = time.monotonic() + 10  # the kill is immediate; this only allows for scheduling
@@ -211,12 +249,16 @@ def test_a_pre_hook_over_its_time_limit_is_killed_with_its_children(toy_ready):
 def test_a_failing_post_cutover_hook_exits_6_and_the_cutover_stands(toy_ready):
     project = toy_ready
     log = project.root / "on-failure.log"
-    hooks_config(project, post_cutover="echo 'could not restart the workers'; exit 4",
-                 on_failure=f"echo ran >> {log}")
+    hooks_config(project, post_cutover="echo 'could not restart the workers'; exit 4", on_failure=f"echo ran >> {log}")
     result = project.cli("deploy", "--json")
     document = json_error(result, 6)
-    for words in ("generation 2 is active", "post-cutover hook failed", "exit 4: could not restart the workers",
-                  "do not deploy again", "bluegreen revert"):
+    for words in (
+        "generation 2 is active",
+        "post-cutover hook failed",
+        "exit 4: could not restart the workers",
+        "do not deploy again",
+        "bluegreen revert",
+    ):
         assert words in document["error"]
     assert document["details"]["generation"] == 2 and document["details"]["active"] == str(project.gen(2))
     assert document["details"]["hook"]["exit_code"] == 4
@@ -229,14 +271,21 @@ def test_a_failing_post_prepare_hook(toy_ready):
     hooks_config(project, post_prepare="echo 'smoke test failed'; exit 1")
     # prepare: the generation stands prepared, exit 6.
     result = project.cli("prepare")
-    assert_refused(result, 6, "generation 2 prepared", "post-prepare hook failed", "exit 1: smoke test failed",
-                   "stays prepared")
+    assert_refused(
+        result, 6, "generation 2 prepared", "post-prepare hook failed", "exit 1: smoke test failed", "stays prepared"
+    )
     assert state_of(project)["phase"] == "prepared"
     assert project.cli("abort").code == 0
     # deploy: post-prepare is the last word before the cutover; it stops there, blue still active.
     result = project.cli("deploy")
-    assert_refused(result, 3, "generation 3 is prepared", "post-prepare hook failed", "deploy stopped before the cutover",
-                   "blue is still active")
+    assert_refused(
+        result,
+        3,
+        "generation 3 is prepared",
+        "post-prepare hook failed",
+        "deploy stopped before the cutover",
+        "blue is still active",
+    )
     assert state_of(project)["phase"] == "prepared" and pointer_of(project)["active"] == "app.db"
     assert project.cli("cutover").code == 0  # post-prepare does not run again at cutover
 
@@ -257,8 +306,9 @@ def test_on_failure_is_told_the_error_and_exit_code(toy_ready):
     project = toy_ready
     log = project.root / "failure.jsonl"
     (project.root / "recorder.py").write_text(RECORDER)
-    hooks_config(project, pre_cutover="echo 'change freeze'; exit 1",
-                 on_failure=f'"{sys.executable}" recorder.py {log.name}')
+    hooks_config(
+        project, pre_cutover="echo 'change freeze'; exit 1", on_failure=f'"{sys.executable}" recorder.py {log.name}'
+    )
     result = project.cli("deploy")
     line = assert_refused(result, 3, "pre-cutover hook")
     [record] = records(log)
@@ -295,13 +345,16 @@ def test_a_failing_on_failure_hook_does_not_mask_the_error(toy_ready):
 # ==================================================================================================
 # bad configuration: exit 2, named key, nothing changed
 # ==================================================================================================
-@pytest.mark.parametrize("extra, words", [
-    ("[hooks]\npre-cutover = 5\n", ["hooks.pre-cutover", "non-empty shell command", "got 5"]),
-    ("[hooks]\npre-cutover = \"  \"\n", ["hooks.pre-cutover", "leave the key out"]),
-    ("[hooks]\npre-deploy = \"true\"\n", ["unknown key hooks.pre-deploy", "pre-prepare", "on-failure"]),
-    ("[hooks]\npre_cutover = \"true\"\n", ["unknown key hooks.pre_cutover", "pre-cutover"]),
-    ("[hooks]\ntimeout_s = 0\n", ["hooks.timeout_s", "positive integer"]),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        ("[hooks]\npre-cutover = 5\n", ["hooks.pre-cutover", "non-empty shell command", "got 5"]),
+        ('[hooks]\npre-cutover = "  "\n', ["hooks.pre-cutover", "leave the key out"]),
+        ('[hooks]\npre-deploy = "true"\n', ["unknown key hooks.pre-deploy", "pre-prepare", "on-failure"]),
+        ('[hooks]\npre_cutover = "true"\n', ["unknown key hooks.pre_cutover", "pre-cutover"]),
+        ("[hooks]\ntimeout_s = 0\n", ["hooks.timeout_s", "positive integer"]),
+    ],
+)
 def test_bad_hooks_config_is_refused(toy_ready, extra, words):
     project = toy_ready
     project.config.write_text(BASE_CONFIG + extra)

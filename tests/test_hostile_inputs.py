@@ -19,7 +19,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import Project, disk_state, make_toy_database, make_toy_project, rows
 from helpers import SIDE, assert_refused, remove_database, too_open
 
@@ -30,6 +29,8 @@ initial = "data/app.db"
 [migrations]
 dir = "schemas"
 """
+
+
 def error_lines(result) -> list[str]:
     return [line for line in result.err.splitlines() if line.startswith("bluegreen: error:")]
 
@@ -79,10 +80,14 @@ CONFIG_CASES = {
     "hook command blank": ('[hooks]\npre-cutover = "  "\n', ["hooks.pre-cutover", "non-empty"]),
     "approvals huge": (f"[environments.staging]\napprovals = {HUGE}\n", ["environments.staging.approvals", "100"]),
     "approvals negative": ("[environments.staging]\napprovals = -1\n", ["environments.staging.approvals", "-1"]),
-    "backup_dir NUL": ('[environments.dev]\nbackup = true\nbackup_dir = "b\\u0000k"\n',
-                       ["environments.dev.backup_dir", "NUL"]),
-    "backup_dir a file": ('[environments.dev]\nbackup = true\nbackup_dir = "config.toml"\n',
-                          ["environments.dev.backup_dir", "not a directory"]),
+    "backup_dir NUL": (
+        '[environments.dev]\nbackup = true\nbackup_dir = "b\\u0000k"\n',
+        ["environments.dev.backup_dir", "NUL"],
+    ),
+    "backup_dir a file": (
+        '[environments.dev]\nbackup = true\nbackup_dir = "config.toml"\n',
+        ["environments.dev.backup_dir", "not a directory"],
+    ),
     "timezone NUL": ('[environments.dev]\ntimezone = "UTC\\u0000"\n', ["environments.dev.timezone", "NUL"]),
     "window NUL": ('[environments.dev]\nwindow = "02:00-04:00\\u0000"\n', ["environments.dev.window", "NUL"]),
     # paths
@@ -92,9 +97,14 @@ CONFIG_CASES = {
     "pointer is a directory": (BASE.replace("data/current.toml", "data"), ["database.pointer", "is a directory"]),
     "initial is a directory": (BASE.replace("data/app.db", "schemas"), ["database.initial", "is a directory"]),
     "migrations is a file": (BASE.replace('"schemas"', '"config.toml"'), ["migrations.dir", "not a directory"]),
-    "pointer is initial": (BASE.replace("data/current.toml", "data/app.db"),
-                           ["database.pointer and database.initial", "same file"]),
-    "pointer named like -wal": (BASE.replace("data/current.toml", "data/app.db-wal"), ["database.pointer", "side file"]),
+    "pointer is initial": (
+        BASE.replace("data/current.toml", "data/app.db"),
+        ["database.pointer and database.initial", "same file"],
+    ),
+    "pointer named like -wal": (
+        BASE.replace("data/current.toml", "data/app.db-wal"),
+        ["database.pointer", "side file"],
+    ),
     "path too long": (BASE.replace("data/current.toml", "data/" + "x" * 300), ["database.pointer", "longer than"]),
 }
 
@@ -145,7 +155,9 @@ def test_config_path_with_a_nul_byte(toy_ready):
 
 
 def test_config_path_that_is_a_directory(toy_ready):
-    assert_refused(toy_ready.cli("--config", str(toy_ready.root), "status"), 2, str(toy_ready.root), "cannot read config")
+    assert_refused(
+        toy_ready.cli("--config", str(toy_ready.root), "status"), 2, str(toy_ready.root), "cannot read config"
+    )
 
 
 # ==================================================================================================
@@ -198,8 +210,10 @@ POINTER_CASES = {
     "active names bluegreen's folder": (lambda p: write_pointer(p, active=".bluegreen"), ["bluegreen's folder"]),
     "active names a side file": (lambda p: write_pointer(p, active="app.db-wal"), ["side file"]),
     "active names a directory": (_directory_named_active, ["'active'", "directory"]),
-    "active names a FIFO": (lambda p: (os.mkfifo(p.data / "app.gen2.db"),
-                                       write_pointer(p, active="app.gen2.db", generation=2)), ["not a regular file"]),
+    "active names a FIFO": (
+        lambda p: (os.mkfifo(p.data / "app.gen2.db"), write_pointer(p, active="app.gen2.db", generation=2)),
+        ["not a regular file"],
+    ),
     "active is a symlink leading outside": (_symlink_outside, ["symlink leading outside", "outside.db"]),
     "active name too long": (lambda p: write_pointer(p, active="x" * 300 + ".db"), ["longer than 255"]),
     "generation huge": (lambda p: write_pointer(p, generation=2**40), ["'generation'", str(2**31 - 1)]),
@@ -210,10 +224,14 @@ POINTER_CASES = {
     "previous equals active": (lambda p: write_pointer(p, previous="app.db"), ["'previous'", "both name"]),
     "pointer is a directory": (_pointer_is_a_directory, ["is a directory"]),
     "pointer is huge": (_huge_pointer, ["larger than 64 KiB"]),
-    "generation contradicts the journal": (_copy_of_blue_as_generation_2,
-                                           ["contradicts the journal", "state.json", "generations up to 1"]),
-    "active is not generation's file": (lambda p: write_pointer(p, generation=3),
-                                        ["contradicts the journal", "restore the pointer"]),
+    "generation contradicts the journal": (
+        _copy_of_blue_as_generation_2,
+        ["contradicts the journal", "state.json", "generations up to 1"],
+    ),
+    "active is not generation's file": (
+        lambda p: write_pointer(p, generation=3),
+        ["contradicts the journal", "restore the pointer"],
+    ),
 }
 
 
@@ -232,8 +250,10 @@ def test_tampered_pointer_is_refused(toy_ready, case, command):
     assert disk_state(project.data) == before
     if outside is not None:  # the outside file was neither fenced nor captured
         assert (project.root / "outside.db").read_bytes() == outside
-        assert rows(project.root / "outside.db",
-                    "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'") == [(0,)]
+        assert rows(
+            project.root / "outside.db",
+            "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'",
+        ) == [(0,)]
 
 
 @pytest.fixture
@@ -307,9 +327,18 @@ JOURNAL_CASES = {
     "torn": (lambda p: state_path(p).write_text('{"base_name": "app.db", "pha'), ["damaged"]),
     "state is a directory": (_state_is_a_directory, ["cannot read the controller state"]),
     "in flight without blue": (lambda p: edit_state(p, phase="prepared", blue=""), ["'blue'", "prepared"]),
-    "blue not its generation's file": (lambda p: edit_state(p, phase="prepared", blue="app.gen2.db", blue_generation=1,
-                                                            green="app.db", green_generation=2, last_generation=2),
-                                       ["'blue'", "generation 1's file 'app.db'"]),
+    "blue not its generation's file": (
+        lambda p: edit_state(
+            p,
+            phase="prepared",
+            blue="app.gen2.db",
+            blue_generation=1,
+            green="app.db",
+            green_generation=2,
+            last_generation=2,
+        ),
+        ["'blue'", "generation 1's file 'app.db'"],
+    ),
 }
 
 
@@ -390,11 +419,13 @@ def small_disk(tmp_path):
     """A toy project on its own 4 MiB tmpfs; skipped where mounting is not permitted."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root and "
-                    "CAP_SYS_ADMIN")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root and CAP_SYS_ADMIN"
+        )
     try:
         yield make_toy_project(mount, "[disk]\nmin_free_mb = 0\n")
     finally:
@@ -476,8 +507,9 @@ def test_finalize_and_revert_on_a_full_disk_then_again_once_freed(small_disk, co
     expected_active = project.gen(2) if command == "finalize" else project.blue
     assert rows(expected_active, "SELECT name FROM items WHERE id = 1000") == [("written on green",)]
     if command == "revert":  # green's write was carried back, row by row
-        assert rows(project.blue, "SELECT * FROM items ORDER BY id") == rows(project.gen(2),
-                                                                            "SELECT * FROM items ORDER BY id")
+        assert rows(project.blue, "SELECT * FROM items ORDER BY id") == rows(
+            project.gen(2), "SELECT * FROM items ORDER BY id"
+        )
 
 
 def test_event_log_torn_by_a_full_disk_is_still_read(toy_ready):
@@ -508,19 +540,27 @@ def test_every_file_bluegreen_writes_is_at_most_blues_mode(toy, monkeypatch):
     os.chmod(project.blue, 0o600)
     old_umask = os.umask(0o022)
     try:
-        project.config.write_text(project.config.read_text() + textwrap.dedent("""\
+        project.config.write_text(
+            project.config.read_text()
+            + textwrap.dedent("""\
             [environments.staging]
             approvals = 1
             backup = true
             backup_dir = "backups"
-        """))
+        """)
+        )
         monkeypatch.setenv("BLUEGREEN_ENV", "staging")
         assert project.cli("init").code == 0
         assert project.cli("approve", "2.0.0", "--by", "alice").code == 0
         deployed = project.cli("deploy", "--json")
         assert deployed.code == 0, deployed.err
-        child = subprocess.Popen([sys.executable, "-c", CLIENT, str(project.pointer)], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        child = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(project.pointer)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
         try:
             assert child.stdout.readline().strip() == "ready"
             heartbeats = list((project.data / ".bluegreen" / "clients").glob("*.json"))
@@ -543,13 +583,19 @@ def test_every_file_bluegreen_writes_is_at_most_blues_mode(toy, monkeypatch):
     assert too_open(project.data, 0o600, 0o700) == []
     assert too_open(backups, 0o600, 0o700) == []
     made = files_in(project.data)
-    for name in (".bluegreen/state.json", ".bluegreen/events.jsonl", ".bluegreen/lock",
-                 ".bluegreen/approvals.json", ".bluegreen/approvals.lock", "current.toml"):
+    for name in (
+        ".bluegreen/state.json",
+        ".bluegreen/events.jsonl",
+        ".bluegreen/lock",
+        ".bluegreen/approvals.json",
+        ".bluegreen/approvals.lock",
+        "current.toml",
+    ):
         assert name in made, name
 
 
 def test_a_0640_blue_gives_0640_files_and_0750_folders(toy):
-    """"At most blue's mode", not always 0600: the group that may read blue may read its journal."""
+    """ "At most blue's mode", not always 0600: the group that may read blue may read its journal."""
     project = toy
     os.chmod(project.blue, 0o640)
     old_umask = os.umask(0o002)
@@ -584,13 +630,16 @@ def test_init_on_a_full_disk_while_the_application_has_blue_open(small_disk):
         app.close()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["rehearse", "--into", "/tmp/x\x00y"], ["into", "NUL"]),
-    (["prune", "app\x00.db"], ["files", "NUL"]),
-    (["approve", "2.0.0", "--by", "al\x00ice"], ["by", "NUL"]),
-    (["approve", "2.0.0", "--by", "a" * 1000], ["--by", "at most 200"]),
-    (["approve", "2.0.0", "--by", "alice", "--note", "x\x1b[2Jy"], ["--note", "control characters"]),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["rehearse", "--into", "/tmp/x\x00y"], ["into", "NUL"]),
+        (["prune", "app\x00.db"], ["files", "NUL"]),
+        (["approve", "2.0.0", "--by", "al\x00ice"], ["by", "NUL"]),
+        (["approve", "2.0.0", "--by", "a" * 1000], ["--by", "at most 200"]),
+        (["approve", "2.0.0", "--by", "alice", "--note", "x\x1b[2Jy"], ["--note", "control characters"]),
+    ],
+)
 def test_hostile_command_line_arguments(toy_ready, args, words):
     project = toy_ready
     before = disk_state(project.data)
@@ -617,9 +666,14 @@ def test_symlink_to_the_pointer_itself_is_refused(toy_ready):
     assert disk_state(project.data) == before
 
 
-@pytest.mark.parametrize("approval", [{"version": "2.0.0", "by": 5, "at": "x", "environment": "staging"},
-                                      {"version": "2.0.0", "by": "al\u0000ice", "at": "x", "environment": "staging"},
-                                      {"version": ["2.0.0"], "by": "alice", "at": "x", "environment": "staging"}])
+@pytest.mark.parametrize(
+    "approval",
+    [
+        {"version": "2.0.0", "by": 5, "at": "x", "environment": "staging"},
+        {"version": "2.0.0", "by": "al\u0000ice", "at": "x", "environment": "staging"},
+        {"version": ["2.0.0"], "by": "alice", "at": "x", "environment": "staging"},
+    ],
+)
 def test_tampered_approvals_file_is_refused(toy_ready, monkeypatch, approval):
     project = toy_ready
     project.config.write_text(project.config.read_text() + "[environments.staging]\napprovals = 1\n")
@@ -631,9 +685,16 @@ def test_tampered_approvals_file_is_refused(toy_ready, monkeypatch, approval):
     assert disk_state(project.data) == before
 
 
-@pytest.mark.parametrize("field, value", [("heartbeat_at", "NaN"), ("expires_after_s", "Infinity"),
-                                          ("expires_after_s", 1e12), ("heartbeat_at", "Infinity"),
-                                          ("heartbeat_at", 1e12)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("heartbeat_at", "NaN"),
+        ("expires_after_s", "Infinity"),
+        ("expires_after_s", 1e12),
+        ("heartbeat_at", "Infinity"),
+        ("heartbeat_at", 1e12),
+    ],
+)
 def test_a_heartbeat_that_would_live_for_ever_does_not_block_finalize(toy_ready, field, value):
     """A record from another host (its pid cannot be checked) that promises NaN or infinity would
     keep finalize refused for ever."""
@@ -643,8 +704,16 @@ def test_a_heartbeat_that_would_live_for_ever_does_not_block_finalize(toy_ready,
     assert project.cli("deploy").code == 0
     clients = project.data / ".bluegreen" / "clients"
     clients.mkdir(parents=True, exist_ok=True)
-    record = {"format": 1, "host": "elsewhere", "pid": 1, "program": "x", "started_at": "", "heartbeat_at": time.time(),
-              "expires_after_s": 10.0, "files": [{"file": "app.db", "generation": 1, "connections": 1}]}
+    record = {
+        "format": 1,
+        "host": "elsewhere",
+        "pid": 1,
+        "program": "x",
+        "started_at": "",
+        "heartbeat_at": time.time(),
+        "expires_after_s": 10.0,
+        "files": [{"file": "app.db", "generation": 1, "connections": 1}],
+    }
     record[field] = value
     (clients / "elsewhere-1.json").write_text(json.dumps(record))
     assert project.cli("finalize").code == 0
@@ -655,7 +724,9 @@ def test_event_with_a_bad_time_is_skipped(toy_ready):
     assert project.cli("deploy").code == 0
     assert project.cli("finalize").code == 0
     with open(project.data / ".bluegreen" / "events.jsonl", "a") as out:
-        out.write(json.dumps({"at": "yesterday", "event": "swap", "active": "app.gen2.db", "previous": "app.db"}) + "\n")
+        out.write(
+            json.dumps({"at": "yesterday", "event": "swap", "active": "app.gen2.db", "previous": "app.db"}) + "\n"
+        )
         out.write(json.dumps({"at": 5, "event": "swap"}) + "\n")
         out.write("[1, 2]\n")
     for command in ("status", "generations", "prune"):

@@ -36,24 +36,32 @@ def allowed(module: str, prefixes: tuple[str, ...]) -> bool:
 def test_the_client_imports_nothing_from_the_operator_side():
     files = sorted((PACKAGE / "client").rglob("*.py"))
     assert len(files) >= 5, files  # the rule is checked on the client's real modules
-    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
-             for path in files for line, module in imports_of(path) if not allowed(module, CLIENT_MAY_IMPORT)]
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+        for path in files
+        for line, module in imports_of(path)
+        if not allowed(module, CLIENT_MAY_IMPORT)
+    ]
     assert wrong == []
 
 
 def test_the_on_disk_contract_imports_only_itself_and_the_errors():
     """files/ is the floor both wings stand on: it may not reach up into engine, gates or lifecycle."""
-    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
-             for path in sorted((PACKAGE / "files").rglob("*.py"))
-             for line, module in imports_of(path) if not allowed(module, ("bluegreen.files", "bluegreen.errors"))]
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+        for path in sorted((PACKAGE / "files").rglob("*.py"))
+        for line, module in imports_of(path)
+        if not allowed(module, ("bluegreen.files", "bluegreen.errors"))
+    ]
     assert wrong == []
 
 
 def test_the_rule_catches_an_operator_import(tmp_path):
     """The check itself can fail: a client module importing the controller is reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("def f():\n    from bluegreen.lifecycle.controller import Controller\n"
-                   "from bluegreen import config\n")
+    bad.write_text(
+        "def f():\n    from bluegreen.lifecycle.controller import Controller\nfrom bluegreen import config\n"
+    )
     modules = sorted(m for _, m in imports_of(bad))
     assert modules == ["bluegreen.config", "bluegreen.lifecycle.controller"]
     assert not any(allowed(m, CLIENT_MAY_IMPORT) for m in modules)
@@ -63,16 +71,31 @@ MAX_MODULE_LINES = 500  # a module a reader can hold in mind; past it, it holds 
 
 
 def test_no_module_is_over_500_lines():
-    sizes = {str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
-             for path in sorted(PACKAGE.rglob("*.py"))}
+    sizes = {
+        str(path.relative_to(PACKAGE.parent)): len(path.read_text().splitlines())
+        for path in sorted(PACKAGE.rglob("*.py"))
+    }
     assert len(sizes) > 40  # every module was measured
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
 
 
 # Wings from the floor up: a module imports only its own wing or a lower one (never up, so no
 # wing can form a loop with another). client stands beside engine, on files alone.
-FLOOR = {"errors": 0, "results": 0, "files": 1, "engine": 2, "client": 2, "config": 3, "gates": 4,
-         "reports": 5, "lifecycle": 6, "tools": 7, "cli": 8, "__main__": 9, "__init__": 9}
+FLOOR = {
+    "errors": 0,
+    "results": 0,
+    "files": 1,
+    "engine": 2,
+    "client": 2,
+    "config": 3,
+    "gates": 4,
+    "reports": 5,
+    "lifecycle": 6,
+    "tools": 7,
+    "cli": 8,
+    "__main__": 9,
+    "__init__": 9,
+}
 
 
 def wing_of(module: str) -> str:
@@ -88,11 +111,15 @@ def module_of(path: Path) -> str:
 def test_every_import_goes_to_its_own_wing_or_a_lower_one():
     modules = sorted(PACKAGE.rglob("*.py"))
     assert {wing_of(module_of(p)) for p in modules} <= set(FLOOR), "a new wing needs its floor here"
-    upward = [f"{module_of(path)}:{line} -> {module}"
-              for path in modules for line, module in imports_of(path)
-              if module.startswith("bluegreen.") and module != "bluegreen.__version__"
-              and wing_of(module) != wing_of(module_of(path))
-              and FLOOR[wing_of(module)] >= FLOOR[wing_of(module_of(path))]]
+    upward = [
+        f"{module_of(path)}:{line} -> {module}"
+        for path in modules
+        for line, module in imports_of(path)
+        if module.startswith("bluegreen.")
+        and module != "bluegreen.__version__"
+        and wing_of(module) != wing_of(module_of(path))
+        and FLOOR[wing_of(module)] >= FLOOR[wing_of(module_of(path))]
+    ]
     assert upward == []
 
 
@@ -114,7 +141,7 @@ def cycles_in(graph: dict[str, set[str]]) -> list[list[str]]:
 
     def visit(node: str, trail: list[str]) -> None:
         if node in trail:
-            cycles.append(trail[trail.index(node):] + [node])
+            cycles.append(trail[trail.index(node) :] + [node])
         elif node not in done:
             for nxt in sorted(graph.get(node, ())):
                 visit(nxt, trail + [node])

@@ -12,7 +12,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from conftest import disk_state, rows
 from helpers import remove_database, state_of, too_open
 
@@ -39,11 +38,14 @@ def test_rehearsal_scratch_files_keep_blues_mode(toy_ready, tmp_path_factory):
 # ==================================================================================================
 # 4. config queries that reach bluegreen's own objects are refused like a migration's (hazard 15)
 # ==================================================================================================
-@pytest.mark.parametrize("section, sql", [
-    ("performance", "SELECT count(*) FROM _bluegreen_changes"),
-    ("check", 'SELECT * FROM "_BLUEGREEN_META" WHERE key = 1'),
-    ("check", "SELECT name FROM items WHERE id IN (SELECT row_key FROM main._bluegreen_changes)"),
-])
+@pytest.mark.parametrize(
+    "section, sql",
+    [
+        ("performance", "SELECT count(*) FROM _bluegreen_changes"),
+        ("check", 'SELECT * FROM "_BLUEGREEN_META" WHERE key = 1'),
+        ("check", "SELECT name FROM items WHERE id IN (SELECT row_key FROM main._bluegreen_changes)"),
+    ],
+)
 @pytest.mark.parametrize("command", ["check", "deploy", "status"])
 def test_config_queries_naming_bluegreen_objects_are_refused(toy_ready, section, sql, command):
     from conftest import write_config
@@ -62,7 +64,9 @@ def test_config_queries_on_the_applications_own_tables_still_run(toy_ready):
     from conftest import write_config
 
     project = toy_ready
-    write_config(project.root, '[check.queries]\nbluegreen_named = "SELECT id FROM items WHERE name = \'_bluegreen_x\'"\n')
+    write_config(
+        project.root, "[check.queries]\nbluegreen_named = \"SELECT id FROM items WHERE name = '_bluegreen_x'\"\n"
+    )
     assert project.cli("check").code == 0
 
 
@@ -74,11 +78,13 @@ def test_check_names_a_foreign_key_sqlite_cannot_check(toy_ready):
 
     project = toy_ready
     app = project.connect(project.blue)
-    app.execute("CREATE TABLE parents(code TEXT); INSERT INTO parents VALUES ('a'), ('a');"
-                "CREATE TABLE kids(id INTEGER PRIMARY KEY, code TEXT REFERENCES parents(code));"
-                "INSERT INTO kids(code) VALUES ('a');"
-                "CREATE TABLE pets(id INTEGER PRIMARY KEY, owner INTEGER REFERENCES items(id));"
-                "INSERT INTO pets(owner) VALUES (9999);")  # a real violation beside it, still found
+    app.execute(
+        "CREATE TABLE parents(code TEXT); INSERT INTO parents VALUES ('a'), ('a');"
+        "CREATE TABLE kids(id INTEGER PRIMARY KEY, code TEXT REFERENCES parents(code));"
+        "INSERT INTO kids(code) VALUES ('a');"
+        "CREATE TABLE pets(id INTEGER PRIMARY KEY, owner INTEGER REFERENCES items(id));"
+        "INSERT INTO pets(owner) VALUES (9999);"
+    )  # a real violation beside it, still found
     app.close()
     before = disk_state(project.root)
     result = project.cli("check")
@@ -114,12 +120,13 @@ def test_finalize_with_blue_deleted_in_the_revert_window(toy_ready):
     state = state_of(project)
     assert state["phase"] == "idle" and "app.db" not in state["fences"]
     assert rows(project.gen(2), "SELECT * FROM items ORDER BY id") == green_rows
-    assert rows(project.gen(2), "SELECT name FROM sqlite_schema WHERE name LIKE '_bluegreen%'") == [("_bluegreen_meta",)]
+    assert rows(project.gen(2), "SELECT name FROM sqlite_schema WHERE name LIKE '_bluegreen%'") == [
+        ("_bluegreen_meta",)
+    ]
     assert not project.blue.exists()  # nothing recreated
     after = project.cli("status")
     assert after.code == 0 and "problem" not in after.out, after.out
     assert disk_state(project.root) != before  # the journal moved on (and only by finalize)
-
 
 
 # ==================================================================================================
@@ -159,14 +166,15 @@ def nul_project(root: Path):
     import textwrap
 
     import apsw
-
     from conftest import Project, write_config
 
     project = Project(root)
     write_config(root)
     project.schemas.mkdir()
     project.data.mkdir()
-    (project.schemas / "001_v1.1.0_add_notes.sql").write_text("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n")
+    (project.schemas / "001_v1.1.0_add_notes.sql").write_text(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"
+    )
     conn = apsw.Connection(str(project.blue))
     conn.execute("PRAGMA journal_mode=WAL").get
     with conn:
@@ -192,9 +200,11 @@ def nul_write(path: Path, writes) -> None:
 def nul_rows(path: Path) -> dict[str, list[tuple]]:
     """Every row by typeof and hex of each value: quote() would hide what follows a NUL."""
     spelled = lambda *cols: ", ".join(f"typeof({c}), hex({c})" for c in cols)  # noqa: E731
-    return {"kv": rows(path, f"SELECT {spelled('k', 'v')} FROM kv ORDER BY hex(k)"),
-            "pair": rows(path, f"SELECT {spelled('a', 'b', 'u', 'v')} FROM pair ORDER BY hex(a), b"),
-            "plain": rows(path, f"SELECT _rowid_, {spelled('k', 'v')} FROM plain ORDER BY _rowid_")}
+    return {
+        "kv": rows(path, f"SELECT {spelled('k', 'v')} FROM kv ORDER BY hex(k)"),
+        "pair": rows(path, f"SELECT {spelled('a', 'b', 'u', 'v')} FROM pair ORDER BY hex(a), b"),
+        "plain": rows(path, f"SELECT _rowid_, {spelled('k', 'v')} FROM plain ORDER BY _rowid_"),
+    }
 
 
 def test_nul_text_keys_written_on_blue_during_prepare_reach_green(tmp_path):
@@ -204,7 +214,7 @@ def test_nul_text_keys_written_on_blue_during_prepare_reach_green(tmp_path):
     result = project.cli("cutover")
     assert result.code == 0, result.err
     expected = nul_rows(project.blue)
-    assert ("text", "moved\x00here".encode().hex().upper()) in [r[:2] for r in expected["kv"]]  # the NUL kept
+    assert ("text", b"moved\x00here".hex().upper()) in [r[:2] for r in expected["kv"]]  # the NUL kept
     assert nul_rows(project.gen(2)) == expected
 
 
@@ -251,8 +261,7 @@ def test_offline_deploy_fences_a_blue_holding_capture_in_one_edit(toy_ready):
     fences every table, bluegreen's own included, as cutover's fence does."""
     import json
 
-    from bluegreen.engine import barrier
-    from bluegreen.engine import capture
+    from bluegreen.engine import barrier, capture
 
     project = toy_ready
     with barrier.holding(project.blue, 5000) as conn:
@@ -288,8 +297,13 @@ def crashed(project, *args: str, at: str):
     import sys
 
     env = {**os.environ, "BLUEGREEN_CRASH_AT": at}
-    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert done.returncode == -9, (done.returncode, done.stderr)
 
 

@@ -3,10 +3,8 @@ exact refusal when blue changed between a separate prepare and cutover."""
 
 from __future__ import annotations
 
-
 import apsw
 import pytest
-
 from conftest import disk_state, rows
 from helpers import pointer_of
 
@@ -156,14 +154,21 @@ def test_revert_carries_same_shape_writes_back(toy_ready):
     project = toy_ready
     assert project.cli("deploy").code == 0
     app = project.connect(project.gen(2))
-    app.execute("INSERT INTO items(id, name) VALUES (900, 'on green'); UPDATE items SET name = 'changed' WHERE id = 1;"
-                "DELETE FROM items WHERE id = 2")
+    app.execute(
+        "INSERT INTO items(id, name) VALUES (900, 'on green'); UPDATE items SET name = 'changed' WHERE id = 1;"
+        "DELETE FROM items WHERE id = 2"
+    )
     app.close()
     result = project.cli("revert", "--json")
     assert result.code == 0, result.err
     assert result.json["carried_back"] == 3
-    assert rows(project.blue, "SELECT name FROM items WHERE id IN (1, 2, 900) ORDER BY id") == [("changed",), ("on green",)]
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\'") == [(0,)]
+    assert rows(project.blue, "SELECT name FROM items WHERE id IN (1, 2, 900) ORDER BY id") == [
+        ("changed",),
+        ("on green",),
+    ]
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\'") == [
+        (0,)
+    ]
 
 
 def test_revert_refuses_when_writes_cannot_be_carried_back(toy_ready):
@@ -196,7 +201,9 @@ def test_abort_removes_the_prepared_generation_and_capture(toy_ready):
     assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '_bluegreen_cap%'") != [(0,)]
     assert project.cli("abort").code == 0
     assert not any(p.name.startswith("app.gen2") for p in project.data.iterdir())
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\'") == [(0,)]
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\'") == [
+        (0,)
+    ]
     assert disk_state(project.data) == before
 
 
@@ -205,8 +212,18 @@ def test_history_shows_applied_migrations(toy_ready):
     history = toy_ready.cli("history", "--json").json["migrations"]
     assert [h["file"] for h in history] == ["001_v1.0.0_items.sql", "002_v2.0.0_split_names.sql"]
     first = history[0]
-    for column in ("version", "description", "checksum", "execution_time_ms", "success", "error_message",
-                   "depends_on", "can_rollback", "approved_by", "approved_at"):
+    for column in (
+        "version",
+        "description",
+        "checksum",
+        "execution_time_ms",
+        "success",
+        "error_message",
+        "depends_on",
+        "can_rollback",
+        "approved_by",
+        "approved_at",
+    ):
         assert column in first
     assert history[1]["depends_on"] == "1.0.0"
 
@@ -230,7 +247,9 @@ def test_blob_guard_follows_the_config(toy, guard):
     write_config(toy.root, f"[capture]\nguard_blob_writes = {str(guard).lower()}\n")
     assert toy.cli("init").code == 0
     assert toy.cli("prepare").code == 0
-    guards = rows(toy.blue, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name GLOB '_bluegreen_guard_*'")
+    guards = rows(
+        toy.blue, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name GLOB '_bluegreen_guard_*'"
+    )
     assert guards == [(1 if guard else 0,)]
     app = toy.connect()
     blob = app.blob_open("main", "items", "name", 1, True) if not guard else None

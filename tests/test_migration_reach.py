@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import textwrap
 
+import helpers
 import pytest
+from conftest import SHIPPED_SCHEMAS, Project, disk_state, rows
+from helpers import generation_files
 
 from bluegreen.engine.namedsql import references_internal
-from conftest import SHIPPED_SCHEMAS, Project, disk_state, rows
-import helpers
-from helpers import generation_files
 
 MIGRATION = "003_v3.0.0_more.sql"
 STEM = MIGRATION[:-4]
@@ -48,19 +48,22 @@ MIGRATION_REACHES = (
 OTHER_REACHES = {
     "read the capture table": ("INSERT INTO more(label) SELECT tbl FROM _bluegreen_capture;\n", 3),
     "drop a capture trigger": ("DROP TRIGGER IF EXISTS _bluegreen_cap_i_0123456789ab;\n", 3),
-    "drop a guard index": ("DROP INDEX IF EXISTS \"_bluegreen_guard_items\";\n", 3),
+    "drop a guard index": ('DROP INDEX IF EXISTS "_bluegreen_guard_items";\n', 3),
     "create in bluegreen's namespace": ("CREATE TABLE _bluegreen_mine(x);\n", 3),
-    "a trigger body": ("CREATE TRIGGER more_seen AFTER INSERT ON more BEGIN\n  DELETE FROM [_bluegreen_capture]; END;\n", 4),
+    "a trigger body": (
+        "CREATE TRIGGER more_seen AFTER INSERT ON more BEGIN\n  DELETE FROM [_bluegreen_capture]; END;\n",
+        4,
+    ),
 }
 
 # Each companion kind, in its own format, with the reference on line 3.
 COMPANIONS = {
     "sync": "-- re-derive more for the changed keys\nDELETE FROM more WHERE 0;\n"
-            "DELETE FROM _bluegreen_capture WHERE 0;\n",
+    "DELETE FROM _bluegreen_capture WHERE 0;\n",
     "validate": "-- one check row\nSELECT 'more has rows', 1, 1,\n  CASE WHEN (SELECT count(*) FROM \"_bluegreen_meta\") "
-                ">= 0 THEN 'PASS' ELSE 'FAIL' END;\n",
+    ">= 0 THEN 'PASS' ELSE 'FAIL' END;\n",
     "rollback": "-- bluegreen: carries more\nDELETE FROM more WHERE 0;\n"
-                "INSERT INTO main.[_bluegreen_meta](key, value) VALUES ('source_seq', 0);\n",
+    "INSERT INTO main.[_bluegreen_meta](key, value) VALUES ('source_seq', 0);\n",
     "benchmark": "-- benchmark: count_more\nSELECT count(*) FROM more\n  JOIN `_bluegreen_meta` ON 1;\n",
     "check": "-- check: peek_positions\nSELECT id FROM more\n  WHERE id IN (SELECT value FROM main._BLUEGREEN_META);\n",
 }
@@ -75,6 +78,7 @@ def assert_refused(result, code: int, *words: str) -> str:
 
 def phase_of(project: Project) -> str:
     import json
+
     return json.loads((project.data / ".bluegreen" / "state.json").read_text())["phase"]
 
 
@@ -95,29 +99,35 @@ def at_v2(toy_ready: Project) -> Project:
 # ==================================================================================================
 # the tokenizer: identifiers outside comments and literals, with their line
 # ==================================================================================================
-@pytest.mark.parametrize("text, line, written", [
-    ("UPDATE _bluegreen_meta SET value = 1", 1, "_bluegreen_meta"),
-    ("SELECT 1;\n\n  DROP TRIGGER _BLUEGREEN_cap_x", 3, "_BLUEGREEN_cap_x"),
-    ("/* a comment\nover two lines */ SELECT 'a\nliteral' FROM\n\"_bluegreen_meta\"", 4, '"_bluegreen_meta"'),
-    ("SELECT 'it''s _bluegreen_meta', x'00' FROM t -- _bluegreen_meta\n, [_bluegreen_x]", 2, "[_bluegreen_x]"),
-    ('SELECT "_bluegreen_""odd" FROM t', 1, '"_bluegreen_""odd"'),
-    ("SELECT * FROM main . `_bluegreen_meta`", 1, "`_bluegreen_meta`"),
-])
+@pytest.mark.parametrize(
+    "text, line, written",
+    [
+        ("UPDATE _bluegreen_meta SET value = 1", 1, "_bluegreen_meta"),
+        ("SELECT 1;\n\n  DROP TRIGGER _BLUEGREEN_cap_x", 3, "_BLUEGREEN_cap_x"),
+        ("/* a comment\nover two lines */ SELECT 'a\nliteral' FROM\n\"_bluegreen_meta\"", 4, '"_bluegreen_meta"'),
+        ("SELECT 'it''s _bluegreen_meta', x'00' FROM t -- _bluegreen_meta\n, [_bluegreen_x]", 2, "[_bluegreen_x]"),
+        ('SELECT "_bluegreen_""odd" FROM t', 1, '"_bluegreen_""odd"'),
+        ("SELECT * FROM main . `_bluegreen_meta`", 1, "`_bluegreen_meta`"),
+    ],
+)
 def test_tokenizer_finds_the_reference_and_its_line(text, line, written):
     found = references_internal(text)
     assert found is not None and (found.line, found.written) == (line, written)
 
 
-@pytest.mark.parametrize("text", [
-    "-- UPDATE _bluegreen_meta SET value = 0\nSELECT 1",
-    "/* _bluegreen_capture */ SELECT 1",
-    "/* unterminated _bluegreen_meta",
-    "SELECT '_bluegreen_meta', 'x''_bluegreen_meta'",
-    "SELECT * FROM temp.bluegreen_changes JOIN temp.bluegreen_uncarried USING (table_name)",
-    'SELECT "a""_bluegreen_" FROM t',  # the name is a"_bluegreen_: it does not start with the prefix
-    "SELECT my_bluegreen_meta, bluegreen_meta FROM t",
-    "SELECT :_bluegreen_p",  # a parameter, not an object
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-- UPDATE _bluegreen_meta SET value = 0\nSELECT 1",
+        "/* _bluegreen_capture */ SELECT 1",
+        "/* unterminated _bluegreen_meta",
+        "SELECT '_bluegreen_meta', 'x''_bluegreen_meta'",
+        "SELECT * FROM temp.bluegreen_changes JOIN temp.bluegreen_uncarried USING (table_name)",
+        'SELECT "a""_bluegreen_" FROM t',  # the name is a"_bluegreen_: it does not start with the prefix
+        "SELECT my_bluegreen_meta, bluegreen_meta FROM t",
+        "SELECT :_bluegreen_p",  # a parameter, not an object
+    ],
+)
 def test_tokenizer_ignores_comments_literals_and_other_names(text):
     assert references_internal(text) is None
 
@@ -135,7 +145,9 @@ def test_migration_reaching_bluegreen_meta_is_refused_with_file_and_line(at_v2, 
 
     result = project.cli(command)
 
-    assert_refused(result, 2, f"{path}:3:", QUOTINGS[quoting].split(".")[-1].strip(), "bluegreen's own objects", "remove")
+    assert_refused(
+        result, 2, f"{path}:3:", QUOTINGS[quoting].split(".")[-1].strip(), "bluegreen's own objects", "remove"
+    )
     assert_untouched(project, before, generation=3)
     assert phase_of(project) == "idle"
 
@@ -257,15 +269,17 @@ ALLOWED = {
         CREATE TABLE more(id INTEGER PRIMARY KEY, label TEXT, raw BLOB);
         INSERT INTO more(label, raw) VALUES ('_bluegreen_meta', x'5f626c7565677265656e5f');
         INSERT INTO more(label) VALUES ('it''s not _bluegreen_capture -- nor this');
-        """),
+        """
+    ),
     f"{STEM}_sync.sql": textwrap.dedent(
         """\
         -- items' changed keys arrive in temp.bluegreen_changes; not in _bluegreen_capture
         DELETE FROM more WHERE label = '_bluegreen_' AND id IN (SELECT row_key FROM temp.bluegreen_changes);
         INSERT INTO temp.bluegreen_uncarried(table_name, row_key) SELECT 'more', 0 WHERE 0;
-        """),
+        """
+    ),
     f"{STEM}_validate.sql": "SELECT 'labels', 2, (SELECT count(*) FROM more),\n"
-                            "  CASE WHEN (SELECT count(*) FROM more) = 2 THEN 'PASS' ELSE 'FAIL' END; -- _bluegreen_meta\n",
+    "  CASE WHEN (SELECT count(*) FROM more) = 2 THEN 'PASS' ELSE 'FAIL' END; -- _bluegreen_meta\n",
     f"{STEM}_check.sql": "-- check: odd_labels\nSELECT id FROM more WHERE label = '_bluegreen_capture' AND 0;\n",
 }
 
@@ -279,7 +293,9 @@ def test_mentions_in_comments_and_literals_are_accepted(at_v2):
     deploy = project.cli("deploy")
     assert deploy.code == 0, deploy.err
     assert rows(project.gen(3), "SELECT label FROM more ORDER BY id") == [
-        ("_bluegreen_meta",), ("it's not _bluegreen_capture -- nor this",)]
+        ("_bluegreen_meta",),
+        ("it's not _bluegreen_capture -- nor this",),
+    ]
     check = project.cli("check")
     assert check.code == 0, check.err
 
@@ -296,8 +312,10 @@ def test_shipped_and_toy_schemas_name_none_of_bluegreens_objects(toy):
 # run time: reaches the text does not show are denied by the migration's authorizer
 # ==================================================================================================
 RUNTIME = {
-    "through a view": ("CREATE VIEW peek AS SELECT key, value FROM _bluegreen_meta;",
-                       "CREATE TABLE seen AS SELECT count(*) AS n FROM peek;\n"),
+    "through a view": (
+        "CREATE VIEW peek AS SELECT key, value FROM _bluegreen_meta;",
+        "CREATE TABLE seen AS SELECT count(*) AS n FROM peek;\n",
+    ),
     "named by a string": ("", "CREATE TABLE seen AS SELECT name FROM pragma_table_info('_bluegreen_meta');\n"),
 }
 

@@ -16,13 +16,26 @@ from pathlib import Path
 
 import apsw
 import pytest
+from conftest import Project, disk_state, rows
+from helpers import (
+    FENCES,
+    app,
+    check_writes,
+    error_line,
+    expected_rows,
+    make_project,
+    ok,
+    phase_of,
+    pointer_of,
+    read_rows,
+    refused,
+    script,
+    set_cutover,
+)
 
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
 from bluegreen.engine.replay import Replayer
-from conftest import Project, disk_state, rows
-from helpers import (FENCES, app, check_writes, error_line, expected_rows, make_project, ok, phase_of, pointer_of,
-                     read_rows, refused, script, set_cutover)
 
 ADD_NOTES = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"}
 INTERNAL = "SELECT type, name FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_%' ESCAPE '\\' ORDER BY name"
@@ -74,8 +87,11 @@ def test_hazard5_replace_deletes_a_row_without_firing_delete_triggers(tmp_path):
     """Reproduce: INSERT OR REPLACE that conflicts on a UNIQUE column deletes the other row, and an
     AFTER DELETE trigger (how capture sees deletes) never hears of it."""
     conn = apsw.Connection(str(tmp_path / "plain.db"))
-    script(conn, USERS + "CREATE TABLE deletes(n INTEGER); INSERT INTO deletes VALUES (0);"
-                         "CREATE TRIGGER count_deletes AFTER DELETE ON users BEGIN UPDATE deletes SET n = n + 1; END;")
+    script(
+        conn,
+        USERS + "CREATE TABLE deletes(n INTEGER); INSERT INTO deletes VALUES (0);"
+        "CREATE TRIGGER count_deletes AFTER DELETE ON users BEGIN UPDATE deletes SET n = n + 1; END;",
+    )
     conn.execute("INSERT OR REPLACE INTO users(id, email, name) VALUES (100, 'u3@example.com', 'replacer')")
     assert conn.execute("SELECT count(*) FROM users WHERE id = 3").get == 0  # row 3 is gone...
     assert conn.execute("SELECT n FROM deletes").get == 0  # ...and no delete trigger fired
@@ -97,10 +113,12 @@ REPLACES = {
     ),
     "replacing row renamed afterwards": (
         "INSERT OR REPLACE INTO users(id, email, name) VALUES (100, 'u3@example.com', 'replacer');"
-        "UPDATE users SET email = 'moved@example.com' WHERE id = 100"),
+        "UPDATE users SET email = 'moved@example.com' WHERE id = 100"
+    ),
     "replacing row deleted afterwards": (
         "INSERT OR REPLACE INTO users(id, email, name) VALUES (100, 'u3@example.com', 'replacer');"
-        "DELETE FROM users WHERE id = 100"),
+        "DELETE FROM users WHERE id = 100"
+    ),
 }
 
 
@@ -114,11 +132,15 @@ def test_hazard5_cutover_carries_replace_deletes(tmp_path, write):
     assert table(project.gen(2), "users") == table(project.blue, "users")
 
 
-@pytest.mark.parametrize("write", [
-    REPLACES["INSERT OR REPLACE over a UNIQUE email"],
-    REPLACES["UPDATE OR REPLACE"],
-    REPLACES["replacing row deleted afterwards"],
-], ids=["INSERT OR REPLACE", "UPDATE OR REPLACE", "replacing row deleted afterwards"])
+@pytest.mark.parametrize(
+    "write",
+    [
+        REPLACES["INSERT OR REPLACE over a UNIQUE email"],
+        REPLACES["UPDATE OR REPLACE"],
+        REPLACES["replacing row deleted afterwards"],
+    ],
+    ids=["INSERT OR REPLACE", "UPDATE OR REPLACE", "replacing row deleted afterwards"],
+)
 def test_hazard5_revert_carries_replace_deletes_back(tmp_path, write):
     project = make_project(tmp_path, USERS, ADD_NOTES)
     ok(project.cli("deploy", "--json"))
@@ -134,7 +156,9 @@ def test_hazard5_a_unique_index_added_by_the_migration_never_costs_a_committed_r
     during prepare must not make replay delete another committed row from green: prepare must
     refuse (the table needs a sync script), or cutover must refuse, or green must hold every row."""
     setup = USERS.replace("email TEXT NOT NULL UNIQUE", "email TEXT NOT NULL")
-    project = make_project(tmp_path, setup, {"001_v1.1.0_unique_email.sql": "CREATE UNIQUE INDEX users_email ON users(email);\n"})
+    project = make_project(
+        tmp_path, setup, {"001_v1.1.0_unique_email.sql": "CREATE UNIQUE INDEX users_email ON users(email);\n"}
+    )
     prepared = project.cli("prepare", "--json")
     if prepared.code == 2:  # refused up front, naming the table: closed
         assert "users" in error_line(prepared)
@@ -161,12 +185,15 @@ ITEMS_AND_SETTINGS = (
 
 WRITERS = {
     "backfill": dict(
-        file="001_v1.1.0_upper_names.sql", sql="UPDATE items SET name = upper(name);\n", table="items",
+        file="001_v1.1.0_upper_names.sql",
+        sql="UPDATE items SET name = upper(name);\n",
+        table="items",
         blue_write="UPDATE items SET name = 'mixed Case' WHERE id = 1",
         undone="SELECT count(*) FROM items WHERE name IS NOT upper(name)",  # 0 right after the migration
     ),
     "seed": dict(
-        file="001_v1.1.0_seed_settings.sql", sql="INSERT INTO settings(key, value) VALUES ('theme', 'dark');\n",
+        file="001_v1.1.0_seed_settings.sql",
+        sql="INSERT INTO settings(key, value) VALUES ('theme', 'dark');\n",
         table="settings",
         blue_write="INSERT INTO settings(key, value) VALUES ('locale', 'fr')",  # takes the seed's rowid on blue
         undone="SELECT count(*) = 0 FROM settings WHERE key = 'theme'",
@@ -221,24 +248,34 @@ def test_hazard3_a_migration_writing_a_kept_table_needs_a_sync_script(tmp_path, 
 
 
 def test_hazard3_with_a_sync_script_blue_writes_during_prepare_are_re_derived(tmp_path):
-    project = make_project(tmp_path, ITEMS_AND_SETTINGS, {
-        "001_v1.1.0_upper_names.sql": "UPDATE items SET name = upper(name);\n",
-        "001_v1.1.0_upper_names_sync.sql": """\
+    project = make_project(
+        tmp_path,
+        ITEMS_AND_SETTINGS,
+        {
+            "001_v1.1.0_upper_names.sql": "UPDATE items SET name = upper(name);\n",
+            "001_v1.1.0_upper_names_sync.sql": """\
             -- items is reshaped: generic replay leaves it alone; copy the changed rows, upper-cased.
             DELETE FROM items WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');
             INSERT INTO items(id, name) SELECT id, upper(name) FROM source.items
             WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);
             """,
-    })
+        },
+    )
     ok(project.cli("prepare", "--json"))
-    app(project, "UPDATE items SET name = 'mixed Case' WHERE id = 1; INSERT INTO items(id, name) VALUES (500, 'brand New');"
-                 "DELETE FROM items WHERE id = 2; UPDATE items SET id = 600 WHERE id = 3;"
-                 "INSERT INTO settings(key, value) VALUES ('c', '3')")
+    app(
+        project,
+        "UPDATE items SET name = 'mixed Case' WHERE id = 1; INSERT INTO items(id, name) VALUES (500, 'brand New');"
+        "DELETE FROM items WHERE id = 2; UPDATE items SET id = 600 WHERE id = 3;"
+        "INSERT INTO settings(key, value) VALUES ('c', '3')",
+    )
     ok(project.cli("cutover", "--json"))
     green = project.gen(2)
     assert table(green, "items") == sorted(((i, n.upper()) for i, n in table(project.blue, "items")), key=repr)
     assert rows(green, "SELECT name FROM items WHERE id IN (1, 500, 600) ORDER BY id") == [
-        ("MIXED CASE",), ("BRAND NEW",), ("ITEM 2",)]
+        ("MIXED CASE",),
+        ("BRAND NEW",),
+        ("ITEM 2",),
+    ]
     assert table(green, "settings") == table(project.blue, "settings")  # same-shape: replayed as is
 
 
@@ -249,8 +286,10 @@ ITEMS_AND_AUDIT = (
     "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
     "CREATE TABLE audit(id INTEGER PRIMARY KEY, item_id INTEGER, what TEXT);"
 )
-AUDIT_TRIGGER = ("CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
-                 "INSERT INTO audit(item_id, what) VALUES (NEW.id, 'inserted ' || NEW.name); END;\n")
+AUDIT_TRIGGER = (
+    "CREATE TRIGGER items_audit AFTER INSERT ON items BEGIN "
+    "INSERT INTO audit(item_id, what) VALUES (NEW.id, 'inserted ' || NEW.name); END;\n"
+)
 
 
 def test_triggers_a_migration_adds_never_fire_for_replayed_rows(tmp_path):
@@ -270,16 +309,20 @@ def test_triggers_a_migration_adds_never_fire_for_replayed_rows(tmp_path):
 
 @pytest.mark.parametrize("command", ["prepare", "deploy"])
 def test_a_migration_adding_a_trigger_on_a_kept_table_needs_a_sync_script(tmp_path, command):
-    project = make_project(tmp_path, ITEMS_AND_AUDIT + "INSERT INTO items(name) VALUES ('a'), ('b');",
-                           {"001_v1.1.0_audit_items.sql": AUDIT_TRIGGER})
+    project = make_project(
+        tmp_path,
+        ITEMS_AND_AUDIT + "INSERT INTO items(name) VALUES ('a'), ('b');",
+        {"001_v1.1.0_audit_items.sql": AUDIT_TRIGGER},
+    )
     line = refused(project, command, code=2)
     assert "001_v1.1.0_audit_items.sql" in line and "items (definition or triggers changed)" in line
     assert generation_files(project) == [] and rows(project.blue, INTERNAL) == []
 
 
 def test_application_triggers_fire_once_through_cutover_and_revert(tmp_path):
-    project = make_project(tmp_path, ITEMS_AND_AUDIT + AUDIT_TRIGGER
-                           + "INSERT INTO items(name) VALUES ('a'), ('b'), ('c');", ADD_NOTES)
+    project = make_project(
+        tmp_path, ITEMS_AND_AUDIT + AUDIT_TRIGGER + "INSERT INTO items(name) VALUES ('a'), ('b'), ('c');", ADD_NOTES
+    )
     once = "SELECT item_id, count(*) FROM audit GROUP BY item_id HAVING count(*) <> 1"
     ok(project.cli("prepare", "--json"))
     for name in ("during prepare 1", "during prepare 2", "during prepare 3"):
@@ -289,8 +332,9 @@ def test_application_triggers_fire_once_through_cutover_and_revert(tmp_path):
     green = project.gen(2)
     assert table(green, "audit") == table(project.blue, "audit")
     assert rows(green, "SELECT count(*) FROM audit") == [(6,)] and rows(green, once) == []
-    assert [i for (i,) in rows(green, "SELECT item_id FROM audit ORDER BY item_id")] == \
-           [i for (i,) in rows(green, "SELECT id FROM items ORDER BY id")]
+    assert [i for (i,) in rows(green, "SELECT item_id FROM audit ORDER BY item_id")] == [
+        i for (i,) in rows(green, "SELECT id FROM items ORDER BY id")
+    ]
 
     # on green the trigger is the application's again: one audit row per insert, carried back once
     app(project, "INSERT INTO items(name) VALUES ('on green 1'); INSERT INTO items(name) VALUES ('on green 2')", green)
@@ -308,8 +352,11 @@ def test_hazard7_capture_reinstalled_after_prepare_is_refused(toy_ready):
     project = toy_ready
     ok(project.cli("prepare", "--json"))
     green_seq = int(rows(project.gen(2), "SELECT value FROM _bluegreen_meta WHERE key = 'source_seq'")[0][0])
-    app(project, "INSERT INTO items(id, name) VALUES (901, 'before reinstall'); "
-                 "INSERT INTO items(id, name) VALUES (902, 'before reinstall')")
+    app(
+        project,
+        "INSERT INTO items(id, name) VALUES (901, 'before reinstall'); "
+        "INSERT INTO items(id, name) VALUES (902, 'before reinstall')",
+    )
     conn = open_db(project.blue, triggers=False)
     conn.execute("BEGIN IMMEDIATE")
     capture.remove_capture(conn)
@@ -320,7 +367,9 @@ def test_hazard7_capture_reinstalled_after_prepare_is_refused(toy_ready):
 
     # The hazard: the new capture starts its seq again and never saw 901/902, so a seq-only
     # position would replay 903 alone and lose two committed rows.
-    after_position = {k for (k,) in rows(project.blue, "SELECT key FROM _bluegreen_capture WHERE seq > ?", (green_seq,))}
+    after_position = {
+        k for (k,) in rows(project.blue, "SELECT key FROM _bluegreen_capture WHERE seq > ?", (green_seq,))
+    }
     assert after_position == {903}
 
     line = refused(project, "cutover", code=1)
@@ -334,7 +383,10 @@ def test_hazard7_capture_reinstalled_after_prepare_is_refused(toy_ready):
     ok(project.cli("deploy", "--json"))
     assert pointer_of(project)["active"] == "app.gen3.db"
     assert rows(project.gen(3), "SELECT id, name FROM items WHERE id > 900 ORDER BY id") == [
-        (901, "before reinstall"), (902, "before reinstall"), (903, "after reinstall")]
+        (901, "before reinstall"),
+        (902, "before reinstall"),
+        (903, "after reinstall"),
+    ]
     assert rows(project.gen(3), "SELECT upper_name FROM names WHERE id = 903") == [("AFTER REINSTALL",)]
 
 
@@ -347,27 +399,36 @@ ODD_COLUMN = 'wéird "col"'
 
 def _odd_setup(conn: apsw.Connection) -> None:
     odd, col = '"' + ODD.replace('"', '""') + '"', '"' + ODD_COLUMN.replace('"', '""') + '"'
-    script(conn, f"""
+    script(
+        conn,
+        f"""
         CREATE TABLE k(b BLOB, r REAL, t TEXT, v TEXT, PRIMARY KEY (b, r, t)) WITHOUT ROWID;
         CREATE TABLE {odd}(id INTEGER PRIMARY KEY, {col} TEXT);
         CREATE TABLE shadowed(rowid TEXT, oid TEXT, v TEXT);
-    """)
-    conn.executemany("INSERT INTO k VALUES (?, ?, ?, ?)", [
-        (b"\x00\xff", 0.1, "a,b", "first"),
-        (b"x'27", -2.5e-300, "it's \"quoted\"", "second"),
-        (b"", 1e300, "", "third"),
-        (b",", 3.0, "',',", "fourth"),
-    ])
+    """,
+    )
+    conn.executemany(
+        "INSERT INTO k VALUES (?, ?, ?, ?)",
+        [
+            (b"\x00\xff", 0.1, "a,b", "first"),
+            (b"x'27", -2.5e-300, 'it\'s "quoted"', "second"),
+            (b"", 1e300, "", "third"),
+            (b",", 3.0, "',',", "fourth"),
+        ],
+    )
     conn.executemany(f"INSERT INTO {odd}(id, {col}) VALUES (?, ?)", [(i, f"odd {i}") for i in range(1, 6)])
     conn.executemany("INSERT INTO shadowed VALUES (?, ?, ?)", [(f"r{i}", f"o{i}", f"v{i}") for i in range(1, 6)])
 
 
 def _odd_writes(conn: apsw.Connection) -> None:
     odd, col = '"' + ODD.replace('"', '""') + '"', '"' + ODD_COLUMN.replace('"', '""') + '"'
-    conn.executemany("INSERT INTO k VALUES (?, ?, ?, ?)", [
-        (b"\x00\x00,'\"", 1 / 3, "a,'b',\"c\"", "new"),
-        (b"\xde\xad", -0.0001, "tåble, \"x\"", "new 2"),
-    ])
+    conn.executemany(
+        "INSERT INTO k VALUES (?, ?, ?, ?)",
+        [
+            (b"\x00\x00,'\"", 1 / 3, "a,'b',\"c\"", "new"),
+            (b"\xde\xad", -0.0001, 'tåble, "x"', "new 2"),
+        ],
+    )
     conn.execute("UPDATE k SET v = 'updated' WHERE b = ? AND r = ? AND t = ?", (b"\x00\xff", 0.1, "a,b"))
     conn.execute("UPDATE k SET b = ?, t = ? WHERE b = ?", (b"\x01,\x02", "key, 'changed'", b"x'27"))  # key changes
     conn.execute("DELETE FROM k WHERE b = ?", (b"",))
@@ -401,9 +462,13 @@ def test_hazard9_keys_of_any_type_and_odd_names_survive_cutover(tmp_path):
 
 @pytest.mark.parametrize("command", ["prepare", "deploy"])
 def test_hazard9_a_table_shadowing_every_rowid_name_is_refused(tmp_path, command):
-    project = make_project(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
-                                     "CREATE TABLE shadows(rowid TEXT, oid TEXT, _rowid_ TEXT);"
-                                     "INSERT INTO shadows VALUES ('a', 'b', 'c');", ADD_NOTES)
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE shadows(rowid TEXT, oid TEXT, _rowid_ TEXT);"
+        "INSERT INTO shadows VALUES ('a', 'b', 'c');",
+        ADD_NOTES,
+    )
     line = refused(project, command, code=2)
     assert "'shadows'" in line and "rowid, oid and _rowid_" in line
     assert generation_files(project) == [] and rows(project.blue, INTERNAL) == []
@@ -413,8 +478,12 @@ def test_hazard9_a_table_shadowing_every_rowid_name_is_refused(tmp_path, command
 # AUTOINCREMENT counters are carried
 # ==================================================================================================
 def test_autoincrement_counters_are_carried_both_ways(tmp_path):
-    project = make_project(tmp_path, "CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);"
-                           + "".join(f"INSERT INTO events(v) VALUES ('e{i}');" for i in range(5)), ADD_NOTES)
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT);"
+        + "".join(f"INSERT INTO events(v) VALUES ('e{i}');" for i in range(5)),
+        ADD_NOTES,
+    )
     ok(project.cli("prepare", "--json"))
     for i in range(5):
         app(project, "INSERT INTO events(v) VALUES (?)", bindings=(f"during prepare {i}",))
@@ -461,8 +530,9 @@ def test_hazard10_revert_is_bounded_by_a_stale_writer_on_fenced_blue(toy_ready, 
     set_cutover(project, lock_timeout_ms=500)
     ok(project.cli("deploy", "--json"))
     stop = tmp_path / "stale.stop"
-    stale = subprocess.Popen([sys.executable, "-c", STALE, str(project.blue), str(stop)],
-                             stdout=subprocess.PIPE, text=True)
+    stale = subprocess.Popen(
+        [sys.executable, "-c", STALE, str(project.blue), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     try:
         first = stale.stdout.readline()
         assert first.startswith("REFUSED") and "bluegreen_fenced_use_generation_2" in first, first
@@ -476,8 +546,12 @@ def test_hazard10_revert_is_bounded_by_a_stale_writer_on_fenced_blue(toy_ready, 
 
         before = disk_state(project.data)
         started = time.monotonic()
-        revert = subprocess.Popen([sys.executable, "-m", "bluegreen", "--config", str(project.config), "revert", "--json"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        revert = subprocess.Popen(
+            [sys.executable, "-m", "bluegreen", "--config", str(project.config), "revert", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # While revert waits for blue, green's write lock stays free (no barrier held meanwhile).
         green_lock_waits = []
         while revert.poll() is None:
@@ -519,9 +593,13 @@ def test_hazard10_revert_is_bounded_by_a_stale_writer_on_fenced_blue(toy_ready, 
 # ==================================================================================================
 @pytest.mark.parametrize("command", ["prepare", "deploy"])
 def test_a_virtual_table_on_blue_is_refused(tmp_path, command):
-    project = make_project(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
-                                     "CREATE VIRTUAL TABLE docs USING fts5(body);"
-                                     "INSERT INTO docs(body) VALUES ('hello world'), ('full text');", ADD_NOTES)
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE VIRTUAL TABLE docs USING fts5(body);"
+        "INSERT INTO docs(body) VALUES ('hello world'), ('full text');",
+        ADD_NOTES,
+    )
     line = refused(project, command, code=2)
     assert "'docs'" in line and "virtual table" in line
     assert generation_files(project) == [] and rows(project.blue, INTERNAL) == []
@@ -591,9 +669,13 @@ def test_a_tiny_pause_budget_cuts_over_or_gives_up_cleanly(toy, spawn):
         set_cutover(project, max_write_pause_ms=1000, max_attempts=2)  # no writers, a budget a fsync fits in
         ok(project.cli("cutover", "--json"))
         assert pointer_of(project)["active"] == "app.gen2.db"
-        assert read_rows(project.gen(2), "SELECT count(*) FROM items WHERE name = 'written after the budget gave up'") == [(1,)]
-    expected = {writer.seed: (writer.finish() if writer.process.poll() is None else expected_rows(writer.log))
-                for writer in writers}
+        assert read_rows(
+            project.gen(2), "SELECT count(*) FROM items WHERE name = 'written after the budget gave up'"
+        ) == [(1,)]
+    expected = {
+        writer.seed: (writer.finish() if writer.process.poll() is None else expected_rows(writer.log))
+        for writer in writers
+    }
     green = project.gen(2)
     assert read_rows(green, "PRAGMA integrity_check") == [("ok",)]
     for seed, writes in expected.items():
@@ -624,8 +706,9 @@ def test_a_pause_budget_gives_up_while_an_application_holds_blues_lock(toy, tmp_
     assert project.cli("init").code == 0
     ok(project.cli("prepare", "--json"))
     stop = tmp_path / "holder.stop"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(project.blue), str(stop)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(project.blue), str(stop)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "HOLDING"
         line = refused(project, "cutover", code=1)
@@ -638,8 +721,9 @@ def test_a_pause_budget_gives_up_while_an_application_holds_blues_lock(toy, tmp_
         out = holder.communicate(timeout=30)[0]
     assert holder.returncode == 0 and out.strip() == "COMMITTED"  # blue took the held write
     ok(project.cli("cutover", "--json"))
-    assert rows(project.gen(2), "SELECT name, (SELECT upper_name FROM names WHERE id = 4242) FROM items "
-                                "WHERE id = 4242") == [("committed after the refused cutover", "COMMITTED AFTER THE REFUSED CUTOVER")]
+    assert rows(
+        project.gen(2), "SELECT name, (SELECT upper_name FROM names WHERE id = 4242) FROM items WHERE id = 4242"
+    ) == [("committed after the refused cutover", "COMMITTED AFTER THE REFUSED CUTOVER")]
 
 
 # ==================================================================================================
@@ -671,7 +755,9 @@ def test_commands_run_twice_are_harmless(toy_ready):
     _, again = twice(project, "revert")
     assert again.code == 2 and "nothing to revert" in error_line(again)
     assert rows(project.blue, "SELECT name FROM items WHERE id IN (500, 501) ORDER BY id") == [
-        ("during prepare",), ("on green",)]
+        ("during prepare",),
+        ("on green",),
+    ]
 
     ok(project.cli("deploy", "--json"))
     assert pointer_of(project)["active"] == "app.gen4.db"

@@ -17,21 +17,39 @@ from pathlib import Path
 
 import apsw
 import pytest
+from conftest import rows
+from helpers import (
+    ADD_TABLE,
+    FENCES,
+    ODD_TABLES,
+    app,
+    check_writes,
+    error_line,
+    events,
+    make_project,
+    many_tables,
+    ok,
+    phase_of,
+    pointer_of,
+    read_rows,
+    refused,
+    set_cutover,
+)
 
-from bluegreen.files import contract
 from bluegreen.engine import capture
 from bluegreen.engine.db import open_db
-from conftest import rows
-from helpers import (ADD_TABLE, FENCES, ODD_TABLES, app, check_writes, error_line, events, make_project, many_tables,
-                     ok, phase_of, pointer_of, read_rows, refused, set_cutover)
+from bluegreen.files import contract
 
 
 def fenced_tables(path: Path, generation: int) -> set[str]:
     """Tables with all three fence triggers, each calling the generation's function."""
     function = contract.FENCE_FUNCTION.format(generation=generation)
     found: dict[str, int] = {}
-    for table, sql in rows(path, "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
-                                 "AND name LIKE '\\_bluegreen\\_fence\\_%' ESCAPE '\\'"):
+    for table, sql in rows(
+        path,
+        "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
+        "AND name LIKE '\\_bluegreen\\_fence\\_%' ESCAPE '\\'",
+    ):
         assert f"SELECT {function}()" in sql, sql
         found[table] = found.get(table, 0) + 1
     return {t for t, n in found.items() if n == 3}
@@ -113,8 +131,12 @@ def test_connections_open_before_the_fence_are_fenced_at_their_next_statement(tm
     reads go on. One library per process (hazard 20)."""
     project = make_project(tmp_path, many_tables(50), ADD_TABLE)
     go = tmp_path / "go"
-    application = subprocess.Popen([sys.executable, "-c", OPEN_APPLICATION, library, str(project.blue), str(go)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    application = subprocess.Popen(
+        [sys.executable, "-c", OPEN_APPLICATION, library, str(project.blue), str(go)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert application.stdout.readline().strip() == "READY", application.stderr.read()
         ok(project.cli("deploy", "--json"))
@@ -153,8 +175,9 @@ def test_hazard18_three_hundred_tables_deploy_within_the_budget_and_every_table_
     # after the swap, its rows and epoch (the inert table stays: no schema change after the fence).
     tables = {n for (n,) in rows(project.blue, "SELECT name FROM sqlite_schema WHERE type = 'table'")}
     assert fenced_tables(project.blue, 2) == tables and len(tables) == 300 + len(ODD_TABLES) + 2
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_cap\\_%' "
-                              "ESCAPE '\\'") == [(0,)]
+    assert rows(
+        project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen\\_cap\\_%' ESCAPE '\\'"
+    ) == [(0,)]
     assert rows(project.blue, f"SELECT count(*) FROM {capture.CAPTURE_TABLE}") == [(0,)]
     assert capture.capture_position(project.connect()) is None
     conn = project.connect()
@@ -232,7 +255,9 @@ def test_a_final_replay_over_the_budget_lets_go_gives_up_and_reports_the_overrun
     done = ok(project.cli("cutover", "--json"))
     assert done["pause_overruns"] == 0
     check_writes(project.gen(2), 1, expected)
-    assert read_rows(project.gen(2), "SELECT count(*) FROM items") == read_rows(project.gen(2), "SELECT count(*) FROM names")
+    assert read_rows(project.gen(2), "SELECT count(*) FROM items") == read_rows(
+        project.gen(2), "SELECT count(*) FROM names"
+    )
 
 
 # ==================================================================================================
@@ -243,8 +268,9 @@ def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy
     a try let go on its prediction (no overrun), a try whose commit ran long (an overrun, logged),
     and the give-up error carrying both."""
     import time
-    from bluegreen.engine import barrier
+
     from bluegreen.config import load
+    from bluegreen.engine import barrier
     from bluegreen.errors import PauseBudgetExceeded
     from bluegreen.files.journal import Store
     from bluegreen.lifecycle import locked
@@ -262,9 +288,15 @@ def test_the_budget_api_any_locked_step_can_use_records_and_reports_each_try(toy
     def one_try(attempt: int, backlog: int, commit_s: float) -> float | None:
         held = barrier.take(project.blue, 1000)
         budget.observe([])  # nothing replayed in this sketch
-        return locked.hold(run, budget, attempt, lambda: backlog, lambda: [],
-                           lambda clock: (time.sleep(commit_s), clock.ms)[1],
-                           lambda: (barrier.rollback(held), held.close()))
+        return locked.hold(
+            run,
+            budget,
+            attempt,
+            lambda: backlog,
+            lambda: [],
+            lambda clock: (time.sleep(commit_s), clock.ms)[1],
+            lambda: (barrier.rollback(held), held.close()),
+        )
 
     assert one_try(1, backlog=1, commit_s=0) is None  # replay not measured yet: predicted not to fit
     assert one_try(2, backlog=0, commit_s=0.15) > 100  # it fit, then ran long

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import apsw
 import pytest
-
 from conftest import BASE_CONFIG, Project, disk_state, rows
 from helpers import assert_refused, json_error, pointer_of, state_of
 
@@ -24,8 +23,9 @@ def make_items(path) -> None:
     with conn:
         conn.execute(ITEMS)
         conn.execute("CREATE INDEX items_code ON items(code)")
-        conn.executemany("INSERT INTO items(name, code, grp) VALUES (?, ?, 1)",
-                         ((f"item {i}", f"c-{i}") for i in range(ROWS)))
+        conn.executemany(
+            "INSERT INTO items(name, code, grp) VALUES (?, ?, 1)", ((f"item {i}", f"c-{i}") for i in range(ROWS))
+        )
     conn.close()
 
 
@@ -62,8 +62,12 @@ def results_of(path) -> list[dict]:
 # -- passing ---------------------------------------------------------------------------------------
 def test_passing_queries_are_stored_in_green_with_times_and_plans(tmp_path):
     notes = "-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
-    project = project_with(tmp_path, HARMLESS, BENCHMARK + notes,
-                           config='[performance.queries]\ncount_items = "SELECT count(*) FROM items WHERE id < 100"\n')
+    project = project_with(
+        tmp_path,
+        HARMLESS,
+        BENCHMARK + notes,
+        config='[performance.queries]\ncount_items = "SELECT count(*) FROM items WHERE id < 100"\n',
+    )
     prepared = project.cli("prepare", "--json")
     assert prepared.code == 0, prepared.err
     checks = [c for c in prepared.json["validation"] if c["source"] == "performance"]
@@ -72,7 +76,10 @@ def test_passing_queries_are_stored_in_green_with_times_and_plans(tmp_path):
 
     stored = results_of(project.gen(2))
     assert [(r["name"], r["verdict"], r["generation"]) for r in stored] == [
-        ("count_items", "PASS", 2), ("lookup_by_code", "PASS", 2), ("notes_of_item", "PASS", 2)]
+        ("count_items", "PASS", 2),
+        ("lookup_by_code", "PASS", 2),
+        ("notes_of_item", "PASS", 2),
+    ]
     by_name = {r["name"]: r for r in stored}
     lookup = by_name["lookup_by_code"]
     assert lookup["source"] == "002_v2.0.0_change_benchmark.sql"
@@ -115,8 +122,10 @@ def test_deploy_with_benchmarks_then_revert_carries_back_and_keeps_nothing_stuck
 
 
 def test_a_blue_form_that_fails_while_running_leaves_the_query_without_baseline(tmp_path):
-    benchmark = ("-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
-                 "-- on blue:\nSELECT json_extract(name, '$') FROM items WHERE id = 1;\n")  # 'item 0' is no JSON
+    benchmark = (
+        "-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
+        "-- on blue:\nSELECT json_extract(name, '$') FROM items WHERE id = 1;\n"
+    )  # 'item 0' is no JSON
     project = project_with(tmp_path, HARMLESS, benchmark)
     assert project.cli("prepare").code == 0
     stored = results_of(project.gen(2))[0]
@@ -127,8 +136,10 @@ def test_a_blue_form_that_fails_while_running_leaves_the_query_without_baseline(
 def test_an_earlier_migrations_benchmark_guards_later_deploys_with_its_main_form(tmp_path):
     """`-- on blue:` serves only while blue lacks the migration; afterwards both files run the main
     form, so a later migration that drops the index the query needs is refused."""
-    benchmark = ("-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
-                 "-- on blue:\nSELECT name FROM items WHERE id = 7;\n")
+    benchmark = (
+        "-- benchmark: notes_of_item\nSELECT body FROM notes WHERE item_id = 7;\n"
+        "-- on blue:\nSELECT name FROM items WHERE id = 7;\n"
+    )
     project = project_with(tmp_path, HARMLESS, benchmark)
     assert project.cli("deploy").code == 0 and project.cli("finalize").code == 0
     first = results_of(project.gen(2))[0]
@@ -151,8 +162,14 @@ def test_shipped_benchmarks_pass_and_compare_against_the_v1_forms(shipped):
     result = shipped.cli("prepare", "--json")
     assert result.code == 0, result.err
     stored = {r["name"]: r for r in results_of(shipped.gen(2))}
-    assert set(stored) == {"content_by_url", "content_by_platform_id", "latest_content_page", "downloads_of_content",
-                           "failed_downloads", "content_detail"}
+    assert set(stored) == {
+        "content_by_url",
+        "content_by_platform_id",
+        "latest_content_page",
+        "downloads_of_content",
+        "failed_downloads",
+        "content_detail",
+    }
     assert {r["verdict"] for r in stored.values()} == {"PASS"}
     # blue ran the `-- on blue:` form over content_v1, green the v2 query over its new index
     assert "content_v1" in stored["content_by_url"]["blue_plan"]
@@ -168,8 +185,15 @@ def test_a_query_that_turned_into_a_full_scan_refuses_deploy(tmp_path, argv):
 
     result = project.cli(*argv)
 
-    line = assert_refused(result, 3, "validation refused generation 2", "performance: lookup_by_code",
-                          "turned into a full scan", "SCAN items", "SEARCH items USING")
+    line = assert_refused(
+        result,
+        3,
+        "validation refused generation 2",
+        "performance: lookup_by_code",
+        "turned into a full scan",
+        "SCAN items",
+        "SEARCH items USING",
+    )
     assert "blue" in line and "green" in line and " ms" in line
     assert disk_state(project.data) == before
     assert pointer_of(project)["active"] == "app.db"
@@ -218,13 +242,18 @@ def test_cutover_measures_again_and_refuses_leaving_blue_active(tmp_path):
     assert [r["verdict"] for r in results_of(project.gen(2))] == ["PASS", "SLOWER"]
 
 
-@pytest.mark.parametrize("query, words", [
-    ("DELETE FROM items WHERE id = 1", ["not a read-only query", "must only read"]),
-    ("SELECT 1; SELECT 2", ["more than one statement"]),
-    ("SELECT nope FROM items", ["fails on green", "no such column: nope"]),
-    ("SELECT json_extract(body, '$.x') FROM notes UNION ALL SELECT json_extract('{', '$')",
-     ["fails on green", "malformed JSON"]),  # compiles, fails while it runs
-])
+@pytest.mark.parametrize(
+    "query, words",
+    [
+        ("DELETE FROM items WHERE id = 1", ["not a read-only query", "must only read"]),
+        ("SELECT 1; SELECT 2", ["more than one statement"]),
+        ("SELECT nope FROM items", ["fails on green", "no such column: nope"]),
+        (
+            "SELECT json_extract(body, '$.x') FROM notes UNION ALL SELECT json_extract('{', '$')",
+            ["fails on green", "malformed JSON"],
+        ),  # compiles, fails while it runs
+    ],
+)
 def test_a_bad_benchmark_query_refuses_with_its_error(tmp_path, query, words):
     project = project_with(tmp_path, HARMLESS, f"-- benchmark: bad_one\n{query};\n")
     before = disk_state(project.data)
@@ -233,14 +262,20 @@ def test_a_bad_benchmark_query_refuses_with_its_error(tmp_path, query, words):
     assert rows(project.blue, "SELECT count(*) FROM items") == [(ROWS,)]
 
 
-@pytest.mark.parametrize("text, words", [
-    ("SELECT 1;\n-- benchmark: late\nSELECT 2;\n", ["_benchmark.sql:1", "SQL before the first", "-- benchmark: NAME"]),
-    ("-- only a comment\n", ["no queries", "-- benchmark: NAME"]),
-    ("-- benchmark:\nSELECT 1;\n", ["_benchmark.sql:1", "needs a name"]),
-    ("-- benchmark: twice\nSELECT 1;\n-- benchmark: twice\nSELECT 2;\n", ["'twice' is used twice"]),
-    ("-- benchmark: empty\n-- nothing here\n", ["'empty' is empty"]),
-    ("-- benchmark: x\nSELECT 1;\n-- on blue:\n\n", ["`-- on blue:` form of 'x' is empty"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            "SELECT 1;\n-- benchmark: late\nSELECT 2;\n",
+            ["_benchmark.sql:1", "SQL before the first", "-- benchmark: NAME"],
+        ),
+        ("-- only a comment\n", ["no queries", "-- benchmark: NAME"]),
+        ("-- benchmark:\nSELECT 1;\n", ["_benchmark.sql:1", "needs a name"]),
+        ("-- benchmark: twice\nSELECT 1;\n-- benchmark: twice\nSELECT 2;\n", ["'twice' is used twice"]),
+        ("-- benchmark: empty\n-- nothing here\n", ["'empty' is empty"]),
+        ("-- benchmark: x\nSELECT 1;\n-- on blue:\n\n", ["`-- on blue:` form of 'x' is empty"]),
+    ],
+)
 def test_a_malformed_benchmark_file_is_an_input_error(tmp_path, text, words):
     project = project_with(tmp_path, HARMLESS, text)
     before = disk_state(project.data)
@@ -248,13 +283,16 @@ def test_a_malformed_benchmark_file_is_an_input_error(tmp_path, text, words):
     assert disk_state(project.data) == before
 
 
-@pytest.mark.parametrize("setting, words", [
-    ("max_ratio = 0", ["performance.max_ratio", "must be a number > 0"]),
-    ("min_ms = -1", ["performance.min_ms", "must be a number >= 0"]),
-    ("runs = 0", ["performance.runs", "positive integer"]),
-    ('queries = "SELECT 1"', ["performance.queries", "must be a table"]),
-    ("queries = { empty = '' }", ["performance.queries.empty", "non-empty SQL string"]),
-])
+@pytest.mark.parametrize(
+    "setting, words",
+    [
+        ("max_ratio = 0", ["performance.max_ratio", "must be a number > 0"]),
+        ("min_ms = -1", ["performance.min_ms", "must be a number >= 0"]),
+        ("runs = 0", ["performance.runs", "positive integer"]),
+        ('queries = "SELECT 1"', ["performance.queries", "must be a table"]),
+        ("queries = { empty = '' }", ["performance.queries.empty", "non-empty SQL string"]),
+    ],
+)
 def test_bad_performance_config(tmp_path, setting, words):
     project = project_with(tmp_path, HARMLESS, BENCHMARK)
     project.config.write_text(BASE_CONFIG + f"[performance]\n{setting}\n")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-from bluegreen.reports.progress import ProgressReporter
 from conftest import make_toy_database, write_config
+
+from bluegreen.reports.progress import ProgressReporter
 
 
 def test_json_progress_lines_on_stderr_and_one_object_on_stdout(toy):

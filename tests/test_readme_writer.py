@@ -16,7 +16,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from conftest import rows
 from helpers import Writer, bluegreen
 
@@ -27,8 +26,13 @@ UNSTUCK_S = 20  # after recovery, the writer commits again within this (generous
 def start_writer(project, tmp_path: Path, seed: int = 1) -> Writer:
     """readme_writer.py as a real process, logging like the writer program; its first 10 writes made."""
     log = tmp_path / f"readme{seed}.log"
-    writer = Writer(project, tmp_path, seed, name="readme", command=[
-        sys.executable, str(WRITER), str(project.pointer), str(log), f"{log}.stop", str(seed)])
+    writer = Writer(
+        project,
+        tmp_path,
+        seed,
+        name="readme",
+        command=[sys.executable, str(WRITER), str(project.pointer), str(log), f"{log}.stop", str(seed)],
+    )
     writer.wait_for(10, timeout=UNSTUCK_S)
     return writer
 
@@ -58,8 +62,16 @@ def check_every_write(project, expected: dict[int, str | None]) -> Path:
     return active
 
 
-DEPLOY_POINTS = ["deploy:capture", "deploy:snapshot", "deploy:migrate", "deploy:catch_up", "deploy:validate",
-                 "deploy:validated", "deploy:fenced", "deploy:swapped"]
+DEPLOY_POINTS = [
+    "deploy:capture",
+    "deploy:snapshot",
+    "deploy:migrate",
+    "deploy:catch_up",
+    "deploy:validate",
+    "deploy:validated",
+    "deploy:fenced",
+    "deploy:swapped",
+]
 CUTOVER_POINTS = ["cutover:catch_up", "cutover:fenced", "cutover:swapped"]
 OFFLINE_POINTS = ["deploy:barrier", "deploy:fenced", "deploy:swapped"]
 REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:unfenced", "revert:swapped"]

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import disk_state, rows
 from helpers import assert_refused, json_error
 
@@ -64,11 +63,16 @@ def test_rehearsal_on_the_toy_project(toy_ready, writer):
     result = rehearse(project, *(["--writer"] if writer else []))
     assert result.code == 0, result.err
     report = result.json
-    assert report["deploy"]["ok"] and report["deploy"]["generation"] == 2 and report["deploy"]["schema_version"] == "2.0.0"
+    assert (
+        report["deploy"]["ok"] and report["deploy"]["generation"] == 2 and report["deploy"]["schema_version"] == "2.0.0"
+    )
     assert report["deploy"]["write_pause_ms"] >= 0 and report["deploy"]["attempts"] >= 1
     assert report["validation"]["passed"] is True
     assert {c["source"] for c in report["validation"]["checks"]} == {
-        "integrity_check", "foreign_key_check", "002_v2.0.0_split_names_validate.sql"}
+        "integrity_check",
+        "foreign_key_check",
+        "002_v2.0.0_split_names_validate.sql",
+    }
     assert report["revert"]["ok"] and report["revert"]["carried_back"] == 0
     names = phase_names(report)
     assert names[0] == "copy" and {"snapshot", "migrate", "validate", "fence", "swap", "revert.swap"} <= set(names)
@@ -154,8 +158,16 @@ def test_a_rehearsal_whose_gate_fails_exits_3_and_touches_nothing(toy_ready, tmp
     scratch = tmp_path_factory.mktemp("elsewhere") / "rehearsal"
     before = real_state(project)
     result = rehearse(project, "--into", str(scratch), *(["--writer"] if writer else []))
-    assert_refused(result, 3, "rehearsal in", str(scratch), "deploy failed", "the real files were not touched",
-                   "validation refused generation 2", "names are lower case")
+    assert_refused(
+        result,
+        3,
+        "rehearsal in",
+        str(scratch),
+        "deploy failed",
+        "the real files were not touched",
+        "validation refused generation 2",
+        "names are lower case",
+    )
     details = json_error(result, 3)["details"]
     failed = [c for c in details["validation"]["checks"] if c["status"] != "PASS"]
     assert [c["name"] for c in failed] == ["names are lower case"]
@@ -207,8 +219,11 @@ def test_rehearsal_runs_no_hooks_and_ignores_the_hold_flag(toy_ready):
     from conftest import write_config
 
     project = toy_ready
-    write_config(project.root, 'wait_flag = "data/hold"\n[hooks]\npre-prepare = "touch hooked-pre"\n'
-                 'post-cutover = "touch hooked-post"\non-failure = "touch hooked-failure"\n')
+    write_config(
+        project.root,
+        'wait_flag = "data/hold"\n[hooks]\npre-prepare = "touch hooked-pre"\n'
+        'post-cutover = "touch hooked-post"\non-failure = "touch hooked-failure"\n',
+    )
     (project.data / "hold").write_text("release at 02:00\n")
     before = real_state(project)
     result = rehearse(project, "--keep")
@@ -226,8 +241,11 @@ def test_a_kept_rehearsal_config_keeps_the_named_queries(toy_ready, tmp_path_fac
     from conftest import write_config
 
     project = toy_ready
-    write_config(project.root, '[performance.queries]\nby_id = "SELECT name FROM items WHERE id = 7"\n'
-                 '[check.queries]\nnameless = "SELECT id FROM items WHERE name IS NULL"\n')
+    write_config(
+        project.root,
+        '[performance.queries]\nby_id = "SELECT name FROM items WHERE id = 7"\n'
+        '[check.queries]\nnameless = "SELECT id FROM items WHERE name IS NULL"\n',
+    )
     scratch = tmp_path_factory.mktemp("elsewhere") / "rehearsal"
     result = rehearse(project, "--into", str(scratch), "--keep")
     assert result.code == 0, result.err

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, disk_state, rows, write_config
 
 STAGING = "[environments.staging]\napprovals = 1\n"
@@ -25,10 +24,14 @@ def readme_script() -> str:
 def release(project, smoke: str) -> subprocess.CompletedProcess:
     script = project.root / "release.sh"
     script.write_text(readme_script())
-    env = {**os.environ, "BLUEGREEN_CONFIG": str(project.config), "BLUEGREEN_ENV": "staging", "SMOKE_TEST": smoke,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120,
-                          cwd=project.root)
+    env = {
+        **os.environ,
+        "BLUEGREEN_CONFIG": str(project.config),
+        "BLUEGREEN_ENV": "staging",
+        "SMOKE_TEST": smoke,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=120, cwd=project.root)
 
 
 def test_examples_release_sh_is_the_readme_script():

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import apsw
 import pytest
-
-from bluegreen import config
-from bluegreen.lifecycle.controller import Controller
-from bluegreen.errors import ReplayConflict
 from conftest import Project, disk_state, rows
 from helpers import error_line, pointer_active
 from helpers import make_project as make_hazard_project  # this file's make_project adds USERS
+
+from bluegreen import config
+from bluegreen.errors import ReplayConflict
+from bluegreen.lifecycle.controller import Controller
 
 USERS = "CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT NOT NULL, name TEXT, age INT);\n" + "".join(
     f"INSERT INTO users VALUES ({i}, 'u{i}@example.com', 'user {i}', {20 + i});\n" for i in range(1, 9)
@@ -32,16 +32,28 @@ DROP TABLE users;
 ALTER TABLE users_new RENAME TO users;
 """
 MIGRATIONS = {
-    "unique email": {"001_v1.1.0_unique_email.sql": "CREATE UNIQUE INDEX users_email ON users(email);\n",
-                     "001_v1.1.0_unique_email_sync.sql": SYNC_USERS},
-    "NOT NULL name": {"001_v1.1.0_name_required.sql": REBUILD.format(name="NOT NULL", age=""),
-                      "001_v1.1.0_name_required_sync.sql": SYNC_USERS},
-    "CHECK age": {"001_v1.1.0_adults.sql": REBUILD.format(name="", age="CHECK (age >= 18)"),
-                  "001_v1.1.0_adults_sync.sql": SYNC_USERS},
+    "unique email": {
+        "001_v1.1.0_unique_email.sql": "CREATE UNIQUE INDEX users_email ON users(email);\n",
+        "001_v1.1.0_unique_email_sync.sql": SYNC_USERS,
+    },
+    "NOT NULL name": {
+        "001_v1.1.0_name_required.sql": REBUILD.format(name="NOT NULL", age=""),
+        "001_v1.1.0_name_required_sync.sql": SYNC_USERS,
+    },
+    "CHECK age": {
+        "001_v1.1.0_adults.sql": REBUILD.format(name="", age="CHECK (age >= 18)"),
+        "001_v1.1.0_adults_sync.sql": SYNC_USERS,
+    },
 }
 BAD_ROW = {
-    "unique email": ("INSERT INTO users VALUES (100, 'u3@example.com', 'dup', 40)", "UNIQUE constraint failed: users.email"),
-    "NOT NULL name": ("INSERT INTO users VALUES (100, 'new@example.com', NULL, 40)", "NOT NULL constraint failed: users.name"),
+    "unique email": (
+        "INSERT INTO users VALUES (100, 'u3@example.com', 'dup', 40)",
+        "UNIQUE constraint failed: users.email",
+    ),
+    "NOT NULL name": (
+        "INSERT INTO users VALUES (100, 'new@example.com', NULL, 40)",
+        "NOT NULL constraint failed: users.name",
+    ),
     "CHECK age": ("INSERT INTO users VALUES (100, 'new@example.com', 'kid', 7)", "CHECK constraint failed"),
 }
 FIX = "UPDATE users SET email = 'fixed@example.com', name = 'fixed', age = 40 WHERE id = 100"
@@ -99,7 +111,9 @@ def test_cutover_names_the_row_green_rejects_then_status_then_fix(tmp_path, kind
     done = project.cli("cutover", "--json")
     assert done.code == 0, done.err
     assert pointer_active(project) == "app.gen2.db"
-    assert rows(project.gen(2), "SELECT * FROM users ORDER BY id") == rows(project.blue, "SELECT * FROM users ORDER BY id")
+    assert rows(project.gen(2), "SELECT * FROM users ORDER BY id") == rows(
+        project.blue, "SELECT * FROM users ORDER BY id"
+    )
     assert project.cli("status", "--json").json["conflict"] == {}
 
 
@@ -118,8 +132,11 @@ def test_two_new_rows_that_clash_with_each_other_name_the_second(tmp_path):
     """Neither row conflicts with green alone; together they break the new UNIQUE index."""
     project = make_project(tmp_path, MIGRATIONS["unique email"])
     assert project.cli("prepare").code == 0
-    app(project.blue, "INSERT INTO users VALUES (100, 'same@example.com', 'a', 30);"
-                      "INSERT INTO users VALUES (101, 'same@example.com', 'b', 30)")
+    app(
+        project.blue,
+        "INSERT INTO users VALUES (100, 'same@example.com', 'a', 30);"
+        "INSERT INTO users VALUES (101, 'same@example.com', 'b', 30)",
+    )
     refused = project.cli("cutover", "--json")
     assert refused.code == 3
     assert [c["key"] for c in refused.json["details"]["conflicts"]] == [101]
@@ -130,10 +147,15 @@ def test_swapped_unique_values_are_no_conflict(tmp_path):
     batch does not, and cutover goes through."""
     project = make_project(tmp_path, MIGRATIONS["unique email"])
     assert project.cli("prepare").code == 0
-    app(project.blue, "UPDATE users SET email = 'tmp' WHERE id = 1; UPDATE users SET email = 'u1@example.com' WHERE id = 2;"
-                      "UPDATE users SET email = 'u2@example.com' WHERE id = 1")
+    app(
+        project.blue,
+        "UPDATE users SET email = 'tmp' WHERE id = 1; UPDATE users SET email = 'u1@example.com' WHERE id = 2;"
+        "UPDATE users SET email = 'u2@example.com' WHERE id = 1",
+    )
     assert project.cli("cutover").code == 0
-    assert rows(project.gen(2), "SELECT * FROM users ORDER BY id") == rows(project.blue, "SELECT * FROM users ORDER BY id")
+    assert rows(project.gen(2), "SELECT * FROM users ORDER BY id") == rows(
+        project.blue, "SELECT * FROM users ORDER BY id"
+    )
 
 
 def test_prepare_meeting_the_row_in_its_own_catch_up_refuses_and_leaves_nothing(tmp_path):
@@ -152,7 +174,9 @@ def test_prepare_meeting_the_row_in_its_own_catch_up_refuses_and_leaves_nothing(
     assert raised.value.exit_code == 3
     assert "'users' key 100" in raised.value.message and "u3@example.com" in raised.value.message
     assert not [p.name for p in project.data.iterdir() if p.name.startswith("app.gen")]
-    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'") == [(0,)]
+    assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_bluegreen%' ESCAPE '\\'") == [
+        (0,)
+    ]
     status = project.cli("status", "--json").json
     assert status["phase"] == "idle" and status["conflict"] == {}
     assert rows(project.blue, "SELECT count(*) FROM users WHERE id = 100") == [(1,)]
@@ -183,14 +207,18 @@ def test_generic_replay_names_the_row_too(tmp_path):
     """Same-shape tables replay without a script: if green holds a row blue never had (someone
     wrote to the prepared file), the blue row that clashes with it is named the same way. A
     WITHOUT ROWID table's key is named as captured (its quote()d values)."""
-    setup = ("CREATE TABLE accounts(id INTEGER PRIMARY KEY, email TEXT UNIQUE);"
-             "CREATE TABLE codes(a TEXT, b REAL, code TEXT UNIQUE, PRIMARY KEY(a, b)) WITHOUT ROWID;"
-             "INSERT INTO accounts VALUES (1, 'a@example.com'); INSERT INTO codes VALUES ('x', 1.5, 'c1');")
+    setup = (
+        "CREATE TABLE accounts(id INTEGER PRIMARY KEY, email TEXT UNIQUE);"
+        "CREATE TABLE codes(a TEXT, b REAL, code TEXT UNIQUE, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+        "INSERT INTO accounts VALUES (1, 'a@example.com'); INSERT INTO codes VALUES ('x', 1.5, 'c1');"
+    )
     project = make_project(tmp_path, {"001_v1.1.0_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY);\n"})
     app(project.blue, setup)
     assert project.cli("prepare").code == 0, project.cli("status").out
     app(project.gen(2), "INSERT INTO accounts VALUES (50, 'b@example.com'); INSERT INTO codes VALUES ('y', 2.0, 'c2')")
-    app(project.blue, "INSERT INTO accounts VALUES (7, 'b@example.com'); INSERT INTO codes VALUES ('it''s', -2.5, 'c2')")
+    app(
+        project.blue, "INSERT INTO accounts VALUES (7, 'b@example.com'); INSERT INTO codes VALUES ('it''s', -2.5, 'c2')"
+    )
     refused = project.cli("cutover", "--json")
     assert refused.code == 3, (refused.out, refused.err)
     conflicts = {(c["table"], c["key"]): c for c in refused.json["details"]["conflicts"]}

@@ -20,15 +20,16 @@ from pathlib import Path
 
 import apsw
 import pytest
+from conftest import Project, write_config
 
 from bluegreen.engine import capture
-from bluegreen.lifecycle.builder import Builder
 from bluegreen.engine.db import open_db
+from bluegreen.engine.lost_changes import export_changes
+from bluegreen.engine.replay import Replayer
 from bluegreen.errors import OperationFailed
-from bluegreen.reports.progress import ProgressReporter
-from bluegreen.engine.replay import Replayer, export_changes
 from bluegreen.files.journal import Store
-from conftest import Project, write_config
+from bluegreen.lifecycle.builder import Builder
+from bluegreen.reports.progress import ProgressReporter
 
 ZOO = """
 CREATE TABLE mixed(region TEXT COLLATE NOCASE, tag BLOB, weight REAL, n INTEGER, note TEXT,
@@ -191,11 +192,14 @@ def test_a_replace_by_an_equal_but_not_identical_key_replays(tmp_path):
     blue, green = tmp_path / "blue.db", tmp_path / "green.db"
     make_blue(blue, ZOO + SEED_ROWS)
     make_green(blue, green)
-    app_write(blue, """
+    app_write(
+        blue,
+        """
         INSERT OR REPLACE INTO mixed VALUES ('REGION-1', CAST('0001' AS BLOB), 0.25, -149, 'replaced by case');
         INSERT OR REPLACE INTO trimmed VALUES (7, 'b7  ', 'replaced by trailing spaces');
         INSERT OR REPLACE INTO untyped VALUES (1.0, 'replaced by a real');
-    """)
+    """,
+    )
     replay(blue, green)
     for name in ("mixed", "untyped", "trimmed"):
         assert dump(green, name) == dump(blue, name), name
@@ -217,11 +221,16 @@ def test_scripts_see_each_changed_key_once_per_batch_with_present_exact(tmp_path
         seen = conn.execute("SELECT table_name, CAST(row_key AS BLOB), present FROM seen").fetchall()
         captured = conn.execute(f"SELECT DISTINCT tbl, CAST(key AS BLOB) FROM blue.{capture.CAPTURE_TABLE}").fetchall()
         assert sorted((t, k) for t, k, _ in seen) == sorted(captured)
-        keys = {"mixed": "quote(region) || ',' || quote(tag) || ',' || quote(weight) || ',' || quote(n)",
-                "untyped": "quote(k)", "trimmed": "quote(a) || ',' || quote(b)", "plain": "id"}
+        keys = {
+            "mixed": "quote(region) || ',' || quote(tag) || ',' || quote(weight) || ',' || quote(n)",
+            "untyped": "quote(k)",
+            "trimmed": "quote(a) || ',' || quote(b)",
+            "plain": "id",
+        }
         for table_name, row_key, present in seen:
-            exists = conn.execute(f"SELECT count(*) FROM blue.{table_name} WHERE CAST({keys[table_name]} AS BLOB) = ?",
-                                  (row_key,)).get
+            exists = conn.execute(
+                f"SELECT count(*) FROM blue.{table_name} WHERE CAST({keys[table_name]} AS BLOB) = ?", (row_key,)
+            ).get
             assert present == exists, (table_name, row_key)
         upper = {k: p for t, k, p in seen if t == "mixed" and k.startswith(b"'REGION-")}
         flags = {k: p for t, k, p in seen if t == "mixed"}
@@ -242,12 +251,18 @@ def test_export_keeps_the_current_rows_of_changed_without_rowid_keys(tmp_path):
     export_changes(blue, out, ["mixed", "untyped"], start, end)
     conn = open_db(blue, query_only=True)
     try:
-        for name, key in (("mixed", "quote(region) || ',' || quote(tag) || ',' || quote(weight) || ',' || quote(n)"),
-                          ("untyped", "quote(k)")):
+        for name, key in (
+            ("mixed", "quote(region) || ',' || quote(tag) || ',' || quote(weight) || ',' || quote(n)"),
+            ("untyped", "quote(k)"),
+        ):
             columns = [c for (c,) in conn.execute(f"SELECT name FROM pragma_table_info('{name}')")]
-            wanted = sorted(conn.execute(
-                f"SELECT {', '.join(f'CAST(quote({c}) AS BLOB)' for c in columns)} FROM {name} WHERE {key} IN "
-                f"(SELECT key FROM {capture.CAPTURE_TABLE} WHERE tbl = ? AND seq > ?)", (name, start)).fetchall())
+            wanted = sorted(
+                conn.execute(
+                    f"SELECT {', '.join(f'CAST(quote({c}) AS BLOB)' for c in columns)} FROM {name} WHERE {key} IN "
+                    f"(SELECT key FROM {capture.CAPTURE_TABLE} WHERE tbl = ? AND seq > ?)",
+                    (name, start),
+                ).fetchall()
+            )
             assert wanted and dump(out, name) == wanted, name
     finally:
         conn.close()
@@ -260,8 +275,9 @@ def test_a_captured_key_that_is_not_quote_output_is_refused_and_nothing_changes(
     make_green(blue, green)
     app_write(blue, "UPDATE untyped SET v = 'x' WHERE k = 2.5")
     conn = open_db(blue, triggers=False)
-    conn.execute(f"INSERT INTO {capture.CAPTURE_TABLE}(tbl, key, op) VALUES (?, ?, 'U')",
-                 ("untyped", "1); DROP TABLE plain; --"))
+    conn.execute(
+        f"INSERT INTO {capture.CAPTURE_TABLE}(tbl, key, op) VALUES (?, ?, 'U')", ("untyped", "1); DROP TABLE plain; --")
+    )
     conn.close()
     before = {name: dump(green, name) for name in ("untyped", "plain")}
     with pytest.raises(OperationFailed, match=r"untyped: captured key .* is not 1 quote\(\)d value"):
@@ -447,17 +463,21 @@ def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tm
     project.schemas.mkdir()
     project.data.mkdir()
     (project.schemas / "001_v1.1.0_notes.sql").write_text("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n")
-    make_blue(project.blue, """
+    make_blue(
+        project.blue,
+        """
         CREATE TABLE kv(zone TEXT COLLATE NOCASE, n INTEGER, tag BLOB, val TEXT,
                         PRIMARY KEY(zone, n, tag)) WITHOUT ROWID;
         WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 150000)
         INSERT INTO kv SELECT 'seed-' || (x % 3), x, CAST(x AS BLOB), 'seed' FROM i;
-    """)
+    """,
+    )
     assert project.cli("init").code == 0
     writer_py, log, stop = tmp_path / "writer.py", tmp_path / "writer.log", tmp_path / "writer.stop"
     writer_py.write_text(WRITER)
-    writer = subprocess.Popen([sys.executable, str(writer_py), str(project.pointer), str(log), str(stop)],
-                              stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, str(writer_py), str(project.pointer), str(log), str(stop)], stderr=subprocess.PIPE, text=True
+    )
     try:
         while not log.exists() or len(log.read_text().splitlines()) < 50:
             assert writer.poll() is None, writer.stderr.read()
@@ -489,8 +509,11 @@ def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tm
         have = {(z.lower(), n, t.hex()): (z, v) for z, n, t, v in conn.execute("SELECT zone, n, tag, val FROM kv")}
     finally:
         conn.close()
-    wrong = {k: (want, have.get(k)) for k, want in expected.items()
-             if (want[1] is None and k in have) or (want[1] is not None and have.get(k) != want)}
+    wrong = {
+        k: (want, have.get(k))
+        for k, want in expected.items()
+        if (want[1] is None and k in have) or (want[1] is not None and have.get(k) != want)
+    }
     assert not wrong, list(wrong.items())[:5]
     events = [json.loads(line) for line in (project.data / ".bluegreen" / "events.jsonl").read_text().splitlines()]
     catch_ups = [e for e in events if e["event"] == "catch_up"]

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BASE_CONFIG, disk_state, rows, write_config
 from helpers import HOLD_LOCK, assert_refused, files_of, json_error, pointer_of, state_of
 
@@ -85,8 +84,11 @@ def test_generations_lists_roles_sizes_and_age_from_the_swap(toy_ready):
     assert project.cli("finalize").code == 0
     after = listing(project)
     assert after["app.db"]["role"] == "retired" and after["app.db"]["age_from"] == "swap event"
-    swap = [e for e in map(json.loads, (project.data / ".bluegreen/events.jsonl").read_text().splitlines())
-            if e["event"] == "swap"][-1]
+    swap = [
+        e
+        for e in map(json.loads, (project.data / ".bluegreen/events.jsonl").read_text().splitlines())
+        if e["event"] == "swap"
+    ][-1]
     assert after["app.db"]["retired_at"] == swap["at"] and swap["previous"] == "app.db"
     assert 0 <= after["app.db"]["age_days"] < 1 and not after["app.db"]["due"]  # keep_days 30
     for name in ("app.db", "app.gen2.db"):
@@ -105,7 +107,11 @@ def test_a_reverted_generation_and_an_export_are_listed(two_retired):
     export.write_bytes((project.data / "app.gen3.db").read_bytes())  # any SQLite file will do
     found = listing(project)
     assert {n: g["role"] for n, g in found.items()} == {
-        "app.db": "retired", "app.gen2.db": "reverted", "app.gen3.db": "active", export.name: "export"}
+        "app.db": "retired",
+        "app.gen2.db": "reverted",
+        "app.gen3.db": "active",
+        export.name: "export",
+    }
     assert found[export.name]["generation"] is None and not found[export.name]["prunable"]
 
 
@@ -151,8 +157,11 @@ def test_prune_removes_retired_generations_older_than_keep_days(two_retired):
     assert files_of(project.gen(2))[0] == "app.gen2.db" and files_of(project.gen(3))[0] == "app.gen3.db"
     assert "app.db" not in state_of(project)["fences"] and "app.gen2.db" in state_of(project)["fences"]
     assert rows(project.gen(3), "SELECT * FROM items ORDER BY id") == active_rows
-    assert [e["file"] for e in map(json.loads, (project.data / ".bluegreen/events.jsonl").read_text().splitlines())
-            if e["event"] == "pruned"] == ["app.db"]
+    assert [
+        e["file"]
+        for e in map(json.loads, (project.data / ".bluegreen/events.jsonl").read_text().splitlines())
+        if e["event"] == "pruned"
+    ] == ["app.db"]
     # the pruned file is gone from the listing; the next deploy still gets a new number
     assert set(listing(project)) == {"app.gen2.db", "app.gen3.db"}
 
@@ -203,19 +212,29 @@ def test_prune_refuses_the_revert_target(retired):
     before = disk_state(project.data)
     for args in (("app.gen2.db",), ("app.gen2.db", "--dry-run"), ("app.db", "app.gen2.db")):
         result = project.cli("prune", *args, "--json")
-        assert_refused(result, 2, str(project.gen(2)), "revert target", "prune refused", "nothing was changed",
-                       "bluegreen finalize")
+        assert_refused(
+            result,
+            2,
+            str(project.gen(2)),
+            "revert target",
+            "prune refused",
+            "nothing was changed",
+            "bluegreen finalize",
+        )
         json_error(result, 2)
     assert disk_state(project.data) == before
     assert files_of(project.blue)[0] == "app.db"  # named alongside: not removed either
 
 
-@pytest.mark.parametrize("name, words", [
-    ("app.gen2.db", ["the active generation", "only retired generations"]),
-    ("app.gen9.db", ["not a generation in the data folder", "bluegreen generations"]),
-    ("/tmp/elsewhere/app.db", ["not in the data folder"]),
-    ("current.toml", ["not a generation"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("app.gen2.db", ["the active generation", "only retired generations"]),
+        ("app.gen9.db", ["not a generation in the data folder", "bluegreen generations"]),
+        ("/tmp/elsewhere/app.db", ["not in the data folder"]),
+        ("current.toml", ["not a generation"]),
+    ],
+)
 def test_prune_refuses_what_is_not_a_retired_generation(retired, name, words):
     project = retired
     keep_days(project, 0)
@@ -256,8 +275,12 @@ def test_prune_refuses_a_retired_file_whose_fence_moved(two_retired):
 def test_prune_refuses_a_file_a_live_client_process_has_open(toy_ready):
     project = toy_ready
     keep_days(project, 0)
-    holder = subprocess.Popen([sys.executable, str(HOLDER), "hold", str(project.pointer)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(HOLDER), "hold", str(project.pointer)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().split() == ["on", "1"]
         assert project.cli("deploy").code == 0
@@ -308,12 +331,15 @@ def test_prune_is_busy_while_another_controller_holds_the_lock(retired):
         holder.stdout.close()
 
 
-@pytest.mark.parametrize("value, words", [
-    ("-1", ["retention.keep_days", "0 or more", "-1"]),
-    ('"30d"', ["retention.keep_days", "whole number", "'30d'"]),
-    ("1.5", ["retention.keep_days", "1.5"]),
-    ("true", ["retention.keep_days", "True"]),
-])
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("-1", ["retention.keep_days", "0 or more", "-1"]),
+        ('"30d"', ["retention.keep_days", "whole number", "'30d'"]),
+        ("1.5", ["retention.keep_days", "1.5"]),
+        ("true", ["retention.keep_days", "True"]),
+    ],
+)
 def test_bad_keep_days_is_refused_naming_the_key(retired, value, words):
     project = retired
     (project.config).write_text(BASE_CONFIG + f"[retention]\nkeep_days = {value}\n")

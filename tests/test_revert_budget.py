@@ -12,8 +12,22 @@ from __future__ import annotations
 import textwrap
 
 from conftest import rows
-from helpers import (ADD_TABLE, FENCES, app, check_writes, error_line, events, make_project, many_tables, ok, phase_of,
-                     pointer_of, read_rows, refused, set_cutover)
+from helpers import (
+    ADD_TABLE,
+    FENCES,
+    app,
+    check_writes,
+    error_line,
+    events,
+    make_project,
+    many_tables,
+    ok,
+    phase_of,
+    pointer_of,
+    read_rows,
+    refused,
+    set_cutover,
+)
 
 ITEMS = "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO items(name) VALUES ('seed');\n"
 # A rollback companion slow only for a batch holding the row named 'slow': carry work the batches
@@ -37,15 +51,20 @@ def test_a_revert_with_300_tables_fits_the_budget_and_reports_its_pause(tmp_path
     set_cutover(project, max_write_pause_ms=400)
     ok(project.cli("deploy", "--json"))
     for i in range(0, 300, 7):  # writes on green in many tables: carried back
-        app(project, f"INSERT INTO t{i}(a, b) VALUES ('on green', {i}); UPDATE t{i} SET b = -1 WHERE a = 'row'",
-            path=project.gen(2))
+        app(
+            project,
+            f"INSERT INTO t{i}(a, b) VALUES ('on green', {i}); UPDATE t{i} SET b = -1 WHERE a = 'row'",
+            path=project.gen(2),
+        )
     done = ok(project.cli("revert", "--json"))
     assert done["carried_back"] >= 2 * len(range(0, 300, 7))
     budget = done["pause_budget"]
     assert budget["budget_ms"] == 400 and budget["fence_ms"] > 0 and budget["fsync_ms"] >= 0
     assert budget["attempts"][-1]["outcome"] == "committed" and done["attempts"] == len(budget["attempts"])
-    assert done["write_pause_ms"] == budget["attempts"][-1]["pause_ms"] or \
-        abs(done["write_pause_ms"] - budget["attempts"][-1]["pause_ms"]) < 0.01
+    assert (
+        done["write_pause_ms"] == budget["attempts"][-1]["pause_ms"]
+        or abs(done["write_pause_ms"] - budget["attempts"][-1]["pause_ms"]) < 0.01
+    )
     assert done["pause_overruns"] == len([a for a in budget["attempts"] if a["over_budget"]])
     human = project.cli("status")  # the revert is done: blue active, green fenced
     assert human.code == 0

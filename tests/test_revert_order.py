@@ -9,7 +9,6 @@ from pathlib import Path
 
 import apsw
 import pytest
-
 from conftest import disk_state, rows
 from helpers import bluegreen
 
@@ -35,11 +34,17 @@ def try_insert(conn: apsw.Connection) -> str | None:
 
 
 # -- hazard 16: a file the pointer names is never unfenced under a connection ----------------------
-CRASHES = [("deploy", "deploy:fenced", "resume"), ("deploy", "deploy:fenced", "abort"),
-           ("deploy", "deploy:swapped", "resume"), ("deploy --offline", "deploy:fenced", "abort"),
-           ("revert", "revert:carry_back", "resume"), ("revert", "revert:fenced", "resume"),
-           ("revert", "revert:unfenced", "resume"), ("revert", "revert:swapped", "resume"),
-           ("revert", "revert:fenced", "revert")]
+CRASHES = [
+    ("deploy", "deploy:fenced", "resume"),
+    ("deploy", "deploy:fenced", "abort"),
+    ("deploy", "deploy:swapped", "resume"),
+    ("deploy --offline", "deploy:fenced", "abort"),
+    ("revert", "revert:carry_back", "resume"),
+    ("revert", "revert:fenced", "resume"),
+    ("revert", "revert:unfenced", "resume"),
+    ("revert", "revert:swapped", "resume"),
+    ("revert", "revert:fenced", "revert"),
+]
 
 
 @pytest.mark.parametrize("command, point, recovery", CRASHES)
@@ -65,7 +70,6 @@ def test_a_connection_that_met_a_fence_on_the_named_file_is_never_stranded(toy_r
     else:  # the pointer moved: this file is fenced now, so the connection learns to reopen
         assert try_insert(conn) is not None
     conn.close()
-
 
 
 def test_revert_keeps_the_pointer_on_green_until_blue_is_open(toy_ready):
@@ -131,7 +135,9 @@ def test_a_table_created_on_green_is_carried_back_row_by_row(toy_ready):
         green.executemany("INSERT INTO notes(item, body) VALUES (?, ?)", [(i, f"note {i}") for i in range(40)])
         green.execute("DELETE FROM notes WHERE id > 35")  # the AUTOINCREMENT counter is past the last row
         green.executemany("INSERT INTO tags VALUES (?, ?)", [(f"t{i}", i) for i in range(10)])
-        green.executemany("INSERT INTO plain(rowid, a, b) VALUES (?, ?, ?)", [(i * 7, i, b"\x00\x01") for i in range(5)])
+        green.executemany(
+            "INSERT INTO plain(rowid, a, b) VALUES (?, ?, ?)", [(i * 7, i, b"\x00\x01") for i in range(5)]
+        )
         green.execute("INSERT INTO items(name) VALUES ('on green')")
     green.close()
     expected = {t: table_rows(project.gen(2), t) for t in ("notes", "plain")}
@@ -145,7 +151,8 @@ def test_a_table_created_on_green_is_carried_back_row_by_row(toy_ready):
     assert rows(project.blue, "SELECT * FROM tags ORDER BY label") == expected_tags
     assert rows(project.blue, "SELECT seq FROM sqlite_sequence WHERE name = 'notes'") == [(40,)]
     assert rows(project.blue, "SELECT sql FROM sqlite_schema WHERE name = 'notes_item'") == [
-        ("CREATE INDEX notes_item ON notes(item)",)]
+        ("CREATE INDEX notes_item ON notes(item)",)
+    ]
     assert rows(project.blue, "SELECT count(*) FROM items WHERE name = 'on green'") == [(1,)]
     # blue takes writes on the new table; green's fence covers it too
     with project.connect(project.blue) as conn:
@@ -157,16 +164,21 @@ def test_a_table_created_on_green_is_carried_back_row_by_row(toy_ready):
     conn.close()
 
 
-@pytest.mark.parametrize("ddl, listed", [
-    ("ALTER TABLE items ADD COLUMN price REAL DEFAULT 1.5", "table items was changed on green after cutover"),
-    ("ALTER TABLE items RENAME COLUMN name TO title", "table items was changed on green after cutover"),
-    ("DROP TABLE names", "table names was dropped on green after cutover"),
-    ("CREATE INDEX items_name ON items(name)", "index items_name was created on green after cutover"),
-    ("CREATE VIEW named AS SELECT * FROM names", "view named was created on green after cutover"),
-    ("CREATE VIRTUAL TABLE docs USING fts5(body)", "virtual table docs was created on green after cutover"),
-    ("CREATE TABLE names_old AS SELECT 1 AS x; DROP TABLE names; ALTER TABLE names_old RENAME TO names",
-     "table names was changed on green after cutover"),
-])
+@pytest.mark.parametrize(
+    "ddl, listed",
+    [
+        ("ALTER TABLE items ADD COLUMN price REAL DEFAULT 1.5", "table items was changed on green after cutover"),
+        ("ALTER TABLE items RENAME COLUMN name TO title", "table items was changed on green after cutover"),
+        ("DROP TABLE names", "table names was dropped on green after cutover"),
+        ("CREATE INDEX items_name ON items(name)", "index items_name was created on green after cutover"),
+        ("CREATE VIEW named AS SELECT * FROM names", "view named was created on green after cutover"),
+        ("CREATE VIRTUAL TABLE docs USING fts5(body)", "virtual table docs was created on green after cutover"),
+        (
+            "CREATE TABLE names_old AS SELECT 1 AS x; DROP TABLE names; ALTER TABLE names_old RENAME TO names",
+            "table names was changed on green after cutover",
+        ),
+    ],
+)
 def test_other_ddl_on_green_refuses_the_revert_by_name(toy_ready, ddl, listed):
     project = toy_ready
     green = deployed(project)
@@ -176,7 +188,9 @@ def test_other_ddl_on_green_refuses_the_revert_by_name(toy_ready, ddl, listed):
     result = project.cli("revert", "--json")
     assert result.code == 5, result.err
     assert listed in result.json["error"]
-    assert result.json["error"].endswith("Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first")
+    assert result.json["error"].endswith(
+        "Nothing was changed; `bluegreen revert --accept-loss` saves them to a file first"
+    )
     assert listed in result.err and len(result.err.splitlines()) == 1
     assert disk_state(project.data) == before
     assert named(project) == project.gen(2)
@@ -197,7 +211,8 @@ def test_accept_loss_with_a_table_dropped_on_green_keeps_blues_table(toy_ready):
     assert result.code == 0, result.err
     exported = Path(result.json["exported"])
     assert ("table items", "table items was dropped on green after cutover") in rows(
-        exported, "SELECT object, reason FROM bluegreen_lost_schema")
+        exported, "SELECT object, reason FROM bluegreen_lost_schema"
+    )
     assert rows(exported, "SELECT table_name, row_key FROM bluegreen_lost_changes") == [("items", 1)]
     assert rows(project.blue, "SELECT * FROM items ORDER BY id") == kept
     assert result.json["lost"] == {"items": 1}
@@ -218,7 +233,8 @@ def test_accept_loss_exports_what_ddl_on_green_made_uncarriable(toy_ready):
     assert exported.is_file() and exported.parent == project.data
     assert str(exported) in result.json["message"]
     assert rows(exported, "SELECT object, reason FROM bluegreen_lost_schema") == [
-        ("table items", "table items was changed on green after cutover (ALTER or DROP and CREATE)")]
+        ("table items", "table items was changed on green after cutover (ALTER or DROP and CREATE)")
+    ]
     assert rows(exported, 'SELECT * FROM "items (whole table)" ORDER BY id') == whole
     assert named(project) == project.blue and not fenced(project.blue)
     assert rows(project.blue, "SELECT count(*) FROM pragma_table_info('items')") == [(2,)]  # blue's schema kept

@@ -20,10 +20,21 @@ from pathlib import Path
 
 import apsw
 import pytest
-
-from bluegreen.tools.zoo_data import ODD as ODD_NAME, FK_SHAPES, FOLLOW_UP, SHAPES, WITHOUT_ROWID, ZOO_SCHEMA, ZOO_SEED, ZOO_TABLES, apply, random_operation
 from conftest import Project, rows, write_config
 from helpers import Writer, bluegreen, make_project, pointer_active
+
+from bluegreen.tools.zoo_data import (
+    FK_SHAPES,
+    FOLLOW_UP,
+    SHAPES,
+    WITHOUT_ROWID,
+    ZOO_SCHEMA,
+    ZOO_SEED,
+    ZOO_TABLES,
+    apply,
+    random_operation,
+)
+from bluegreen.tools.zoo_data import ODD as ODD_NAME
 
 SOAK = int(os.environ.get("BLUEGREEN_ZOO_SOAK", "0") or 0)
 MIGRATION = {"001_v1.1.0_add_notes.sql": "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"}
@@ -142,8 +153,11 @@ def test_replace_cascading_through_foreign_keys_on_blue_and_on_green(tmp_path, w
     app(project.blue, write, foreign_keys=True)
     ok(project.cli("cutover", "--json"))
     assert_same(project.blue, project.gen(2))
-    app(project.gen(2), "INSERT OR REPLACE INTO parents VALUES (9, 'c'); INSERT OR REPLACE INTO parents VALUES (2, 'z')",
-        foreign_keys=True)
+    app(
+        project.gen(2),
+        "INSERT OR REPLACE INTO parents VALUES (9, 'c'); INSERT OR REPLACE INTO parents VALUES (2, 'z')",
+        foreign_keys=True,
+    )
     ok(project.cli("revert", "--json"))
     assert_same(project.gen(2), project.blue)
 
@@ -155,7 +169,10 @@ def test_all_shapes_at_once_then_deleted_again(tmp_path):
     ok(project.cli("prepare", "--json"))
     for write in SHAPES.values():
         app(project.blue, write)
-    app(project.blue, "DELETE FROM settings WHERE key = 'a'; DELETE FROM users WHERE id = 10; DELETE FROM tags WHERE id = 10")
+    app(
+        project.blue,
+        "DELETE FROM settings WHERE key = 'a'; DELETE FROM users WHERE id = 10; DELETE FROM tags WHERE id = 10",
+    )
     ok(project.cli("cutover", "--json"))
     assert_same(project.blue, project.gen(2))
 
@@ -255,16 +272,22 @@ def _custom_project(root: Path, sql: str) -> Project:
     return project
 
 
-@pytest.mark.parametrize("index, named", [
-    ("CREATE UNIQUE INDEX t_label ON t(label COLLATE app_order)", "collation 'app_order'"),
-    ("CREATE UNIQUE INDEX t_label ON t(app_norm(label))", "app_norm(label)"),
-    ("CREATE UNIQUE INDEX t_label ON t(label) WHERE app_norm(label) <> ''", "app_norm(label)"),
-], ids=["application collation", "application function", "application function in WHERE"])
+@pytest.mark.parametrize(
+    "index, named",
+    [
+        ("CREATE UNIQUE INDEX t_label ON t(label COLLATE app_order)", "collation 'app_order'"),
+        ("CREATE UNIQUE INDEX t_label ON t(app_norm(label))", "app_norm(label)"),
+        ("CREATE UNIQUE INDEX t_label ON t(label) WHERE app_norm(label) <> ''", "app_norm(label)"),
+    ],
+    ids=["application collation", "application function", "application function in WHERE"],
+)
 def test_an_index_only_the_application_can_evaluate_is_refused_at_prepare(tmp_path, index, named):
     from conftest import disk_state
 
-    project = _custom_project(tmp_path, f"CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); {index}; "
-                                        "INSERT INTO t(label) VALUES ('a'), ('b');")
+    project = _custom_project(
+        tmp_path,
+        f"CREATE TABLE t(id INTEGER PRIMARY KEY, label TEXT); {index}; INSERT INTO t(label) VALUES ('a'), ('b');",
+    )
     before = disk_state(project.data)
     for command in ("prepare", "deploy"):
         result = project.cli(command, "--json")
@@ -280,19 +303,25 @@ def test_an_index_only_the_application_can_evaluate_is_refused_at_prepare(tmp_pa
 def test_index_definitions_with_odd_quoting_are_read_exactly(tmp_path):
     """Commas, parentheses and keywords inside strings, comments and quoted names do not split
     an index's terms; a REPLACE through that index is captured."""
-    project = _custom_project(tmp_path, textwrap.dedent("""\
+    project = _custom_project(
+        tmp_path,
+        textwrap.dedent("""\
         CREATE TABLE "c,(odd)"(id INTEGER PRIMARY KEY, "la,bel" TEXT, [x)y] TEXT);
         CREATE UNIQUE INDEX "i, (1)" ON "c,(odd)"( substr("la,bel", 1, 3) /* a, ) comment */ COLLATE NOCASE DESC,
           [x)y] -- trailing, ) comment
           ) WHERE "la,bel" <> 'x,) WHERE' AND 1e-3 > 0;
         INSERT INTO "c,(odd)" VALUES (1, 'abcdef', 'k'), (2, 'xyz', 'k');
-        """))
+        """),
+    )
     ok(project.cli("prepare", "--json"))
     app(project.blue, """INSERT OR REPLACE INTO "c,(odd)" VALUES (3, 'ABCzzz', 'k')""")
     ok(project.cli("cutover", "--json"))
     table = '"c,(odd)"'
-    assert rows(project.gen(2), f"SELECT * FROM {table} ORDER BY id") == rows(project.blue, f"SELECT * FROM {table} ORDER BY id") \
+    assert (
+        rows(project.gen(2), f"SELECT * FROM {table} ORDER BY id")
+        == rows(project.blue, f"SELECT * FROM {table} ORDER BY id")
         == [(2, "xyz", "k"), (3, "ABCzzz", "k")]
+    )
 
 
 def test_one_replace_trigger_per_table_and_event(tmp_path):
@@ -301,14 +330,19 @@ def test_one_replace_trigger_per_table_and_event(tmp_path):
     plain columns, none where no REPLACE can delete a row under another key."""
     project = zoo_project(tmp_path)
     ok(project.cli("prepare", "--json"))
-    triggers = rows(project.blue, "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
-                                  "AND name LIKE '\\_bluegreen\\_cap\\_r%' ESCAPE '\\'")
+    triggers = rows(
+        project.blue,
+        "SELECT tbl_name, sql FROM sqlite_schema WHERE type = 'trigger' "
+        "AND name LIKE '\\_bluegreen\\_cap\\_r%' ESCAPE '\\'",
+    )
     per_table: dict[str, list[str]] = {}
     for table, sql in triggers:
         per_table.setdefault(table, []).append(sql)
     assert all(len(sqls) == 2 for sqls in per_table.values()), per_table
     assert "nokey" not in per_table and "wr_single" not in per_table  # the rowid / an exactly-encoded key
-    assert {"settings", "intpk", "descpk", "comppk", "wr_nocase", "wr_untyped", "tags", "handles", ODD_NAME} <= set(per_table)
+    assert {"settings", "intpk", "descpk", "comppk", "wr_nocase", "wr_untyped", "tags", "handles", ODD_NAME} <= set(
+        per_table
+    )
     assert any('BEFORE UPDATE OF "key" ON "settings"' in sql for sql in per_table["settings"])
     assert any('BEFORE UPDATE OF "a", "b", "u" ON "wr_comp"' in sql for sql in per_table["wr_comp"])
     assert any('BEFORE UPDATE ON "tags"' in sql for sql in per_table["tags"])  # an expression: every update

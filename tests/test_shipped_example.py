@@ -9,10 +9,10 @@ from pathlib import Path
 
 import apsw
 import pytest
-
-from bluegreen.tools import demo
 from conftest import rows, write_config
 from helpers import Writer
+
+from bluegreen.tools import demo
 
 
 def start_writer(project, tmp_path: Path) -> Writer:
@@ -35,15 +35,35 @@ def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
     v1 = conn.execute("SELECT count(*) FROM blue.content_v1").get
     assert v1 == 2000
     # Every v1 row arrived, with its id and url, and with its metadata row.
-    assert conn.execute(
-        "SELECT count(*) FROM content c JOIN blue.content_v1 v ON v.id = c.id AND v.url = c.original_url"
-    ).get == v1
-    assert conn.execute("SELECT count(*) FROM content WHERE id NOT IN (SELECT content_id FROM content_metadata)").get == 0
-    assert conn.execute("SELECT count(*) FROM downloads").get == conn.execute("SELECT count(*) FROM blue.downloads_v1").get
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM content c JOIN blue.content_v1 v ON v.id = c.id AND v.url = c.original_url"
+        ).get
+        == v1
+    )
+    assert (
+        conn.execute("SELECT count(*) FROM content WHERE id NOT IN (SELECT content_id FROM content_metadata)").get == 0
+    )
+    assert (
+        conn.execute("SELECT count(*) FROM downloads").get == conn.execute("SELECT count(*) FROM blue.downloads_v1").get
+    )
     tables = {n for (n,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-    for table in ("platforms", "content", "content_metadata", "quality_options", "downloads", "download_sessions",
-                  "download_errors", "tags", "content_tags", "application_settings", "schema_migrations",
-                  "migration_status", "content_v1", "downloads_v1"):
+    for table in (
+        "platforms",
+        "content",
+        "content_metadata",
+        "quality_options",
+        "downloads",
+        "download_sessions",
+        "download_errors",
+        "tags",
+        "content_tags",
+        "application_settings",
+        "schema_migrations",
+        "migration_status",
+        "content_v1",
+        "downloads_v1",
+    ):
         assert table in tables, table
     conn.close()
 
@@ -76,7 +96,9 @@ def test_deploy_keeps_every_write_of_a_running_writer(shipped, tmp_path, mode):
     assert {e["op"] for e in committed} >= {"insert", "update"}
     assert any(e["event"] == "fenced" and "bluegreen" in e["error"] for e in events)
     assert demo.verify_writes(events, project.gen(2)) == []
-    assert rows(project.gen(2), "SELECT count(*) FROM content") == rows(project.gen(2), "SELECT count(*) FROM content_v1")
+    assert rows(project.gen(2), "SELECT count(*) FROM content") == rows(
+        project.gen(2), "SELECT count(*) FROM content_v1"
+    )
 
 
 def test_separate_prepare_then_cutover_with_a_writer_loses_nothing(shipped, tmp_path):
@@ -103,8 +125,22 @@ def test_demo_runs_and_checks_itself(tmp_path):
     (tmp_path / "config.toml").write_text(
         (tmp_path / "config.toml").read_text().replace('dir = "schemas"', f'dir = "{demo_schemas()}"')
     )
-    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
-                           "--rows", "3000", "--json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bluegreen",
+            "--config",
+            str(tmp_path / "config.toml"),
+            "demo",
+            "--rows",
+            "3000",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     import json
 
@@ -113,8 +149,12 @@ def test_demo_runs_and_checks_itself(tmp_path):
     assert report["counts"]["content"] == report["counts"]["content_v1"]
     assert rows(tmp_path / "data" / "app.gen2.db", "SELECT count(*) FROM content") == [(report["counts"]["content"],)]
     # Running it again starts over in the folder it made.
-    again = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
-                            "--rows", "500"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo", "--rows", "500"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     assert "longest wait any write saw" in again.stdout
 
@@ -123,8 +163,12 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     write_config(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "precious.db").write_bytes(b"keep me")
-    done = subprocess.run([sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo",
-                           "--rows", "100"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bluegreen", "--config", str(tmp_path / "config.toml"), "demo", "--rows", "100"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "not made by `bluegreen demo`" in done.stderr
     assert (tmp_path / "data" / "precious.db").read_bytes() == b"keep me"
@@ -159,9 +203,13 @@ def test_revert_carries_v2_writes_back_into_v1(shipped):
     assert reverted.json["carried_back"] >= 5
     blue = project.blue
     assert rows(blue, "SELECT url, title, author FROM content_v1 WHERE id = 900001") == [
-        ("https://www.youtube.com/watch?v=v2only", "born on v2", "v2 app")]
-    assert rows(blue, "SELECT json_extract(metadata, '$.duration'), json_extract(metadata, '$.view_count') "
-                      "FROM content_v1 WHERE id = 900001") == [(61, 5)]
+        ("https://www.youtube.com/watch?v=v2only", "born on v2", "v2 app")
+    ]
+    assert rows(
+        blue,
+        "SELECT json_extract(metadata, '$.duration'), json_extract(metadata, '$.view_count') "
+        "FROM content_v1 WHERE id = 900001",
+    ) == [(61, 5)]
     assert rows(blue, "SELECT title FROM content_v1 WHERE id = 5") == [("retitled on v2",)]
     assert rows(blue, "SELECT json_extract(metadata, '$.view_count') FROM content_v1 WHERE id = 6") == [(424242,)]
     assert rows(blue, "SELECT count(*) FROM content_v1 WHERE id = 7") == [(0,)]
@@ -172,7 +220,9 @@ def test_revert_refuses_v2_only_changes_then_exports_them(shipped):
     project = shipped
     assert project.cli("deploy").code == 0
     app = project.connect(project.gen(2))
-    app.execute("INSERT INTO tags(id, name) VALUES (1, 'favourite'); INSERT INTO content_tags(content_id, tag_id) VALUES (3, 1)")
+    app.execute(
+        "INSERT INTO tags(id, name) VALUES (1, 'favourite'); INSERT INTO content_tags(content_id, tag_id) VALUES (3, 1)"
+    )
     app.close()
     refused = project.cli("revert", "--json")
     assert refused.code == 5
@@ -188,8 +238,10 @@ def test_revert_refuses_a_v2_row_v1_cannot_hold(shipped):
     project = shipped
     assert project.cli("deploy").code == 0
     app = project.connect(project.gen(2))
-    app.execute("INSERT INTO quality_options(id, content_id, quality_label, width, height, is_selected) "
-                "VALUES (900001, 3, '144p', 256, 144, 0); UPDATE content SET title = 'kept' WHERE id = 3")
+    app.execute(
+        "INSERT INTO quality_options(id, content_id, quality_label, width, height, is_selected) "
+        "VALUES (900001, 3, '144p', 256, 144, 0); UPDATE content SET title = 'kept' WHERE id = 3"
+    )
     app.close()
     before = rows(project.blue, "SELECT * FROM content_v1 ORDER BY id")
     refused = project.cli("revert", "--json")

@@ -27,10 +27,13 @@ def make_blue(path: Path, rows: int = 1500) -> dict[int, bytes]:
     conn = apsw.Connection(str(path))
     conn.execute("PRAGMA journal_mode = WAL").get
     with conn:
-        conn.execute("CREATE TABLE items(id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB);"
-                     "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, item_id INTEGER, payload BLOB)")
-        conn.executemany("INSERT INTO items(payload) VALUES (?)", [(rng.randbytes(rng.randrange(100, 4000)),)
-                                                                    for _ in range(rows)])
+        conn.execute(
+            "CREATE TABLE items(id INTEGER PRIMARY KEY AUTOINCREMENT, payload BLOB);"
+            "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, item_id INTEGER, payload BLOB)"
+        )
+        conn.executemany(
+            "INSERT INTO items(payload) VALUES (?)", [(rng.randbytes(rng.randrange(100, 4000)),) for _ in range(rows)]
+        )
     initial = dict(conn.execute("SELECT id, payload FROM items"))
     conn.close()
     return initial
@@ -46,19 +49,23 @@ def last_seq(path: Path) -> int:
 
 def wait_for_commits(path: Path, commits: int):
     """A progress callback that returns once `commits` more transactions committed on blue."""
+
     def progress(done: int, total: int) -> None:
         target = last_seq(path) + commits
         deadline = time.monotonic() + 60
         while last_seq(path) < target:
             assert time.monotonic() < deadline, "the writer processes stopped writing"
             time.sleep(0.001)
+
     return progress
 
 
 def expected_at(initial: dict[int, bytes], blue: Path, seq: int) -> tuple[dict[int, bytes], list[tuple]]:
     """Blue's items and history as of history seq `seq`, rebuilt from the initial state."""
     conn = open_db(blue, query_only=True)
-    history = conn.execute("SELECT seq, op, item_id, payload FROM history WHERE seq <= ? ORDER BY seq", (seq,)).fetchall()
+    history = conn.execute(
+        "SELECT seq, op, item_id, payload FROM history WHERE seq <= ? ORDER BY seq", (seq,)
+    ).fetchall()
     conn.close()
     items = dict(initial)
     for _, op, item_id, payload in history:
@@ -114,8 +121,14 @@ def test_copies_are_exact_while_processes_write_and_checkpoint(tmp_path, method)
         for n in range(4):
             source = open_db(blue, query_only=True)
             try:
-                result = snapshot.copy(source, tmp_path / f"copy{n}.db", mode=0o600, pages_per_step=64,
-                                       progress=wait_for_commits(blue, 3), method=method)
+                result = snapshot.copy(
+                    source,
+                    tmp_path / f"copy{n}.db",
+                    mode=0o600,
+                    pages_per_step=64,
+                    progress=wait_for_commits(blue, 3),
+                    method=method,
+                )
             finally:
                 source.close()
             assert result.method == method

@@ -11,11 +11,11 @@ import subprocess
 import time
 
 import pytest
+from conftest import rows
+from helpers import make_project, read_rows
 
 from bluegreen.tools import demo_data
 from bluegreen.tools.writer_process import WriterExited, WriterGaveUp, WriterProcess, WriterStalled, read_log
-from conftest import rows
-from helpers import make_project, read_rows
 
 
 def test_steady_mode_logs_every_write_once_it_stops(tmp_path):
@@ -51,9 +51,13 @@ def test_pulse_mode_follows_the_pointer_and_every_insert_it_logged_is_there(tmp_
 
 
 def test_snapshot_mode_makes_exactly_count_writes(tmp_path):
-    make_project(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY, payload BLOB);"
-                 "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, item_id INT, payload BLOB);",
-                 {}, init=False)
+    make_project(
+        tmp_path,
+        "CREATE TABLE items(id INTEGER PRIMARY KEY, payload BLOB);"
+        "CREATE TABLE history(seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT, item_id INT, payload BLOB);",
+        {},
+        init=False,
+    )
     db = tmp_path / "data" / "app.db"
     writer = WriterProcess.start("snapshot", db, tmp_path / "snapshot.log", seed=3, count=25)
     assert writer.wait(timeout=60) == 0
@@ -72,8 +76,9 @@ def test_the_wrapper_says_why_a_writer_did_not_get_there(tmp_path):
 
     # rehearsal mode on a schema with no rowid table to touch: it logs no_target and ends
     (tmp_path / "p").mkdir()
-    project = make_project(tmp_path / "p", "CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;"
-                           "INSERT INTO kv VALUES ('a', 1);", {})
+    project = make_project(
+        tmp_path / "p", "CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;INSERT INTO kv VALUES ('a', 1);", {}
+    )
     gave_up = WriterProcess.start("rehearsal", project.pointer, tmp_path / "rehearsal.log")
     with pytest.raises(WriterGaveUp):  # what it logged counts before its exit
         gave_up.wait_for(1, timeout=60, gives_up="no_target")

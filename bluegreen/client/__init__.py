@@ -33,15 +33,49 @@ closes its last connection it checkpoints and deletes the -wal the other is stil
 """
 
 from bluegreen.client.connection import (
-    Connection, FencedInTransaction, FenceWaitTimeout, Sqlite3Connection, Stats, connect, connect_sqlite3)
+    Connection,
+    FencedInTransaction,
+    FenceWaitTimeout,
+    Sqlite3Connection,
+    Stats,
+    connect,
+    connect_sqlite3,
+)
 from bluegreen.client.opener import (
-    DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_FENCE_TIMEOUT_S, MIN_BUSY_TIMEOUT_MS, ClientError, ClientOptions, Compatible,
-    GenerationUnavailable, IncompatibleGeneration, Target, accepts, active_path)
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DEFAULT_FENCE_TIMEOUT_S,
+    MIN_BUSY_TIMEOUT_MS,
+    ClientError,
+    ClientOptions,
+    Compatible,
+    GenerationUnavailable,
+    IncompatibleGeneration,
+    Target,
+    accepts,
+    active_path,
+)
 from bluegreen.client.pool import PinnedSqlite3, creator, follow_engine
 
 __all__ = [
-    "connect", "connect_sqlite3", "creator", "follow_engine", "active_path", "accepts", "Connection",
-    "Sqlite3Connection", "PinnedSqlite3", "Target", "ClientOptions", "Compatible", "Stats", "ClientError",
-    "GenerationUnavailable", "IncompatibleGeneration", "FencedInTransaction", "FenceWaitTimeout",
-    "DEFAULT_BUSY_TIMEOUT_MS", "MIN_BUSY_TIMEOUT_MS", "DEFAULT_FENCE_TIMEOUT_S",
+    "connect",
+    "connect_sqlite3",
+    "creator",
+    "follow_engine",
+    "active_path",
+    "accepts",
+    "Connection",
+    "Sqlite3Connection",
+    "PinnedSqlite3",
+    "Target",
+    "ClientOptions",
+    "Compatible",
+    "Stats",
+    "ClientError",
+    "GenerationUnavailable",
+    "IncompatibleGeneration",
+    "FencedInTransaction",
+    "FenceWaitTimeout",
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "MIN_BUSY_TIMEOUT_MS",
+    "DEFAULT_FENCE_TIMEOUT_S",
 ]

@@ -7,18 +7,30 @@ import re
 import sqlite3
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import apsw
 
 from bluegreen.client import routing
-from bluegreen.files.contract import FENCE_MARK, fenced_generation
-from bluegreen.errors import InputError
-from bluegreen.client.opener import DEFAULT_BUSY_TIMEOUT_MS, DEFAULT_FENCE_TIMEOUT_S, ClientError, ClientOptions, GenerationUnavailable, IncompatibleGeneration, Opener, Target, ApswDriver, Sqlite3Driver, active_target
+from bluegreen.client.opener import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DEFAULT_FENCE_TIMEOUT_S,
+    ApswDriver,
+    ClientError,
+    ClientOptions,
+    GenerationUnavailable,
+    IncompatibleGeneration,
+    Opener,
+    Sqlite3Driver,
+    Target,
+    active_target,
+)
 from bluegreen.client.watch import DEFAULT_POLL_INTERVAL_S, PointerWatch, watch_for
-
+from bluegreen.errors import InputError
+from bluegreen.files.contract import FENCE_MARK, fenced_generation
 
 _FENCE_ERROR = re.compile(re.escape(FENCE_MARK) + r"(\d+)")
 _FENCE_POLL_S = 0.002  # while waiting for a revert to lift the fence of the file it swapped to
@@ -68,8 +80,9 @@ class FollowingConnection:
         self.options = options
         self.stats = Stats()
         active_target(self._opener.pointer_path)  # a bad pointer fails here, before any thread starts
-        self._watch: PointerWatch = watch_for(options.pointer, use_watchdog=options.watch,
-                                              poll_interval=options.poll_interval)
+        self._watch: PointerWatch = watch_for(
+            options.pointer, use_watchdog=options.watch, poll_interval=options.poll_interval
+        )
         self._seen = self._watch.version  # before reading the pointer: a swap after this is noticed
         self._slot = self._open_first()
         self._finalizer = weakref.finalize(self, _close_slot, self._opener, self._slot)
@@ -131,7 +144,7 @@ class FollowingConnection:
     def closed(self) -> bool:
         return self._slot.closed
 
-    def transaction(self, fn: Callable[["FollowingConnection"], Any], *, mode: str = "IMMEDIATE") -> Any:
+    def transaction(self, fn: Callable[[FollowingConnection], Any], *, mode: str = "IMMEDIATE") -> Any:
         """Run fn(self) as one transaction and commit. If the file was retired under it, the whole
         transaction is rolled back, the connection follows the pointer and fn runs once more: fn
         must not have effects outside the database that it cannot repeat."""
@@ -220,18 +233,22 @@ class FollowingConnection:
                 raise FenceWaitTimeout(
                     f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
                     "cutover or revert ran meanwhile); nothing was written: run it again",
-                    details={"fenced_for": _fence_generation(again)}) from again
+                    details={"fenced_for": _fence_generation(again)},
+                ) from again
 
     def _not_retried(self, refused: Target, fenced_for: int, outside: bool) -> FencedInTransaction:
         if outside:
             why = "part of this call had already been committed before the fence, so it was not run again"
         else:
-            why = ("this transaction was open when the file was retired; nothing of it is committed: roll it back "
-                   "and run it again (Connection.transaction(fn) does both)")
+            why = (
+                "this transaction was open when the file was retired; nothing of it is committed: roll it back "
+                "and run it again (Connection.transaction(fn) does both)"
+            )
         return FencedInTransaction(
             f"{refused.path}: retired (generation {refused.generation} is fenced; use generation {fenced_for}): {why}. "
             "The next statement outside a transaction uses the file the pointer names",
-            details={"fenced_for": fenced_for, "file": refused.file})
+            details={"fenced_for": fenced_for, "file": refused.file},
+        )
 
     def _move_off(self, refused: Target, fenced_for: int | None) -> None:
         """Wait, at most fence_timeout_s, until the pointer names a file that accepts writes, and
@@ -266,7 +283,8 @@ class FollowingConnection:
                 raise FenceWaitTimeout(
                     f"{refused.path}: writes refused by the bluegreen fence (use generation {fenced_for}), and after "
                     f"{self.options.fence_timeout_s:g} s {problem}; nothing was written",
-                    details={"fenced_for": fenced_for, "file": refused.file})
+                    details={"fenced_for": fenced_for, "file": refused.file},
+                )
             self._watch.wait(seen, min(remaining, _FENCE_POLL_S))
 
     def __getattr__(self, name: str):
@@ -309,7 +327,7 @@ class Connection(FollowingConnection):
         rows = list(sequenceofbindings)  # a retry needs them again
         return self._run(lambda conn: conn.executemany(sql, rows))
 
-    def __enter__(self) -> "Connection":
+    def __enter__(self) -> Connection:
         self._ready()
         conn = self._slot.conn
         conn.__enter__()
@@ -327,8 +345,10 @@ class Sqlite3Connection(FollowingConnection):
 
     def __init__(self, options: ClientOptions, extra: dict):
         if extra.get("autocommit") is False:
-            raise ValueError("autocommit=False keeps a transaction open at all times, so the connection could "
-                             "never follow the pointer; use the default or isolation_level=None")
+            raise ValueError(
+                "autocommit=False keeps a transaction open at all times, so the connection could "
+                "never follow the pointer; use the default or isolation_level=None"
+            )
         super().__init__(Sqlite3Driver, options, extra)
 
     def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
@@ -350,7 +370,7 @@ class Sqlite3Connection(FollowingConnection):
     def rollback(self) -> None:
         self._slot.conn.rollback()
 
-    def __enter__(self) -> "Sqlite3Connection":
+    def __enter__(self) -> Sqlite3Connection:
         self._ready()
         self._entered = self._slot.conn
         self._entered.__enter__()
@@ -361,15 +381,37 @@ class Sqlite3Connection(FollowingConnection):
 
 
 # -- entry points ---------------------------------------------------------------------------------
-def _options(pointer_path, *, compatible=None, on_connect=None, read_only=False, read_percentage_new=0.0,
-             route_key=None, force_new=False, force_old=False, busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS,
-             fence_timeout_s=DEFAULT_FENCE_TIMEOUT_S, watch=True, poll_interval=DEFAULT_POLL_INTERVAL_S,
-             heartbeat=True) -> ClientOptions:
+def _options(
+    pointer_path,
+    *,
+    compatible=None,
+    on_connect=None,
+    read_only=False,
+    read_percentage_new=0.0,
+    route_key=None,
+    force_new=False,
+    force_old=False,
+    busy_timeout_ms=DEFAULT_BUSY_TIMEOUT_MS,
+    fence_timeout_s=DEFAULT_FENCE_TIMEOUT_S,
+    watch=True,
+    poll_interval=DEFAULT_POLL_INTERVAL_S,
+    heartbeat=True,
+) -> ClientOptions:
     routed = None
     if read_percentage_new or force_new or force_old:
         routed = routing.ReadRouting(read_percentage_new, route_key, force_new, force_old)
-    return ClientOptions(Path(pointer_path), compatible, on_connect, read_only, routed, busy_timeout_ms,
-                         fence_timeout_s, watch, poll_interval, heartbeat)
+    return ClientOptions(
+        Path(pointer_path),
+        compatible,
+        on_connect,
+        read_only,
+        routed,
+        busy_timeout_ms,
+        fence_timeout_s,
+        watch,
+        poll_interval,
+        heartbeat,
+    )
 
 
 def connect(pointer_path: Path | str, **options) -> Connection:

@@ -12,25 +12,25 @@ from __future__ import annotations
 import fnmatch
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any
 from urllib.parse import quote as url_quote
 
 import apsw
 
-from bluegreen.files import pointer
-from bluegreen.files import registry
 from bluegreen.client import routing
-from bluegreen.files.contract import DEFAULT_MAX_WRITE_PAUSE_MS, META_TABLE
-from bluegreen.errors import BluegreenError
 from bluegreen.client.watch import DEFAULT_POLL_INTERVAL_S
+from bluegreen.errors import BluegreenError
+from bluegreen.files import pointer, registry
+from bluegreen.files.contract import DEFAULT_MAX_WRITE_PAUSE_MS, META_TABLE
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
 MIN_BUSY_TIMEOUT_MS = DEFAULT_MAX_WRITE_PAUSE_MS  # the default cutover pause budget
 DEFAULT_FENCE_TIMEOUT_S = 30.0
 
-Compatible = Union[str, Iterable[str], Callable[[str], bool], None]
+Compatible = str | Iterable[str] | Callable[[str], bool] | None
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -88,16 +88,20 @@ class ClientOptions:
                 "by default, [cutover] max_write_pause_ms): writes would fail at every cutover instead of waiting"
             )
         if self.routing is not None and self.routing.wanted and not self.read_only:
-            raise ValueError("read routing (read_percentage_new, force_new) is for read_only connections: "
-                             "writes always go to the active file")
+            raise ValueError(
+                "read routing (read_percentage_new, force_new) is for read_only connections: "
+                "writes always go to the active file"
+            )
 
 
 def active_path(pointer_path: Path | str) -> Path:
     """The active file's absolute path (what `bluegreen path` prints); missing is an error."""
     target = active_target(Path(pointer_path))
     if not target.path.is_file():
-        raise GenerationUnavailable(f"{target.path}: generation {target.generation} named by {pointer_path} not found; "
-                                    "restore the file, or point `active` at an existing generation")
+        raise GenerationUnavailable(
+            f"{target.path}: generation {target.generation} named by {pointer_path} not found; "
+            "restore the file, or point `active` at an existing generation"
+        )
     return target.path
 
 
@@ -192,7 +196,10 @@ class Opener:
         if self.wants_green:
             green = routing.prepared_green(self.pointer_path)
             if green and accepts(self.options.compatible, green.schema_version):
-                return [Target(self.pointer_path.parent / green.file, green.generation, green.schema_version, True), active]
+                return [
+                    Target(self.pointer_path.parent / green.file, green.generation, green.schema_version, True),
+                    active,
+                ]
         return [active]
 
     def check(self, target: Target, staying: Target | None) -> None:
@@ -202,11 +209,13 @@ class Opener:
             raise IncompatibleGeneration(
                 f"{self.pointer_path}: generation {target.generation} ({target.file}) has schema "
                 f"{target.schema_version!r}, which this application does not accept{keep}; deploy an application "
-                f"that accepts it, or `bluegreen revert`")
+                f"that accepts it, or `bluegreen revert`"
+            )
         if not target.path.is_file():  # a stat, never an open(): hazard 8
             raise GenerationUnavailable(
                 f"{target.path}: generation {target.generation} named by {self.pointer_path} not found{keep}; "
-                "restore the file, or point `active` at an existing generation")
+                "restore the file, or point `active` at an existing generation"
+            )
 
     def open_raw(self, target: Target, staying: Target | None = None):
         """Open without CREATE and check the stamp; no setup yet."""
@@ -215,15 +224,18 @@ class Opener:
         try:
             conn = self.driver.open(target.path, self.options, self.extra)
         except self.driver.Error as exc:
-            raise GenerationUnavailable(f"{target.path}: cannot open generation {target.generation} ({exc}){keep}") from None
+            raise GenerationUnavailable(
+                f"{target.path}: cannot open generation {target.generation} ({exc}){keep}"
+            ) from None
         try:
             problem = _stamp_problem(conn, target)
         except self.driver.Error as exc:
             problem = f"cannot read it ({exc})"
         if problem:
             conn.close()
-            raise GenerationUnavailable(f"{target.path}: {problem}; it is not generation {target.generation} "
-                                        f"as {self.pointer_path} says{keep}")
+            raise GenerationUnavailable(
+                f"{target.path}: {problem}; it is not generation {target.generation} as {self.pointer_path} says{keep}"
+            )
         return conn
 
     def setup(self, target: Target, conn) -> None:
@@ -258,7 +270,8 @@ def _stamp_problem(conn, target: Target) -> str | None:
     conn.execute("BEGIN")  # one snapshot: a revert drops the meta table of the file it unfences
     try:
         objects, has_meta = conn.execute(
-            "SELECT count(*), coalesce(sum(name = ?), 0) FROM sqlite_schema", (META_TABLE,)).fetchall()[0]
+            "SELECT count(*), coalesce(sum(name = ?), 0) FROM sqlite_schema", (META_TABLE,)
+        ).fetchall()[0]
         stamp = None
         if has_meta:
             rows = conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'generation'").fetchall()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from bluegreen.client.connection import _close_slot, _options, _Slot
 from bluegreen.client.opener import Opener, Sqlite3Driver, Target

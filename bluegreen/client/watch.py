@@ -97,8 +97,12 @@ class PointerWatch:
             observer.daemon = True
             observer.start()
         except OSError as exc:  # inotify limits and the like: polling still covers us
-            warnings.warn(f"bluegreen: cannot watch {self.pointer_path.parent} ({exc}); polling every "
-                          f"{self.poll_interval} s instead", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"bluegreen: cannot watch {self.pointer_path.parent} ({exc}); polling every "
+                f"{self.poll_interval} s instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             return
         self._observer = observer
         self.mode = "watchdog"
@@ -108,7 +112,9 @@ _WATCHES: dict[tuple[Path, bool], PointerWatch] = {}
 _LOCK = threading.Lock()
 
 
-def watch_for(pointer_path: Path, *, use_watchdog: bool = True, poll_interval: float = DEFAULT_POLL_INTERVAL_S) -> PointerWatch:
+def watch_for(
+    pointer_path: Path, *, use_watchdog: bool = True, poll_interval: float = DEFAULT_POLL_INTERVAL_S
+) -> PointerWatch:
     """The process-wide watch of this pointer (created on first use)."""
     key = (Path(pointer_path).resolve(), use_watchdog)
     with _LOCK:

@@ -7,16 +7,16 @@ caller turns into "try again", never an unbounded stall of the application.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import apsw
 
 from bluegreen.engine import meta
-from bluegreen.files import pointer
 from bluegreen.engine.db import open_db
 from bluegreen.errors import LockTimeout
+from bluegreen.files import pointer
 
 
 def take(path: Path, wait_ms: int, must: bool = True) -> apsw.Connection | None:

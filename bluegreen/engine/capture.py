@@ -23,18 +23,22 @@ import apsw
 
 from bluegreen.engine.blob_guard import guard_name, install_blob_guard, remove_blob_guard
 from bluegreen.engine.db import Table, quote_ident, schema_version, user_tables
-from bluegreen.engine.meta import clear_meta, get_meta, set_meta
+
+# The rest of capture's API, held by the modules named above; other wings reach it as capture.<name>.
+from bluegreen.engine.fence import fence_replacing_capture, fence_sql, install_fence, remove_fence  # noqa: F401
+from bluegreen.engine.keys import key_expression  # noqa: F401
+from bluegreen.engine.meta import (
+    clear_meta,
+    ensure_meta,  # noqa: F401
+    get_meta,
+    set_meta,
+)
 from bluegreen.engine.names import CAPTURE_PREFIX, CAPTURE_TABLE, GUARD_PREFIX, find_objects, find_triggers
 from bluegreen.engine.schema_edit import check_schema, edit_triggers
 from bluegreen.engine.triggers import capture_trigger_sql
 from bluegreen.engine.uniqueness import check_replace_capture
 from bluegreen.errors import SchemaUnsupported
 from bluegreen.files.contract import META_TABLE
-
-# The rest of capture's API, held by the modules named above; other wings reach it as capture.<name>.
-from bluegreen.engine.fence import fence_replacing_capture, fence_sql, install_fence, remove_fence  # noqa: F401
-from bluegreen.engine.keys import key_expression  # noqa: F401
-from bluegreen.engine.meta import ensure_meta  # noqa: F401
 
 
 def capturable(conn: apsw.Connection) -> list[Table]:

@@ -25,9 +25,16 @@ class ConflictDiagnosis:
     """One diagnosis on a replayer's connection, in the middle of its failed batch: the changed
     keys are in temp.bluegreen_changes, the source attached as `source`."""
 
-    def __init__(self, conn: apsw.Connection, source: Path, target: Path, tables: dict[str, TableCopy],
-                 source_tables: dict[str, Table], run_scripts: Callable[[], None] | None,
-                 mark_present: Callable[[], None]):
+    def __init__(
+        self,
+        conn: apsw.Connection,
+        source: Path,
+        target: Path,
+        tables: dict[str, TableCopy],
+        source_tables: dict[str, Table],
+        run_scripts: Callable[[], None] | None,
+        mark_present: Callable[[], None],
+    ):
         """tables: what replay copies; source_tables: the source's tables by name; run_scripts:
         the replayer's sync (or rollback) scripts over temp.bluegreen_changes, None without any;
         mark_present: sets `present` of the changed keys, as a batch does before its scripts."""
@@ -46,7 +53,8 @@ class ConflictDiagnosis:
         the scripts key by key. Returns the error naming each offender (hazard: green's new
         constraints, issue 10 item 8)."""
         changes = self.conn.execute(
-            "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
+            "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid"
+        ).fetchall()
         offenders: list[dict] = []
         self.conn.execute("SAVEPOINT bluegreen_diagnose")
         try:
@@ -54,17 +62,24 @@ class ConflictDiagnosis:
             for table_name, row_key in copied:
                 self._delete_key(self.tables[table_name], row_key)
             for table_name, row_key in copied:
-                self._try_key(offenders, table_name, row_key, lambda: self._insert_key(self.tables[table_name], row_key))
+                self._try_key(
+                    offenders, table_name, row_key, lambda t=table_name, k=row_key: self._insert_key(self.tables[t], k)
+                )
             if not offenders and self.run_scripts is not None:
                 self.mark_present()
                 marked = self.conn.execute(
-                    "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid").fetchall()
+                    "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid"
+                ).fetchall()
                 for table_name, row_key, present in marked:
+
                     def one_key(t=table_name, k=row_key, p=present) -> None:
                         self.conn.execute("DELETE FROM temp.bluegreen_changes")
-                        self.conn.execute("INSERT INTO temp.bluegreen_changes(table_name, row_key, present) VALUES (?, ?, ?)",
-                                          (t, k, p))
+                        self.conn.execute(
+                            "INSERT INTO temp.bluegreen_changes(table_name, row_key, present) VALUES (?, ?, ?)",
+                            (t, k, p),
+                        )
                         self.run_scripts()
+
                     self._try_key(offenders, table_name, row_key, one_key)
         finally:
             self.conn.execute("ROLLBACK TO bluegreen_diagnose")
@@ -79,8 +94,14 @@ class ConflictDiagnosis:
             step()
         except apsw.ConstraintError as exc:
             self.conn.execute("ROLLBACK TO bluegreen_key")
-            offenders.append({"table": table_name, "key": row_key, "constraint": str(exc).removeprefix("ConstraintError: "),
-                              "values": self._source_values(table_name, row_key)})
+            offenders.append(
+                {
+                    "table": table_name,
+                    "key": row_key,
+                    "constraint": str(exc).removeprefix("ConstraintError: "),
+                    "values": self._source_values(table_name, row_key),
+                }
+            )
         finally:
             self.conn.execute("RELEASE bluegreen_key")
 
@@ -105,38 +126,62 @@ class ConflictDiagnosis:
         columns = ", ".join(quote_ident(c) for c in table.columns)
         key_prefix = "" if table.without_rowid else f"{table.key_sql}, "
         where, args = self._key_match(table, row_key)
-        self.conn.execute(f"INSERT INTO main.{name}({key_prefix}{columns}) SELECT {key_prefix}{columns} "
-                          f"FROM source.{name} WHERE {where}", args)
+        self.conn.execute(
+            f"INSERT INTO main.{name}({key_prefix}{columns}) SELECT {key_prefix}{columns} "
+            f"FROM source.{name} WHERE {where}",
+            args,
+        )
 
     def _source_values(self, table_name: str, row_key) -> dict[str, str] | None:
         """The source row as SQL literals (exact for every type, JSON-safe), or None if it is gone."""
         table = self.source_tables.get(table_name)
         if table is None:
             return None
-        columns = [c for (c,) in self.conn.execute(
-            "SELECT name FROM pragma_table_xinfo(?, 'source') WHERE hidden <> 1", (table_name,))]
+        columns = [
+            c
+            for (c,) in self.conn.execute(
+                "SELECT name FROM pragma_table_xinfo(?, 'source') WHERE hidden <> 1", (table_name,)
+            )
+        ]
         where, args = self._key_match(table, row_key)
         found = self.conn.execute(
             f"SELECT {', '.join(f'quote({quote_ident(c)})' for c in columns)} FROM source.{quote_ident(table_name)} "
-            f"WHERE {where}", args).fetchall()
+            f"WHERE {where}",
+            args,
+        ).fetchall()
         return dict(zip(columns, found[0])) if found else None
 
     def _conflict_error(self, error: apsw.ConstraintError, offenders: list[dict]) -> ReplayConflict:
         reverse = contract.fenced_generation(self.conn) is not None  # carrying back into a fenced file: a revert
-        advice = (f"nothing was lost, {self.source.name} stays active and {self.target.name} fenced: fix the row on "
-                  f"{self.source.name}, then run the command again" if reverse else
-                  f"nothing was lost and {self.source.name} stays active: fix the row on {self.source.name}, then run "
-                  "the command again, or run `bluegreen abort` to drop the new generation")
+        advice = (
+            f"nothing was lost, {self.source.name} stays active and {self.target.name} fenced: fix the row on "
+            f"{self.source.name}, then run the command again"
+            if reverse
+            else f"nothing was lost and {self.source.name} stays active: fix the row on {self.source.name}, then run "
+            "the command again, or run `bluegreen abort` to drop the new generation"
+        )
         if not offenders:
-            message = (f"{self.target.name}: a batch of rows changed on {self.source.name} breaks a constraint of "
-                       f"{self.target.name}'s schema ({error}), and no single row could be named; {advice}")
+            message = (
+                f"{self.target.name}: a batch of rows changed on {self.source.name} breaks a constraint of "
+                f"{self.target.name}'s schema ({error}), and no single row could be named; {advice}"
+            )
         else:
             listed = "; ".join(
                 f"table {o['table']!r} key {o['key']!r}: {o['constraint']}"
                 + (f" (values: {', '.join(f'{c}={v}' for c, v in o['values'].items())})" if o["values"] else "")
-                for o in offenders)
-            message = (f"{self.target.name}: {len(offenders)} row(s) written on {self.source.name} break a constraint "
-                       f"of {self.target.name}'s schema (a UNIQUE index, CHECK or NOT NULL the migrations added): "
-                       f"{listed}. N{advice[1:]}")
-        return ReplayConflict(message, details={"conflicts": offenders, "source": str(self.source),
-                                                "target": str(self.target), "error": str(error)})
+                for o in offenders
+            )
+            message = (
+                f"{self.target.name}: {len(offenders)} row(s) written on {self.source.name} break a constraint "
+                f"of {self.target.name}'s schema (a UNIQUE index, CHECK or NOT NULL the migrations added): "
+                f"{listed}. N{advice[1:]}"
+            )
+        return ReplayConflict(
+            message,
+            details={
+                "conflicts": offenders,
+                "source": str(self.source),
+                "target": str(self.target),
+                "error": str(error),
+            },
+        )

@@ -112,9 +112,7 @@ def user_tables(conn: apsw.Connection, schema: str = "main") -> list[Table]:
         virtual = (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
         info = conn.execute("SELECT * FROM pragma_table_list WHERE schema = ? AND name = ?", (schema, name)).fetchall()
         without_rowid = bool(info and info[0][4])
-        columns = conn.execute(
-            "SELECT name, pk FROM pragma_table_info(?, ?) ORDER BY pk", (name, schema)
-        ).fetchall()
+        columns = conn.execute("SELECT name, pk FROM pragma_table_info(?, ?) ORDER BY pk", (name, schema)).fetchall()
         names = {c[0].lower() for c in columns}
         alias = None
         if not without_rowid and not virtual:

@@ -26,8 +26,9 @@ def install_fence(conn: apsw.Connection, active_generation: int, guard: bool = T
     return fence_replacing_capture(conn, active_generation, guard, drop_capture=False)
 
 
-def fence_replacing_capture(conn: apsw.Connection, active_generation: int, guard: bool = True,
-                            drop_capture: bool = True) -> int:
+def fence_replacing_capture(
+    conn: apsw.Connection, active_generation: int, guard: bool = True, drop_capture: bool = True
+) -> int:
     """Fence every table and (drop_capture) remove change capture, in one schema edit; returns the
     new `PRAGMA schema_version`. This is what runs while writers wait, so it costs O(schema):
     one read of sqlite_schema, one edit of it, no per-trigger statement (hazard 18). The fence
@@ -40,12 +41,17 @@ def fence_replacing_capture(conn: apsw.Connection, active_generation: int, guard
     tables = {name: table_tag(name) for kind, name, head in schema if kind == "table" and _fenceable(name, head)}
     if guard:  # normally already there from capture; only an offline deploy builds it here
         indexes = {name for kind, name, _ in schema if kind == "index"}
-        missing = {t for t, tag in tables.items() if not t.startswith(INTERNAL_PREFIX) and GUARD_PREFIX + tag not in indexes}
+        missing = {
+            t for t, tag in tables.items() if not t.startswith(INTERNAL_PREFIX) and GUARD_PREFIX + tag not in indexes
+        }
         if missing:
             install_blob_guard(conn, [t for t in user_tables(conn) if t.name in missing])
     function = FENCE_FUNCTION.format(generation=active_generation)
-    fence = [(f"{FENCE_PREFIX}{op}_{tag}", table, _fence_sql(op, table, function, tag))
-             for table, tag in tables.items() for op in "iud"]
+    fence = [
+        (f"{FENCE_PREFIX}{op}_{tag}", table, _fence_sql(op, table, function, tag))
+        for table, tag in tables.items()
+        for op in "iud"
+    ]
     drop = (FENCE_PREFIX, CAPTURE_PREFIX) if drop_capture else (FENCE_PREFIX,)
     return edit_triggers(conn, drop_prefixes=drop, add=fence)
 
@@ -53,23 +59,31 @@ def fence_replacing_capture(conn: apsw.Connection, active_generation: int, guard
 def fence_sql(conn: apsw.Connection, active_generation: int) -> list[str]:
     """The fence as plain CREATE TRIGGER statements (the reference the schema edit must equal)."""
     function = FENCE_FUNCTION.format(generation=active_generation)
-    return [_fence_sql(op, name, function, table_tag(name)) for kind, name, head in _schema_entries(conn)
-            if kind == "table" and _fenceable(name, head) for op in "iud"]
+    return [
+        _fence_sql(op, name, function, table_tag(name))
+        for kind, name, head in _schema_entries(conn)
+        if kind == "table" and _fenceable(name, head)
+        for op in "iud"
+    ]
 
 
 _FENCE_VERBS = {"i": "INSERT", "u": "UPDATE", "d": "DELETE"}
 
 
 def _fence_sql(op: str, table: str, function: str, tag: str) -> str:
-    return (f"CREATE TRIGGER {FENCE_PREFIX}{op}_{tag} BEFORE {_FENCE_VERBS[op]} ON {quote_ident(table)} "
-            f"BEGIN SELECT {function}(); END")
+    return (
+        f"CREATE TRIGGER {FENCE_PREFIX}{op}_{tag} BEFORE {_FENCE_VERBS[op]} ON {quote_ident(table)} "
+        f"BEGIN SELECT {function}(); END"
+    )
 
 
 def _schema_entries(conn: apsw.Connection) -> list[tuple[str, str, str]]:
     """(type, name, first words of sql) of every table and BLOB-guard index: one read."""
-    return conn.execute("SELECT type, name, upper(substr(ltrim(coalesce(sql, '')), 1, 14)) FROM main.sqlite_schema "
-                        "WHERE type = 'table' OR (type = 'index' AND substr(name, 1, ?) = ?)",
-                        (len(GUARD_PREFIX), GUARD_PREFIX)).fetchall()
+    return conn.execute(
+        "SELECT type, name, upper(substr(ltrim(coalesce(sql, '')), 1, 14)) FROM main.sqlite_schema "
+        "WHERE type = 'table' OR (type = 'index' AND substr(name, 1, ?) = ?)",
+        (len(GUARD_PREFIX), GUARD_PREFIX),
+    ).fetchall()
 
 
 def _fenceable(name: str, head: str) -> bool:

@@ -29,15 +29,21 @@ class WalIndexHeader:
     def __init__(self, raw: bytes):
         self.raw = raw
         (self.version, _, self.change, self.is_init, _, size, self.max_frame, self.pages) = struct.unpack_from(
-            "=IIIBBHII", raw)
+            "=IIIBBHII", raw
+        )
         self.page_size = 65536 if size == 1 else size
         self.salt = raw[32:40]
 
     def valid(self) -> bool:
         """Both copies equal, initialised, and the checksum over the first 40 bytes holds."""
-        first, second = self.raw[:SHM_HEADER], self.raw[SHM_HEADER:2 * SHM_HEADER]
-        return (len(self.raw) >= 2 * SHM_HEADER and first == second and self.is_init == 1
-                and self.version == 3007000 and wal_index_checksum(first[:40]) == first[40:48])
+        first, second = self.raw[:SHM_HEADER], self.raw[SHM_HEADER : 2 * SHM_HEADER]
+        return (
+            len(self.raw) >= 2 * SHM_HEADER
+            and first == second
+            and self.is_init == 1
+            and self.version == 3007000
+            and wal_index_checksum(first[:40]) == first[40:48]
+        )
 
 
 def wal_index_checksum(data: bytes) -> bytes:
@@ -72,16 +78,20 @@ def wal_pages(blue: str, header: WalIndexHeader) -> dict[int, bytes] | None:
             again = wal.read(WAL_HEADER)  # re-read after the frames: a restart rewrites this first
     except FileNotFoundError:
         return None
-    if (len(data) < header.max_frame * frame_size or first != again or first[16:24] != header.salt
-            or struct.unpack(">I", first[8:12])[0] != header.page_size):
+    if (
+        len(data) < header.max_frame * frame_size
+        or first != again
+        or first[16:24] != header.salt
+        or struct.unpack(">I", first[8:12])[0] != header.page_size
+    ):
         return None
     pages: dict[int, bytes] = {}
     for frame in range(header.max_frame):
         at = frame * frame_size
         page = struct.unpack_from(">I", data, at)[0]
-        if data[at + 8:at + 16] != header.salt:
+        if data[at + 8 : at + 16] != header.salt:
             raise ValueError(f"WAL frame {frame + 1} has another salt than its header")
-        pages[page] = data[at + FRAME_HEADER:at + frame_size]
+        pages[page] = data[at + FRAME_HEADER : at + frame_size]
     if struct.unpack_from(">I", data, (header.max_frame - 1) * frame_size + 4)[0] != header.pages:
         raise ValueError("the last WAL frame of the snapshot is not its commit")
     return pages
@@ -93,7 +103,9 @@ def page_size_of(fd: int) -> int:
     return 65536 if size == 1 else size
 
 
-def copy(blue: str, target: str, mode: int, header: WalIndexHeader, chunk_pages: int, ask) -> tuple[int, int, int, bool]:
+def copy(
+    blue: str, target: str, mode: int, header: WalIndexHeader, chunk_pages: int, ask
+) -> tuple[int, int, int, bool]:
     """Copy BLUE's database file, then lay the snapshot's WAL frames over it. Returns
     (pages, page size, frames applied, database file only)."""
     source = os.open(blue, os.O_RDONLY)

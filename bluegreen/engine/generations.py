@@ -36,9 +36,11 @@ def active_path(pointer_path: Path, store: Store) -> Path:
 def missing_active(pointer_path: Path, path: Path) -> str:
     if path.is_file():
         return ""
-    return (f"{path}: active generation not found (named by {pointer_path}); restore "
-            "the file from a backup (applications cannot open it either), or point `active` at an existing "
-            "generation")
+    return (
+        f"{path}: active generation not found (named by {pointer_path}); restore "
+        "the file from a backup (applications cannot open it either), or point `active` at an existing "
+        "generation"
+    )
 
 
 def pending(migrations_dir: Path, active: Path) -> list[migrations.Migration]:

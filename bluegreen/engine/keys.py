@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 
 import apsw
 
@@ -37,8 +37,10 @@ def _quoted_key_value(value: str) -> str:
     CAST(X'<its bytes>' AS TEXT), which replay's key grammar decodes. Every other value keeps
     quote()'s spelling byte for byte (sync scripts read row_key); the extra cost per write is a
     typeof() and, for text, an instr()."""
-    return (f"CASE WHEN typeof({value}) = 'text' AND instr({value}, char(0)) "
-            f"THEN 'CAST(X''' || hex({value}) || ''' AS TEXT)' ELSE quote({value}) END")
+    return (
+        f"CASE WHEN typeof({value}) = 'text' AND instr({value}, char(0)) "
+        f"THEN 'CAST(X''' || hex({value}) || ''' AS TEXT)' ELSE quote({value}) END"
+    )
 
 
 # Capture names a WITHOUT ROWID row by the quote() text of its key values. Matching that text
@@ -52,15 +54,17 @@ def _quoted_key_value(value: str) -> str:
 # The exact comparison uses key_expression itself, so it follows any change there; a
 # key_expression that spells text quote() cannot keep (an embedded NUL: quote() stops there) as
 # CAST(X'..' AS TEXT) is decoded too.
-_LITERAL = (r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
-            r"|CAST\(X'(?:[0-9A-F][0-9A-F])*' AS TEXT\)")
+_LITERAL = (
+    r"NULL|-?[0-9]+(?:\.[0-9]+)?(?:e[+-][0-9]+)?|'(?:[^']|'')*'|X'(?:[0-9A-F][0-9A-F])*'"
+    r"|CAST\(X'(?:[0-9A-F][0-9A-F])*' AS TEXT\)"
+)
 _KEYS_PER_STATEMENT = 500
 
 
 _TEXT_TOKEN = re.compile(rb"(X'[0-9A-F]*')|'((?:[^']|'')*)'")
 
 
-@lru_cache(maxsize=None)
+@cache
 def key_pattern(arity: int) -> re.Pattern:
     """What quote() writes for `arity` values joined by ',' (as bytes) — nothing else reaches SQL."""
     return re.compile(",".join([f"(?:{_LITERAL})"] * arity).encode(), re.DOTALL)
@@ -74,7 +78,8 @@ def _key_row(table_name: str, key: bytes) -> tuple[str, list]:
         text = key.decode("utf-8")
     except UnicodeDecodeError:
         values = _TEXT_TOKEN.sub(
-            lambda m: m.group(1) or b"CAST(X'" + m.group(2).replace(b"''", b"'").hex().encode() + b"' AS TEXT)", key)
+            lambda m: m.group(1) or b"CAST(X'" + m.group(2).replace(b"''", b"'").hex().encode() + b"' AS TEXT)", key
+        )
         return f"(?, CAST(X'{key.hex()}' AS TEXT), {values.decode('ascii')})", [table_name]
     return f"(?, ?, {text})", [table_name, text]
 
@@ -115,7 +120,7 @@ def load_keys(conn: apsw.Connection, table: Table, row_keys: Iterable[bytes]) ->
                 "the capture table was written by something other than bluegreen: run `bluegreen abort`"
             )
     for start in range(0, len(keys), _KEYS_PER_STATEMENT):
-        rows = [_key_row(table.name, key) for key in keys[start:start + _KEYS_PER_STATEMENT]]
+        rows = [_key_row(table.name, key) for key in keys[start : start + _KEYS_PER_STATEMENT]]
         conn.execute(
             f"INSERT INTO {target} VALUES " + ", ".join(sql for sql, _ in rows),
             [value for _, bindings in rows for value in bindings],
@@ -129,8 +134,10 @@ def keys_from(table: Table, schema: str) -> str:
     (alias s), found by a PRIMARY KEY search. One binding: the table name."""
     keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
     search = " AND ".join(f"s.{quote_ident(c)} = k.c{i}" for i, c in enumerate(table.primary_key, 1))
-    return (f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
-            f"ON {search} AND {key_expression(table, 's')} = k.row_key WHERE k.table_name = ?")
+    return (
+        f"{keys} AS k CROSS JOIN {quote_ident(schema)}.{quote_ident(table.name)} AS s "
+        f"ON {search} AND {key_expression(table, 's')} = k.row_key WHERE k.table_name = ?"
+    )
 
 
 def delete_keyed(table: Table) -> str:
@@ -141,5 +148,7 @@ def delete_keyed(table: Table) -> str:
     keys = f"temp.bluegreen_keys_{len(table.primary_key)}"
     columns = ", ".join(quote_ident(c) for c in table.primary_key)
     values = ", ".join(f"c{i}" for i in range(1, len(table.primary_key) + 1))
-    return (f"DELETE FROM main.{quote_ident(table.name)} WHERE ({columns}) IN "
-            f"(SELECT {values} FROM {keys} WHERE table_name = ?)")
+    return (
+        f"DELETE FROM main.{quote_ident(table.name)} WHERE ({columns}) IN "
+        f"(SELECT {values} FROM {keys} WHERE table_name = ?)"
+    )

@@ -35,11 +35,18 @@ def export_changes(source: Path, target: Path, tables: list[str], after_seq: int
                 continue
             name = quote_ident(table.name)
             if table.without_rowid:
-                load_keys(conn, table, [k for (k,) in conn.execute(
-                    "SELECT DISTINCT CAST(row_key AS BLOB) FROM bluegreen_lost_changes WHERE table_name = ?",
-                    (table.name,))])
-                conn.execute(f"CREATE TABLE main.{name} AS SELECT s.* FROM {keys_from(table, 'source')}",
-                             (table.name,))
+                load_keys(
+                    conn,
+                    table,
+                    [
+                        k
+                        for (k,) in conn.execute(
+                            "SELECT DISTINCT CAST(row_key AS BLOB) FROM bluegreen_lost_changes WHERE table_name = ?",
+                            (table.name,),
+                        )
+                    ],
+                )
+                conn.execute(f"CREATE TABLE main.{name} AS SELECT s.* FROM {keys_from(table, 'source')}", (table.name,))
                 continue
             conn.execute(
                 f"CREATE TABLE main.{name} AS SELECT * FROM source.{name} WHERE {table.rowid_alias} IN "

@@ -33,9 +33,7 @@ def clear_meta(conn: apsw.Connection, *keys: str) -> None:
 
 
 def get_meta(conn: apsw.Connection, key: str, schema: str = "main"):
-    exists = conn.execute(
-        f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE name = ?", (META_TABLE,)
-    ).fetchall()
+    exists = conn.execute(f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE name = ?", (META_TABLE,)).fetchall()
     if not exists:
         return None
     row = conn.execute(f"SELECT value FROM {quote_ident(schema)}.{META_TABLE} WHERE key = ?", (key,)).fetchall()

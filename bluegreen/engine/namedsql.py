@@ -13,9 +13,9 @@ bluegreen's own objects (`references_internal`, hazard 15).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import apsw
 import apsw.ext
@@ -49,7 +49,9 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
         match = header.match(line)
         if match:
             if not match.group(1):
-                raise MigrationInvalid(f"{path}:{number}: `-- {marker}:` needs a name, e.g. `-- {marker}: content_by_url`")
+                raise MigrationInvalid(
+                    f"{path}:{number}: `-- {marker}:` needs a name, e.g. `-- {marker}: content_by_url`"
+                )
             found.append({"name": match.group(1), "line": number, "sql": [], "blue": None})
         elif found and marker == "benchmark" and _ON_BLUE.match(line):
             if found[-1]["blue"] is not None:
@@ -67,10 +69,14 @@ def parse(path: Path, marker: str) -> list[NamedQuery]:
     for item in found:
         sql, blue = "\n".join(item["sql"]).strip(), item["blue"]
         if item["name"] in names:
-            raise MigrationInvalid(f"{path}:{item['line']}: query name {item['name']!r} is used twice; give each its own")
+            raise MigrationInvalid(
+                f"{path}:{item['line']}: query name {item['name']!r} is used twice; give each its own"
+            )
         names.add(item["name"])
         if not _code(sql):
-            raise MigrationInvalid(f"{path}:{item['line']}: query {item['name']!r} is empty; write the SELECT after its name")
+            raise MigrationInvalid(
+                f"{path}:{item['line']}: query {item['name']!r} is empty; write the SELECT after its name"
+            )
         blue_sql = "\n".join(blue).strip() if blue is not None else None
         if blue is not None and not _code(blue_sql):
             raise MigrationInvalid(f"{path}:{item['line']}: the `-- on blue:` form of {item['name']!r} is empty")
@@ -95,9 +101,9 @@ def identifiers(text: str) -> Iterator[Identifier]:
             name = token
         elif kind in ("double", "backtick"):
             quote = token[0]
-            name = token[1:-1 if token.endswith(quote) and len(token) > 1 else None].replace(quote * 2, quote)
+            name = token[1 : -1 if token.endswith(quote) and len(token) > 1 else None].replace(quote * 2, quote)
         elif kind == "bracket":
-            name = token[1:-1 if token.endswith("]") else None]
+            name = token[1 : -1 if token.endswith("]") else None]
         if name is not None:
             yield Identifier(line, name, token)
         line += token.count("\n")

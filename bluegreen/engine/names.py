@@ -12,7 +12,6 @@ import hashlib
 
 import apsw
 
-
 CAPTURE_TABLE = "_bluegreen_capture"
 CAPTURE_PREFIX = "_bluegreen_cap_"
 GUARD_PREFIX = "_bluegreen_guard_"

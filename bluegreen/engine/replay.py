@@ -20,14 +20,13 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.files import contract
 from bluegreen.engine import capture
 from bluegreen.engine.conflicts import ConflictDiagnosis
 from bluegreen.engine.db import open_db, quote_ident, readonly_uri, run_script, user_tables
 from bluegreen.engine.keys import clear_keys, delete_keyed, keys_from, load_keys
-from bluegreen.engine.lost_changes import export_changes  # noqa: F401  (lifecycle imports it from here)
 from bluegreen.engine.shapes import TableCopy, reshapes, same_shape_tables
 from bluegreen.errors import CaptureLost, MigrationFailed, OperationFailed, ReplayConflict
+from bluegreen.files import contract
 
 CHANGES_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS bluegreen_changes(table_name TEXT, row_key, present INTEGER);"
@@ -74,19 +73,34 @@ class CatchUpReport:
         return self.arrived > self.replayed
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "seconds": round(self.seconds, 3), "replay_rate": round(self.replay_rate, 1),
-                "write_rate": round(self.write_rate, 1), "outpaced": self.outpaced}
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 3),
+            "replay_rate": round(self.replay_rate, 1),
+            "write_rate": round(self.write_rate, 1),
+            "outpaced": self.outpaced,
+        }
 
     def message(self) -> str:
-        return (f"writes arrived faster than catch-up replayed them ({self.write_rate:,.0f} vs "
-                f"{self.replay_rate:,.0f} changes/s): {self.arrived:,} arrived while {self.replayed:,} were replayed")
+        return (
+            f"writes arrived faster than catch-up replayed them ({self.write_rate:,.0f} vs "
+            f"{self.replay_rate:,.0f} changes/s): {self.arrived:,} arrived while {self.replayed:,} were replayed"
+        )
 
 
 class Replayer:
     """Replays one source into one target. Open it, call `batch()` until `backlog()` is small."""
 
-    def __init__(self, source: Path, target: Path, scripts: list[Path], *, effects: dict | None = None,
-                 carried: set[str] = frozenset(), busy_timeout_ms: int = 10_000):
+    def __init__(
+        self,
+        source: Path,
+        target: Path,
+        scripts: list[Path],
+        *,
+        effects: dict | None = None,
+        carried: set[str] = frozenset(),
+        busy_timeout_ms: int = 10_000,
+    ):
         """scripts: the sync (or rollback) scripts to run after each batch. effects: what each
         migration read and wrote; tables a migration wrote to are reshaped, and generic replay
         leaves them to the scripts (hazard 3). carried: tables the scripts declare they carry."""
@@ -142,7 +156,9 @@ class Replayer:
     def source_position(self) -> capture.Position:
         position = capture.capture_position(self.conn, "source")
         if position is None:
-            raise CaptureLost(f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again")
+            raise CaptureLost(
+                f"{self.source}: change capture is not installed; run `bluegreen abort` and prepare again"
+            )
         return position
 
     def backlog(self) -> int:
@@ -168,9 +184,11 @@ class Replayer:
 
     def script_uncarried(self) -> dict[str, int]:
         """Rows the scripts said they could not carry (temp.bluegreen_uncarried), per table."""
-        return dict(self.conn.execute(
-            "SELECT table_name, count(DISTINCT row_key) FROM temp.bluegreen_uncarried GROUP BY table_name"
-        ).fetchall())
+        return dict(
+            self.conn.execute(
+                "SELECT table_name, count(DISTINCT row_key) FROM temp.bluegreen_uncarried GROUP BY table_name"
+            ).fetchall()
+        )
 
     def batch(self, limit: int = 20_000, upto: int | None = None, own_transaction: bool = True) -> BatchResult:
         """One batch in its own transaction, or inside the caller's (own_transaction=False)."""
@@ -200,8 +218,9 @@ class Replayer:
                 # The batch stopped short of what this snapshot holds (its limit): a row it copies
                 # may meet the old value of a row whose change lies beyond it, which the snapshot
                 # already moved away. Replay to the snapshot's end: last-state is exact there.
-                count += self.conn.execute(f"SELECT count(*) FROM source.{capture.CAPTURE_TABLE} "
-                                           "WHERE seq > ? AND seq <= ?", (last, end)).get
+                count += self.conn.execute(
+                    f"SELECT count(*) FROM source.{capture.CAPTURE_TABLE} WHERE seq > ? AND seq <= ?", (last, end)
+                ).get
                 last = end
                 try:
                     self._apply_range(before.seq, last)
@@ -252,11 +271,19 @@ class Replayer:
     # -- a constraint failure: which change, which constraint, which values -----------------------
     def _conflict(self, error: apsw.ConstraintError) -> ReplayConflict:
         """The error naming each changed row the target's constraints reject (conflicts.py)."""
-        return ConflictDiagnosis(self.conn, self.source, self.target, self.tables, self.source_tables,
-                                 self._run_scripts if self.scripts else None, self._mark_present).error(error)
+        return ConflictDiagnosis(
+            self.conn,
+            self.source,
+            self.target,
+            self.tables,
+            self.source_tables,
+            self._run_scripts if self.scripts else None,
+            self._mark_present,
+        ).error(error)
 
-    def catch_up(self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None,
-                 own_transaction: bool = True) -> list[BatchResult]:
+    def catch_up(
+        self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None, own_transaction: bool = True
+    ) -> list[BatchResult]:
         """Replay batches up to a position: `upto`, or else the source's last change when this
         starts. Aiming at a position, not at an empty backlog, is what makes it finish under a
         steady writer (hazard 19). Stops once within `until` changes of it; with `upto` it
@@ -289,8 +316,9 @@ class Replayer:
             done += result.changes
         # Under a barrier (`upto`) nothing can arrive; otherwise count what did, for the rates.
         arrived = 0 if upto is not None else max(0, self.source_position().seq - target)
-        self.last_catch_up = CatchUpReport(start, target, self.position().seq, done, arrived,
-                                           time.perf_counter() - started)
+        self.last_catch_up = CatchUpReport(
+            start, target, self.position().seq, done, arrived, time.perf_counter() - started
+        )
         return results
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -369,8 +397,10 @@ class Replayer:
                 found = f"SELECT k.row_key FROM {keys_from(table, 'source')}"
             else:
                 key = table.rowid_alias
-                found = (f"SELECT {key} FROM source.{quote_ident(name)} WHERE {key} IN "
-                         "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)")
+                found = (
+                    f"SELECT {key} FROM source.{quote_ident(name)} WHERE {key} IN "
+                    "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"
+                )
             self.conn.execute(
                 f"UPDATE temp.bluegreen_changes SET present = 1 WHERE table_name = ? AND row_key IN ({found})",
                 (name, name),

@@ -56,8 +56,12 @@ def objects(conn: apsw.Connection, schema: str = "main") -> dict[tuple[str, str]
     """The application's schema objects, keyed by (type, name); bluegreen's and SQLite's left out,
     and a virtual table's shadow tables (they belong to it)."""
     rows = conn.execute(_OBJECTS.format(quote_ident(schema))).fetchall()
-    shadows = {n for (n,) in conn.execute("SELECT name FROM pragma_table_list WHERE schema = ? AND type = 'shadow'",
-                                          (schema,)).fetchall()}
+    shadows = {
+        n
+        for (n,) in conn.execute(
+            "SELECT name FROM pragma_table_list WHERE schema = ? AND type = 'shadow'", (schema,)
+        ).fetchall()
+    }
     return {(t, n): SchemaObject(t, n, tbl, sql) for t, n, tbl, sql in rows if n not in shadows}
 
 
@@ -89,15 +93,25 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
     for key, obj in now.items():
         if key in before:
             if (before[key].sql, before[key].tbl_name) != (obj.sql, obj.tbl_name):
-                _refuse(found, obj, f"{obj.type} {obj.name} was changed on green after cutover (ALTER or DROP and CREATE)")
+                _refuse(
+                    found, obj, f"{obj.type} {obj.name} was changed on green after cutover (ALTER or DROP and CREATE)"
+                )
         elif obj.type == "table" and _virtual(obj):
-            _refuse(found, obj, f"virtual table {obj.name} was created on green after cutover: bluegreen cannot "
-                                "fence or carry a virtual table")
+            _refuse(
+                found,
+                obj,
+                f"virtual table {obj.name} was created on green after cutover: bluegreen cannot "
+                "fence or carry a virtual table",
+            )
         elif obj.type == "table" and obj.name not in blue_names:
             found.new_tables.append(obj)
         elif obj.type == "table":
-            _refuse(found, obj, f"table {obj.name} was created on green after cutover, but {obj.name!r} is "
-                                "already a name in blue's schema")
+            _refuse(
+                found,
+                obj,
+                f"table {obj.name} was created on green after cutover, but {obj.name!r} is "
+                "already a name in blue's schema",
+            )
     carried = {t.name for t in found.new_tables}
     for key, obj in now.items():
         if key in before or obj.type == "table":
@@ -105,8 +119,12 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
         if obj.type in ("index", "trigger") and obj.tbl_name in carried and obj.name not in blue_names:
             found.companions.append(obj)
         else:
-            _refuse(found, obj, f"{obj.type} {obj.name} was created on green after cutover on an object the old "
-                                "schema has (it may not fit the old schema)")
+            _refuse(
+                found,
+                obj,
+                f"{obj.type} {obj.name} was created on green after cutover on an object the old "
+                "schema has (it may not fit the old schema)",
+            )
     for key, obj in before.items():
         if key not in now:
             found.refused[f"{obj.type} {obj.name}"] = f"{obj.type} {obj.name} was dropped on green after cutover"
@@ -149,16 +167,18 @@ def carry_new_tables(conn: apsw.Connection, found: Drift) -> dict[str, int]:
 def _copy_rows(conn: apsw.Connection, table: str) -> int:
     name = quote_ident(table)
     columns = ", ".join(
-        quote_ident(c) for c, hidden in conn.execute(
-            "SELECT name, hidden FROM pragma_table_xinfo(?, 'source')", (table,)
-        ).fetchall() if hidden == 0
+        quote_ident(c)
+        for c, hidden in conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?, 'source')", (table,)).fetchall()
+        if hidden == 0
     )
-    without_rowid = conn.execute("SELECT wr FROM pragma_table_list WHERE schema = 'source' AND name = ?",
-                                 (table,)).get
+    without_rowid = conn.execute("SELECT wr FROM pragma_table_list WHERE schema = 'source' AND name = ?", (table,)).get
     rowid = "" if without_rowid else "rowid, "  # keep rowids exact for tables without an alias
     conn.execute(f"INSERT INTO main.{name}({rowid}{columns}) SELECT {rowid}{columns} FROM source.{name}")
-    sequence = conn.execute("SELECT seq FROM source.sqlite_sequence WHERE name = ?", (table,)).fetchall() \
-        if _has_table(conn, "source", "sqlite_sequence") else []
+    sequence = (
+        conn.execute("SELECT seq FROM source.sqlite_sequence WHERE name = ?", (table,)).fetchall()
+        if _has_table(conn, "source", "sqlite_sequence")
+        else []
+    )
     if sequence:
         conn.execute("DELETE FROM main.sqlite_sequence WHERE name = ?", (table,))
         conn.execute("INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)", (table, sequence[0][0]))
@@ -179,5 +199,8 @@ def export_refused(conn: apsw.Connection, found: Drift) -> None:
 
 
 def _has_table(conn: apsw.Connection, schema: str, name: str) -> bool:
-    return bool(conn.execute(f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE type = 'table' AND name = ?",
-                             (name,)).fetchall())
+    return bool(
+        conn.execute(
+            f"SELECT 1 FROM {quote_ident(schema)}.sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+        ).fetchall()
+    )

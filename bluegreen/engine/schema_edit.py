@@ -27,12 +27,16 @@ def edit_triggers(conn: apsw.Connection, drop_prefixes: tuple[str, ...] = (), ad
     try:
         changed = 0
         for prefix in drop_prefixes:
-            conn.execute("DELETE FROM main.sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
-                         (len(prefix), prefix))
+            conn.execute(
+                "DELETE FROM main.sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+                (len(prefix), prefix),
+            )
             changed += conn.changes()
         if add:
-            conn.executemany("INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) "
-                             "VALUES ('trigger', ?, ?, 0, ?)", list(add))
+            conn.executemany(
+                "INSERT INTO main.sqlite_schema(type, name, tbl_name, rootpage, sql) VALUES ('trigger', ?, ?, 0, ?)",
+                list(add),
+            )
             changed += len(add)
         if changed:
             version += 1

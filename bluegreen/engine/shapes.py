@@ -33,9 +33,9 @@ def same_shape_tables(conn: apsw.Connection) -> dict[str, TableCopy]:
         if not same_definition(conn, table.name):
             continue
         columns = tuple(
-            name for name, hidden in conn.execute(
-                "SELECT name, hidden FROM pragma_table_xinfo(?, 'main')", (table.name,)
-            ) if hidden == 0
+            name
+            for name, hidden in conn.execute("SELECT name, hidden FROM pragma_table_xinfo(?, 'main')", (table.name,))
+            if hidden == 0
         )
         found[table.name] = TableCopy(table.name, key_sql(table), table.without_rowid, columns)
     return found
@@ -65,11 +65,15 @@ def same_definition(conn: apsw.Connection, name: str) -> bool:
     if not (mine and theirs and mine == theirs):
         return False
     # A UNIQUE index the migration added makes a row blue keeps writing conflict in green.
-    if conn.execute(unique.format("main"), (name,)).fetchall() != conn.execute(unique.format("source"), (name,)).fetchall():
+    if (
+        conn.execute(unique.format("main"), (name,)).fetchall()
+        != conn.execute(unique.format("source"), (name,)).fetchall()
+    ):
         return False
-    return conn.execute(triggers.format("main"), (name,)).fetchall() == conn.execute(
-        triggers.format("source"), (name,)
-    ).fetchall()
+    return (
+        conn.execute(triggers.format("main"), (name,)).fetchall()
+        == conn.execute(triggers.format("source"), (name,)).fetchall()
+    )
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,5 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
             reshaped[name] = "definition or triggers changed"
         elif writers:
             reshaped[name] = f"written by {', '.join(writers)}"
-    derived = [
-        f for f, e in effects.items()
-        if e.get("written") and set(e.get("read", [])) & set(source_tables)
-    ]
+    derived = [f for f, e in effects.items() if e.get("written") and set(e.get("read", [])) & set(source_tables)]
     return ReshapeReport(reshaped, derived)

@@ -22,14 +22,14 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import apsw
 
-from bluegreen.engine.db import open_db
 from bluegreen.engine import filecopy
+from bluegreen.engine.db import open_db
 from bluegreen.engine.filecopy import WalIndexHeader
 
 Progress = Callable[[int, int], None]  # (pages copied, pages total)
@@ -87,8 +87,14 @@ def copy(
     return SnapshotResult(pages, page_size, time.perf_counter() - started, schema_version, used, frames, file_only)
 
 
-def _copy_backup(source: apsw.Connection, target_path: Path, mode: int, pages_per_step: int,
-                 progress: Progress | None, pinned: Pinned | None) -> tuple[int, int, str, int, bool]:
+def _copy_backup(
+    source: apsw.Connection,
+    target_path: Path,
+    mode: int,
+    pages_per_step: int,
+    progress: Progress | None,
+    pinned: Pinned | None,
+) -> tuple[int, int, str, int, bool]:
     target = open_db(target_path, create=True)
     try:
         # Set the mode before any page lands; SQLite gives -wal/-shm the main file's mode.
@@ -116,8 +122,14 @@ def _copy_backup(source: apsw.Connection, target_path: Path, mode: int, pages_pe
     return pages, schema_version, "backup", 0, False
 
 
-def _copy_files(source: apsw.Connection, target_path: Path, mode: int, pages_per_step: int,
-                progress: Progress | None, pinned: Pinned | None) -> tuple[int, int, str, int, bool] | None:
+def _copy_files(
+    source: apsw.Connection,
+    target_path: Path,
+    mode: int,
+    pages_per_step: int,
+    progress: Progress | None,
+    pinned: Pinned | None,
+) -> tuple[int, int, str, int, bool] | None:
     """The file copy inside a pinned read transaction; None when it cannot pin one (use backup)."""
     blue = source.db_filename("main")
     if str(source.execute("PRAGMA journal_mode").get).lower() != "wal":
@@ -139,7 +151,7 @@ def _copy_files(source: apsw.Connection, target_path: Path, mode: int, pages_per
     return pages, schema_version, "files", frames, file_only
 
 
-def _pin(source: apsw.Connection, child: "_FileReader") -> WalIndexHeader | None:
+def _pin(source: apsw.Connection, child: _FileReader) -> WalIndexHeader | None:
     """Start a read transaction on source and return the WAL-index header it reads at, or None."""
     for _ in range(PIN_ATTEMPTS):
         before = child.header()
@@ -160,8 +172,13 @@ class _FileReader:
     def __init__(self, blue: str, target: Path, mode: int):
         self.target = target
         # -S -I by path: the child needs only the standard library, and starts in ~10 ms instead of ~35
-        self.proc = subprocess.Popen([sys.executable, "-S", "-I", filecopy.__file__, blue, str(target), oct(mode)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-S", "-I", filecopy.__file__, blue, str(target), oct(mode)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
 
     def _ask(self, line: str) -> str:
         self.proc.stdin.write(line + "\n")

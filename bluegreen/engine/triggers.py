@@ -22,13 +22,20 @@ def capture_trigger_sql(conn: apsw.Connection, table: Table) -> list[tuple[str, 
     tag = table_tag(table.name)
     new, old = key_expression(table, "NEW"), key_expression(table, "OLD")
     triggers = [
-        (f"{CAPTURE_PREFIX}i_{tag}", f"AFTER INSERT ON {name} BEGIN "
-         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {new}, 'I'); END"),
-        (f"{CAPTURE_PREFIX}u_{tag}", f"AFTER UPDATE ON {name} BEGIN "
-         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {old}, 'U' "
-         f"UNION ALL SELECT {lit}, {new}, 'U' WHERE ({new}) IS NOT ({old}); END"),
-        (f"{CAPTURE_PREFIX}d_{tag}", f"AFTER DELETE ON {name} BEGIN "
-         f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END"),
+        (
+            f"{CAPTURE_PREFIX}i_{tag}",
+            f"AFTER INSERT ON {name} BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {new}, 'I'); END",
+        ),
+        (
+            f"{CAPTURE_PREFIX}u_{tag}",
+            f"AFTER UPDATE ON {name} BEGIN "
+            f"INSERT INTO {CAPTURE_TABLE}(tbl, key, op) SELECT {lit}, {old}, 'U' "
+            f"UNION ALL SELECT {lit}, {new}, 'U' WHERE ({new}) IS NOT ({old}); END",
+        ),
+        (
+            f"{CAPTURE_PREFIX}d_{tag}",
+            f"AFTER DELETE ON {name} BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) VALUES ({lit}, {old}, 'D'); END",
+        ),
         *_capture_replace_deletes(conn, table),
     ]
     return [(trigger, f"CREATE TRIGGER {trigger} {body}") for trigger, body in triggers]
@@ -54,10 +61,14 @@ def _capture_replace_deletes(conn: apsw.Connection, table: Table) -> list[tuple[
     columns = _columns_read(keys, generated)
     of = f" OF {', '.join(quote_ident(c) for c in sorted(columns))}" if columns else ""
     return [
-        (f"{CAPTURE_PREFIX}ri_{tag}", f"BEFORE INSERT ON {name} "
-         f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {insert}; END"),
-        (f"{CAPTURE_PREFIX}ru_{tag}", f"BEFORE UPDATE{of} ON {name} "
-         f"BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {update}; END"),
+        (
+            f"{CAPTURE_PREFIX}ri_{tag}",
+            f"BEFORE INSERT ON {name} BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {insert}; END",
+        ),
+        (
+            f"{CAPTURE_PREFIX}ru_{tag}",
+            f"BEFORE UPDATE{of} ON {name} BEGIN INSERT INTO {CAPTURE_TABLE}(tbl, key, op) {update}; END",
+        ),
     ]
 
 

@@ -67,7 +67,7 @@ def uniqueness_keys(conn: apsw.Connection, table: Table) -> list[UniqueKey]:
     found = []
     known = {name.upper() for (name,) in conn.execute("SELECT name FROM pragma_collation_list")}
     for _, index, unique, origin, partial in conn.execute(
-        "SELECT seq, name, \"unique\", origin, partial FROM pragma_index_list(?)", (table.name,)
+        'SELECT seq, name, "unique", origin, partial FROM pragma_index_list(?)', (table.name,)
     ).fetchall():
         if not unique or index.startswith(INTERNAL_PREFIX):
             continue
@@ -96,14 +96,19 @@ def _exact_key(conn: apsw.Connection, table: Table, terms: list[IndexTerm]) -> b
     """Do equal keys always encode alike? Then a conflict on this WITHOUT ROWID primary key keeps
     its captured key and needs no trigger: BINARY collation, and INTEGER, TEXT or NUMERIC affinity
     (REAL keeps 0.0 and -0.0 apart in quote(), an untyped column 1 and 1.0)."""
-    types = {name: (kind or "").upper() for _, name, kind, *_ in conn.execute(
-        "SELECT * FROM pragma_table_info(?)", (table.name,)).fetchall()}
+    types = {
+        name: (kind or "").upper()
+        for _, name, kind, *_ in conn.execute("SELECT * FROM pragma_table_info(?)", (table.name,)).fetchall()
+    }
     for term in terms:
         kind = types.get(term.column, "")
         if term.collation.upper() != "BINARY" or not kind or "BLOB" in kind:
             return False
-        if "INT" not in kind and not any(t in kind for t in ("CHAR", "CLOB", "TEXT")) and any(
-                t in kind for t in ("REAL", "FLOA", "DOUB")):
+        if (
+            "INT" not in kind
+            and not any(t in kind for t in ("CHAR", "CLOB", "TEXT"))
+            and any(t in kind for t in ("REAL", "FLOA", "DOUB"))
+        ):
             return False
     return True
 
@@ -143,8 +148,8 @@ def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str
             current = []
             continue
         current.append(tokens[i])
-    rest = tokens[end + 1:] if end is not None else []
-    where = sql[rest[1].start():rest[-1].end()] if len(rest) > 1 and rest[0].group().upper() == "WHERE" else None
+    rest = tokens[end + 1 :] if end is not None else []
+    where = sql[rest[1].start() : rest[-1].end()] if len(rest) > 1 and rest[0].group().upper() == "WHERE" else None
     if end is None or len(terms) != count or not all(terms) or (rest and where is None):
         raise SchemaUnsupported(
             f"table {table!r}: cannot read the definition of index {index!r} ({sql!r}), so a REPLACE on it "
@@ -153,7 +158,7 @@ def _index_parts(table: str, index: str, sql: str, count: int) -> tuple[list[str
     expressions = []
     for term in terms:
         term = _strip_order(term)
-        expressions.append(sql[term[0].start():term[-1].end()])
+        expressions.append(sql[term[0].start() : term[-1].end()])
     return expressions, where
 
 

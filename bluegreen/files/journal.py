@@ -13,12 +13,12 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
 from enum import StrEnum
-from typing import Iterator
+from pathlib import Path
 
 from bluegreen.errors import Busy, FileInTheWay, JournalInvalid, PointerInvalid
 from bluegreen.files.layout import SIDE_FILES, STATE_DIR, file_mode, folder_mode, make_dirs, open_file, write_file
@@ -148,27 +148,37 @@ class Store:
                 f"{self.state_path}: no bluegreen state here", "run `bluegreen init` first"
             ) from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise JournalInvalid.with_hint(f"{self.state_path}: cannot read the controller state ({exc})",
-                                           _RESTORE_STATE) from None
+            raise JournalInvalid.with_hint(
+                f"{self.state_path}: cannot read the controller state ({exc})", _RESTORE_STATE
+            ) from None
         try:
             raw = json.loads(text)
         except ValueError as exc:
-            raise JournalInvalid.with_hint(f"{self.state_path}: controller state is damaged ({exc})",
-                                           _RESTORE_STATE) from None
+            raise JournalInvalid.with_hint(
+                f"{self.state_path}: controller state is damaged ({exc})", _RESTORE_STATE
+            ) from None
         return check_state(self.state_path, raw)
 
     def save(self, state: State) -> None:
         self.make_state_dir()
-        write_file(self.state_path, json.dumps(asdict(state), indent=2).encode("utf-8"), self.file_mode(),
-                   "the journal still holds the step before; nothing committed was lost")
+        write_file(
+            self.state_path,
+            json.dumps(asdict(state), indent=2).encode("utf-8"),
+            self.file_mode(),
+            "the journal still holds the step before; nothing committed was lost",
+        )
 
     def check_pointer(self, state: State, current: Pointer) -> None:
         """The pointer and the journal must tell one story (a pointer restored from an old copy
         or edited by hand would have deploy fence, or revert overwrite, the wrong file)."""
         expected = generation_file(state.base_name, current.generation)
-        allowed = {Phase.PREPARING: [state.blue], Phase.PREPARED: [state.blue],
-                   Phase.CUTTING_OVER: [state.blue, state.green], Phase.CUT_OVER: [state.green],
-                   Phase.REVERTING: [state.blue, state.green]}.get(state.phase)
+        allowed = {
+            Phase.PREPARING: [state.blue],
+            Phase.PREPARED: [state.blue],
+            Phase.CUTTING_OVER: [state.blue, state.green],
+            Phase.CUT_OVER: [state.green],
+            Phase.REVERTING: [state.blue, state.green],
+        }.get(state.phase)
         problem = ""
         if current.generation > state.last_generation:
             problem = f"the journal has allocated generations up to {state.last_generation} only"
@@ -183,7 +193,8 @@ class Store:
                 f"{self.pointer_path}: pointer names {current.active!r} as generation {current.generation}, which "
                 f"contradicts the journal {self.state_path} ({problem}); nothing was changed",
                 f"restore the pointer (the last `swap` line of {self.events_path} says which file is active), then "
-                "run the command again", sep=": "
+                "run the command again",
+                sep=": ",
             )
 
     # -- generations --------------------------------------------------------------------------
@@ -214,7 +225,8 @@ class Store:
             if os.path.lexists(candidate):
                 raise FileInTheWay.with_hint(
                     f"{candidate}: already exists; a new generation is never built over an old file",
-                    "Move it away if it is not needed", sep=". "
+                    "Move it away if it is not needed",
+                    sep=". ",
                 )
         return number, path
 
@@ -234,8 +246,11 @@ class Store:
         except OSError as exc:
             if not self._log_warned:
                 self._log_warned = True
-                print(f"bluegreen: warning: {self.events_path}: event not logged ({exc.strerror}); free space on "
-                      f"{self.folder} (the journal is intact)", file=sys.stderr)
+                print(
+                    f"bluegreen: warning: {self.events_path}: event not logged ({exc.strerror}); free space on "
+                    f"{self.folder} (the journal is intact)",
+                    file=sys.stderr,
+                )
 
     def events(self) -> list[dict]:
         """Every whole line; a torn last line (a full disk, a crash mid-write) is skipped."""
@@ -254,8 +269,10 @@ class Store:
         return found
 
 
-_RESTORE_STATE = ("restore it from a backup of the data folder (events.jsonl records each step); "
-                  "bluegreen changes nothing until it reads")
+_RESTORE_STATE = (
+    "restore it from a backup of the data folder (events.jsonl records each step); "
+    "bluegreen changes nothing until it reads"
+)
 
 
 def check_state(path: Path, raw: object) -> State:
@@ -263,8 +280,12 @@ def check_state(path: Path, raw: object) -> State:
     known = {f.name for f in fields(State)}
     if not isinstance(raw, dict) or "base_name" not in raw or set(raw) - known:
         extra = sorted(set(raw) - known) if isinstance(raw, dict) else []
-        raise JournalInvalid.with_hint(f"{path}: controller state is damaged (" + (f"unknown keys {extra}" if extra else
-                                       "not a journal object with base_name") + ")", _RESTORE_STATE)
+        raise JournalInvalid.with_hint(
+            f"{path}: controller state is damaged ("
+            + (f"unknown keys {extra}" if extra else "not a journal object with base_name")
+            + ")",
+            _RESTORE_STATE,
+        )
 
     def bad(key: str, why: str) -> JournalInvalid:
         return JournalInvalid.with_hint(f"{path}: journal key {key!r} {why}, got {raw[key]!r}", _RESTORE_STATE)
@@ -278,8 +299,9 @@ def check_state(path: Path, raw: object) -> State:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_GENERATION:
                 raise bad(spec.name, f"must be a whole number from {low} to {MAX_GENERATION}")
         elif spec.name == "fences":
-            if not isinstance(value, dict) or not all(_plain_name(k) and isinstance(v, int) and not isinstance(v, bool)
-                                                      for k, v in value.items()):
+            if not isinstance(value, dict) or not all(
+                _plain_name(k) and isinstance(v, int) and not isinstance(v, bool) for k, v in value.items()
+            ):
                 raise bad(spec.name, "must map file names to schema versions (integers)")
         elif spec.name == "conflict":
             if not isinstance(value, dict):
@@ -328,5 +350,10 @@ def _is_time(text: object) -> bool:
 
 
 def _plain_name(name: object) -> bool:
-    return (isinstance(name, str) and bool(name) and "\x00" not in name and name == os.path.basename(name)
-            and name not in (".", "..", STATE_DIR))
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and "\x00" not in name
+        and name == os.path.basename(name)
+        and name not in (".", "..", STATE_DIR)
+    )

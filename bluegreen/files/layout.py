@@ -40,7 +40,7 @@ def disk_full(folder: Path) -> bool:
 
 
 def space_hint(folder: Path) -> str:
-    """"; the disk of FOLDER is full" when it is: SQLite says only "disk I/O error" when it cannot
+    """ "; the disk of FOLDER is full" when it is: SQLite says only "disk I/O error" when it cannot
     create a -shm file."""
     return f"; the disk of {folder} is full: free space there" if disk_full(folder) else ""
 
@@ -89,6 +89,8 @@ def write_file(path: Path, data: bytes, mode: int, kept: str) -> None:
     try:
         atomic_write(path, data, mode)
     except OSError as exc:
-        raise NoSpace.with_hint(f"{path}: cannot write ({exc.strerror}); {kept}", f"free space on {path.parent} "
-                                "(or fix its permissions), then run `bluegreen status` and the command again",
-                                sep=": ") from None
+        raise NoSpace.with_hint(
+            f"{path}: cannot write ({exc.strerror}); {kept}",
+            f"free space on {path.parent} (or fix its permissions), then run `bluegreen status` and the command again",
+            sep=": ",
+        ) from None

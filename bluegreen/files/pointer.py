@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import tomli_w
@@ -35,7 +35,7 @@ class Pointer:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 MAX_POINTER_BYTES = 64 * 1024  # a pointer is a few lines; anything bigger is not one
@@ -50,27 +50,33 @@ def read(path: Path) -> Pointer:
     raw = _load(path)
     fmt = raw.get("format")
     if isinstance(fmt, bool) or fmt != FORMAT:
-        raise PointerInvalid(f"{path}: pointer key 'format' is {fmt!r}; this bluegreen reads format {FORMAT} only "
-                         f"(restore the pointer, or use the bluegreen that wrote it)")
+        raise PointerInvalid(
+            f"{path}: pointer key 'format' is {fmt!r}; this bluegreen reads format {FORMAT} only "
+            f"(restore the pointer, or use the bluegreen that wrote it)"
+        )
     active = raw.get("active")
     generation = raw.get("generation")
     if not isinstance(active, str) or not active:
         raise PointerInvalid(f"{path}: pointer key 'active' must be a file name")
     if isinstance(generation, bool) or not isinstance(generation, int) or not 1 <= generation <= MAX_GENERATION:
-        raise PointerInvalid(f"{path}: pointer key 'generation' must be a positive integer up to {MAX_GENERATION}, "
-                         f"got {generation!r}")
+        raise PointerInvalid(
+            f"{path}: pointer key 'generation' must be a positive integer up to {MAX_GENERATION}, got {generation!r}"
+        )
     for key in ("schema_version", "previous", "switched_at"):
         value = raw.get(key, "")
         if not isinstance(value, str) or "\x00" in value or len(value) > 1000:
-            raise PointerInvalid.with_hint(f"{path}: pointer key {key!r} must be a short string, got {value!r}",
-                                           "restore the pointer")
+            raise PointerInvalid.with_hint(
+                f"{path}: pointer key {key!r} must be a short string, got {value!r}", "restore the pointer"
+            )
     previous = raw.get("previous", "")
     for key, name in (("active", active), ("previous", previous)):
         _check_inside(path, name)
         _check_on_disk(path, key, name)
     if previous == active:
-        raise PointerInvalid.with_hint(f"{path}: pointer keys 'active' and 'previous' both name {active!r}",
-                                       "restore the pointer (`previous` is the file the last swap moved away from)")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer keys 'active' and 'previous' both name {active!r}",
+            "restore the pointer (`previous` is the file the last swap moved away from)",
+        )
     return Pointer(
         active=active,
         generation=generation,
@@ -85,21 +91,28 @@ def _load(path: Path) -> dict:
         with open(path, "rb") as handle:
             data = handle.read(MAX_POINTER_BYTES + 1)
     except FileNotFoundError:
-        raise PointerInvalid.with_hint(f"{path}: pointer file not found",
-                                       "run `bluegreen init` to adopt a database") from None
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer file not found", "run `bluegreen init` to adopt a database"
+        ) from None
     except IsADirectoryError:
-        raise PointerInvalid.with_hint(f"{path}: the pointer is a directory",
-                                       "database.pointer must name the pointer file") from None
+        raise PointerInvalid.with_hint(
+            f"{path}: the pointer is a directory", "database.pointer must name the pointer file"
+        ) from None
     except OSError as exc:
-        raise PointerInvalid.with_hint(f"{path}: cannot read the pointer ({exc.strerror})", "fix its permissions") from None
+        raise PointerInvalid.with_hint(
+            f"{path}: cannot read the pointer ({exc.strerror})", "fix its permissions"
+        ) from None
     if len(data) > MAX_POINTER_BYTES:
-        raise PointerInvalid.with_hint(f"{path}: pointer is larger than {MAX_POINTER_BYTES // 1024} KiB, so not one "
-                                       "bluegreen wrote", "restore it or re-run `bluegreen init`")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer is larger than {MAX_POINTER_BYTES // 1024} KiB, so not one bluegreen wrote",
+            "restore it or re-run `bluegreen init`",
+        )
     try:
         return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PointerInvalid.with_hint(f"{path}: pointer is not valid TOML ({exc})",
-                                       "restore it or re-run `bluegreen init`") from None
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer is not valid TOML ({exc})", "restore it or re-run `bluegreen init`"
+        ) from None
 
 
 def _check_inside(path: Path, name: object) -> None:
@@ -113,13 +126,18 @@ def _check_inside(path: Path, name: object) -> None:
     if name != os.path.basename(name) or name in (".", ".."):
         raise PointerInvalid.with_hint(
             f"{path}: pointer names {name!r}, outside the pointer's folder",
-            "generations must live beside the pointer (name the file only)"
+            "generations must live beside the pointer (name the file only)",
         )
     if len(os.fsencode(name)) > 255:
-        raise PointerInvalid.with_hint(f"{path}: pointer names a file name longer than 255 bytes", "restore the pointer")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer names a file name longer than 255 bytes", "restore the pointer"
+        )
     if name == path.name or name == STATE_DIR_NAME or name.endswith(SIDE_SUFFIXES):
-        raise PointerInvalid.with_hint(f"{path}: pointer names {name!r}, which is the pointer itself, bluegreen's "
-                                       "folder or a SQLite side file, not a generation", "restore the pointer")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer names {name!r}, which is the pointer itself, bluegreen's "
+            "folder or a SQLite side file, not a generation",
+            "restore the pointer",
+        )
 
 
 def _check_on_disk(path: Path, key: str, name: str) -> None:
@@ -133,19 +151,27 @@ def _check_on_disk(path: Path, key: str, name: str) -> None:
         try:
             target = entry.resolve(strict=False)
         except (OSError, RuntimeError):
-            raise PointerInvalid.with_hint(f"{path}: pointer key {key!r} names {name!r}, a symlink loop",
-                                           "restore the file") from None
+            raise PointerInvalid.with_hint(
+                f"{path}: pointer key {key!r} names {name!r}, a symlink loop", "restore the file"
+            ) from None
         if target.parent != folder or target.name in (path.name, STATE_DIR_NAME) or target.name.endswith(SIDE_SUFFIXES):
-            raise PointerInvalid.with_hint(f"{path}: pointer key {key!r} names {name!r}, a symlink leading outside the "
-                                           f"pointer's folder or to a file that is no generation (to {target}); "
-                                           "generations must live beside the pointer",
-                                           "replace the link with the file itself", sep=": ")
+            raise PointerInvalid.with_hint(
+                f"{path}: pointer key {key!r} names {name!r}, a symlink leading outside the "
+                f"pointer's folder or to a file that is no generation (to {target}); "
+                "generations must live beside the pointer",
+                "replace the link with the file itself",
+                sep=": ",
+            )
     if entry.is_dir():
-        raise PointerInvalid.with_hint(f"{path}: pointer key {key!r} names {name!r}, which is a directory, not a "
-                                       "database file", "restore the pointer")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer key {key!r} names {name!r}, which is a directory, not a database file",
+            "restore the pointer",
+        )
     if entry.exists() and not entry.is_file():  # a FIFO would hang the first open, a device worse
-        raise PointerInvalid.with_hint(f"{path}: pointer key {key!r} names {name!r}, which is not a regular file (a "
-                                       "FIFO, socket or device)", "restore the pointer")
+        raise PointerInvalid.with_hint(
+            f"{path}: pointer key {key!r} names {name!r}, which is not a regular file (a FIFO, socket or device)",
+            "restore the pointer",
+        )
 
 
 def write(path: Path, pointer: Pointer, mode: int = 0o600) -> None:
@@ -165,9 +191,12 @@ def write(path: Path, pointer: Pointer, mode: int = 0o600) -> None:
     try:
         atomic_write(path, data, mode)
     except OSError as exc:
-        raise NoSpace.with_hint(f"{path}: cannot write the pointer ({exc.strerror}); it still names the file it named "
-                                "before", f"free space on {path.parent} (or fix its permissions), then run "
-                                "`bluegreen status`, which says what is left to do", sep=": ") from None
+        raise NoSpace.with_hint(
+            f"{path}: cannot write the pointer ({exc.strerror}); it still names the file it named before",
+            f"free space on {path.parent} (or fix its permissions), then run "
+            "`bluegreen status`, which says what is left to do",
+            sep=": ",
+        ) from None
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -179,7 +208,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)

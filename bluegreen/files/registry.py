@@ -27,8 +27,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bluegreen.files.pointer import now_iso
 from bluegreen.files.layout import STATE_DIR, file_mode, folder_mode, make_dirs
+from bluegreen.files.pointer import now_iso
 
 FORMAT = 1
 CLIENTS_DIR = "clients"
@@ -122,8 +122,11 @@ def _parse(path: Path) -> ClientRecord | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # vanished while we listed, or not ours: ignore
-    if not (math.isfinite(record.heartbeat_at) and record.heartbeat_at <= time.time() + MAX_EXPIRY_S
-            and 0 < record.expires_after_s <= MAX_EXPIRY_S):
+    if not (
+        math.isfinite(record.heartbeat_at)
+        and record.heartbeat_at <= time.time() + MAX_EXPIRY_S
+        and 0 < record.expires_after_s <= MAX_EXPIRY_S
+    ):
         return None  # NaN, inf or a far future would keep a record alive, and finalize refused, for ever
     return record
 
@@ -235,8 +238,12 @@ class Heartbeat:
         except OSError as exc:  # a read-only folder must not break the application
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"bluegreen: cannot write the client heartbeat {self.path} ({exc}); "
-                              "`bluegreen status` will not see this process", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"bluegreen: cannot write the client heartbeat {self.path} ({exc}); "
+                    "`bluegreen status` will not see this process",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
 
     def _mode(self) -> int:
         try:

@@ -11,18 +11,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
-from bluegreen.errors import ArgumentInvalid, JournalInvalid
 from bluegreen.engine.migrations import HISTORY_TABLE
-from bluegreen.files.pointer import now_iso
+from bluegreen.errors import ArgumentInvalid, JournalInvalid
 from bluegreen.files.layout import folder_mode, make_dirs, write_file
-
+from bluegreen.files.pointer import now_iso
 
 MAX_NAME = 200  # an approver's name, as shown by status and stamped into green's history
 MAX_NOTE = 2000
@@ -68,8 +67,10 @@ class Approvals:
             raise ArgumentInvalid("approve: --by needs a name (who approves)")
         for option, text, limit in (("--by", by, MAX_NAME), ("--note", note, MAX_NOTE)):
             if len(text) > limit or any(ord(c) < 32 and c not in "\t\n" for c in text):
-                raise ArgumentInvalid(f"approve: {option} must be at most {limit} characters without control characters, "
-                                 f"got {text[:40]!r}{'...' if len(text) > 40 else ''}; nothing was recorded")
+                raise ArgumentInvalid(
+                    f"approve: {option} must be at most {limit} characters without control characters, "
+                    f"got {text[:40]!r}{'...' if len(text) > 40 else ''}; nothing was recorded"
+                )
         self._read()  # a damaged file is refused before the lock file is made: nothing changes
         with self._locked():
             known = self._read()
@@ -78,8 +79,12 @@ class Approvals:
                     return a, False
             approval = Approval(version, by, now_iso(), environment, note)
             document = {"format": 1, "approvals": [asdict(a) for a in [*known, approval]]}
-            write_file(self.path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), self.mode,
-                       "the approval was not recorded")
+            write_file(
+                self.path,
+                (json.dumps(document, indent=2) + "\n").encode("utf-8"),
+                self.mode,
+                "the approval was not recorded",
+            )
             return approval, True
 
     def _read(self) -> list[Approval]:
@@ -93,9 +98,10 @@ class Approvals:
         except FileNotFoundError:
             return []
         except (ValueError, TypeError, KeyError, OSError) as exc:
-            raise JournalInvalid.with_hint(f"{self.path}: approvals file is damaged ({exc})", "restore it from the "
-                                           "event log (events.jsonl lists every approval) or remove it and approve "
-                                           "again") from None
+            raise JournalInvalid.with_hint(
+                f"{self.path}: approvals file is damaged ({exc})",
+                "restore it from the event log (events.jsonl lists every approval) or remove it and approve again",
+            ) from None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -18,8 +18,8 @@ import apsw
 from bluegreen.engine import snapshot
 from bluegreen.engine.db import open_db, quote_ident
 from bluegreen.errors import BackupFailed
-from bluegreen.files.pointer import now_iso
 from bluegreen.files.layout import SIDE_FILES, file_mode, folder_mode, make_dirs, remove_database_files
+from bluegreen.files.pointer import now_iso
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,12 @@ class BackupResult:
 
 
 def fingerprint(conn: apsw.Connection) -> Fingerprint:
-    schema = tuple(conn.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").fetchall())
-    tables = [name for kind, name, _, sql in schema
-              if kind == "table" and not name.startswith("sqlite_") and not (sql or "").upper().startswith("CREATE VIRTUAL")]
+    schema = tuple(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name").fetchall())
+    tables = [
+        name
+        for kind, name, _, sql in schema
+        if kind == "table" and not name.startswith("sqlite_") and not (sql or "").upper().startswith("CREATE VIRTUAL")
+    ]
     counts = tuple((t, conn.execute(f"SELECT count(*) FROM {quote_ident(t)}").get) for t in tables)
     return Fingerprint(schema, counts)
 
@@ -57,31 +59,46 @@ def take(blue: Path, folder: Path, pages_per_step: int = 4096) -> BackupResult:
     try:
         make_dirs(folder, folder_mode(file_mode(blue)))  # no more readable than blue: it holds the same rows
     except OSError as exc:
-        raise BackupFailed.with_hint(f"{folder}: cannot create the backup folder ({exc.strerror}); prepare refused "
-                                     "and nothing was changed", "fix backup_dir in the environment's config",
-                                     sep=": ") from None
+        raise BackupFailed.with_hint(
+            f"{folder}: cannot create the backup folder ({exc.strerror}); prepare refused and nothing was changed",
+            "fix backup_dir in the environment's config",
+            sep=": ",
+        ) from None
     for candidate in [target] + [Path(f"{target}{side}") for side in SIDE_FILES]:
         if candidate.exists():
-            raise BackupFailed.with_hint(f"{candidate}: already exists; a backup never overwrites a file. Nothing "
-                                         "was changed", "run the command again in a moment", sep=": ")
+            raise BackupFailed.with_hint(
+                f"{candidate}: already exists; a backup never overwrites a file. Nothing was changed",
+                "run the command again in a moment",
+                sep=": ",
+            )
     seen: list[Fingerprint] = []
     source = open_db(blue, query_only=True)
     try:
-        copied = snapshot.copy(source, target, mode=file_mode(blue), pages_per_step=pages_per_step,
-                               pinned=lambda conn: seen.append(fingerprint(conn)))
+        copied = snapshot.copy(
+            source,
+            target,
+            mode=file_mode(blue),
+            pages_per_step=pages_per_step,
+            pinned=lambda conn: seen.append(fingerprint(conn)),
+        )
     except (apsw.Error, OSError) as exc:
         _discard(target, made_folder)
-        raise BackupFailed.with_hint(f"{target}: backup of {blue.name} failed ({exc}); prepare refused and nothing "
-                                     "was changed", "free space or fix backup_dir, then run the command again",
-                                     sep=": ") from None
+        raise BackupFailed.with_hint(
+            f"{target}: backup of {blue.name} failed ({exc}); prepare refused and nothing was changed",
+            "free space or fix backup_dir, then run the command again",
+            sep=": ",
+        ) from None
     finally:
         source.close()
     problem = verify(target, seen[0])
     if problem:
         _discard(target, made_folder)
-        raise BackupFailed.with_hint(f"{target}: backup could not be verified: {problem}; prepare refused and "
-                                     "nothing was changed (the copy was removed)",
-                                     f"check {blue.name} with `PRAGMA integrity_check`", sep=": ")
+        raise BackupFailed.with_hint(
+            f"{target}: backup could not be verified: {problem}; prepare refused and "
+            "nothing was changed (the copy was removed)",
+            f"check {blue.name} with `PRAGMA integrity_check`",
+            sep=": ",
+        )
     rows = sum(n for _, n in seen[0].counts)
     return BackupResult(target, len(seen[0].counts), rows, copied.bytes, time.perf_counter() - started)
 

@@ -31,12 +31,15 @@ def select(config: Config, name: str | None) -> EnvironmentConfig | None:
     configured = ", ".join(sorted(config.environments)) or "none"
     if name is None:
         if config.environments:
-            raise ArgumentInvalid.with_hint(f"{config.path}: defines environments ({configured})",
-                                            f"choose one with --env NAME or ${ENV_VAR}")
+            raise ArgumentInvalid.with_hint(
+                f"{config.path}: defines environments ({configured})", f"choose one with --env NAME or ${ENV_VAR}"
+            )
         return None
     if name not in config.environments:
-        raise ArgumentInvalid(f"{config.path}: no [environments.{name}] table for the environment {name!r} "
-                         f"(from --env or ${ENV_VAR}); configured: {configured}")
+        raise ArgumentInvalid(
+            f"{config.path}: no [environments.{name}] table for the environment {name!r} "
+            f"(from --env or ${ENV_VAR}); configured: {configured}"
+        )
     return config.environments[name]
 
 
@@ -52,8 +55,9 @@ def window_state(env: EnvironmentConfig, now: datetime | None = None) -> WindowS
     if env.window is None:
         return None
     local = (now or datetime.now(ZoneInfo("UTC"))).astimezone(ZoneInfo(env.timezone))
-    return WindowState(_inside(env.window, local.time()), f"{local:%H:%M} {env.timezone}",
-                       f"{env.window.text} {env.timezone}")
+    return WindowState(
+        _inside(env.window, local.time()), f"{local:%H:%M} {env.timezone}", f"{env.window.text} {env.timezone}"
+    )
 
 
 def _inside(window: Window, at: time) -> bool:
@@ -97,16 +101,25 @@ class CutoverCheck:
             fixes.append(f"`bluegreen --env {self.environment} approve {self.version} --by NAME`")
         if self.window_closed and not force:
             again = "cutover" if command == "resume" else command  # resume has no --force
-            fixes.append(f"run it inside the window, or `bluegreen --env {self.environment} {again} --force "
-                         "--reason TEXT`")
+            fixes.append(
+                f"run it inside the window, or `bluegreen --env {self.environment} {again} --force --reason TEXT`"
+            )
         cause = ApprovalMissing if self.approvals_missing else OutsideWindow  # no --force lifts the first
         raise cause.with_hint(
-            f"{command} refused: {'; '.join(missing)}. Nothing was changed", "; ".join(fixes), sep=": ",
-            details={"environment": self.environment, "version": self.version, "missing": missing,
-                     "approvers": list(self.approvers), "required": self.required},
+            f"{command} refused: {'; '.join(missing)}. Nothing was changed",
+            "; ".join(fixes),
+            sep=": ",
+            details={
+                "environment": self.environment,
+                "version": self.version,
+                "missing": missing,
+                "approvers": list(self.approvers),
+                "required": self.required,
+            },
         )
 
 
-def check_cutover(env: EnvironmentConfig, version: str, approvers: list[str],
-                  now: datetime | None = None) -> CutoverCheck:
+def check_cutover(
+    env: EnvironmentConfig, version: str, approvers: list[str], now: datetime | None = None
+) -> CutoverCheck:
     return CutoverCheck(env.name, version, tuple(approvers), env.approvals, window_state(env, now))

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import migrations
 from bluegreen.config import Config
+from bluegreen.engine import migrations
 from bluegreen.engine.db import INTERNAL_PREFIX, open_db, quote_ident, user_tables
 from bluegreen.errors import BluegreenError, NoSpace
 
@@ -84,8 +84,12 @@ def estimate(config: Config, blue: Path, pending: list[migrations.Migration]) ->
             return counted[name]
 
         per_migration = tuple(
-            MigrationEstimate(file, tuple(t for t in map(touched, sorted(reads)) if t.rows is not None),
-                              tuple(touched(t) for t in sorted(writes)), error)
+            MigrationEstimate(
+                file,
+                tuple(t for t in map(touched, sorted(reads)) if t.rows is not None),
+                tuple(touched(t) for t in sorted(writes)),
+                error,
+            )
             for file, reads, writes, error in effects
         )
         copied = {t.table: t.bytes or 0 for m in per_migration if m.writes for t in m.reads}
@@ -117,7 +121,9 @@ def require_free_space(config: Config, blue: Path, pending: list[migrations.Migr
             f"{config.data_dir}: not enough free disk space for the next generation: it needs about "
             f"{_mb(found.needed_bytes)} (green {_mb(found.green_bytes)} + its WAL {_mb(found.wal_bytes)} + "
             f"[disk] min_free_mb {_mb(found.margin_bytes)}) and {_mb(found.free_bytes)} is free. Nothing was "
-            "changed", "free some space (or lower [disk] min_free_mb), then run the command again", sep=": ",
+            "changed",
+            "free some space (or lower [disk] min_free_mb), then run the command again",
+            sep=": ",
             details={"estimate": found.as_dict()},
         )
     return found
@@ -153,7 +159,8 @@ def _dry_run(blue: apsw.Connection, pending: list[migrations.Migration]) -> list
     try:
         for (sql,) in blue.execute(
             "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "AND substr(name, 1, ?) <> ? ORDER BY rowid", (len(INTERNAL_PREFIX), INTERNAL_PREFIX),
+            "AND substr(name, 1, ?) <> ? ORDER BY rowid",
+            (len(INTERNAL_PREFIX), INTERNAL_PREFIX),
         ):
             try:
                 memory.execute(sql)
@@ -181,11 +188,16 @@ def _measure(blue: apsw.Connection, table: str) -> Touched:
     if not blue.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)).fetchall():
         return Touched(table, None, None)
     rows = blue.execute(f"SELECT count(*) FROM {quote_ident(table)}").get
-    names = [n for (n,) in blue.execute(
-        "SELECT name FROM sqlite_schema WHERE tbl_name = ? AND type IN ('table', 'index')", (table,))]
+    names = [
+        n
+        for (n,) in blue.execute(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = ? AND type IN ('table', 'index')", (table,)
+        )
+    ]
     # name = ?: dbstat then walks only that b-tree, not the whole file
-    size = sum(blue.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat('main', 1) WHERE name = ?", (n,)).get
-               for n in names)
+    size = sum(
+        blue.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat('main', 1) WHERE name = ?", (n,)).get for n in names
+    )
     return Touched(table, rows, size)
 
 

@@ -11,8 +11,8 @@ blue's write lock: the application writes on as usual.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from bluegreen.errors import Held
 
@@ -28,13 +28,15 @@ def refusal(flag: Path, command: str, prepared: str) -> Held:
     return Held.with_hint(
         f"{flag}: cutover is on hold while this file exists; {prepared}, nothing was changed",
         f"remove the file and run `bluegreen {command}` again, or run `bluegreen {command} --wait` to cut over "
-        "once it is removed", sep=": ",
+        "once it is removed",
+        sep=": ",
         details={"wait_flag": str(flag)},
     )
 
 
-def wait_while_held(flag: Path, timeout_s: int, keep_up: KeepUp | None, note: Note, command: str,
-                    prepared: str, poll_s: float = POLL_S) -> float:
+def wait_while_held(
+    flag: Path, timeout_s: int, keep_up: KeepUp | None, note: Note, command: str, prepared: str, poll_s: float = POLL_S
+) -> float:
     """Wait until `flag` is gone, keeping green caught up; returns the seconds waited. Raises
     Held after timeout_s (0: no limit). Ctrl-C ends the wait with green as it is."""
     started = time.monotonic()
@@ -45,17 +47,22 @@ def wait_while_held(flag: Path, timeout_s: int, keep_up: KeepUp | None, note: No
         if timeout_s and waited >= timeout_s:
             raise Held.with_hint(
                 f"{flag}: still present after {timeout_s} s ([cutover] wait_timeout_s); {prepared}, "
-                "nothing else was changed", f"remove the file and run `bluegreen {command}`, or wait again with "
-                f"`bluegreen {command} --wait`", sep=": ",
+                "nothing else was changed",
+                f"remove the file and run `bluegreen {command}`, or wait again with `bluegreen {command} --wait`",
+                sep=": ",
                 details={"wait_flag": str(flag), "waited_s": round(waited, 1), "caught_up_to_seq": position},
             )
         if waited - last_note >= NOTE_EVERY_S:
             last_note = waited
-            note(f"waiting for {flag} to be removed ({waited:.0f} s; green caught up to change {position})",
-                 {"wait_flag": str(flag), "waited_s": round(waited, 1), "caught_up_to_seq": position})
+            note(
+                f"waiting for {flag} to be removed ({waited:.0f} s; green caught up to change {position})",
+                {"wait_flag": str(flag), "waited_s": round(waited, 1), "caught_up_to_seq": position},
+            )
         time.sleep(poll_s)
         position = keep_up() if keep_up else 0
     waited = round(time.monotonic() - started, 1)
-    note(f"{flag} is gone after {waited:.0f} s: cutting over", {"wait_flag": str(flag), "waited_s": waited,
-                                                                  "caught_up_to_seq": position})
+    note(
+        f"{flag} is gone after {waited:.0f} s: cutting over",
+        {"wait_flag": str(flag), "waited_s": waited, "caught_up_to_seq": position},
+    )
     return waited

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from bluegreen.config import Config
 from bluegreen.errors import AfterHookFailed, BluegreenError, HookRefused
-from bluegreen.results import Result
 from bluegreen.files.journal import Store
+from bluegreen.results import Result
 
 EVENTS = ("pre-prepare", "post-prepare", "pre-cutover", "post-cutover", "post-revert", "on-failure")
 TAIL_CHARS = 4000  # output kept per hook run: enough for a stack trace's end, small in a log line
@@ -111,8 +111,13 @@ class Hooks:
             # A file, not a pipe: a hook that leaves a background process holding its stdout must
             # not keep us waiting. Its own session, so the time limit can kill everything it started.
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", shell], cwd=self.config.path.parent, env={**os.environ, **context.environment(self.config)},
-                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                ["/bin/sh", "-c", shell],
+                cwd=self.config.path.parent,
+                env={**os.environ, **context.environment(self.config)},
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             timed_out = False
             try:
@@ -125,10 +130,25 @@ class Hooks:
                 raise
             output.seek(max(0, os.fstat(output.fileno()).st_size - TAIL_CHARS))
             tail = output.read().decode("utf-8", "replace")
-        run = HookRun(context.event, shell, None if timed_out else proc.returncode, timed_out,
-                      round((time.perf_counter() - started) * 1000, 1), tail)
-        self.store.log("hook", hook=run.event, command=context.command, ok=run.ok, shell=shell,
-                       exit_code=run.exit_code, timed_out=timed_out, duration_ms=run.duration_ms, output=tail)
+        run = HookRun(
+            context.event,
+            shell,
+            None if timed_out else proc.returncode,
+            timed_out,
+            round((time.perf_counter() - started) * 1000, 1),
+            tail,
+        )
+        self.store.log(
+            "hook",
+            hook=run.event,
+            command=context.command,
+            ok=run.ok,
+            shell=shell,
+            exit_code=run.exit_code,
+            timed_out=timed_out,
+            duration_ms=run.duration_ms,
+            output=tail,
+        )
         return run
 
     # -- what a failure means, per kind of event ----------------------------------------------
@@ -156,8 +176,7 @@ class Hooks:
                 details=details,
             )
         return AfterHookFailed(
-            f"{result.message.splitlines()[0]} — but the {run.event} hook failed ({summary}): "
-            f"{STANDS[run.event]}",
+            f"{result.message.splitlines()[0]} — but the {run.event} hook failed ({summary}): {STANDS[run.event]}",
             details=details,
         )
 

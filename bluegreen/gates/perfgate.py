@@ -30,9 +30,8 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import migrations
-from bluegreen.engine import namedsql
 from bluegreen.config import PerformanceConfig
+from bluegreen.engine import migrations, namedsql
 from bluegreen.engine.db import open_db
 from bluegreen.engine.namedsql import NamedQuery
 from bluegreen.files.pointer import now_iso
@@ -80,8 +79,9 @@ class Measurement:
         return Check("performance", self.name, expected, self.reason, "PASS" if self.passed else "FAIL")
 
 
-def queries(settings: PerformanceConfig, migrations_dir: Path, green: apsw.Connection,
-            pending: list) -> list[NamedQuery]:
+def queries(
+    settings: PerformanceConfig, migrations_dir: Path, green: apsw.Connection, pending: list
+) -> list[NamedQuery]:
     """Config queries, then every benchmark companion of a migration green has applied. The
     `-- on blue:` form serves only while blue lacks that migration (it is in `pending`)."""
     found = namedsql.from_config("performance", settings.queries)
@@ -95,8 +95,9 @@ def queries(settings: PerformanceConfig, migrations_dir: Path, green: apsw.Conne
     return found
 
 
-def run(green: apsw.Connection, blue_path: Path, found: list[NamedQuery],
-        settings: PerformanceConfig) -> list[Measurement]:
+def run(
+    green: apsw.Connection, blue_path: Path, found: list[NamedQuery], settings: PerformanceConfig
+) -> list[Measurement]:
     """Time and explain each query on blue (its own read-only connection) and green (read-only
     for the duration)."""
     if not found:
@@ -122,8 +123,22 @@ def record(green: apsw.Connection, generation: int, results: list[Measurement]) 
         green.executemany(
             f"INSERT INTO {RESULTS_TABLE}(generation, source, name, blue_ms, green_ms, ratio, blue_plan, green_plan, "
             "verdict, reason, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(generation, m.source, m.name, m.blue_ms, m.green_ms, m.ratio, m.blue_plan, m.green_plan, m.verdict,
-              m.reason, measured_at) for m in results],
+            [
+                (
+                    generation,
+                    m.source,
+                    m.name,
+                    m.blue_ms,
+                    m.green_ms,
+                    m.ratio,
+                    m.blue_plan,
+                    m.green_plan,
+                    m.verdict,
+                    m.reason,
+                    measured_at,
+                )
+                for m in results
+            ],
         )
 
 
@@ -132,8 +147,9 @@ def as_dicts(results: list[Measurement]) -> list[dict]:
 
 
 # -- one query ------------------------------------------------------------------------------------
-def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
-             settings: PerformanceConfig) -> Measurement:
+def _measure(
+    blue: apsw.Connection, green: apsw.Connection, query: NamedQuery, settings: PerformanceConfig
+) -> Measurement:
     def result(verdict: str, reason: str, blue_ms=None, green_ms=None, ratio=None, blue_plan="", green_plan=""):
         return Measurement(query.source, query.name, blue_ms, green_ms, ratio, blue_plan, green_plan, verdict, reason)
 
@@ -149,8 +165,7 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
     else:
         baseline_error = namedsql.statement_problem(blue, blue_sql)
     try:
-        blue_times, green_times = _time(None if baseline_error else (blue, blue_sql), (green, query.sql),
-                                        settings.runs)
+        blue_times, green_times = _time(None if baseline_error else (blue, blue_sql), (green, query.sql), settings.runs)
     except _RunError as failed:
         if failed.side == "green":
             return result(ERROR, f"fails on green: {failed.error}", green_plan=_render(green_plan))
@@ -159,19 +174,31 @@ def _measure(blue: apsw.Connection, green: apsw.Connection, query: NamedQuery,
     green_ms = statistics.median(green_times)
     plan_text = _render(green_plan)
     if baseline_error:
-        return result(PASS, f"green {green_ms:.2f} ms; no baseline: does not run on blue ({baseline_error})",
-                      green_ms=green_ms, green_plan=plan_text)
+        return result(
+            PASS,
+            f"green {green_ms:.2f} ms; no baseline: does not run on blue ({baseline_error})",
+            green_ms=green_ms,
+            green_plan=plan_text,
+        )
     blue_ms = statistics.median(blue_times)
     ratio = green_ms / blue_ms if blue_ms > 0 else None
     times = f"blue {blue_ms:.2f} ms, green {green_ms:.2f} ms" + (f" ({ratio:.1f}x)" if ratio is not None else "")
     shown = dict(blue_ms=blue_ms, green_ms=green_ms, ratio=ratio, blue_plan=_render(blue_plan), green_plan=plan_text)
     green_scans, blue_scans = _full_scans(green_plan), _full_scans(blue_plan)
     if len(green_scans) > len(blue_scans):
-        return result(FULL_SCAN, f"turned into a full scan: green plan {_brief(green_plan)} reads "
-                      f"{', '.join(green_scans)} in full, blue plan {_brief(blue_plan)}; {times}", **shown)
+        return result(
+            FULL_SCAN,
+            f"turned into a full scan: green plan {_brief(green_plan)} reads "
+            f"{', '.join(green_scans)} in full, blue plan {_brief(blue_plan)}; {times}",
+            **shown,
+        )
     if green_ms > settings.max_ratio * max(blue_ms, settings.min_ms):
-        return result(SLOWER, f"slower: {times}, over {settings.max_ratio:g}x; green plan {_brief(green_plan)}, "
-                      f"blue plan {_brief(blue_plan)}", **shown)
+        return result(
+            SLOWER,
+            f"slower: {times}, over {settings.max_ratio:g}x; green plan {_brief(green_plan)}, "
+            f"blue plan {_brief(blue_plan)}",
+            **shown,
+        )
     return result(PASS, times, **shown)
 
 
@@ -214,7 +241,12 @@ def _full_scans(plan: list[tuple[int, int, str]]) -> list[str]:
     scanned = []
     for _, _, detail in plan:
         match = _SCAN.match(detail) or _AUTOMATIC.match(detail)
-        if match and match.group(1) not in derived and match.group(1) != "CONSTANT" and not match.group(1).startswith("("):
+        if (
+            match
+            and match.group(1) not in derived
+            and match.group(1) != "CONSTANT"
+            and not match.group(1).startswith("(")
+        ):
             scanned.append(match.group(1))
     return scanned
 
@@ -231,4 +263,3 @@ def _render(plan: list[tuple[int, int, str]]) -> str:
 
 def _brief(plan: list[tuple[int, int, str]]) -> str:
     return "[" + "; ".join(detail for _, _, detail in plan) + "]" if plan else "[none]"
-

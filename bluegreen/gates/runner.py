@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
-from bluegreen.gates import approvals
-from bluegreen.gates import backup
-from bluegreen.gates import environments
-from bluegreen.gates import hold
-from bluegreen.files import pointer
 from bluegreen.config import Config
-from bluegreen.errors import (EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, ArgumentInvalid, BluegreenError, ConfigInvalid)
-from bluegreen.gates.hooks import HookContext, HookRun, Hooks
 from bluegreen.engine import generations
 from bluegreen.engine.replay import Replayer
-from bluegreen.results import Result, Timed
+from bluegreen.errors import EXIT_FAILED, EXIT_GATE, EXIT_REVERT_REFUSED, ArgumentInvalid, BluegreenError, ConfigInvalid
+from bluegreen.files import pointer
 from bluegreen.files.journal import State, Store
+from bluegreen.gates import approvals, backup, environments, hold
+from bluegreen.gates.hooks import HookContext, HookRun, Hooks
+from bluegreen.results import Result, Timed
 
 
 class CommandRun(Protocol):
@@ -61,8 +59,16 @@ class GateRunner:
         check = environments.check_cutover(env, version, [a.by for a in self.approvals.of(version, env.name)])
         check.enforce(command, force)
         if force and check.window_closed and log:
-            self.store.log("window_forced", command=command, environment=env.name, version=version,
-                           window=check.window.text, now=check.window.now, reason=reason, by=_who())
+            self.store.log(
+                "window_forced",
+                command=command,
+                environment=env.name,
+                version=version,
+                window=check.window.text,
+                now=check.window.now,
+                reason=reason,
+                by=_who(),
+            )
 
     def backup_blue(self, run: CommandRun, blue: Path) -> dict:
         """A verified backup of blue before prepare touches it, if the environment asks for one."""
@@ -71,8 +77,9 @@ class GateRunner:
             return {}
         with run.timed(Timed.BACKUP):
             made = backup.take(blue, env.backup_dir, self.config.snapshot.pages_per_step)
-        self.store.log("backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows,
-                       bytes=made.bytes)
+        self.store.log(
+            "backup", file=str(made.path), source=blue.name, tables=made.tables, rows=made.rows, bytes=made.bytes
+        )
         return {"backup": str(made.path)}
 
     def stamp_approvals(self, green: Path, pending: list) -> None:
@@ -81,8 +88,12 @@ class GateRunner:
             return
         env = environments.select(self.config, self.environment)
         version = pending[-1].version
-        approvals.stamp(green, [m.file for m in pending], self.approvals.of(version, env.name if env else ""),
-                        self.config.cutover.lock_timeout_ms)
+        approvals.stamp(
+            green,
+            [m.file for m in pending],
+            self.approvals.of(version, env.name if env else ""),
+            self.config.cutover.lock_timeout_ms,
+        )
 
     def approve(self, version: str, by: str, note: str = "") -> Result:
         env = environments.select(self.config, self.environment)
@@ -90,8 +101,10 @@ class GateRunner:
         versions = list(dict.fromkeys(m.version for m in generations.pending(self.config.migrations.dir, active)))
         wanted = approvals.normalize_version(version)
         if wanted not in versions:
-            raise ArgumentInvalid(f"{version}: not a pending version of {active.name} (pending: "
-                             f"{', '.join(versions) or 'none'}); approve one of those")
+            raise ArgumentInvalid(
+                f"{version}: not a pending version of {active.name} (pending: "
+                f"{', '.join(versions) or 'none'}); approve one of those"
+            )
         where = env.name if env else ""
         approval, new = self.approvals.record(wanted, by, where, note)
         if new:
@@ -99,27 +112,45 @@ class GateRunner:
         have = [a.by for a in self.approvals.of(wanted, where)]
         required = env.approvals if env else 0
         scope = f" for {where}" if where else ""
-        text = (f"{approval.by} approved v{wanted}{scope}" if new else
-                f"{approval.by} had already approved v{wanted}{scope} (at {approval.at}), counted once")
-        text += (f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})" if env else
-                 f"; approved so far by {', '.join(have)} (no environments configured: none required)")
+        text = (
+            f"{approval.by} approved v{wanted}{scope}"
+            if new
+            else f"{approval.by} had already approved v{wanted}{scope} (at {approval.at}), counted once"
+        )
+        text += (
+            f": {len(have)} of {required} distinct approval(s) ({', '.join(have)})"
+            if env
+            else f"; approved so far by {', '.join(have)} (no environments configured: none required)"
+        )
         if wanted != versions[-1]:
             text += f"; note: cutover counts approvals of the target version v{versions[-1]}"
-        return Result("approve", text, data={"version": wanted, "environment": where, "approved_by": have,
-                                             "required": required, "new": new, "target_version": versions[-1]})
+        return Result(
+            "approve",
+            text,
+            data={
+                "version": wanted,
+                "environment": where,
+                "approved_by": have,
+                "required": required,
+                "new": new,
+                "target_version": versions[-1],
+            },
+        )
 
     # ------------------------------------------------------------------------------------------
     # hooks and the hold flag
     # ------------------------------------------------------------------------------------------
-    def pre_hook(self, run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str],
-                 outcome: str) -> None:
+    def pre_hook(
+        self, run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str], outcome: str
+    ) -> None:
         """A pre-* hook is a gate: if it fails, refuse with `outcome` (what stays as it is)."""
         run = self._run_hook(run, self._hook_context(event, command, state, versions))
         if run and not run.ok:
             raise self.hooks.refusal(run, outcome)
 
-    def post_hook(self, command_run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str],
-                  result: Result) -> Result:
+    def post_hook(
+        self, command_run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str], result: Result
+    ) -> Result:
         """A post-* hook reports: the operation stands whatever it says; its failure is the error."""
         run = self._run_hook(command_run, self._hook_context(event, command, state, versions))
         if command_run.hook_runs:
@@ -134,15 +165,24 @@ class GateRunner:
             command_run.hook_ran(run)
         return run
 
-    def _hook_context(self, event: str, command: str, state: State, versions: tuple[str, str],
-                      error: str = "", exit_code: int = 0) -> HookContext:
+    def _hook_context(
+        self, event: str, command: str, state: State, versions: tuple[str, str], error: str = "", exit_code: int = 0
+    ) -> HookContext:
         pointer_path = self.config.database.pointer
         current = pointer.read(pointer_path)
         return HookContext(
-            event, command, self.store.load().phase, current.active_path(pointer_path), current.generation,
+            event,
+            command,
+            self.store.load().phase,
+            current.active_path(pointer_path),
+            current.generation,
             self.store.folder / state.blue if state.blue else current.active_path(pointer_path),
-            self.store.folder / state.green if state.green else None, state.green_generation,
-            versions[0], versions[1], error, exit_code,
+            self.store.folder / state.green if state.green else None,
+            state.green_generation,
+            versions[0],
+            versions[1],
+            error,
+            exit_code,
         )
 
     @contextmanager
@@ -162,8 +202,7 @@ class GateRunner:
         try:
             state = self.store.load()
             versions = (pointer.read(self.config.database.pointer).schema_version, state.target_version)
-            run = self._run_hook(command_run, self._hook_context("on-failure", command, state, versions, message,
-                                                                 code))
+            run = self._run_hook(command_run, self._hook_context("on-failure", command, state, versions, message, code))
         except Exception as hook_exc:  # the hook machinery itself failed: the original error still wins
             self.store.log("hook_error", hook="on-failure", error=str(hook_exc))
             return
@@ -174,7 +213,7 @@ class GateRunner:
     def check_wait_option(self, wait: bool) -> None:
         if wait and self.config.cutover.wait_flag is None:
             raise ConfigInvalid(
-                f"{self.config.path}: --wait needs a hold flag: set [cutover] wait_flag = \"data/hold-cutover\" "
+                f'{self.config.path}: --wait needs a hold flag: set [cutover] wait_flag = "data/hold-cutover" '
                 "(a file whose presence holds the cutover), or run without --wait"
             )
 
@@ -188,8 +227,9 @@ class GateRunner:
             raise hold.refusal(flag, "deploy", "blue stays active")
         if offline:
             with run.timed(Timed.HOLD):
-                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline",
-                                     "blue stays active")
+                hold.wait_while_held(
+                    flag, self.config.cutover.wait_timeout_s, None, self._note, "deploy --offline", "blue stays active"
+                )
 
     def hold_prepared(self, run: CommandRun, state: State, wait: bool, open_replayer: Callable[[], Replayer]) -> None:
         """Before a fresh cutover: refuse while the flag exists, or (--wait) keep green caught up
@@ -202,13 +242,15 @@ class GateRunner:
             raise hold.refusal(flag, "cutover", prepared)
         replayer = open_replayer()
         try:
+
             def keep_up() -> int:
                 replayer.catch_up()
                 return replayer.position().seq
 
             with run.timed(Timed.HOLD):
-                hold.wait_while_held(flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover",
-                                     prepared + ", caught up")
+                hold.wait_while_held(
+                    flag, self.config.cutover.wait_timeout_s, keep_up, self._note, "cutover", prepared + ", caught up"
+                )
         finally:
             replayer.close()
 

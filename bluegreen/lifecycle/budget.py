@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import apsw
 
-from bluegreen.errors import PauseBudgetExceeded
 from bluegreen.engine.replay import BatchResult
+from bluegreen.errors import PauseBudgetExceeded
 from bluegreen.results import Result
 
 ASSUMED_ROWS_PER_SECOND = 20_000.0  # before enough rows were measured: deliberately modest
@@ -62,9 +62,14 @@ class Attempt:
     rows: int
 
     def as_dict(self, budget_ms: int) -> dict:
-        return {"attempt": self.attempt, "pause_ms": round(self.pause_ms, 2), "rows": self.rows,
-                "outcome": self.outcome, "over_budget": self.pause_ms > budget_ms,
-                "predicted": self.predicted.as_dict() if self.predicted else None}
+        return {
+            "attempt": self.attempt,
+            "pause_ms": round(self.pause_ms, 2),
+            "rows": self.rows,
+            "outcome": self.outcome,
+            "over_budget": self.pause_ms > budget_ms,
+            "predicted": self.predicted.as_dict() if self.predicted else None,
+        }
 
 
 @dataclass
@@ -143,12 +148,21 @@ class PauseBudget:
         fixed = self.predict(0)
         if fixed.total_ms <= self.max_pause_ms:
             return ""
-        return (f"fencing this schema takes {fixed.fence_ms:.1f} ms and the commit {fixed.commit_ms:.1f} ms "
-                f"(measured on this machine), over the {self.max_pause_ms} ms write-pause budget")
+        return (
+            f"fencing this schema takes {fixed.fence_ms:.1f} ms and the commit {fixed.commit_ms:.1f} ms "
+            f"(measured on this machine), over the {self.max_pause_ms} ms write-pause budget"
+        )
 
     # -- what happened ---------------------------------------------------------------------------
-    def record(self, attempt: int, pause_ms: float, outcome: str, rows: int, predicted: PauseCosts | None,
-               log: Callable[..., None]) -> Attempt:
+    def record(
+        self,
+        attempt: int,
+        pause_ms: float,
+        outcome: str,
+        rows: int,
+        predicted: PauseCosts | None,
+        log: Callable[..., None],
+    ) -> Attempt:
         """Keep every attempt; log an overrun as `pause_overrun` (never exceeded silently)."""
         entry = Attempt(attempt, pause_ms, predicted, outcome, rows)
         self.attempts.append(entry)
@@ -161,12 +175,15 @@ class PauseBudget:
         return [a for a in self.attempts if a.pause_ms > self.max_pause_ms]
 
     def as_dict(self) -> dict:
-        return {"budget_ms": self.max_pause_ms, "rows_per_second": round(self.rows_per_second),
-                "batch_overhead_ms": _finite(self.batch_overhead_ms),
-                "fence_ms": None if self.fence_ms is None else round(self.fence_ms, 2),
-                "fsync_ms": None if self.fsync_ms is None else round(self.fsync_ms, 2),
-                "attempts": [a.as_dict(self.max_pause_ms) for a in self.attempts],
-                "overruns": len(self.overruns)}
+        return {
+            "budget_ms": self.max_pause_ms,
+            "rows_per_second": round(self.rows_per_second),
+            "batch_overhead_ms": _finite(self.batch_overhead_ms),
+            "fence_ms": None if self.fence_ms is None else round(self.fence_ms, 2),
+            "fsync_ms": None if self.fsync_ms is None else round(self.fsync_ms, 2),
+            "attempts": [a.as_dict(self.max_pause_ms) for a in self.attempts],
+            "overruns": len(self.overruns),
+        }
 
     def overrun_text(self) -> str:
         """'' or one clause for the human text: every overrun, with its pause."""
@@ -178,7 +195,9 @@ class PauseBudget:
     def exceeded(self, what: str, reason: str, advice: str) -> PauseBudgetExceeded:
         """The error for giving up: blue (or green) still active, the reason, and the overruns."""
         last = next((a.predicted for a in reversed(self.attempts) if a.predicted), None)
-        predicted = "" if last is None or not math.isfinite(last.total_ms) else f"; last prediction {last.total_ms:.1f} ms"
+        predicted = (
+            "" if last is None or not math.isfinite(last.total_ms) else f"; last prediction {last.total_ms:.1f} ms"
+        )
         return PauseBudgetExceeded(
             f"could not {what} within the {self.max_pause_ms} ms write-pause budget: {reason}{predicted}"
             f"{self.overrun_text()}; {advice}",

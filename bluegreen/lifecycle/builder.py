@@ -7,23 +7,19 @@ steps through the command's Run (lifecycle/run.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import apsw
 
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.engine import migrations
-from bluegreen.gates import perfgate
-from bluegreen.engine import snapshot
-from bluegreen.gates import validate
 from bluegreen.config import Config
+from bluegreen.engine import barrier, capture, migrations, snapshot
 from bluegreen.engine.db import open_db
-from bluegreen.errors import MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.engine.replay import Replayer
+from bluegreen.errors import MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
+from bluegreen.gates import perfgate, validate
 from bluegreen.lifecycle.run import Run
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -94,8 +90,7 @@ class Builder:
             depends_on = migration.version
         capture.set_meta(conn, migration_effects=json.dumps(effects))
 
-    def validate_caught_up(self, replayer: Replayer, generation: int, pending: list, *,
-                           blue: Path) -> validate.Report:
+    def validate_caught_up(self, replayer: Replayer, generation: int, pending: list, *, blue: Path) -> validate.Report:
         """The gates on green as the replayer has caught it up (cutover, before the barrier)."""
         fk = self.foreign_keys_at_one_position(replayer)
         return self.validate(replayer.conn, generation, pending, blue=blue, fk=fk)
@@ -111,30 +106,47 @@ class Builder:
             replayer.backlog()  # refuses a position from another capture epoch
             upto = replayer.source_position().seq
             replayer.catch_up(upto=upto, own_transaction=False)
-            found = validate.ForeignKeys(validate.foreign_key_violations(conn, "main"),
-                                         validate.foreign_key_violations(conn, "source"), as_of=upto)
+            found = validate.ForeignKeys(
+                validate.foreign_key_violations(conn, "main"),
+                validate.foreign_key_violations(conn, "source"),
+                as_of=upto,
+            )
             conn.execute("COMMIT")
         finally:
             barrier.rollback(conn)
         return found
 
-    def validate(self, conn: apsw.Connection, generation: int, pending: list, *, blue: Path,
-                 fk: validate.ForeignKeys) -> validate.Report:
+    def validate(
+        self, conn: apsw.Connection, generation: int, pending: list, *, blue: Path, fk: validate.ForeignKeys
+    ) -> validate.Report:
         """The gates on green (conn: triggers off): integrity, foreign keys (fk: green's and blue's
         violations at one position), validate scripts, and the performance gate against blue; its
         results are stored in green either way."""
         report = validate.run(conn, pending, fk)
         settings = self.config.performance
-        timed = perfgate.run(conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings)
+        timed = perfgate.run(
+            conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings
+        )
         perfgate.record(conn, generation, timed)
         report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))
-        self.store.log("validation", generation=generation, passed=report.passed, as_of_seq=fk.as_of,
-                       checks=report.as_dicts(), performance=perfgate.as_dicts(timed))
+        self.store.log(
+            "validation",
+            generation=generation,
+            passed=report.passed,
+            as_of_seq=fk.as_of,
+            checks=report.as_dicts(),
+            performance=perfgate.as_dicts(timed),
+        )
         if not report.passed:
-            hint = ("; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
-                    if any(not m.passed for m in timed) else "")
-            raise ValidationRefused(f"validation refused generation {generation}: {report.summary()}{hint}",
-                              details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)})
+            hint = (
+                "; blue stays active: restore the index the plan lost, or adjust [performance] in the config"
+                if any(not m.passed for m in timed)
+                else ""
+            )
+            raise ValidationRefused(
+                f"validation refused generation {generation}: {report.summary()}{hint}",
+                details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)},
+            )
         return report
 
     def replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
@@ -143,8 +155,13 @@ class Builder:
             effects = json.loads(capture.get_meta(conn, "migration_effects") or "{}")
         finally:
             conn.close()
-        return Replayer(blue, green, [m.sync for m in pending if m.sync], effects=effects,
-                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        return Replayer(
+            blue,
+            green,
+            [m.sync for m in pending if m.sync],
+            effects=effects,
+            busy_timeout_ms=self.config.cutover.lock_timeout_ms,
+        )
 
     def report_catch_up(self, replayer: Replayer) -> None:
         """Log how the last catch-up went (the position aimed at, both rates); when writes came
@@ -188,7 +205,10 @@ class Builder:
     def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
         try:
             return snapshot.copy(
-                source, green, mode=mode, pages_per_step=self.config.snapshot.pages_per_step,
+                source,
+                green,
+                mode=mode,
+                pages_per_step=self.config.snapshot.pages_per_step,
                 progress=lambda done, total: self.progress(Step.SNAPSHOT, done, total),
             )
         except (apsw.FullError, apsw.IOError) as exc:
@@ -232,4 +252,8 @@ def _violations_of(path: Path) -> frozenset[tuple]:
 
 def _result_name(exc: apsw.Error) -> str:
     code = getattr(exc, "extendedresult", None) or getattr(exc, "result", None)
-    return apsw.mapping_result_codes.get(code, None) or apsw.mapping_extended_result_codes.get(code, "") or type(exc).__name__
+    return (
+        apsw.mapping_result_codes.get(code, None)
+        or apsw.mapping_extended_result_codes.get(code, "")
+        or type(exc).__name__
+    )

@@ -8,27 +8,22 @@ Fence first, swap second: a crash between the two leaves writes refused, never l
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.engine import generations
-from bluegreen.engine import migrations
+from bluegreen.engine import barrier, capture, generations, migrations
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.engine.generations import version_of
 from bluegreen.engine.replay import Replayer
 from bluegreen.errors import ConfigInvalid, ReplayConflict, StillInUse, WrongPhase
-from bluegreen.files import pointer
-from bluegreen.files import registry
+from bluegreen.files import pointer, registry
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.files.layout import file_mode, remove_database_files
 from bluegreen.gates import estimate
 from bluegreen.gates.runner import GateRunner
-from bluegreen.lifecycle import fences
-from bluegreen.lifecycle import guard
+from bluegreen.lifecycle import fences, guard
 from bluegreen.lifecycle.budget import PauseReport
 from bluegreen.lifecycle.builder import Builder
 from bluegreen.lifecycle.cutover import Cutover
@@ -78,16 +73,23 @@ class Controller:
             if pointer_path.exists():
                 current = pointer.read(pointer_path)
                 if self.store.initialized():
-                    return Result("init", f"already initialized: {current.active} is generation {current.generation}",
-                                  data={"active": str(current.active_path(pointer_path)), "generation": current.generation})
+                    return Result(
+                        "init",
+                        f"already initialized: {current.active} is generation {current.generation}",
+                        data={"active": str(current.active_path(pointer_path)), "generation": current.generation},
+                    )
             check_database(initial, "database.initial")
             version = version_of(initial)
             self.store.save(State(base_name=initial.name))
-            pointer.write(pointer_path, pointer.Pointer(initial.name, 1, version, "", pointer.now_iso()),
-                          mode=file_mode(initial))
+            pointer.write(
+                pointer_path, pointer.Pointer(initial.name, 1, version, "", pointer.now_iso()), mode=file_mode(initial)
+            )
             self.store.log("init", active=initial.name, generation=1, schema_version=version)
-        return Result("init", f"adopted {initial} as generation 1 (schema {version})",
-                      data={"active": str(initial), "generation": 1, "schema_version": version})
+        return Result(
+            "init",
+            f"adopted {initial} as generation 1 (schema {version})",
+            data={"active": str(initial), "generation": 1, "schema_version": version},
+        )
 
     # ------------------------------------------------------------------------------------------
     # prepare: capture on blue → snapshot → migrate green → catch up → validate
@@ -102,8 +104,14 @@ class Controller:
             return Result(command, f"{blue.name} is up to date: nothing to {command}")
         estimate.require_free_space(self.config, blue, pending)  # nothing is written yet
         versions = (version_of(blue), pending[-1].version)
-        self.gates.pre_hook(run, "pre-prepare", command, state, versions,
-                            f"nothing was changed; run `bluegreen {command}` again once it passes")
+        self.gates.pre_hook(
+            run,
+            "pre-prepare",
+            command,
+            state,
+            versions,
+            f"nothing was changed; run `bluegreen {command}` again once it passes",
+        )
         backed_up = self.gates.backup_blue(run, blue)
         generation, green = self._begin_generation(run, command, Step.CAPTURE, blue, pending)
         try:
@@ -132,12 +140,16 @@ class Controller:
         with self._command("cutover") as run:
             return self._cutover(run, "cutover", offline, wait, force, reason)
 
-    def _cutover(self, run: Run, command: str, offline: bool, wait: bool = False, force: bool = False,
-                 reason: str = "") -> Result:
+    def _cutover(
+        self, run: Run, command: str, offline: bool, wait: bool = False, force: bool = False, reason: str = ""
+    ) -> Result:
         state = run.state
         if state.phase == Phase.CUT_OVER:
-            return Result(command, f"already cut over: generation {state.green_generation} is active",
-                          data={"generation": state.green_generation})
+            return Result(
+                command,
+                f"already cut over: generation {state.green_generation} is active",
+                data={"generation": state.green_generation},
+            )
         blue, green = self.store.folder / state.blue, self.store.folder / state.green
         if state.phase == Phase.CUTTING_OVER and fences.blue_fenced(self.store, state):
             versions = (version_of(blue), state.target_version)
@@ -162,8 +174,9 @@ class Controller:
         result = switched.annotate(self._cut_over_result(run, command, green, switched.pause_ms))
         return self.gates.post_hook(run, "post-cutover", command, state, versions, result)
 
-    def _hold_and_ask(self, run: Run, command: str, wait: bool, versions: tuple[str, str], blue: Path, green: Path,
-                      pending: list) -> None:
+    def _hold_and_ask(
+        self, run: Run, command: str, wait: bool, versions: tuple[str, str], blue: Path, green: Path, pending: list
+    ) -> None:
         """Before a fresh cutover: the hold flag (--wait keeps green caught up meanwhile), then the
         pre-cutover hook. Green stays prepared if either says no."""
         try:
@@ -171,12 +184,19 @@ class Controller:
         except ReplayConflict as exc:  # --wait keeps green caught up: status must name the row too
             run.journal(conflict=exc.details)
             raise
-        self.gates.pre_hook(run, "pre-cutover", command, run.state, versions,
-                            f"generation {run.state.green_generation} stays prepared and blue active; run "
-                            "`bluegreen cutover` once it passes, or `bluegreen abort`")
+        self.gates.pre_hook(
+            run,
+            "pre-cutover",
+            command,
+            run.state,
+            versions,
+            f"generation {run.state.green_generation} stays prepared and blue active; run "
+            "`bluegreen cutover` once it passes, or `bluegreen abort`",
+        )
 
-    def _catch_up_and_fence(self, run: Run, replayer: Replayer, blue: Path, green: Path, pending: list,
-                            offline: bool) -> tuple[PauseReport, str]:
+    def _catch_up_and_fence(
+        self, run: Run, replayer: Replayer, blue: Path, green: Path, pending: list, offline: bool
+    ) -> tuple[PauseReport, str]:
         """Catch green up, validate it as caught up, then fence blue in the barrier (cutover.py).
         Until the fence commits, a failure leaves green prepared as it was and blue active."""
         state = run.state
@@ -227,8 +247,14 @@ class Controller:
         estimate.require_free_space(self.config, blue, pending)  # nothing is written yet
         versions = (version_of(blue), pending[-1].version)
         for event in ("pre-prepare", "pre-cutover"):  # both before the lock: no hook runs while writers wait
-            self.gates.pre_hook(run, event, "deploy", state, versions,
-                                "nothing was changed; run `bluegreen deploy --offline` again once it passes")
+            self.gates.pre_hook(
+                run,
+                event,
+                "deploy",
+                state,
+                versions,
+                "nothing was changed; run `bluegreen deploy --offline` again once it passes",
+            )
         self.gates.backup_blue(run, blue)
         generation, green = self._begin_generation(run, "deploy", Step.BARRIER, blue, pending)
         held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
@@ -247,8 +273,9 @@ class Controller:
         held.close()
         run.swap(self.config.database.pointer, green, generation, version_of(green), previous=blue)
         run.journal(phase=Phase.CUT_OVER, step=Step.SWAPPED)
-        return self.gates.post_hook(run, "post-cutover", "deploy", state, versions,
-                                    self._cut_over_result(run, "deploy", green, pause))
+        return self.gates.post_hook(
+            run, "post-cutover", "deploy", state, versions, self._cut_over_result(run, "deploy", green, pause)
+        )
 
     # ------------------------------------------------------------------------------------------
     # revert (lifecycle/revert.py): blue's lock → green's barrier → carry green's changes back →
@@ -293,8 +320,11 @@ class Controller:
             if state.phase in (Phase.CUT_OVER, Phase.REVERTING):
                 raise WrongPhase(f"phase {state.phase}: the swap already happened; use `bluegreen revert`")
             green = self.store.folder / state.green
-            if state.blue and state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) \
-                    and fences.blue_fenced(self.store, state):
+            if (
+                state.blue
+                and state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER)
+                and fences.blue_fenced(self.store, state)
+            ):
                 # Writers that met blue's fence keep its fenced schema: lifting it while the pointer
                 # names blue would leave them failing for ever (hazard 16). Only forward is safe.
                 raise WrongPhase(
@@ -303,8 +333,11 @@ class Controller:
                     "resume` to finish the swap, then `bluegreen revert` if you want blue back"
                 )
             self._discard_green(run, green, blue_capture=True)
-            return Result("abort", f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged "
-                          "and active", data={"removed": str(green)})
+            return Result(
+                "abort",
+                f"aborted: generation {green.name} removed, {state.blue or 'blue'} unchanged and active",
+                data={"removed": str(green)},
+            )
 
     def finalize(self, force: bool = False) -> Result:
         with self._command("finalize", gated=False) as run:
@@ -323,7 +356,8 @@ class Controller:
                     f"({', '.join(h.name for h in holders)}); each moves at its next statement outside a transaction. "
                     "Nothing was changed: run finalize again once `bluegreen status` lists no process behind, or "
                     "`bluegreen finalize --force`",
-                    details={"clients": [h.as_dict() for h in holders]})
+                    details={"clients": [h.as_dict() for h in holders]},
+                )
             if holders:
                 self.store.log("finalize_forced", clients=[h.name for h in holders])
             green = self.store.folder / state.green
@@ -334,8 +368,11 @@ class Controller:
             if blue_gone:
                 return self._finalized_without_blue(run)
             run.journal(**IDLE)
-            return Result("finalize", f"finalized: the revert window is closed; {kept} stays on disk, fenced",
-                          data={"kept": str(self.store.folder / kept)})
+            return Result(
+                "finalize",
+                f"finalized: the revert window is closed; {kept} stays on disk, fenced",
+                data={"kept": str(self.store.folder / kept)},
+            )
 
     def _finalized_without_blue(self, run: Run) -> Result:
         """Blue was deleted in the revert window: nothing could be reverted to anyway, so the window
@@ -345,8 +382,12 @@ class Controller:
         state.fences.pop(state.blue, None)
         self.store.log("finalize_blue_missing", file=state.blue)
         run.journal(**IDLE)
-        return Result("finalize", f"finalized: the revert window is closed; {blue} was already gone (deleted "
-                      "during the revert window), so there is no previous file to keep", data={"kept": None, "blue_missing": str(blue)})
+        return Result(
+            "finalize",
+            f"finalized: the revert window is closed; {blue} was already gone (deleted "
+            "during the revert window), so there is no previous file to keep",
+            data={"kept": None, "blue_missing": str(blue)},
+        )
 
     # ------------------------------------------------------------------------------------------
     # prune: remove fenced generations retired longer ago than [retention] keep_days
@@ -397,18 +438,31 @@ class Controller:
         """Allocate the next generation and journal it before anything is written: its number is
         spent from here on, even if this operation fails (numbers are never reused)."""
         generation, green = self.store.allocate_generation(run.state)
-        run.journal(phase=Phase.PREPARING, operation=operation, step=step, blue=blue.name,
-                    blue_generation=pointer.read(self.config.database.pointer).generation, green=green.name,
-                    green_generation=generation, target_version=pending[-1].version, last_generation=generation,
-                    started_at=pointer.now_iso())
+        run.journal(
+            phase=Phase.PREPARING,
+            operation=operation,
+            step=step,
+            blue=blue.name,
+            blue_generation=pointer.read(self.config.database.pointer).generation,
+            green=green.name,
+            green_generation=generation,
+            target_version=pending[-1].version,
+            last_generation=generation,
+            started_at=pointer.now_iso(),
+        )
         return generation, green
 
     def _complete_swap(self, run: Run) -> Result:
         """Blue is fenced but the pointer still names it: finish the swap (writers are waiting)."""
         state = run.state
         green = self.store.folder / state.green
-        run.swap(self.config.database.pointer, green, state.green_generation, version_of(green),
-                 previous=self.store.folder / state.blue)
+        run.swap(
+            self.config.database.pointer,
+            green,
+            state.green_generation,
+            version_of(green),
+            previous=self.store.folder / state.blue,
+        )
         run.journal(phase=Phase.CUT_OVER, step=Step.SWAPPED)
         return self._cut_over_result(run, "cutover", green, 0.0)
 
@@ -430,6 +484,11 @@ class Controller:
             f"generation {state.green_generation} is active: {green} (schema {state.target_version}); "
             f"{state.blue} is fenced and kept for `bluegreen revert`; writes paused {pause_ms:.1f} ms",
             run.timings,
-            {"active": str(green), "generation": state.green_generation, "previous": str(self.store.folder / state.blue),
-             "schema_version": state.target_version, "write_pause_ms": pause_ms},
+            {
+                "active": str(green),
+                "generation": state.green_generation,
+                "previous": str(self.store.folder / state.blue),
+                "schema_version": state.target_version,
+                "write_pause_ms": pause_ms,
+            },
         )

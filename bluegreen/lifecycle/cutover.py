@@ -10,15 +10,13 @@ swap second). Every try's pause is measured against the budget and every overrun
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.engine import revert_ddl
+from bluegreen.engine import barrier, capture, revert_ddl
 from bluegreen.engine.db import open_db, schema_version
 from bluegreen.engine.replay import Replayer
 from bluegreen.errors import CaptureLost, OperationFailed, SchemaDrift
@@ -55,8 +53,9 @@ class Cutover:
             pause_ms = self._attempt(run, replayer, held, budget, attempt)
             if pause_ms is not None:
                 return PauseReport(pause_ms, attempt, budget)
-        raise budget.exceeded("cut over", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
-                              self._advice())
+        raise budget.exceeded(
+            "cut over", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})", self._advice()
+        )
 
     def _catch_up(self, replayer: Replayer, budget) -> None:
         """Replay up to blue's position now, unless the backlog already fits (and the replay cost
@@ -83,22 +82,27 @@ class Cutover:
             barrier.rollback(held)
             held.close()
 
-        return locked.hold(run, budget, attempt, backlog, replay,
-                           lambda clock: self._fence_blue(run, held, replayer, clock), release)
+        return locked.hold(
+            run, budget, attempt, backlog, replay, lambda clock: self._fence_blue(run, held, replayer, clock), release
+        )
 
     def _fence_rehearsal(self, state: State) -> Callable[[apsw.Connection], object]:
         """What the barrier's transaction runs besides replay (_source_position, _fence_blue), to
         be timed on green: same tables, same capture triggers."""
+
         def rehearse(conn: apsw.Connection) -> None:
             capture.capture_position(conn)
             schema_version(conn)
             capture.set_meta(conn, source_epoch="rehearsal", source_seq=0)
             capture.fence_replacing_capture(conn, state.green_generation, guard=self.config.capture.guard_blob_writes)
+
         return rehearse
 
     def _advice(self) -> str:
-        return ("blue is still active and green stays prepared: try again when writes are lighter, raise "
-                "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`")
+        return (
+            "blue is still active and green stays prepared: try again when writes are lighter, raise "
+            "[cutover] max_write_pause_ms, or run `bluegreen cutover --offline`"
+        )
 
     def holding_writes(self, run: Run, replayer: Replayer, blue: Path) -> PauseReport:
         """--offline: wait for the barrier as long as lock_timeout_ms allows, then replay everything."""
@@ -138,11 +142,14 @@ class Cutover:
         fence blue and drop its capture triggers in one schema edit, commit. This commit releases
         the waiting writers. The capture rows stay for `tidy_blue`, after the swap: freeing their
         pages is work the writers need not wait for."""
+
         def fence(conn: apsw.Connection) -> int:
             green_position = capture.capture_position(replayer.conn)
             capture.set_meta(conn, source_epoch=green_position.epoch, source_seq=green_position.seq)
-            return capture.fence_replacing_capture(conn, run.state.green_generation,
-                                                   guard=self.config.capture.guard_blob_writes)
+            return capture.fence_replacing_capture(
+                conn, run.state.green_generation, guard=self.config.capture.guard_blob_writes
+            )
+
         return locked.fence_in_barrier(run, held, run.state.blue, fence, clock)
 
     def fence_offline(self, run: Run, held: apsw.Connection, green: Path, clock: Timer) -> float:
@@ -160,6 +167,7 @@ class Cutover:
             if not guard:
                 capture.remove_blob_guard(conn)
             return capture.fence_replacing_capture(conn, run.state.green_generation, guard=guard)
+
         return locked.fence_in_barrier(run, held, run.state.blue, fence, clock, phase=Phase.CUTTING_OVER)
 
     def tidy_blue(self, state: State, blue: Path) -> None:

@@ -4,16 +4,15 @@ install on blue, and the BLOB guard's indexes built and dropped in short slices.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.engine.names import GUARD_PREFIX, find_objects
+from bluegreen.engine import barrier, capture
 from bluegreen.engine.db import open_db, quote_ident
+from bluegreen.engine.names import GUARD_PREFIX, find_objects
 from bluegreen.errors import OperationFailed
 from bluegreen.files.journal import Store
 from bluegreen.results import Timer
@@ -64,14 +63,26 @@ def drop_guard(config: Config, store: Store, blue: Path) -> None:
     finally:
         conn.close()
     try:
-        in_slices(config, store, blue, names, lambda held, name: held.execute(
-            f"DROP INDEX IF EXISTS main.{quote_ident(name)}"), "blob_guard_dropped")
+        in_slices(
+            config,
+            store,
+            blue,
+            names,
+            lambda held, name: held.execute(f"DROP INDEX IF EXISTS main.{quote_ident(name)}"),
+            "blob_guard_dropped",
+        )
     except (OperationFailed, apsw.Error) as exc:
         store.log("guard_left", file=blue.name, reason=str(exc))
 
 
-def in_slices(config: Config, store: Store, path: Path, items: list,
-              apply: Callable[[apsw.Connection, object], object], event: str) -> None:
+def in_slices(
+    config: Config,
+    store: Store,
+    path: Path,
+    items: list,
+    apply: Callable[[apsw.Connection, object], object],
+    event: str,
+) -> None:
     """`apply` each item under `path`'s write lock, in transactions of about GUARD_SLICE_MS,
     each followed by as long with the lock free: back-to-back transactions would starve a
     writer whose busy handler sleeps in growing steps and keeps waking to a taken lock."""

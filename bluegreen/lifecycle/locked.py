@@ -9,7 +9,7 @@ Cutover holds blue's barrier and fences blue; revert holds green's and fences gr
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import apsw
 
@@ -24,16 +24,21 @@ from bluegreen.results import Timed, Timer
 REHEARSED_ROWS = 200  # changes replayed again (and rolled back) to measure replay before the first try
 
 
-def measure(config: Config, run: Run, rehearse_on: apsw.Connection,
-            under_lock: Callable[[apsw.Connection], object]) -> PauseBudget:
+def measure(
+    config: Config, run: Run, rehearse_on: apsw.Connection, under_lock: Callable[[apsw.Connection], object]
+) -> PauseBudget:
     """A pause budget whose fixed costs are measured now: `under_lock` (what will run under
     the lock besides replay) timed on `rehearse_on` in a rolled-back transaction. Refuses at
     once (PauseBudgetExceeded) when even an empty backlog cannot fit."""
     budget = PauseBudget(config.cutover.max_write_pause_ms)
     with run.timed(Timed.MEASURE_PAUSE):
         budget.measure_fixed(rehearse_on, under_lock)
-    run.store.log("pause_budget", budget_ms=budget.max_pause_ms, fence_ms=round(budget.fence_ms, 2),
-                  fsync_ms=round(budget.fsync_ms, 2))
+    run.store.log(
+        "pause_budget",
+        budget_ms=budget.max_pause_ms,
+        fence_ms=round(budget.fence_ms, 2),
+        fsync_ms=round(budget.fsync_ms, 2),
+    )
     return budget
 
 
@@ -54,8 +59,15 @@ def replay_rehearsal(replayer: Replayer, rows: int = REHEARSED_ROWS) -> list:
         replayer.conn.execute("ROLLBACK")
 
 
-def hold(run: Run, budget: PauseBudget, attempt: int, backlog: Callable[[], int], replay: Callable[[], list],
-         commit: Callable[[Timer], float], release: Callable[[], None]) -> float | None:
+def hold(
+    run: Run,
+    budget: PauseBudget,
+    attempt: int,
+    backlog: Callable[[], int],
+    replay: Callable[[], list],
+    commit: Callable[[Timer], float],
+    release: Callable[[], None],
+) -> float | None:
     """One try with the lock just taken (cutover's on blue, revert's on green): predict the
     backlog's replay plus the fixed costs and let go if they do not fit; replay; let go if the
     time spent leaves no room for the fence; else `commit(clock)`, which fences, commits and
@@ -71,8 +83,13 @@ def hold(run: Run, budget: PauseBudget, attempt: int, backlog: Callable[[], int]
         predicted = budget.predict(rows)
         if not budget.fits(rows, clock.ms):
             outcome = "released: predicted over budget"
-            log("barrier_released", attempt=attempt, backlog=rows, predicted=predicted.as_dict(),
-                fits=budget.rows_within(1.0))
+            log(
+                "barrier_released",
+                attempt=attempt,
+                backlog=rows,
+                predicted=predicted.as_dict(),
+                fits=budget.rows_within(1.0),
+            )
             return None
         budget.observe(replay(), locked=True)
         if not budget.fits(0, clock.ms):  # the replay ran longer than predicted: the fence would not fit
@@ -87,8 +104,14 @@ def hold(run: Run, budget: PauseBudget, attempt: int, backlog: Callable[[], int]
         budget.record(attempt, pause_ms if pause_ms is not None else clock.ms, outcome, rows, predicted, log)
 
 
-def fence_in_barrier(run: Run, held: apsw.Connection, name: str, fence: Callable[[apsw.Connection], int],
-                     clock: Timer | None = None, **journal: object) -> float:
+def fence_in_barrier(
+    run: Run,
+    held: apsw.Connection,
+    name: str,
+    fence: Callable[[apsw.Connection], int],
+    clock: Timer | None = None,
+    **journal: object,
+) -> float:
     """The fence step both ways share: in the barrier's own transaction `fence` installs the fence
     (and whatever goes with it) and returns the file's schema_version after that edit, which is
     its last statement, recorded in state.fences (DDL on the file after this means tampering,

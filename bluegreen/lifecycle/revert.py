@@ -11,27 +11,22 @@ of the carry done before it (pre-carry), a try that would not fit let go (hazard
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.engine import generations
-from bluegreen.engine import migrations
-from bluegreen.engine import revert_ddl
+from bluegreen.engine import barrier, capture, generations, migrations, revert_ddl
 from bluegreen.engine.db import open_db, readonly_uri
-from bluegreen.engine.replay import Replayer, export_changes
+from bluegreen.engine.lost_changes import export_changes
+from bluegreen.engine.replay import Replayer
 from bluegreen.errors import FenceTampered, OperationFailed, RevertRefused, WrongPhase
 from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.gates.runner import GateRunner
-from bluegreen.lifecycle import fences
-from bluegreen.lifecycle import guard
-from bluegreen.lifecycle import locked
+from bluegreen.lifecycle import fences, guard, locked
 from bluegreen.lifecycle.budget import PauseBudget, PauseReport
 from bluegreen.lifecycle.run import IDLE, Run
 from bluegreen.results import Result, Timed, Timer
@@ -76,8 +71,9 @@ class Revert:
                 "Nothing was changed; stop the application's writers and inspect both files"
             )
         # green is fenced and blue holds all it had: the pointer moves last
-        run.swap(self.config.database.pointer, blue, state.blue_generation, generations.version_of(blue),
-                 previous=green)
+        run.swap(
+            self.config.database.pointer, blue, state.blue_generation, generations.version_of(blue), previous=green
+        )
         run.journal(step=Step.SWAPPED)
         return self._close(run, blue, green, outcome, command)
 
@@ -88,8 +84,13 @@ class Revert:
         next starts and can be run again, so a crash anywhere leaves writes refused, never lost,
         and `bluegreen resume` finishes the job."""
         rollbacks = [m.rollback for m in generations.pending(self.config.migrations.dir, blue) if m.rollback]
-        back = Replayer(green, blue, rollbacks, carried=migrations.carried_by(rollbacks),
-                        busy_timeout_ms=self.config.cutover.lock_timeout_ms)
+        back = Replayer(
+            green,
+            blue,
+            rollbacks,
+            carried=migrations.carried_by(rollbacks),
+            busy_timeout_ms=self.config.cutover.lock_timeout_ms,
+        )
         try:
             back.make_durable()
             yield back
@@ -121,16 +122,19 @@ class Revert:
             if outcome is not None:
                 outcome.carried[:0] = pre_carried
                 return outcome
-        raise budget.exceeded("revert", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})",
-                              self._advice())
+        raise budget.exceeded(
+            "revert", f"{self.config.cutover.max_attempts} tries ({budget.replay_text()})", self._advice()
+        )
 
     def _unfence_rehearsal(self, state: State) -> Callable[[apsw.Connection], object]:
         """What the locked window does besides replay, timed on blue in a rolled-back transaction:
         a fence (green's, on the same tables) and blue's unfence, the guard indexes kept."""
+
         def rehearse(conn: apsw.Connection) -> None:
             capture.install_fence(conn, state.blue_generation, guard=False)
             capture.remove_fence(conn, keep_guard=True)
             capture.clear_meta(conn, "source_epoch", "source_seq", "locked_at", REVERT_START)
+
         return rehearse
 
     @staticmethod
@@ -186,8 +190,9 @@ class Revert:
         budget.observe(carried)
         return carried
 
-    def _attempt(self, run: Run, blue: Path, green: Path, back: Replayer, accept_loss: bool,
-                 budget: PauseBudget, attempt: int) -> RevertOutcome | None:
+    def _attempt(
+        self, run: Run, blue: Path, green: Path, back: Replayer, accept_loss: bool, budget: PauseBudget, attempt: int
+    ) -> RevertOutcome | None:
         """One try under blue's lock and green's barrier (locked.hold): the outcome, or None when
         the lock was let go (green busy, or predicted or found over the budget)."""
         state = run.state
@@ -216,8 +221,14 @@ class Revert:
             run.journal(phase=Phase.REVERTING, operation="revert", step=Step.CARRY_BACK)
             # Green keeps its capture: if we die before blue commits, a second revert
             # still knows what to carry. The fence covers tables created since cutover.
-            locked.fence_in_barrier(run, green_conn, state.green, lambda conn: capture.install_fence(
-                conn, state.blue_generation, guard=self.config.capture.guard_blob_writes))
+            locked.fence_in_barrier(
+                run,
+                green_conn,
+                state.green,
+                lambda conn: capture.install_fence(
+                    conn, state.blue_generation, guard=self.config.capture.guard_blob_writes
+                ),
+            )
             with run.timed(Timed.UNFENCE):  # the pointer still names green: nobody was told to use blue
                 capture.clear_meta(back.conn, "source_epoch", "source_seq", "locked_at", REVERT_START)
                 capture.remove_fence(back.conn, keep_guard=True)  # the guard's DROP INDEXes come after the swap
@@ -238,8 +249,10 @@ class Revert:
         return found[1]
 
     def _advice(self) -> str:
-        return ("the current generation stays active and nothing was lost: try again when writes are lighter, "
-                "or raise [cutover] max_write_pause_ms")
+        return (
+            "the current generation stays active and nothing was lost: try again when writes are lighter, "
+            "or raise [cutover] max_write_pause_ms"
+        )
 
     def _carry_plan(self, state: State, back: Replayer, green_conn: apsw.Connection, accept_loss: bool) -> tuple:
         """Under green's barrier, before anything is carried: green's position, its schema drift,
@@ -258,8 +271,9 @@ class Revert:
             self._refuse(state, lost, refused)
         return upto, found, start, lost
 
-    def _carry_back(self, run: Run, back: Replayer, upto, found, start: int, lost: dict,
-                    accept_loss: bool) -> RevertOutcome:
+    def _carry_back(
+        self, run: Run, back: Replayer, upto, found, start: int, lost: dict, accept_loss: bool
+    ) -> RevertOutcome:
         """Under green's barrier, inside blue's open transaction: replay green's captured changes
         and copy tables created on green since cutover (hazard 14); refuse, or export with
         accept_loss, what the old schema has no place for. A refusal rolls it all back."""
@@ -294,12 +308,24 @@ class Revert:
             "revert",
             f"reverted: {blue.name} (generation {active_generation}) is active again, with {changes} row(s) "
             f"changed on generation {reverted} carried back; generation {reverted} is fenced and kept at {green}"
-            + (f"; table(s) created on generation {reverted} since cutover carried back whole: {new_tables}"
-               if tables else "")
-            + (f"; rows and schema changes that could not be carried back were saved in {exported}" if exported else ""),
+            + (
+                f"; table(s) created on generation {reverted} since cutover carried back whole: {new_tables}"
+                if tables
+                else ""
+            )
+            + (
+                f"; rows and schema changes that could not be carried back were saved in {exported}" if exported else ""
+            ),
             run.timings,
-            {"active": str(blue), "generation": active_generation, "fenced": str(green),
-             "carried_back": changes, "lost": outcome.lost, "exported": str(exported or ""), "carried_tables": tables},
+            {
+                "active": str(blue),
+                "generation": active_generation,
+                "fenced": str(green),
+                "carried_back": changes,
+                "lost": outcome.lost,
+                "exported": str(exported or ""),
+                "carried_tables": tables,
+            },
         )
         if report is not None:  # a resume that found the revert done has no pause to report
             result.message += f"; writes on generation {reverted} paused {report.pause_ms:.1f} ms"
@@ -313,20 +339,31 @@ class Revert:
         parts = []
         if lost:
             listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
-            parts.append(f"{sum(lost.values())} changed row(s) since cutover that cannot be carried back to "
-                         f"{state.blue} ({listing}): the old schema has no place for them")
+            parts.append(
+                f"{sum(lost.values())} changed row(s) since cutover that cannot be carried back to "
+                f"{state.blue} ({listing}): the old schema has no place for them"
+            )
         if refused:
-            parts.append(f"schema changes made on it since cutover that cannot be carried back to {state.blue}: "
-                         + "; ".join(refused.values()))
+            parts.append(
+                f"schema changes made on it since cutover that cannot be carried back to {state.blue}: "
+                + "; ".join(refused.values())
+            )
         raise RevertRefused(
             f"generation {state.green_generation} has " + ", and ".join(parts) + ". Nothing was changed; "
             "`bluegreen revert --accept-loss` saves them to a file first",
             details={"tables": lost, "schema": refused},
         )
 
-    def _refuse_or_export(self, state: State, back: Replayer, lost: dict[str, int], accept_loss: bool,
-                          start: int, upto: capture.Position | None,
-                          found: revert_ddl.Drift | None = None) -> Path | None:
+    def _refuse_or_export(
+        self,
+        state: State,
+        back: Replayer,
+        lost: dict[str, int],
+        accept_loss: bool,
+        start: int,
+        upto: capture.Position | None,
+        found: revert_ddl.Drift | None = None,
+    ) -> Path | None:
         refused = found.refused if found else {}
         if not lost and not refused:
             return None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
@@ -21,8 +21,18 @@ from bluegreen.results import Timed, Timer, Timing
 
 CRASH_AT = "BLUEGREEN_CRASH_AT"
 
-IDLE = dict(phase=Phase.IDLE, operation="", step=Step.NONE, blue="", blue_generation=0, green="", green_generation=0,
-            target_version="", started_at="", conflict={})  # nothing in flight
+IDLE = dict(
+    phase=Phase.IDLE,
+    operation="",
+    step=Step.NONE,
+    blue="",
+    blue_generation=0,
+    green="",
+    green_generation=0,
+    target_version="",
+    started_at="",
+    conflict={},
+)  # nothing in flight
 
 
 class Run:
@@ -68,8 +78,9 @@ class Run:
                 pointer.Pointer(target.name, generation, version, previous.name, pointer.now_iso()),
                 mode=file_mode(target),
             )
-            self.store.log("swap", active=target.name, previous=previous.name, generation=generation,
-                           schema_version=version)  # `previous` retires now: retention counts its age from here
+            self.store.log(
+                "swap", active=target.name, previous=previous.name, generation=generation, schema_version=version
+            )  # `previous` retires now: retention counts its age from here
 
 
 def crash_point(name: str) -> None:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import migrations
-from bluegreen.engine import namedsql
-from bluegreen.gates import validate
 from bluegreen.config import Config
+from bluegreen.engine import migrations, namedsql
 from bluegreen.engine.db import open_db
-from bluegreen.errors import EXIT_GATE, EXIT_OK
 from bluegreen.engine.namedsql import NamedQuery
+from bluegreen.errors import EXIT_GATE, EXIT_OK
+from bluegreen.gates import validate
 from bluegreen.results import Result
 
 
@@ -56,10 +55,17 @@ def run(config: Config, active: Path) -> Result:
             lines.extend(f"      {row!r}" for row in finding.sample)
     if not dirty:
         return Result("check", "\n".join(lines), data=data, exit_code=EXIT_OK)
-    summary = "; ".join(f"{f.name}: " + (f"could not run ({f.error})" if f.error else f"{f.found} row(s)") for f in dirty)
-    return Result("check", "\n".join(lines), data=data, exit_code=EXIT_GATE,
-                  error=f"{active}: check found problems ({summary}); the report lists sample rows: fix them "
-                  "with SQL on the active file, then run `bluegreen check` again")
+    summary = "; ".join(
+        f"{f.name}: " + (f"could not run ({f.error})" if f.error else f"{f.found} row(s)") for f in dirty
+    )
+    return Result(
+        "check",
+        "\n".join(lines),
+        data=data,
+        exit_code=EXIT_GATE,
+        error=f"{active}: check found problems ({summary}); the report lists sample rows: fix them "
+        "with SQL on the active file, then run `bluegreen check` again",
+    )
 
 
 def _queries(config: Config, conn: apsw.Connection) -> list[NamedQuery]:
@@ -85,8 +91,14 @@ def _foreign_keys(conn: apsw.Connection, limit: int) -> Finding:
     unchecked = "; ".join(validate.describe_violation(v) for v in found if validate.is_unchecked(v))
     if unchecked:
         unchecked += ": make the parent columns its PRIMARY KEY or give them a UNIQUE index"
-    return Finding("foreign_key_check", "foreign_key_check", len(violations), ("table", "rowid", "parent"),
-                   tuple(violations[:limit]), error=unchecked)
+    return Finding(
+        "foreign_key_check",
+        "foreign_key_check",
+        len(violations),
+        ("table", "rowid", "parent"),
+        tuple(violations[:limit]),
+        error=unchecked,
+    )
 
 
 def _query(conn: apsw.Connection, query: NamedQuery, limit: int) -> Finding:

@@ -6,22 +6,17 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.files import contract
-from bluegreen.gates import approvals
-from bluegreen.gates import environments
-from bluegreen.gates import estimate
-from bluegreen.engine import generations
-from bluegreen.engine import migrations
-from bluegreen.reports import check as monitor
-from bluegreen.files import pointer
-from bluegreen.files import registry
-from bluegreen.reports import retention
 from bluegreen.config import Config
+from bluegreen.engine import generations, migrations
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid
-from bluegreen.results import Result
+from bluegreen.files import contract, pointer, registry
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
+from bluegreen.gates import approvals, environments, estimate
+from bluegreen.reports import check as monitor
+from bluegreen.reports import retention
+from bluegreen.results import Result
 
 NEXT_STEP = {
     Phase.PREPARING: "an interrupted prepare: bluegreen resume, or bluegreen abort",
@@ -32,8 +27,10 @@ NEXT_STEP = {
 }
 
 
-BLUE_GONE_IN_WINDOW = ("bluegreen cannot revert without it; or run `bluegreen finalize` to keep green and close "
-                       "the revert window without it")
+BLUE_GONE_IN_WINDOW = (
+    "bluegreen cannot revert without it; or run `bluegreen finalize` to keep green and close "
+    "the revert window without it"
+)
 
 # Commands that open the files the journal names; the read-only ones need the active file only
 # (active_path checks it), so `bluegreen path` in a script never fails over a missing green.
@@ -44,19 +41,32 @@ def _files_needed(state, command: str) -> list[tuple[str, str, str]]:
     """(role, file name, what to do if it is gone) for the files `command` needs in this phase."""
     if state.phase == Phase.IDLE:
         return []
-    blue = ("blue (the file applications used before this operation)", state.blue,
-            "restore it from a backup; " + (BLUE_GONE_IN_WINDOW if state.phase == Phase.CUT_OVER else "blue is the active file"))
+    blue = (
+        "blue (the file applications used before this operation)",
+        state.blue,
+        "restore it from a backup; "
+        + (BLUE_GONE_IN_WINDOW if state.phase == Phase.CUT_OVER else "blue is the active file"),
+    )
     if state.phase == Phase.CUT_OVER:
-        green = ("green (the generation the cutover makes active)", state.green,
-                 "restore it from a backup; it is the active file")
+        green = (
+            "green (the generation the cutover makes active)",
+            state.green,
+            "restore it from a backup; it is the active file",
+        )
         # finalize only removes capture from green: with blue gone it closes the window without it
         return [green] if command == "finalize" else [blue, green]
     if state.phase in (Phase.PREPARING, Phase.PREPARED) or (state.phase == Phase.CUTTING_OVER and command == "abort"):
-        green = ("the prepared generation", state.green,
-                 "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again")
+        green = (
+            "the prepared generation",
+            state.green,
+            "run `bluegreen abort` (blue stays active, unchanged), then `bluegreen prepare` to build it again",
+        )
         return [blue] if command in ("abort", "resume") or state.phase == Phase.PREPARING else [blue, green]
-    green = ("green (the generation the cutover makes active)", state.green,
-             "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup")
+    green = (
+        "green (the generation the cutover makes active)",
+        state.green,
+        "if the pointer still names blue, run `bluegreen abort`; if it names this file, restore it from a backup",
+    )
     return [blue, green]
 
 
@@ -85,8 +95,12 @@ class Inspector:
         for role, name, fix in _files_needed(state, command):
             path = self.store.folder / name
             if not path.is_file():
-                raise DatabaseInvalid.with_hint(f"{path}: {role} not found (the journal {self.store.state_path} names "
-                                                f"it, phase {state.phase}); nothing was changed", fix, sep=": ")
+                raise DatabaseInvalid.with_hint(
+                    f"{path}: {role} not found (the journal {self.store.state_path} names "
+                    f"it, phase {state.phase}); nothing was changed",
+                    fix,
+                    sep=": ",
+                )
 
     def pending(self, active: Path) -> list[migrations.Migration]:
         return generations.pending(self.config.migrations.dir, active)
@@ -100,8 +114,11 @@ class Inspector:
         current = self.current()
         state = self.store.load()
         active = current.active_path(self.config.database.pointer)
-        gone = [(role, name, fix) for role, name, fix in _files_needed(state, "status")
-                if name != current.active and not (self.store.folder / name).is_file()]
+        gone = [
+            (role, name, fix)
+            for role, name, fix in _files_needed(state, "status")
+            if name != current.active and not (self.store.folder / name).is_file()
+        ]
         problems = [p for p in [self._missing_active(active)] if p]
         missing = [current.active] if problems else []
         problems += [f"{self.store.folder / name}: {role} not found; {fix}" for role, name, fix in gone]
@@ -135,8 +152,13 @@ class Inspector:
         data["clients_behind"] = [c.as_dict() for c in behind]  # still on a file the pointer moved away from
         release = self._release(state, active) if not problems else {}
         data.update(release)
-        idle_next = ("bluegreen deploy (or prepare, then cutover)" if data["pending"] else
-                     "nothing pending" if "pending_error" not in data else "unknown until the pending migrations can be read")
+        idle_next = (
+            "bluegreen deploy (or prepare, then cutover)"
+            if data["pending"]
+            else "nothing pending"
+            if "pending_error" not in data
+            else "unknown until the pending migrations can be read"
+        )
         data["next"] = NEXT_STEP.get(state.phase, idle_next)
         past_fence = self._blue_fenced(state)
         if past_fence:  # abort is refused now (hazard 16): only forward
@@ -157,13 +179,17 @@ class Inspector:
             lines.append(f"environment {release.get('environment') or release['environment_error']}")
         if release.get("approvals"):
             a = release["approvals"]
-            lines.append(f"approvals   {len(a['approved_by'])} of {a['required']} for v{a['version']}"
-                         + (f" ({', '.join(a['approved_by'])})" if a["approved_by"] else ""))
+            lines.append(
+                f"approvals   {len(a['approved_by'])} of {a['required']} for v{a['version']}"
+                + (f" ({', '.join(a['approved_by'])})" if a["approved_by"] else "")
+            )
         if release.get("window"):
             w = release["window"]
             lines.append(f"window      {w['window']}, {'open' if w['open'] else 'closed'} now ({w['now']})")
         if clients:
-            lines.append(f"clients     {len(clients)} live process(es), {len(behind)} on another file than {current.active}")
+            lines.append(
+                f"clients     {len(clients)} live process(es), {len(behind)} on another file than {current.active}"
+            )
         for c in behind:
             files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
@@ -172,9 +198,11 @@ class Inspector:
         due = [k.name for k in kept if k.due]
         others = [k for k in kept if k.name != current.active]
         if others:
-            lines.append(f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
-                         + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
-                         + " (`bluegreen generations` lists them)")
+            lines.append(
+                f"kept        {len(others)} other file(s), {retention.human_size(sum(k.size_bytes for k in others))}"
+                + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
+                + " (`bluegreen generations` lists them)"
+            )
         if problems:
             data["next"] = _missing_next_step(state, missing, gone, past_fence)
             data["problems"] = problems
@@ -223,12 +251,15 @@ class Inspector:
         out: dict = {"environment": env.name}
         if pending:
             version = pending[-1].version
-            have = [a.by for a in approvals.Approvals(self.store.state_dir, self.store.file_mode()).of(version, env.name)]
+            have = [
+                a.by for a in approvals.Approvals(self.store.state_dir, self.store.file_mode()).of(version, env.name)
+            ]
             out["approvals"] = {"version": version, "approved_by": have, "required": env.approvals}
         window = environments.window_state(env)
         if window:
             out["window"] = {"window": window.text, "open": window.open, "now": window.now}
         return out
+
     def kept_files(self, state, active: str) -> list[retention.KeptFile]:
         return retention.inventory(self.store, state, active, self.config.retention.keep_days)
 
@@ -241,12 +272,17 @@ class Inspector:
         lines = [f"{'file':<28} {'role':<14} {'size':>10}  retired"]
         for k in kept:
             retired = f"{k.age_days:.1f} day(s) ago ({k.age_from})" if k.age_days is not None else "-"
-            lines.append(f"{k.name:<28} {k.role:<14} {retention.human_size(k.size_bytes):>10}  {retired}"
-                         + ("  due for prune" if k.due else ""))
-        lines.append(f"retention: fenced generations retired {keep_days} or more day(s) ago are due "
-                     f"([retention] keep_days); {sum(k.due for k in kept)} due now")
-        return Result("generations", "\n".join(lines),
-                      data={"keep_days": keep_days, "generations": [k.as_dict() for k in kept]})
+            lines.append(
+                f"{k.name:<28} {k.role:<14} {retention.human_size(k.size_bytes):>10}  {retired}"
+                + ("  due for prune" if k.due else "")
+            )
+        lines.append(
+            f"retention: fenced generations retired {keep_days} or more day(s) ago are due "
+            f"([retention] keep_days); {sum(k.due for k in kept)} due now"
+        )
+        return Result(
+            "generations", "\n".join(lines), data={"keep_days": keep_days, "generations": [k.as_dict() for k in kept]}
+        )
 
     def plan(self) -> Result:
         active = self.active_path()
@@ -286,7 +322,9 @@ class Inspector:
         finally:
             conn.close()
         lines = [f"{r['applied_at']}  {r['file']}  {r['execution_time_ms']} ms" for r in rows]
-        return Result("history", "\n".join(lines) or f"{active.name} has no migration history", data={"migrations": rows})
+        return Result(
+            "history", "\n".join(lines) or f"{active.name} has no migration history", data={"migrations": rows}
+        )
 
     def check(self) -> Result:
         """The integrity monitor on the active file (see monitor.py); exit 3 when it finds anything."""
@@ -302,8 +340,10 @@ def conflict_lines(conflict: dict) -> list[str]:
     lines = []
     for item in conflict.get("conflicts", []):
         values = ", ".join(f"{c}={v}" for c, v in (item.get("values") or {}).items())
-        lines.append(f"conflict    table {item['table']!r} key {item['key']!r}: {item['constraint']}"
-                     + (f" (values: {values})" if values else ""))
+        lines.append(
+            f"conflict    table {item['table']!r} key {item['key']!r}: {item['constraint']}"
+            + (f" (values: {values})" if values else "")
+        )
     if conflict and not conflict.get("conflicts"):
         lines.append(f"conflict    {conflict.get('error', 'a replayed batch breaks a constraint of green')}")
     return lines
@@ -315,8 +355,10 @@ def _missing_next_step(state, missing: list[str], gone: list[tuple[str, str, str
     if state.phase == Phase.CUT_OVER and missing == [state.blue]:
         return f"restore {state.blue} from a backup to keep revert possible, or bluegreen finalize"
     if past_fence and state.green in missing:
-        return (f"restore {state.green} from a backup (blue is fenced, so abort refuses and green holds the "
-                "latest writes), then bluegreen resume")
+        return (
+            f"restore {state.green} from a backup (blue is fenced, so abort refuses and green holds the "
+            "latest writes), then bluegreen resume"
+        )
     if gone and missing == [gone[0][1]]:
         return gone[0][2]
     return "restore the missing file (see the error below)"
@@ -324,5 +366,7 @@ def _missing_next_step(state, missing: list[str], gone: list[tuple[str, str, str
 
 def conflict_next_step(conflict: dict) -> str:
     source = Path(conflict.get("source", "blue")).name
-    return (f"fix the conflicting row(s) on {source} (green's new constraints reject them), then bluegreen cutover; "
-            "or bluegreen abort")
+    return (
+        f"fix the conflicting row(s) on {source} (green's new constraints reject them), then bluegreen cutover; "
+        "or bluegreen abort"
+    )

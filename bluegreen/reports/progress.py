@@ -28,7 +28,7 @@ class ProgressReporter:
         return self._stream or sys.stderr
 
     @classmethod
-    def for_cli(cls, as_json: bool) -> "ProgressReporter":
+    def for_cli(cls, as_json: bool) -> ProgressReporter:
         if as_json:
             return cls("json")
         return cls("tty" if sys.stderr.isatty() else "quiet")
@@ -46,8 +46,14 @@ class ProgressReporter:
         self.last = now
         eta = _eta(now - self.started, self.first_left, total - done)
         if self.mode == "json":
-            record = {"event": "progress", "phase": phase, "done": done, "total": total,
-                      "percent": round(100 * done / total, 1), "eta_s": eta}
+            record = {
+                "event": "progress",
+                "phase": phase,
+                "done": done,
+                "total": total,
+                "percent": round(100 * done / total, 1),
+                "eta_s": eta,
+            }
             self.stream.write(json.dumps(record) + "\n")
         else:
             left = "done" if finished else _eta_text(eta, self.first_left, total - done, now - self.started)

@@ -19,14 +19,14 @@ import os
 import re
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bluegreen.errors import ArgumentInvalid, StillInUse, WrongPhase
+from bluegreen.files.journal import State, Store
+from bluegreen.files.layout import SIDE_FILES, remove_database_files
 from bluegreen.files.registry import users_of
 from bluegreen.results import Result
-from bluegreen.files.layout import SIDE_FILES, remove_database_files
-from bluegreen.files.journal import State, Store
 
 DAY_S = 86_400.0
 PRUNABLE = ("retired", "reverted")
@@ -112,7 +112,9 @@ def check_phase(state: State) -> None:
     if state.phase not in SAFE_PHASES:
         raise WrongPhase.with_hint(
             f"an operation is in progress or was interrupted (phase {state.phase}, {state.operation}: {state.step}); "
-            "prune refused, nothing was changed", "run `bluegreen resume` or `bluegreen abort` first", sep=": "
+            "prune refused, nothing was changed",
+            "run `bluegreen resume` or `bluegreen abort` first",
+            sep=": ",
         )
 
 
@@ -126,8 +128,9 @@ def choose(kept: list[KeptFile], names: list[str], keep_days: int, folder: Path)
     for given in names:
         name = Path(given).name
         if os.sep in given and Path(given).resolve().parent != folder:
-            raise ArgumentInvalid(f"{given}: not in the data folder {folder}; name a generation file there. "
-                             "Nothing was changed")
+            raise ArgumentInvalid(
+                f"{given}: not in the data folder {folder}; name a generation file there. Nothing was changed"
+            )
         item = by_name.get(name)
         if item is None:
             raise ArgumentInvalid(
@@ -135,8 +138,10 @@ def choose(kept: list[KeptFile], names: list[str], keep_days: int, folder: Path)
                 "Nothing was changed"
             )
         if not item.prunable:
-            raise ArgumentInvalid(f"{folder / name}: {ROLE_TEXT[item.role]}; prune refused, nothing was changed"
-                                  + _what_to_do(item.role), hint=_what_to_do(item.role).removeprefix("; ") or None)
+            raise ArgumentInvalid(
+                f"{folder / name}: {ROLE_TEXT[item.role]}; prune refused, nothing was changed" + _what_to_do(item.role),
+                hint=_what_to_do(item.role).removeprefix("; ") or None,
+            )
         if item not in chosen:
             chosen.append(item)
     return chosen
@@ -150,7 +155,8 @@ def check_unused(pointer_path: Path, item: KeptFile) -> None:
         raise StillInUse.with_hint(
             f"{Path(pointer_path).resolve().parent / item.name}: {len(holders)} live process(es) still have it open "
             f"({', '.join(h.name for h in holders)}); prune refused, nothing was changed",
-            "run prune again once `bluegreen status` lists no process behind", sep=": ",
+            "run prune again once `bluegreen status` lists no process behind",
+            sep=": ",
             details={"clients": [h.as_dict() for h in holders]},
         )
 
@@ -227,7 +233,7 @@ def _newest_mtime(path: Path) -> float:
 
 
 def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Result:
@@ -235,14 +241,22 @@ def prune_result(chosen: list, kept: list, keep_days: int, dry_run: bool) -> Res
     freed = sum(k.size_bytes for k in chosen)
     names = ", ".join(k.name for k in chosen)
     if not chosen:
-        message = (f"nothing to prune: no fenced generation was retired {keep_days} or more day(s) ago "
-                   "([retention] keep_days)")
+        message = (
+            f"nothing to prune: no fenced generation was retired {keep_days} or more day(s) ago ([retention] keep_days)"
+        )
     elif dry_run:
         message = f"dry run, nothing was changed: prune would remove {names} ({human_size(freed)})"
     else:
         message = f"pruned {names}: {human_size(freed)} freed"
     left = [k for k in kept if k not in chosen]
-    return Result("prune", message, data={
-        "dry_run": dry_run, "keep_days": keep_days, "freed_bytes": freed,
-        "pruned": [k.as_dict() for k in chosen],  # with dry_run: what would be removed
-        "kept": [k.as_dict() for k in left]})
+    return Result(
+        "prune",
+        message,
+        data={
+            "dry_run": dry_run,
+            "keep_days": keep_days,
+            "freed_bytes": freed,
+            "pruned": [k.as_dict() for k in chosen],  # with dry_run: what would be removed
+            "kept": [k.as_dict() for k in left],
+        },
+    )

@@ -12,13 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from bluegreen.tools import demo_data
 from bluegreen.engine import generations
-from bluegreen.tools.writer_process import WriterExited, WriterProcess, WriterStalled, read_log
-from bluegreen.lifecycle.controller import Controller
-from bluegreen.results import Result
 from bluegreen.engine.db import open_db
 from bluegreen.errors import FileInTheWay, WriterFailed
+from bluegreen.lifecycle.controller import Controller
+from bluegreen.results import Result
+from bluegreen.tools import demo_data
+from bluegreen.tools.writer_process import WriterExited, WriterProcess, WriterStalled, read_log
 
 MARKER = ".bluegreen-demo"
 
@@ -62,11 +62,16 @@ def run(controller: Controller, rows: int) -> Result:
         f"the barrier was held {deployed.data['write_pause_ms']:.1f} ms)",
         "the writer's next write then met the fence (an application reopens the pointer's file): "
         + (fenced["error"] if fenced else "(stopped before the fence)"),
-        f"blue is kept, fenced, at {deployed.data['previous']}; undo with: bluegreen revert "
-        f"--config {config.path}",
+        f"blue is kept, fenced, at {deployed.data['previous']}; undo with: bluegreen revert --config {config.path}",
     ]
-    data = dict(deployed.data, rows=rows, writes_committed=len(committed), longest_write_wait_ms=longest,
-                counts=counts, writer_met_fence=bool(fenced))
+    data = dict(
+        deployed.data,
+        rows=rows,
+        writes_committed=len(committed),
+        longest_write_wait_ms=longest,
+        counts=counts,
+        writer_met_fence=bool(fenced),
+    )
     return Result("demo", "\n".join(lines), [], data)
 
 
@@ -76,7 +81,8 @@ def _reset_folder(folder: Path, initial: Path, pointer_path: Path) -> None:
         if not (folder / MARKER).exists():
             raise FileInTheWay.with_hint(
                 f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it",
-                "Point the config at an empty folder", sep=". "
+                "Point the config at an empty folder",
+                sep=". ",
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,8 +114,11 @@ def verify_writes(events: list[dict], active: Path) -> list[str]:
     conn = open_db(active, query_only=True)
     try:
         v2 = bool(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'content'").fetchall())
-        query = ("SELECT title, original_url FROM content WHERE id = ?" if v2
-                 else "SELECT title, url FROM content_v1 WHERE id = ?")
+        query = (
+            "SELECT title, original_url FROM content WHERE id = ?"
+            if v2
+            else "SELECT title, url FROM content_v1 WHERE id = ?"
+        )
         problems = []
         for row_id, want in expected.items():
             got = conn.execute(query, (row_id,)).fetchall()
@@ -131,4 +140,3 @@ def _counts(active: Path) -> dict[str, int]:
         return {t: conn.execute(f"SELECT count(*) FROM {t}").get for t in ("content", "content_v1")}
     finally:
         conn.close()
-

@@ -35,12 +35,33 @@ _PLATFORMS = ["youtube", "tiktok", "instagram", "YouTube", " tiktok ", None, "vi
 _PLATFORM_WEIGHTS = [44, 25, 20, 3, 1, 3, 2, 2]
 _STATUSES = ["completed", "failed", "pending", "downloading", "Completed", "cancelled", "error"]
 _STATUS_WEIGHTS = [68, 14, 8, 6, 2, 1, 1]
-_ERRORS = ["HTTP Error 403: Forbidden", "HTTP Error 429: Too Many Requests", "Unable to extract video data",
-           "Connection reset by peer", "Video unavailable: this video is private", "Read timed out"]
-_WORDS = ("how to make the best easy quick review vlog day in my life tutorial funny cat dog recipe "
-          "travel music live cover dance challenge unboxing tips 2024 shorts reel trip city").split()
-_NAMES = ["Ana Lima", "Bao Tran", "Chloe Martin", "Dev Patel", "Emeka Obi", "Fatima Zahra", "Gus Berg",
-          "Hana Sato", "Ivan Petrov", "Jade Wong", "Kofi Mensah", "Lena Vogel", "Mateo Ruiz"]
+_ERRORS = [
+    "HTTP Error 403: Forbidden",
+    "HTTP Error 429: Too Many Requests",
+    "Unable to extract video data",
+    "Connection reset by peer",
+    "Video unavailable: this video is private",
+    "Read timed out",
+]
+_WORDS = (
+    "how to make the best easy quick review vlog day in my life tutorial funny cat dog recipe "
+    "travel music live cover dance challenge unboxing tips 2024 shorts reel trip city"
+).split()
+_NAMES = [
+    "Ana Lima",
+    "Bao Tran",
+    "Chloe Martin",
+    "Dev Patel",
+    "Emeka Obi",
+    "Fatima Zahra",
+    "Gus Berg",
+    "Hana Sato",
+    "Ivan Petrov",
+    "Jade Wong",
+    "Kofi Mensah",
+    "Lena Vogel",
+    "Mateo Ruiz",
+]
 _ID_CHARS = string.ascii_letters + string.digits + "-_"
 _EPOCH_2023 = 1_672_531_200
 _TWO_YEARS = 63_072_000
@@ -63,31 +84,56 @@ def _metadata(rng: random.Random, platform: str | None, created: int) -> tuple[s
         vid = "".join(rng.choices(_ID_CHARS, k=11))
         url = f"https://www.youtube.com/watch?v={vid}"
         short = rng.random() < 0.2
-        meta = {"id": vid, "content_type": "short" if short else "video",
-                "uploader_id": "@" + rng.choice(_NAMES).split()[0].lower() + str(rng.randrange(100)),
-                "duration": rng.randrange(10, 60) if short else rng.randrange(60, 7200),
-                "view_count": int(rng.paretovariate(1.2) * 1000), "like_count": rng.randrange(0, 50_000),
-                "comment_count": rng.randrange(0, 5_000), "upload_date": day,
-                "width": 1080 if short else 1920, "height": 1920 if short else 1080,
-                "fps": rng.choice([24, 25, 30, 60]), "vcodec": "avc1.640028", "acodec": "mp4a.40.2"}
+        meta = {
+            "id": vid,
+            "content_type": "short" if short else "video",
+            "uploader_id": "@" + rng.choice(_NAMES).split()[0].lower() + str(rng.randrange(100)),
+            "duration": rng.randrange(10, 60) if short else rng.randrange(60, 7200),
+            "view_count": int(rng.paretovariate(1.2) * 1000),
+            "like_count": rng.randrange(0, 50_000),
+            "comment_count": rng.randrange(0, 5_000),
+            "upload_date": day,
+            "width": 1080 if short else 1920,
+            "height": 1920 if short else 1080,
+            "fps": rng.choice([24, 25, 30, 60]),
+            "vcodec": "avc1.640028",
+            "acodec": "mp4a.40.2",
+        }
         if rng.random() < 0.1:
             meta["tags"] = rng.sample(_WORDS, 3)  # a key v2 has no column for: must survive in extra_json
     elif name == "tiktok":
         aweme = str(rng.randrange(7_000_000_000_000_000_000, 7_400_000_000_000_000_000))
         user = rng.choice(_NAMES).split()[0].lower()
         url = f"https://www.tiktok.com/@{user}/video/{aweme}"
-        meta = {"aweme_id": aweme, "content_type": "video", "uploader_id": str(rng.randrange(10**17, 10**18)),
-                "duration": rng.randrange(5, 180), "view_count": rng.randrange(0, 10**7),
-                "like_count": rng.randrange(0, 10**6), "comment_count": rng.randrange(0, 10**4),
-                "upload_date": day, "width": 1080, "height": 1920, "fps": 30, "vcodec": "h264", "acodec": "aac"}
+        meta = {
+            "aweme_id": aweme,
+            "content_type": "video",
+            "uploader_id": str(rng.randrange(10**17, 10**18)),
+            "duration": rng.randrange(5, 180),
+            "view_count": rng.randrange(0, 10**7),
+            "like_count": rng.randrange(0, 10**6),
+            "comment_count": rng.randrange(0, 10**4),
+            "upload_date": day,
+            "width": 1080,
+            "height": 1920,
+            "fps": 30,
+            "vcodec": "h264",
+            "acodec": "aac",
+        }
     elif name == "instagram":
         code = "".join(rng.choices(_ID_CHARS, k=11))
         kind = rng.choice(["reel", "reel", "image", "carousel"])
         url = f"https://www.instagram.com/{'reel' if kind == 'reel' else 'p'}/{code}/"
-        meta = {"pk": rng.randrange(3_000_000_000_000_000_000, 3_400_000_000_000_000_000),  # a number, as the API sends it
-                "content_type": kind, "uploader_id": rng.randrange(10**9, 10**11),
-                "like_count": rng.randrange(0, 10**5), "comment_count": rng.randrange(0, 10**3),
-                "upload_date": day, "width": 1080, "height": 1350 if kind != "reel" else 1920}
+        meta = {
+            "pk": rng.randrange(3_000_000_000_000_000_000, 3_400_000_000_000_000_000),  # a number, as the API sends it
+            "content_type": kind,
+            "uploader_id": rng.randrange(10**9, 10**11),
+            "like_count": rng.randrange(0, 10**5),
+            "comment_count": rng.randrange(0, 10**3),
+            "upload_date": day,
+            "width": 1080,
+            "height": 1350 if kind != "reel" else 1920,
+        }
         if kind == "reel":
             meta.update(duration=round(rng.uniform(3, 90), 3), view_count=rng.randrange(0, 10**6), fps=30)
     else:
@@ -104,9 +150,20 @@ def _metadata(rng: random.Random, platform: str | None, created: int) -> tuple[s
         text = json.dumps(meta)
         return rng.choice([text[: len(text) // 2], repr(meta), "N/A", "", "[object Object]"]), url
     if roll < 0.08:  # odd values inside valid JSON
-        key, value = rng.choice([("duration", "3:45"), ("duration", "N/A"), ("duration", None), ("duration", 212.0),
-                                 ("view_count", "1.2K"), ("view_count", "12345"), ("like_count", -1),
-                                 ("upload_date", "2023-04-05"), ("upload_date", 20230405), ("width", "1920")])
+        key, value = rng.choice(
+            [
+                ("duration", "3:45"),
+                ("duration", "N/A"),
+                ("duration", None),
+                ("duration", 212.0),
+                ("view_count", "1.2K"),
+                ("view_count", "12345"),
+                ("like_count", -1),
+                ("upload_date", "2023-04-05"),
+                ("upload_date", 20230405),
+                ("width", "1920"),
+            ]
+        )
         meta[key] = value
     return json.dumps(meta), url
 
@@ -116,8 +173,12 @@ def _download_info(rng: random.Random, title: str | None) -> str | None:
     if rng.random() < 0.4:
         return None
     stem = (title or "untitled").replace(" ", "_")[:40]
-    info = {"status": "completed" if rng.random() < 0.9 else "failed", "file_size": rng.randrange(10**5, 10**9),
-            "file_path": f"/home/user/Downloads/SDM/{stem}.mp4", "thumbnail_path": f"/home/user/.sdm/thumbs/{stem}.jpg"}
+    info = {
+        "status": "completed" if rng.random() < 0.9 else "failed",
+        "file_size": rng.randrange(10**5, 10**9),
+        "file_path": f"/home/user/Downloads/SDM/{stem}.mp4",
+        "thumbnail_path": f"/home/user/.sdm/thumbs/{stem}.jpg",
+    }
     roll = rng.random()
     if roll < 0.01:
         info["file_size"] = "12.5 MB"
@@ -144,8 +205,15 @@ def download_row(rng: random.Random, content_id: int | None, created: int) -> tu
     progress = {"completed": 100.0, "pending": None}.get(status.lower(), round(rng.uniform(0, 99), 1))
     error = rng.choice(_ERRORS) if status in ("failed", "error") else None
     path = f"/home/user/Downloads/SDM/{rng.randrange(10**8)}.mp4" if status != "pending" else None
-    return (content_id, status, progress, path, error, _stamp(start) if status != "pending" else None,
-            _stamp(start + rng.randrange(2, 900)) if done else None)
+    return (
+        content_id,
+        status,
+        progress,
+        path,
+        error,
+        _stamp(start) if status != "pending" else None,
+        _stamp(start + rng.randrange(2, 900)) if done else None,
+    )
 
 
 def _content_rows(rng: random.Random, rows: int):
@@ -173,15 +241,22 @@ def create_v1_database(path: str, rows: int = 100_000, seed: int = 1) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         with conn:
             conn.execute(V1_SCHEMA)
-            conn.executemany("INSERT INTO content_v1 (id, url, title, author, platform, metadata, download_info,"
-                             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", _content_rows(rng, rows))
-            conn.executemany("INSERT INTO downloads_v1 (content_id, status, progress, file_path, error_message,"
-                             " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)", _download_rows(rng, rows))
+            conn.executemany(
+                "INSERT INTO content_v1 (id, url, title, author, platform, metadata, download_info,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                _content_rows(rng, rows),
+            )
+            conn.executemany(
+                "INSERT INTO downloads_v1 (content_id, status, progress, file_path, error_message,"
+                " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _download_rows(rng, rows),
+            )
     finally:
         conn.close()
 
 
 # -- single writes, for a writer process standing in for the v1 application ---------------------
+
 
 def _some_id(conn: apsw.Connection, rng: random.Random, table: str) -> int | None:
     top = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
@@ -195,13 +270,17 @@ def insert_v1_row(conn: apsw.Connection, rng: random.Random) -> int:
     """Insert one realistic content_v1 row (and, 60% of the time, a download for it); return its id."""
     with conn:
         url, title, author, platform, metadata, info, _ = content_row(rng)
-        conn.execute("INSERT INTO content_v1 (url, title, author, platform, metadata, download_info)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", (url, title, author, platform, metadata, info))
+        conn.execute(
+            "INSERT INTO content_v1 (url, title, author, platform, metadata, download_info) VALUES (?, ?, ?, ?, ?, ?)",
+            (url, title, author, platform, metadata, info),
+        )
         new_id = conn.last_insert_rowid()
         if rng.random() < 0.6:
-            conn.execute("INSERT INTO downloads_v1 (content_id, status, progress, file_path, error_message,"
-                         " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         download_row(rng, new_id, int(time.time())))
+            conn.execute(
+                "INSERT INTO downloads_v1 (content_id, status, progress, file_path, error_message,"
+                " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                download_row(rng, new_id, int(time.time())),
+            )
     return new_id
 
 
@@ -210,8 +289,10 @@ def update_v1_row(conn: apsw.Connection, rng: random.Random) -> int | None:
     row_id = _some_id(conn, rng, "content_v1")
     if row_id is not None:
         _, title, _, platform, metadata, info, _ = content_row(rng)
-        conn.execute("UPDATE content_v1 SET title = ?, platform = ?, metadata = ?, download_info = ? WHERE id = ?",
-                     (title, platform, metadata, info, row_id))
+        conn.execute(
+            "UPDATE content_v1 SET title = ?, platform = ?, metadata = ?, download_info = ? WHERE id = ?",
+            (title, platform, metadata, info, row_id),
+        )
     return row_id
 
 

@@ -18,26 +18,22 @@ import dataclasses
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import tomli_w
 
-from bluegreen.files import contract
-from bluegreen.engine import barrier
-from bluegreen.engine import capture
-from bluegreen.tools import demo
-from bluegreen.tools.writer_process import WriterError, WriterProcess, read_log
-from bluegreen.engine import snapshot
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
-from bluegreen.engine import generations
-from bluegreen.lifecycle.controller import Controller
+from bluegreen.engine import barrier, capture, generations, snapshot
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.errors import ArgumentInvalid, BluegreenError, FileInTheWay, WriterFailed
-from bluegreen.reports.inspector import Inspector
-from bluegreen.results import Result, Timing
-from bluegreen.results import Timer
+from bluegreen.files import contract
 from bluegreen.files.layout import create_file, file_mode
+from bluegreen.lifecycle.controller import Controller
+from bluegreen.reports.inspector import Inspector
+from bluegreen.results import Result, Timer, Timing
+from bluegreen.tools import demo
+from bluegreen.tools.writer_process import WriterError, WriterProcess, read_log
 
 ProgressFn = Callable[[str, int, int], None]
 WRITER_WARM_UP = 5  # committed writes before the deploy starts: the writer is really writing
@@ -53,8 +49,14 @@ class WriterReport:
     missing: int | None  # committed writes absent after the cutover (checked for "sdm" only)
 
 
-def run(config: Config, *, into: str | None = None, keep: bool = False, writer: bool = False,
-        progress: ProgressFn | None = None) -> Result:
+def run(
+    config: Config,
+    *,
+    into: str | None = None,
+    keep: bool = False,
+    writer: bool = False,
+    progress: ProgressFn | None = None,
+) -> Result:
     source = Inspector(config).active_path()
     check_database(source, "active database")
     scratch, made = _scratch_folder(config, into)
@@ -65,8 +67,9 @@ def run(config: Config, *, into: str | None = None, keep: bool = False, writer: 
             _remove(scratch, made)
 
 
-def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progress: ProgressFn | None,
-              keep: bool) -> Result:
+def _rehearse(
+    config: Config, source: Path, scratch: Path, writer: bool, progress: ProgressFn | None, keep: bool
+) -> Result:
     where = f"{scratch}" + (" (kept)" if keep else " (removed afterwards)")
     copy = scratch / "data" / config.database.initial.name
     clock = Timer()
@@ -78,8 +81,12 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
     pending = generations.pending(scratch_config.migrations.dir, copy)
     data = {"source": str(source), "scratch": str(scratch), "kept": keep, "pending": [m.file for m in pending]}
     if not pending:
-        return Result("rehearse", f"{source.name} is up to date: nothing to rehearse (copied in {phases[0].duration_ms:.1f} ms "
-                      f"to {where})", phases, data)
+        return Result(
+            "rehearse",
+            f"{source.name} is up to date: nothing to rehearse (copied in {phases[0].duration_ms:.1f} ms to {where})",
+            phases,
+            data,
+        )
 
     process, log, kind = _start_writer(scratch, scratch_config, copy) if writer else (None, None, "")
     try:
@@ -88,8 +95,11 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
         except BluegreenError as exc:
             data["validation"] = _verdicts(controller)
             data["deploy"] = {"ok": False, "error": exc.message}
-            raise type(exc)(f"rehearsal in {where}: deploy failed, the real files were not touched: {exc.message}",
-                            details=dict(data, phases=_phases_logged(controller)), hint=exc.hint) from None
+            raise type(exc)(
+                f"rehearsal in {where}: deploy failed, the real files were not touched: {exc.message}",
+                details=dict(data, phases=_phases_logged(controller)),
+                hint=exc.hint,
+            ) from None
         if process is not None:
             process.wait(timeout=60)  # it stops by itself at the fence
     finally:
@@ -97,8 +107,13 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
             process.kill()
             process.wait()
     phases += deployed.timings
-    data["deploy"] = {"ok": True, "generation": deployed.data["generation"], "schema_version": deployed.data["schema_version"],
-                      "write_pause_ms": deployed.data["write_pause_ms"], "attempts": deployed.data.get("attempts", 1)}
+    data["deploy"] = {
+        "ok": True,
+        "generation": deployed.data["generation"],
+        "schema_version": deployed.data["schema_version"],
+        "write_pause_ms": deployed.data["write_pause_ms"],
+        "attempts": deployed.data.get("attempts", 1),
+    }
     data["validation"] = _verdicts(controller)
     report = _writer_report(kind, log, Path(deployed.data["active"])) if process is not None else None
     data["writer"] = dataclasses.asdict(report) if report else None
@@ -107,16 +122,23 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
         reverted = controller.revert()  # a command of its own: its timings are the revert's only
     except BluegreenError as exc:
         data["revert"] = {"ok": False, "error": exc.message}
-        raise type(exc)(f"rehearsal in {where}: the deploy passed but its revert failed, the real files were not "
-                        f"touched: {exc.message}", details=data, hint=exc.hint) from None
+        raise type(exc)(
+            f"rehearsal in {where}: the deploy passed but its revert failed, the real files were not "
+            f"touched: {exc.message}",
+            details=data,
+            hint=exc.hint,
+        ) from None
     phases += [Timing(f"revert.{p.name}", p.duration_ms) for p in reverted.timings]
     revert_ms = round(sum(p.duration_ms for p in reverted.timings), 1)
     data["revert"] = {"ok": True, "duration_ms": revert_ms, "carried_back": reverted.data["carried_back"]}
     data["phases"] = [dataclasses.asdict(p) for p in phases]
 
     if report and report.missing:
-        raise WriterFailed(f"rehearsal in {where}: {report.missing} committed write(s) of the synthetic writer are "
-                              "missing after the cutover; the real files were not touched", details=data)
+        raise WriterFailed(
+            f"rehearsal in {where}: {report.missing} committed write(s) of the synthetic writer are "
+            "missing after the cutover; the real files were not touched",
+            details=data,
+        )
     checks = data["validation"]["checks"]
     lines = [
         f"rehearsed on a copy of {source} in {where}; the real files were not touched",
@@ -124,11 +146,14 @@ def _rehearse(config: Config, source: Path, scratch: Path, writer: bool, progres
         f"writes paused {deployed.data['write_pause_ms']:.1f} ms (budget {config.cutover.max_write_pause_ms} ms, "
         f"{data['deploy']['attempts']} attempt(s))",
         f"gates: {sum(c['status'] == 'PASS' for c in checks)} of {len(checks)} check(s) passed ("
-        + ", ".join(sorted({c['source'] for c in checks})) + ")",
+        + ", ".join(sorted({c["source"] for c in checks}))
+        + ")",
     ]
     if report:
-        lines.append(f"writer ({report.kind}): {report.committed} write(s) committed, longest wait {report.longest_wait_ms:.1f} ms"
-                     + (", every one present after the cutover" if report.missing == 0 else ""))
+        lines.append(
+            f"writer ({report.kind}): {report.committed} write(s) committed, longest wait {report.longest_wait_ms:.1f} ms"
+            + (", every one present after the cutover" if report.missing == 0 else "")
+        )
     lines.append(f"revert: ok in {revert_ms:.1f} ms, {reverted.data['carried_back']} row(s) carried back")
     return Result("rehearse", "\n".join(lines), phases, data)
 
@@ -142,11 +167,14 @@ def _scratch_folder(config: Config, into: str | None) -> tuple[Path, bool]:
     folder = Path(into).resolve()
     data_dir = config.data_dir.resolve()
     if folder == data_dir or data_dir in folder.parents:
-        raise ArgumentInvalid.with_hint(f"{folder}: inside the data folder {data_dir}",
-                                        "give --into a folder outside it")
+        raise ArgumentInvalid.with_hint(
+            f"{folder}: inside the data folder {data_dir}", "give --into a folder outside it"
+        )
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise FileInTheWay.with_hint(f"{folder}: not an empty folder", "give --into a new or empty folder (it is "
-                                     "deleted afterwards unless --keep)")
+        raise FileInTheWay.with_hint(
+            f"{folder}: not an empty folder",
+            "give --into a new or empty folder (it is deleted afterwards unless --keep)",
+        )
     made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     return folder, made
@@ -166,8 +194,13 @@ def _copy(config: Config, source: Path, copy: Path, progress: ProgressFn | None)
     copy.parent.mkdir(parents=True)
     conn = open_db(source, query_only=True)
     try:
-        snapshot.copy(conn, copy, mode=file_mode(source), pages_per_step=config.snapshot.pages_per_step,
-                      progress=(lambda done, total: progress("copy", done, total)) if progress else None)
+        snapshot.copy(
+            conn,
+            copy,
+            mode=file_mode(source),
+            pages_per_step=config.snapshot.pages_per_step,
+            progress=(lambda done, total: progress("copy", done, total)) if progress else None,
+        )
     finally:
         conn.close()
     with barrier.holding(copy, config.cutover.lock_timeout_ms) as scrub:
@@ -184,8 +217,13 @@ def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
     folder can be inspected with bluegreen itself."""
     path = scratch / "config.toml"
     scratch_config = dataclasses.replace(
-        config, path=path, database=DatabaseConfig(pointer=copy.parent / "current.toml", initial=copy),
-        cutover=dataclasses.replace(config.cutover, wait_flag=None), hooks=HooksConfig(), environments={})
+        config,
+        path=path,
+        database=DatabaseConfig(pointer=copy.parent / "current.toml", initial=copy),
+        cutover=dataclasses.replace(config.cutover, wait_flag=None),
+        hooks=HooksConfig(),
+        environments={},
+    )
     document = {}
     for section in dataclasses.fields(scratch_config):
         value = getattr(scratch_config, section.name)
@@ -215,8 +253,11 @@ def _verdicts(controller: Controller) -> dict:
 
 def _phases_logged(controller: Controller) -> list[dict]:
     """The phases a failed scratch deploy got through, from its event log."""
-    return [{"name": e["phase"], "duration_ms": e["duration_ms"]} for e in controller.store.events()
-            if e.get("event") == "phase"]
+    return [
+        {"name": e["phase"], "duration_ms": e["duration_ms"]}
+        for e in controller.store.events()
+        if e.get("event") == "phase"
+    ]
 
 
 # -- the synthetic writer -------------------------------------------------------------------------
@@ -240,7 +281,8 @@ def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[WriterProc
         process.kill()
         raise WriterFailed.with_hint(
             f"{copy}: the synthetic writer could not write (no table with a rowid and rows?)",
-            "rehearse without --writer") from None
+            "rehearse without --writer",
+        ) from None
     return process, log, kind
 
 

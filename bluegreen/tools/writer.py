@@ -38,9 +38,9 @@ import os
 import random
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import apsw
 
@@ -83,8 +83,11 @@ class Run:
 
     def going(self) -> bool:
         """Until STOP appears, the deadline passes or the parent is gone (never outlive the test)."""
-        return (time.monotonic() < self.deadline and not (self.stop is not None and self.stop.exists())
-                and os.getppid() == self.parent)
+        return (
+            time.monotonic() < self.deadline
+            and not (self.stop is not None and self.stop.exists())
+            and os.getppid() == self.parent
+        )
 
 
 def ms_since(started: float) -> float:
@@ -135,8 +138,15 @@ def demo_write(conn: apsw.Connection, rng: random.Random, own_ids: list[int]) ->
         else:
             video = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(11))
             url = f"https://www.youtube.com/watch?v={video}"
-            metadata = json.dumps({"id": video, "duration": rng.randrange(30, 3600), "view_count": rng.randrange(10**6),
-                                   "description": "written during the deploy", "upload_date": "20261123"})
+            metadata = json.dumps(
+                {
+                    "id": video,
+                    "duration": rng.randrange(30, 3600),
+                    "view_count": rng.randrange(10**6),
+                    "description": "written during the deploy",
+                    "upload_date": "20261123",
+                }
+            )
             conn.execute(
                 "INSERT INTO content_v1(url, title, author, platform, metadata, download_info) VALUES (?, ?, ?, ?, ?, ?)",
                 (url, f"live write {video}", "demo writer", "youtube", metadata, None),
@@ -220,8 +230,15 @@ def rehearsal(run: Run) -> None:
                 raise
             run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
             break
-        run.log(event="committed", file=path.name, wait_ms=ms_since(started), at=time.time(), op="touch",
-                table=table, id=key)
+        run.log(
+            event="committed",
+            file=path.name,
+            wait_ms=ms_since(started),
+            at=time.time(),
+            op="touch",
+            table=table,
+            id=key,
+        )
         time.sleep(run.interval)
     conn.close()
     run.log(event="stop")
@@ -327,11 +344,13 @@ def through_client(run: Run) -> None:
                 conn.execute("SELECT count(*), max(id) FROM items").fetchall()
                 run.log(event="read", file=conn.path.name)
             elif run.kind == "transaction":
+
                 def unit(c, n=counter):
                     c.execute("INSERT INTO items(name) VALUES (?)", (f"t{seed}-{n}",))
                     row = c.last_insert_rowid()
                     c.execute("UPDATE items SET name = ? WHERE id = ?", (f"t{seed}-{n}-edited", row))
                     return row
+
                 row = conn.transaction(unit)
                 run.log(event="committed", op="insert", id=row, name=f"t{seed}-{counter}-edited", file=conn.path.name)
             else:
@@ -466,10 +485,19 @@ def main(argv: list[str] | None = None) -> None:
     log = Log(args.log)
     seconds = mode.seconds if args.seconds is None else args.seconds
     try:
-        mode.write(Run(target=args.target, log=log, stop=stop, deadline=time.monotonic() + seconds,
-                       interval=mode.interval if args.interval is None else args.interval,
-                       seed=mode.seed if args.seed is None else args.seed, count=args.count, kind=args.kind,
-                       parent=os.getppid()))
+        mode.write(
+            Run(
+                target=args.target,
+                log=log,
+                stop=stop,
+                deadline=time.monotonic() + seconds,
+                interval=mode.interval if args.interval is None else args.interval,
+                seed=mode.seed if args.seed is None else args.seed,
+                count=args.count,
+                kind=args.kind,
+                parent=os.getppid(),
+            )
+        )
     finally:
         log.close()
 

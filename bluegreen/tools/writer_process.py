@@ -59,19 +59,39 @@ def writer_command(mode: str, target: Path, log: Path | None = None, **options: 
 class WriterProcess:
     """One writer process and its log. `stop` is the file that tells it to end (default LOG.stop)."""
 
-    def __init__(self, command: list[str], log: Path | None, stop: Path | None = None, *,
-                 stdout: int | IO | None = None, stderr: int | IO | None = None):
+    def __init__(
+        self,
+        command: list[str],
+        log: Path | None,
+        stop: Path | None = None,
+        *,
+        stdout: int | IO | None = None,
+        stderr: int | IO | None = None,
+    ):
         self.log = log
         self.stop_file = stop if stop is not None else (Path(f"{log}.stop") if log is not None else None)
         self.process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
 
     @classmethod
-    def start(cls, mode: str, target: Path, log: Path | None = None, *, stdout: int | IO | None = None,
-              stderr: int | IO | None = None, **options: object) -> "WriterProcess":
+    def start(
+        cls,
+        mode: str,
+        target: Path,
+        log: Path | None = None,
+        *,
+        stdout: int | IO | None = None,
+        stderr: int | IO | None = None,
+        **options: object,
+    ) -> WriterProcess:
         """The writer program in `mode` (see bluegreen.tools.writer)."""
         stop = options.get("stop")
-        return cls(writer_command(mode, target, log, **options), log, Path(stop) if stop else None,
-                   stdout=stdout, stderr=stderr)
+        return cls(
+            writer_command(mode, target, log, **options),
+            log,
+            Path(stop) if stop else None,
+            stdout=stdout,
+            stderr=stderr,
+        )
 
     # -- what it wrote --------------------------------------------------------------------------
     def records(self) -> list[dict]:
@@ -80,11 +100,22 @@ class WriterProcess:
     def count(self, event: str | None = "committed", on: str | None = None) -> int:
         """How many `event` records (None: records of any event) it has logged; on: only those on
         the file of that name."""
-        return sum(1 for e in self.records()
-                   if (event is None or e.get("event") == event) and (on is None or e.get("file") == on))
+        return sum(
+            1
+            for e in self.records()
+            if (event is None or e.get("event") == event) and (on is None or e.get("file") == on)
+        )
 
-    def wait_for(self, count: int, *, event: str | None = "committed", on: str | None = None, timeout: float = 30.0,
-                 poll: float = 0.01, gives_up: str | None = None) -> None:
+    def wait_for(
+        self,
+        count: int,
+        *,
+        event: str | None = "committed",
+        on: str | None = None,
+        timeout: float = 30.0,
+        poll: float = 0.01,
+        gives_up: str | None = None,
+    ) -> None:
         """Until it has logged `count` records of `event` in all; raises WriterExited, WriterStalled
         or (when it logs a `gives_up` event) WriterGaveUp."""
         deadline = time.monotonic() + timeout

@@ -82,43 +82,32 @@ ODD_UNIQUE_Q = f'"{ODD_UNIQUE}"'
 SHAPES: dict[str, str] = {
     "settings: INSERT OR REPLACE on a TEXT PRIMARY KEY": "INSERT OR REPLACE INTO settings VALUES ('a', 'new')",
     "intpk: REPLACE INTO on an INT PRIMARY KEY": "REPLACE INTO intpk VALUES (2, 'replaced')",
-    "descpk: INSERT OR REPLACE on INTEGER PRIMARY KEY DESC (not a rowid alias)":
-        "INSERT OR REPLACE INTO descpk VALUES (3, 'replaced')",
+    "descpk: INSERT OR REPLACE on INTEGER PRIMARY KEY DESC (not a rowid alias)": "INSERT OR REPLACE INTO descpk VALUES (3, 'replaced')",
     "comppk: INSERT OR REPLACE on a composite PRIMARY KEY": "INSERT OR REPLACE INTO comppk VALUES ('a', 1, 'new')",
     "comppk: UPDATE OR REPLACE moves a key onto another": "UPDATE OR REPLACE comppk SET b = 2 WHERE a = 'a' AND b = 1",
     "settings: UPDATE OR REPLACE renames a key onto another": "UPDATE OR REPLACE settings SET key = 'b' WHERE key = 'a'",
-    "users: INSERT OR REPLACE on a UNIQUE COLLATE NOCASE column":
-        "INSERT OR REPLACE INTO users(id, email, name) VALUES (10, 'ANN@example.com', 'Ann again')",
-    "members: INSERT OR REPLACE on a UNIQUE index COLLATE NOCASE":
-        "INSERT OR REPLACE INTO members(id, email, name) VALUES (10, 'BOB@EXAMPLE.COM', 'Bob again')",
-    "members: UPDATE OR REPLACE on a UNIQUE index COLLATE NOCASE":
-        "UPDATE OR REPLACE members SET email = 'Cy@Example.com' WHERE id = 1",
-    "tags: INSERT OR REPLACE on an expression UNIQUE index":
-        "INSERT OR REPLACE INTO tags(id, label, v) VALUES (10, '  RED ', 'again')",
+    "users: INSERT OR REPLACE on a UNIQUE COLLATE NOCASE column": "INSERT OR REPLACE INTO users(id, email, name) VALUES (10, 'ANN@example.com', 'Ann again')",
+    "members: INSERT OR REPLACE on a UNIQUE index COLLATE NOCASE": "INSERT OR REPLACE INTO members(id, email, name) VALUES (10, 'BOB@EXAMPLE.COM', 'Bob again')",
+    "members: UPDATE OR REPLACE on a UNIQUE index COLLATE NOCASE": "UPDATE OR REPLACE members SET email = 'Cy@Example.com' WHERE id = 1",
+    "tags: INSERT OR REPLACE on an expression UNIQUE index": "INSERT OR REPLACE INTO tags(id, label, v) VALUES (10, '  RED ', 'again')",
     "tags: UPDATE OR REPLACE on an expression UNIQUE index": "UPDATE OR REPLACE tags SET label = 'GREEN ' WHERE id = 3",
-    "handles: INSERT OR REPLACE on a partial UNIQUE index":
-        "INSERT OR REPLACE INTO handles(id, handle, deleted) VALUES (10, 'bob', 0)",
+    "handles: INSERT OR REPLACE on a partial UNIQUE index": "INSERT OR REPLACE INTO handles(id, handle, deleted) VALUES (10, 'bob', 0)",
     "handles: UPDATE OR REPLACE enters a partial UNIQUE index": "UPDATE OR REPLACE handles SET deleted = 0 WHERE id = 4;"
-                                                             "UPDATE OR REPLACE handles SET handle = 'ann' WHERE id = 4",
-    "replacing: plain INSERT on a UNIQUE ON CONFLICT REPLACE column":
-        "INSERT INTO replacing(id, code, v) VALUES (10, 'B', 'took B')",
+    "UPDATE OR REPLACE handles SET handle = 'ann' WHERE id = 4",
+    "replacing: plain INSERT on a UNIQUE ON CONFLICT REPLACE column": "INSERT INTO replacing(id, code, v) VALUES (10, 'B', 'took B')",
     "kv_replace: plain INSERT on a PRIMARY KEY ON CONFLICT REPLACE": "INSERT INTO kv_replace VALUES ('c', 'took c')",
     "defaults: REPLACE stores a NOT NULL column's default": "INSERT OR REPLACE INTO defaults(id, code, v) VALUES (10, NULL, 'took none')",
-    "settings: UPSERT DO UPDATE and DO NOTHING":
-        "INSERT INTO settings VALUES ('b', 'upserted') ON CONFLICT(key) DO UPDATE SET value = excluded.value;"
-        "INSERT INTO settings VALUES ('c', 'ignored') ON CONFLICT DO NOTHING;"
-        "INSERT OR REPLACE INTO settings VALUES ('c', 'replaced')",
-    "replacing: UPSERT on the key while the UNIQUE column replaces":
-        "INSERT INTO replacing(id, code, v) VALUES (1, 'C', 'upsert') ON CONFLICT(id) DO NOTHING;"
-        "INSERT INTO replacing(id, code, v) VALUES (11, 'A', 'new') ON CONFLICT(id) DO UPDATE SET v = excluded.v",
+    "settings: UPSERT DO UPDATE and DO NOTHING": "INSERT INTO settings VALUES ('b', 'upserted') ON CONFLICT(key) DO UPDATE SET value = excluded.value;"
+    "INSERT INTO settings VALUES ('c', 'ignored') ON CONFLICT DO NOTHING;"
+    "INSERT OR REPLACE INTO settings VALUES ('c', 'replaced')",
+    "replacing: UPSERT on the key while the UNIQUE column replaces": "INSERT INTO replacing(id, code, v) VALUES (1, 'C', 'upsert') ON CONFLICT(id) DO NOTHING;"
+    "INSERT INTO replacing(id, code, v) VALUES (11, 'A', 'new') ON CONFLICT(id) DO UPDATE SET v = excluded.v",
     "wr_nocase: WITHOUT ROWID NOCASE key replaced by another spelling": "INSERT OR REPLACE INTO wr_nocase VALUES ('A', 'upper')",
-    "wr_comp: WITHOUT ROWID, REPLACE on a UNIQUE column, BLOB and REAL keys":
-        "INSERT OR REPLACE INTO wr_comp VALUES (x'02', -0.0, 'new', 'u2');"
-        "INSERT OR REPLACE INTO wr_comp VALUES (x'01ff', -0.0, 'minus zero', 'u9')",
+    "wr_comp: WITHOUT ROWID, REPLACE on a UNIQUE column, BLOB and REAL keys": "INSERT OR REPLACE INTO wr_comp VALUES (x'02', -0.0, 'new', 'u2');"
+    "INSERT OR REPLACE INTO wr_comp VALUES (x'01ff', -0.0, 'minus zero', 'u9')",
     "wr_untyped: WITHOUT ROWID untyped key, 1 and 1.0 are one key": "INSERT OR REPLACE INTO wr_untyped VALUES (1.0, 'real one')",
     "wr_single: WITHOUT ROWID key change": "UPDATE OR REPLACE wr_single SET k = 'b' WHERE k = 'a'",
-    "odd names: INSERT OR REPLACE on a quoted TEXT key and UNIQUE column":
-        f"INSERT OR REPLACE INTO {ODD_Q} VALUES ('k1', 's2', 'took two')",
+    "odd names: INSERT OR REPLACE on a quoted TEXT key and UNIQUE column": f"INSERT OR REPLACE INTO {ODD_Q} VALUES ('k1', 's2', 'took two')",
     "gen: INSERT OR REPLACE on a UNIQUE generated column": "INSERT OR REPLACE INTO gen(id, a, v) VALUES (10, 2, 'twice 4')",
     "gens: INSERT OR REPLACE on a UNIQUE STORED generated column": "INSERT OR REPLACE INTO gens(id, a) VALUES (10, 'TWO')",
     "autoinc: INSERT OR REPLACE on AUTOINCREMENT with a UNIQUE column": "INSERT OR REPLACE INTO autoinc(v, u) VALUES ('new', 'u2')",
@@ -129,8 +118,27 @@ SHAPES: dict[str, str] = {
 FOLLOW_UP = "INSERT INTO nokey(a, b) VALUES ('after', 'after')"
 
 RANDOM_TABLES = [
-    "rowid_alias", "autoinc", "settings", "intpk", "descpk", "comppk", "nokey", "wr_single", "wr_nocase", "wr_comp",
-    "wr_untyped", "users", "members", "tags", "handles", "replacing", "kv_replace", "defaults", ODD, "gen", "gens",
+    "rowid_alias",
+    "autoinc",
+    "settings",
+    "intpk",
+    "descpk",
+    "comppk",
+    "nokey",
+    "wr_single",
+    "wr_nocase",
+    "wr_comp",
+    "wr_untyped",
+    "users",
+    "members",
+    "tags",
+    "handles",
+    "replacing",
+    "kv_replace",
+    "defaults",
+    ODD,
+    "gen",
+    "gens",
 ]
 # Written only with foreign_keys on (test_schema_zoo): random writes would break references, which
 # the foreign-key gate judges, not capture.
@@ -138,8 +146,7 @@ FK_TABLES = ["parents", "children"]
 ZOO_TABLES = RANDOM_TABLES + FK_TABLES
 # A REPLACE on the parent with foreign_keys on: its cascades delete and update child rows.
 FK_SHAPES = {
-    "parents: REPLACE cascades a delete and an update to children":
-        "INSERT OR REPLACE INTO parents VALUES (4, 'a'); INSERT OR REPLACE INTO parents VALUES (3, 'b')",
+    "parents: REPLACE cascades a delete and an update to children": "INSERT OR REPLACE INTO parents VALUES (4, 'a'); INSERT OR REPLACE INTO parents VALUES (3, 'b')",
     "parents: UPDATE OR REPLACE cascades": "UPDATE OR REPLACE parents SET code = 'c' WHERE id = 1",
 }
 WITHOUT_ROWID = {"wr_single", "wr_nocase", "wr_comp", "wr_untyped"}
@@ -192,7 +199,10 @@ def random_operation(rng: random.Random, counter: int) -> tuple[str, tuple]:
         "comppk": [
             ("INSERT OR REPLACE INTO comppk VALUES (?, ?, ?)", (t(), rng.randint(1, 3), v)),
             ("UPDATE OR REPLACE comppk SET b = ? WHERE a = ?", (rng.randint(1, 3), t())),
-            ("INSERT INTO comppk VALUES (?, ?, ?) ON CONFLICT(a, b) DO UPDATE SET v = excluded.v", (t(), rng.randint(1, 3), v)),
+            (
+                "INSERT INTO comppk VALUES (?, ?, ?) ON CONFLICT(a, b) DO UPDATE SET v = excluded.v",
+                (t(), rng.randint(1, 3), v),
+            ),
             ("DELETE FROM comppk WHERE a = ? AND b = ?", (t(), rng.randint(1, 3))),
         ],
         "nokey": [
@@ -215,7 +225,10 @@ def random_operation(rng: random.Random, counter: int) -> tuple[str, tuple]:
         "wr_comp": [
             ("INSERT OR REPLACE INTO wr_comp VALUES (?, ?, ?, ?)", (rng.choice(BLOBS), rng.choice(REALS), v, t())),
             ("UPDATE OR REPLACE wr_comp SET u = ? WHERE a = ?", (t(), rng.choice(BLOBS))),
-            ("UPDATE OR REPLACE wr_comp SET b = ? WHERE a = ? AND b = ?", (rng.choice(REALS), rng.choice(BLOBS), rng.choice(REALS))),
+            (
+                "UPDATE OR REPLACE wr_comp SET b = ? WHERE a = ? AND b = ?",
+                (rng.choice(REALS), rng.choice(BLOBS), rng.choice(REALS)),
+            ),
             ("DELETE FROM wr_comp WHERE a = ? AND b = ?", (rng.choice(BLOBS), rng.choice(REALS))),
         ],
         "wr_untyped": [
@@ -226,7 +239,10 @@ def random_operation(rng: random.Random, counter: int) -> tuple[str, tuple]:
         "users": [
             ("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", (n(), rng.choice(EMAILS), v)),
             ("UPDATE OR REPLACE users SET email = ? WHERE id = ?", (rng.choice(EMAILS), n())),
-            ("INSERT INTO users VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET name = excluded.name", (n(), rng.choice(EMAILS), v)),
+            (
+                "INSERT INTO users VALUES (?, ?, ?) ON CONFLICT(email) DO UPDATE SET name = excluded.name",
+                (n(), rng.choice(EMAILS), v),
+            ),
             ("DELETE FROM users WHERE id = ?", (n(),)),
         ],
         "members": [
