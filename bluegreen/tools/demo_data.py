@@ -315,3 +315,46 @@ def random_v1_write(conn: apsw.Connection, rng: random.Random) -> tuple[str, int
     if roll < 0.9:
         return "update", update_v1_row(conn, rng)
     return "delete", delete_v1_row(conn, rng)
+
+
+# -- the demo application's own writes, each logged so `bluegreen demo` can check it row by row --
+def demo_write(conn: apsw.Connection, rng: random.Random, own_ids: list[int]) -> dict:
+    """One application write in its own transaction: mostly inserts, some updates and deletes."""
+    roll = rng.random()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if roll < 0.15 and own_ids:
+            row_id = rng.choice(own_ids)
+            title = f"edited {rng.randrange(10**9)}"
+            conn.execute("UPDATE content_v1 SET title = ? WHERE id = ?", (title, row_id))
+            change = {"op": "update", "id": row_id, "title": title}
+        elif roll < 0.20 and own_ids:
+            row_id = own_ids.pop(rng.randrange(len(own_ids)))
+            conn.execute("DELETE FROM downloads_v1 WHERE content_id = ?", (row_id,))
+            conn.execute("DELETE FROM content_v1 WHERE id = ?", (row_id,))
+            change = {"op": "delete", "id": row_id}
+        else:
+            video = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(11))
+            url = f"https://www.youtube.com/watch?v={video}"
+            metadata = json.dumps(
+                {
+                    "id": video,
+                    "duration": rng.randrange(30, 3600),
+                    "view_count": rng.randrange(10**6),
+                    "description": "written during the deploy",
+                    "upload_date": "20261123",
+                }
+            )
+            conn.execute(
+                "INSERT INTO content_v1(url, title, author, platform, metadata, download_info) VALUES (?, ?, ?, ?, ?, ?)",
+                (url, f"live write {video}", "demo writer", "youtube", metadata, None),
+            )
+            row_id = conn.last_insert_rowid()
+            own_ids.append(row_id)
+            change = {"op": "insert", "id": row_id, "title": f"live write {video}", "url": url}
+        conn.execute("COMMIT")
+    except BaseException:
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        raise
+    return change

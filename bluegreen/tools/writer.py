@@ -46,6 +46,7 @@ import apsw
 
 from bluegreen.engine.db import quote_ident, user_tables
 from bluegreen.files import pointer
+from bluegreen.tools import demo_data
 
 FENCE_MARK = "bluegreen_fenced"
 READ_WRITE = apsw.SQLITE_OPEN_READWRITE
@@ -120,48 +121,6 @@ def patient(conn: apsw.Connection, timeout_s: float) -> None:
 
 
 # -- demo: the shipped example's application ------------------------------------------------------
-def demo_write(conn: apsw.Connection, rng: random.Random, own_ids: list[int]) -> dict:
-    """One application write in its own transaction: mostly inserts, some updates and deletes."""
-    roll = rng.random()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        if roll < 0.15 and own_ids:
-            row_id = rng.choice(own_ids)
-            title = f"edited {rng.randrange(10**9)}"
-            conn.execute("UPDATE content_v1 SET title = ? WHERE id = ?", (title, row_id))
-            change = {"op": "update", "id": row_id, "title": title}
-        elif roll < 0.20 and own_ids:
-            row_id = own_ids.pop(rng.randrange(len(own_ids)))
-            conn.execute("DELETE FROM downloads_v1 WHERE content_id = ?", (row_id,))
-            conn.execute("DELETE FROM content_v1 WHERE id = ?", (row_id,))
-            change = {"op": "delete", "id": row_id}
-        else:
-            video = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(11))
-            url = f"https://www.youtube.com/watch?v={video}"
-            metadata = json.dumps(
-                {
-                    "id": video,
-                    "duration": rng.randrange(30, 3600),
-                    "view_count": rng.randrange(10**6),
-                    "description": "written during the deploy",
-                    "upload_date": "20261123",
-                }
-            )
-            conn.execute(
-                "INSERT INTO content_v1(url, title, author, platform, metadata, download_info) VALUES (?, ?, ?, ?, ?, ?)",
-                (url, f"live write {video}", "demo writer", "youtube", metadata, None),
-            )
-            row_id = conn.last_insert_rowid()
-            own_ids.append(row_id)
-            change = {"op": "insert", "id": row_id, "title": f"live write {video}", "url": url}
-        conn.execute("COMMIT")
-    except BaseException:
-        if not conn.get_autocommit():
-            conn.execute("ROLLBACK")
-        raise
-    return change
-
-
 def demo(run: Run) -> None:
     rng = random.Random(run.seed)
     own_ids: list[int] = []
@@ -172,7 +131,7 @@ def demo(run: Run) -> None:
     while run.going():
         started = time.perf_counter()
         try:
-            change = demo_write(conn, rng, own_ids)
+            change = demo_data.demo_write(conn, rng, own_ids)
         except apsw.Error as exc:
             if FENCE_MARK in str(exc):
                 run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
@@ -408,8 +367,6 @@ def snapshot(run: Run) -> None:
 
 # -- steady: the demo application's mix at a steady rate, for the benchmarks ----------------------
 def steady(run: Run) -> None:
-    from bluegreen.tools import demo_data
-
     conn = apsw.Connection(str(run.target), flags=READ_WRITE)
     conn.set_busy_timeout(60_000)
     rng = random.Random(os.getpid())
