@@ -338,3 +338,19 @@ class Writer:
     def stderr(self) -> str:
         self.err.flush()
         return Path(self.err.name).read_text()[-2000:]
+
+
+# Every journaled step of each command, as BLUEGREEN_CRASH_AT names it (docs/design.md, the step tables).
+DEPLOY_POINTS = [
+    "deploy:capture",
+    "deploy:snapshot",
+    "deploy:migrate",
+    "deploy:catch_up",
+    "deploy:validate",
+    "deploy:validated",
+    "deploy:fenced",
+    "deploy:swapped",
+]
+CUTOVER_POINTS = ["cutover:catch_up", "cutover:fenced", "cutover:swapped"]
+OFFLINE_POINTS = ["deploy:barrier", "deploy:fenced", "deploy:swapped"]
+REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:unfenced", "revert:swapped"]

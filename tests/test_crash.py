@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import rows
-from helpers import Writer, bluegreen
+from helpers import DEPLOY_POINTS, REVERT_POINTS, Writer, bluegreen
 
 from bluegreen.engine import barrier
 from bluegreen.engine.db import open_db
@@ -67,19 +67,6 @@ def recover(project) -> None:
     assert status.code == 0, status.err
     resumed = bluegreen(project, "resume")
     assert resumed.returncode == 0, resumed.stderr
-
-
-DEPLOY_POINTS = [
-    "deploy:capture",
-    "deploy:snapshot",
-    "deploy:migrate",
-    "deploy:catch_up",
-    "deploy:validate",
-    "deploy:validated",
-    "deploy:fenced",
-    "deploy:swapped",
-]
-REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:swapped", "revert:unfenced"]
 
 
 @pytest.mark.parametrize("point", DEPLOY_POINTS)

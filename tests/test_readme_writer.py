@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import rows
-from helpers import Writer, bluegreen
+from helpers import CUTOVER_POINTS, DEPLOY_POINTS, OFFLINE_POINTS, REVERT_POINTS, Writer, bluegreen
 
 WRITER = Path(__file__).resolve().parent / "readme_writer.py"
 UNSTUCK_S = 20  # after recovery, the writer commits again within this (generous on a loaded 2-core box)
@@ -60,21 +60,6 @@ def check_every_write(project, expected: dict[int, str | None]) -> Path:
     assert not missing and not resurrected, (missing, resurrected)
     assert project.cli("status", "--json").json["phase"] in ("idle", "cut_over")
     return active
-
-
-DEPLOY_POINTS = [
-    "deploy:capture",
-    "deploy:snapshot",
-    "deploy:migrate",
-    "deploy:catch_up",
-    "deploy:validate",
-    "deploy:validated",
-    "deploy:fenced",
-    "deploy:swapped",
-]
-CUTOVER_POINTS = ["cutover:catch_up", "cutover:fenced", "cutover:swapped"]
-OFFLINE_POINTS = ["deploy:barrier", "deploy:fenced", "deploy:swapped"]
-REVERT_POINTS = ["revert:carry_back", "revert:fenced", "revert:unfenced", "revert:swapped"]
 
 
 @pytest.mark.parametrize("recovery", ["resume", "abort"])
