@@ -31,7 +31,8 @@ EXIT_CODES = """exit codes:
   6  done, but a post-* hook failed: the operation stands, do not run it again"""
 
 COMMANDS = {
-    "init": "adopt database.initial as generation 1 and write the pointer",
+    "init": "adopt database.initial as generation 1 and write the pointer; with --database PATH where no "
+    "config.toml is yet, first write a commented one (and a migrations/ folder) for that database",
     "status": "show the active generation, the phase, and pending migrations",
     "path": 'print the active database\'s absolute path (for scripts: sqlite3 "$(bluegreen path)")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
@@ -52,7 +53,10 @@ COMMANDS = {
     "rehearse": "run deploy, validation and revert on a scratch copy of the active file; the real files stay untouched",
     "check": "check the active database, read-only: integrity_check, foreign_key_check and the named data-integrity "
     "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
-    "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes",
+    "new": "create the next migration file {seq}_{version}_{description}.sql (and --with companion skeletons) "
+    "in the migrations folder; its path is the last line of stdout",
+    "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes (where no "
+    "config.toml is, in a project folder of its own: ./bluegreen-demo)",
 }
 
 
@@ -87,15 +91,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bluegreen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    from bluegreen.tools import scaffold
+
+    examples = {"init": scaffold.INIT_EXAMPLES, "new": scaffold.NEW_EXAMPLES}
     for name, text in COMMANDS.items():
         command = sub.add_parser(
             name,
             help=text,
             description=text,
             parents=[common],
-            epilog=EXIT_CODES,
+            epilog=(examples[name] + "\n\n" if name in examples else "") + EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if name == "init":
+            command.add_argument(
+                "--database",
+                metavar="PATH",
+                default=None,
+                help="your SQLite file (WAL mode), inside the config's folder; without a config there, "
+                "init writes a commented config.toml for it first (with one, it must name the same file)",
+            )
+        if name == "new":
+            command.add_argument(
+                "description", metavar="DESCRIPTION", help="what it does, as a name: add_status, split_names"
+            )
+            command.add_argument(
+                "--version",
+                metavar="V",
+                default=None,
+                help="its version, e.g. 1.1.0 (default: the last migration's with its last number raised by "
+                "one, 1.0.0 -> 1.0.1; 1.0.0 for the first)",
+            )
+            command.add_argument(
+                "--with",
+                dest="companions",
+                metavar="KINDS",
+                type=_companions,
+                action="extend",
+                default=[],
+                help="companion skeletons to add, comma-separated: sync, rollback, validate, benchmark, check",
+            )
         if name in ("deploy", "cutover"):
             command.add_argument(
                 "--offline",
@@ -187,6 +222,15 @@ class _Parser(argparse.ArgumentParser):
 _ARGV: list[str] = []
 
 
+def _companions(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    known = ("sync", "rollback", "validate", "benchmark", "check")
+    unknown = [k for k in kinds if k not in known]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(known)} (comma-separated), got {text!r}")
+    return kinds
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -212,7 +256,17 @@ def main(argv: list[str] | None = None) -> int:
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
             shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
             parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
+    scaffolded = made_project = None
     try:
+        if args.command == "init" and args.database is not None:  # no config yet: write one for it
+            from bluegreen.tools import scaffold
+
+            scaffolded = scaffold.ensure_config(config.config_path(args.config), args.database)
+        if args.command == "demo":  # no config here: the demo makes its own project folder
+            from bluegreen.tools import demo
+
+            made_project = demo.project_config(args.config)
+            args.config = str(made_project) if made_project else args.config
         cfg = config.load(config.config_path(args.config))
         controller = Controller(
             cfg, progress=ProgressReporter.for_cli(args.json), environment=environments.chosen_name(args.env)
@@ -222,13 +276,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             from bluegreen.tools import demo
 
-            result = demo.run(controller, rows=args.rows)
+            result = demo.run(controller, rows=args.rows, made_project=made_project and made_project.parent)
         elif args.command == "rehearse":
             from bluegreen.tools import rehearsal
 
             result = rehearsal.run(
                 cfg, into=args.into, keep=args.keep, writer=args.writer, progress=controller.progress
             )
+        elif args.command == "init" and scaffolded is not None:
+            result = scaffolded.adopt(controller)
+        elif args.command == "new":
+            from bluegreen.tools import scaffold
+
+            result = scaffold.new_migration(cfg, args.description, args.version, args.companions)
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command in ("status", "plan", "history", "path", "generations", "check"):

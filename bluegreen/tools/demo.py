@@ -3,30 +3,67 @@
 Makes a Social Download Manager v1.2.1 database with generated rows, adopts it, deploys v2.0 while
 a separate writer process keeps writing, then checks that every write the writer was told is
 committed is in the active file, in the v2 shape.
+
+The shipped example (its config.toml and schemas/) is package data under tools/example/: run
+where no config is, the demo copies it into a project folder of its own (./bluegreen-demo) and
+runs there, so an installed bluegreen needs no checkout.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
-from bluegreen.engine import generations
+from bluegreen import config as config_file
+from bluegreen.engine import generations, migrations
 from bluegreen.engine.db import open_db
-from bluegreen.errors import FileInTheWay, WriterFailed
+from bluegreen.errors import ConfigInvalid, FileInTheWay, WriterFailed
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
 from bluegreen.tools import demo_data
 from bluegreen.tools.writer_process import WriterExited, WriterProcess, WriterStalled, read_log
 
 MARKER = ".bluegreen-demo"
+EXAMPLE = Path(__file__).resolve().parent / "example"  # package data: config.toml, schemas/
+PROJECT = "bluegreen-demo"  # the project folder the demo makes where no config is
 
 
-def run(controller: Controller, rows: int) -> Result:
+def project_config(cli_config: str | None, cwd: Path | None = None) -> Path | None:
+    """Where no config is named (no --config, no $BLUEGREEN_CONFIG) and ./config.toml is absent,
+    make ./bluegreen-demo from the shipped example and return its config; else None (the demo
+    runs on the config as it always did)."""
+    if cli_config or os.environ.get(config_file.CONFIG_ENV) or Path(config_file.DEFAULT_CONFIG).exists():
+        return None
+    folder = (cwd or Path.cwd()).absolute() / PROJECT
+    if folder.is_symlink() or folder.exists():
+        if folder.is_symlink() or not (folder / MARKER).is_file():
+            raise FileInTheWay.with_hint(
+                f"{folder}: already there and not made by `bluegreen demo`; the demo will not touch it",
+                "run the demo in another folder, or move that one away",
+                sep=". ",
+            )
+        shutil.rmtree(folder)
+    folder.mkdir()
+    try:
+        (folder / MARKER).write_text("made by bluegreen demo; `bluegreen demo` may delete this folder\n")
+        shutil.copy(EXAMPLE / "config.toml", folder / "config.toml")
+        shutil.copytree(EXAMPLE / "schemas", folder / "schemas")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder / "config.toml"
+
+
+def run(controller: Controller, rows: int, made_project: Path | None = None) -> Result:
     config = controller.config
     folder = config.data_dir
     initial = config.database.initial
+    _check_folder(folder)
+    if not migrations.discover(config.migrations.dir):  # a missing folder is refused here, before data/
+        raise ConfigInvalid(f"{config.migrations.dir}: no migrations for the demo to deploy")
     _reset_folder(folder, initial, config.database.pointer)
     started = time.perf_counter()
     demo_data.create_v1_database(str(initial), rows=rows)
@@ -53,6 +90,11 @@ def run(controller: Controller, rows: int) -> Result:
     # The write that waited out the barrier met the fence: its wait counts too.
     longest = max([e["wait_ms"] for e in committed] + ([fenced["wait_ms"]] if fenced else []), default=0.0)
     lines = [
+        *(
+            [f"made the demo project {made_project} (config.toml, schemas/, data/); cd there to try status and revert"]
+            if made_project
+            else []
+        ),
         f"generated {rows:,} v1.2.1 content rows in {generated_s:.1f} s: {initial}",
         deployed.message,
         *[f"  {p.name:<13} {p.duration_ms:>10.1f} ms" for p in deployed.timings],
@@ -71,22 +113,27 @@ def run(controller: Controller, rows: int) -> Result:
         longest_write_wait_ms=longest,
         counts=counts,
         writer_met_fence=bool(fenced),
+        **({"project": str(made_project)} if made_project else {}),
     )
     return Result("demo", "\n".join(lines), [], data)
 
 
 def _reset_folder(folder: Path, initial: Path, pointer_path: Path) -> None:
     """Start from nothing; only ever delete a folder an earlier demo made."""
+    _check_folder(folder)
     if folder.exists() and any(folder.iterdir()):
-        if not (folder / MARKER).exists():
-            raise FileInTheWay.with_hint(
-                f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it",
-                "Point the config at an empty folder",
-                sep=". ",
-            )
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MARKER).write_text("made by bluegreen demo; `bluegreen demo` may delete this folder\n")
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and any(folder.iterdir()) and not (folder / MARKER).exists():
+        raise FileInTheWay.with_hint(
+            f"{folder}: not empty and not made by `bluegreen demo`; the demo will not touch it",
+            "Point the config at an empty folder",
+            sep=". ",
+        )
 
 
 def _wait_for_writes(writer: WriterProcess, count: int, timeout: float = 30.0) -> None:
