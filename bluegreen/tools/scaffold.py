@@ -18,8 +18,8 @@ import tomli_w
 
 from bluegreen import config
 from bluegreen.engine import migrations
-from bluegreen.engine.db import check_database
-from bluegreen.errors import ArgumentInvalid, DatabaseInvalid, FileInTheWay, MigrationInvalid
+from bluegreen.engine.db import check_database, open_db
+from bluegreen.errors import ArgumentInvalid, DatabaseInvalid, FileInTheWay, MigrationInvalid, SchemaUnsupported
 from bluegreen.files.layout import STATE_DIR, file_mode, folder_mode, make_dirs
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
@@ -148,6 +148,7 @@ def ensure_config(config_path: Path, database: str) -> Scaffold | None:
             "run init in the database's folder (or a folder above it), or pass --config FOLDER/config.toml",
         ) from None
     check_database(db, "database")  # missing, not SQLite, not WAL: the same refusals as init's
+    _check_history_table(db)
     for taken, what in ((db.parent / POINTER_NAME, "a pointer file"), (db.parent / STATE_DIR, "a state folder")):
         if taken.exists() or taken.is_symlink():
             raise FileInTheWay.with_hint(
@@ -177,6 +178,23 @@ def ensure_config(config_path: Path, database: str) -> Scaffold | None:
         made.undo()
         raise
     return made
+
+
+def _check_history_table(db: Path) -> None:
+    """bluegreen keeps its history in schema_migrations; a table of that name another tool made
+    (Rails, dbmate: a `version` column alone) would fail the adoption with a raw SQLite error."""
+    conn = open_db(db, query_only=True)
+    try:
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({migrations.HISTORY_TABLE})")}
+    finally:
+        conn.close()
+    if columns and not {"version", "file", "checksum", "success"} <= columns:
+        raise SchemaUnsupported.with_hint(
+            f"{db}: has a {migrations.HISTORY_TABLE} table of another migration tool (columns "
+            f"{', '.join(sorted(columns))}); bluegreen keeps its own history in a table of that name; nothing was written",
+            f"rename that table (ALTER TABLE {migrations.HISTORY_TABLE} RENAME TO ...) and point its tool at the new "
+            "name, then run init again",
+        )
 
 
 def _toml(value: str) -> str:
