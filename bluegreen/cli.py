@@ -53,7 +53,7 @@ COMMANDS = {
     "rehearse": "run deploy, validation and revert on a scratch copy of the active file; the real files stay untouched",
     "check": "check the active database, read-only: integrity_check, foreign_key_check and the named data-integrity "
     "queries ([check.queries], _check.sql companions); exit 3 when anything is found",
-    "new": "create the next migration file {seq}_{version}_{description}.sql (and --with companion skeletons) "
+    "new": "create the next migration file {seq}_v{version}_{description}.sql (and --with companion skeletons) "
     "in the migrations folder; its path is the last line of stdout",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes (where no "
     "config.toml is, in a project folder of its own: ./bluegreen-demo)",

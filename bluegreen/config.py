@@ -232,7 +232,8 @@ def load(path: Path) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigInvalid.with_hint(
-            f"{path}: config file not found", f"pass --config PATH or set {CONFIG_ENV}"
+            f"{path}: config file not found",
+            f"pass --config PATH or set {CONFIG_ENV} (no project yet? `bluegreen init --database YOUR.db` writes one)",
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigInvalid.with_hint(f"{path}: not valid TOML ({exc})", "fix the syntax") from None

@@ -49,7 +49,7 @@ that names another database; a current.toml or .bluegreen/ already beside the da
 
 NEW_EXAMPLES = """\
 examples:
-  bluegreen new add_status
+  bluegreen new add_status            (the last migration being 001_v1.0.0_create_orders.sql)
       -> migrations/002_v1.0.1_add_status.sql (the next number; the last migration's version with
          its last number raised by one: 1.0.0 -> 1.0.1, 2.1 -> 2.2; 1.0.0 for the first migration)
   bluegreen new split_names --version 2.0.0 --with sync,rollback,validate
