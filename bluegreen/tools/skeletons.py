@@ -147,7 +147,9 @@ ROLLBACK = """\
 -- `--accept-loss`. Rows the old shape has no place for go into temp.bluegreen_uncarried
 -- (table_name, row_key): revert refuses them the same way.
 --
--- Example, for a migration that added order_totals filled from orders:
+-- Example, for a migration that added order_totals, derived from orders: replay carries orders
+-- back itself (blue has that table), and blue needs no totals, so the script declares
+-- order_totals carried; a total whose order blue does not have would be lost, so it is listed:
 --    -- bluegreen: carries order_totals
 --   INSERT INTO temp.bluegreen_uncarried (table_name, row_key)
 --   SELECT table_name, row_key FROM temp.bluegreen_changes
