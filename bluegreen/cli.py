@@ -33,7 +33,8 @@ EXIT_CODES = """exit codes:
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer",
     "status": "show the active generation, the phase, and pending migrations",
-    "path": 'print the active database\'s absolute path (for scripts: sqlite3 "$(bluegreen path)")',
+    "path": "print the active database's absolute path, and nothing on stdout when that fails (for scripts: "
+    'db=$(bluegreen path) && sqlite3 "$db")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
     "the size of green, free disk space, the pause budget",
     "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
@@ -212,11 +213,10 @@ def main(argv: list[str] | None = None) -> int:
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
             shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
             parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
+    args.progress = ProgressReporter.for_cli(args.json)  # ended before the last words (_render, _fail)
     try:
         cfg = config.load(config.config_path(args.config))
-        controller = Controller(
-            cfg, progress=ProgressReporter.for_cli(args.json), environment=environments.chosen_name(args.env)
-        )
+        controller = Controller(cfg, progress=args.progress, environment=environments.chosen_name(args.env))
         inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
         inspector.require_files(args.command)
         if args.command == "demo":
@@ -297,6 +297,7 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:
+    args.progress.end()
     if args.json:
         document = {
             "ok": result.exit_code == EXIT_OK,
@@ -315,6 +316,8 @@ def _render(args: argparse.Namespace, result: Result) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, details: object) -> int:
+    if getattr(args, "progress", None) is not None:
+        args.progress.end()
     print(f"bluegreen: error: {message}", file=sys.stderr)
     if args.json:
         print(
