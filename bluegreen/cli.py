@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--writer",
                 action="store_true",
                 help="run a synthetic writer process against the copy during the deploy and "
-                "report the longest wait any of its writes saw",
+                "report the longest wait any of its writes saw; after the cutover it writes on the new "
+                "generation too, so the revert must carry those writes back (exit 5 if it could not)",
             )
         if name == "demo":
             command.add_argument(

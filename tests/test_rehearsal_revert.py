@@ -233,3 +233,24 @@ def test_the_shipped_examples_rehearsal_with_its_writer_passes_and_carries_green
     assert result.code == 0, result.err
     writer = result.json["writer"]
     assert writer["on_green"] == 20 and writer["not_back"] == 0 and result.json["revert"]["ok"]
+
+
+def test_a_write_greens_own_trigger_refuses_is_reported_not_a_traceback(tmp_path):
+    """Green's schema may refuse the writer's update (here a trigger that makes items read-only in
+    v2): the writer stops writing there, says why, and the rehearsal goes on to its revert."""
+    migrations = dict(
+        BASELINE,
+        **{
+            "002_v2.0.0_freeze.sql": "CREATE TRIGGER items_frozen BEFORE UPDATE ON items "
+            "BEGIN SELECT RAISE(ABORT, 'items are read-only in v2'); END;\n",
+            "002_v2.0.0_freeze_sync.sql": ADD_PRICE["002_v2.0.0_add_price_sync.sql"],
+        },
+    )
+    project = make_project(tmp_path, ITEMS, migrations)
+    result = project.cli("rehearse", "--writer", "--json")
+    assert result.code == 0, result.err
+    assert "Traceback" not in result.err
+    writer = result.json["writer"]
+    assert writer["on_green"] == 0 and "items are read-only in v2" in writer["green_refused"]
+    assert "no write on the new generation's items (then the new generation refused one:" in result.json["message"]
+    assert result.json["revert"]["ok"] and result.json["revert"]["carried_back"] == 0

@@ -52,6 +52,7 @@ class WriterReport:
     green_table: str | None = None  # the table they went to, and why it was picked
     green_rank: str | None = None
     green_rows: int = 0  # distinct rows those writes changed
+    green_refused: str | None = None  # why green refused a write, if it did (its own triggers, a lock)
     not_back: int | None = None  # rows written on green that blue does not hold as green has them after the revert
 
 
@@ -330,6 +331,7 @@ def _writer_report(kind: str, log: Path, active: Path) -> WriterReport:
         reopened.get("table"),
         reopened.get("rank"),
         len({(e["table"], e["id"]) for e in on_green}),
+        next((e["error"] for e in events if e["event"] == "green_refused"), None),
     )
 
 
@@ -365,11 +367,14 @@ def _not_carried_back(events: list[dict], green: Path, blue: Path) -> int | None
 
 
 def _green_line(report: WriterReport, blue_name: str) -> str:
+    refused = f" (then the new generation refused one: {report.green_refused})" if report.green_refused else ""
     if not report.on_green:
+        if report.green_table:
+            return f"writer after the cutover: no write on the new generation's {report.green_table}{refused}"
         return "writer after the cutover: no write on the new generation (no rowid table with rows there)"
     line = (
         f"writer after the cutover: {report.on_green} write(s) on the new generation's {report.green_table} "
-        f"({report.green_rank})"
+        f"({report.green_rank}){refused}"
     )
     if report.not_back is None:
         return line + f", carried back by the revert (no table of that name in {blue_name} to compare row by row)"

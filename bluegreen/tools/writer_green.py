@@ -155,8 +155,9 @@ def _write(run, conn: apsw.Connection, path: Path, target: GreenTarget, writes: 
                 conn.execute("ROLLBACK")
             if FENCE_MARK in str(exc):  # a revert fenced green: this write was never committed
                 run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
-                return
-            raise
+            else:  # green's own rules (a trigger's RAISE, a lock held too long) refused even a same-value update
+                run.log(event="green_refused", file=path.name, table=target.table, id=key, error=str(exc))
+            return
         done += 1
         run.log(
             event="green_write",
