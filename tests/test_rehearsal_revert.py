@@ -254,3 +254,19 @@ def test_a_write_greens_own_trigger_refuses_is_reported_not_a_traceback(tmp_path
     assert writer["on_green"] == 0 and "items are read-only in v2" in writer["green_refused"]
     assert "no write on the new generation's items (then the new generation refused one:" in result.json["message"]
     assert result.json["revert"]["ok"] and result.json["revert"]["carried_back"] == 0
+
+
+def test_a_table_the_application_altered_on_green_is_named_with_the_schema_changes(toy_ready):
+    project = toy_ready
+    assert project.cli("deploy").code == 0
+    green = project.connect(project.gen(2))
+    green.execute("ALTER TABLE items ADD COLUMN note TEXT; UPDATE items SET note = 'v2 only' WHERE id = 4")
+    green.close()
+    before = disk_state(project.data)
+    result = project.cli("revert", "--json")
+    line = assert_refused(
+        result, 5, "items: 1 row(s) (the table itself was changed on the new generation after cutover"
+    )
+    assert "schema changes made on it since cutover" in line and "table items was" in line
+    assert result.json["details"]["why"]["items"]["kind"] == "ddl"
+    assert disk_state(project.data) == before

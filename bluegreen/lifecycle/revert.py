@@ -338,7 +338,7 @@ class Revert:
         """Exit 5, naming every table whose changed rows cannot be carried, and for each what would
         carry them (a `_rollback.sql` companion, named) or that they have no place in blue at all,
         and every schema object the old schema cannot take."""
-        parts, why = [], self._why_uncarried(lost, back)
+        parts, why = [], self._why_uncarried(lost, refused, back)
         if lost:
             listing = "; ".join(f"{t}: {n} row(s) ({why[t]['reason']})" for t, n in lost.items())
             parts.append(
@@ -356,11 +356,12 @@ class Revert:
             details={"tables": lost, "schema": refused, "why": why},
         )
 
-    def _why_uncarried(self, lost: dict[str, int], back: Replayer) -> dict[str, dict]:
+    def _why_uncarried(self, lost: dict[str, int], refused: dict[str, str], back: Replayer) -> dict[str, dict]:
         """Per table: `rollback` (blue has the table, a migration changed its shape: the named
         `_rollback.sql` companion would carry the rows, or its missing `carries` line), `script`
         (a rollback script listed the rows in temp.bluegreen_uncarried) or `no_place` (blue has no
-        such table: its rows have nowhere to go but the --accept-loss file)."""
+        such table: its rows have nowhere to go but the --accept-loss file), or `ddl` (the
+        application changed the table itself on green after cutover: listed with the schema changes)."""
         pending = generations.pending(self.config.migrations.dir, back.target) if lost else []
         listed = back.script_uncarried() if lost else {}
         scripts = ", ".join(m.rollback.name for m in pending if m.rollback) or "the rollback script"
@@ -372,7 +373,12 @@ class Revert:
             mention = re.compile(rf"(?<![\w$]){re.escape(table)}(?![\w$])", re.IGNORECASE)
             touching = [m for m in pending if mention.search(m.sql)] or pending[-1:]
             migration = touching[-1] if touching else None
-            if table in listed:
+            if f"table {table}" in refused:
+                found[table] = {
+                    "kind": "ddl",
+                    "reason": "the table itself was changed on the new generation after cutover: listed with the schema changes",
+                }
+            elif table in listed:
                 found[table] = {
                     "kind": "script",
                     "reason": f"{scripts} lists them in temp.bluegreen_uncarried: {back.target.name}'s shape cannot "
@@ -393,6 +399,12 @@ class Revert:
                     "reason": f"{back.target.name} has {table}, but {migration.file} changed its shape and has no "
                     f"rollback companion: write {companion} to carry them back into the old shape, with the line "
                     f"`-- bluegreen: carries {table}`",
+                }
+            elif in_blue:  # no pending migration to name (blue and green at the same version)
+                found[table] = {
+                    "kind": "rollback",
+                    "reason": f"{back.target.name} has {table} in another shape: a `_rollback.sql` companion of the "
+                    f"migration that changed it would carry them back, with the line `-- bluegreen: carries {table}`",
                 }
             else:
                 found[table] = {

@@ -137,7 +137,7 @@ def _rehearse(
         raise type(exc)(
             f"rehearsal in {where}: the deploy passed but its revert{wrote} failed, the real files were not "
             f"touched: {exc.message}",
-            details=dict(data, **(exc.details or {})),
+            details=dict(data, **(exc.details if isinstance(exc.details, dict) else {})),
             hint=exc.hint,
         ) from None
     phases += [Timing(f"revert.{p.name}", p.duration_ms) for p in reverted.timings]
