@@ -30,10 +30,12 @@ from bluegreen.engine.migrations import HISTORY_TABLE
 from bluegreen.errors import BluegreenError
 from bluegreen.files import pointer
 from bluegreen.files.contract import FENCE_MARK
+from bluegreen.gates.perfgate import RESULTS_TABLE
 
 READ_WRITE = apsw.SQLITE_OPEN_READWRITE
 SWAP_WAIT_S = 60.0  # the swap follows the fence's commit at once; a deploy that fenced and died leaves it
 RANKS = ("reshaped in green", "same shape in both", "not in blue")
+BLUEGREENS = {HISTORY_TABLE, RESULTS_TABLE}  # tables bluegreen itself writes: no application's
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,7 @@ def green_target(green: apsw.Connection, blue: apsw.Connection) -> GreenTarget |
     """The table (and column) green's writes go to; see the module's docstring for the order."""
     found = []
     for table in user_tables(green):
-        if table.virtual or table.without_rowid or table.name == HISTORY_TABLE:
+        if table.virtual or table.without_rowid or table.name in BLUEGREENS:
             continue
         name = quote_ident(table.name)
         count = green.execute(f"SELECT count(*) FROM {name}").get
