@@ -34,7 +34,8 @@ COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer; with --database PATH where no "
     "config.toml is yet, first write a commented one (and a migrations/ folder) for that database",
     "status": "show the active generation, the phase, and pending migrations",
-    "path": 'print the active database\'s absolute path (for scripts: sqlite3 "$(bluegreen path)")',
+    "path": "print the active database's absolute path, and nothing on stdout when that fails (for scripts: "
+    'db=$(bluegreen path) && sqlite3 "$db")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
     "the size of green, free disk space, the pause budget",
     "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
@@ -201,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                 "--writer",
                 action="store_true",
                 help="run a synthetic writer process against the copy during the deploy and "
-                "report the longest wait any of its writes saw",
+                "report the longest wait any of its writes saw; after the cutover it writes on the new "
+                "generation too, so the revert must carry those writes back (exit 5 if it could not)",
             )
         if name == "demo":
             command.add_argument(
@@ -257,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
             parser.error(f"argument {shown} holds a NUL byte ({value!r}); remove it")
     scaffolded = made_project = None
+    args.progress = ProgressReporter.for_cli(args.json)  # ended before the last words (_render, _fail)
     try:
         if args.command == "init" and args.database is not None:  # no config yet: write one for it
             from bluegreen.tools import scaffold
@@ -268,9 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             made_project = demo.project_config(args.config)
             args.config = str(made_project) if made_project else args.config
         cfg = config.load(config.config_path(args.config))
-        controller = Controller(
-            cfg, progress=ProgressReporter.for_cli(args.json), environment=environments.chosen_name(args.env)
-        )
+        controller = Controller(cfg, progress=args.progress, environment=environments.chosen_name(args.env))
         inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
         inspector.require_files(args.command)
         if args.command == "demo":
@@ -357,6 +358,7 @@ def _disk_full(args: argparse.Namespace, detail: str, filename: str | None = Non
 
 
 def _render(args: argparse.Namespace, result: Result) -> None:
+    args.progress.end()
     if args.json:
         document = {
             "ok": result.exit_code == EXIT_OK,
@@ -375,6 +377,8 @@ def _render(args: argparse.Namespace, result: Result) -> None:
 
 
 def _fail(args: argparse.Namespace, message: str, code: int, details: object) -> int:
+    if getattr(args, "progress", None) is not None:
+        args.progress.end()
     print(f"bluegreen: error: {message}", file=sys.stderr)
     if args.json:
         print(

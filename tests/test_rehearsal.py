@@ -73,7 +73,9 @@ def test_rehearsal_on_the_toy_project(toy_ready, writer):
         "foreign_key_check",
         "002_v2.0.0_split_names_validate.sql",
     }
-    assert report["revert"]["ok"] and report["revert"]["carried_back"] == 0
+    assert report["revert"]["ok"]
+    # the writer followed the pointer: its writes on green are what the revert carried back
+    assert report["revert"]["carried_back"] == (report["writer"]["green_rows"] if writer else 0)
     names = phase_names(report)
     assert names[0] == "copy" and {"snapshot", "migrate", "validate", "fence", "swap", "revert.swap"} <= set(names)
     assert report["pending"] == ["001_v1.0.0_items.sql", "002_v2.0.0_split_names.sql"]
@@ -81,6 +83,10 @@ def test_rehearsal_on_the_toy_project(toy_ready, writer):
         assert report["writer"]["kind"] == "touch" and report["writer"]["committed"] >= 5
         assert report["writer"]["met_fence"] and report["writer"]["longest_wait_ms"] > 0
         assert "writer (touch)" in report["message"]
+        assert report["writer"]["on_green"] == 20 and report["writer"]["green_table"] == "items"
+        assert report["writer"]["green_rank"] == "same shape in both" and report["writer"]["not_back"] == 0
+        assert "20 write(s) on the new generation's items" in report["message"]
+        assert "every one back in app.db row by row after the revert" in report["message"]
     else:
         assert report["writer"] is None
     assert "the real files were not touched" in report["message"]
@@ -102,6 +108,10 @@ def test_rehearsal_on_the_shipped_example(shipped, writer):
         # inserts, updates and deletes on content_v1, each found in the v2 shape after the cutover
         assert report["writer"]["kind"] == "sdm" and report["writer"]["committed"] >= 5
         assert report["writer"]["missing"] == 0 and "every one present after the cutover" in report["message"]
+        # then on green, in the v2 file: a table both schemas have (v2 keeps the v1 tables), carried back
+        assert report["writer"]["on_green"] == 20 and report["writer"]["not_back"] == 0
+        assert report["writer"]["green_table"] in {"content_v1", "downloads_v1"}
+        assert report["revert"]["carried_back"] >= report["writer"]["green_rows"] >= 1
     assert real_state(project) == before
     assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '_bluegreen%'") == [(0,)]
 

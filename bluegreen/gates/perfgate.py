@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,16 +97,25 @@ def queries(
 
 
 def run(
-    green: apsw.Connection, blue_path: Path, found: list[NamedQuery], settings: PerformanceConfig
+    green: apsw.Connection,
+    blue_path: Path,
+    found: list[NamedQuery],
+    settings: PerformanceConfig,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Measurement]:
     """Time and explain each query on blue (its own read-only connection) and green (read-only
-    for the duration)."""
+    for the duration); progress(done, total) after each query (total: len(found))."""
     if not found:
         return []
     blue = open_db(blue_path, query_only=True)
     green.execute("PRAGMA query_only = 1")
     try:
-        return [_measure(blue, green, q, settings) for q in found]
+        measured = []
+        for query in found:
+            measured.append(_measure(blue, green, query, settings))
+            if progress is not None:
+                progress(len(measured), len(found))
+        return measured
     finally:
         green.execute("PRAGMA query_only = 0")
         blue.close()

@@ -8,6 +8,7 @@ PASS refuses cutover).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import apsw
@@ -87,12 +88,32 @@ class ForeignKeys:
         return sorted(self.green - self.blue, key=repr)
 
 
-def run(conn: apsw.Connection, migrations: list[Migration], fk: ForeignKeys) -> Report:
-    """fk: green's and blue's violations at one position; blue's are reported, only new ones refuse."""
-    checks = [_integrity(conn), _foreign_keys(fk)]
+def steps(migrations: list[Migration]) -> int:
+    """How many steps run() reports progress in: integrity, foreign keys, one per validate script."""
+    return 2 + sum(m.validate is not None for m in migrations)
+
+
+def run(
+    conn: apsw.Connection,
+    migrations: list[Migration],
+    fk: ForeignKeys,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """fk: green's and blue's violations at one position; blue's are reported, only new ones refuse.
+    progress(done, total) is told before the first step and after each (total: steps())."""
+    total = steps(migrations)
+    tell = progress or (lambda done, total: None)
+    tell(0, total)
+    checks = [_integrity(conn)]
+    tell(1, total)
+    checks.append(_foreign_keys(fk))
+    done = 2
+    tell(done, total)
     for migration in migrations:
         if migration.validate is not None:
             checks.extend(_script(conn, migration))
+            done += 1
+            tell(done, total)
     return Report(tuple(checks))
 
 

@@ -88,6 +88,7 @@ class Builder:
             effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
             depends_on = migration.version
+        self.progress(Step.MIGRATE, len(pending), len(pending))
         capture.set_meta(conn, migration_effects=json.dumps(effects))
 
     def validate_caught_up(self, replayer: Replayer, generation: int, pending: list, *, blue: Path) -> validate.Report:
@@ -122,10 +123,12 @@ class Builder:
         """The gates on green (conn: triggers off): integrity, foreign keys (fk: green's and blue's
         violations at one position), validate scripts, and the performance gate against blue; its
         results are stored in green either way."""
-        report = validate.run(conn, pending, fk)
         settings = self.config.performance
+        queries = perfgate.queries(settings, self.config.migrations.dir, conn, pending)
+        checks, total = validate.steps(pending), validate.steps(pending) + len(queries)  # one progress phase
+        report = validate.run(conn, pending, fk, progress=lambda done, _: self.progress(Step.VALIDATE, done, total))
         timed = perfgate.run(
-            conn, blue, perfgate.queries(settings, self.config.migrations.dir, conn, pending), settings
+            conn, blue, queries, settings, progress=lambda done, _: self.progress(Step.VALIDATE, checks + done, total)
         )
         perfgate.record(conn, generation, timed)
         report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))

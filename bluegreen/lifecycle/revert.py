@@ -11,6 +11,7 @@ of the carry done before it (pre-carry), a try that would not fit let go (hazard
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -183,7 +184,7 @@ class Revert:
                 lost = back.uncarried(upto, after=int(capture.get_meta(back.conn, REVERT_START)))
                 for table, count in back.script_uncarried().items():
                     lost[table] = max(lost.get(table, 0), count)
-                self._refuse(state, lost, {})  # exit 5 as the locked window would, all rolled back
+                self._refuse(state, lost, {}, back)  # exit 5 as the locked window would, all rolled back
             back.conn.execute("COMMIT")
         finally:
             barrier.rollback(back.conn)
@@ -268,7 +269,7 @@ class Revert:
         start = back.position().seq if start is None else int(start)
         lost = back.uncarried(upto.seq, after=start) if upto else {}
         if (refused or lost) and not accept_loss:  # before carrying: a refusal must cost no pause
-            self._refuse(state, lost, refused)
+            self._refuse(state, lost, refused, back)
         return upto, found, start, lost
 
     def _carry_back(
@@ -333,15 +334,16 @@ class Revert:
             report.annotate(result)
         return self.gates.post_hook(run, "post-revert", command, before, versions, result)
 
-    @staticmethod
-    def _refuse(state: State, lost: dict[str, int], refused: dict[str, str]) -> None:
-        """Exit 5, naming every changed row count and every schema object the old schema cannot take."""
-        parts = []
+    def _refuse(self, state: State, lost: dict[str, int], refused: dict[str, str], back: Replayer) -> None:
+        """Exit 5, naming every table whose changed rows cannot be carried, and for each what would
+        carry them (a `_rollback.sql` companion, named) or that they have no place in blue at all,
+        and every schema object the old schema cannot take."""
+        parts, why = [], self._why_uncarried(lost, refused, back)
         if lost:
-            listing = ", ".join(f"{t}: {n}" for t, n in lost.items())
+            listing = "; ".join(f"{t}: {n} row(s) ({why[t]['reason']})" for t, n in lost.items())
             parts.append(
-                f"{sum(lost.values())} changed row(s) since cutover that cannot be carried back to "
-                f"{state.blue} ({listing}): the old schema has no place for them"
+                f"{sum(lost.values())} changed row(s) since cutover that cannot be carried back to {state.blue}: "
+                + listing
             )
         if refused:
             parts.append(
@@ -351,8 +353,67 @@ class Revert:
         raise RevertRefused(
             f"generation {state.green_generation} has " + ", and ".join(parts) + ". Nothing was changed; "
             "`bluegreen revert --accept-loss` saves them to a file first",
-            details={"tables": lost, "schema": refused},
+            details={"tables": lost, "schema": refused, "why": why},
         )
+
+    def _why_uncarried(self, lost: dict[str, int], refused: dict[str, str], back: Replayer) -> dict[str, dict]:
+        """Per table: `rollback` (blue has the table, a migration changed its shape: the named
+        `_rollback.sql` companion would carry the rows, or its missing `carries` line), `script`
+        (a rollback script listed the rows in temp.bluegreen_uncarried) or `no_place` (blue has no
+        such table: its rows have nowhere to go but the --accept-loss file), or `ddl` (the
+        application changed the table itself on green after cutover: listed with the schema changes)."""
+        pending = generations.pending(self.config.migrations.dir, back.target) if lost else []
+        listed = back.script_uncarried() if lost else {}
+        scripts = ", ".join(m.rollback.name for m in pending if m.rollback) or "the rollback script"
+        found = {}
+        for table in lost:
+            in_blue = back.conn.execute(
+                "SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (table,)
+            ).fetchall()
+            mention = re.compile(rf"(?<![\w$]){re.escape(table)}(?![\w$])", re.IGNORECASE)
+            touching = [m for m in pending if mention.search(m.sql)] or pending[-1:]
+            migration = touching[-1] if touching else None
+            if f"table {table}" in refused:
+                found[table] = {
+                    "kind": "ddl",
+                    "reason": "the table itself was changed on the new generation after cutover: listed with the schema changes",
+                }
+            elif table in listed:
+                found[table] = {
+                    "kind": "script",
+                    "reason": f"{scripts} lists them in temp.bluegreen_uncarried: {back.target.name}'s shape cannot "
+                    "hold them",
+                }
+            elif in_blue and migration is not None and migration.rollback is not None:
+                found[table] = {
+                    "kind": "rollback",
+                    "file": str(migration.rollback),
+                    "reason": f"{back.target.name} has {table} in another shape, and {migration.rollback} does not "
+                    f"declare it: if it carries these rows, add the line `-- bluegreen: carries {table}`",
+                }
+            elif in_blue and migration is not None:
+                companion = migration.path.with_name(f"{migration.path.name[:-4]}_rollback.sql")
+                found[table] = {
+                    "kind": "rollback",
+                    "file": str(companion),
+                    "reason": f"{back.target.name} has {table}, but {migration.file} changed its shape and has no "
+                    f"rollback companion: write {companion} to carry them back into the old shape, with the line "
+                    f"`-- bluegreen: carries {table}`",
+                }
+            elif in_blue:  # no pending migration to name (blue and green at the same version)
+                found[table] = {
+                    "kind": "rollback",
+                    "reason": f"{back.target.name} has {table} in another shape: a `_rollback.sql` companion of the "
+                    f"migration that changed it would carry them back, with the line `-- bluegreen: carries {table}`",
+                }
+            else:
+                found[table] = {
+                    "kind": "no_place",
+                    "reason": f"{back.target.name} has no table {table}: the old schema has no place for them, only "
+                    f"a `_rollback.sql` that maps them into its tables (`-- bluegreen: carries {table}`) could carry "
+                    "them",
+                }
+        return found
 
     def _refuse_or_export(
         self,
@@ -368,7 +429,7 @@ class Revert:
         if not lost and not refused:
             return None
         if not accept_loss:
-            self._refuse(state, lost, refused)
+            self._refuse(state, lost, refused, back)
         target = self.store.folder / f"{Path(state.green).stem}.lost-{pointer.now_iso().replace(':', '')}.db"
         export_changes(back.source, target, list(lost), start, upto.seq if upto else start)
         if refused:

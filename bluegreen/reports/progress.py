@@ -1,5 +1,7 @@
-"""Progress of long phases (snapshot, migrate, catch-up): a line with an ETA on a terminal, JSON
-lines on stderr under --json, silence otherwise (a cron job's log stays clean)."""
+"""Progress of long phases (snapshot, migrate, catch-up, validate): a line with an ETA on a terminal,
+JSON lines on stderr under --json, silence otherwise (a cron job's log stays clean). On a terminal
+the line is rewritten in place; `end()` clears a line left open (a phase that stopped short of
+100%), so what the command prints next starts at the beginning of a line."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class ProgressReporter:
         self.last = 0.0
         self.first_left = 0  # work left at the phase's first report: the ETA follows how fast it shrinks
         self.done = 0
+        self.open = False  # a terminal line is written and not yet ended
+        self.shown_finished = False  # this phase's 100% line is on the screen already
 
     @property
     def stream(self) -> TextIO:
@@ -39,8 +43,12 @@ class ProgressReporter:
         now = time.monotonic()
         if phase != self.phase or done < self.done:  # a new phase, or the same phase run again
             self.phase, self.started, self.last, self.first_left = phase, now, 0.0, total - done
+            self.shown_finished = False
         self.done = done
         finished = done >= total
+        if finished and self.shown_finished:  # told twice that it is done: once on the screen is enough
+            return
+        self.shown_finished = finished
         if not finished and now - self.last < THROTTLE_S:
             return
         self.last = now
@@ -58,9 +66,18 @@ class ProgressReporter:
         else:
             left = "done" if finished else _eta_text(eta, self.first_left, total - done, now - self.started)
             self.stream.write(f"\r{phase:<9} {100 * done // total:3d}%  {done:,}/{total:,}  {left}\033[K")
+            self.open = not finished
             if finished:
                 self.stream.write("\n")
         self.stream.flush()
+
+    def end(self) -> None:
+        """Before the command's own last words: clear a terminal line a phase left unfinished, so
+        the final message (stdout or stderr, both on the terminal) starts at a line's start."""
+        if self.mode == "tty" and self.open:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        self.open = False
 
     def note(self, message: str, fields: dict) -> None:
         """A status line that is not a fraction (waiting on a hold flag): its own line on a
@@ -69,6 +86,7 @@ class ProgressReporter:
             self.stream.write(json.dumps({"event": "note", "message": message, **fields}) + "\n")
         elif self.mode == "tty":
             self.stream.write(f"\r{message}\033[K\n")
+            self.open = False
         else:
             return
         self.stream.flush()

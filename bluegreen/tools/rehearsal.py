@@ -25,7 +25,7 @@ import tomli_w
 
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
 from bluegreen.engine import barrier, capture, generations, snapshot
-from bluegreen.engine.db import check_database, open_db
+from bluegreen.engine.db import check_database, open_db, quote_ident, readonly_uri
 from bluegreen.errors import ArgumentInvalid, BluegreenError, FileInTheWay, WriterFailed
 from bluegreen.files import contract
 from bluegreen.files.layout import create_file, file_mode
@@ -37,6 +37,7 @@ from bluegreen.tools.writer_process import WriterError, WriterProcess, read_log
 
 ProgressFn = Callable[[str, int, int], None]
 WRITER_WARM_UP = 5  # committed writes before the deploy starts: the writer is really writing
+GREEN_WRITES = 20  # writes the writer makes on green after the cutover: what the revert must carry back
 SDM_TABLES = {"content_v1", "downloads_v1"}  # the shipped example: its own, checkable writer
 
 
@@ -47,6 +48,12 @@ class WriterReport:
     longest_wait_ms: float
     met_fence: bool
     missing: int | None  # committed writes absent after the cutover (checked for "sdm" only)
+    on_green: int = 0  # writes made on green after the cutover (the pointer followed)
+    green_table: str | None = None  # the table they went to, and why it was picked
+    green_rank: str | None = None
+    green_rows: int = 0  # distinct rows those writes changed
+    green_refused: str | None = None  # why green refused a write, if it did (its own triggers, a lock)
+    not_back: int | None = None  # rows written on green that blue does not hold as green has them after the revert
 
 
 def run(
@@ -101,7 +108,7 @@ def _rehearse(
                 hint=exc.hint,
             ) from None
         if process is not None:
-            process.wait(timeout=60)  # it stops by itself at the fence
+            process.wait(timeout=60)  # it stops by itself after its writes on green
     finally:
         if process is not None and process.poll() is None:
             process.kill()
@@ -122,10 +129,15 @@ def _rehearse(
         reverted = controller.revert()  # a command of its own: its timings are the revert's only
     except BluegreenError as exc:
         data["revert"] = {"ok": False, "error": exc.message}
+        wrote = (
+            f" after the writer's {report.on_green} write(s) on {report.green_table}"
+            if report and report.on_green
+            else ""
+        )
         raise type(exc)(
-            f"rehearsal in {where}: the deploy passed but its revert failed, the real files were not "
+            f"rehearsal in {where}: the deploy passed but its revert{wrote} failed, the real files were not "
             f"touched: {exc.message}",
-            details=data,
+            details=dict(data, **(exc.details if isinstance(exc.details, dict) else {})),
             hint=exc.hint,
         ) from None
     phases += [Timing(f"revert.{p.name}", p.duration_ms) for p in reverted.timings]
@@ -133,10 +145,21 @@ def _rehearse(
     data["revert"] = {"ok": True, "duration_ms": revert_ms, "carried_back": reverted.data["carried_back"]}
     data["phases"] = [dataclasses.asdict(p) for p in phases]
 
+    if report is not None:
+        green = Path(deployed.data["active"])  # fenced and kept by the revert: what the writer left there
+        report = dataclasses.replace(report, not_back=_not_carried_back(read_log(log), green, copy))
+        data["writer"] = dataclasses.asdict(report)
     if report and report.missing:
         raise WriterFailed(
             f"rehearsal in {where}: {report.missing} committed write(s) of the synthetic writer are "
             "missing after the cutover; the real files were not touched",
+            details=data,
+        )
+    if report and report.not_back:
+        raise WriterFailed(
+            f"rehearsal in {where}: the revert passed, but {report.not_back} row(s) the synthetic writer wrote on "
+            f"{report.green_table} after the cutover are not in {copy.name} as they were on the new generation: "
+            "the rollback script does not carry them back as they are; the real files were not touched",
             details=data,
         )
     checks = data["validation"]["checks"]
@@ -154,6 +177,7 @@ def _rehearse(
             f"writer ({report.kind}): {report.committed} write(s) committed, longest wait {report.longest_wait_ms:.1f} ms"
             + (", every one present after the cutover" if report.missing == 0 else "")
         )
+        lines.append(_green_line(report, copy.name))
     lines.append(f"revert: ok in {revert_ms:.1f} ms, {reverted.data['carried_back']} row(s) carried back")
     return Result("rehearse", "\n".join(lines), phases, data)
 
@@ -264,7 +288,8 @@ def _phases_logged(controller: Controller) -> list[dict]:
 def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[WriterProcess, Path, str]:
     """The shipped example gets the writer's demo mode (inserts, updates and deletes, each checked
     after the cutover); any other schema its rehearsal mode (same-value updates: lock, capture and
-    replay load without inventing data)."""
+    replay load without inventing data). Either one then follows the pointer to green and writes
+    there in green's schema (writer_green.py), which is what the revert must carry back."""
     conn = open_db(copy, query_only=True)
     try:
         tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
@@ -274,7 +299,9 @@ def _start_writer(scratch: Path, config: Config, copy: Path) -> tuple[WriterProc
     mode = "demo" if kind == "sdm" else "rehearsal"
     log = scratch / "writer.log"
     create_file(log, file_mode(copy) & 0o666)  # the writer appends to it: it holds row values, so blue's mode
-    process = WriterProcess.start(mode, config.database.pointer, log, seconds=600, stdout=subprocess.DEVNULL)
+    process = WriterProcess.start(
+        mode, config.database.pointer, log, seconds=600, stdout=subprocess.DEVNULL, follow=GREEN_WRITES
+    )
     try:
         process.wait_for(WRITER_WARM_UP, timeout=30, gives_up="no_target")
     except WriterError:
@@ -292,4 +319,63 @@ def _writer_report(kind: str, log: Path, active: Path) -> WriterReport:
     fenced = [e for e in events if e["event"] == "fenced"]
     longest = max([e["wait_ms"] for e in committed + fenced], default=0.0)
     missing = len(demo.verify_writes(events, active)) if kind == "sdm" else None
-    return WriterReport(kind, len(committed), longest, bool(fenced), missing)
+    on_green = [e for e in events if e["event"] == "green_write"]
+    reopened = next((e for e in events if e["event"] == "reopened"), {})
+    return WriterReport(
+        kind,
+        len(committed),
+        longest,
+        bool(fenced),
+        missing,
+        len(on_green),
+        reopened.get("table"),
+        reopened.get("rank"),
+        len({(e["table"], e["id"]) for e in on_green}),
+        next((e["error"] for e in events if e["event"] == "green_refused"), None),
+    )
+
+
+def _not_carried_back(events: list[dict], green: Path, blue: Path) -> int | None:
+    """Rows the writer wrote on green that blue, after the revert, does not hold as green has them
+    (the columns both have, by rowid); None when its table has no namesake in blue to compare."""
+    written = sorted({(e["table"], e["id"]) for e in events if e["event"] == "green_write"})
+    if not written:
+        return None
+    conn = open_db(blue, query_only=True)
+    try:
+        conn.execute("ATTACH ? AS green", (readonly_uri(green),))
+        table = written[0][0]
+        if not conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (table,)).get:
+            return None
+        both = [
+            quote_ident(c)
+            for (c,) in conn.execute("SELECT name FROM main.pragma_table_info(?)", (table,))
+            if conn.execute("SELECT 1 FROM green.pragma_table_info(?) WHERE name = ?", (table, c)).get
+        ]
+        columns = ", ".join(["rowid", *both])
+        differ = 0
+        for _, key in written:
+            query = f"SELECT {columns} FROM {{}}.{quote_ident(table)} WHERE rowid = ?"
+            if (
+                conn.execute(query.format("main"), (key,)).fetchall()
+                != conn.execute(query.format("green"), (key,)).fetchall()
+            ):
+                differ += 1
+        return differ
+    finally:
+        conn.close()
+
+
+def _green_line(report: WriterReport, blue_name: str) -> str:
+    refused = f" (then the new generation refused one: {report.green_refused})" if report.green_refused else ""
+    if not report.on_green:
+        if report.green_table:
+            return f"writer after the cutover: no write on the new generation's {report.green_table}{refused}"
+        return "writer after the cutover: no write on the new generation (no rowid table with rows there)"
+    line = (
+        f"writer after the cutover: {report.on_green} write(s) on the new generation's {report.green_table} "
+        f"({report.green_rank}){refused}"
+    )
+    if report.not_back is None:
+        return line + f", carried back by the revert (no table of that name in {blue_name} to compare row by row)"
+    return line + f", every one back in {blue_name} row by row after the revert"

@@ -14,9 +14,11 @@ bluegreen.tools.writer_process starts it and reads LOG.
 Modes, and what each stays faithful to (apsw alone, or bluegreen.client alone; never two SQLite
 libraries on one file in one process, hazard 8):
   demo       TARGET is the pointer: the shipped example's v1.2.1 mix (inserts, updates, deletes);
-             stops at the fence (blue retired)
+             stops at the fence (blue retired); with --follow N it then reopens the file the
+             pointer names and makes N writes there in its schema (writer_green.py)
   rehearsal  TARGET is the pointer: same-value updates on the largest rowid table of any schema
-             (takes the lock, fires capture, invents no data); stops at the fence
+             (takes the lock, fires capture, invents no data); stops at the fence, or follows
+             the pointer as demo does with --follow N
   pointer    TARGET is the pointer: inserts, updates, deletes on `items`; a write the fence refuses
              re-reads the pointer, reopens and retries (it was never committed)
   pulse      TARGET is the pointer: one INSERT INTO t0 a transaction, gaps of --interval s on average
@@ -47,6 +49,7 @@ import apsw
 from bluegreen.engine.db import quote_ident, user_tables
 from bluegreen.files import pointer
 from bluegreen.tools import demo_data
+from bluegreen.tools.writer_green import follow, ms_since, patient
 
 FENCE_MARK = "bluegreen_fenced"
 READ_WRITE = apsw.SQLITE_OPEN_READWRITE
@@ -81,6 +84,7 @@ class Run:
     count: int  # writes to make; -1: no limit
     kind: str
     parent: int
+    follow: int = 0  # writes to make on the pointer's new file after the fence (demo, rehearsal)
 
     def going(self) -> bool:
         """Until STOP appears, the deadline passes or the parent is gone (never outlive the test)."""
@@ -91,33 +95,12 @@ class Run:
         )
 
 
-def ms_since(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)
-
-
 def refused_by_fence(conn: apsw.Connection, exc: apsw.Error) -> bool:
     """After a write failed: roll back what it left open; True when the fence refused it (so it
     was never committed), False for any other error (the caller raises it)."""
     if not conn.get_autocommit():
         conn.execute("ROLLBACK")
     return FENCE_MARK in str(exc)
-
-
-def patient(conn: apsw.Connection, timeout_s: float) -> None:
-    """Wait for a lock by polling every millisecond, up to timeout_s. SQLite's own busy timeout
-    sleeps in growing steps of up to 100 ms, so a writer can oversleep a 50 ms pause by 50 ms."""
-    started = [0.0]
-
-    def handler(prior_calls: int) -> bool:
-        now = time.monotonic()
-        if prior_calls == 0:
-            started[0] = now
-        if now - started[0] > timeout_s:
-            return False
-        time.sleep(0.001)
-        return True
-
-    conn.set_busy_handler(handler)
 
 
 # -- demo: the shipped example's application ------------------------------------------------------
@@ -135,6 +118,10 @@ def demo(run: Run) -> None:
         except apsw.Error as exc:
             if FENCE_MARK in str(exc):
                 run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
+                if not conn.get_autocommit():
+                    conn.execute("ROLLBACK")
+                if run.follow:
+                    follow(run, conn, path, run.follow)
                 break
             raise
         run.log(event="committed", file=path.name, wait_ms=ms_since(started), at=time.time(), **change)
@@ -188,6 +175,8 @@ def rehearsal(run: Run) -> None:
             if not refused_by_fence(conn, exc):
                 raise
             run.log(event="fenced", file=path.name, error=str(exc), wait_ms=ms_since(started), at=time.time())
+            if run.follow:
+                follow(run, conn, path, run.follow)
             break
         run.log(
             event="committed",
@@ -436,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--count", type=int, default=-1, help="stop after this many writes (snapshot)")
     parser.add_argument("--kind", choices=("writer", "transaction", "reader"), default="writer", help="(client)")
+    parser.add_argument(
+        "--follow", type=int, default=0, help="(demo, rehearsal) after the fence, this many writes on the new file"
+    )
     args = parser.parse_args(argv)
     mode = MODES[args.mode]
     stop = args.stop or (Path(f"{args.log}.stop") if args.log is not None else None)
@@ -453,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
                 count=args.count,
                 kind=args.kind,
                 parent=os.getppid(),
+                follow=args.follow,
             )
         )
     finally:
