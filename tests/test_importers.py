@@ -538,3 +538,33 @@ def test_the_history_table_is_left_out_of_generic_replay(tmp_path):
             assert replayer.reshape.reshaped == {}
         finally:
             replayer.close()
+
+
+def test_alembic_log_lines_inside_the_sql_are_taken_out(outputs):
+    """With `2>&1` stderr's log lines interleave with buffered stdout, even inside a line of SQL."""
+    sql = outputs["alembic"]
+    at = sql.index("ADD COLUMN") + 4
+    log = f"INFO  [alembic.runtime.migration] Running upgrade {REV1} -> {REV2}, add email\n"
+    (planned,) = importers.alembic(log + sql[:at] + log + sql[at:], 1)
+    assert planned.name == f"001_1+{REV2}_add_email.sql"
+    assert "ALTER TABLE account ADD COLUMN email VARCHAR(100);" in planned.text and "INFO" not in planned.text
+
+
+def test_alembic_failing_is_refused_with_its_message(tmp_path):
+    """`alembic upgrade --sql nope 2>&1 | bluegreen import alembic -`: Alembic's own error, nothing written;
+    the same for a traceback (an alembic.ini Alembic cannot use)."""
+    project = alembic_project(tmp_path, upto=None)
+    before = disk_state(project.root)
+    done = sh(project.root, "alembic upgrade --sql nope 2>&1 | bluegreen import alembic -", check=False)
+    assert done.returncode == 2, done
+    assert (
+        "bluegreen: error: Alembic failed (" in done.stderr
+        and "Can't locate revision identified by 'nope'" in done.stderr
+    )
+    assert disk_state(project.root) == before
+    (project.root / "alembic.ini").write_text("[alembic]\nscript_location = alembic\nsqlalchemy.url = driver://x\n")
+    before = disk_state(project.root)
+    done = sh(project.root, "alembic upgrade --sql head 2>&1 | bluegreen import alembic -", check=False)
+    assert done.returncode == 2 and "bluegreen: error: Alembic failed (" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert disk_state(project.root) == before

@@ -36,8 +36,10 @@ from bluegreen.results import Result
 MARKER = "-- bluegreen import:"  # first line of every imported file: which tool and which migration
 _TRANSACTION = re.compile(r"^\s*(BEGIN(\s+TRANSACTION)?|COMMIT(\s+TRANSACTION)?|END\s+TRANSACTION)\s*;\s*$", re.I)
 _ALEMBIC_SECTION = re.compile(r"^-- Running (upgrade|downgrade) (.*?) -> (\S+)\s*$", re.M)
-_ALEMBIC_LOG = re.compile(r"^(INFO|WARNI?N?G?|DEBUG)\s+\[alembic[^\]]*\].*$", re.M)
-_ALEMBIC_MESSAGE = re.compile(r"^INFO\s+\[alembic[^\]]*\] Running upgrade .*? -> (\S+), (.+)$", re.M)
+# Alembic's log lines (stderr, with `2>&1`): stdout is buffered, so one may land inside a line of
+# SQL; taken out with its newline, the SQL line is whole again.
+_ALEMBIC_LOG = re.compile(r"(?:INFO|WARNI?N?G?|DEBUG|ERROR)\s+\[alembic\.[^\]]*\][^\n]*\n?")
+_ALEMBIC_MESSAGE = re.compile(r"INFO\s+\[alembic\.[^\]]*\] Running upgrade [^\n]*? -> (\S+), ([^\n]+)")
 _DJANGO_OPERATION = re.compile(r"^--\n-- .+\n--$", re.M)
 _DJANGO_APP = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DJANGO_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -101,6 +103,10 @@ def read_source(source: str) -> str:
 def alembic(text: str, seq: int) -> list[Planned]:
     """One migration per `-- Running upgrade A -> B` section; each must record B in alembic_version."""
     messages = {rev: message for rev, message in _ALEMBIC_MESSAGE.findall(text)}  # present with 2>&1
+    failed = re.search(r"^(?:FAILED: |ERROR\s+\[alembic).*$", text, re.M)
+    if failed or re.search(r"^Traceback \(most recent call last\):$", text, re.M):
+        said = failed.group().strip() if failed else [line for line in text.splitlines() if line.strip()][-1].strip()
+        raise MigrationInvalid(f"Alembic failed ({said}); nothing was imported: {ALEMBIC_HELP}")
     sql = _ALEMBIC_LOG.sub("", text)
     sections = list(_ALEMBIC_SECTION.finditer(sql))
     if not sections:
