@@ -568,3 +568,27 @@ def test_alembic_failing_is_refused_with_its_message(tmp_path):
     assert done.returncode == 2 and "bluegreen: error: Alembic failed (" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert disk_state(project.root) == before
+
+
+def test_a_history_row_the_tool_writes_on_green_in_the_revert_window_is_carried_back(tmp_path):
+    """In the revert window Django itself runs the data-only 0004 (RunPython) on green: its row in
+    green's django_migrations is an ordinary write there (capture started after the migration) and
+    revert carries it to blue like the data it changed; 0003, which blue never ran, stays unapplied."""
+    project = django_project(tmp_path, upto="0002")
+    sh(project.root, "python manage.py sqlmigrate shop 0003_tag | bluegreen import django shop 0003_tag -")
+    assert project.cli("deploy").code == 0
+    sh(project.root, "python manage.py migrate shop 0004", env={"APP_DB": active(project)})
+    assert showmigrations(project) == {
+        "0001_initial": True,
+        "0002_add_price": True,
+        "0003_tag": True,
+        "0004_fill": True,
+    }
+    result = project.cli("revert")
+    assert result.code == 0, result.err
+    assert showmigrations(project) == {
+        "0001_initial": True,
+        "0002_add_price": True,
+        "0003_tag": False,
+        "0004_fill": True,
+    }
