@@ -58,7 +58,21 @@ COMMANDS = {
     "in the migrations folder; its path is the last line of stdout",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes (where no "
     "config.toml is, in a project folder of its own: ./bluegreen-demo)",
+    "import": "turn `alembic upgrade --sql` or `manage.py sqlmigrate` output into bluegreen migrations "
+    "that keep alembic_version / django_migrations true",
 }
+
+IMPORT_RULES = """what the files hold: the tool's SQL without BEGIN/COMMIT (bluegreen runs each migration in its
+own transaction) and the statement that records it in the tool's history table: Alembic's own
+INSERT/UPDATE alembic_version (checked to be there), Django's INSERT INTO django_migrations (added,
+with CREATE TABLE IF NOT EXISTS django_migrations). So `alembic current` / `showmigrations` pointed at
+`bluegreen path` agree after a deploy, and after `bluegreen revert` (blue never ran it) too.
+file names: {seq}_{version}_{description}.sql, seq the next free number in the migrations folder,
+version {seq}+{id}: id the Alembic revision (002_2+fdf13821ccf1_add_email.sql) or Django's APP.NNNN
+(003_3+shop.0002_shop_add_price.sql), keeping letters, digits and dots. Alembic's description is the
+revision message when the input holds Alembic's log lines (`2>&1`), else alembic_revision.
+Nothing is written unless every file can be, no file is overwritten, a migration already imported
+is refused, and input that is not the tool's output is refused (exit 2)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
                 "report the longest wait any of its writes saw; after the cutover it writes on the new "
                 "generation too, so the revert must carry those writes back (exit 5 if it could not)",
             )
+        if name == "import":
+            tools = command.add_subparsers(dest="tool", metavar="TOOL", required=True)
+            for tool, text in (
+                ("alembic", "one migration per revision of `alembic upgrade --sql FROM:TO` (offline mode) output"),
+                ("django", "one migration from `python manage.py sqlmigrate APP NAME` output"),
+            ):
+                parsed = tools.add_parser(
+                    tool,
+                    help=text,
+                    description=text,
+                    parents=[common],
+                    epilog=IMPORT_RULES + "\n\n" + EXIT_CODES,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                )
+                if tool == "django":
+                    parsed.add_argument("app", metavar="APP", help="the app label given to sqlmigrate, e.g. shop")
+                    parsed.add_argument(
+                        "migration", metavar="NAME", help="the migration's full name, e.g. 0002_add_price (no prefix)"
+                    )
+                parsed.add_argument("source", metavar="FILE", help="the exported SQL, or - to read stdin")
         if name == "demo":
             command.add_argument(
                 "--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)"
@@ -290,6 +324,16 @@ def main(argv: list[str] | None = None) -> int:
             from bluegreen.tools import scaffold
 
             result = scaffold.new_migration(cfg, args.description, args.version, args.companions)
+        elif args.command == "import":
+            from bluegreen.tools import importers
+
+            result = importers.run(
+                cfg.migrations.dir,
+                args.tool,
+                args.source,
+                app=getattr(args, "app", ""),
+                name=getattr(args, "migration", ""),
+            )
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command in ("status", "plan", "history", "path", "generations", "check"):

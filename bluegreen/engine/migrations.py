@@ -84,6 +84,7 @@ class ApplyResult:
     execution_time_ms: float
     tables_written: frozenset[str]  # tables the migration inserted into, updated or deleted from
     tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
+    history_tables: frozenset[str] = frozenset()  # another tool's history table, written by history statements
 
 
 def checksum(text: str) -> str:
@@ -193,16 +194,45 @@ def check_reach(migration: Migration) -> None:
             namedsql.refuse_internal(path, _read(path))
 
 
+# The history tables of the migration tools `bluegreen import` reads (tools/importers.py): Alembic's
+# `alembic current` and Django's `showmigrations` read them, so an imported migration writes them.
+TOOL_HISTORY_TABLES = ("alembic_version", "django_migrations")
+
+
 class _Observer:
     """An authorizer that records which tables a migration reads and writes (hazard 3: replay
     must not overwrite what a migration wrote), refuses transaction control, and denies every
     action on bluegreen's own objects (hazard 15): the text was checked before it ran, this also
-    catches a reach through a view or an application trigger."""
+    catches a reach through a view or an application trigger.
+
+    It also sorts the accesses by statement (the authorizer runs while a statement is prepared,
+    `statement` as the exec tracer right after): a statement whose only table accesses are to one
+    of TOOL_HISTORY_TABLES is that tool's history statement (`UPDATE alembic_version SET
+    version_num='…' WHERE …`, `INSERT INTO django_migrations(app, name, applied) VALUES (…)`). It
+    derives no rows from any table blue keeps writing, so it needs no _sync.sql: what it wrote is
+    reported apart (`history`), not as a write. The table is still left out of generic replay
+    (shapes.reshapes): green's history rows describe green's schema, and a row blue's copy of the
+    table gained meanwhile (someone ran the tool on the live file) must not overwrite them. The same
+    table written by any other statement (one that also reads or writes another table) counts as
+    an ordinary write, and asks for a sync script as every other does."""
 
     def __init__(self) -> None:
         self.written: set[str] = set()
         self.read: set[str] = set()
+        self.history: set[str] = set()  # TOOL_HISTORY_TABLES written only by history statements
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
+        self._statement: set[tuple[str, str]] = set()  # (written|read, table) of the statement being prepared
+
+    def statement(self, cursor, sql, bindings) -> bool:
+        """Exec tracer: the statement whose accesses were just recorded is about to run."""
+        tables = {table for _, table in self._statement}
+        if len(tables) == 1 and next(iter(tables)) in TOOL_HISTORY_TABLES and ("written", *tables) in self._statement:
+            self.history.update(tables)
+        else:
+            for kind, table in self._statement:
+                (self.written if kind == "written" else self.read).add(table)
+        self._statement = set()
+        return True
 
     def __call__(self, action, arg1, arg2, dbname, trigger):
         internal = next((a for a in (arg1, arg2) if _internal(a)), None)
@@ -213,9 +243,9 @@ class _Observer:
             return apsw.SQLITE_DENY
         if dbname == "main" and arg1 and not arg1.startswith("sqlite_"):
             if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE):
-                self.written.add(arg1)
+                self._statement.add(("written", arg1))
             elif action == apsw.SQLITE_READ:
-                self.read.add(arg1)
+                self._statement.add(("read", arg1))
         if action == apsw.SQLITE_TRANSACTION:
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
@@ -237,10 +267,13 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     try:
         run_script(conn, HISTORY_DDL)
         conn.authorizer = observer
+        conn.exec_trace = observer.statement
         try:
             run_script(conn, text)
+            observer.statement(None, "", None)  # accesses recorded after the last trace (a re-prepare)
         finally:
             conn.authorizer = None
+            conn.exec_trace = None
         elapsed = round((time.perf_counter() - started) * 1000, 1)
         conn.execute(
             f"INSERT INTO {HISTORY_TABLE}(version, description, file, checksum, applied_at, execution_time_ms, "
@@ -275,7 +308,8 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         raise MigrationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
     observer.written.discard(HISTORY_TABLE)
     observer.read.discard(HISTORY_TABLE)
-    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read))
+    history = observer.history - observer.written  # written by another statement too: an ordinary write
+    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read), frozenset(history))
 
 
 def _strip_comments(sql: str) -> str:

@@ -116,7 +116,8 @@ class Replayer:
             self.conn.execute("ATTACH ? AS source", (readonly_uri(source),))
             run_script(self.conn, CHANGES_DDL)
             self.reshape = reshapes(self.conn, effects or {})
-            self.tables = {n: t for n, t in same_shape_tables(self.conn).items() if n not in self.reshape.reshaped}
+            left_out = self.reshape.reshaped.keys() | self.reshape.history.keys()
+            self.tables = {n: t for n, t in same_shape_tables(self.conn).items() if n not in left_out}
             self.source_tables = {t.name: t for t in user_tables(self.conn, "source") if not t.virtual}
         except BaseException:
             self.conn.close()

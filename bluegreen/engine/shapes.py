@@ -8,7 +8,7 @@ the migrations' effects, once per Replayer, while the rest of replay moves rows 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import apsw
 
@@ -82,6 +82,10 @@ class ReshapeReport:
 
     reshaped: dict[str, str]  # source table -> reason
     derived_by: list[str]  # migrations that read source tables and wrote rows from them
+    # A tool's history table (alembic_version, django_migrations) that migrations wrote only through
+    # their own history statements (migrations._Observer): table -> the migrations. It needs no sync
+    # script and is left out of generic replay: green's rows describe green's schema.
+    history: dict[str, list[str]] = field(default_factory=dict)
 
 
 def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
@@ -98,4 +102,9 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
         elif writers:
             reshaped[name] = f"written by {', '.join(writers)}"
     derived = [f for f, e in effects.items() if e.get("written") and set(e.get("read", [])) & set(source_tables)]
-    return ReshapeReport(reshaped, derived)
+    history: dict[str, list[str]] = {}
+    for file, effect in effects.items():
+        for name in effect.get("history", []):
+            if name not in reshaped:
+                history.setdefault(name, []).append(file)
+    return ReshapeReport(reshaped, derived, history)

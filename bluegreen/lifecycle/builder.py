@@ -85,7 +85,11 @@ class Builder:
         for done, migration in enumerate(pending):
             self.progress(Step.MIGRATE, done, len(pending))
             result = migrations.apply(conn, migration, depends_on)
-            effects[migration.file] = {"written": sorted(result.tables_written), "read": sorted(result.tables_read)}
+            effects[migration.file] = {
+                "written": sorted(result.tables_written),
+                "read": sorted(result.tables_read),
+                "history": sorted(result.history_tables),
+            }
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
             depends_on = migration.version
         self.progress(Step.MIGRATE, len(pending), len(pending))
