@@ -517,7 +517,9 @@ def test_prepare_finishes_under_a_steady_writer_and_every_write_reaches_green(tm
     assert not wrong, list(wrong.items())[:5]
     events = [json.loads(line) for line in (project.data / ".bluegreen" / "events.jsonl").read_text().splitlines()]
     catch_ups = [e for e in events if e["event"] == "catch_up"]
-    assert catch_ups and all(e["reached"] == e["target"] and "write_rate" in e for e in catch_ups)
+    # Each catch-up got to the position it aimed at: a batch reads to its snapshot's end, so it may
+    # end past the target when the writer wrote meanwhile (Replayer.catch_up), never short of it.
+    assert catch_ups and all(e["reached"] >= e["target"] and "write_rate" in e for e in catch_ups)
 
 
 def test_a_batch_cut_short_by_its_limit_never_trips_on_a_unique_value_that_moved(tmp_path):
