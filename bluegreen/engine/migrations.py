@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import namedsql
+from bluegreen.engine import migration_formats, namedsql
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
 from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid
 from bluegreen.files.pointer import now_iso
@@ -41,7 +41,10 @@ CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
 
 _NAME = re.compile(r"^(\d+)_v?(\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.]+)?)_([A-Za-z0-9][A-Za-z0-9_]*)\.sql$")
 COMPANIONS = ("sync", "validate", "rollback", "benchmark", "check")
-NAME_HELP = "expected {seq}_{version}_{description}.sql, e.g. 003_v2.0.0_migrate_content.sql"
+NAME_HELP = (
+    "expected {seq}_{version}_{description}.sql, e.g. 003_v2.0.0_migrate_content.sql, or a goose, dbmate or "
+    "Flyway name (20240101120000_add_x.sql, 00001_add_x.sql, V2__add_x.sql)"
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ class Migration:
 
     @property
     def sql(self) -> str:
-        return self.path.read_text(encoding="utf-8")
+        return migration_formats.read(self.path, self.path.read_text(encoding="utf-8")).sql  # goose/dbmate: Up
 
 
 @dataclass(frozen=True)
@@ -102,25 +105,18 @@ def discover(folder: Path) -> list[Migration]:
     companions: dict[str, dict[str, Path]] = {}
     for path in sorted(folder.glob("*.sql")):
         match = _NAME.match(path.name)
-        if not match:
+        other = None if match else migration_formats.parse_name(path)  # goose, dbmate, Flyway names
+        if not match and not other:
             raise MigrationInvalid(f"{path}: migration file name does not fit; {NAME_HELP}")
         stem = path.name[:-4]
         kind = next((k for k in COMPANIONS if stem.endswith("_" + k)), None)
         if kind and (folder / f"{stem[: -len(kind) - 1]}.sql").exists():
             companions.setdefault(stem[: -len(kind) - 1], {})[kind] = path
             continue
-        seq, version, description = int(match.group(1)), match.group(2), match.group(3)
+        seq, version, description = (int(match.group(1)), match.group(2), match.group(3)) if match else other
         mains[stem] = dict(seq=seq, version=version, description=description, path=path)
-    by_seq: dict[int, str] = {}
-    for stem, info in mains.items():
-        if info["seq"] in by_seq:
-            raise MigrationInvalid(
-                f"{info['path']}: sequence number {info['seq']} is also used by {by_seq[info['seq']]}.sql; "
-                "give each migration its own number"
-            )
-        by_seq[info["seq"]] = stem
     result = []
-    for stem in sorted(mains, key=lambda s: mains[s]["seq"]):
+    for stem in migration_formats.in_order(mains):  # by seq (Flyway: version); refuses a number used twice
         info = mains[stem]
         text = _read(info["path"])
         result.append(Migration(checksum=checksum(text), **info, **companions.get(stem, {})))
@@ -179,6 +175,7 @@ def pending(migrations: list[Migration], conn: apsw.Connection) -> list[Migratio
             )
     waiting = [m for m in migrations if m.file not in applied]
     for migration in waiting:
+        migration_formats.check(migration.path, *(getattr(migration, kind) for kind in COMPANIONS))
         check_reach(migration)
     return waiting
 
