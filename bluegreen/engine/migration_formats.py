@@ -14,7 +14,8 @@ then, here:
   sequence is its first number. Flyway's undo (`U2__x`), repeatable (`R__x`) and baseline
   (`B2__x`) files are refused: bluegreen never undoes by script (revert carries green's rows back;
   a `_rollback.sql` companion is bluegreen's way to reshape them), runs a file once, and adopts an
-  existing database with `init`.
+  existing database with `init`. Flyway replaces `${placeholders}` in the text; bluegreen does not,
+  so a Flyway-named file holding `${` is refused (file and line).
 
 **Order.** Every file has a place, a tuple of numbers compared part by part: `(seq,)` for
 bluegreen, goose and dbmate names, the version's numbers for Flyway, trailing zeros dropped
@@ -166,6 +167,12 @@ def read(path: Path, text: str) -> Read:
                 f"{path}:{number}: {line.strip()!r} looks like a goose marker without its '+': goose reads it as a "
                 f"comment, so its section would run; write '-- +goose {line.split()[-1]}' ({README})"
             )
+    placeholder = next((n for n, line in enumerate(lines, 1) if "${" in line), None)
+    if placeholder is not None and _FLYWAY.match(Path(path).name):
+        raise MigrationInvalid(
+            f"{path}:{placeholder}: a Flyway placeholder (${{...}}): Flyway would replace it, bluegreen substitutes "
+            f"nothing (the SQL that runs is the text that was checksummed); write the value into the file ({README})"
+        )
     if goose and dbmate:
         raise MigrationInvalid(
             f"{path}:{dbmate[0][0]}: has dbmate markers and goose markers (line {goose[0][0]}); a file is written "
