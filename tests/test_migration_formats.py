@@ -383,6 +383,14 @@ def test_an_error_in_the_up_part_names_the_line_of_the_file(toy_ready):
         memory.close()
 
 
+@pytest.mark.parametrize("newline, bom", [("\r\n", ""), ("\n", "\ufeff"), ("\r\n", "\ufeff")])
+def test_crlf_and_bom_files_are_read_the_same(newline, bom):
+    for text in (GOOSE, DBMATE, "-- leading comment\n" + DBMATE):
+        read = migration_formats.read(Path("x.sql"), bom + text.replace("\n", newline))
+        assert read.tool in ("goose", "dbmate") and "DELETE FROM items" not in read.sql
+        assert read.sql.replace("\r", "").split("\n") == migration_formats.read(Path("x.sql"), text).sql.split("\n")
+
+
 def test_files_without_markers_are_read_as_they_are():
     text = "-- migrate: copies rows (a comment, not a marker)\nCREATE TABLE t(x);\r\nSELECT '-- +goose Down';\n"
     read = migration_formats.read(Path("003_v3_x.sql"), text)

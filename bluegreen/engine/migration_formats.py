@@ -159,13 +159,13 @@ def in_order(mains: dict[str, dict]) -> list[str]:
 def read(path: Path, text: str) -> Read:
     """The SQL to run from a migration file's text (its Up part), or MigrationInvalid with file and line."""
     lines = text.split("\n")
-    goose = [(n, m) for n, m in _markers(lines, _GOOSE)]
+    goose = _markers(lines, _GOOSE)
     dbmate = [(n, m) for n, m in _markers(lines, _DBMATE) if _is_dbmate_marker(m)]
     for number, line in enumerate(lines, 1):
         if _GOOSE_NO_PLUS.match(line):
             raise MigrationInvalid(
-                f"{path}:{number}: {line.strip()!r} looks like a goose marker without its '+': goose reads it as a "
-                f"comment, so its section would run; write '-- +goose {line.split()[-1]}' ({README})"
+                f"{path}:{number}: {line.strip()!r} looks like a goose marker without its '+': goose would read it "
+                f"as a comment and run what follows with the part above it; write '-- +goose {line.split()[-1]}' ({README})"
             )
     placeholder = next((n for n, line in enumerate(lines, 1) if "${" in line), None)
     if placeholder is not None and _FLYWAY.match(Path(path).name):
@@ -211,7 +211,8 @@ def _text(path: Path) -> str:
 
 
 def _markers(lines: list[str], pattern: re.Pattern) -> list[tuple[int, re.Match]]:
-    return [(n, m) for n, line in enumerate(lines, 1) if (m := pattern.match(line.rstrip("\r")))]
+    """(line number, match) of each line the pattern matches, ignoring a CR line end and a BOM."""
+    return [(n, m) for n, line in enumerate(lines, 1) if (m := pattern.match(line.rstrip("\r").lstrip("\ufeff")))]
 
 
 def _is_dbmate_marker(match: re.Match) -> bool:
@@ -221,7 +222,7 @@ def _is_dbmate_marker(match: re.Match) -> bool:
 
 
 def _sql_line(line: str) -> bool:
-    stripped = line.strip()
+    stripped = line.lstrip("\ufeff").strip()
     return bool(stripped) and not stripped.startswith("--")
 
 
