@@ -268,7 +268,9 @@ TEXT_REFUSALS = {
 
 
 def refused_everywhere(project: Project, path: Path, *words: str) -> None:
-    """plan and deploy refuse (exit 2, the words, nothing on disk changed); status shows it."""
+    """plan, deploy and prepare refuse (exit 2, the words, nothing on disk changed, no generation
+    number spent); status shows it."""
+    spent = helpers.state_of(project)["last_generation"]
     for command in ("plan", "deploy", "prepare"):
         line = helpers.refused(project, command, code=2)
         for word in words:
@@ -276,6 +278,7 @@ def refused_everywhere(project: Project, path: Path, *words: str) -> None:
     status = project.cli("status", "--json").json
     assert str(path) in status["pending_error"] and words[-1] in status["pending_error"]
     assert helpers.generation_files(project, 2) == []
+    assert helpers.state_of(project)["last_generation"] == spent
 
 
 @pytest.mark.parametrize("case", list(TEXT_REFUSALS))
