@@ -478,3 +478,22 @@ def test_readme_sections_are_self_contained():
     for title in ("### goose and dbmate", "### Flyway"):
         text = readme_section(title)
         assert text.count("`schemas/") == 2 and "Refused" in text, title
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"V1__create_log.sql": LOG, "V2_1__two_one.sql": logs("2.1")}, "003_v2.2_add_more.sql"),
+        ({"20240101120000_create_log.sql": "-- +goose Up\n" + LOG + "-- +goose Down\nDROP TABLE log;\n"}, None),
+    ],
+)
+def test_bluegreen_new_in_another_tools_folder_runs_last(tmp_path, files, expected):
+    """`bluegreen new` numbers the next file after the last one, whatever scheme that one is named in."""
+    project = make_project(tmp_path, "CREATE TABLE items(id INTEGER PRIMARY KEY);", files)
+    made = Path(ok(project.cli("new", "add_more", "--json"))["path"])
+    assert expected is None or made.name == expected
+    made.write_text(logs("new"))
+    plan = ok(project.cli("plan", "--json"))
+    assert [m["file"] for m in plan["pending"]] == [*files, made.name]
+    deploy(project)
+    assert rows(active(project), "SELECT step FROM log ORDER BY rowid")[-1] == ("new",)
