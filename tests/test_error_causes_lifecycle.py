@@ -25,11 +25,11 @@ from bluegreen.errors import (
     EXIT_GATE,
     EXIT_USAGE,
     CaptureLost,
+    CompanionMissing,
     ConfigInvalid,
     FenceTampered,
     GateRefused,
     InputError,
-    MigrationInvalid,
     NoSpace,
     PauseBudgetExceeded,
     SchemaDrift,
@@ -64,11 +64,12 @@ def test_an_initial_file_outside_the_pointers_folder_is_a_config_error(toy):
     assert not toy.pointer.exists()
 
 
-def test_a_migration_that_derives_rows_without_a_sync_companion_is_a_migration_error(toy_ready):
+def test_a_migration_that_derives_rows_without_a_sync_companion_is_companion_missing(toy_ready):
     (toy_ready.schemas / "002_v2.0.0_split_names_sync.sql").unlink()
-    with pytest.raises(MigrationInvalid) as caught:
+    with pytest.raises(CompanionMissing) as caught:
         controller(toy_ready).prepare()
-    assert caught.value.exit_code == EXIT_USAGE
+    assert caught.value.exit_code == EXIT_GATE  # "will be refused", found before anything is built
+    assert str(toy_ready.schemas / "002_v2.0.0_split_names_sync.sql") in caught.value.message
     assert Store(toy_ready.pointer).load().phase == Phase.IDLE  # nothing kept
     assert not toy_ready.gen(2).exists()
 

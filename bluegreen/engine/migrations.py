@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import namedsql
+from bluegreen.engine import namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
 from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid
 from bluegreen.files.pointer import now_iso
@@ -84,6 +84,7 @@ class ApplyResult:
     execution_time_ms: float
     tables_written: frozenset[str]  # tables the migration inserted into, updated or deleted from
     tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
+    tables_altered: frozenset[str] = frozenset()  # tables whose definition, indexes or triggers it changed
 
 
 def checksum(text: str) -> str:
@@ -195,13 +196,16 @@ def check_reach(migration: Migration) -> None:
 
 class _Observer:
     """An authorizer that records which tables a migration reads and writes (hazard 3: replay
-    must not overwrite what a migration wrote), refuses transaction control, and denies every
-    action on bluegreen's own objects (hazard 15): the text was checked before it ran, this also
-    catches a reach through a view or an application trigger."""
+    must not overwrite what a migration wrote) and whose definition, indexes or triggers it
+    changes (so a missing sync companion is asked of the right migration), refuses transaction
+    control and ATTACH/DETACH, and denies every action on bluegreen's own objects (hazard 15):
+    the text was checked before it ran, this also catches a reach through a view or an
+    application trigger."""
 
     def __init__(self) -> None:
         self.written: set[str] = set()
         self.read: set[str] = set()
+        self.altered: set[str] = set()
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
 
     def __call__(self, action, arg1, arg2, dbname, trigger):
@@ -216,9 +220,23 @@ class _Observer:
                 self.written.add(arg1)
             elif action == apsw.SQLITE_READ:
                 self.read.add(arg1)
-        if action == apsw.SQLITE_TRANSACTION:
+            elif action == apsw.SQLITE_DROP_TABLE:
+                self.altered.add(arg1)
+            elif action in _DDL_ON_TABLE and arg2:
+                self.altered.add(arg2)
+        if action == apsw.SQLITE_ALTER_TABLE and arg1 == "main" and arg2:
+            self.altered.add(arg2)
+        if action in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
+
+
+_DDL_ON_TABLE = (
+    apsw.SQLITE_CREATE_INDEX,
+    apsw.SQLITE_DROP_INDEX,
+    apsw.SQLITE_CREATE_TRIGGER,
+    apsw.SQLITE_DROP_TRIGGER,
+)
 
 
 def _internal(name: str | None) -> bool:
@@ -226,10 +244,14 @@ def _internal(name: str | None) -> bool:
 
 
 def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -> ApplyResult:
-    """Run one migration in its own transaction on green and record it in the history table."""
+    """Run one migration in its own transaction on green and record it in the history table.
+    Statement by statement (engine/statements.py), so an error names the file and the line."""
     text = migration.sql
-    if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
-        raise MigrationInvalid(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
+    for statement in statements.split(text):
+        if statement.keyword == "VACUUM":
+            raise MigrationInvalid(
+                f"{migration.path}:{statement.line}: VACUUM is not allowed in a migration (it renumbers rowids)"
+            )
     namedsql.refuse_internal(migration.path, text)  # pending() did already; apply() stands on its own
     observer = _Observer()
     started = time.perf_counter()
@@ -238,7 +260,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         run_script(conn, HISTORY_DDL)
         conn.authorizer = observer
         try:
-            run_script(conn, text)
+            statements.run(conn, text)
         finally:
             conn.authorizer = None
         elapsed = round((time.perf_counter() - started) * 1000, 1)
@@ -257,29 +279,41 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
             ),
         )
         conn.execute("COMMIT")
-    except apsw.AuthError:
-        conn.execute("ROLLBACK")
-        if observer.internal:
-            raise MigrationInvalid(
-                f"{migration.path}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
-                "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
-                "a view or trigger it uses; a migration must not read or write them: remove that reference"
-            ) from None
-        raise MigrationInvalid(
-            f"{migration.path}: contains BEGIN/COMMIT/ROLLBACK; remove them, bluegreen runs each "
-            "migration in its own transaction"
-        ) from None
-    except apsw.Error as exc:
+    except statements.StatementFailed as failed:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
-        raise MigrationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
+        raise _refusal(migration, failed, observer) from None
     observer.written.discard(HISTORY_TABLE)
     observer.read.discard(HISTORY_TABLE)
-    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read))
+    return ApplyResult(
+        migration, elapsed, frozenset(observer.written), frozenset(observer.read), frozenset(observer.altered)
+    )
 
 
-def _strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
+def _refusal(migration: Migration, failed: statements.StatementFailed, observer: _Observer) -> Exception:
+    """What a failed statement means: a reach or a statement a migration may not hold
+    (MigrationInvalid), or SQL that failed on this file (MigrationFailed); file and line."""
+    where = f"{migration.path}:{failed.line}"
+    if isinstance(failed.error, apsw.AuthError) and observer.internal:
+        return MigrationInvalid(
+            f"{where}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
+            "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
+            "a view or trigger it uses; a migration must not read or write them: remove that reference"
+        )
+    if isinstance(failed.error, apsw.AuthError) and failed.statement.keyword in ("ATTACH", "DETACH"):
+        return MigrationInvalid(
+            f"{where}: {failed.statement.keyword} is not allowed in a migration: it runs on the new generation "
+            "alone; remove it"
+        )
+    if isinstance(failed.error, apsw.AuthError):
+        return MigrationInvalid(
+            f"{where}: contains BEGIN/COMMIT/ROLLBACK ({failed.statement.keyword}); remove them, bluegreen runs "
+            "each migration in its own transaction"
+        )
+    return MigrationFailed(
+        f"{where}: migration failed: {failed.error}",
+        details={"file": migration.file, "line": failed.line, "sqlite": str(failed.error)},
+    )
 
 
 def carried_by(rollbacks: list[Path]) -> set[str]:

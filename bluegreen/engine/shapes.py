@@ -14,6 +14,7 @@ import apsw
 
 from bluegreen.engine import capture
 from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, user_tables
+from bluegreen.errors import CompanionMissing
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,38 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
             reshaped[name] = f"written by {', '.join(writers)}"
     derived = [f for f, e in effects.items() if e.get("written") and set(e.get("read", [])) & set(source_tables)]
     return ReshapeReport(reshaped, derived)
+
+
+def missing_sync(
+    report: ReshapeReport, pending: list, effects: dict[str, dict[str, list[str]]]
+) -> CompanionMissing | None:
+    """The one rule for sync companions (hazard 3), applied by the preflight on a schema-only copy
+    before anything is built and by the builder on green: a migration that derives rows from
+    tables blue keeps writing needs its own `_sync.sql`; a reshaped table needs one unless some
+    pending migration has one. The error asks it of the migrations that did it (derived the
+    rows; wrote the table, or changed its definition, indexes or triggers) and names the files."""
+    with_sync = {m.file for m in pending if m.sync}
+    why: dict[str, list[str]] = {}
+    for file in report.derived_by:
+        if file not in with_sync:
+            read = ", ".join(effects.get(file, {}).get("read", []))
+            why.setdefault(file, []).append(f"it derives rows from tables blue keeps writing ({read})")
+    for table, reason in report.reshaped.items() if not with_sync else ():
+        by = [
+            m.file
+            for m in pending
+            if table in effects.get(m.file, {}).get("written", []) + effects.get(m.file, {}).get("altered", [])
+        ]
+        for file in by or [m.file for m in pending]:
+            why.setdefault(file, []).append(f"{table} ({reason})")
+    if not why:
+        return None
+    paths = {m.file: str(m.path.with_name(m.path.name[: -len(".sql")] + "_sync.sql")) for m in pending}
+    needs = [m.file for m in pending if m.file in why]  # in the order they run
+    return CompanionMissing(
+        " ".join(f"{f}: needs a sync companion, {paths[f]}: {'; '.join(why[f])}." for f in needs)
+        + " Without one, writes made on blue during prepare would be missing from green: create "
+        + ("it" if len(needs) == 1 else "them")
+        + ' (docs/design.md, "Sync and rollback scripts"), or use `bluegreen deploy --offline`',
+        details={"files": needs, "create": [paths[f] for f in needs], "reshaped": report.reshaped},
+    )
