@@ -181,16 +181,24 @@ def _companion_problems(green: apsw.Connection, old: apsw.Connection, pending: l
 
 
 def _script(conn: apsw.Connection, path: Path, role: str, where: str):
-    """Run the script in a savepoint, rolled back, as replay would after a batch."""
+    """Run the script in a savepoint, rolled back, as replay would after a batch: `source` is
+    read-only there, and a companion runs inside replay's transaction."""
+    denied: list[str] = []
     conn.execute("SAVEPOINT bluegreen_dry_run")
-    conn.authorizer = _no_transaction_control
+    conn.authorizer = lambda action, arg1, arg2, dbname, trigger: _companion_action(denied, action, arg1, dbname)
     try:
         statements.run(conn, path.read_text(encoding="utf-8"))
     except statements.StatementFailed as failed:
-        if isinstance(failed.error, apsw.AuthError):
+        if denied and denied[0] == "transaction":
             yield MigrationInvalid(
                 f"{path}:{failed.line}: {role} contains {failed.statement.keyword} (transaction control); remove "
                 "it: bluegreen runs each companion inside its own transaction",
+                details={"file": path.name, "line": failed.line},
+            )
+        elif denied:
+            yield MigrationInvalid(
+                f"{path}:{failed.line}: {role} writes to {denied[0]}, which is attached read-only when it runs; "
+                "write to main (the file it runs on) instead",
                 details={"file": path.name, "line": failed.line},
             )
         else:
@@ -202,8 +210,14 @@ def _script(conn: apsw.Connection, path: Path, role: str, where: str):
             conn.execute("RELEASE bluegreen_dry_run")
 
 
-def _no_transaction_control(action, *_args):
-    return apsw.SQLITE_DENY if action == apsw.SQLITE_TRANSACTION else apsw.SQLITE_OK
+def _companion_action(denied: list[str], action: int, table: str | None, dbname: str | None) -> int:
+    if action == apsw.SQLITE_TRANSACTION:
+        denied.append("transaction")
+        return apsw.SQLITE_DENY
+    if action in (apsw.SQLITE_INSERT, apsw.SQLITE_UPDATE, apsw.SQLITE_DELETE) and dbname == "source":
+        denied.append(f"source.{table}")
+        return apsw.SQLITE_DENY
+    return apsw.SQLITE_OK
 
 
 def _validate(conn: apsw.Connection, path: Path):
