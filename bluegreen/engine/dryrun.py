@@ -65,15 +65,16 @@ def run(blue: Path, pending: list[migrations.Migration]) -> DryRun:
         conn.close()
 
 
-def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str) -> DryRun:
-    """The dry run of `pending` on a schema-only copy of the database `blue` is connected to."""
+def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str, *, full: bool = True) -> DryRun:
+    """The dry run of `pending` on a schema-only copy of the database `blue` is connected to;
+    full: the reshape report and the companions too (the estimate needs only the migrations)."""
     image, uncopied = schema_image(blue)
     green = _open(image)
     try:
         meta.ensure_meta(green)  # green has it when its migrations run: a reach meets the authorizer
         outcomes, effects, failure = _migrate(green, pending, migrations.current_version(blue), label)
-        if failure is not None:
-            return DryRun(outcomes, effects, (failure,), None, uncopied)
+        if failure is not None or not full:
+            return DryRun(outcomes, effects, (failure,) if failure else (), None, uncopied)
         migrated = green.serialize("main") or b""
         _attach(green, "source", image)
         report = reshapes(green, effects)

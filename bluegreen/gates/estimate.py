@@ -155,7 +155,7 @@ def describe(found: Estimate) -> list[str]:
 def _dry_run(blue: apsw.Connection, pending: list[migrations.Migration]) -> list[tuple[str, set, set, str]]:
     """What each pending migration touched on an empty copy of blue's schema (engine/dryrun.py,
     the preflight's own dry run)."""
-    found = dryrun.on(blue, pending, "blue")
+    found = dryrun.on(blue, pending, "blue", full=False)
     return [(o.file, set(o.read), set(o.written), o.error) for o in found.outcomes]
 
 
