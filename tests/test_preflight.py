@@ -5,9 +5,10 @@ on a schema-only copy of the active file. For each kind of broken input, and its
 failure in the third statement, a statement over several lines, a trigger body, CRLF line
 endings, a companion with the error), these tests show: `plan` prints the plan and exits 2 (an
 input error, with file and line) or 3 ("will be refused"), `--json` with `"ok": false` and the
-findings in details; `status` shows everything and exits 2; `prepare` and `deploy` refuse the
-same way before the free-space estimate and the hooks, with nothing on disk changed and no
-generation number spent (the next good deploy makes generation 2). The configuration and file
+findings in details; `status` shows everything and exits 2 (0 for a missing sync companion, which
+`deploy --offline` does not need); `prepare` and `deploy` refuse the same way before the
+free-space estimate and the hooks, with nothing on disk changed and no generation number spent
+(the next good deploy makes generation 2). The configuration and file
 errors `status` used to print with exit 0 (a missing migrations folder, an edited applied
 migration, a misnamed file) exit 2 too.
 """
@@ -158,7 +159,7 @@ BROKEN = {
         },
         BENCHMARK,
         3,
-        ["benchmark 'by_c' fails on the migrated schema", "no such column: c"],
+        ["benchmark 'by_c' cannot run on the migrated schema", "no such column: c"],
         2,
     ),
     "a check query that fails": (
@@ -216,21 +217,31 @@ def test_plan_prints_the_plan_and_exits_with_the_finding(toy_ready, kind):
 
 
 @pytest.mark.parametrize("kind", list(BROKEN))
-def test_status_shows_the_finding_and_exits_2(toy_ready, kind):
+def test_status_shows_the_finding_and_exits_2_for_an_input_error(toy_ready, kind):
+    """A broken migration or companion is an input error: status shows it with everything else and
+    exits 2. A missing sync companion is no error (`deploy --offline` needs none): status shows
+    what prepare and deploy would refuse and exits 0."""
     project = toy_ready
-    where, words, _ = broken(project, kind)
+    where, words, code = broken(project, kind)
     before = disk_state(project.root)
 
     shown = project.cli("status")
-    line = assert_refused(shown, 2, *words)
-    assert line.startswith(f"bluegreen: error: {where}")
     assert "active      " in shown.out and "phase       idle" in shown.out  # the whole status, still
     assert "pending     001_v1.0.0_items.sql, 002_v2.0.0_split_names.sql" in shown.out
-    assert f"problem     {where}" in shown.out and "bluegreen plan" in shown.out
-
-    document = json_error(project.cli("status", "--json"), 2)
-    assert document["phase"] == "idle" and document["problems"][0].startswith(where)
-    assert document["details"]["findings"][0]["message"] == document["error"]
+    document = project.cli("status", "--json").json
+    assert document["details"]["findings"][0]["cause"] == ("CompanionMissing" if code == 3 else "MigrationInvalid")
+    if code == 3:
+        assert shown.code == 0, shown.err
+        assert f"refusal     prepare and deploy would refuse (exit 3): {where}" in shown.out
+        assert all(word in shown.out for word in words) and "bluegreen deploy --offline" in shown.out
+        assert document["ok"] is True and "problems" not in document
+    else:
+        line = assert_refused(shown, 2, *words)
+        assert line.startswith(f"bluegreen: error: {where}")
+        assert f"problem     {where}" in shown.out and "bluegreen plan" in shown.out
+        document = json_error(project.cli("status", "--json"), 2)
+        assert document["phase"] == "idle" and document["problems"][0].startswith(where)
+        assert document["details"]["findings"][0]["message"] == document["error"]
     assert disk_state(project.root) == before
 
 

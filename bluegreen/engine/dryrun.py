@@ -251,11 +251,13 @@ def _queries(green: apsw.Connection, old: apsw.Connection | None, path: Path, ma
         line = _header_line(text, marker, query.name)
         problem = namedsql.statement_problem(green, query.sql)
         if problem:
-            yield _failed(path, line, f"{marker} {query.name!r}", "the migrated schema", problem)
+            yield _failed(path, line, f"{marker} {query.name!r}", "the migrated schema", problem, "cannot run")
         if old is not None and query.blue_sql:
             problem = namedsql.statement_problem(old, query.blue_sql)
             if problem:
-                yield _failed(path, line, f"the `-- on blue:` form of {query.name!r}", "blue's schema", problem)
+                yield _failed(
+                    path, line, f"the `-- on blue:` form of {query.name!r}", "blue's schema", problem, "cannot run"
+                )
 
 
 def _header_line(text: str, marker: str, name: str) -> int | None:
@@ -263,9 +265,11 @@ def _header_line(text: str, marker: str, name: str) -> int | None:
     return next((n for n, line in enumerate(text.splitlines(), 1) if header.match(line)), None)
 
 
-def _failed(path: Path, line: int | None, role: str, where: str, error: object) -> MigrationInvalid:
+def _failed(
+    path: Path, line: int | None, role: str, where: str, error: object, verb: str = "fails"
+) -> MigrationInvalid:
     place = f"{path}:{line}" if line else str(path)
     return MigrationInvalid(
-        f"{place}: {role} fails on {where} (a dry run; nothing was changed): {error}; fix it",
+        f"{place}: {role} {verb} on {where} (a dry run; nothing was changed): {error}; fix it",
         details={"file": path.name, "line": line},
     )

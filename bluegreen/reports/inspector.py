@@ -138,6 +138,7 @@ class Inspector:
             "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
         }
         invalid: list[str] = []  # configuration and migration errors: status shows them and exits 2
+        refusals: list[str] = []  # what prepare and deploy would refuse (exit 3), e.g. a missing sync companion
         try:
             waiting = self._pending_on_any_disk(active) if not problems else []
             data["pending"] = [m.file for m in waiting]
@@ -145,7 +146,8 @@ class Inspector:
                 data["pending_error"] = "unknown (a file is missing, see below)"
             checked = preflight.check(active, waiting)  # what prepare and deploy would refuse
             data["details"] = {"findings": checked.as_dicts(), "note": checked.note}
-            invalid += [f.message for f in checked.findings]
+            invalid += [f.message for f in checked.findings if isinstance(f, InputError)]
+            refusals = [f.message for f in checked.findings if not isinstance(f, InputError)]
         except BluegreenError as exc:
             data["pending_error"] = exc.message
             if isinstance(exc, InputError):  # a missing migrations folder, a misnamed or edited file
@@ -213,6 +215,9 @@ class Inspector:
             )
         if invalid and not problems and state.phase == Phase.IDLE:
             data["next"] = "fix what the problem lines name, then bluegreen plan (it runs the same checks)"
+        if refusals and not invalid and not problems and state.phase == Phase.IDLE:
+            data["next"] = "add what the refusal line names (bluegreen plan says the same), or bluegreen deploy --offline"
+        lines += [f"refusal     prepare and deploy would refuse (exit 3): {r}" for r in refusals]
         problems += invalid
         if problems:
             if len(problems) > len(invalid):
