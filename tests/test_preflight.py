@@ -98,6 +98,13 @@ BROKEN = {
         ["BEGIN/COMMIT/ROLLBACK (BEGIN)", "own transaction"],
         2,
     ),
+    "BEGIN after a byte-order mark, CRLF": (
+        {MORE: "\ufeffBEGIN;\r\nCREATE TABLE more(a);\r\nCOMMIT;\r\n"},
+        MORE,
+        1,
+        ["BEGIN/COMMIT/ROLLBACK (BEGIN)"],
+        2,
+    ),
     "COMMIT mid-file": (
         {MORE: "CREATE TABLE more(a);\nINSERT INTO more VALUES (1);\nCOMMIT;\nCREATE TABLE later(a);\n"},
         MORE,
@@ -504,13 +511,18 @@ def test_statements_start_on_their_lines_whatever_the_line_endings(newline):
             "END;",
             "/* a; comment */ INSERT INTO a",
             "  VALUES (1);;",
+            "CREATE TABLE [b;c](\"d;e\", `f;g`, h DEFAULT x'3b');",
             "SELECT 'no semicolon at the end'",
         ]
     )
     found = statements.split(text)
-    assert [s.line for s in found] == [2, 4, 7, 9]
-    assert [s.keyword for s in found] == ["CREATE", "CREATE", "INSERT", "SELECT"]
+    assert [s.line for s in found] == [2, 4, 7, 9, 10]
+    assert [s.keyword for s in found] == ["CREATE", "CREATE", "INSERT", "CREATE", "SELECT"]
     assert found[1].sql.endswith("END;")
+    conn = apsw.Connection(":memory:")  # and each runs as SQLite reads it
+    statements.run(conn, text)
+    assert conn.execute("SELECT x FROM a ORDER BY rowid").fetchall() == [(1,), ("; inside a string",)]
+    assert conn.execute("SELECT name FROM pragma_table_info('b;c')").fetchall() == [("d;e",), ("f;g",), ("h",)]
 
 
 def test_an_error_offset_after_non_ascii_text_names_the_right_line():

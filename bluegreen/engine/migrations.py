@@ -247,7 +247,8 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     """Run one migration in its own transaction on green and record it in the history table.
     Statement by statement (engine/statements.py), so an error names the file and the line."""
     text = migration.sql
-    for statement in statements.split(text):
+    parts = statements.split(text)
+    for statement in parts:
         if statement.keyword == "VACUUM":
             raise MigrationInvalid(
                 f"{migration.path}:{statement.line}: VACUUM is not allowed in a migration (it renumbers rowids)"
@@ -260,7 +261,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         run_script(conn, HISTORY_DDL)
         conn.authorizer = observer
         try:
-            statements.run(conn, text)
+            statements.run(conn, text, parts)
         finally:
             conn.authorizer = None
         elapsed = round((time.perf_counter() - started) * 1000, 1)
