@@ -409,7 +409,18 @@ def _misnamed(project: Project) -> tuple[str, list[str]]:
     return str(path), ["migration file name does not fit", "{seq}_{version}_{description}.sql"]
 
 
-STATIC = {"missing migrations folder": _missing_folder, "checksum mismatch": _edited, "misnamed file": _misnamed}
+def _not_utf8(project: Project) -> tuple[str, list[str]]:
+    path = project.schemas / SYNC
+    path.write_bytes("-- r\xe9sum\xe9 in Latin-1\nSELECT 1;\n".encode("latin-1"))
+    return str(path), ["not UTF-8 text", "save the migration as UTF-8"]
+
+
+STATIC = {
+    "missing migrations folder": _missing_folder,
+    "checksum mismatch": _edited,
+    "misnamed file": _misnamed,
+    "a companion not in UTF-8": _not_utf8,
+}
 
 
 @pytest.mark.parametrize("kind", list(STATIC))
