@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EXIT_CODES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        if name == "plan":
+            command.add_argument(
+                "--offline",
+                action="store_true",
+                help="check for `deploy --offline`: blue is locked from the copy to the swap, so no "
+                "migration needs a _sync.sql companion",
+            )
         if name in ("deploy", "cutover"):
             command.add_argument(
                 "--offline",
@@ -234,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
-        elif args.command in ("status", "plan", "history", "path", "generations", "check"):
+        elif args.command == "plan":
+            result = inspector.plan(offline=args.offline)
+        elif args.command in ("status", "history", "path", "generations", "check"):
             result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(

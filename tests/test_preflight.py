@@ -356,6 +356,8 @@ def test_deploy_offline_needs_no_sync_companion(toy_ready):
     broken(project, "a missing sync companion")
     assert project.cli("plan").code == 3
     assert project.cli("deploy").code == 3
+    offline = project.cli("plan", "--offline", "--json")  # checked as for deploy --offline
+    assert offline.code == 0 and offline.json["details"]["findings"] == []
     done = project.cli("deploy", "--offline", "--json")
     assert done.code == 0, done.err
     assert done.json["generation"] == 2

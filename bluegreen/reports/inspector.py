@@ -216,7 +216,9 @@ class Inspector:
         if invalid and not problems and state.phase == Phase.IDLE:
             data["next"] = "fix what the problem lines name, then bluegreen plan (it runs the same checks)"
         if refusals and not invalid and not problems and state.phase == Phase.IDLE:
-            data["next"] = "add what the refusal line names (bluegreen plan says the same), or bluegreen deploy --offline"
+            data["next"] = (
+                "add what the refusal line names (bluegreen plan says the same), or bluegreen deploy --offline"
+            )
         lines += [f"refusal     prepare and deploy would refuse (exit 3): {r}" for r in refusals]
         problems += invalid
         if problems:
@@ -301,7 +303,7 @@ class Inspector:
             "generations", "\n".join(lines), data={"keep_days": keep_days, "generations": [k.as_dict() for k in kept]}
         )
 
-    def plan(self) -> Result:
+    def plan(self, offline: bool = False) -> Result:
         active = self.active_path()
         pending = self.pending(active)
         data = {
@@ -329,7 +331,7 @@ class Inspector:
         found = estimate.estimate(self.config, active, pending)
         data["estimate"] = found.as_dict()
         lines += ["estimates (before anything runs; see README, Plan):"] + estimate.describe(found)
-        checked = preflight.check(active, pending)  # what prepare and deploy would refuse, before they build
+        checked = preflight.check(active, pending, online=not offline)  # what prepare and deploy would refuse
         data["details"] = {"findings": checked.as_dicts(), "note": checked.note}
         lines += checked.lines()
         if checked.first is None:
