@@ -553,3 +553,13 @@ def test_plan_passes_with_no_problem_on_good_migrations(toy_ready):
     assert shown.code == 0, shown.err
     assert shown.json["ok"] is True and shown.json["details"] == {"findings": [], "note": ""}
     assert "no problem" in toy_ready.cli("plan").out
+
+
+def test_the_console_script_exits_with_the_findings_code(toy_ready):
+    """As a real process, the way a release script runs it: `plan` stops the release."""
+    project = toy_ready
+    where, _, _ = broken(project, "no such table, third statement")
+    shown = project.cli_process("plan")
+    assert shown.code == 2 and f"bluegreen: error: {where}" in shown.err and "checks      1 problem(s)" in shown.out
+    assert project.cli_process("status").code == 2
+    assert project.cli_process("deploy").code == 2 and state_of(project)["last_generation"] == 1
