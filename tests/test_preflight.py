@@ -563,3 +563,50 @@ def test_the_console_script_exits_with_the_findings_code(toy_ready):
     assert shown.code == 2 and f"bluegreen: error: {where}" in shown.err and "checks      1 problem(s)" in shown.out
     assert project.cli_process("status").code == 2
     assert project.cli_process("deploy").code == 2 and state_of(project)["last_generation"] == 1
+
+
+UPPER_SYNC = """\
+DELETE FROM items WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items');
+INSERT INTO items(id, name) SELECT id, upper(name) FROM source.items
+WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1);
+"""
+SETTINGS_SYNC = """\
+DELETE FROM settings WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'settings');
+INSERT INTO settings(id, key, value) SELECT id, key, value FROM source.settings
+WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'settings' AND present = 1);
+"""
+
+
+def test_another_migrations_sync_does_not_cover_a_table_it_never_touched(tmp_path):
+    """001 upper-cases items and has a sync companion; 002 alters settings and has none. 001's
+    sync never touches settings, so blue's writes to settings during prepare would not reach
+    green (they were lost after cutover: any sync companion used to count for every table)."""
+    project = make_project(
+        tmp_path,
+        ITEMS + "CREATE TABLE settings(id INTEGER PRIMARY KEY, key TEXT, value TEXT);"
+        "INSERT INTO settings(key, value) VALUES ('a', '1');",
+        {
+            "001_v1.1.0_upper_names.sql": "UPDATE items SET name = upper(name);\n",
+            "001_v1.1.0_upper_names_sync.sql": UPPER_SYNC,
+            "002_v1.2.0_setting_note.sql": "ALTER TABLE settings ADD COLUMN note TEXT;\n",
+        },
+    )
+    line = assert_refused(project.cli("plan"), 3, "settings (definition or triggers changed)")
+    assert line.startswith("bluegreen: error: 002_v1.2.0_setting_note.sql: needs a sync companion, ")
+    assert str(project.schemas / "002_v1.2.0_setting_note_sync.sql") in line and "001_v1.1.0" not in line
+    assert project.cli("prepare").code == 3 and state_of(project)["last_generation"] == 1
+
+    (project.schemas / "002_v1.2.0_setting_note_sync.sql").write_text(SETTINGS_SYNC)
+    assert project.cli("plan").code == 0
+    prepared = project.cli("prepare")
+    assert prepared.code == 0, prepared.err
+    conn = project.connect()
+    conn.execute("INSERT INTO settings(key, value) VALUES ('written during prepare', '2')")
+    conn.execute("UPDATE settings SET value = 'changed during prepare' WHERE key = 'a'")
+    conn.close()
+    done = project.cli("cutover")
+    assert done.code == 0, done.err
+    assert rows(project.gen(2), "SELECT id, key, value FROM settings ORDER BY id") == rows(
+        project.blue, "SELECT id, key, value FROM settings ORDER BY id"
+    )
+    assert rows(project.gen(2), "SELECT count(*) FROM settings") == [(2,)]

@@ -139,21 +139,25 @@ def missing_sync(
 ) -> CompanionMissing | None:
     """The one rule for sync companions (hazard 3), applied by the preflight on a schema-only copy
     before anything is built and by the builder on green: a migration that derives rows from
-    tables blue keeps writing needs its own `_sync.sql`; a reshaped table needs one unless some
-    pending migration has one. The error asks it of the migrations that did it (derived the
-    rows; wrote the table, or changed its definition, indexes or triggers) and names the files."""
+    tables blue keeps writing needs its own `_sync.sql`, and so does one that reshaped a table
+    (wrote it, or changed its definition, indexes or triggers) unless another migration that
+    reshaped it has one: the sync of a migration that never touched the table does not carry
+    blue's writes to it (only when no migration is known to have reshaped it does any sync
+    count). The error asks it of those migrations and names the files to create."""
     with_sync = {m.file for m in pending if m.sync}
     why: dict[str, list[str]] = {}
     for file in report.derived_by:
         if file not in with_sync:
             read = ", ".join(effects.get(file, {}).get("read", []))
             why.setdefault(file, []).append(f"it derives rows from tables blue keeps writing ({read})")
-    for table, reason in report.reshaped.items() if not with_sync else ():
+    for table, reason in report.reshaped.items():
         by = [
             m.file
             for m in pending
             if table in effects.get(m.file, {}).get("written", []) + effects.get(m.file, {}).get("altered", [])
         ]
+        if with_sync and (set(by) & with_sync or not by):
+            continue  # the sync companion of a migration that reshaped it carries it (who did unknown: any one)
         for file in by or [m.file for m in pending]:
             why.setdefault(file, []).append(f"{table} ({reason})")
     if not why:
