@@ -232,7 +232,10 @@ def test_a_deploy_in_the_revert_window_and_one_over_an_interrupted_operation_are
         run.deploy()  # the same Controller: it serves the next command too
     assert "is in its revert window" in caught.value.message
     run.revert()
-    (toy_ready.schemas / "003_v3.0.0_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note TEXT;\n")
+    # a new table: an ALTER of items would need its own sync companion (002's does not carry items)
+    (toy_ready.schemas / "003_v3.0.0_add_notes.sql").write_text(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"
+    )
     run.prepare()
     before = disk_state(toy_ready.data)
     with pytest.raises(WrongPhase) as caught:
