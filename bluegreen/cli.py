@@ -25,7 +25,8 @@ EXIT_CODES = """exit codes:
   1  the operation failed (nothing committed was lost; the message says what to do)
   2  usage, configuration or input error (config, pointer, migration files, database); nothing changed
   3  a gate refused (blue stays active): validation, performance, the environment's rule (approvals,
-     maintenance window), a pre-* hook or the cutover hold flag; or `check` found problems
+     maintenance window), a pre-* hook, the cutover hold flag, a missing sync companion; or `check`
+     found problems (`plan`: prepare and deploy would refuse)
   4  another controller holds the lock
   5  revert refused because writes would be lost
   6  done, but a post-* hook failed: the operation stands, do not run it again"""
@@ -33,11 +34,13 @@ EXIT_CODES = """exit codes:
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer; with --database PATH where no "
     "config.toml is yet, first write a commented one (and a migrations/ folder) for that database",
-    "status": "show the active generation, the phase, and pending migrations",
+    "status": "show the active generation, the phase, and pending migrations; exit 2 when that includes a "
+    "configuration or migration error",
     "path": "print the active database's absolute path, and nothing on stdout when that fails (for scripts: "
     'db=$(bluegreen path) && sqlite3 "$db")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
-    "the size of green, free disk space, the pause budget",
+    "the size of green, free disk space, the pause budget; then dry-run them and their companions on a "
+    "schema-only copy: exit 2 (file and line) or 3 for what prepare and deploy would refuse",
     "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
     "validate (integrity, foreign keys, _validate.sql, the performance gate)",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",
@@ -145,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                 action="extend",
                 default=[],
                 help="companion skeletons to add, comma-separated: sync, rollback, validate, benchmark, check",
+            )
+        if name == "plan":
+            command.add_argument(
+                "--offline",
+                action="store_true",
+                help="check for `deploy --offline`: blue is locked from the copy to the swap, so no "
+                "migration needs a _sync.sql companion",
             )
         if name in ("deploy", "cutover"):
             command.add_argument(
@@ -336,7 +346,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
-        elif args.command in ("status", "plan", "history", "path", "generations", "check"):
+        elif args.command == "plan":
+            result = inspector.plan(offline=args.offline)
+        elif args.command in ("status", "history", "path", "generations", "check"):
             result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(

@@ -208,6 +208,14 @@ class HookRefused(GateRefused):
     hint = "fix what the hook reports, then run the command again"
 
 
+class CompanionMissing(GateRefused):
+    """A pending migration needs a companion it lacks (a `_sync.sql` for what replay cannot keep
+    exact, hazard 3): prepare and deploy would refuse it; `plan` says so before anything is built,
+    naming the file to create. Nothing was changed."""
+
+    hint = "create the companion the message names, or use `bluegreen deploy --offline`"
+
+
 class Held(GateRefused):
     """A hold file ([cutover] wait_flag) stops cutovers until it is removed."""
 

@@ -311,9 +311,9 @@ def test_sql_that_fails_on_green_is_migration_failed(tmp_path):
         with pytest.raises(MigrationFailed) as raised:
             migrations.apply(conn, migration, None)
         assert raised.value.exit_code == EXIT_FAILED
-        assert raised.value.message.startswith(f"{migration.path}: migration failed: ")
+        assert raised.value.message.startswith(f"{migration.path}:1: migration failed: ")  # file and line
         assert "missing_table" in raised.value.message
-        assert raised.value.details == {"file": migration.file}
+        assert raised.value.details == {"file": migration.file, "line": 1, "sqlite": "no such table: missing_table"}
     finally:
         conn.close()
 

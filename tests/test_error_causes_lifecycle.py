@@ -25,11 +25,11 @@ from bluegreen.errors import (
     EXIT_GATE,
     EXIT_USAGE,
     CaptureLost,
+    CompanionMissing,
     ConfigInvalid,
     FenceTampered,
     GateRefused,
     InputError,
-    MigrationInvalid,
     NoSpace,
     PauseBudgetExceeded,
     SchemaDrift,
@@ -64,11 +64,12 @@ def test_an_initial_file_outside_the_pointers_folder_is_a_config_error(toy):
     assert not toy.pointer.exists()
 
 
-def test_a_migration_that_derives_rows_without_a_sync_companion_is_a_migration_error(toy_ready):
+def test_a_migration_that_derives_rows_without_a_sync_companion_is_companion_missing(toy_ready):
     (toy_ready.schemas / "002_v2.0.0_split_names_sync.sql").unlink()
-    with pytest.raises(MigrationInvalid) as caught:
+    with pytest.raises(CompanionMissing) as caught:
         controller(toy_ready).prepare()
-    assert caught.value.exit_code == EXIT_USAGE
+    assert caught.value.exit_code == EXIT_GATE  # "will be refused", found before anything is built
+    assert str(toy_ready.schemas / "002_v2.0.0_split_names_sync.sql") in caught.value.message
     assert Store(toy_ready.pointer).load().phase == Phase.IDLE  # nothing kept
     assert not toy_ready.gen(2).exists()
 
@@ -231,7 +232,10 @@ def test_a_deploy_in_the_revert_window_and_one_over_an_interrupted_operation_are
         run.deploy()  # the same Controller: it serves the next command too
     assert "is in its revert window" in caught.value.message
     run.revert()
-    (toy_ready.schemas / "003_v3.0.0_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note TEXT;\n")
+    # a new table: an ALTER of items would need its own sync companion (002's does not carry items)
+    (toy_ready.schemas / "003_v3.0.0_add_notes.sql").write_text(
+        "CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT);\n"
+    )
     run.prepare()
     before = disk_state(toy_ready.data)
     with pytest.raises(WrongPhase) as caught:

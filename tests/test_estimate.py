@@ -14,10 +14,10 @@ from helpers import assert_refused, json_error, pointer_of, state_of
 MB = 1024 * 1024
 
 
-def plan(project) -> dict:
+def plan(project, code: int = 0) -> dict:
     before = disk_state(project.data)
     result = project.cli("plan", "--json")
-    assert result.code == 0, result.err
+    assert result.code == code, result.err
     assert disk_state(project.data) == before, "plan must not write"
     return result.json
 
@@ -63,13 +63,14 @@ def test_plan_estimates_the_shipped_migration_and_green_comes_out_near_it(shippe
 def test_plan_says_when_a_migration_cannot_be_dry_run(toy_ready):
     (toy_ready.schemas / "003_v3.0.0_broken.sql").write_text("INSERT INTO nowhere SELECT * FROM items;\n")
     (toy_ready.schemas / "004_v4.0.0_later.sql").write_text("CREATE TABLE later(x);\n")
-    found = plan(toy_ready)["estimate"]
+    found = plan(toy_ready, code=2)["estimate"]  # plan is the gate (issue 12): exit 2, the plan still shown
     by_file = {m["file"]: m for m in found["migrations"]}
     assert "no such table: nowhere" in by_file["003_v3.0.0_broken.sql"]["error"]
     assert by_file["004_v4.0.0_later.sql"]["error"] == "after 003_v3.0.0_broken.sql"
     assert [t["table"] for t in by_file["002_v2.0.0_split_names.sql"]["reads"]] == ["items"]
     assert by_file["002_v2.0.0_split_names.sql"]["reads"][0]["rows"] == 50
-    assert "could not be dry-run on blue's schema" in toy_ready.cli("plan").out
+    shown = toy_ready.cli("plan")
+    assert shown.code == 2 and "could not be dry-run on blue's schema" in shown.out
 
 
 def too_small(project) -> None:

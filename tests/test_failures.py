@@ -317,9 +317,10 @@ def test_misnamed_migration_file(toy_ready, command):
     (project.schemas / "add_table.sql").write_text("CREATE TABLE extra(x);\n")
     before = disk_state(project.data)
     result = project.cli(command)
-    if command == "status":  # status reports it instead of failing
-        assert result.code == 0
+    if command == "status":  # status still shows everything, names the file, and exits 2 (issue 12)
+        assert result.code == 2
         assert "add_table.sql" in result.out and "does not fit" in result.out
+        assert_refused(result, 2, str(project.schemas / "add_table.sql"), "does not fit")
     else:
         assert_refused(
             result, 2, str(project.schemas / "add_table.sql"), "does not fit", "{seq}_{version}_{description}.sql"
@@ -423,12 +424,15 @@ def test_applied_migration_missing_from_the_folder(at_v2, command):
 
 
 # ==================================================================================================
-# failing migration SQL: exit 1, no partial generation, blue as it was, numbers never reused
+# failing migration SQL: refused up front when a dry run shows it (exit 2, no number spent); when
+# only blue's rows show it, exit 1 after building, no partial generation, numbers never reused
 # ==================================================================================================
 FAILING_SQL = {
     "syntax error": (
         "CREATE TABLE more(a INTEGER PRIMARY KEY, b TEXT);\nINSERT INTO more(b) VALUES ('x');\nSELEC oops;\n",
         "syntax error",
+        2,  # the preflight's dry run on a schema-only copy finds it: nothing built, no number spent
+        3,  # the line
     ),
     "constraint mid-file": (
         "CREATE TABLE more(a INTEGER PRIMARY KEY, b TEXT NOT NULL);\n"
@@ -437,9 +441,13 @@ FAILING_SQL = {
         "INSERT INTO names(id, upper_name) VALUES (1, 'DUPLICATE');\n"
         "INSERT INTO more(b) VALUES ('never');\n",
         "UNIQUE constraint failed: names.id",
+        1,  # only blue's rows break it: green was built, so its number is spent
+        4,
     ),
 }
 FIXED_SQL = "CREATE TABLE more(a INTEGER PRIMARY KEY, b TEXT);\nINSERT INTO more(b) VALUES ('x');\n"
+# The constraint case writes kept tables: without a sync companion the preflight would refuse first.
+TRIVIAL_SYNC = "-- re-derives nothing: the migration under test fails before any batch\nSELECT 1;\n"
 
 
 @pytest.mark.parametrize("kind", list(FAILING_SQL))
@@ -448,17 +456,18 @@ def test_failing_migration_sql(at_v2, command, kind):
     project = at_v2
     blue = project.gen(2)  # active, with a migration history
     path = project.schemas / "003_v3.0.0_more.sql"
-    text, words = FAILING_SQL[kind]
+    text, words, code, line = FAILING_SQL[kind]
     path.write_text(text)
+    (project.schemas / "003_v3.0.0_more_sync.sql").write_text(TRIVIAL_SYNC)
     history = rows(blue, "SELECT * FROM schema_migrations ORDER BY id")
     items = rows(blue, "SELECT * FROM items ORDER BY id")
     before = disk_state(project.data)
 
     result = project.cli(command, "--json")
 
-    assert_refused(result, 1, str(path), "migration failed", words)
-    document = json_error(result, 1)
-    assert document["details"]["file"] == "003_v3.0.0_more.sql"
+    assert_refused(result, code, f"{path}:{line}:", "migration failed", words)
+    document = json_error(result, code)
+    assert document["details"]["file"] == "003_v3.0.0_more.sql" and document["details"]["line"] == line
     assert generation_files(project, 3) == []  # no partial generation, no -wal/-shm/-journal
     assert disk_state(project.data) == before
     assert rows(blue, "SELECT * FROM schema_migrations ORDER BY id") == history
@@ -469,16 +478,22 @@ def test_failing_migration_sql(at_v2, command, kind):
     path.write_text(FIXED_SQL)
     fixed = project.cli(command, "--json")
     assert fixed.code == 0, fixed.err
-    assert fixed.json["generation"] == 4  # 3 was spent by the failure and is never reused
-    assert project.gen(4).exists() and generation_files(project, 3) == []
+    spent = code == 1  # 3 was spent by the failure after building and is never reused
+    assert fixed.json["generation"] == (4 if spent else 3)
+    assert project.gen(4 if spent else 3).exists() and (generation_files(project, 3) == []) == spent
 
 
 def test_failed_generation_2_makes_the_fixed_deploy_generation_3(toy_ready):
+    """A migration that fails on blue's rows (a dry run cannot see it): green was built, so its
+    number is spent; the fixed deploy makes generation 3."""
     project = toy_ready
     path = project.schemas / "003_v3.0.0_more.sql"
-    path.write_text(FAILING_SQL["syntax error"][0])
+    path.write_text(
+        "CREATE TABLE more(a INTEGER PRIMARY KEY, b TEXT NOT NULL);\nINSERT INTO more(a, b) SELECT id, NULL FROM items;\n"
+    )
+    (project.schemas / "003_v3.0.0_more_sync.sql").write_text(TRIVIAL_SYNC)
     before = disk_state(project.data)
-    assert_refused(project.cli("deploy"), 1, str(path), "syntax error")
+    assert_refused(project.cli("deploy"), 1, f"{path}:2:", "NOT NULL constraint failed: more.b")
     assert generation_files(project, 2) == []
     assert disk_state(project.data) == before
     assert rows(project.blue, "SELECT count(*) FROM sqlite_schema WHERE name = 'schema_migrations'") == [(0,)]

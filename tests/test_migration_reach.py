@@ -205,16 +205,17 @@ def test_companion_reaching_bluegreen_objects_is_refused_with_file_and_line(at_v
 
 
 def test_status_keeps_working_and_names_the_bad_file(at_v2):
-    """status is the on-call's first command: it reports the refusal and exits 0."""
+    """status is the on-call's first command: it shows everything, reports the refusal, and exits 2
+    (a migration error is among what it shows, issue 12)."""
     project = at_v2
     (project.schemas / MIGRATION).write_text(MIGRATION_REACHES.format(name="_bluegreen_meta"))
     before = disk_state(project.data)
     result = project.cli("status", "--json")
-    assert result.code == 0, result.err
-    assert result.json["pending"] == []
+    assert result.code == 2, result.err
+    assert result.json["ok"] is False and result.json["pending"] == []
     assert f"{project.schemas / MIGRATION}:3:" in result.json["pending_error"]
     human = project.cli("status")
-    assert human.code == 0 and f"{MIGRATION}:3:" in human.out
+    assert human.code == 2 and f"{MIGRATION}:3:" in human.out and "active " in human.out
     assert disk_state(project.data) == before
 
 

@@ -160,7 +160,7 @@ def test_hazard5_a_unique_index_added_by_the_migration_never_costs_a_committed_r
         tmp_path, setup, {"001_v1.1.0_unique_email.sql": "CREATE UNIQUE INDEX users_email ON users(email);\n"}
     )
     prepared = project.cli("prepare", "--json")
-    if prepared.code == 2:  # refused up front, naming the table: closed
+    if prepared.code == 3:  # refused up front (a sync companion is missing), naming the table: closed
         assert "users" in error_line(prepared)
         return
     ok(prepared)
@@ -239,9 +239,9 @@ def test_hazard3_last_state_replay_undoes_a_migrations_writes(tmp_path, kind):
 def test_hazard3_a_migration_writing_a_kept_table_needs_a_sync_script(tmp_path, kind, command):
     case = WRITERS[kind]
     project = make_project(tmp_path, ITEMS_AND_SETTINGS, {case["file"]: case["sql"]})
-    line = refused(project, command, code=2)
+    line = refused(project, command, code=3)  # CompanionMissing, before anything is built (issue 12)
     assert case["file"] in line and f"{case['table']} (written by {case['file']})" in line
-    assert "_sync.sql" in line
+    assert str(project.schemas / case["file"].replace(".sql", "_sync.sql")) in line  # the file to create
     assert generation_files(project) == []
     assert rows(project.blue, INTERNAL) == []
     assert pointer_of(project)["active"] == "app.db" and phase_of(project) == "idle"
@@ -314,7 +314,7 @@ def test_a_migration_adding_a_trigger_on_a_kept_table_needs_a_sync_script(tmp_pa
         ITEMS_AND_AUDIT + "INSERT INTO items(name) VALUES ('a'), ('b');",
         {"001_v1.1.0_audit_items.sql": AUDIT_TRIGGER},
     )
-    line = refused(project, command, code=2)
+    line = refused(project, command, code=3)
     assert "001_v1.1.0_audit_items.sql" in line and "items (definition or triggers changed)" in line
     assert generation_files(project) == [] and rows(project.blue, INTERNAL) == []
 

@@ -243,21 +243,23 @@ def test_cutover_measures_again_and_refuses_leaving_blue_active(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "query, words",
+    "query, code, words",
     [
-        ("DELETE FROM items WHERE id = 1", ["not a read-only query", "must only read"]),
-        ("SELECT 1; SELECT 2", ["more than one statement"]),
-        ("SELECT nope FROM items", ["fails on green", "no such column: nope"]),
+        # plan's preflight compiles each query on a schema-only copy: refused up front, file and line (exit 2)
+        ("DELETE FROM items WHERE id = 1", 2, ["_benchmark.sql:1:", "'bad_one'", "not a read-only query"]),
+        ("SELECT 1; SELECT 2", 2, ["_benchmark.sql:1:", "'bad_one'", "more than one statement"]),
+        ("SELECT nope FROM items", 2, ["_benchmark.sql:1:", "'bad_one'", "no such column: nope"]),
         (
             "SELECT json_extract(body, '$.x') FROM notes UNION ALL SELECT json_extract('{', '$')",
-            ["fails on green", "malformed JSON"],
-        ),  # compiles, fails while it runs
+            3,
+            ["performance: bad_one", "fails on green", "malformed JSON"],
+        ),  # compiles, fails while it runs: the performance gate refuses it
     ],
 )
-def test_a_bad_benchmark_query_refuses_with_its_error(tmp_path, query, words):
+def test_a_bad_benchmark_query_refuses_with_its_error(tmp_path, query, code, words):
     project = project_with(tmp_path, HARMLESS, f"-- benchmark: bad_one\n{query};\n")
     before = disk_state(project.data)
-    assert_refused(project.cli("deploy"), 3, "performance: bad_one", *words)
+    assert_refused(project.cli("deploy"), code, *words)
     assert disk_state(project.data) == before
     assert rows(project.blue, "SELECT count(*) FROM items") == [(ROWS,)]
 

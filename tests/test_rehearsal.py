@@ -186,13 +186,14 @@ def test_a_rehearsal_whose_gate_fails_exits_3_and_touches_nothing(toy_ready, tmp
     assert not scratch.exists()
 
 
-def test_a_rehearsal_whose_migration_fails_exits_1_and_touches_nothing(toy_ready):
+def test_a_rehearsal_whose_migration_fails_exits_2_and_touches_nothing(toy_ready):
+    """The rehearsal's deploy refuses it up front (plan's preflight): exit 2, file and line."""
     project = toy_ready
     (project.schemas / "003_v3.0.0_broken.sql").write_text("ALTER TABLE no_such_table ADD COLUMN x;\n")
     before, temps = real_state(project), scratch_folders()
     result = rehearse(project)
-    assert_refused(result, 1, "rehearsal in", "deploy failed", "003_v3.0.0_broken.sql", "no such table")
-    json_error(result, 1)
+    assert_refused(result, 2, "rehearsal in", "deploy failed", "003_v3.0.0_broken.sql:1:", "no such table")
+    json_error(result, 2)
     assert real_state(project) == before and scratch_folders() == temps
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import migration_formats, namedsql
+from bluegreen.engine import migration_formats, namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
 from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid
 from bluegreen.files.pointer import now_iso
@@ -88,6 +88,17 @@ class ApplyResult:
     tables_written: frozenset[str]  # tables the migration inserted into, updated or deleted from
     tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
     history_tables: frozenset[str] = frozenset()  # another tool's history table, written by history statements
+    tables_altered: frozenset[str] = frozenset()  # tables whose definition, indexes or triggers it changed
+
+    def effects(self) -> dict[str, list[str]]:
+        """What replay's reshape rule reads of this migration (shapes.reshapes, shapes.missing_sync):
+        the same for the builder on green and for the preflight's dry run."""
+        return {
+            "written": sorted(self.tables_written),
+            "read": sorted(self.tables_read),
+            "history": sorted(self.history_tables),
+            "altered": sorted(self.tables_altered),
+        }
 
 
 def checksum(text: str) -> str:
@@ -198,9 +209,11 @@ TOOL_HISTORY_TABLES = ("alembic_version", "django_migrations")
 
 class _Observer:
     """An authorizer that records which tables a migration reads and writes (hazard 3: replay
-    must not overwrite what a migration wrote), refuses transaction control, and denies every
-    action on bluegreen's own objects (hazard 15): the text was checked before it ran, this also
-    catches a reach through a view or an application trigger.
+    must not overwrite what a migration wrote) and whose definition, indexes or triggers it
+    changes (so a missing sync companion is asked of the right migration), refuses transaction
+    control and ATTACH/DETACH, and denies every action on bluegreen's own objects (hazard 15):
+    the text was checked before it ran, this also catches a reach through a view or an
+    application trigger.
 
     It also sorts the accesses by statement (the authorizer runs while a statement is prepared,
     `statement` as the exec tracer right after): a statement whose only table accesses are to one
@@ -217,6 +230,7 @@ class _Observer:
         self.written: set[str] = set()
         self.read: set[str] = set()
         self.history: set[str] = set()  # TOOL_HISTORY_TABLES written only by history statements
+        self.altered: set[str] = set()
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
         self._statement: set[tuple[str, str]] = set()  # (written|read, table) of the statement being prepared
 
@@ -243,9 +257,23 @@ class _Observer:
                 self._statement.add(("written", arg1))
             elif action == apsw.SQLITE_READ:
                 self._statement.add(("read", arg1))
-        if action == apsw.SQLITE_TRANSACTION:
+            elif action == apsw.SQLITE_DROP_TABLE:
+                self.altered.add(arg1)
+            elif action in _DDL_ON_TABLE and arg2:
+                self.altered.add(arg2)
+        if action == apsw.SQLITE_ALTER_TABLE and arg1 == "main" and arg2:
+            self.altered.add(arg2)
+        if action in (apsw.SQLITE_TRANSACTION, apsw.SQLITE_ATTACH, apsw.SQLITE_DETACH):
             return apsw.SQLITE_DENY
         return apsw.SQLITE_OK
+
+
+_DDL_ON_TABLE = (
+    apsw.SQLITE_CREATE_INDEX,
+    apsw.SQLITE_DROP_INDEX,
+    apsw.SQLITE_CREATE_TRIGGER,
+    apsw.SQLITE_DROP_TRIGGER,
+)
 
 
 def _internal(name: str | None) -> bool:
@@ -253,10 +281,15 @@ def _internal(name: str | None) -> bool:
 
 
 def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -> ApplyResult:
-    """Run one migration in its own transaction on green and record it in the history table."""
+    """Run one migration in its own transaction on green and record it in the history table.
+    Statement by statement (engine/statements.py), so an error names the file and the line."""
     text = migration.sql
-    if re.search(r"(^|;)\s*VACUUM\b", _strip_comments(text), re.IGNORECASE | re.MULTILINE):
-        raise MigrationInvalid(f"{migration.path}: VACUUM is not allowed in a migration (it renumbers rowids)")
+    parts = statements.split(text)
+    for statement in parts:
+        if statement.keyword == "VACUUM":
+            raise MigrationInvalid(
+                f"{migration.path}:{statement.line}: VACUUM is not allowed in a migration (it renumbers rowids)"
+            )
     namedsql.refuse_internal(migration.path, text)  # pending() did already; apply() stands on its own
     observer = _Observer()
     started = time.perf_counter()
@@ -266,7 +299,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         conn.authorizer = observer
         conn.exec_trace = observer.statement
         try:
-            run_script(conn, text)
+            statements.run(conn, text, parts)
             observer.statement(None, "", None)  # accesses recorded after the last trace (a re-prepare)
         finally:
             conn.authorizer = None
@@ -287,30 +320,47 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
             ),
         )
         conn.execute("COMMIT")
-    except apsw.AuthError:
-        conn.execute("ROLLBACK")
-        if observer.internal:
-            raise MigrationInvalid(
-                f"{migration.path}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
-                "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
-                "a view or trigger it uses; a migration must not read or write them: remove that reference"
-            ) from None
-        raise MigrationInvalid(
-            f"{migration.path}: contains BEGIN/COMMIT/ROLLBACK; remove them, bluegreen runs each "
-            "migration in its own transaction"
-        ) from None
-    except apsw.Error as exc:
+    except statements.StatementFailed as failed:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
-        raise MigrationFailed(f"{migration.path}: migration failed: {exc}", details={"file": migration.file}) from None
+        raise _refusal(migration, failed, observer) from None
     observer.written.discard(HISTORY_TABLE)
     observer.read.discard(HISTORY_TABLE)
     history = observer.history - observer.written  # written by another statement too: an ordinary write
-    return ApplyResult(migration, elapsed, frozenset(observer.written), frozenset(observer.read), frozenset(history))
+    return ApplyResult(
+        migration,
+        elapsed,
+        frozenset(observer.written),
+        frozenset(observer.read),
+        history_tables=frozenset(history),
+        tables_altered=frozenset(observer.altered),
+    )
 
 
-def _strip_comments(sql: str) -> str:
-    return re.sub(r"--[^\n]*|/\*.*?\*/", "", sql, flags=re.DOTALL)
+def _refusal(migration: Migration, failed: statements.StatementFailed, observer: _Observer) -> Exception:
+    """What a failed statement means: a reach or a statement a migration may not hold
+    (MigrationInvalid), or SQL that failed on this file (MigrationFailed); file and line."""
+    where = f"{migration.path}:{failed.line}"
+    if isinstance(failed.error, apsw.AuthError) and observer.internal:
+        return MigrationInvalid(
+            f"{where}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "
+            "tables, triggers and indexes hold change capture, fences and replay positions), directly or through "
+            "a view or trigger it uses; a migration must not read or write them: remove that reference"
+        )
+    if isinstance(failed.error, apsw.AuthError) and failed.statement.keyword in ("ATTACH", "DETACH"):
+        return MigrationInvalid(
+            f"{where}: {failed.statement.keyword} is not allowed in a migration: it runs on the new generation "
+            "alone; remove it"
+        )
+    if isinstance(failed.error, apsw.AuthError):
+        return MigrationInvalid(
+            f"{where}: contains BEGIN/COMMIT/ROLLBACK ({failed.statement.keyword}); remove them, bluegreen runs "
+            "each migration in its own transaction"
+        )
+    return MigrationFailed(
+        f"{where}: migration failed: {failed.error}",
+        details={"file": migration.file, "line": failed.line, "sqlite": str(failed.error)},
+    )
 
 
 def carried_by(rollbacks: list[Path]) -> set[str]:

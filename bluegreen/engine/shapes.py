@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import apsw
 
 from bluegreen.engine import capture
-from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, user_tables
+from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident
+from bluegreen.errors import CompanionMissing
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,26 @@ class ReshapeReport:
 
 
 def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
-    """Compare the migrated target (main) with the source (attached) and the migrations' effects."""
-    source_tables = [t.name for t in user_tables(conn, "source") if not t.virtual]
+    """Compare the migrated target (main) with the source (attached) and the migrations' effects.
+    A table whose schema rows (its CREATE, every index on it, its application triggers) are the
+    same text on both sides has the same definition; only the others are compared exactly
+    (same_definition), so a schema of a thousand tables is judged in one read of each side."""
+    main, source = _schema_rows(conn, "main"), _schema_rows(conn, "source")
+    signed = (_signatures(main), _signatures(source))
+    source_tables = [
+        name
+        for (kind, name), (_, sql) in source.items()
+        if kind == "table"
+        and not name.lower().startswith("sqlite_")
+        and not name.startswith(INTERNAL_PREFIX)
+        and not (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
+    ]
     reshaped: dict[str, str] = {}
-    for name in source_tables:
-        exists = conn.execute("SELECT 1 FROM main.sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchall()
+    for name in sorted(source_tables):
         writers = [f for f, e in effects.items() if name in e.get("written", [])]
-        if not exists:
+        if ("table", name) not in main:
             reshaped[name] = "not in the target"
-        elif not same_definition(conn, name):
+        elif signed[0][name] != signed[1][name] and not same_definition(conn, name):
             reshaped[name] = "definition or triggers changed"
         elif writers:
             reshaped[name] = f"written by {', '.join(writers)}"
@@ -108,3 +120,63 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
             if name not in reshaped:
                 history.setdefault(name, []).append(file)
     return ReshapeReport(reshaped, derived, history)
+
+
+def _schema_rows(conn: apsw.Connection, schema: str) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(type, name) -> (tbl_name, sql) of every row of the schema's sqlite_schema."""
+    rows = conn.execute(f"SELECT type, name, tbl_name, sql FROM {quote_ident(schema)}.sqlite_schema").fetchall()
+    return {(kind, name): (table, sql) for kind, name, table, sql in rows}
+
+
+def _signatures(rows: dict) -> dict[str, tuple]:
+    """Each table's CREATE, every index on it (bluegreen's too: same_definition counts a UNIQUE
+    one) and its application triggers, as text: equal signatures mean same_definition holds."""
+    found: dict[str, tuple[str | None, list, list]] = {}
+    for (kind, name), (_, sql) in rows.items():
+        if kind == "table":
+            found[name] = (sql, [], [])
+    for (kind, name), (table, sql) in sorted(rows.items()):
+        if table in found and (
+            kind == "index" or (kind == "trigger" and name[: len(INTERNAL_PREFIX)] != INTERNAL_PREFIX)
+        ):
+            found[table][1 if kind == "index" else 2].append((name, sql))
+    return {table: (sql, tuple(indexes), tuple(triggers)) for table, (sql, indexes, triggers) in found.items()}
+
+
+def missing_sync(
+    report: ReshapeReport, pending: list, effects: dict[str, dict[str, list[str]]]
+) -> CompanionMissing | None:
+    """The one rule for sync companions (hazard 3), applied by the preflight on a schema-only copy
+    before anything is built and by the builder on green: a migration that derives rows from
+    tables blue keeps writing needs its own `_sync.sql`, and so does one that reshaped a table
+    (wrote it, or changed its definition, indexes or triggers) unless another migration that
+    reshaped it has one: the sync of a migration that never touched the table does not carry
+    blue's writes to it (only when no migration is known to have reshaped it does any sync
+    count). The error asks it of those migrations and names the files to create."""
+    with_sync = {m.file for m in pending if m.sync}
+    why: dict[str, list[str]] = {}
+    for file in report.derived_by:
+        if file not in with_sync:
+            read = ", ".join(effects.get(file, {}).get("read", []))
+            why.setdefault(file, []).append(f"it derives rows from tables blue keeps writing ({read})")
+    for table, reason in report.reshaped.items():
+        by = [
+            m.file
+            for m in pending
+            if table in effects.get(m.file, {}).get("written", []) + effects.get(m.file, {}).get("altered", [])
+        ]
+        if with_sync and (set(by) & with_sync or not by):
+            continue  # the sync companion of a migration that reshaped it carries it (who did unknown: any one)
+        for file in by or [m.file for m in pending]:
+            why.setdefault(file, []).append(f"{table} ({reason})")
+    if not why:
+        return None
+    paths = {m.file: str(m.path.with_name(m.path.name[: -len(".sql")] + "_sync.sql")) for m in pending}
+    needs = [m.file for m in pending if m.file in why]  # in the order they run
+    return CompanionMissing(
+        " ".join(f"{f}: needs a sync companion, {paths[f]}: {'; '.join(why[f])}." for f in needs)
+        + " Without one, writes made on blue during prepare would be missing from green: create "
+        + ("it" if len(needs) == 1 else "them")
+        + ' (docs/design.md, "Sync and rollback scripts"), or use `bluegreen deploy --offline`',
+        details={"files": needs, "create": [paths[f] for f in needs], "reshaped": report.reshaped},
+    )

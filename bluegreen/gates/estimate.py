@@ -24,9 +24,9 @@ from pathlib import Path
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import migrations
-from bluegreen.engine.db import INTERNAL_PREFIX, open_db, quote_ident, user_tables
-from bluegreen.errors import BluegreenError, NoSpace
+from bluegreen.engine import dryrun, migrations
+from bluegreen.engine.db import open_db, quote_ident, user_tables
+from bluegreen.errors import NoSpace
 
 MB = 1024 * 1024
 CAPTURE_ROW_OVERHEAD = 24  # seq, key, op and the b-tree cell around them, per captured change
@@ -153,35 +153,10 @@ def describe(found: Estimate) -> list[str]:
 
 
 def _dry_run(blue: apsw.Connection, pending: list[migrations.Migration]) -> list[tuple[str, set, set, str]]:
-    """Apply the pending migrations to an empty copy of blue's schema; what each one touched."""
-    # URI and no CREATE, like every connection bluegreen opens (hazards 11, 12); it is no file at all
-    memory = apsw.Connection(":memory:", flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_URI)
-    try:
-        for (sql,) in blue.execute(
-            "SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-            "AND substr(name, 1, ?) <> ? ORDER BY rowid",
-            (len(INTERNAL_PREFIX), INTERNAL_PREFIX),
-        ):
-            try:
-                memory.execute(sql)
-            except apsw.Error:  # e.g. a virtual table's shadow table, made by the virtual table itself
-                pass
-        effects, depends_on, failed = [], migrations.current_version(blue), ""
-        for migration in pending:
-            if failed:
-                effects.append((migration.file, set(), set(), f"after {failed}"))
-                continue
-            try:
-                result = migrations.apply(memory, migration, depends_on)
-            except BluegreenError as exc:
-                failed = migration.file
-                effects.append((migration.file, set(), set(), exc.message))
-                continue
-            effects.append((migration.file, set(result.tables_read), set(result.tables_written), ""))
-            depends_on = migration.version
-        return effects
-    finally:
-        memory.close()
+    """What each pending migration touched on an empty copy of blue's schema (engine/dryrun.py,
+    the preflight's own dry run)."""
+    found = dryrun.on(blue, pending, "blue", full=False)
+    return [(o.file, set(o.read), set(o.written), o.error) for o in found.outcomes]
 
 
 def _measure(blue: apsw.Connection, table: str) -> Touched:

@@ -13,10 +13,10 @@ from pathlib import Path
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier, capture, migrations, snapshot
+from bluegreen.engine import barrier, capture, migrations, shapes, snapshot
 from bluegreen.engine.db import open_db
 from bluegreen.engine.replay import Replayer
-from bluegreen.errors import MigrationInvalid, NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
+from bluegreen.errors import NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
 from bluegreen.gates import perfgate, validate
@@ -85,11 +85,7 @@ class Builder:
         for done, migration in enumerate(pending):
             self.progress(Step.MIGRATE, done, len(pending))
             result = migrations.apply(conn, migration, depends_on)
-            effects[migration.file] = {
-                "written": sorted(result.tables_written),
-                "read": sorted(result.tables_read),
-                "history": sorted(result.history_tables),
-            }
+            effects[migration.file] = result.effects()
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
             depends_on = migration.version
         self.progress(Step.MIGRATE, len(pending), len(pending))
@@ -195,19 +191,12 @@ class Builder:
             )
 
     def _check_sync_coverage(self, replayer: Replayer, pending: list) -> None:
-        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3)."""
-        report = replayer.reshape
-        with_sync = {m.file for m in pending if m.sync}
-        missing = [f for f in report.derived_by if f not in with_sync]
-        reasons = [f"{t} ({why})" for t, why in report.reshaped.items()]
-        if missing or (reasons and not with_sync):
-            needs = missing or [m.file for m in pending]
-            raise MigrationInvalid(
-                f"{', '.join(needs)}: needs a _sync.sql companion: "
-                + ("; ".join(reasons) or "it derives rows from tables blue keeps writing")
-                + ". Without one, writes made on blue during prepare would be missing from green; add the "
-                "companion, or use `bluegreen deploy --offline`"
-            )
+        """Tables replay cannot keep exact need a sync script, or prepare refuses (hazard 3): the
+        preflight's rule (shapes.missing_sync), here on green itself."""
+        effects = json.loads(capture.get_meta(replayer.conn, "migration_effects") or "{}")
+        refused = shapes.missing_sync(replayer.reshape, pending, effects)
+        if refused is not None:
+            raise refused
 
     def _copy(self, source: apsw.Connection, green: Path, mode: int) -> snapshot.SnapshotResult:
         try:

@@ -21,7 +21,7 @@ from bluegreen.errors import ConfigInvalid, ReplayConflict, StillInUse, WrongPha
 from bluegreen.files import pointer, registry
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.files.layout import file_mode, remove_database_files
-from bluegreen.gates import estimate
+from bluegreen.gates import estimate, preflight
 from bluegreen.gates.runner import GateRunner
 from bluegreen.lifecycle import fences, guard
 from bluegreen.lifecycle.budget import PauseReport
@@ -229,7 +229,7 @@ class Controller:
     def deploy(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
         self.gates.check_wait_option(wait)
         with self._command("deploy") as run:
-            blue, pending = self._start(run)
+            blue, pending = self._start(run, online=not offline)
             # The cutover's rule first: a deploy that could not cut over must not even start.
             self.gates.check_environment("deploy", pending, force, reason, log=offline)
             self.gates.hold_before_deploy(run, offline, wait)
@@ -256,10 +256,10 @@ class Controller:
                 "nothing was changed; run `bluegreen deploy --offline` again once it passes",
             )
         self.gates.backup_blue(run, blue)
-        generation, green = self._begin_generation(run, "deploy", Step.BARRIER, blue, pending)
-        held = barrier.take(blue, self.config.cutover.lock_timeout_ms)
-        clock = Timer()
+        held = barrier.take(blue, self.config.cutover.lock_timeout_ms)  # first: a busy blue spends no number
+        clock, green = Timer(), None
         try:
+            generation, green = self._begin_generation(run, "deploy", Step.BARRIER, blue, pending)
             self.builder.build(run, blue, green, pending, online=False)
             self.gates.stamp_approvals(green, pending)
             self.forward.record_green_schema(green)
@@ -267,7 +267,7 @@ class Controller:
         except BaseException:
             barrier.rollback(held)
             held.close()
-            if state.step != Step.FENCED:  # once blue is fenced, green is the only writable copy
+            if green is not None and state.step != Step.FENCED:  # once blue is fenced, green is the only copy
                 self._discard_green(run, green, blue_capture=False)
             raise
         held.close()
@@ -411,9 +411,9 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
     # ------------------------------------------------------------------------------------------
-    def _start(self, run: Run) -> tuple[Path, list[migrations.Migration]]:
-        """Common checks before building a generation: the active file and what it lacks; nothing on
-        disk changes."""
+    def _start(self, run: Run, online: bool = True) -> tuple[Path, list[migrations.Migration]]:
+        """Common checks before building a generation: the active file, what it lacks, and the plan's
+        checks of it (gates/preflight.py); nothing on disk changes and no generation number is spent."""
         state = run.state
         if state.phase == Phase.CUT_OVER:
             raise WrongPhase(
@@ -432,7 +432,9 @@ class Controller:
             capture.capturable(conn)
         finally:
             conn.close()
-        return blue, generations.pending(self.config.migrations.dir, blue)
+        pending = generations.pending(self.config.migrations.dir, blue)
+        preflight.require(blue, pending, online=online)
+        return blue, pending
 
     def _begin_generation(self, run: Run, operation: str, step: Step, blue: Path, pending: list) -> tuple[int, Path]:
         """Allocate the next generation and journal it before anything is written: its number is

@@ -9,11 +9,11 @@ import apsw
 from bluegreen.config import Config
 from bluegreen.engine import generations, migrations
 from bluegreen.engine.db import open_db, readonly_uri
-from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid
+from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
 from bluegreen.files import contract, pointer, registry
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
-from bluegreen.gates import approvals, environments, estimate
+from bluegreen.gates import approvals, environments, estimate, preflight
 from bluegreen.reports import check as monitor
 from bluegreen.reports import retention
 from bluegreen.results import Result
@@ -137,12 +137,21 @@ class Inspector:
             "fenced": sorted(state.fences),
             "generations": {str(n): str(p) for n, p in self.store.generations_on_disk(state.base_name).items()},
         }
+        invalid: list[str] = []  # configuration and migration errors: status shows them and exits 2
+        refusals: list[str] = []  # what prepare and deploy would refuse (exit 3), e.g. a missing sync companion
         try:
-            data["pending"] = [m.file for m in self._pending_on_any_disk(active)] if not problems else []
+            waiting = self._pending_on_any_disk(active) if not problems else []
+            data["pending"] = [m.file for m in waiting]
             if problems:
                 data["pending_error"] = "unknown (a file is missing, see below)"
+            checked = preflight.check(active, waiting)  # what prepare and deploy would refuse
+            data["details"] = {"findings": checked.as_dicts(), "note": checked.note}
+            invalid += [f.message for f in checked.findings if isinstance(f, InputError)]
+            refusals = [f.message for f in checked.findings if not isinstance(f, InputError)]
         except BluegreenError as exc:
             data["pending_error"] = exc.message
+            if isinstance(exc, InputError):  # a missing migrations folder, a misnamed or edited file
+                invalid.append(exc.message)
         except apsw.Error as exc:  # e.g. a full disk when SQLite must create -shm: report, go on
             data["pending_error"] = f"unknown: cannot read {active.name} ({exc}{space_hint(active.parent)})"
         in_flight = state.green if state.phase in (Phase.PREPARING, Phase.PREPARED, Phase.CUTTING_OVER) else ""
@@ -174,7 +183,8 @@ class Inspector:
             lines.append(f"previous    {data['previous']}")
         if state.green:
             lines.append(f"green       {data['green']} (generation {state.green_generation})")
-        lines.append("pending     " + (", ".join(data["pending"]) or data.get("pending_error", "none")))
+        shown = "unknown (see the problem line below)" if data.get("pending_error") in invalid else None
+        lines.append("pending     " + (", ".join(data["pending"]) or shown or data.get("pending_error", "none")))
         if release.get("environment") or release.get("environment_error"):
             lines.append(f"environment {release.get('environment') or release['environment_error']}")
         if release.get("approvals"):
@@ -203,8 +213,17 @@ class Inspector:
                 + (f"; due for `bluegreen prune`: {', '.join(due)}" if due else "")
                 + " (`bluegreen generations` lists them)"
             )
+        if invalid and not problems and state.phase == Phase.IDLE:
+            data["next"] = "fix what the problem lines name, then bluegreen plan (it runs the same checks)"
+        if refusals and not invalid and not problems and state.phase == Phase.IDLE:
+            data["next"] = (
+                "add what the refusal line names (bluegreen plan says the same), or bluegreen deploy --offline"
+            )
+        lines += [f"refusal     prepare and deploy would refuse (exit 3): {r}" for r in refusals]
+        problems += invalid
         if problems:
-            data["next"] = _missing_next_step(state, missing, gone, past_fence)
+            if len(problems) > len(invalid):
+                data["next"] = _missing_next_step(state, missing, gone, past_fence)
             data["problems"] = problems
             lines += [f"problem     {p}" for p in problems]
         for line in conflict_lines(state.conflict if state.phase in (Phase.PREPARED, Phase.CUTTING_OVER) else {}):
@@ -284,7 +303,7 @@ class Inspector:
             "generations", "\n".join(lines), data={"keep_days": keep_days, "generations": [k.as_dict() for k in kept]}
         )
 
-    def plan(self) -> Result:
+    def plan(self, offline: bool = False) -> Result:
         active = self.active_path()
         pending = self.pending(active)
         data = {
@@ -312,7 +331,12 @@ class Inspector:
         found = estimate.estimate(self.config, active, pending)
         data["estimate"] = found.as_dict()
         lines += ["estimates (before anything runs; see README, Plan):"] + estimate.describe(found)
-        return Result("plan", "\n".join(lines), data=data)
+        checked = preflight.check(active, pending, online=not offline)  # what prepare and deploy would refuse
+        data["details"] = {"findings": checked.as_dicts(), "note": checked.note}
+        lines += checked.lines()
+        if checked.first is None:
+            return Result("plan", "\n".join(lines), data=data)
+        return Result("plan", "\n".join(lines), data=data, exit_code=checked.exit_code, error=checked.first.message)
 
     def history(self) -> Result:
         active = self.active_path()
