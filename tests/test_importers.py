@@ -183,12 +183,13 @@ def test_alembic_readme_recipe_as_written(tmp_path):
 
 
 def test_alembic_add_column_online_asks_for_a_sync_of_account_only(tmp_path):
-    """Online, REV2's ADD COLUMN needs a _sync.sql for account (blue keeps writing it): refused
-    with exit 2, naming account and not alembic_version (the history statement asks for nothing)."""
+    """Online, REV2's ADD COLUMN needs a _sync.sql for account (blue keeps writing it): refused up
+    front (exit 3, CompanionMissing), naming account and not alembic_version (the history
+    statement asks for nothing)."""
     project = alembic_project(tmp_path, upto=REV1)
     imported(project, f"alembic upgrade --sql {REV1}:{REV2} | bluegreen import alembic -")
     before = disk_state(project.data)
-    line = assert_refused(project.cli("deploy"), 2, "needs a _sync.sql companion", "account")
+    line = assert_refused(project.cli("deploy"), 3, "needs a sync companion", "account")
     assert "alembic_version" not in line
     assert disk_state(project.data) == before
     assert alembic_current(project) == REV1

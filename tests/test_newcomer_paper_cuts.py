@@ -51,7 +51,10 @@ def stand_in_sqlite3(folder: Path) -> Path:
 
 
 def shell(line: str, cwd: Path, bin_dir: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    """The line in sh, with the stand-in sqlite3 first on PATH and bluegreen's own scripts next (the
+    README's later sections say `bluegreen`, for a user whose virtual environment is active)."""
+    scripts = Path(BLUEGREEN).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{scripts}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("BLUEGREEN_CONFIG", None)
     return subprocess.run(["sh", "-c", line], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
@@ -177,9 +180,12 @@ def test_on_a_terminal_the_final_message_starts_a_line(toy_ready):
 
 
 def test_on_a_terminal_an_error_after_unfinished_progress_starts_a_line(toy):
-    """The second migration fails: migrate's line stops at 1/2 and the error comes next."""
+    """The second migration fails on green's rows (it passes the dry run on a schema with no rows,
+    so the deploy gets that far): migrate's line stops at 1/2 and the error comes next."""
     project = toy
-    (project.schemas / "003_v3.0.0_broken.sql").write_text("ALTER TABLE no_such_table ADD COLUMN x;\n")
+    (project.schemas / "003_v3.0.0_broken.sql").write_text(
+        "CREATE TABLE one_name(name TEXT UNIQUE);\nINSERT INTO one_name SELECT 'same' FROM names;\n"
+    )
     assert project.cli("init").code == 0
     code, received = on_a_terminal([str(BLUEGREEN), "--config", str(project.config), "deploy"], project.root)
     assert code == 1, received

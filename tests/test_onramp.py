@@ -462,21 +462,21 @@ def test_unwritten_skeletons_never_pass_for_scripts(tmp_path):
     assert migrations.carried_by([path]) == set()  # the example's carries line is not read
 
 
-def test_the_sync_tripwire_stops_a_cutover_once_blue_was_written(adopted):
+def test_the_sync_tripwire_is_refused_before_anything_is_built(adopted):
     """A migration that derives a table from one blue keeps writing, with its sync companion left
-    as `new` wrote it: the cutover's catch-up runs the skeleton and stops there, blue still active."""
+    as `new` wrote it: plan and prepare dry-run the skeleton and refuse it (exit 2, the file and
+    the tripwire's line), nothing built, no generation number spent, blue still active."""
     made = run_cli("new", "totals", "--with", "sync", "--json").json
     with open(made["path"], "a") as handle:
         handle.write("CREATE TABLE item_names(id INTEGER PRIMARY KEY, name TEXT);\n")
         handle.write("INSERT INTO item_names SELECT id, upper(item) FROM orders;\n")
-    assert run_cli("prepare").code == 0
-    app = apsw.Connection(str(adopted / "app.db"))
-    app.execute("UPDATE orders SET item = 'changed' WHERE id = 1")
-    app.close()
-    refused = run_cli("cutover")
-    assert refused.code == 1, refused.err
-    assert "001_v1.0.0_totals_sync.sql" in refused.err
-    assert "no such function: replace_this_skeleton_with_your_sync_sql" in refused.err
+    before = disk_state(adopted)
+    for command in ("plan", "prepare", "deploy"):
+        refused = run_cli(command)
+        assert refused.code == 2, (command, refused.err)
+        assert "001_v1.0.0_totals_sync.sql:" in refused.err
+        assert "no such function: replace_this_skeleton_with_your_sync_sql" in refused.err
+    assert disk_state(adopted) == before
     assert tomllib.loads((adopted / "current.toml").read_text())["active"] == "app.db"
 
 

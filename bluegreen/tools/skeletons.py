@@ -127,8 +127,9 @@ SYNC = """\
 --   SELECT id, price * quantity FROM orders WHERE id IN
 --     (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name = 'orders' AND present = 1);
 --
--- Tripwire: until this script is written, it stops the deploy the first time blue's writes
--- need syncing (an empty sync script would let green drift silently). Delete it when done.
+-- Tripwire: until this script is written, plan, prepare and deploy refuse it before anything
+-- is built (their dry run calls it; an empty sync script would let green drift silently).
+-- Delete it when done.
 SELECT replace_this_skeleton_with_your_sync_sql();
 """
 
