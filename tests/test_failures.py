@@ -758,3 +758,20 @@ def test_json_on_a_usage_error_is_one_object(toy_ready):
     assert result.code == 2
     document = json.loads(result.out)
     assert document["ok"] is False and document["exit_code"] == 2
+
+
+@pytest.mark.parametrize("command", ["init", "status", "plan", "deploy"])
+def test_another_tools_schema_migrations_table_is_refused_by_name_not_a_raw_sqlite_error(toy, command):
+    """bluegreen keeps its history in `schema_migrations`; a table of that name another tool made
+    (Rails, dbmate: `version` alone) is refused as SchemaUnsupported (exit 2) by every command
+    that reads the history, naming the table, with nothing on disk changed."""
+    project = toy
+    if command != "init":
+        assert project.cli("init").code == 0  # adopted first; the other tool's table came later
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("CREATE TABLE schema_migrations(version TEXT PRIMARY KEY); INSERT INTO schema_migrations VALUES ('1')")
+    conn.close()
+    before = disk_state(project.data)
+    line = assert_refused(project.cli(command), 2, "has a schema_migrations table of another migration tool")
+    assert "SQLite error" not in line and "no such column" not in line
+    assert disk_state(project.data) == before

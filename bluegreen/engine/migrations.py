@@ -18,7 +18,7 @@ import apsw
 
 from bluegreen.engine import migration_formats, namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
-from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid
+from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid, SchemaUnsupported
 from bluegreen.files.pointer import now_iso
 
 HISTORY_TABLE = "schema_migrations"
@@ -142,7 +142,17 @@ def _read(path: Path) -> str:
 
 
 def _has_history(conn: apsw.Connection) -> bool:
-    return bool(conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ?", (HISTORY_TABLE,)).fetchall())
+    """Whether the file has bluegreen's history table. A table of that name another tool made
+    (Rails, dbmate: a `version` column alone) is refused by name, never read into a raw SQLite error."""
+    columns = {row[1] for row in conn.execute(f"PRAGMA main.table_info({HISTORY_TABLE})")}
+    if columns and not {"version", "file", "checksum", "success"} <= columns:
+        raise SchemaUnsupported.with_hint(
+            f"{conn.filename}: has a {HISTORY_TABLE} table of another migration tool (columns "
+            f"{', '.join(sorted(columns))}); bluegreen keeps its own history in a table of that name; nothing was written",
+            f"rename that table (ALTER TABLE {HISTORY_TABLE} RENAME TO ...) and point its tool at the new "
+            "name, then run the command again",
+        )
+    return bool(columns)
 
 
 def history(conn: apsw.Connection) -> list[Applied]:

@@ -19,7 +19,7 @@ import tomli_w
 from bluegreen import config
 from bluegreen.engine import migrations
 from bluegreen.engine.db import check_database, open_db
-from bluegreen.errors import ArgumentInvalid, DatabaseInvalid, FileInTheWay, MigrationInvalid, SchemaUnsupported
+from bluegreen.errors import ArgumentInvalid, DatabaseInvalid, FileInTheWay, MigrationInvalid
 from bluegreen.files.layout import STATE_DIR, file_mode, folder_mode, make_dirs
 from bluegreen.lifecycle.controller import Controller
 from bluegreen.results import Result
@@ -181,20 +181,13 @@ def ensure_config(config_path: Path, database: str) -> Scaffold | None:
 
 
 def _check_history_table(db: Path) -> None:
-    """bluegreen keeps its history in schema_migrations; a table of that name another tool made
-    (Rails, dbmate: a `version` column alone) would fail the adoption with a raw SQLite error."""
+    """bluegreen keeps its history in schema_migrations; another tool's table of that name is
+    refused before anything is written (migrations.history refuses it by name)."""
     conn = open_db(db, query_only=True)
     try:
-        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({migrations.HISTORY_TABLE})")}
+        migrations.history(conn)
     finally:
         conn.close()
-    if columns and not {"version", "file", "checksum", "success"} <= columns:
-        raise SchemaUnsupported.with_hint(
-            f"{db}: has a {migrations.HISTORY_TABLE} table of another migration tool (columns "
-            f"{', '.join(sorted(columns))}); bluegreen keeps its own history in a table of that name; nothing was written",
-            f"rename that table (ALTER TABLE {migrations.HISTORY_TABLE} RENAME TO ...) and point its tool at the new "
-            "name, then run init again",
-        )
 
 
 def _toml(value: str) -> str:
