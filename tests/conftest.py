@@ -163,6 +163,15 @@ def toy_ready(toy: Project) -> Project:
 
 
 @pytest.fixture
+def at_v2(toy_ready: Project) -> Project:
+    """The toy deployed to v2 (gen 2 active, revert window closed): migration 003 is the next one."""
+    for command in ("deploy", "finalize"):
+        done = toy_ready.cli(command)
+        assert done.code == 0, done.err
+    return toy_ready
+
+
+@pytest.fixture
 def shipped(tmp_path: Path) -> Project:
     """A project on the shipped v1.2.1 → v2.0 schemas with a generated v1.2.1 database, initialized."""
     from bluegreen.tools import demo_data

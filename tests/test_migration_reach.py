@@ -87,15 +87,6 @@ def assert_untouched(project: Project, before: dict, generation: int = 2) -> Non
     assert generation_files(project, generation) == []
 
 
-@pytest.fixture
-def at_v2(toy_ready: Project) -> Project:
-    """The toy deployed to v2 (gen 2 active, revert window closed): migration 003 is the next one."""
-    for command in ("deploy", "finalize"):
-        done = toy_ready.cli(command)
-        assert done.code == 0, done.err
-    return toy_ready
-
-
 # ==================================================================================================
 # the tokenizer: identifiers outside comments and literals, with their line
 # ==================================================================================================

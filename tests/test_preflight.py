@@ -386,14 +386,6 @@ def test_the_builder_applies_the_same_rule_on_green(toy_ready, monkeypatch):
 # ==================================================================================================
 # configuration and file errors: plan, deploy and prepare exit 2; status shows them and exits 2
 # ==================================================================================================
-@pytest.fixture
-def at_v2(toy_ready: Project) -> Project:
-    for command in ("deploy", "finalize"):
-        done = toy_ready.cli(command)
-        assert done.code == 0, done.err
-    return toy_ready
-
-
 def _missing_folder(project: Project) -> tuple[str, list[str]]:
     project.schemas.rename(project.root / "schemas.moved")
     return str(project.schemas), ["migrations folder not found", "[migrations] dir"]
