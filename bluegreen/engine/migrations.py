@@ -89,6 +89,7 @@ class ApplyResult:
     tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
     history_tables: frozenset[str] = frozenset()  # another tool's history table, written by history statements
     tables_altered: frozenset[str] = frozenset()  # tables whose definition, indexes or triggers it changed
+    alters: tuple[str, ...] = ()  # its ALTER TABLE statements, in order (engine/derive.py reads them)
 
     def effects(self) -> dict[str, list[str]]:
         """What replay's reshape rule reads of this migration (shapes.reshapes, shapes.missing_sync):
@@ -98,6 +99,7 @@ class ApplyResult:
             "read": sorted(self.tables_read),
             "history": sorted(self.history_tables),
             "altered": sorted(self.tables_altered),
+            "alters": list(self.alters),
         }
 
 
@@ -334,6 +336,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         frozenset(observer.read),
         history_tables=frozenset(history),
         tables_altered=frozenset(observer.altered),
+        alters=tuple(p.sql for p in parts if p.keyword == "ALTER"),
     )
 
 

@@ -1,0 +1,253 @@
+"""How a reshaped table's rows map between the two schemas, when its rows keep their identity
+(issue 13): derived catch-up (blue -> green) and carry-back (green -> blue) with no companion.
+
+A table is derivable when the migrations changed it only by `ALTER TABLE t ADD|DROP|RENAME
+[COLUMN]` (which never renumber rowids nor touch primary keys): its old CREATE TABLE, with those
+ALTER statements replayed on it in a scratch in-memory database, must give exactly the new
+CREATE TABLE text SQLite stores, and its application triggers must be the same on both sides.
+Anything else (a rebuild, a split, a write by a migration) is not derived: the companion rules
+apply as before, and a companion of a migration that altered the table always overrides this.
+
+The mapping: the key (the rowid, or the same PRIMARY KEY columns after renames), columns paired
+by name after renames, and the target's columns with no source (`unmapped`): an existing row
+keeps their value, a new row gets their DEFAULT. Replay applies it (replay.Replayer); the
+ALTER statements come from what each migration ran (migrations.ApplyResult, "alters").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import apsw
+
+from bluegreen.engine import sqltext
+from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, user_tables
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How one table's rows are written from the source's into the target's schema."""
+
+    target: str
+    source: str
+    without_rowid: bool
+    target_key: tuple[str, ...]  # the rowid alias, or the PRIMARY KEY columns (in key order)
+    source_key: tuple[str, ...]
+    columns: tuple[tuple[str, str], ...]  # (target column, source column)
+    unmapped: tuple[str, ...]  # target columns no source column fills
+    how: str  # what the migrations did, for `plan`
+
+
+def alter_statements(effects: dict) -> list[str]:
+    """The ALTER TABLE statements the migrations ran, in the order they ran."""
+    return [sql for effect in effects.values() for sql in effect.get("alters", [])]
+
+
+def _name(token) -> str:
+    text = token.group()
+    if token.lastgroup in ("double", "backtick"):
+        return text[1:-1].replace(text[0] * 2, text[0])
+    if token.lastgroup == "bracket":
+        return text[1:-1]
+    return text
+
+
+def parse_alter(sql: str) -> tuple[str, str, tuple[str, ...]] | None:
+    """(table, action, names) of `ALTER TABLE [main.]t ...`: action is add, drop, rename_column
+    (names: old, new) or rename_table (names: new); None for anything else."""
+    tokens = sqltext.spans(sql)
+    words = [t.group().upper() for t in tokens]
+    if words[:2] != ["ALTER", "TABLE"] or len(tokens) < 4:
+        return None
+    i = 2
+    if len(tokens) > i + 2 and words[i + 1] == ".":
+        if _name(tokens[i]).lower() != "main":
+            return None
+        i += 2
+    table = _name(tokens[i])
+    rest, names = words[i + 1 :], tokens[i + 1 :]
+    if not rest:
+        return None
+    if rest[0] == "ADD":
+        return table, "add", ()
+    if rest[0] == "DROP":
+        at = 2 if len(rest) > 1 and rest[1] == "COLUMN" else 1
+        return (table, "drop", (_name(names[at]),)) if len(names) > at else None
+    if rest[0] == "RENAME":
+        if len(rest) > 1 and rest[1] == "TO":
+            return (table, "rename_table", (_name(names[2]),)) if len(names) > 2 else None
+        at = 2 if len(rest) > 1 and rest[1] == "COLUMN" else 1
+        if len(names) > at + 2 and rest[at + 1] == "TO":
+            return table, "rename_column", (_name(names[at]), _name(names[at + 2]))
+    return None
+
+
+def mappings(
+    conn: apsw.Connection, candidates: list[str], alters: list[str], *, forward: bool = True
+) -> dict[str, Mapping]:
+    """For each candidate table (its name in the source), its Mapping when derivable. forward:
+    the source (attached) is the old schema and main the migrated one (catch-up); otherwise
+    main is the old schema and the source the migrated one (carry-back)."""
+    old_schema, new_schema = ("source", "main") if forward else ("main", "source")
+    parsed = [(sql, parse_alter(sql)) for sql in alters]
+    tables = {s: {t.name: t for t in user_tables(conn, s)} for s in ("main", "source")}
+    found = {}
+    for name in candidates:
+        steps = [(sql, p) for sql, p in parsed if p is not None and p[0].lower() == name.lower()]
+        if any(p is None for sql, p in parsed if _names_table(sql, name)):
+            continue  # an ALTER of it this module cannot read
+        derived = _derive(conn, name, steps, old_schema, new_schema, tables)
+        if derived is not None:
+            found[name] = derived
+    return found
+
+
+def _names_table(sql: str, name: str) -> bool:
+    tokens = sqltext.spans(sql)
+    return any(_name(t).lower() == name.lower() for t in tokens[2:5] if t.lastgroup != "other")
+
+
+def _derive(conn, name, steps, old_schema, new_schema, tables) -> Mapping | None:
+    old, new = tables[old_schema].get(name), tables[new_schema].get(name)
+    if old is None or new is None or old.virtual or new.virtual or old.without_rowid != new.without_rowid:
+        return None
+    if any(p[1] == "rename_table" for _, p in steps) or not _same_triggers(conn, name):
+        return None
+    old_sql = _create_sql(conn, old_schema, name)
+    new_sql = _create_sql(conn, new_schema, name)
+    scratch = apsw.Connection(":memory:")
+    try:
+        scratch.execute(old_sql)
+        origin = {c: c for c in _columns(scratch, "main", name)}  # current name -> old name (None: added)
+        how = []
+        for sql, (_, action, names) in steps:
+            before = set(_columns(scratch, "main", name))
+            scratch.execute(sql)
+            after = _columns(scratch, "main", name)
+            if action == "rename_column":
+                old_name = next((c for c in origin if c.lower() == names[0].lower()), None)
+                new_name = next((c for c in after if c.lower() == names[1].lower()), None)
+                if old_name is None or new_name is None:
+                    return None
+                origin[new_name] = origin.pop(old_name)
+                how.append(f"column {old_name} renamed to {new_name}")
+            elif action == "drop":
+                gone = [c for c in origin if c not in after]
+                for c in gone:
+                    origin.pop(c)
+                how += [f"column {c} dropped" for c in gone]
+            else:
+                added = [c for c in after if c not in before]
+                origin.update({c: None for c in added})
+                how += [f"column {c} added" for c in added]
+        done = scratch.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).get
+    except apsw.Error:
+        return None
+    finally:
+        scratch.close()
+    if done != new_sql:
+        return None  # changed by more than those ALTERs (a rebuild, another statement)
+    new_columns = _columns(conn, new_schema, name)
+    old_columns = _columns(conn, old_schema, name)
+    if set(new_columns) != set(origin) or not set(v for v in origin.values() if v) <= set(old_columns):
+        return None  # a generated column, or a name the scratch copy did not see the same way
+    pairs = [(n, o) for n, o in origin.items() if o is not None]
+    if old_schema == "source":  # catch-up: target = new
+        columns, unmapped = tuple(pairs), tuple(c for c in new_columns if origin[c] is None)
+        target, source = new, old
+    else:  # carry-back: target = old; old columns the new schema dropped keep their value
+        columns = tuple((o, n) for n, o in pairs)
+        unmapped = tuple(c for c in old_columns if c not in {o for _, o in pairs})
+        target, source = old, new
+    rename = dict((s, t) for t, s in columns)
+    if target.without_rowid:
+        if tuple(rename.get(c) for c in source.primary_key) != target.primary_key:
+            return None
+        keys = (target.primary_key, source.primary_key)
+    else:
+        keys = ((target.rowid_alias,), (source.rowid_alias,))
+    return Mapping(target.name, source.name, target.without_rowid, *keys, columns, unmapped, "; ".join(how))
+
+
+def _create_sql(conn: apsw.Connection, schema: str, name: str) -> str | None:
+    return conn.execute(
+        f"SELECT sql FROM {quote_ident(schema)}.sqlite_schema WHERE type = 'table' AND name = ?", (name,)
+    ).get
+
+
+def _columns(conn: apsw.Connection, schema: str, name: str) -> list[str]:
+    """Writable columns (generated and hidden ones left out)."""
+    return [
+        n
+        for n, hidden in conn.execute(f"SELECT name, hidden FROM pragma_table_xinfo(?, '{schema}')", (name,))
+        if not hidden
+    ]
+
+
+def _same_triggers(conn: apsw.Connection, name: str) -> bool:
+    """Application triggers equal: replay runs with triggers off, so a new one would be skipped."""
+    sql = (
+        "SELECT name, sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
+        f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
+    )
+    return (
+        conn.execute(sql.format("main"), (name,)).fetchall() == conn.execute(sql.format("source"), (name,)).fetchall()
+    )
+
+
+def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_from_source: str) -> None:
+    """Write one batch's changed keys of a mapped table: stash the target's unmapped values of
+    the changed rows, delete the changed keys, insert the source's present rows through the
+    mapping (an existing row gets its stashed values back, a new row the DEFAULTs).
+    keys_from_source: for WITHOUT ROWID, replay's keys.keys_from(source_table, 'source')."""
+    target = f"main.{quote_ident(mapping.target)}"
+    stash = "temp.bluegreen_stash"
+    conn.execute(f"DROP TABLE IF EXISTS {stash}")
+    if mapping.without_rowid:
+        arity = len(mapping.target_key)
+        tkey = ", ".join(quote_ident(c) for c in mapping.target_key)
+        values = ", ".join(f"c{i}" for i in range(1, arity + 1))
+        where = f"({tkey}) IN (SELECT {values} FROM temp.bluegreen_keys_{arity} WHERE table_name = ?)"
+        source_from, key_insert, key_pick = keys_from_source, [], []
+    else:
+        where = f"{mapping.target_key[0]} IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"
+        source_from = (
+            f"source.{quote_ident(mapping.source)} AS s WHERE s.{mapping.source_key[0]} IN "
+            "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"
+        )
+        key_insert, key_pick = [mapping.target_key[0]], [f"s.{mapping.source_key[0]}"]
+    args = (mapping.source,)
+    names = [quote_ident(t) for t, _ in mapping.columns]
+    picks = [f"s.{quote_ident(s)}" for _, s in mapping.columns]
+    if mapping.unmapped:
+        match = " AND ".join(
+            f"st.k{i} = s.{quote_ident(s) if mapping.without_rowid else s}" for i, s in enumerate(mapping.source_key, 1)
+        )
+        kcols = ", ".join(
+            f"{quote_ident(c) if mapping.without_rowid else c} AS k{i}" for i, c in enumerate(mapping.target_key, 1)
+        )
+        kept = ", ".join(quote_ident(c) for c in mapping.unmapped)
+        conn.execute(f"CREATE TEMP TABLE bluegreen_stash AS SELECT {kcols}, {kept} FROM {target} WHERE {where}", args)
+        klist = ", ".join(f"k{i}" for i in range(1, len(mapping.source_key) + 1))
+        conn.execute(f"CREATE INDEX temp.bluegreen_stash_key ON bluegreen_stash({klist})")
+    conn.execute(f"DELETE FROM {target} WHERE {where}", args)
+    if mapping.unmapped:
+        restored = [f"(SELECT st.{quote_ident(c)} FROM {stash} AS st WHERE {match})" for c in mapping.unmapped]
+        conn.execute(
+            f"INSERT INTO {target}({', '.join(key_insert + names + [quote_ident(c) for c in mapping.unmapped])}) "
+            f"SELECT {', '.join(key_pick + picks + restored)} FROM {source_from} "
+            f"AND EXISTS (SELECT 1 FROM {stash} AS st WHERE {match})",
+            args,
+        )
+        conn.execute(
+            f"INSERT INTO {target}({', '.join(key_insert + names)}) SELECT {', '.join(key_pick + picks)} "
+            f"FROM {source_from} AND NOT EXISTS (SELECT 1 FROM {stash} AS st WHERE {match})",
+            args,
+        )
+        conn.execute(f"DROP TABLE {stash}")
+    else:
+        conn.execute(
+            f"INSERT INTO {target}({', '.join(key_insert + names)}) SELECT {', '.join(key_pick + picks)} "
+            f"FROM {source_from}",
+            args,
+        )

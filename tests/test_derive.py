@@ -1,0 +1,387 @@
+"""Derived catch-up and carry-back (issue 13, engine/derive.py): a migration that changes a table
+only by ADD COLUMN, DROP COLUMN or RENAME COLUMN deploys ONLINE and reverts with no companion
+file. A writer process writes through the pointer the whole time (blue while green is built,
+green after the cutover, blue again after the revert); after each step every write it was told
+committed is in the active file, row by row, on tables keyed by rowid, INTEGER PRIMARY KEY,
+TEXT PRIMARY KEY and WITHOUT ROWID. What is not derivable still needs its companion, named by
+`plan` before anything is built."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import disk_state, rows
+from helpers import DEPLOY_POINTS, REVERT_POINTS, assert_refused, bluegreen, make_project, state_of
+
+# Each key kind: the table's columns before the migration, the key columns the writer addresses
+# rows by (rowid: SQLite picks it), and how a new key is made from a counter.
+KEYS = {
+    "rowid": ("CREATE TABLE t(v TEXT, {p} TEXT)", ["rowid"]),
+    "integer_pk": ("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, {p} TEXT)", ["id"]),
+    "text_pk": ("CREATE TABLE t(k TEXT PRIMARY KEY, v TEXT, {p} TEXT)", ["k"]),
+    "without_rowid": (
+        "CREATE TABLE t(k TEXT, n INTEGER, v TEXT, {p} TEXT, PRIMARY KEY(k, n)) WITHOUT ROWID",
+        ["k", "n"],
+    ),
+}
+
+# Each change: the payload column blue has (None: none), the migration, the payload column green
+# has, and the DEFAULT a new row gets in green.
+CHANGES = {
+    "add_column": (None, "ALTER TABLE t ADD COLUMN p TEXT NOT NULL DEFAULT 'fresh';\n", "p", "fresh"),
+    "drop_column": ("p", "ALTER TABLE t DROP COLUMN p;\n", None, None),
+    "rename_column": ("note", "ALTER TABLE t RENAME COLUMN note TO memo;\n", "memo", None),
+}
+PAYLOADS = ["p", "note", "memo"]
+SEEDED = 20
+
+WRITER = r"""
+import json, os, random, sys, time
+from pathlib import Path
+import apsw
+from bluegreen.tools.writer import active_file, refused_by_fence
+
+pointer, log, keys = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+stop, pause = Path(str(log) + ".stop"), Path(str(log) + ".pause")
+fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+rng = random.Random(7)
+
+def note(**fields):
+    os.write(fd, (json.dumps(fields) + "\n").encode())
+
+def connect():
+    path = active_file(pointer)
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+    conn.set_busy_timeout(60_000)
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(t)")]
+    return path, conn, next((c for c in ("p", "note", "memo") if c in cols), None)
+
+path, conn, payload = connect()
+mine = [list(k) for k in conn.execute(f"SELECT {', '.join(keys)} FROM t")]
+counter, paused = 0, False
+where = " AND ".join(f"{k} = ?" for k in keys)
+while not stop.exists():
+    if pause.exists():
+        if not paused:
+            note(event="paused")
+            paused = True
+        time.sleep(0.01)
+        continue
+    paused = False
+    counter += 1
+    roll, value, p = rng.random(), f"v{counter}", f"p{counter}"
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if roll < 0.4 and mine:
+                key, op = rng.choice(mine), "update"
+                sets = "v = ?" + (f", {payload} = ?" if payload else "")
+                conn.execute(f"UPDATE t SET {sets} WHERE {where}", (value, *([p] if payload else []), *key))
+            elif roll < 0.5 and mine:
+                key, op = rng.choice(mine), "delete"
+                conn.execute(f"DELETE FROM t WHERE {where}", key)
+            else:
+                op = "insert"
+                key = [] if keys == ["rowid"] or keys == ["id"] else [f"k{os.getpid()}-{counter}", counter % 7][: len(keys)]
+                names = ([] if not key else keys) + ["v"] + ([payload] if payload else [])
+                conn.execute(
+                    f"INSERT INTO t({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                    (*key, value, *([p] if payload else [])),
+                )
+                key = key or [conn.last_insert_rowid()]
+            conn.execute("COMMIT")
+            break
+        except apsw.Error as exc:
+            if not refused_by_fence(conn, exc):
+                raise
+            time.sleep(0.005)
+            conn.close()
+            path, conn, payload = connect()
+    if op == "insert":
+        mine.append(key)
+    elif op == "delete":
+        mine.remove(key)
+    note(event="committed", op=op, key=key, v=value, p=p if payload and op != "delete" else None, file=path.name)
+    time.sleep(0.002)
+conn.close()
+"""
+
+
+class Writer:
+    def __init__(self, project, folder: Path, keys: list[str]):
+        self.log = folder / "writer.log"
+        script = folder / "writer.py"
+        script.write_text(WRITER)
+        self.err = open(folder / "writer.err", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), str(project.pointer), str(self.log), json.dumps(keys)], stderr=self.err
+        )
+
+    def records(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.endswith("}")]
+
+    def committed(self, on: str | None = None) -> int:
+        return sum(1 for r in self.records() if r["event"] == "committed" and (on is None or r["file"] == on))
+
+    def wait_for(self, more: int, on: str | None = None, timeout: float = 30) -> None:
+        goal, deadline = self.committed(on) + more, time.monotonic() + timeout
+        while self.committed(on) < goal:
+            assert self.process.poll() is None, Path(self.err.name).read_text()
+            assert time.monotonic() < deadline, f"writer made no {more} writes on {on}"
+            time.sleep(0.01)
+
+    def pause(self) -> None:
+        """Hold the writer between writes, so the log is exactly what the file holds."""
+        Path(str(self.log) + ".pause").touch()
+        seen = sum(1 for r in self.records() if r["event"] == "paused")
+        deadline = time.monotonic() + 30
+        while sum(1 for r in self.records() if r["event"] == "paused") <= seen:
+            assert self.process.poll() is None, Path(self.err.name).read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    def resume(self) -> None:
+        Path(str(self.log) + ".pause").unlink()
+
+    def finish(self) -> None:
+        Path(str(self.log) + ".stop").touch()
+        assert self.process.wait(timeout=60) == 0, Path(self.err.name).read_text()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def writers():
+    started: list[Writer] = []
+    yield started
+    for writer in started:
+        writer.kill()
+
+
+def setup_sql(key: str, change: str) -> str:
+    create, _ = KEYS[key]
+    blue_payload = CHANGES[change][0]
+    columns = create.format(p=blue_payload or "x")
+    sql = columns + ";"
+    for i in range(1, SEEDED + 1):
+        names = {"rowid": [], "integer_pk": ["id"], "text_pk": ["k"], "without_rowid": ["k", "n"]}[key]
+        values = {"id": str(i), "k": f"'seed{i}'", "n": str(i % 3)}
+        cols = names + ["v"] + ([blue_payload] if blue_payload else [])
+        vals = [values[c] for c in names] + [f"'seed-v{i}'"] + ([f"'seed-p{i}'"] if blue_payload else [])
+        sql += f"INSERT INTO t({', '.join(cols)}) VALUES ({', '.join(vals)});"
+    return sql
+
+
+def expected(project_blue_seed: list[tuple], records: list[dict], seeded_payload: bool) -> dict:
+    """key -> (v, payload or None when never written), from the seed rows and the writer's log."""
+    state = {tuple(k): (v, p if seeded_payload else None) for *k, v, p in project_blue_seed}
+    for r in records:
+        if r["event"] != "committed":
+            continue
+        key = tuple(r["key"])
+        if r["op"] == "delete":
+            state.pop(key, None)
+        else:
+            old = state.get(key, (None, None))
+            state[key] = (r["v"], r["p"] if r["p"] is not None else old[1])
+    return state
+
+
+def check(active: Path, keys: list[str], payload: str | None, default, want: dict) -> None:
+    """Row by row: the same keys, every v, and the payload column as last written (a row whose
+    payload was never written in a schema that has it holds the column's DEFAULT)."""
+    got = {
+        tuple(row[: len(keys)]): row[len(keys) :]
+        for row in rows(active, f"SELECT {', '.join(keys)}, v{', ' + payload if payload else ''} FROM t")
+    }
+    assert set(got) == set(want), (set(want) - set(got), set(got) - set(want))
+    for key, (v, p) in want.items():
+        assert got[key][0] == v, (key, got[key], v)
+        if payload:
+            assert got[key][1] == (p if p is not None else default), (key, got[key], p, default)
+    assert rows(active, "PRAGMA integrity_check") == [("ok",)]
+
+
+def active_of(project) -> Path:
+    return project.data / tomllib.loads(project.pointer.read_text())["active"]
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_online_deploy_and_revert_with_writes_and_no_companion(tmp_path, writers, key, change):
+    blue_payload, migration, green_payload, green_default = CHANGES[change]
+    project = make_project(tmp_path, setup_sql(key, change), {"001_v1.1.0_change.sql": migration})
+    keys = KEYS[key][1]
+    seed = rows(project.blue, f"SELECT {', '.join(keys)}, v, {blue_payload or 'NULL'} FROM t")
+
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.out + planned.err
+    assert "derived" in planned.out and "t:" in planned.out
+    assert not list(project.schemas.glob("*_sync.sql")) and not list(project.schemas.glob("*_rollback.sql"))
+
+    writer = Writer(project, tmp_path, keys)
+    writers.append(writer)
+    writer.wait_for(20)
+    deployed = project.cli_process("deploy")  # online: the writer writes blue while green is built
+    assert deployed.code == 0, deployed.out + deployed.err
+    assert active_of(project).name == "app.gen2.db"
+    writer.wait_for(30, on="app.gen2.db")
+    assert writer.committed("app.db") > 20
+    writer.pause()
+    want = expected(seed, writer.records(), blue_payload is not None)
+    if blue_payload and green_payload:  # a rename: the payload survives in its new column
+        check(active_of(project), keys, green_payload, green_default, want)
+    else:
+        check(active_of(project), keys, green_payload, green_default, want)
+    writer.resume()
+
+    writer.wait_for(30, on="app.gen2.db")
+    reverted = project.cli_process("revert")  # the writer writes green until the fence
+    assert reverted.code == 0, reverted.out + reverted.err
+    assert active_of(project).name == "app.db"
+    writer.wait_for(20, on="app.db")
+    writer.finish()
+    # Back in blue's schema: a dropped column's value survived (rows green only updated keep it,
+    # rows green inserted get its DEFAULT, NULL); an added column is gone; a renamed one is back.
+    want = expected(seed, writer.records(), blue_payload is not None)
+    check(project.blue, keys, blue_payload, None, want)
+
+
+def test_plan_says_per_table_what_replay_does(tmp_path):
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, note TEXT); CREATE TABLE same(id INTEGER PRIMARY KEY);",
+        {
+            "001_v1.1.0_a.sql": "ALTER TABLE t ADD COLUMN status TEXT DEFAULT 'new';\n",
+            "002_v1.2.0_b.sql": "ALTER TABLE t RENAME COLUMN note TO memo;\nALTER TABLE t DROP COLUMN v;\n",
+        },
+    )
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.err
+    line = next(x for x in planned.out.splitlines() if x.strip().startswith("t:"))
+    assert "derived" in line and "column status added" in line and "column note renamed to memo" in line
+    assert "column v dropped" in line
+    assert any(x.strip() == "same: replayed as it is" for x in planned.out.splitlines()), planned.out
+
+
+def test_a_split_still_needs_its_companions_named_before_anything_is_built(tmp_path):
+    """A split keeps ids but writes rows the migration derived from another table: not derivable;
+    plan and deploy name the sync companion, and nothing on disk changes."""
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT, bio TEXT);"
+        "INSERT INTO users(name, bio) VALUES ('ann', 'a'), ('bob', 'b');",
+        {
+            "001_v1.1.0_split.sql": "CREATE TABLE profiles(user_id INTEGER PRIMARY KEY, bio TEXT);\n"
+            "INSERT INTO profiles SELECT id, bio FROM users;\n"
+            "ALTER TABLE users DROP COLUMN bio;\n"
+        },
+    )
+    before = disk_state(project.data)
+    for command in ("plan", "deploy"):
+        line = assert_refused(project.cli(command), 3, "needs a sync companion", "001_v1.1.0_split_sync.sql")
+        assert "derives rows from tables blue keeps writing (users)" in line
+    assert disk_state(project.data) == before and state_of(project)["last_generation"] == 1
+
+
+def test_a_companion_overrides_derivation(tmp_path):
+    """With a sync companion for the migration that altered the table, replay leaves the table to
+    it: here the companion also upper-cases the rows it carries, which derivation never would."""
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t(v) VALUES ('a');",
+        {
+            "001_v1.1.0_add.sql": "ALTER TABLE t ADD COLUMN w TEXT;\n",
+            "001_v1.1.0_add_sync.sql": "DELETE FROM t WHERE id IN (SELECT row_key FROM temp.bluegreen_changes "
+            "WHERE table_name = 't');\nINSERT INTO t(id, v) SELECT id, upper(v) FROM source.t WHERE id IN "
+            "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 't' AND present = 1);\n",
+        },
+    )
+    assert project.cli("prepare").code == 0
+    conn = project.connect()
+    conn.execute("INSERT INTO t(v) VALUES ('b')")
+    conn.close()
+    assert project.cli("cutover").code == 0
+    assert rows(project.gen(2), "SELECT id, v, w FROM t ORDER BY id") == [(1, "a", None), (2, "B", None)]
+
+
+def test_a_blue_row_that_breaks_a_not_null_green_added_is_refused_named(tmp_path):
+    """ALTER TABLE ... ADD COLUMN c NOT NULL DEFAULT ... is derived; a blue row written during
+    prepare reaches green with the DEFAULT, so nothing breaks; a CHECK green added that blue's
+    row breaks goes the existing conflict path (exit 3), and blue keeps the pointer."""
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t(v) VALUES (1);",
+        {"001_v1.1.0_add.sql": "ALTER TABLE t ADD COLUMN w INTEGER NOT NULL DEFAULT 0 CHECK (w >= 0);\n"},
+    )
+    assert project.cli("prepare").code == 0
+    conn = project.connect()
+    conn.execute("INSERT INTO t(v) VALUES (2)")
+    conn.close()
+    assert project.cli("cutover").code == 0
+    assert rows(project.gen(2), "SELECT id, v, w FROM t ORDER BY id") == [(1, 1, 0), (2, 2, 0)]
+
+
+def test_parse_alter_reads_names_not_strings():
+    from bluegreen.engine.derive import parse_alter
+
+    assert parse_alter('ALTER TABLE "my t" RENAME COLUMN [a b] TO `c``d`;') == ("my t", "rename_column", ("a b", "c`d"))
+    assert parse_alter("ALTER TABLE main.t RENAME TO u") == ("t", "rename_table", ("u",))
+    assert parse_alter("ALTER TABLE t ADD COLUMN c TEXT DEFAULT 'RENAME x TO y'") == ("t", "add", ())
+    assert parse_alter("ALTER TABLE t DROP c") == ("t", "drop", ("c",))
+    assert parse_alter("ALTER TABLE other.t DROP c") is None
+
+
+# -- the crash tests of the online lifecycle, on a derived migration ------------------------------
+CRASH_MIGRATION = (
+    "ALTER TABLE t ADD COLUMN status TEXT NOT NULL DEFAULT 'new';\n"
+    "ALTER TABLE t RENAME COLUMN note TO memo;\nALTER TABLE t DROP COLUMN x;\n"
+)
+
+
+@pytest.mark.parametrize("point", DEPLOY_POINTS + REVERT_POINTS)
+def test_killed_at_each_step_of_a_derived_deploy_and_revert_then_resumed(tmp_path, writers, point):
+    setup = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, note TEXT, x TEXT);" + "".join(
+        f"INSERT INTO t VALUES ({i}, 'seed-v{i}', 'seed-p{i}', 'x');" for i in range(1, SEEDED + 1)
+    )
+    project = make_project(tmp_path, setup, {"001_v1.1.0_change.sql": CRASH_MIGRATION})
+    seed = rows(project.blue, "SELECT id, v, note FROM t")
+    writer = Writer(project, tmp_path, ["id"])
+    writers.append(writer)
+    writer.wait_for(10)
+    if point.startswith("deploy"):
+        crashed = bluegreen(project, "deploy", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        time.sleep(0.2)
+        resumed = bluegreen(project, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        if active_of(project).name != "app.gen2.db":  # resume may abort a deploy not yet validated
+            assert bluegreen(project, "deploy").returncode == 0
+    else:
+        assert bluegreen(project, "deploy").returncode == 0
+        writer.wait_for(20, on=active_of(project).name)
+        crashed = bluegreen(project, "revert", crash_at=point)
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        time.sleep(0.2)
+        resumed = bluegreen(project, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+    writer.wait_for(20, on=active_of(project).name, timeout=60)
+    writer.finish()
+    want = expected(seed, writer.records(), True)
+    active = active_of(project)
+    payload = "memo" if active.name != "app.db" else "note"
+    check(active, ["id"], payload, None, want)
+    if active.name != "app.db":
+        assert rows(active, "SELECT count(*) FROM t WHERE status <> 'new'") == [(0,)]
