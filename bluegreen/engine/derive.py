@@ -195,6 +195,23 @@ def _same_triggers(conn: apsw.Connection, name: str) -> bool:
     )
 
 
+def _changed_in_target(mapping: Mapping) -> str:
+    """WHERE for the target's rows of the batch's changed keys (one binding: the source's name)."""
+    if mapping.without_rowid:
+        arity = len(mapping.target_key)
+        tkey = ", ".join(quote_ident(c) for c in mapping.target_key)
+        values = ", ".join(f"c{i}" for i in range(1, arity + 1))
+        return f"({tkey}) IN (SELECT {values} FROM temp.bluegreen_keys_{arity} WHERE table_name = ?)"
+    return f"{mapping.target_key[0]} IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"
+
+
+def delete_changed(conn: apsw.Connection, mapping: Mapping) -> None:
+    """Delete the target's rows of the batch's changed keys (a conflict diagnosis starts so)."""
+    conn.execute(
+        f"DELETE FROM main.{quote_ident(mapping.target)} WHERE {_changed_in_target(mapping)}", (mapping.source,)
+    )
+
+
 def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_from_source: str) -> None:
     """Write one batch's changed keys of a mapped table: stash the target's unmapped values of
     the changed rows, delete the changed keys, insert the source's present rows through the
@@ -203,14 +220,10 @@ def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_fro
     target = f"main.{quote_ident(mapping.target)}"
     stash = "temp.bluegreen_stash"
     conn.execute(f"DROP TABLE IF EXISTS {stash}")
+    where = _changed_in_target(mapping)
     if mapping.without_rowid:
-        arity = len(mapping.target_key)
-        tkey = ", ".join(quote_ident(c) for c in mapping.target_key)
-        values = ", ".join(f"c{i}" for i in range(1, arity + 1))
-        where = f"({tkey}) IN (SELECT {values} FROM temp.bluegreen_keys_{arity} WHERE table_name = ?)"
         source_from, key_insert, key_pick = keys_from_source, [], []
     else:
-        where = f"{mapping.target_key[0]} IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"
         source_from = (
             f"source.{quote_ident(mapping.source)} AS s WHERE s.{mapping.source_key[0]} IN "
             "(SELECT row_key FROM temp.bluegreen_changes WHERE table_name = ?)"

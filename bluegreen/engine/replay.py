@@ -114,6 +114,7 @@ class Replayer:
         self.carried = set(carried)
         self.last_catch_up: CatchUpReport | None = None
         self._sequences: bool | None = None  # both files have sqlite_sequence (looked up once)
+        self._saved: list = []  # a conflict diagnosis's batch keys, while it writes keys one by one
         self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
         self.make_durable(False)
         try:
@@ -297,7 +298,38 @@ class Replayer:
             self.source_tables,
             self._run_scripts if self.scripts else None,
             self._mark_present,
+            (self._delete_mapped, self._write_one_mapped, self._restore_changes) if self.mapped else None,
         ).error(error)
+
+    def _delete_mapped(self) -> None:
+        for name in self._mapped_in_batch():
+            derive.delete_changed(self.conn, self.mapped[name])
+
+    def _write_one_mapped(self, table_name: str, row_key, present: int) -> None:
+        """One changed key of a mapped table written alone (a diagnosis names the row that fails)."""
+        if table_name not in self.mapped or table_name not in self.source_tables:
+            return
+        self._saved = (
+            self._saved
+            or self.conn.execute(
+                "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid"
+            ).fetchall()
+        )
+        self.conn.execute("DELETE FROM temp.bluegreen_changes")
+        self.conn.execute("INSERT INTO temp.bluegreen_changes VALUES (?, ?, ?)", (table_name, row_key, present))
+        self._tables_in_batch()
+        source = self.source_tables[table_name]
+        derive.apply(
+            self.conn, self.mapped[table_name], source, keys_from(source, "source") if source.without_rowid else ""
+        )
+
+    def _restore_changes(self) -> None:
+        """Put back the batch's changed keys a diagnosis replaced one by one."""
+        if self._saved:
+            self.conn.execute("DELETE FROM temp.bluegreen_changes")
+            self.conn.executemany("INSERT INTO temp.bluegreen_changes VALUES (?, ?, ?)", self._saved)
+            self._tables_in_batch()
+        self._saved = []
 
     def catch_up(
         self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None, own_transaction: bool = True
