@@ -90,16 +90,44 @@ def mappings(
     main is the old schema and the source the migrated one (carry-back)."""
     old_schema, new_schema = ("source", "main") if forward else ("main", "source")
     parsed = [(sql, parse_alter(sql)) for sql in alters]
-    tables = {s: {t.name: t for t in user_tables(conn, s)} for s in ("main", "source")}
+    tables = {s: {t.name.lower(): t for t in user_tables(conn, s)} for s in ("main", "source")}
+    chains = {}  # old name -> (its name after the migrations, the ALTERs on it), when readable
+    for old in tables[old_schema].values():
+        chain = _follow(old.name, parsed)
+        if chain is not None:
+            chains[old.name.lower()] = chain
     found = {}
     for name in candidates:
-        steps = [(sql, p) for sql, p in parsed if p is not None and p[0].lower() == name.lower()]
-        if any(p is None for sql, p in parsed if _names_table(sql, name)):
-            continue  # an ALTER of it this module cannot read
-        derived = _derive(conn, name, steps, old_schema, new_schema, tables)
+        if forward:
+            old_name = name.lower() if name.lower() in chains else None
+        else:  # the candidate is a migrated name: which old table became it
+            old_name = next((o for o, (final, _) in chains.items() if final.lower() == name.lower()), None)
+        if old_name is None:
+            continue
+        new_name, steps = chains[old_name]
+        if forward and new_name.lower() != old_name and new_name.lower() in tables[old_schema]:
+            continue  # renamed onto a name the old schema also has: not one table's identity
+        old, new = tables[old_schema].get(old_name), tables[new_schema].get(new_name.lower())
+        derived = _derive(conn, old, new, steps, old_schema, new_schema) if old and new else None
         if derived is not None:
             found[name] = derived
     return found
+
+
+def _follow(name: str, parsed: list) -> tuple[str, list] | None:
+    """The table's name after the ALTERs, and the ALTERs on it in order; None when an ALTER of it
+    cannot be read here."""
+    steps, current = [], name
+    for sql, p in parsed:
+        if p is None:
+            if _names_table(sql, current):
+                return None
+            continue
+        if p[0].lower() == current.lower():
+            steps.append((sql, p))
+            if p[1] == "rename_table":
+                current = p[2][0]
+    return current, steps
 
 
 def _names_table(sql: str, name: str) -> bool:
@@ -107,20 +135,28 @@ def _names_table(sql: str, name: str) -> bool:
     return any(_name(t).lower() == name.lower() for t in tokens[2:5] if t.lastgroup != "other")
 
 
-def _derive(conn, name, steps, old_schema, new_schema, tables) -> Mapping | None:
-    old, new = tables[old_schema].get(name), tables[new_schema].get(name)
-    if old is None or new is None or old.virtual or new.virtual or old.without_rowid != new.without_rowid:
+def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapping | None:
+    if old.virtual or new.virtual or old.without_rowid != new.without_rowid:
         return None
-    if any(p[1] == "rename_table" for _, p in steps) or not _same_triggers(conn, name):
-        return None
-    old_sql = _create_sql(conn, old_schema, name)
-    new_sql = _create_sql(conn, new_schema, name)
+    renamed = old.name != new.name
+    if renamed and (_triggers(conn, old_schema, old.name) or _triggers(conn, new_schema, new.name)):
+        return None  # a renamed table's triggers are rewritten: not compared, not derived
+    if not renamed and _triggers(conn, old_schema, old.name) != _triggers(conn, new_schema, new.name):
+        return None  # replay runs with triggers off, so a new one would be skipped
+    old_sql = _create_sql(conn, old_schema, old.name)
+    new_sql = _create_sql(conn, new_schema, new.name)
+    name = old.name
     scratch = apsw.Connection(":memory:")
     try:
         scratch.execute(old_sql)
         origin = {c: c for c in _columns(scratch, "main", name)}  # current name -> old name (None: added)
         how = []
         for sql, (_, action, names) in steps:
+            if action == "rename_table":
+                scratch.execute(sql)
+                how.append(f"renamed from {name} to {names[0]}")
+                name = names[0]
+                continue
             before = set(_columns(scratch, "main", name))
             scratch.execute(sql)
             after = _columns(scratch, "main", name)
@@ -140,15 +176,17 @@ def _derive(conn, name, steps, old_schema, new_schema, tables) -> Mapping | None
                 added = [c for c in after if c not in before]
                 origin.update({c: None for c in added})
                 how += [f"column {c} added" for c in added]
-        done = scratch.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).get
+        done = scratch.execute(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ? COLLATE NOCASE", (name,)
+        ).get
     except apsw.Error:
         return None
     finally:
         scratch.close()
     if done != new_sql:
         return None  # changed by more than those ALTERs (a rebuild, another statement)
-    new_columns = _columns(conn, new_schema, name)
-    old_columns = _columns(conn, old_schema, name)
+    new_columns = _columns(conn, new_schema, new.name)
+    old_columns = _columns(conn, old_schema, old.name)
     if set(new_columns) != set(origin) or not set(v for v in origin.values() if v) <= set(old_columns):
         return None  # a generated column, or a name the scratch copy did not see the same way
     pairs = [(n, o) for n, o in origin.items() if o is not None]
@@ -184,15 +222,13 @@ def _columns(conn: apsw.Connection, schema: str, name: str) -> list[str]:
     ]
 
 
-def _same_triggers(conn: apsw.Connection, name: str) -> bool:
-    """Application triggers equal: replay runs with triggers off, so a new one would be skipped."""
+def _triggers(conn: apsw.Connection, schema: str, name: str) -> list:
+    """The table's application triggers (name, sql)."""
     sql = (
-        "SELECT name, sql FROM {}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
+        f"SELECT name, sql FROM {quote_ident(schema)}.sqlite_schema WHERE type = 'trigger' AND tbl_name = ? "
         f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY name"
     )
-    return (
-        conn.execute(sql.format("main"), (name,)).fetchall() == conn.execute(sql.format("source"), (name,)).fetchall()
-    )
+    return conn.execute(sql, (name,)).fetchall()
 
 
 def _changed_in_target(mapping: Mapping) -> str:

@@ -428,6 +428,7 @@ class Replayer:
         ).fetchall():
             if name not in self.tables and name not in self.mapped:
                 continue
+            name = self.mapped[name].target if name in self.mapped else name  # renamed (derive.py)
             mine = self.conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = ?", (name,)).fetchall()
             if not mine:
                 self.conn.execute("INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)", (name, seq))

@@ -133,7 +133,7 @@ def reshapes(
     candidates = [
         name
         for name, reason in reshaped.items()
-        if reason == "definition or triggers changed"
+        if reason in ("definition or triggers changed", "not in the target")  # the latter: renamed?
         and not any(name in e.get("written", []) for e in effects.values())
         and name not in overridden
     ]
