@@ -152,8 +152,8 @@ class Writer:
 
     def pause(self) -> None:
         """Hold the writer between writes, so the log is exactly what the file holds."""
+        seen = sum(1 for r in self.records() if r["event"] == "paused")  # counted first: no race
         Path(str(self.log) + ".pause").touch()
-        seen = sum(1 for r in self.records() if r["event"] == "paused")
         deadline = time.monotonic() + 30
         while sum(1 for r in self.records() if r["event"] == "paused") <= seen:
             assert self.process.poll() is None, Path(self.err.name).read_text()
@@ -383,6 +383,18 @@ def test_parse_alter_reads_names_not_strings():
     assert parse_alter("ALTER TABLE t DROP c") == ("t", "drop", ("c",))
     assert parse_alter("ALTER TABLE other.t DROP c") is None
 
+    from bluegreen.engine.derive import parse_update
+
+    assert parse_update("UPDATE t SET a = 'x WHERE y' WHERE b IS NOT NULL;") == (
+        "t",
+        "a = 'x WHERE y'",
+        "b IS NOT NULL",
+    )
+    assert parse_update('UPDATE main."my t" SET a = CAST(b AS TEXT)') == ("my t", "a = CAST(b AS TEXT)", "")
+    assert parse_update("UPDATE t SET a = (SELECT max(b) FROM t)") is None  # values across rows
+    assert parse_update("UPDATE OR REPLACE t SET a = 1") is None
+    assert parse_update("UPDATE t SET a = 1 FROM o WHERE o.id = t.id") is None
+
 
 # -- the crash tests of the online lifecycle, on a derived migration ------------------------------
 CRASH_MIGRATION = (
@@ -425,3 +437,72 @@ def test_killed_at_each_step_of_a_derived_deploy_and_revert_then_resumed(tmp_pat
     check(active, ["id"], payload, None, want)
     if active.name != "app.db":
         assert rows(active, "SELECT count(*) FROM t WHERE status <> 'new'") == [(0,)]
+
+
+# -- a backfill the migration wrote: re-applied to each changed row --------------------------------
+BACKFILL = (
+    "ALTER TABLE t ADD COLUMN status TEXT NOT NULL DEFAULT 'new';\n"
+    "UPDATE t SET status = CASE WHEN v LIKE 'big%' THEN 'large' ELSE 'small' END WHERE v IS NOT NULL;\n"
+)
+
+
+@pytest.mark.parametrize("key", list(KEYS))
+def test_a_backfill_is_re_applied_to_each_row_blue_changed(tmp_path, key):
+    """ADD COLUMN + `UPDATE t SET status = <expression over the row> WHERE ...`: derived (the UPDATE
+    reads only t), no companion; a row blue inserted or updated during prepare gets the backfill's
+    value in green; a row blue left alone keeps the one the migration wrote; revert carries back."""
+    create, keys = KEYS[key]
+    names = {"rowid": "rowid", "integer_pk": "id", "text_pk": "k", "without_rowid": "k"}[key]
+    extra = ", n" if key == "without_rowid" else ""
+    project = make_project(
+        tmp_path,
+        create.format(p="x")
+        + ";"
+        + "".join(
+            f"INSERT INTO t({'' if key == 'rowid' else names + extra + ', '}v) VALUES "
+            f"({'' if key == 'rowid' else repr(f'{i}') + (', 0' if extra else '') + ', '}'{v}');"
+            for i, v in [(1, "big one"), (2, "tiny"), (3, "tiny")]
+        ),
+        {"001_v1.1.0_status.sql": BACKFILL},
+    )
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.out + planned.err
+    assert "t: derived, no companion needed (column status added; backfilled (SET status = CASE" in planned.out
+    assert project.cli("prepare").code == 0
+    app = project.connect()
+    where = f"{keys[0]} = ?"
+    first, second, _ = [r[0] for r in app.execute(f"SELECT {keys[0]} FROM t ORDER BY v, {keys[0]}")]
+    app.execute(f"UPDATE t SET v = 'big now' WHERE {where}", (second,))  # tiny -> big
+    app.execute(
+        f"INSERT INTO t({'' if key == 'rowid' else names + extra + ', '}v) VALUES "
+        f"({'' if key == 'rowid' else repr('9') + (', 0' if extra else '') + ', '}'big new')"
+    )
+    app.execute(f"DELETE FROM t WHERE {where}", (first,))
+    app.close()
+    assert project.cli("cutover").code == 0
+    green = dict(rows(project.gen(2), "SELECT v, status FROM t"))
+    assert green == {"big now": "large", "tiny": "small", "big new": "large"}, green
+    app = project.connect(project.gen(2))
+    app.execute("UPDATE t SET v = 'edited on green', status = 'kept' WHERE v = 'tiny'")
+    app.close()
+    assert project.cli("revert").code == 0
+    assert sorted(v for (v,) in rows(project.blue, "SELECT v FROM t")) == ["big new", "big now", "edited on green"]
+
+
+@pytest.mark.parametrize(
+    "backfill",
+    [
+        "UPDATE t SET w = (SELECT w FROM o WHERE o.id = t.id);",  # another table
+        "UPDATE t SET w = (SELECT max(v) FROM t);",  # values across rows
+        "UPDATE t SET w = coalesce(w, '') || v;",  # reads the column it added: would compound
+    ],
+)
+def test_a_backfill_derivation_cannot_re_apply_still_needs_its_companion(tmp_path, backfill):
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE o(id INTEGER PRIMARY KEY, w TEXT);",
+        {"001_v1.1.0_status.sql": "ALTER TABLE t ADD COLUMN w TEXT;\n" + backfill + "\n"},
+    )
+    before = disk_state(project.data)
+    assert_refused(project.cli("plan"), 3, "needs a sync companion", "001_v1.1.0_status_sync.sql")
+    assert disk_state(project.data) == before

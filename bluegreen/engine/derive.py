@@ -36,11 +36,43 @@ class Mapping:
     columns: tuple[tuple[str, str], ...]  # (target column, source column)
     unmapped: tuple[str, ...]  # target columns no source column fills
     how: str  # what the migrations did, for `plan`
+    backfills: tuple[tuple[str, str], ...] = ()  # (SET part, WHERE part or '') re-applied to changed rows
 
 
 def alter_statements(effects: dict) -> list[str]:
     """The ALTER TABLE statements the migrations ran, in the order they ran."""
     return [sql for effect in effects.values() for sql in effect.get("alters", [])]
+
+
+_NOT_IN_A_BACKFILL = {"SELECT", "FROM", "RETURNING", "ORDER", "LIMIT", "OVER"}
+
+
+def parse_update(sql: str) -> tuple[str, str, str] | None:
+    """(table, SET part, WHERE part or '') of `UPDATE [main.]t SET ... [WHERE ...]` that reads no
+    other row (no subquery, no FROM, no RETURNING/ORDER/LIMIT); None for anything else."""
+    tokens = sqltext.spans(sql.rstrip().rstrip(";"))
+    words = [t.group().upper() if t.lastgroup == "word" else "" for t in tokens]
+    if words[:1] != ["UPDATE"] or len(tokens) < 4 or words[1] == "OR" or _NOT_IN_A_BACKFILL & set(words[1:]):
+        return None
+    i = 1
+    if tokens[i + 1].group() == ".":
+        if _name(tokens[i]).lower() != "main":
+            return None
+        i += 2
+    if words[i + 1] != "SET":
+        return None
+    where = next((t for t, w in zip(tokens, words) if w == "WHERE"), None)
+    text = sql.rstrip().rstrip(";")
+    set_part = text[tokens[i + 1].end() : where.start() if where else len(text)].strip()
+    return _name(tokens[i]), set_part, text[where.end() :].strip() if where else ""
+
+
+def _parse(sql: str):
+    """An ALTER (parse_alter) or a backfill: (table, 'backfill', (SET part, WHERE part))."""
+    if sql.split(None, 1)[0].upper() == "UPDATE":
+        found = parse_update(sql)
+        return (found[0], "backfill", found[1:]) if found else None
+    return parse_alter(sql)
 
 
 def _name(token) -> str:
@@ -89,7 +121,7 @@ def mappings(
     the source (attached) is the old schema and main the migrated one (catch-up); otherwise
     main is the old schema and the source the migrated one (carry-back)."""
     old_schema, new_schema = ("source", "main") if forward else ("main", "source")
-    parsed = [(sql, parse_alter(sql)) for sql in alters]
+    parsed = [(sql, _parse(sql)) for sql in alters if sql.strip()]
     tables = {s: {t.name.lower(): t for t in user_tables(conn, s)} for s in ("main", "source")}
     chains = {}  # old name -> (its name after the migrations, the ALTERs on it), when readable
     for old in tables[old_schema].values():
@@ -132,7 +164,7 @@ def _follow(name: str, parsed: list) -> tuple[str, list] | None:
 
 def _names_table(sql: str, name: str) -> bool:
     tokens = sqltext.spans(sql)
-    return any(_name(t).lower() == name.lower() for t in tokens[2:5] if t.lastgroup != "other")
+    return any(_name(t).lower() == name.lower() for t in tokens[1:5] if t.lastgroup != "other")
 
 
 def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapping | None:
@@ -150,8 +182,26 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
     try:
         scratch.execute(old_sql)
         origin = {c: c for c in _columns(scratch, "main", name)}  # current name -> old name (None: added)
-        how = []
+        how, backfills = [], []
         for sql, (_, action, names) in steps:
+            if backfills and action != "backfill":
+                return None  # a change after a backfill: the backfill's text is of another shape
+            if action == "backfill":
+                reads: set[str] = set()
+
+                def observe(code, table, column, schema, trigger, into=reads):
+                    if code == apsw.SQLITE_READ and column:
+                        into.add(column.lower())
+                    return apsw.SQLITE_OK
+
+                scratch.authorizer = observe
+                scratch.execute(sql)  # it reads only this table's columns, or it fails here
+                scratch.authorizer = None
+                if any(origin.get(c) is None for c in origin if c.lower() in reads):
+                    return None  # it reads a column the migration added: re-applied, it would compound
+                backfills.append(names)
+                how.append(f"backfilled (SET {names[0]}{' WHERE ' + names[1] if names[1] else ''})")
+                continue
             if action == "rename_table":
                 scratch.execute(sql)
                 how.append(f"renamed from {name} to {names[0]}")
@@ -204,7 +254,16 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
         keys = (target.primary_key, source.primary_key)
     else:
         keys = ((target.rowid_alias,), (source.rowid_alias,))
-    return Mapping(target.name, source.name, target.without_rowid, *keys, columns, unmapped, "; ".join(how))
+    return Mapping(
+        target.name,
+        source.name,
+        target.without_rowid,
+        *keys,
+        columns,
+        unmapped,
+        "; ".join(how),
+        tuple(backfills) if old_schema == "source" else (),  # carried back as green wrote them
+    )
 
 
 def _create_sql(conn: apsw.Connection, schema: str, name: str) -> str | None:
@@ -300,3 +359,6 @@ def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_fro
             f"FROM {source_from}",
             args,
         )
+    for set_part, condition in mapping.backfills:  # re-applied to the changed rows only
+        only = f"({condition}) AND {where}" if condition else where
+        conn.execute(f"UPDATE {target} SET {set_part} WHERE {only}", args)

@@ -133,21 +133,38 @@ def reshapes(
     candidates = [
         name
         for name, reason in reshaped.items()
-        if reason in ("definition or triggers changed", "not in the target")  # the latter: renamed?
-        and not any(name in e.get("written", []) for e in effects.values())
+        # "not in the target": renamed? "written by": by backfills (single-table UPDATEs) only?
+        if (reason in ("definition or triggers changed", "not in the target") or reason.startswith("written by"))
+        and not any(name in e.get("written_otherwise", e.get("written", [])) for e in effects.values())
         and name not in overridden
     ]
     alters = derive.alter_statements(effects) if alters is None else alters
     mapped = derive.mappings(conn, candidates, alters, forward=forward) if candidates else {}
     for name in mapped:
         reshaped.pop(name)
-    derived = [f for f, e in effects.items() if e.get("written") and set(e.get("read", [])) & set(source_tables)]
+    derived = [
+        f
+        for f, e in effects.items()
+        if e.get("written")
+        and set(e.get("read", [])) & set(source_tables)
+        and not _only_backfills(e, mapped)  # its writes are re-applied per changed row (derive.py)
+    ]
     history: dict[str, list[str]] = {}
     for file, effect in effects.items():
         for name in effect.get("history", []):
             if name not in reshaped:
                 history.setdefault(name, []).append(file)
     return ReshapeReport(reshaped, derived, history, mapped, tuple(sorted(source_tables)))
+
+
+def _only_backfills(effect: dict, mapped: dict) -> bool:
+    """The migration wrote only tables that derivation re-applies its backfills to."""
+    written = effect.get("written", [])
+    return (
+        "written_otherwise" in effect
+        and not effect["written_otherwise"]
+        and all(t in mapped and mapped[t].backfills for t in written)
+    )
 
 
 def companion_tables(effects: dict, files_with_companion: set[str]) -> frozenset[str]:
