@@ -282,6 +282,9 @@ def test_plan_says_per_table_what_replay_does(tmp_path):
     assert "derived" in line and "column status added" in line and "column note renamed to memo" in line
     assert "column v dropped" in line
     assert any(x.strip() == "same: replayed as it is" for x in planned.out.splitlines()), planned.out
+    document = project.cli("plan", "--json").json
+    assert document["tables"]["same"] == "replayed as it is"
+    assert document["tables"]["t"].startswith("derived, no companion needed (column status added")
 
 
 def test_a_split_still_needs_its_companions_named_before_anything_is_built(tmp_path):
