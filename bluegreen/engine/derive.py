@@ -2,16 +2,19 @@
 (issue 13): derived catch-up (blue -> green) and carry-back (green -> blue) with no companion.
 
 A table is derivable when the migrations changed it only by `ALTER TABLE t ADD|DROP|RENAME
-[COLUMN]` (which never renumber rowids nor touch primary keys): its old CREATE TABLE, with those
-ALTER statements replayed on it in a scratch in-memory database, must give exactly the new
-CREATE TABLE text SQLite stores, and its application triggers must be the same on both sides.
-Anything else (a rebuild, a split, a write by a migration) is not derived: the companion rules
-apply as before, and a companion of a migration that altered the table always overrides this.
+[COLUMN]`, `ALTER TABLE t RENAME TO u` (none renumbers rowids nor touches primary keys), index
+changes, and backfills (`UPDATE t SET c = <expression over the row> [WHERE ...]`, reading no
+other table nor row, and no column the migration added): its old CREATE TABLE, with those
+statements replayed on it in a scratch in-memory database, must give exactly the new CREATE TABLE
+text SQLite stores, and its application triggers must be the same on both sides. Anything else (a
+rebuild, a split, an INSERT by a migration) is not derived: the companion rules apply as before,
+and a companion of a migration that altered or wrote the table always overrides this.
 
 The mapping: the key (the rowid, or the same PRIMARY KEY columns after renames), columns paired
 by name after renames, and the target's columns with no source (`unmapped`): an existing row
-keeps their value, a new row gets their DEFAULT. Replay applies it (replay.Replayer); the
-ALTER statements come from what each migration ran (migrations.ApplyResult, "alters").
+keeps their value, a new row gets their DEFAULT; then the backfills, on the changed rows only.
+Replay applies it (replay.Replayer); the statements come from what each migration ran
+(migrations._Observer, effects "alters").
 """
 
 from __future__ import annotations
