@@ -509,3 +509,76 @@ def test_a_backfill_derivation_cannot_re_apply_still_needs_its_companion(tmp_pat
     before = disk_state(project.data)
     assert_refused(project.cli("plan"), 3, "needs a sync companion", "001_v1.1.0_status_sync.sql")
     assert disk_state(project.data) == before
+
+
+# -- the 12-step rebuild: a new table, the copy of every row by key, DROP, RENAME TO ---------------
+REBUILD = {
+    "integer_pk": "CREATE TABLE new_t(id INTEGER PRIMARY KEY, v TEXT NOT NULL DEFAULT '', note TEXT, "
+    "extra INTEGER DEFAULT 5);\n"
+    "INSERT INTO new_t(id, v, note, extra) SELECT id, v, note, 5 FROM t;\n",
+    "without_rowid": "CREATE TABLE new_t(k TEXT, n INTEGER, v TEXT NOT NULL, note TEXT, extra INTEGER DEFAULT 5, "
+    "PRIMARY KEY(k, n)) WITHOUT ROWID;\n"
+    'INSERT INTO "new_t" ("k", "n", "v", "note") SELECT "k", "n", "v", "note" FROM "t";\n',
+    "rowid": "CREATE TABLE new_t(v TEXT NOT NULL, note TEXT);\nINSERT INTO new_t(v, note) SELECT v, note FROM t;\n",
+    "text_pk": "CREATE TABLE new_t(k TEXT PRIMARY KEY, v TEXT NOT NULL, note TEXT);\n"
+    "INSERT INTO new_t(k, v, note) SELECT k, v, note FROM t;\n",
+}
+REBUILD_END = "DROP TABLE t;\nALTER TABLE new_t RENAME TO t;\nCREATE INDEX t_v ON t(v);\n"
+
+
+@pytest.mark.parametrize("key", ["integer_pk", "without_rowid"])
+def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path, writers, key):
+    """The 12-step recreate (Django's way of changing a column on SQLite), its copy by key and by
+    column name: derived, no companion; the writer's every write present after deploy and revert."""
+    project = make_project(
+        tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": REBUILD[key] + REBUILD_END}
+    )
+    keys = KEYS[key][1]
+    seed = rows(project.blue, f"SELECT {', '.join(keys)}, v, note FROM t")
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.out + planned.err
+    assert "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name)" in planned.out
+    writer = Writer(project, tmp_path, keys)
+    writers.append(writer)
+    writer.wait_for(20)
+    deployed = project.cli_process("deploy")
+    assert deployed.code == 0, deployed.out + deployed.err
+    writer.wait_for(30, on="app.gen2.db")
+    assert writer.committed("app.db") > 20
+    writer.pause()
+    check(active_of(project), keys, "note", None, expected(seed, writer.records(), True))
+    assert rows(active_of(project), "SELECT count(*) FROM t WHERE extra IS NOT 5") == [(0,)]  # new rows: DEFAULT
+    writer.resume()
+    writer.wait_for(30, on="app.gen2.db")
+    reverted = project.cli_process("revert")
+    assert reverted.code == 0, reverted.out + reverted.err
+    writer.wait_for(20, on="app.db")
+    writer.finish()
+    check(project.blue, keys, "note", None, expected(seed, writer.records(), True))
+
+
+@pytest.mark.parametrize("key", ["rowid", "text_pk"])
+def test_a_rebuild_that_renumbers_rowids_still_needs_its_companion(tmp_path, key):
+    """A rowid table whose rowid is no column (plain rowid, TEXT PRIMARY KEY): the copy gives its
+    rows new rowids, so rows cannot be matched by key: plan names the sync companion, nothing built."""
+    project = make_project(
+        tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": REBUILD[key] + REBUILD_END}
+    )
+    before = disk_state(project.data)
+    line = assert_refused(project.cli("plan"), 3, "needs a sync companion", "001_v1.1.0_rebuild_sync.sql")
+    assert "t (definition or triggers changed)" in line
+    assert disk_state(project.data) == before
+
+
+def test_parse_copy_reads_only_a_whole_copy():
+    from bluegreen.engine.derive import parse_copy
+
+    assert parse_copy('INSERT INTO "new t" ("a", b) SELECT a, 0 FROM main.t;') == (
+        "t",
+        "copy",
+        ("new t", (("a", ("column", "a")), ("b", ("literal", "0")))),
+    )
+    assert parse_copy("INSERT INTO n(a) SELECT a FROM t WHERE a > 1") is None
+    assert parse_copy("INSERT INTO n(a) SELECT a + 1 FROM t") is None
+    assert parse_copy("INSERT INTO n SELECT a FROM t") is None
+    assert parse_copy("INSERT INTO n(a) VALUES (1)") is None

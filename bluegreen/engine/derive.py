@@ -19,6 +19,7 @@ Replay applies it (replay.Replayer); the statements come from what each migratio
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import apsw
@@ -40,6 +41,7 @@ class Mapping:
     unmapped: tuple[str, ...]  # target columns no source column fills
     how: str  # what the migrations did, for `plan`
     backfills: tuple[tuple[str, str], ...] = ()  # (SET part, WHERE part or '') re-applied to changed rows
+    via: str = ""  # a rebuild's intermediate table (written by the migration's copy, then renamed)
 
 
 def alter_statements(effects: dict) -> list[str]:
@@ -71,11 +73,64 @@ def parse_update(sql: str) -> tuple[str, str, str] | None:
 
 
 def _parse(sql: str):
-    """An ALTER (parse_alter) or a backfill: (table, 'backfill', (SET part, WHERE part))."""
-    if sql.split(None, 1)[0].upper() == "UPDATE":
+    """An ALTER (parse_alter), a backfill: (table, 'backfill', (SET part, WHERE part)), or a
+    rebuild's copy: (from table, 'copy', (into table, ((into column, from column or literal), ...)))."""
+    keyword = sql.split(None, 1)[0].upper()
+    if keyword == "UPDATE":
         found = parse_update(sql)
         return (found[0], "backfill", found[1:]) if found else None
+    if keyword == "INSERT":
+        return parse_copy(sql)
     return parse_alter(sql)
+
+
+_NAME_TOKENS = ("word", "double", "bracket", "backtick")
+
+
+def parse_copy(sql: str):
+    """`INSERT INTO x (c, ...) SELECT e, ... FROM y`, each e a column name or a literal: the copy
+    step of the 12-step table rebuild; None for anything else."""
+    tokens = sqltext.spans(sql.rstrip().rstrip(";"))
+    text = [t.group() for t in tokens]
+    upper = [t.upper() for t in text]
+    if upper[:2] != ["INSERT", "INTO"] or "(" not in text:
+        return None
+    into, rest = _qualified(tokens, 2)
+    if into is None or rest >= len(tokens) or text[rest] != "(":
+        return None
+    close = text.index(")", rest)
+    columns = [_name(t) for t in tokens[rest + 1 : close : 2]]
+    if any(t != "," for t in text[rest + 2 : close : 2]) or upper[close + 1 : close + 2] != ["SELECT"]:
+        return None
+    if "FROM" not in upper[close:]:
+        return None
+    at = close + 2 + upper[close + 2 :].index("FROM")
+    items = tokens[close + 2 : at : 2]
+    if any(t != "," for t in text[close + 3 : at : 2]) or len(items) != len(columns):
+        return None
+    source, end = _qualified(tokens, at + 1)
+    if source is None or end != len(tokens):
+        return None  # a WHERE, a join, an ORDER: not a copy of every row
+    picked = []
+    for column, item in zip(columns, items):
+        if item.lastgroup in _NAME_TOKENS and item.group().upper() != "NULL":
+            picked.append((column, ("column", _name(item))))
+        elif item.lastgroup in ("number", "literal") or item.group().upper() == "NULL":
+            picked.append((column, ("literal", item.group())))
+        else:
+            return None
+    return source, "copy", (into, tuple(picked))
+
+
+def _qualified(tokens, i: int) -> tuple[str | None, int]:
+    """A [main.]name at tokens[i]: (name, the index after it); (None, i) if it is not one."""
+    if i < len(tokens) and tokens[i].lastgroup in _NAME_TOKENS:
+        if i + 2 < len(tokens) and tokens[i + 1].group() == ".":
+            if _name(tokens[i]).lower() != "main" or tokens[i + 2].lastgroup not in _NAME_TOKENS:
+                return None, i
+            return _name(tokens[i + 2]), i + 3
+        return _name(tokens[i]), i + 1
+    return None, i
 
 
 def _name(token) -> str:
@@ -162,6 +217,8 @@ def _follow(name: str, parsed: list) -> tuple[str, list] | None:
             steps.append((sql, p))
             if p[1] == "rename_table":
                 current = p[2][0]
+            elif p[1] == "copy":
+                current = p[2][0]
     return current, steps
 
 
@@ -178,6 +235,8 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
         return None  # a renamed table's triggers are rewritten: not compared, not derived
     if not renamed and _triggers(conn, old_schema, old.name) != _triggers(conn, new_schema, new.name):
         return None  # replay runs with triggers off, so a new one would be skipped
+    if any(p[1] == "copy" for _, p in steps):
+        return _rebuilt(conn, old, new, steps, old_schema, new_schema)
     old_sql = _create_sql(conn, old_schema, old.name)
     new_sql = _create_sql(conn, new_schema, new.name)
     name = old.name
@@ -238,6 +297,50 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
         scratch.close()
     if done != new_sql:
         return None  # changed by more than those ALTERs (a rebuild, another statement)
+    return _mapping(conn, old, new, origin, how, backfills, old_schema, new_schema)
+
+
+def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapping | None:
+    """The 12-step rebuild: the copy `INSERT INTO new_t (...) SELECT ... FROM t` of every row,
+    columns by name (a new column filled with its own DEFAULT), then `ALTER TABLE new_t RENAME TO
+    t` and nothing else; the key must be copied: an INTEGER PRIMARY KEY or a WITHOUT ROWID
+    primary key (a plain rowid is renumbered by the copy)."""
+    if [p[1] for _, p in steps] != ["copy", "rename_table"] or steps[0][1][2][0].lower() != steps[1][1][0].lower():
+        return None
+    new_columns = _columns(conn, new_schema, new.name)
+    defaults = {
+        n.lower(): d
+        for n, d in conn.execute(f"SELECT name, dflt_value FROM pragma_table_info(?, '{new_schema}')", (new.name,))
+    }
+    lowered = {c.lower(): c for c in new_columns}
+    origin: dict[str, str | None] = {c: None for c in new_columns}
+    for column, (kind, value) in steps[0][1][2][1]:
+        if column.lower() not in lowered:
+            return None
+        if kind == "column":
+            origin[lowered[column.lower()]] = next(
+                (c for c in _columns(conn, old_schema, old.name) if c.lower() == value.lower()), None
+            )
+            if origin[lowered[column.lower()]] is None:
+                return None
+        elif (defaults.get(column.lower()) or "NULL").upper() != value.upper():
+            return None  # a constant other than the column's DEFAULT: new rows would differ
+    if not old.without_rowid:
+        keys = [_integer_key(conn, old_schema, old.name), _integer_key(conn, new_schema, new.name)]
+        if None in keys or origin.get(keys[1]) != keys[0]:
+            return None
+    how = [f"rebuilt as {steps[0][1][2][0]}, rows copied by key, columns by name"]
+    found = _mapping(conn, old, new, origin, how, [], old_schema, new_schema)
+    return dataclasses.replace(found, via=steps[0][1][2][0]) if found else None
+
+
+def _integer_key(conn, schema: str, name: str) -> str | None:
+    """The INTEGER PRIMARY KEY column (the rowid's alias), or None."""
+    found = conn.execute(f"SELECT name, type FROM pragma_table_info(?, '{schema}') WHERE pk > 0", (name,)).fetchall()
+    return found[0][0] if len(found) == 1 and found[0][1].upper() == "INTEGER" else None
+
+
+def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, new_schema) -> Mapping | None:
     new_columns = _columns(conn, new_schema, new.name)
     old_columns = _columns(conn, old_schema, old.name)
     if set(new_columns) != set(origin) or not set(v for v in origin.values() if v) <= set(old_columns):

@@ -254,6 +254,10 @@ class _Observer:
                 self.steps.append(sql)
             elif keyword == "UPDATE" and len(written) == 1 and tables <= written:
                 self.steps.append(sql)  # a backfill, reading only the table it writes
+            elif keyword == "INSERT" and len(written) == 1 and len(tables - written) == 1:
+                self.steps.append(sql)  # perhaps a rebuild's copy of one table into another (derive.py)
+            elif keyword == "DROP":
+                pass  # a dropped table's rows are not written elsewhere; `altered` has it
             else:
                 self.written_otherwise.update(written)
         self._statement = set()

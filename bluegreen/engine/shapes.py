@@ -159,11 +159,12 @@ def reshapes(
 
 def _only_backfills(effect: dict, mapped: dict) -> bool:
     """The migration wrote only tables that derivation re-applies its backfills to."""
+    vias = {m.via for m in mapped.values() if m.via}  # a rebuild's copy, into the table it renames
     written = effect.get("written", [])
     return (
         "written_otherwise" in effect
         and not effect["written_otherwise"]
-        and all(t in mapped and mapped[t].backfills for t in written)
+        and all((t in mapped and (mapped[t].backfills or mapped[t].via)) or t in vias for t in written)
     )
 
 
