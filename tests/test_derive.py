@@ -582,3 +582,27 @@ def test_parse_copy_reads_only_a_whole_copy():
     assert parse_copy("INSERT INTO n(a) SELECT a + 1 FROM t") is None
     assert parse_copy("INSERT INTO n SELECT a FROM t") is None
     assert parse_copy("INSERT INTO n(a) VALUES (1)") is None
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        "CREATE TABLE seed(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO seed VALUES (100, 'x');\n"
+        "INSERT INTO t(id, v) SELECT id, v FROM seed;",  # rows into t from a table blue has not
+        "INSERT INTO t(id, v) VALUES (100, 'x');",
+        "DELETE FROM t WHERE id = 1;",
+    ],
+    ids=["copy-into-t", "insert", "delete"],
+)
+def test_a_migration_that_writes_rows_of_an_altered_table_still_needs_its_companion(tmp_path, writes):
+    """Hazard 3 stays closed: rows the migration itself wrote into the table would be overwritten
+    by blue's, so the table is not derived, whatever else is."""
+    project = make_project(
+        tmp_path,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a');",
+        {"001_v1.1.0_add.sql": "ALTER TABLE t ADD COLUMN w TEXT;\n" + writes + "\n"},
+    )
+    before = disk_state(project.data)
+    line = assert_refused(project.cli("plan"), 3, "needs a sync companion", "001_v1.1.0_add_sync.sql")
+    assert "t (definition or triggers changed)" in line
+    assert disk_state(project.data) == before

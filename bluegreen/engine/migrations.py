@@ -91,6 +91,7 @@ class ApplyResult:
     tables_altered: frozenset[str] = frozenset()  # tables whose definition, indexes or triggers it changed
     alters: tuple[str, ...] = ()  # its ALTER TABLE and single-table UPDATE statements, in order (derive.py)
     written_otherwise: frozenset[str] = frozenset()  # tables written by any other statement
+    copied_into: frozenset[str] = frozenset()  # tables written by an INSERT ... SELECT from one other table
 
     def effects(self) -> dict[str, list[str]]:
         """What replay's reshape rule reads of this migration (shapes.reshapes, shapes.missing_sync):
@@ -102,6 +103,7 @@ class ApplyResult:
             "altered": sorted(self.tables_altered),
             "alters": list(self.alters),
             "written_otherwise": sorted(self.written_otherwise),
+            "copied_into": sorted(self.copied_into),
         }
 
 
@@ -237,6 +239,7 @@ class _Observer:
         self.altered: set[str] = set()
         self.steps: list[str] = []  # ALTER TABLE statements and single-table UPDATEs, in order (derive.py)
         self.written_otherwise: set[str] = set()  # tables written by any other statement
+        self.copied_into: set[str] = set()  # tables an INSERT ... SELECT from one other table wrote
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
         self._statement: set[tuple[str, str]] = set()  # (written|read, table) of the statement being prepared
 
@@ -256,6 +259,7 @@ class _Observer:
                 self.steps.append(sql)  # a backfill, reading only the table it writes
             elif keyword == "INSERT" and len(written) == 1 and len(tables - written) == 1:
                 self.steps.append(sql)  # perhaps a rebuild's copy of one table into another (derive.py)
+                self.copied_into.update(written)
             elif keyword == "DROP":
                 pass  # a dropped table's rows are not written elsewhere; `altered` has it
             else:
@@ -354,6 +358,7 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         tables_altered=frozenset(observer.altered),
         alters=tuple(observer.steps),
         written_otherwise=frozenset(observer.written_otherwise - {HISTORY_TABLE}),
+        copied_into=frozenset(observer.copied_into),
     )
 
 

@@ -135,7 +135,10 @@ def reshapes(
         for name, reason in reshaped.items()
         # "not in the target": renamed? "written by": by backfills (single-table UPDATEs) only?
         if (reason in ("definition or triggers changed", "not in the target") or reason.startswith("written by"))
-        and not any(name in e.get("written_otherwise", e.get("written", [])) for e in effects.values())
+        and not any(
+            name in e.get("written_otherwise", e.get("written", [])) or name in e.get("copied_into", [])
+            for e in effects.values()
+        )
         and name not in overridden
     ]
     alters = derive.alter_statements(effects) if alters is None else alters
@@ -164,6 +167,7 @@ def _only_backfills(effect: dict, mapped: dict) -> bool:
     return (
         "written_otherwise" in effect
         and not effect["written_otherwise"]
+        and set(effect.get("copied_into", [])) <= vias
         and all((t in mapped and (mapped[t].backfills or mapped[t].via)) or t in vias for t in written)
     )
 
