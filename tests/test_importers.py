@@ -182,17 +182,29 @@ def test_alembic_readme_recipe_as_written(tmp_path):
     assert alembic_current(project) == REV1
 
 
-def test_alembic_add_column_online_asks_for_a_sync_of_account_only(tmp_path):
-    """Online, REV2's ADD COLUMN needs a _sync.sql for account (blue keeps writing it): refused up
-    front (exit 3, CompanionMissing), naming account and not alembic_version (the history
-    statement asks for nothing)."""
+def test_alembic_add_column_deploys_online_derived_and_reverts(tmp_path):
+    """Online, REV2's ADD COLUMN needs no companion: account keeps its rows' identity, so replay
+    derives its catch-up and carry-back (engine/derive.py; it was refused with exit 3 before
+    derivation). A write blue took during prepare reaches green, one green took comes back."""
     project = alembic_project(tmp_path, upto=REV1)
     imported(project, f"alembic upgrade --sql {REV1}:{REV2} | bluegreen import alembic -")
-    before = disk_state(project.data)
-    line = assert_refused(project.cli("deploy"), 3, "needs a sync companion", "account")
-    assert "alembic_version" not in line
-    assert disk_state(project.data) == before
+    assert project.cli("plan").code == 0
+    assert project.cli("prepare").code == 0
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("UPDATE account SET name = 'ann (blue)' WHERE id = 1")
+    conn.close()
+    assert project.cli("cutover").code == 0
+    assert alembic_current(project).split()[0] == REV2
+    assert rows(Path(active(project)), "SELECT name, email FROM account ORDER BY id") == [
+        ("ann (blue)", None),
+        ("bob", None),
+    ]
+    conn = apsw.Connection(active(project))
+    conn.execute("UPDATE account SET name = 'bob (green)', email = 'b@x' WHERE id = 2")
+    conn.close()
+    assert project.cli("revert").code == 0
     assert alembic_current(project) == REV1
+    assert rows(project.blue, "SELECT * FROM account ORDER BY id") == [(1, "ann (blue)"), (2, "bob (green)")]
 
 
 def test_alembic_history_statement_needs_no_sync_online(tmp_path):

@@ -234,10 +234,18 @@ def test_hazard3_last_state_replay_undoes_a_migrations_writes(tmp_path, kind):
         told.close()
 
 
+# A backfill over the row's own columns (WRITERS["backfill"]) is derived now (issue 13, engine/derive.py:
+# re-applied to each changed row; see the test after the next); one over other rows is not.
+NOT_DERIVED = {
+    "backfill": dict(WRITERS["backfill"], sql="UPDATE items SET name = upper(name) || (SELECT count(*) FROM items);\n"),
+    "seed": WRITERS["seed"],
+}
+
+
 @pytest.mark.parametrize("command", ["prepare", "deploy"])
-@pytest.mark.parametrize("kind", list(WRITERS))
+@pytest.mark.parametrize("kind", list(NOT_DERIVED))
 def test_hazard3_a_migration_writing_a_kept_table_needs_a_sync_script(tmp_path, kind, command):
-    case = WRITERS[kind]
+    case = NOT_DERIVED[kind]
     project = make_project(tmp_path, ITEMS_AND_SETTINGS, {case["file"]: case["sql"]})
     line = refused(project, command, code=3)  # CompanionMissing, before anything is built (issue 12)
     assert case["file"] in line and f"{case['table']} (written by {case['file']})" in line
@@ -277,6 +285,28 @@ def test_hazard3_with_a_sync_script_blue_writes_during_prepare_are_re_derived(tm
         ("ITEM 2",),
     ]
     assert table(green, "settings") == table(project.blue, "settings")  # same-shape: replayed as is
+
+
+def test_hazard3_a_backfill_over_the_row_is_re_applied_to_blue_writes_without_a_companion(tmp_path):
+    """The same migration with no sync script: its UPDATE reads only items, so replay re-applies it
+    to each row blue changed during prepare (issue 13, derived): the same green as the script's."""
+    project = make_project(tmp_path, ITEMS_AND_SETTINGS, {"001_v1.1.0_upper_names.sql": WRITERS["backfill"]["sql"]})
+    ok(project.cli("prepare", "--json"))
+    app(
+        project,
+        "UPDATE items SET name = 'mixed Case' WHERE id = 1; INSERT INTO items(id, name) VALUES (500, 'brand New');"
+        "DELETE FROM items WHERE id = 2; UPDATE items SET id = 600 WHERE id = 3;"
+        "INSERT INTO settings(key, value) VALUES ('c', '3')",
+    )
+    ok(project.cli("cutover", "--json"))
+    green = project.gen(2)
+    assert table(green, "items") == sorted(((i, n.upper()) for i, n in table(project.blue, "items")), key=repr)
+    assert rows(green, "SELECT name FROM items WHERE id IN (1, 500, 600) ORDER BY id") == [
+        ("MIXED CASE",),
+        ("BRAND NEW",),
+        ("ITEM 2",),
+    ]
+    assert table(green, "settings") == table(project.blue, "settings")
 
 
 # ==================================================================================================

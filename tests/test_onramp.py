@@ -511,5 +511,12 @@ def test_readme_your_own_database_runs_as_written(tmp_path):
     assert f"generation 2 is active: {folder / 'app.gen2.db'} (schema 1.0.0)" in deploy
     assert "001_v1.0.0_add_status.sql" in deploy.split("active ", 2)[-1]  # history lists it
     assert rows(folder / "app.gen2.db", "SELECT count(*) FROM orders WHERE status = 'new'") == [(3,)]
+    assert "orders: derived, no companion needed (column status added; column item renamed to product)" in new
+    assert rows(folder / "app.gen2.db", "SELECT product FROM orders ORDER BY id") == rows(
+        folder / "app.db", "SELECT item FROM orders ORDER BY id"
+    )
+    assert not list((folder / "migrations").glob("*_sync.sql")) and not list(
+        (folder / "migrations").glob("*_rollback.sql")
+    )
     assert "reverted: app.db (generation 1) is active again" in revert
     assert "pending     001_v1.0.0_add_status.sql" in revert

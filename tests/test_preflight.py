@@ -316,7 +316,10 @@ def test_the_migration_that_reshapes_is_named_not_its_neighbours(tmp_path, comma
         ITEMS,
         {
             "001_v1.1.0_tags.sql": "CREATE TABLE tags(id INTEGER PRIMARY KEY, name TEXT);\n",
-            "002_v1.2.0_item_notes.sql": "ALTER TABLE items ADD COLUMN note TEXT;\n",
+            # A new application trigger: replay runs with triggers off, so it is not derived.
+            "002_v1.2.0_item_notes.sql": "ALTER TABLE items ADD COLUMN note TEXT;\n"
+            "CREATE TRIGGER items_note AFTER INSERT ON items BEGIN "
+            "UPDATE items SET note = 'new' WHERE id = NEW.id; END;\n",
             "003_v1.3.0_tag_index.sql": "CREATE INDEX tags_name ON tags(name);\n",
         },
     )
@@ -335,7 +338,8 @@ def test_two_migrations_that_need_one_are_both_named_with_their_files(tmp_path):
         {
             "001_v1.1.0_seed.sql": "INSERT INTO settings(key, value) VALUES ('theme', 'dark');\n",
             "002_v1.2.0_tags.sql": "CREATE TABLE tags(id INTEGER PRIMARY KEY);\n",
-            "003_v1.3.0_upper.sql": "UPDATE items SET name = upper(name);\n",
+            # values computed across rows: not a derivable backfill (engine/derive.py)
+            "003_v1.3.0_upper.sql": "UPDATE items SET name = upper(name) || (SELECT count(*) FROM items);\n",
         },
     )
     document = json_error(project.cli("plan", "--json"), 3)
@@ -580,7 +584,9 @@ def test_another_migrations_sync_does_not_cover_a_table_it_never_touched(tmp_pat
         {
             "001_v1.1.0_upper_names.sql": "UPDATE items SET name = upper(name);\n",
             "001_v1.1.0_upper_names_sync.sql": UPPER_SYNC,
-            "002_v1.2.0_setting_note.sql": "ALTER TABLE settings ADD COLUMN note TEXT;\n",
+            # With a new application trigger: not derived (engine/derive.py), a companion is needed.
+            "002_v1.2.0_setting_note.sql": "ALTER TABLE settings ADD COLUMN note TEXT;\n"
+            "CREATE TRIGGER settings_note AFTER UPDATE ON settings BEGIN SELECT 1; END;\n",
         },
     )
     line = assert_refused(project.cli("plan"), 3, "settings (definition or triggers changed)")

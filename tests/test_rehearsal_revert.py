@@ -19,9 +19,12 @@ ITEMS = "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT); " + " ".join(
     f"INSERT INTO items(name) VALUES ('item {i}');" for i in range(50)
 )
 BASELINE = {"001_v1.0.0_items.sql": "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT);\n"}
-# 002 reshapes items (a column blue does not have); its sync companion carries blue's writes forward
+# 002 reshapes items (a column blue does not have); its sync companion carries blue's writes forward.
+# With a new application trigger, the change is not one revert derives (engine/derive.py; a bare
+# ADD COLUMN is carried back without a rollback companion since issue 13): it needs its companion.
 ADD_PRICE = {
-    "002_v2.0.0_add_price.sql": "ALTER TABLE items ADD COLUMN price INTEGER NOT NULL DEFAULT 0;\n",
+    "002_v2.0.0_add_price.sql": "ALTER TABLE items ADD COLUMN price INTEGER NOT NULL DEFAULT 0;\n"
+    "CREATE TRIGGER items_priced AFTER UPDATE OF price ON items BEGIN SELECT 1; END;\n",
     "002_v2.0.0_add_price_sync.sql": """\
         INSERT INTO main.items(id, name) SELECT id, name FROM source.items
         WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1)
@@ -155,7 +158,10 @@ def test_a_rollback_companion_that_carries_the_wrong_values_fails_the_rehearsal(
 # rows blue truly has no place for
 # ==================================================================================================
 RENAME = {
-    "002_v2.0.0_rename.sql": "ALTER TABLE items RENAME TO products;\n",
+    # With a trigger on the renamed table: not a rename revert derives (engine/derive.py; a bare
+    # RENAME TO is carried back into items since issue 13), so products has no place in blue.
+    "002_v2.0.0_rename.sql": "ALTER TABLE items RENAME TO products;\n"
+    "CREATE TRIGGER products_touched AFTER UPDATE ON products BEGIN SELECT 1; END;\n",
     "002_v2.0.0_rename_sync.sql": """\
         INSERT INTO main.products(id, name) SELECT id, name FROM source.items
         WHERE id IN (SELECT row_key FROM temp.bluegreen_changes WHERE table_name = 'items' AND present = 1)

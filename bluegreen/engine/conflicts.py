@@ -34,10 +34,13 @@ class ConflictDiagnosis:
         source_tables: dict[str, Table],
         run_scripts: Callable[[], None] | None,
         mark_present: Callable[[], None],
+        mapped: tuple[Callable[[], None], Callable[[str, object, int], None], Callable[[], None]] | None = None,
     ):
         """tables: what replay copies; source_tables: the source's tables by name; run_scripts:
         the replayer's sync (or rollback) scripts over temp.bluegreen_changes, None without any;
-        mark_present: sets `present` of the changed keys, as a batch does before its scripts."""
+        mark_present: sets `present` of the changed keys, as a batch does before its scripts.
+        mapped: for the tables replay maps (engine/derive.py), the replayer's (delete every changed
+        key of them, write one changed key alone, put the batch's keys back)."""
         self.conn = conn
         self.source = source
         self.target = target
@@ -45,6 +48,7 @@ class ConflictDiagnosis:
         self.source_tables = source_tables
         self.run_scripts = run_scripts
         self.mark_present = mark_present
+        self.mapped = mapped
 
     def error(self, error: apsw.ConstraintError) -> ReplayConflict:
         """Find the changed rows the target's constraints reject, inside a savepoint that is rolled
@@ -65,6 +69,14 @@ class ConflictDiagnosis:
                 self._try_key(
                     offenders, table_name, row_key, lambda t=table_name, k=row_key: self._insert_key(self.tables[t], k)
                 )
+            if not offenders and self.mapped is not None:
+                delete_all, write_one, restore = self.mapped
+                delete_all()
+                for table_name, row_key, present in changes:
+                    self._try_key(
+                        offenders, table_name, row_key, lambda t=table_name, k=row_key, p=present: write_one(t, k, p)
+                    )
+                restore()
             if not offenders and self.run_scripts is not None:
                 self.mark_present()
                 marked = self.conn.execute(

@@ -26,7 +26,7 @@ import apsw.ext
 from bluegreen.engine import meta, migrations, namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, open_db, run_script
 from bluegreen.engine.replay import CHANGES_DDL
-from bluegreen.engine.shapes import ReshapeReport, reshapes
+from bluegreen.engine.shapes import ReshapeReport, companion_tables, reshapes
 from bluegreen.errors import BluegreenError, MigrationFailed, MigrationInvalid
 
 # bluegreen's own tables stay (green keeps `_bluegreen_meta`, and a reach through a view must meet
@@ -77,7 +77,8 @@ def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str, *
             return DryRun(outcomes, effects, (failure,) if failure else (), None, uncopied)
         migrated = green.serialize("main") or b""
         _attach(green, "source", image)
-        report = reshapes(green, effects)
+        companions = {m.file for m in pending if m.sync}  # a companion overrides derivation
+        report = reshapes(green, effects, overridden=companion_tables(effects, companions))
         green.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # replay runs companions with triggers off
         run_script(green, CHANGES_DDL)
         old = _open(image, triggers=False)

@@ -89,6 +89,9 @@ class ApplyResult:
     tables_read: frozenset[str]  # tables it read: rows derived from them go stale under replay
     history_tables: frozenset[str] = frozenset()  # another tool's history table, written by history statements
     tables_altered: frozenset[str] = frozenset()  # tables whose definition, indexes or triggers it changed
+    alters: tuple[str, ...] = ()  # its ALTER TABLE and single-table UPDATE statements, in order (derive.py)
+    written_otherwise: frozenset[str] = frozenset()  # tables written by any other statement
+    copied_into: frozenset[str] = frozenset()  # tables written by an INSERT ... SELECT from one other table
 
     def effects(self) -> dict[str, list[str]]:
         """What replay's reshape rule reads of this migration (shapes.reshapes, shapes.missing_sync):
@@ -98,6 +101,9 @@ class ApplyResult:
             "read": sorted(self.tables_read),
             "history": sorted(self.history_tables),
             "altered": sorted(self.tables_altered),
+            "alters": list(self.alters),
+            "written_otherwise": sorted(self.written_otherwise),
+            "copied_into": sorted(self.copied_into),
         }
 
 
@@ -241,6 +247,9 @@ class _Observer:
         self.read: set[str] = set()
         self.history: set[str] = set()  # TOOL_HISTORY_TABLES written only by history statements
         self.altered: set[str] = set()
+        self.steps: list[str] = []  # ALTER TABLE statements and single-table UPDATEs, in order (derive.py)
+        self.written_otherwise: set[str] = set()  # tables written by any other statement
+        self.copied_into: set[str] = set()  # tables an INSERT ... SELECT from one other table wrote
         self.internal: str = ""  # the first of bluegreen's objects it tried to reach
         self._statement: set[tuple[str, str]] = set()  # (written|read, table) of the statement being prepared
 
@@ -252,6 +261,19 @@ class _Observer:
         else:
             for kind, table in self._statement:
                 (self.written if kind == "written" else self.read).add(table)
+            written = {t for kind, t in self._statement if kind == "written"}
+            keyword = sql.split(None, 1)[0].upper() if sql and sql.strip() else ""
+            if keyword == "ALTER":
+                self.steps.append(sql)
+            elif keyword == "UPDATE" and len(written) == 1 and tables <= written:
+                self.steps.append(sql)  # a backfill, reading only the table it writes
+            elif keyword == "INSERT" and len(written) == 1 and len(tables - written) == 1:
+                self.steps.append(sql)  # perhaps a rebuild's copy of one table into another (derive.py)
+                self.copied_into.update(written)
+            elif keyword == "DROP":
+                pass  # a dropped table's rows are not written elsewhere; `altered` has it
+            else:
+                self.written_otherwise.update(written)
         self._statement = set()
         return True
 
@@ -344,6 +366,9 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
         frozenset(observer.read),
         history_tables=frozenset(history),
         tables_altered=frozenset(observer.altered),
+        alters=tuple(observer.steps),
+        written_otherwise=frozenset(observer.written_otherwise - {HISTORY_TABLE}),
+        copied_into=frozenset(observer.copied_into),
     )
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import capture, derive
 from bluegreen.engine.conflicts import ConflictDiagnosis
 from bluegreen.engine.db import open_db, quote_ident, readonly_uri, run_script, user_tables
 from bluegreen.engine.keys import clear_keys, delete_keyed, keys_from, load_keys
-from bluegreen.engine.shapes import TableCopy, reshapes, same_shape_tables
+from bluegreen.engine.shapes import TableCopy, companion_tables, reshapes, same_shape_tables
 from bluegreen.errors import CaptureLost, MigrationFailed, OperationFailed, ReplayConflict
 from bluegreen.files import contract
 
@@ -99,24 +99,38 @@ class Replayer:
         *,
         effects: dict | None = None,
         carried: set[str] = frozenset(),
+        carry_back: dict | None = None,
         busy_timeout_ms: int = 10_000,
     ):
         """scripts: the sync (or rollback) scripts to run after each batch. effects: what each
         migration read and wrote; tables a migration wrote to are reshaped, and generic replay
-        leaves them to the scripts (hazard 3). carried: tables the scripts declare they carry."""
+        leaves them to the scripts (hazard 3). carried: tables the scripts declare they carry.
+        carry_back: for revert, the effects of the migrations the target (blue) lacks, as green
+        recorded them: tables those changed in a way that keeps row identity are carried back
+        through their mapping (engine/derive.py), as catch-up maps them forward."""
         self.source = Path(source)
         self.target = Path(target)
         self.scripts = [(p.name, p.read_text(encoding="utf-8")) for p in scripts]
         self.carried = set(carried)
         self.last_catch_up: CatchUpReport | None = None
         self._sequences: bool | None = None  # both files have sqlite_sequence (looked up once)
+        self._saved: list = []  # a conflict diagnosis's batch keys, while it writes keys one by one
         self.conn = open_db(target, triggers=False, busy_timeout_ms=busy_timeout_ms)
         self.make_durable(False)
         try:
             self.conn.execute("ATTACH ? AS source", (readonly_uri(source),))
             run_script(self.conn, CHANGES_DDL)
-            self.reshape = reshapes(self.conn, effects or {})
-            left_out = self.reshape.reshaped.keys() | self.reshape.history.keys()
+            # A companion overrides derivation: the tables its migration changed are left to it.
+            companions = {name.rsplit("_", 1)[0] + ".sql" for name, _ in self.scripts}
+            if carry_back is None:
+                overridden = companion_tables(effects or {}, companions)
+                self.reshape = reshapes(self.conn, effects or {}, overridden=overridden)
+            else:
+                overridden = companion_tables(carry_back, companions) | self.carried
+                alters = derive.alter_statements(carry_back)
+                self.reshape = reshapes(self.conn, {}, alters=alters, forward=False, overridden=overridden)
+            self.mapped = dict(self.reshape.derived)  # source table -> how its rows map
+            left_out = self.reshape.reshaped.keys() | self.reshape.history.keys() | self.mapped.keys()
             self.tables = {n: t for n, t in same_shape_tables(self.conn).items() if n not in left_out}
             self.source_tables = {t.name: t for t in user_tables(self.conn, "source") if not t.virtual}
         except BaseException:
@@ -181,7 +195,7 @@ class Replayer:
             "GROUP BY tbl ORDER BY tbl",
             (self.position().seq if after is None else after, upto),
         ).fetchall()
-        return {t: n for t, n in rows if t not in self.tables and t not in self.carried}
+        return {t: n for t, n in rows if t not in self.tables and t not in self.mapped and t not in self.carried}
 
     def script_uncarried(self) -> dict[str, int]:
         """Rows the scripts said they could not carry (temp.bluegreen_uncarried), per table."""
@@ -251,6 +265,10 @@ class Replayer:
         try:
             for table in tables:
                 self._apply_table(table)
+            for name in self._mapped_in_batch():
+                source = self.source_tables[name]
+                keyed = keys_from(source, "source") if source.without_rowid else ""
+                derive.apply(self.conn, self.mapped[name], source, keyed)
             self._mark_present()
             self._carry_autoincrement()
             self._run_scripts()
@@ -280,7 +298,38 @@ class Replayer:
             self.source_tables,
             self._run_scripts if self.scripts else None,
             self._mark_present,
+            (self._delete_mapped, self._write_one_mapped, self._restore_changes) if self.mapped else None,
         ).error(error)
+
+    def _delete_mapped(self) -> None:
+        for name in self._mapped_in_batch():
+            derive.delete_changed(self.conn, self.mapped[name])
+
+    def _write_one_mapped(self, table_name: str, row_key, present: int) -> None:
+        """One changed key of a mapped table written alone (a diagnosis names the row that fails)."""
+        if table_name not in self.mapped or table_name not in self.source_tables:
+            return
+        self._saved = (
+            self._saved
+            or self.conn.execute(
+                "SELECT table_name, row_key, present FROM temp.bluegreen_changes ORDER BY rowid"
+            ).fetchall()
+        )
+        self.conn.execute("DELETE FROM temp.bluegreen_changes")
+        self.conn.execute("INSERT INTO temp.bluegreen_changes VALUES (?, ?, ?)", (table_name, row_key, present))
+        self._tables_in_batch()
+        source = self.source_tables[table_name]
+        derive.apply(
+            self.conn, self.mapped[table_name], source, keys_from(source, "source") if source.without_rowid else ""
+        )
+
+    def _restore_changes(self) -> None:
+        """Put back the batch's changed keys a diagnosis replaced one by one."""
+        if self._saved:
+            self.conn.execute("DELETE FROM temp.bluegreen_changes")
+            self.conn.executemany("INSERT INTO temp.bluegreen_changes VALUES (?, ?, ?)", self._saved)
+            self._tables_in_batch()
+        self._saved = []
 
     def catch_up(
         self, until: int = 0, limit: int = 20_000, upto: int | None = None, progress=None, own_transaction: bool = True
@@ -338,6 +387,12 @@ class Replayer:
                 load_keys(self.conn, table, [key for (key,) in rows])
         return [self.tables[name] for name in names if name in self.tables]
 
+    def _mapped_in_batch(self) -> list[str]:
+        if not self.mapped:
+            return []
+        names = [t for (t,) in self.conn.execute("SELECT DISTINCT table_name FROM temp.bluegreen_changes")]
+        return [n for n in names if n in self.mapped and n in self.source_tables]
+
     def _apply_table(self, table: TableCopy) -> None:
         """Delete the changed keys in the target, then copy the rows the source still has, each
         found through its key (hazard 19: a rowid or primary-key search, never a scan). Rows
@@ -371,8 +426,9 @@ class Replayer:
         for name, seq in self.conn.execute(
             f"SELECT name, seq FROM source.sqlite_sequence WHERE name IN ({in_batch})"
         ).fetchall():
-            if name not in self.tables:
+            if name not in self.tables and name not in self.mapped:
                 continue
+            name = self.mapped[name].target if name in self.mapped else name  # renamed (derive.py)
             mine = self.conn.execute("SELECT seq FROM main.sqlite_sequence WHERE name = ?", (name,)).fetchall()
             if not mine:
                 self.conn.execute("INSERT INTO main.sqlite_sequence(name, seq) VALUES (?, ?)", (name, seq))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from bluegreen.engine import capture
+from bluegreen.engine import capture, derive
 from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident
 from bluegreen.errors import CompanionMissing
 
@@ -87,13 +87,30 @@ class ReshapeReport:
     # their own history statements (migrations._Observer): table -> the migrations. It needs no sync
     # script and is left out of generic replay: green's rows describe green's schema.
     history: dict[str, list[str]] = field(default_factory=dict)
+    # Tables whose rows keep their identity across the change (engine/derive.py): replay maps
+    # them itself, so they need no companion. Not in `reshaped`.
+    derived: dict[str, derive.Mapping] = field(default_factory=dict)
+    tables: tuple[str, ...] = ()  # every source table it judged, for `plan`'s per-table lines
 
 
-def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) -> ReshapeReport:
+def reshapes(
+    conn: apsw.Connection,
+    effects: dict[str, dict[str, list[str]]],
+    *,
+    alters: list[str] | None = None,
+    forward: bool = True,
+    overridden: frozenset[str] = frozenset(),
+) -> ReshapeReport:
     """Compare the migrated target (main) with the source (attached) and the migrations' effects.
     A table whose schema rows (its CREATE, every index on it, its application triggers) are the
     same text on both sides has the same definition; only the others are compared exactly
-    (same_definition), so a schema of a thousand tables is judged in one read of each side."""
+    (same_definition), so a schema of a thousand tables is judged in one read of each side.
+    A table whose definition changed only in ways that keep each row's identity, and that no
+    migration wrote, is derived (engine/derive.py) instead, unless a migration that altered it
+    has a companion (`overridden`: those tables, see `companion_tables`): a companion overrides
+    derivation.
+    alters: the migrations' ALTER statements (default: from effects); forward=False when main
+    is the old schema (revert's carry-back)."""
     main, source = _schema_rows(conn, "main"), _schema_rows(conn, "source")
     signed = (_signatures(main), _signatures(source))
     source_tables = [
@@ -113,13 +130,53 @@ def reshapes(conn: apsw.Connection, effects: dict[str, dict[str, list[str]]]) ->
             reshaped[name] = "definition or triggers changed"
         elif writers:
             reshaped[name] = f"written by {', '.join(writers)}"
-    derived = [f for f, e in effects.items() if e.get("written") and set(e.get("read", [])) & set(source_tables)]
+    candidates = [
+        name
+        for name, reason in reshaped.items()
+        # "not in the target": renamed? "written by": by backfills (single-table UPDATEs) only?
+        if (reason in ("definition or triggers changed", "not in the target") or reason.startswith("written by"))
+        and not any(
+            name in e.get("written_otherwise", e.get("written", [])) or name in e.get("copied_into", [])
+            for e in effects.values()
+        )
+        and name not in overridden
+    ]
+    alters = derive.alter_statements(effects) if alters is None else alters
+    mapped = derive.mappings(conn, candidates, alters, forward=forward) if candidates else {}
+    for name in mapped:
+        reshaped.pop(name)
+    derived = [
+        f
+        for f, e in effects.items()
+        if e.get("written")
+        and set(e.get("read", [])) & set(source_tables)
+        and not _only_backfills(e, mapped)  # its writes are re-applied per changed row (derive.py)
+    ]
     history: dict[str, list[str]] = {}
     for file, effect in effects.items():
         for name in effect.get("history", []):
             if name not in reshaped:
                 history.setdefault(name, []).append(file)
-    return ReshapeReport(reshaped, derived, history)
+    return ReshapeReport(reshaped, derived, history, mapped, tuple(sorted(source_tables)))
+
+
+def _only_backfills(effect: dict, mapped: dict) -> bool:
+    """The migration wrote only tables that derivation re-applies its backfills to."""
+    vias = {m.via for m in mapped.values() if m.via}  # a rebuild's copy, into the table it renames
+    written = effect.get("written", [])
+    return (
+        "written_otherwise" in effect
+        and not effect["written_otherwise"]
+        and set(effect.get("copied_into", [])) <= vias
+        and all((t in mapped and (mapped[t].backfills or mapped[t].via)) or t in vias for t in written)
+    )
+
+
+def companion_tables(effects: dict, files_with_companion: set[str]) -> frozenset[str]:
+    """Tables a migration with a companion altered or wrote: derivation leaves them to it."""
+    return frozenset(
+        t for f, e in effects.items() if f in files_with_companion for t in e.get("altered", []) + e.get("written", [])
+    )
 
 
 def _schema_rows(conn: apsw.Connection, schema: str) -> dict[tuple[str, str], tuple[str, str | None]]:
@@ -155,6 +212,7 @@ def missing_sync(
     count). The error asks it of those migrations and names the files to create."""
     with_sync = {m.file for m in pending if m.sync}
     why: dict[str, list[str]] = {}
+    asked: list[str] = []  # the reshaped tables no companion carries
     for file in report.derived_by:
         if file not in with_sync:
             read = ", ".join(effects.get(file, {}).get("read", []))
@@ -167,6 +225,7 @@ def missing_sync(
         ]
         if with_sync and (set(by) & with_sync or not by):
             continue  # the sync companion of a migration that reshaped it carries it (who did unknown: any one)
+        asked.append(table)
         for file in by or [m.file for m in pending]:
             why.setdefault(file, []).append(f"{table} ({reason})")
     if not why:
@@ -178,5 +237,5 @@ def missing_sync(
         + " Without one, writes made on blue during prepare would be missing from green: create "
         + ("it" if len(needs) == 1 else "them")
         + ' (docs/design.md, "Sync and rollback scripts"), or use `bluegreen deploy --offline`',
-        details={"files": needs, "create": [paths[f] for f in needs], "reshaped": report.reshaped},
+        details={"files": needs, "create": [paths[f] for f in needs], "reshaped": report.reshaped, "tables": asked},
     )

@@ -33,6 +33,7 @@ _WHERE = re.compile(r"^(?P<file>[^\n]+?\.sql)(?::(?P<line>\d+))?: ")
 class Preflight:
     findings: tuple[BluegreenError, ...]
     note: str = ""  # why the dry run could not run ('' when it did, or had nothing to do)
+    tables: tuple[tuple[str, str], ...] = ()  # online: (table, what replay does with it)
 
     @property
     def exit_code(self) -> int:
@@ -46,15 +47,30 @@ class Preflight:
     def as_dicts(self) -> list[dict]:
         return [_as_dict(f) for f in self.findings]
 
+    def table_lines(self, most: int = 20) -> list[str]:
+        """Per table, what an online deploy's catch-up and revert's carry-back do with it."""
+        if not self.tables:
+            return []
+        changed = [(t, what) for t, what in self.tables if what != REPLAYED]
+        shown = self.tables if len(self.tables) <= most else changed
+        lines = ["tables      what catch-up (blue -> green) and carry-back (green -> blue) do with each table:"]
+        lines += [f"  {t}: {what}" for t, what in shown]
+        if len(shown) < len(self.tables):
+            lines.append(f"  {len(self.tables) - len(shown)} other table(s): {REPLAYED}")
+        return lines
+
     def lines(self) -> list[str]:
         """The plan's and status's text lines."""
         if self.note:
             return [f"checks      not dry-run: {self.note}"]
+        shown = self.table_lines()
         if not self.findings:
-            return ["checks      every pending migration and companion ran on a schema-only copy: no problem"]
-        return [
-            f"checks      {len(self.findings)} problem(s); prepare and deploy would refuse (exit {self.exit_code}):"
-        ] + [f"  {type(f).__name__}: {f.message}" for f in self.findings]
+            return ["checks      every pending migration and companion ran on a schema-only copy: no problem", *shown]
+        return (
+            shown
+            + [f"checks      {len(self.findings)} problem(s); prepare and deploy would refuse (exit {self.exit_code}):"]
+            + [f"  {type(f).__name__}: {f.message}" for f in self.findings]
+        )
 
 
 def check(blue: Path, pending: list[migrations.Migration], *, online: bool = True) -> Preflight:
@@ -72,11 +88,35 @@ def check(blue: Path, pending: list[migrations.Migration], *, online: bool = Tru
             (), f"{name} of {Path(blue).name} cannot be made without the application ({why}); prepare checks instead"
         )
     findings = list(found.problems)
+    tables: tuple[tuple[str, str], ...] = ()
     if online and found.reshape is not None:
         refused = shapes.missing_sync(found.reshape, pending, found.effects)
         if refused is not None:
             findings.append(refused)
-    return Preflight(tuple(findings))
+        tables = _per_table(found.reshape, refused)
+    return Preflight(tuple(findings), tables=tables)
+
+
+REPLAYED = "replayed as it is"
+
+
+def _per_table(report: shapes.ReshapeReport, refused) -> tuple[tuple[str, str], ...]:
+    """replayed / derived (how) / carried by a companion / needs a companion (why)."""
+    named = set((refused.details or {}).get("tables", [])) if refused is not None else set()
+    found = []
+    for table in report.tables:
+        if table in report.derived:
+            how = report.derived[table].how or "indexes only"
+            found.append((table, f"derived, no companion needed ({how})"))
+        elif table in report.reshaped:
+            why = report.reshaped[table]
+            needs = "needs a _sync.sql companion" if table in named else "carried by the sync companion"
+            found.append((table, f"{needs} ({why}); a revert needs a _rollback.sql for it"))
+        elif table in report.history:
+            found.append((table, "a migration tool's history table: green's rows are kept"))
+        else:
+            found.append((table, REPLAYED))
+    return tuple(found)
 
 
 def require(blue: Path, pending: list[migrations.Migration], *, online: bool = True) -> None:

@@ -11,6 +11,7 @@ of the carry done before it (pre-carry), a try that would not fit let go (hazard
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -90,6 +91,7 @@ class Revert:
             blue,
             rollbacks,
             carried=migrations.carried_by(rollbacks),
+            carry_back=_migration_effects(green),
             busy_timeout_ms=self.config.cutover.lock_timeout_ms,
         )
         try:
@@ -171,6 +173,7 @@ class Revert:
             return []  # the locked window refuses it (exit 5) before carrying anything: blue stays untouched
         for table in found.uncarriable_tables:
             back.tables.pop(table, None)  # as the locked window does: their rows are exported, not carried
+            back.mapped.pop(table, None)
         barrier.begin(back.conn, back.target, self.config.cutover.lock_timeout_ms)
         try:
             # Green as this transaction sees it (BEGIN IMMEDIATE pinned it, hazard 21): an `upto`
@@ -265,6 +268,7 @@ class Revert:
         refused = found.refused if found else {}
         for table in found.uncarriable_tables if found else []:
             back.tables.pop(table, None)  # altered, re-created or dropped on green: its rows are not carried
+            back.mapped.pop(table, None)
         start = capture.get_meta(back.conn, REVERT_START)
         start = back.position().seq if start is None else int(start)
         lost = back.uncarried(upto.seq, after=start) if upto else {}
@@ -447,4 +451,14 @@ def _export_schema(green: Path, target: Path, found: revert_ddl.Drift) -> None:
         conn.execute("COMMIT")
     finally:
         barrier.rollback(conn)
+        conn.close()
+
+
+def _migration_effects(green: Path) -> dict:
+    """What green's migrations did, as the builder recorded it: revert derives the carry-back of
+    the tables they changed without touching row identity (engine/derive.py)."""
+    conn = open_db(green, query_only=True)
+    try:
+        return json.loads(capture.get_meta(conn, "migration_effects") or "{}")
+    finally:
         conn.close()

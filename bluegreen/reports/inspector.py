@@ -333,6 +333,7 @@ class Inspector:
         lines += ["estimates (before anything runs; see README, Plan):"] + estimate.describe(found)
         checked = preflight.check(active, pending, online=not offline)  # what prepare and deploy would refuse
         data["details"] = {"findings": checked.as_dicts(), "note": checked.note}
+        data["tables"] = {table: what for table, what in checked.tables}  # online: what replay does with each
         lines += checked.lines()
         if checked.first is None:
             return Result("plan", "\n".join(lines), data=data)
