@@ -257,6 +257,18 @@ def test_online_deploy_and_revert_with_writes_and_no_companion(tmp_path, writers
 
     writer.wait_for(30, on="app.gen2.db")
     reverted = project.cli_process("revert")  # the writer writes green until the fence
+    if change == "add_column":
+        # The writer wrote p on green; blue has no column p: reverting would drop those values, so
+        # it refuses (exit 5, the existing path) naming the table and the column, green still active;
+        # --accept-loss saves them to a file first, then carries every other column back.
+        assert reverted.code == 5, reverted.out + reverted.err
+        assert "t: " in reverted.err and "column p" in reverted.err, reverted.err
+        assert active_of(project).name == "app.gen2.db"
+        reverted = project.cli_process("revert", "--accept-loss", "--json")
+        assert reverted.code == 0, reverted.out + reverted.err
+        exported = Path(reverted.json["exported"])
+        saved = rows(exported, "SELECT DISTINCT table_name FROM bluegreen_lost_changes")
+        assert saved == [("t",)] and reverted.json["lost"]["t"] > 0
     assert reverted.code == 0, reverted.out + reverted.err
     assert active_of(project).name == "app.db"
     writer.wait_for(20, on="app.db")
@@ -488,7 +500,11 @@ def test_a_backfill_is_re_applied_to_each_row_blue_changed(tmp_path, key):
     app = project.connect(project.gen(2))
     app.execute("UPDATE t SET v = 'edited on green', status = 'kept' WHERE v = 'tiny'")
     app.close()
-    assert project.cli("revert").code == 0
+    # 'kept' is a value green wrote into status, a column blue does not have: reverting would drop
+    # it, so revert refuses (exit 5) naming the column; --accept-loss saves it, then carries v back.
+    refused = project.cli("revert")
+    assert refused.code == 5 and "column status" in refused.err, refused.err
+    assert project.cli("revert", "--accept-loss").code == 0
     assert sorted(v for (v,) in rows(project.blue, "SELECT v FROM t")) == ["big new", "big now", "edited on green"]
 
 

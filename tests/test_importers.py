@@ -202,7 +202,12 @@ def test_alembic_add_column_deploys_online_derived_and_reverts(tmp_path):
     conn = apsw.Connection(active(project))
     conn.execute("UPDATE account SET name = 'bob (green)', email = 'b@x' WHERE id = 2")
     conn.close()
-    assert project.cli("revert").code == 0
+    # The email green took has no column in blue: revert refuses (exit 5) rather than drop it;
+    # --accept-loss saves it to a file, then carries the name back.
+    refused = project.cli("revert")
+    assert refused.code == 5 and "column email" in refused.err, refused.err
+    assert alembic_current(project).split()[0] == REV2  # nothing changed: green still active
+    assert project.cli("revert", "--accept-loss").code == 0
     assert alembic_current(project) == REV1
     assert rows(project.blue, "SELECT * FROM account ORDER BY id") == [(1, "ann (blue)"), (2, "bob (green)")]
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import apsw
 
 from bluegreen.engine import sqltext
-from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, user_tables
+from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, user_tables
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class Mapping:
     how: str  # what the migrations did, for `plan`
     backfills: tuple[tuple[str, str], ...] = ()  # (SET part, WHERE part or '') re-applied to changed rows
     via: str = ""  # a rebuild's intermediate table (written by the migration's copy, then renamed)
+    # Carry-back only: the source's (green's) columns the target (blue) has no place for, each with
+    # the value a row gets without a write of its own (its DEFAULT, as SQL). A changed row holding
+    # anything else there would lose that value: it is listed as uncarried (exit 5, --accept-loss).
+    lost: tuple[tuple[str, str], ...] = ()
 
 
 def alter_statements(effects: dict) -> list[str]:
@@ -353,6 +357,14 @@ def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, n
         columns = tuple((o, n) for n, o in pairs)
         unmapped = tuple(c for c in old_columns if c not in {o for _, o in pairs})
         target, source = old, new
+    defaults = dict(
+        conn.execute(f"SELECT name, dflt_value FROM pragma_table_info(?, {quote_literal(new_schema)})", (new.name,))
+    )
+    lost = (
+        tuple((c, defaults.get(c) or "NULL") for c in new_columns if origin[c] is None)
+        if old_schema != "source"
+        else ()
+    )
     rename = dict((s, t) for t, s in columns)
     if target.without_rowid:
         if tuple(rename.get(c) for c in source.primary_key) != target.primary_key:
@@ -369,6 +381,7 @@ def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, n
         unmapped,
         "; ".join(how),
         tuple(backfills) if old_schema == "source" else (),  # carried back as green wrote them
+        lost=lost,
     )
 
 
@@ -431,6 +444,16 @@ def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_fro
         )
         key_insert, key_pick = [mapping.target_key[0]], [f"s.{mapping.source_key[0]}"]
     args = (mapping.source,)
+    if mapping.lost:  # values green holds that blue has no column for: never dropped silently
+        differs = " OR ".join(f"s.{quote_ident(c)} IS NOT ({default})" for c, default in mapping.lost)
+        row_key = " || ',' || ".join(f"quote(s.{quote_ident(c)})" for c in mapping.source_key)
+        if not mapping.without_rowid:
+            row_key = f"s.{mapping.source_key[0]}"
+        conn.execute(
+            f"INSERT INTO temp.bluegreen_uncarried(table_name, row_key) SELECT ?, {row_key} "
+            f"FROM {source_from} AND ({differs})",
+            (mapping.source, *args),
+        )
     names = [quote_ident(t) for t, _ in mapping.columns]
     picks = [f"s.{quote_ident(s)}" for _, s in mapping.columns]
     if mapping.unmapped:

@@ -382,6 +382,13 @@ class Revert:
                     "kind": "ddl",
                     "reason": "the table itself was changed on the new generation after cutover: listed with the schema changes",
                 }
+            elif table in listed and back.mapped.get(table) is not None and back.mapped[table].lost:
+                columns = ", ".join(f"column {c}" for c, _ in back.mapped[table].lost)
+                found[table] = {
+                    "kind": "new_columns",
+                    "reason": f"they hold values written on the new generation in {columns}, which "
+                    f"{back.target.name} does not have: reverting would drop them",
+                }
             elif table in listed:
                 found[table] = {
                     "kind": "script",
