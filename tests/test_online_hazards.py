@@ -269,6 +269,13 @@ def test_hazard3_with_a_sync_script_blue_writes_during_prepare_are_re_derived(tm
             """,
         },
     )
+    blue_writes_during_prepare_reach_green_upper_cased(project)
+
+
+def blue_writes_during_prepare_reach_green_upper_cased(project) -> None:
+    """Prepare, then an update, an insert, a delete and a key change on items (and a write to the
+    same-shape settings) on blue, then cutover: green holds every items row upper-cased as the
+    migration's backfill made it, settings as blue has it."""
     ok(project.cli("prepare", "--json"))
     app(
         project,
@@ -291,22 +298,7 @@ def test_hazard3_a_backfill_over_the_row_is_re_applied_to_blue_writes_without_a_
     """The same migration with no sync script: its UPDATE reads only items, so replay re-applies it
     to each row blue changed during prepare (issue 13, derived): the same green as the script's."""
     project = make_project(tmp_path, ITEMS_AND_SETTINGS, {"001_v1.1.0_upper_names.sql": WRITERS["backfill"]["sql"]})
-    ok(project.cli("prepare", "--json"))
-    app(
-        project,
-        "UPDATE items SET name = 'mixed Case' WHERE id = 1; INSERT INTO items(id, name) VALUES (500, 'brand New');"
-        "DELETE FROM items WHERE id = 2; UPDATE items SET id = 600 WHERE id = 3;"
-        "INSERT INTO settings(key, value) VALUES ('c', '3')",
-    )
-    ok(project.cli("cutover", "--json"))
-    green = project.gen(2)
-    assert table(green, "items") == sorted(((i, n.upper()) for i, n in table(project.blue, "items")), key=repr)
-    assert rows(green, "SELECT name FROM items WHERE id IN (1, 500, 600) ORDER BY id") == [
-        ("MIXED CASE",),
-        ("BRAND NEW",),
-        ("ITEM 2",),
-    ]
-    assert table(green, "settings") == table(project.blue, "settings")
+    blue_writes_during_prepare_reach_green_upper_cased(project)
 
 
 # ==================================================================================================
