@@ -17,8 +17,8 @@ from bluegreen.engine import barrier, capture, generations, migrations
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.engine.generations import version_of
 from bluegreen.engine.replay import Replayer
-from bluegreen.errors import ConfigInvalid, ReplayConflict, StillInUse, WrongPhase
-from bluegreen.files import pointer, registry
+from bluegreen.errors import ConfigInvalid, ReplayConflict, WrongPhase
+from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.files.layout import file_mode, remove_database_files
 from bluegreen.gates import estimate, preflight
@@ -26,10 +26,10 @@ from bluegreen.gates.runner import GateRunner
 from bluegreen.lifecycle import fences, guard
 from bluegreen.lifecycle.budget import PauseReport
 from bluegreen.lifecycle.builder import Builder
+from bluegreen.lifecycle.closing import Closing
 from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
-from bluegreen.reports import retention
 from bluegreen.results import Result, Timer
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -46,6 +46,7 @@ class Controller:
         self.builder = Builder(config, self.store, self.progress)
         self.forward = Cutover(config, self.store)  # blue → green
         self.backward = Revert(config, self.store, self.gates)  # green → blue
+        self.closing = Closing(config, self.store)  # the revert window closed, old files removed
 
     @contextmanager
     def _command(self, name: str, *, gated: bool = True) -> Iterator[Run]:
@@ -341,72 +342,11 @@ class Controller:
 
     def finalize(self, force: bool = False) -> Result:
         with self._command("finalize", gated=False) as run:
-            state = run.state
-            if state.phase == Phase.IDLE:
-                return Result("finalize", "nothing to finalize")
-            if state.phase != Phase.CUT_OVER:
-                raise WrongPhase(f"nothing to finalize (phase {state.phase})")
-            blue_gone = not (self.store.folder / state.blue).is_file()  # deleted in the revert window
-            if not blue_gone:
-                fences.check_intact(self.store, "finalize", state.blue)
-            holders = registry.users_of(self.config.database.pointer, state.blue)
-            if holders and not force:
-                raise StillInUse(
-                    f"finalize refused: {len(holders)} live process(es) still have {state.blue} open "
-                    f"({', '.join(h.name for h in holders)}); each moves at its next statement outside a transaction. "
-                    "Nothing was changed: run finalize again once `bluegreen status` lists no process behind, or "
-                    "`bluegreen finalize --force`",
-                    details={"clients": [h.as_dict() for h in holders]},
-                )
-            if holders:
-                self.store.log("finalize_forced", clients=[h.name for h in holders])
-            green = self.store.folder / state.green
-            run.journal(operation="finalize", step=Step.CLOSING)  # repeatable: finalize again
-            with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
-                capture.remove_capture(conn)
-            kept = state.blue
-            if blue_gone:
-                return self._finalized_without_blue(run)
-            run.journal(**IDLE)
-            return Result(
-                "finalize",
-                f"finalized: the revert window is closed; {kept} stays on disk, fenced",
-                data={"kept": str(self.store.folder / kept)},
-            )
+            return self.closing.finalize(run, force)
 
-    def _finalized_without_blue(self, run: Run) -> Result:
-        """Blue was deleted in the revert window: nothing could be reverted to anyway, so the window
-        closes (green keeps no capture) and the fence record of the missing file is forgotten."""
-        state = run.state
-        blue = self.store.folder / state.blue
-        state.fences.pop(state.blue, None)
-        self.store.log("finalize_blue_missing", file=state.blue)
-        run.journal(**IDLE)
-        return Result(
-            "finalize",
-            f"finalized: the revert window is closed; {blue} was already gone (deleted "
-            "during the revert window), so there is no previous file to keep",
-            data={"kept": None, "blue_missing": str(blue)},
-        )
-
-    # ------------------------------------------------------------------------------------------
-    # prune: remove fenced generations retired longer ago than [retention] keep_days
-    # ------------------------------------------------------------------------------------------
     def prune(self, names: list[str] | None = None, dry_run: bool = False) -> Result:
-        with self.store.locked():
-            state = self.store.load()
-            retention.check_phase(state)
-            keep_days = self.config.retention.keep_days
-            active = pointer.read(self.config.database.pointer).active
-            kept = retention.inventory(self.store, state, active, keep_days)
-            chosen = retention.choose(kept, list(names or []), keep_days, self.store.folder)
-            for item in chosen:  # every check before the first removal: all of it, or nothing
-                retention.check_unused(self.config.database.pointer, item)
-                fences.check_intact(self.store, "prune", item.name)
-            if not dry_run:
-                for item in chosen:
-                    retention.remove(self.store, state, item)
-            return retention.prune_result(chosen, kept, keep_days, dry_run)
+        """Remove fenced generations retired longer ago than [retention] keep_days."""
+        return self.closing.prune(list(names or []), dry_run)
 
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above
