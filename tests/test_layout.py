@@ -88,6 +88,8 @@ FLOOR = {
     "engine": 2,
     "client": 2,
     "config": 3,
+    "sqlalchemy": 3,  # the ORM integrations stand on the client
+    "django": 3,
     "gates": 4,
     "reports": 5,
     "lifecycle": 6,
