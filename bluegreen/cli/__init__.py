@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     args.env = getattr(args, "env", None)
     if getattr(args, "force", False) and args.command in ("deploy", "cutover") and not (args.reason or "").strip():
         parser.error(f"{args.command} --force needs --reason TEXT (it is logged with who and when)")
+    if args.command == "new" and (args.description is None) == (args.for_migration is None):
+        parser.error("new takes a DESCRIPTION (a new migration) or --for MIGRATION (companions for one), not both")
+    if args.command == "new" and args.for_migration is not None and args.version is not None:
+        parser.error("--version goes with a new migration, not with --for")
     if getattr(args, "reason", None) and not args.force:
         parser.error("--reason goes with --force")
     for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
@@ -65,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "init" and scaffolded is not None:
             result = scaffolded.adopt(controller)
+        elif args.command == "new" and args.for_migration is not None:
+            from bluegreen.tools import drafting
+
+            result = drafting.companions_for(cfg, args.for_migration, args.companions)
         elif args.command == "new":
             from bluegreen.tools import scaffold
 

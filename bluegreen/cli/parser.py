@@ -119,7 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "new":
             command.add_argument(
-                "description", metavar="DESCRIPTION", help="what it does, as a name: add_status, split_names"
+                "description",
+                metavar="DESCRIPTION",
+                nargs="?",
+                help="what it does, as a name: add_status, split_names",
+            )
+            command.add_argument(
+                "--for",
+                dest="for_migration",
+                metavar="MIGRATION",
+                default=None,
+                help="instead of a new migration, write companions for this pending one (its file name or "
+                "number), with what bluegreen derives from its SQL drafted into the sync and rollback "
+                "files, commented out (default --with sync,rollback); only absent or untouched skeleton "
+                "files are written",
             )
             command.add_argument(
                 "--version",

@@ -55,6 +55,10 @@ class DryRun:
     problems: tuple[BluegreenError, ...]  # typed, naming the file and line
     reshape: ReshapeReport | None  # None unless every migration ran
     uncopied: dict[str, str] = field(default_factory=dict)  # blue's objects the copy could not take
+    # The schema-only images, before and after the migrations (serialized), for what is derived
+    # from the two (engine/drafts.py); empty unless every migration ran.
+    before: bytes = b""
+    after: bytes = b""
 
 
 def run(blue: Path, pending: list[migrations.Migration]) -> DryRun:
@@ -88,7 +92,7 @@ def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str, *
             problems = tuple(_companion_problems(green, old, pending))
         finally:
             old.close()
-        return DryRun(outcomes, effects, problems, report, uncopied)
+        return DryRun(outcomes, effects, problems, report, uncopied, image, migrated)
     finally:
         green.close()
 

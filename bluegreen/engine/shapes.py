@@ -236,6 +236,8 @@ def missing_sync(
         " ".join(f"{f}: needs a sync companion, {paths[f]}: {'; '.join(why[f])}." for f in needs)
         + " Without one, writes made on blue during prepare would be missing from green: create "
         + ("it" if len(needs) == 1 else "them")
-        + ' (docs/design.md, "Sync and rollback scripts"), or use `bluegreen deploy --offline`',
+        + f" (`bluegreen new --for {needs[0]}` drafts "
+        + ("it" if len(needs) == 1 else "its")
+        + ' from what bluegreen derives; docs/design.md, "Sync and rollback scripts"), or use `bluegreen deploy --offline`',
         details={"files": needs, "create": [paths[f] for f in needs], "reshaped": report.reshaped, "tables": asked},
     )

@@ -58,6 +58,10 @@ examples:
          revert; validate: checks green before cutover; also benchmark, check)
   path="$(bluegreen new add_status | tail -n 1)"
       the file's path is the last line of stdout (with --json: "path")
+  bluegreen new --for 002_v1.1.0_split_names.sql            (once its SQL is written)
+      -> its _sync.sql and _rollback.sql with what bluegreen derives from that SQL drafted in,
+         commented out: per table the catch-up and carry-back statements, TODO lines where it
+         cannot derive them (`bluegreen plan` says which tables need them)
 
 DESCRIPTION is letters, digits and _ (add_status, not "add status"), at most 100 characters, not
 ending like a companion (_sync, _rollback, _validate, _benchmark, _check). --version may not go

@@ -127,6 +127,9 @@ SYNC = """\
 --   SELECT id, price * quantity FROM orders WHERE id IN
 --     (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name = 'orders' AND present = 1);
 --
+-- Once {migration} has its SQL, `bluegreen new --for {migration}` replaces this untouched
+-- skeleton (and the rollback one) with a draft of what bluegreen derives from that SQL.
+--
 -- Tripwire: until this script is written, plan, prepare and deploy refuse it before anything
 -- is built (their dry run calls it; an empty sync script would let green drift silently).
 -- Delete it when done.
