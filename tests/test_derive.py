@@ -282,9 +282,11 @@ def test_online_deploy_and_revert_with_writes_and_no_companion(tmp_path, writers
 def test_plan_says_per_table_what_replay_does(tmp_path):
     project = make_project(
         tmp_path,
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, note TEXT); CREATE TABLE same(id INTEGER PRIMARY KEY);",
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT, note TEXT); CREATE TABLE same(id INTEGER PRIMARY KEY);"
+        "CREATE TABLE o(id INTEGER PRIMARY KEY, total INT); CREATE INDEX o_total ON o(total);",
         {
-            "001_v1.1.0_a.sql": "ALTER TABLE t ADD COLUMN status TEXT DEFAULT 'new';\n",
+            "001_v1.1.0_a.sql": "ALTER TABLE t ADD COLUMN status TEXT DEFAULT 'new';\nDROP INDEX o_total;\n"
+            "CREATE INDEX o_id_total ON o(id, total);\n",
             "002_v1.2.0_b.sql": "ALTER TABLE t RENAME COLUMN note TO memo;\nALTER TABLE t DROP COLUMN v;\n",
         },
     )
@@ -294,6 +296,8 @@ def test_plan_says_per_table_what_replay_does(tmp_path):
     assert "derived" in line and "column status added" in line and "column note renamed to memo" in line
     assert "column v dropped" in line
     assert any(x.strip() == "same: replayed as it is" for x in planned.out.splitlines()), planned.out
+    indexed = "o: replayed as it is, no companion needed (index o_id_total added; index o_total dropped)"
+    assert any(x.strip() == indexed for x in planned.out.splitlines()), planned.out
     document = project.cli("plan", "--json").json
     assert document["tables"]["same"] == "replayed as it is"
     assert document["tables"]["t"].startswith("derived, no companion needed (column status added")
@@ -379,7 +383,9 @@ def test_a_blue_row_that_breaks_a_new_unique_index_is_named(tmp_path, key, index
     # Only an index changed: replayed as it is or derived (an index on columns is compared as
     # part of the definition), never a companion.
     assert planned.code == 0, planned.out
-    assert "t: derived, no companion needed (indexes only)" in planned.out or "t: replayed as it is" in planned.out
+    line = next(x.strip() for x in planned.out.splitlines() if x.strip().startswith("t: "))
+    assert line.startswith(("t: derived, no companion needed", "t: replayed as it is, no companion needed")), line
+    assert "index t_email added, UNIQUE: a blue row that breaks it is named at cutover" in line
     assert project.cli("prepare").code == 0
     conn = project.connect()
     conn.execute("INSERT INTO t VALUES (3, 'A@x')")
@@ -553,7 +559,10 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
     seed = rows(project.blue, f"SELECT {', '.join(keys)}, v, note FROM t")
     planned = project.cli("plan")
     assert planned.code == 0, planned.out + planned.err
-    assert "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name)" in planned.out
+    assert (
+        "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name; index t_v added)"
+        in planned.out
+    )
     writer = Writer(project, tmp_path, keys)
     writers.append(writer)
     writer.wait_for(20)

@@ -26,7 +26,7 @@ import apsw.ext
 from bluegreen.engine import meta, migrations, namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, open_db, run_script
 from bluegreen.engine.replay import CHANGES_DDL
-from bluegreen.engine.shapes import ReshapeReport, companion_tables, reshapes
+from bluegreen.engine.shapes import ReshapeReport, companion_tables, index_changes, reshapes
 from bluegreen.errors import BluegreenError, MigrationFailed, MigrationInvalid
 
 # bluegreen's own tables stay (green keeps `_bluegreen_meta`, and a reach through a view must meet
@@ -59,6 +59,7 @@ class DryRun:
     # from the two (engine/drafts.py); empty unless every migration ran.
     before: bytes = b""
     after: bytes = b""
+    indexes: dict[str, list[str]] = field(default_factory=dict)  # table -> its index changes (plan)
 
 
 def run(blue: Path, pending: list[migrations.Migration]) -> DryRun:
@@ -83,6 +84,7 @@ def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str, *
         _attach(green, "source", image)
         companions = {m.file for m in pending if m.sync}  # a companion overrides derivation
         report = reshapes(green, effects, overridden=companion_tables(effects, companions))
+        indexes = index_changes(green)
         green.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # replay runs companions with triggers off
         run_script(green, CHANGES_DDL)
         old = _open(image, triggers=False)
@@ -92,7 +94,7 @@ def on(blue: apsw.Connection, pending: list[migrations.Migration], label: str, *
             problems = tuple(_companion_problems(green, old, pending))
         finally:
             old.close()
-        return DryRun(outcomes, effects, problems, report, uncopied, image, migrated)
+        return DryRun(outcomes, effects, problems, report, uncopied, image, migrated, indexes)
     finally:
         green.close()
 

@@ -160,6 +160,31 @@ def reshapes(
     return ReshapeReport(reshaped, derived, history, mapped, tuple(sorted(source_tables)))
 
 
+def index_changes(conn: apsw.Connection) -> dict[str, list[str]]:
+    """Per table (its name in the source), the indexes the migrations added, dropped or changed
+    between the source (attached) and main, for `plan`: replay carries such a table as it is, and
+    a blue row that breaks a new UNIQUE index is named at cutover."""
+    query = (
+        "SELECT name, tbl_name, sql FROM {}.sqlite_schema WHERE type = 'index' AND sql IS NOT NULL "
+        f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}'"
+    )
+    old = {n: (t, sql) for n, t, sql in conn.execute(query.format("source"))}
+    new = {n: (t, sql) for n, t, sql in conn.execute(query.format("main"))}
+    found: dict[str, list[str]] = {}
+    for name in sorted(old.keys() | new.keys()):
+        table, sql = new.get(name) or old[name]
+        unique = (
+            ", UNIQUE: a blue row that breaks it is named at cutover" if sql.upper().startswith("CREATE UNIQUE") else ""
+        )
+        if name not in old:
+            found.setdefault(table, []).append(f"index {name} added{unique}")
+        elif name not in new:
+            found.setdefault(old[name][0], []).append(f"index {name} dropped")
+        elif old[name][1] != sql:
+            found.setdefault(old[name][0], []).append(f"index {name} changed{unique}")
+    return found
+
+
 def _only_backfills(effect: dict, mapped: dict) -> bool:
     """The migration wrote only tables that derivation re-applies its backfills to."""
     vias = {m.via for m in mapped.values() if m.via}  # a rebuild's copy, into the table it renames

@@ -93,21 +93,25 @@ def check(blue: Path, pending: list[migrations.Migration], *, online: bool = Tru
         refused = shapes.missing_sync(found.reshape, pending, found.effects)
         if refused is not None:
             findings.append(refused)
-        tables = _per_table(found.reshape, refused)
+        tables = _per_table(found.reshape, refused, found.indexes)
     return Preflight(tuple(findings), tables=tables)
 
 
 REPLAYED = "replayed as it is"
 
 
-def _per_table(report: shapes.ReshapeReport, refused) -> tuple[tuple[str, str], ...]:
-    """replayed / derived (how) / carried by a companion / needs a companion (why)."""
+def _per_table(report: shapes.ReshapeReport, refused, indexes: dict) -> tuple[tuple[str, str], ...]:
+    """replayed / derived (how) / carried by a companion / needs a companion (why); with the
+    indexes the migrations changed on it."""
     named = set((refused.details or {}).get("tables", [])) if refused is not None else set()
     found = []
     for table in report.tables:
+        changed = "; ".join(indexes.get(table, []))
         if table in report.derived:
-            how = report.derived[table].how or "indexes only"
+            how = "; ".join(x for x in (report.derived[table].how, changed) if x) or "indexes only"
             found.append((table, f"derived, no companion needed ({how})"))
+        elif table not in report.reshaped and table not in report.history and changed:
+            found.append((table, f"{REPLAYED}, no companion needed ({changed})"))
         elif table in report.reshaped:
             why = report.reshaped[table]
             needs = "needs a _sync.sql companion" if table in named else "carried by the sync companion"
