@@ -503,7 +503,14 @@ def test_a_backfill_is_re_applied_to_each_row_blue_changed(tmp_path, key):
     assert project.cli("cutover").code == 0
     green = dict(rows(project.gen(2), "SELECT v, status FROM t"))
     assert green == {"big now": "large", "tiny": "small", "big new": "large"}, green
+    # Values in status that the backfill gives the row anyway (a deploy re-derives them) carry back.
     app = project.connect(project.gen(2))
+    app.execute("UPDATE t SET v = 'big on green', status = 'large' WHERE v = 'big new'")
+    app.close()
+    assert project.cli("revert").code == 0
+    assert sorted(v for (v,) in rows(project.blue, "SELECT v FROM t")) == ["big now", "big on green", "tiny"]
+    assert project.cli("deploy").code == 0
+    app = project.connect(project.gen(3))
     app.execute("UPDATE t SET v = 'edited on green', status = 'kept' WHERE v = 'tiny'")
     app.close()
     # 'kept' is a value green wrote into status, a column blue does not have: reverting would drop
@@ -511,7 +518,7 @@ def test_a_backfill_is_re_applied_to_each_row_blue_changed(tmp_path, key):
     refused = project.cli("revert")
     assert refused.code == 5 and "column status" in refused.err, refused.err
     assert project.cli("revert", "--accept-loss").code == 0
-    assert sorted(v for (v,) in rows(project.blue, "SELECT v FROM t")) == ["big new", "big now", "edited on green"]
+    assert sorted(v for (v,) in rows(project.blue, "SELECT v FROM t")) == ["big now", "big on green", "edited on green"]
 
 
 @pytest.mark.parametrize(
@@ -546,23 +553,38 @@ REBUILD = {
     "INSERT INTO new_t(k, v, note) SELECT k, v, note FROM t;\n",
 }
 REBUILD_END = "DROP TABLE t;\nALTER TABLE new_t RENAME TO t;\nCREATE INDEX t_v ON t(v);\n"
+# Rebuilds that keep each row's key: sqlite-utils' transform copies the rowid itself; Django's
+# fills a new field with its default as a constant in the copy (no DEFAULT in the table).
+KEPT_REBUILD = {
+    "integer_pk": REBUILD["integer_pk"],
+    "without_rowid": REBUILD["without_rowid"],
+    "rowid": 'CREATE TABLE "new_t" ("v" TEXT NOT NULL, "note" TEXT);\n'
+    'INSERT INTO "new_t" ("rowid", "v", "note") SELECT "rowid", "v", "note" FROM "t";\n',
+    "text_pk": 'CREATE TABLE "new_t" ("k" TEXT PRIMARY KEY, "v" TEXT NOT NULL, "note" TEXT);\n'
+    'INSERT INTO "new_t" ("rowid", "k", "v", "note") SELECT "rowid", "k", "v", "note" FROM "t";\n',
+    "integer_pk_django": 'CREATE TABLE "new_t" ("id" integer NOT NULL PRIMARY KEY, "v" text NOT NULL, '
+    '"note" text NULL, "status" varchar(10) NULL);\n'
+    'INSERT INTO "new_t" ("id", "v", "note", "status") SELECT "id", "v", "note", \'new\' FROM "t";\n',
+}
 
 
-@pytest.mark.parametrize("key", ["integer_pk", "without_rowid"])
-def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path, writers, key):
-    """The 12-step recreate (Django's way of changing a column on SQLite), its copy by key and by
-    column name: derived, no companion; the writer's every write present after deploy and revert."""
+@pytest.mark.parametrize("case", list(KEPT_REBUILD))
+def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path, writers, case):
+    """The 12-step recreate (Django's and sqlite-utils' way of changing a column on SQLite), its
+    copy by key (an INTEGER PRIMARY KEY, a WITHOUT ROWID key, or the rowid itself) and by column
+    name: derived, no companion; the writer's every write present after deploy and revert. A
+    constant the copy put in a new column is what blue's new rows get, and a row green changed
+    that still holds it carries back (a deploy gives it that value again)."""
+    key = case.removesuffix("_django")
     project = make_project(
-        tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": REBUILD[key] + REBUILD_END}
+        tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": KEPT_REBUILD[case] + REBUILD_END}
     )
     keys = KEYS[key][1]
     seed = rows(project.blue, f"SELECT {', '.join(keys)}, v, note FROM t")
     planned = project.cli("plan")
     assert planned.code == 0, planned.out + planned.err
-    assert (
-        "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name; index t_v added)"
-        in planned.out
-    )
+    assert "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name" in planned.out
+    assert "index t_v added)" in planned.out
     writer = Writer(project, tmp_path, keys)
     writers.append(writer)
     writer.wait_for(20)
@@ -572,11 +594,34 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
     assert writer.committed("app.db") > 20
     writer.pause()
     check(active_of(project), keys, "note", None, expected(seed, writer.records(), True))
-    assert rows(active_of(project), "SELECT count(*) FROM t WHERE extra IS NOT 5") == [(0,)]  # new rows: DEFAULT
+    if "extra" in KEPT_REBUILD[case]:
+        assert rows(active_of(project), "SELECT count(*) FROM t WHERE extra IS NOT 5") == [(0,)]  # new rows: DEFAULT
+    if "status" in KEPT_REBUILD[case]:  # every row from blue got the copy's constant, its new ones too
+        on_green = {r["key"][0] for r in writer.records() if r.get("op") == "insert" and r["file"] == "app.gen2.db"}
+        on_blue = {r["key"][0] for r in writer.records() if r.get("op") == "insert" and r["file"] == "app.db"}
+        unset = {k for (k,) in rows(active_of(project), "SELECT id FROM t WHERE status IS NOT 'new'")}
+        assert (
+            unset <= on_green
+            and on_blue - unset
+            and on_blue & {k for (k,) in rows(active_of(project), "SELECT id FROM t")}
+        )
     writer.resume()
     writer.wait_for(30, on="app.gen2.db")
-    reverted = project.cli_process("revert")
-    assert reverted.code == 0, reverted.out + reverted.err
+    if "status" in KEPT_REBUILD[case]:
+        # A row green changed that holds the copy's 'new' carries back (a deploy gives it 'new'
+        # again); one the writer inserted on green holds NULL, which a deploy would turn into
+        # 'new': those alone are refused, named by the column, and --accept-loss saves them.
+        writer.pause()
+        unset = rows(active_of(project), "SELECT count(*) FROM t WHERE status IS NULL")[0][0]
+        refused = project.cli_process("revert")
+        assert refused.code == 5 and f"t: {unset} row(s)" in refused.err and "column status" in refused.err
+        assert unset < writer.committed("app.gen2.db")
+        accepted = project.cli_process("revert", "--accept-loss", "--json")
+        assert accepted.code == 0 and accepted.json["lost"]["t"] == unset, accepted.out + accepted.err
+        writer.resume()
+    else:
+        reverted = project.cli_process("revert")
+        assert reverted.code == 0, reverted.out + reverted.err
     writer.wait_for(20, on="app.db")
     writer.finish()
     check(project.blue, keys, "note", None, expected(seed, writer.records(), True))
@@ -584,8 +629,9 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
 
 @pytest.mark.parametrize("key", ["rowid", "text_pk"])
 def test_a_rebuild_that_renumbers_rowids_still_needs_its_companion(tmp_path, key):
-    """A rowid table whose rowid is no column (plain rowid, TEXT PRIMARY KEY): the copy gives its
-    rows new rowids, so rows cannot be matched by key: plan names the sync companion, nothing built."""
+    """A rowid table whose rowid is no column (plain rowid, TEXT PRIMARY KEY), copied without its
+    rowid: the copy gives its rows new rowids, so rows cannot be matched by key: plan names the
+    sync companion, nothing built."""
     project = make_project(
         tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": REBUILD[key] + REBUILD_END}
     )

@@ -43,9 +43,14 @@ class Mapping:
     backfills: tuple[tuple[str, str], ...] = ()  # (SET part, WHERE part or '') re-applied to changed rows
     via: str = ""  # a rebuild's intermediate table (written by the migration's copy, then renamed)
     # Carry-back only: the source's (green's) columns the target (blue) has no place for, each with
-    # the value a row gets without a write of its own (its DEFAULT, as SQL). A changed row holding
-    # anything else there would lose that value: it is listed as uncarried (exit 5, --accept-loss).
+    # the condition (SQL over the source row `s`) under which its value is what a deploy gives the
+    # row anyway: its DEFAULT, or what a backfill of that column computes from the row's own
+    # columns. A changed row holding anything else there would lose that value: it is listed as
+    # uncarried (exit 5, --accept-loss).
     lost: tuple[tuple[str, str], ...] = ()
+    # Catch-up only: unmapped target columns a new row gets a constant in, not the DEFAULT: a
+    # rebuild's copy filled them so (Django's rebuild adding a NOT NULL field). (column, SQL literal)
+    constants: tuple[tuple[str, str], ...] = ()
 
 
 def alter_statements(effects: dict) -> list[str]:
@@ -265,7 +270,7 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
                 scratch.authorizer = None
                 if any(origin.get(c) is None for c in origin if c.lower() in reads):
                     return None  # it reads a column the migration added: re-applied, it would compound
-                backfills.append(names)
+                backfills.append((*names, frozenset(reads)))
                 how.append(f"backfilled (SET {names[0]}{' WHERE ' + names[1] if names[1] else ''})")
                 continue
             if action == "rename_table":
@@ -318,7 +323,14 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Map
     }
     lowered = {c.lower(): c for c in new_columns}
     origin: dict[str, str | None] = {c: None for c in new_columns}
+    constants, rowid_copied = [], False
     for column, (kind, value) in steps[0][1][2][1]:
+        if column.lower() in _ROWID_NAMES and column.lower() not in lowered:
+            # `INSERT INTO new_t(rowid, ...) SELECT rowid, ...` (sqlite-utils transform): same rowids
+            rowid_copied = kind == "column" and value.lower() in _ROWID_NAMES and old.rowid_alias == "rowid"
+            if not rowid_copied:
+                return None
+            continue
         if column.lower() not in lowered:
             return None
         if kind == "column":
@@ -328,14 +340,20 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Map
             if origin[lowered[column.lower()]] is None:
                 return None
         elif (defaults.get(column.lower()) or "NULL").upper() != value.upper():
-            return None  # a constant other than the column's DEFAULT: new rows would differ
-    if not old.without_rowid:
+            # A constant other than the column's DEFAULT (Django's rebuild fills a new field so):
+            # every row the copy carried got it, so a row blue adds gets it too.
+            constants.append((lowered[column.lower()], value))
+    if not old.without_rowid and not rowid_copied:
         keys = [_integer_key(conn, old_schema, old.name), _integer_key(conn, new_schema, new.name)]
         if None in keys or origin.get(keys[1]) != keys[0]:
             return None
     how = [f"rebuilt as {steps[0][1][2][0]}, rows copied by key, columns by name"]
-    found = _mapping(conn, old, new, origin, how, [], old_schema, new_schema)
+    how += [f"column {c} filled with {v}" for c, v in constants]
+    found = _mapping(conn, old, new, origin, how, [], old_schema, new_schema, constants)
     return dataclasses.replace(found, via=steps[0][1][2][0]) if found else None
+
+
+_ROWID_NAMES = ("rowid", "oid", "_rowid_")
 
 
 def _integer_key(conn, schema: str, name: str) -> str | None:
@@ -344,7 +362,9 @@ def _integer_key(conn, schema: str, name: str) -> str | None:
     return found[0][0] if len(found) == 1 and found[0][1].upper() == "INTEGER" else None
 
 
-def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, new_schema) -> Mapping | None:
+def _mapping(
+    conn, old: Table, new: Table, origin, how, backfills, old_schema, new_schema, constants=()
+) -> Mapping | None:
     new_columns = _columns(conn, new_schema, new.name)
     old_columns = _columns(conn, old_schema, old.name)
     if set(new_columns) != set(origin) or not set(v for v in origin.values() if v) <= set(old_columns):
@@ -360,8 +380,13 @@ def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, n
     defaults = dict(
         conn.execute(f"SELECT name, dflt_value FROM pragma_table_info(?, {quote_literal(new_schema)})", (new.name,))
     )
+    filled = [(f"{quote_ident(c)} = {v}", "", frozenset()) for c, v in constants]
     lost = (
-        tuple((c, defaults.get(c) or "NULL") for c in new_columns if origin[c] is None)
+        tuple(
+            (c, _as_deployed(c, defaults.get(c) or "NULL", backfills + filled, new_columns))
+            for c in new_columns
+            if origin[c] is None
+        )
         if old_schema != "source"
         else ()
     )
@@ -380,9 +405,49 @@ def _mapping(conn, old: Table, new: Table, origin, how, backfills, old_schema, n
         columns,
         unmapped,
         "; ".join(how),
-        tuple(backfills) if old_schema == "source" else (),  # carried back as green wrote them
+        tuple(b[:2] for b in backfills) if old_schema == "source" else (),  # carried back as green wrote them
         lost=lost,
+        constants=tuple(constants) if old_schema == "source" else (),
     )
+
+
+def _as_deployed(column: str, default: str, backfills: list, columns: list[str]) -> str:
+    """SQL over the source row `s`: its value in `column` is what a deploy gives the row without
+    the application's help: the DEFAULT, or the one backfill that sets it, computed from columns
+    the row still has under the same names (rows its WHERE leaves out keep the DEFAULT)."""
+    mine = f"s.{quote_ident(column)}"
+    safe = f"{mine} IS ({default})"
+    setting = [(a, b) for b in backfills for a in _assignments(b[0]) if a[0].lower() == column.lower()]
+    if len(setting) != 1 or not setting[0][1][2] <= {c.lower() for c in columns}:
+        return safe
+    (_, expression), (_, condition, _) = setting[0]
+    if condition:
+        return (
+            f"({safe} AND NOT coalesce(({condition}), 0)) OR ({mine} IS ({expression}) AND coalesce(({condition}), 0))"
+        )
+    return f"{mine} IS ({expression})"
+
+
+def _assignments(set_part: str) -> list[tuple[str, str]]:
+    """`a = expr, b = expr` as (column, expression) pairs; [] for a form not read here (row values)."""
+    found, depth, start = [], 0, 0
+    tokens = sqltext.spans(set_part)
+    cuts = []
+    for t in tokens:
+        depth += {"(": 1, ")": -1}.get(t.group(), 0)
+        if depth == 0 and t.group() == ",":
+            cuts.append(t)
+    pieces = []
+    for cut in cuts:
+        pieces.append(set_part[start : cut.start()])
+        start = cut.end()
+    pieces.append(set_part[start:])
+    for piece in pieces:
+        parts = sqltext.spans(piece)
+        if len(parts) < 3 or parts[1].group() != "=" or parts[0].lastgroup not in _NAME_TOKENS:
+            return []
+        found.append((_name(parts[0]), piece[parts[1].end() :].strip()))
+    return found
 
 
 def _create_sql(conn: apsw.Connection, schema: str, name: str) -> str | None:
@@ -445,7 +510,7 @@ def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_fro
         key_insert, key_pick = [mapping.target_key[0]], [f"s.{mapping.source_key[0]}"]
     args = (mapping.source,)
     if mapping.lost:  # values green holds that blue has no column for: never dropped silently
-        differs = " OR ".join(f"s.{quote_ident(c)} IS NOT ({default})" for c, default in mapping.lost)
+        differs = " OR ".join(f"NOT ({safe})" for _, safe in mapping.lost)
         row_key = " || ',' || ".join(f"quote(s.{quote_ident(c)})" for c in mapping.source_key)
         if not mapping.without_rowid:
             row_key = f"s.{mapping.source_key[0]}"
@@ -476,8 +541,10 @@ def apply(conn: apsw.Connection, mapping: Mapping, source_table: Table, keys_fro
             f"AND EXISTS (SELECT 1 FROM {stash} AS st WHERE {match})",
             args,
         )
+        fixed = [quote_ident(c) for c, _ in mapping.constants]
         conn.execute(
-            f"INSERT INTO {target}({', '.join(key_insert + names)}) SELECT {', '.join(key_pick + picks)} "
+            f"INSERT INTO {target}({', '.join(key_insert + names + fixed)}) "
+            f"SELECT {', '.join(key_pick + picks + [v for _, v in mapping.constants])} "
             f"FROM {source_from} AND NOT EXISTS (SELECT 1 FROM {stash} AS st WHERE {match})",
             args,
         )

@@ -126,15 +126,15 @@ def _mapped(conn: apsw.Connection, mapping: derive.Mapping, direction: str) -> l
     if direction == "carry-back":  # a companion that carries a table says so, or revert refuses its rows
         lines.append(f"-- bluegreen: carries {mapping.source}")
     if direction == "carry-back" and mapping.lost:
-        differs = " OR ".join(f"s.{quote_ident(c)} IS NOT ({d})" for c, d in mapping.lost)
+        differs = " OR ".join(f"NOT ({safe})" for _, safe in mapping.lost)
         row_key = (
             f"s.{quote_ident(skey[0])}"
             if not source.without_rowid
             else " || ',' || ".join(f"quote(s.{c})" for c in skey)
         )
         lines += [
-            f"-- a value in {', '.join(c for c, _ in mapping.lost)} (not in blue's shape) other than its DEFAULT "
-            "would be lost: listed, so revert refuses it",
+            f"-- a value in {', '.join(c for c, _ in mapping.lost)} (not in blue's shape) other than what a deploy "
+            "gives the row (its DEFAULT or backfill) would be lost: listed, so revert refuses it",
             f"INSERT INTO temp.bluegreen_uncarried (table_name, row_key) SELECT {quote_literal(mapping.source)}, "
             f"{row_key} FROM source.{s} AS s WHERE {_changed(source, skey, mapping.source, 1, 's.')} AND ({differs});",
         ]
@@ -157,8 +157,9 @@ def _mapped(conn: apsw.Connection, mapping: derive.Mapping, direction: str) -> l
             f"UPDATE main.{t} SET ({', '.join(names)}) =",
             f"  (SELECT {', '.join(picks)} FROM source.{s} AS s WHERE {match})",
             f"WHERE {_changed(target, tkey, mapping.source, 1)};",
-            f"INSERT INTO main.{t} ({', '.join(keyed + names)})",
-            f"SELECT {', '.join([f's.{k}' for k in skey[: len(keyed)]] + picks)} FROM source.{s} AS s",
+            f"INSERT INTO main.{t} ({', '.join(keyed + names + [quote_ident(c) for c, _ in mapping.constants])})",
+            f"SELECT {', '.join([f's.{k}' for k in skey[: len(keyed)]] + picks + [v for _, v in mapping.constants])}"
+            f" FROM source.{s} AS s",
             f"WHERE {_changed(source, skey, mapping.source, 1, 's.')}",
             f"  AND NOT EXISTS (SELECT 1 FROM main.{t} WHERE {match});",
         ]
