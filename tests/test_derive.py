@@ -45,7 +45,12 @@ CHANGES = {
         "memo",
         None,
     ),
+    # an index over the column the writer writes, UNIQUE (its values are unique), and one dropped
+    "indexes": ("note", "CREATE UNIQUE INDEX t_note ON t(note);\nDROP INDEX t_v;\n", "note", None),
+    # a backfill over the row: a row the writer never wrote p into holds 'b-' || v, its latest v
+    "backfill": (None, "ALTER TABLE t ADD COLUMN p TEXT;\nUPDATE t SET p = 'b-' || v;\n", "p", lambda v: f"b-{v}"),
 }
+LOSES_ON_REVERT = ("add_column", "backfill")  # the writer writes p on green: blue has no column for it
 GREEN_TABLE = {"rename_table": "u", "rename_table_and_column": "u"}
 PAYLOADS = ["p", "note", "memo"]
 SEEDED = 20
@@ -185,7 +190,7 @@ def setup_sql(key: str, change: str) -> str:
     create, _ = KEYS[key]
     blue_payload = CHANGES[change][0]
     columns = create.format(p=blue_payload or "x")
-    sql = columns + ";"
+    sql = columns + (";CREATE INDEX t_v ON t(v);" if change == "indexes" else ";")
     for i in range(1, SEEDED + 1):
         names = {"rowid": [], "integer_pk": ["id"], "text_pk": ["k"], "without_rowid": ["k", "n"]}[key]
         values = {"id": str(i), "k": f"'seed{i}'", "n": str(i % 3)}
@@ -221,7 +226,8 @@ def check(active: Path, keys: list[str], payload: str | None, default, want: dic
     for key, (v, p) in want.items():
         assert got[key][0] == v, (key, got[key], v)
         if payload:
-            assert got[key][1] == (p if p is not None else default), (key, got[key], p, default)
+            fallback = default(v) if callable(default) else default
+            assert got[key][1] == (p if p is not None else fallback), (key, got[key], p, fallback)
     assert rows(active, "PRAGMA integrity_check") == [("ok",)]
 
 
@@ -239,7 +245,8 @@ def test_online_deploy_and_revert_with_writes_and_no_companion(tmp_path, writers
 
     planned = project.cli("plan")
     assert planned.code == 0, planned.out + planned.err
-    assert "t: derived, no companion needed" in planned.out, planned.out
+    indexed = "t: replayed as it is, no companion needed (index t_note added, UNIQUE"
+    assert "t: derived, no companion needed" in planned.out or (change == "indexes" and indexed in planned.out)
     assert not list(project.schemas.glob("*_sync.sql")) and not list(project.schemas.glob("*_rollback.sql"))
 
     writer = Writer(project, tmp_path, keys)
@@ -257,7 +264,7 @@ def test_online_deploy_and_revert_with_writes_and_no_companion(tmp_path, writers
 
     writer.wait_for(30, on="app.gen2.db")
     reverted = project.cli_process("revert")  # the writer writes green until the fence
-    if change == "add_column":
+    if change in LOSES_ON_REVERT:
         # The writer wrote p on green; blue has no column p: reverting would drop those values, so
         # it refuses (exit 5, the existing path) naming the table and the column, green still active;
         # --accept-loss saves them to a file first, then carries every other column back.
@@ -562,6 +569,7 @@ KEPT_REBUILD = {
     'INSERT INTO "new_t" ("rowid", "v", "note") SELECT "rowid", "v", "note" FROM "t";\n',
     "text_pk": 'CREATE TABLE "new_t" ("k" TEXT PRIMARY KEY, "v" TEXT NOT NULL, "note" TEXT);\n'
     'INSERT INTO "new_t" ("rowid", "k", "v", "note") SELECT "rowid", "k", "v", "note" FROM "t";\n',
+    "text_pk_by_key": REBUILD["text_pk"],  # Django's copy of a CharField primary key: new rowids
     "integer_pk_django": 'CREATE TABLE "new_t" ("id" integer NOT NULL PRIMARY KEY, "v" text NOT NULL, '
     '"note" text NULL, "status" varchar(10) NULL);\n'
     'INSERT INTO "new_t" ("id", "v", "note", "status") SELECT "id", "v", "note", \'new\' FROM "t";\n',
@@ -575,7 +583,7 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
     name: derived, no companion; the writer's every write present after deploy and revert. A
     constant the copy put in a new column is what blue's new rows get, and a row green changed
     that still holds it carries back (a deploy gives it that value again)."""
-    key = case.removesuffix("_django")
+    key = case.removesuffix("_django").removesuffix("_by_key")
     project = make_project(
         tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": KEPT_REBUILD[case] + REBUILD_END}
     )
@@ -583,7 +591,8 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
     seed = rows(project.blue, f"SELECT {', '.join(keys)}, v, note FROM t")
     planned = project.cli("plan")
     assert planned.code == 0, planned.out + planned.err
-    assert "t: derived, no companion needed (rebuilt as new_t, rows copied by key, columns by name" in planned.out
+    by = "primary key (rowids kept)" if case.endswith("_by_key") else "key"
+    assert f"t: derived, no companion needed (rebuilt as new_t, rows copied by {by}, columns by name" in planned.out
     assert "index t_v added)" in planned.out
     writer = Writer(project, tmp_path, keys)
     writers.append(writer)
@@ -627,11 +636,11 @@ def test_a_rebuilt_table_that_keeps_its_keys_deploys_online_and_reverts(tmp_path
     check(project.blue, keys, "note", None, expected(seed, writer.records(), True))
 
 
-@pytest.mark.parametrize("key", ["rowid", "text_pk"])
+@pytest.mark.parametrize("key", ["rowid"])
 def test_a_rebuild_that_renumbers_rowids_still_needs_its_companion(tmp_path, key):
-    """A rowid table whose rowid is no column (plain rowid, TEXT PRIMARY KEY), copied without its
-    rowid: the copy gives its rows new rowids, so rows cannot be matched by key: plan names the
-    sync companion, nothing built."""
+    """A rowid table with no PRIMARY KEY, copied without its rowid: the copy gives its rows new
+    rowids and nothing else identifies them, so rows cannot be matched: plan names the sync
+    companion, nothing built. (With a PRIMARY KEY, bluegreen keeps the rowids: derived.)"""
     project = make_project(
         tmp_path, setup_sql(key, "rename_column"), {"001_v1.1.0_rebuild.sql": REBUILD[key] + REBUILD_END}
     )
@@ -649,6 +658,12 @@ def test_parse_copy_reads_only_a_whole_copy():
         "copy",
         ("new t", (("a", ("column", "a")), ("b", ("literal", "0")))),
     )
+    assert parse_copy("INSERT INTO _alembic_tmp_t (a, b) SELECT t.a, t.b FROM t") == (
+        "t",
+        "copy",
+        ("_alembic_tmp_t", (("a", ("column", "a")), ("b", ("column", "b")))),
+    )  # Alembic's batch mode names the table copied from
+    assert parse_copy("INSERT INTO n(a, b) SELECT o.a, t.b FROM t") is None  # another table's column
     assert parse_copy("INSERT INTO n(a) SELECT a FROM t WHERE a > 1") is None
     assert parse_copy("INSERT INTO n(a) SELECT a + 1 FROM t") is None
     assert parse_copy("INSERT INTO n SELECT a FROM t") is None
@@ -677,3 +692,24 @@ def test_a_migration_that_writes_rows_of_an_altered_table_still_needs_its_compan
     line = assert_refused(project.cli("plan"), 3, "needs a sync companion", "001_v1.1.0_add_sync.sql")
     assert "t (definition or triggers changed)" in line
     assert disk_state(project.data) == before
+
+
+def test_a_rebuild_by_primary_key_gives_the_rows_their_own_rowids_back(tmp_path):
+    """engine/rowids.py: negative, sparse and large rowids all come back, by primary key, and the
+    saved keys leave no table behind; a rebuild that also changes the key is not derived."""
+    setup = (
+        "CREATE TABLE t(k TEXT PRIMARY KEY, v TEXT, note TEXT);"
+        "INSERT INTO t(rowid, k, v, note) VALUES (-5, 'a', 'x', 'n'), (3, 'b', 'y', 'n'), (4611686018427387000, 'c', 'z', 'n');"
+    )
+    project = make_project(tmp_path, setup, {"001_v1.1.0_rebuild.sql": REBUILD["text_pk"] + REBUILD_END})
+    assert project.cli("deploy").code == 0
+    assert rows(project.gen(2), "SELECT rowid, k, v FROM t ORDER BY k") == rows(
+        project.blue, "SELECT rowid, k, v FROM t ORDER BY k"
+    )
+    assert rows(project.gen(2), "SELECT name FROM sqlite_schema WHERE name LIKE '%rowids%'") == []
+    changed_key = REBUILD["text_pk"].replace(
+        "k TEXT PRIMARY KEY, v TEXT NOT NULL", "k TEXT, v TEXT NOT NULL PRIMARY KEY"
+    )
+    (tmp_path / "other").mkdir()
+    other = make_project(tmp_path / "other", setup, {"001_v1.1.0_rebuild.sql": changed_key + REBUILD_END})
+    assert_refused(other.cli("plan"), 3, "needs a sync companion")

@@ -612,3 +612,84 @@ def test_a_history_row_the_tool_writes_on_green_in_the_revert_window_is_carried_
         "0003_tag": False,
         "0004_fill": True,
     }
+
+
+def test_django_table_rebuild_deploys_online_derived_and_reverts(tmp_path):
+    """0002_add_price is Django's 12-step rebuild of shop_product, its copy filling the new field
+    with the literal 0 (no column DEFAULT): derived, so it deploys online with no companion. A row
+    blue took during prepare reaches green with price 0; a rename green took carries back (its
+    price is still what a deploy gives it); a price green changed is refused by revert (exit 5)."""
+    project = django_project(tmp_path, upto="0001")
+    sh(project.root, "python manage.py sqlmigrate shop 0002_add_price | bluegreen import django shop 0002_add_price -")
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.out + planned.err
+    assert "shop_product: derived, no companion needed (rebuilt as new__shop_product" in planned.out
+    assert "column price filled with 0" in planned.out
+    assert project.cli("prepare").code == 0
+    conn = apsw.Connection(str(project.blue))
+    conn.execute(
+        "INSERT INTO shop_product(name) VALUES ('cap'); UPDATE shop_product SET name = 'pen (blue)' WHERE id = 1"
+    )
+    conn.close()
+    assert project.cli("cutover").code == 0
+    assert showmigrations(project)["0002_add_price"] is True
+    green = Path(active(project))
+    assert rows(green, "SELECT id, name, price FROM shop_product ORDER BY id") == [
+        (1, "pen (blue)", 0),
+        (2, "ink", 0),
+        (3, "cap", 0),
+    ]
+    conn = apsw.Connection(str(green))
+    conn.execute("UPDATE shop_product SET name = 'ink (green)' WHERE id = 2")
+    conn.close()
+    assert project.cli("revert").code == 0
+    assert rows(project.blue, "SELECT * FROM shop_product ORDER BY id") == [
+        (1, "pen (blue)"),
+        (2, "ink (green)"),
+        (3, "cap"),
+    ]
+    assert project.cli("deploy").code == 0
+    conn = apsw.Connection(active(project))
+    conn.execute("UPDATE shop_product SET price = 7 WHERE id = 3")
+    conn.close()
+    refused = project.cli("revert")
+    assert refused.code == 5 and "column price" in refused.err, refused.err
+
+
+BATCH = (
+    'with op.batch_alter_table("account", recreate="always", copy_from=sa.Table("account", sa.MetaData(), '
+    'sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(50), nullable=False), '
+    'sa.Column("email", sa.String(100)))) as batch: batch.alter_column("email", type_=sa.String(200))'
+)
+
+
+def test_alembic_batch_mode_rebuild_deploys_online_derived_and_reverts(tmp_path):
+    """Alembic's batch mode on SQLite recreates the table (its copy names the columns by table:
+    `SELECT account.id, ...`): derived, online with no companion; a write on each side arrives."""
+    project = alembic_project(tmp_path, upto=REV2, revisions=(REV1, REV2))
+    rev = "b47c40000004"
+    sh(project.root, f"alembic revision -m 'widen email' --rev-id {rev}")
+    path = next((project.root / "alembic" / "versions").glob(f"{rev}_*.py"))
+    path.write_text(path.read_text().replace('    """Upgrade schema."""\n    pass', f"    {BATCH}", 1))
+    imported(project, f"alembic upgrade --sql {REV2}:{rev} | bluegreen import alembic -")
+    sql = next(project.schemas.glob(f"*{rev}*.sql")).read_text()
+    assert "INSERT INTO _alembic_tmp_account" in sql and "SELECT account.id" in sql, sql
+    planned = project.cli("plan")
+    assert planned.code == 0, planned.out + planned.err
+    assert "account: derived, no companion needed (rebuilt as _alembic_tmp_account" in planned.out
+    assert project.cli("prepare").code == 0
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("UPDATE account SET email = 'a@x' WHERE id = 1; INSERT INTO account(name) VALUES ('cy')")
+    conn.close()
+    assert project.cli("cutover").code == 0
+    green = Path(active(project))
+    assert rows(green, "SELECT * FROM account ORDER BY id") == [(1, "ann", "a@x"), (2, "bob", None), (3, "cy", None)]
+    conn = apsw.Connection(str(green))
+    conn.execute("UPDATE account SET email = 'b@x' WHERE id = 2")
+    conn.close()
+    assert project.cli("revert").code == 0
+    assert rows(project.blue, "SELECT * FROM account ORDER BY id") == [
+        (1, "ann", "a@x"),
+        (2, "bob", "b@x"),
+        (3, "cy", None),
+    ]

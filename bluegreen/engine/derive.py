@@ -114,12 +114,23 @@ def parse_copy(sql: str):
     if "FROM" not in upper[close:]:
         return None
     at = close + 2 + upper[close + 2 :].index("FROM")
-    items = tokens[close + 2 : at : 2]
-    if any(t != "," for t in text[close + 3 : at : 2]) or len(items) != len(columns):
-        return None
     source, end = _qualified(tokens, at + 1)
     if source is None or end != len(tokens):
         return None  # a WHERE, a join, an ORDER: not a copy of every row
+    # Items may name their table (`t.a`, as Alembic's batch mode writes them): the one copied from.
+    picks, i = tokens[close + 2 : at], 0
+    items = []
+    while i < len(picks):
+        if i + 2 < len(picks) and picks[i + 1].group() == "." and picks[i].lastgroup in _NAME_TOKENS:
+            if _name(picks[i]).lower() != source.lower():
+                return None
+            i += 2
+        items.append(picks[i])
+        if i + 1 < len(picks) and picks[i + 1].group() != ",":
+            return None
+        i += 2
+    if len(items) != len(columns):
+        return None
     picked = []
     for column, item in zip(columns, items):
         if item.lastgroup in _NAME_TOKENS and item.group().upper() != "NULL":
@@ -181,8 +192,18 @@ def parse_alter(sql: str) -> tuple[str, str, tuple[str, ...]] | None:
     return None
 
 
+def restored_rowids(effects: dict) -> frozenset[str]:
+    """Tables a rebuild wrote whose rows got their old rowids back (engine/rowids.py), lower-cased."""
+    return frozenset(t.lower() for effect in effects.values() for t in effect.get("rowids_restored", []))
+
+
 def mappings(
-    conn: apsw.Connection, candidates: list[str], alters: list[str], *, forward: bool = True
+    conn: apsw.Connection,
+    candidates: list[str],
+    alters: list[str],
+    *,
+    forward: bool = True,
+    restored: frozenset[str] = frozenset(),
 ) -> dict[str, Mapping]:
     """For each candidate table (its name in the source), its Mapping when derivable. forward:
     the source (attached) is the old schema and main the migrated one (catch-up); otherwise
@@ -207,7 +228,7 @@ def mappings(
         if forward and new_name.lower() != old_name and new_name.lower() in tables[old_schema]:
             continue  # renamed onto a name the old schema also has: not one table's identity
         old, new = tables[old_schema].get(old_name), tables[new_schema].get(new_name.lower())
-        derived = _derive(conn, old, new, steps, old_schema, new_schema) if old and new else None
+        derived = _derive(conn, old, new, steps, old_schema, new_schema, restored) if old and new else None
         if derived is not None:
             found[name] = derived
     return found
@@ -236,7 +257,7 @@ def _names_table(sql: str, name: str) -> bool:
     return any(_name(t).lower() == name.lower() for t in tokens[1:5] if t.lastgroup != "other")
 
 
-def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapping | None:
+def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema, restored=frozenset()) -> Mapping | None:
     if old.virtual or new.virtual or old.without_rowid != new.without_rowid:
         return None
     renamed = old.name != new.name
@@ -245,7 +266,7 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
     if not renamed and _triggers(conn, old_schema, old.name) != _triggers(conn, new_schema, new.name):
         return None  # replay runs with triggers off, so a new one would be skipped
     if any(p[1] == "copy" for _, p in steps):
-        return _rebuilt(conn, old, new, steps, old_schema, new_schema)
+        return _rebuilt(conn, old, new, steps, old_schema, new_schema, restored)
     old_sql = _create_sql(conn, old_schema, old.name)
     new_sql = _create_sql(conn, new_schema, new.name)
     name = old.name
@@ -309,7 +330,7 @@ def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapp
     return _mapping(conn, old, new, origin, how, backfills, old_schema, new_schema)
 
 
-def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Mapping | None:
+def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema, restored=frozenset()) -> Mapping | None:
     """The 12-step rebuild: the copy `INSERT INTO new_t (...) SELECT ... FROM t` of every row,
     columns by name (a new column filled with its own DEFAULT), then `ALTER TABLE new_t RENAME TO
     t` and nothing else; the key must be copied: an INTEGER PRIMARY KEY or a WITHOUT ROWID
@@ -343,11 +364,17 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema) -> Map
             # A constant other than the column's DEFAULT (Django's rebuild fills a new field so):
             # every row the copy carried got it, so a row blue adds gets it too.
             constants.append((lowered[column.lower()], value))
+    by = "key"
     if not old.without_rowid and not rowid_copied:
         keys = [_integer_key(conn, old_schema, old.name), _integer_key(conn, new_schema, new.name)]
         if None in keys or origin.get(keys[1]) != keys[0]:
-            return None
-    how = [f"rebuilt as {steps[0][1][2][0]}, rows copied by key, columns by name"]
+            # A PRIMARY KEY that is not the rowid, copied by name: bluegreen gave the rows their
+            # old rowids back after the migrations (engine/rowids.py), so they still match by rowid.
+            new_key = [c for c in new.primary_key]
+            if steps[0][1][2][0].lower() not in restored or [origin.get(c) for c in new_key] != list(old.primary_key):
+                return None
+            by = "primary key (rowids kept)"
+    how = [f"rebuilt as {steps[0][1][2][0]}, rows copied by {by}, columns by name"]
     how += [f"column {c} filled with {v}" for c, v in constants]
     found = _mapping(conn, old, new, origin, how, [], old_schema, new_schema, constants)
     return dataclasses.replace(found, via=steps[0][1][2][0]) if found else None

@@ -58,9 +58,10 @@ def draft(blue_conn: apsw.Connection, pending: list, target) -> Draft:
     try:
         old = {t.name: t for t in user_tables(back)}
         new = {t.name: t for t in user_tables(forward)}
-        ahead = derive.mappings(forward, [t for t in touched if t in old], alters, forward=True)
+        restored = derive.restored_rowids(found.effects)
+        ahead = derive.mappings(forward, [t for t in touched if t in old], alters, forward=True, restored=restored)
         renamed = {m.target: name for name, m in ahead.items()}
-        behind = derive.mappings(back, list(renamed), alters, forward=False)
+        behind = derive.mappings(back, list(renamed), alters, forward=False, restored=restored)
         sync, rollback, tables = [], [], {}
         filled = {f.target for f in fills}
         for name in touched:

@@ -23,7 +23,7 @@ from pathlib import Path
 import apsw
 import apsw.ext
 
-from bluegreen.engine import meta, migrations, namedsql, statements
+from bluegreen.engine import meta, migrations, namedsql, rowids, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, open_db, run_script
 from bluegreen.engine.replay import CHANGES_DDL
 from bluegreen.engine.shapes import ReshapeReport, companion_tables, index_changes, reshapes
@@ -140,6 +140,7 @@ def _attach(conn: apsw.Connection, name: str, image: bytes) -> None:
 
 def _migrate(green: apsw.Connection, pending: list, depends_on: str, label: str):
     outcomes, effects, failure, failed_file = [], {}, None, ""
+    saved = rowids.save(green, pending)  # as the builder does: a rebuild by key keeps its rowids
     for migration in pending:
         if failure is not None:
             outcomes.append(Outcome(migration.file, error=f"after {failed_file}"))
@@ -153,6 +154,8 @@ def _migrate(green: apsw.Connection, pending: list, depends_on: str, label: str)
         outcomes.append(Outcome(migration.file, result.tables_read, result.tables_written))
         effects[migration.file] = result.effects()
         depends_on = migration.version
+    if failure is None:
+        rowids.restore(green, saved, effects)
     return tuple(outcomes), effects, failure
 
 

@@ -128,7 +128,14 @@ class Replayer:
             else:
                 overridden = companion_tables(carry_back, companions) | self.carried
                 alters = derive.alter_statements(carry_back)
-                self.reshape = reshapes(self.conn, {}, alters=alters, forward=False, overridden=overridden)
+                self.reshape = reshapes(
+                    self.conn,
+                    {},
+                    alters=alters,
+                    forward=False,
+                    overridden=overridden,
+                    restored=derive.restored_rowids(carry_back),
+                )
             self.mapped = dict(self.reshape.derived)  # source table -> how its rows map
             left_out = self.reshape.reshaped.keys() | self.reshape.history.keys() | self.mapped.keys()
             self.tables = {n: t for n, t in same_shape_tables(self.conn).items() if n not in left_out}

@@ -100,6 +100,7 @@ def reshapes(
     alters: list[str] | None = None,
     forward: bool = True,
     overridden: frozenset[str] = frozenset(),
+    restored: frozenset[str] | None = None,
 ) -> ReshapeReport:
     """Compare the migrated target (main) with the source (attached) and the migrations' effects.
     A table whose schema rows (its CREATE, every index on it, its application triggers) are the
@@ -110,7 +111,8 @@ def reshapes(
     has a companion (`overridden`: those tables, see `companion_tables`): a companion overrides
     derivation.
     alters: the migrations' ALTER statements (default: from effects); forward=False when main
-    is the old schema (revert's carry-back)."""
+    is the old schema (revert's carry-back); restored: the rebuilt tables whose rowids were kept
+    (default: from effects)."""
     main, source = _schema_rows(conn, "main"), _schema_rows(conn, "source")
     signed = (_signatures(main), _signatures(source))
     source_tables = [
@@ -142,7 +144,8 @@ def reshapes(
         and name not in overridden
     ]
     alters = derive.alter_statements(effects) if alters is None else alters
-    mapped = derive.mappings(conn, candidates, alters, forward=forward) if candidates else {}
+    restored = derive.restored_rowids(effects) if restored is None else restored
+    mapped = derive.mappings(conn, candidates, alters, forward=forward, restored=restored) if candidates else {}
     for name in mapped:
         reshaped.pop(name)
     derived = [

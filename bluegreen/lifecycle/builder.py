@@ -13,7 +13,7 @@ from pathlib import Path
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import barrier, capture, migrations, shapes, snapshot
+from bluegreen.engine import barrier, capture, migrations, rowids, shapes, snapshot
 from bluegreen.engine.db import open_db
 from bluegreen.engine.replay import Replayer
 from bluegreen.errors import NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
@@ -82,12 +82,14 @@ class Builder:
         """Apply each pending migration in its own transaction; remember what each read and wrote."""
         effects = {}
         depends_on = migrations.current_version(conn)
+        saved = rowids.save(conn, pending)  # a rebuild by PRIMARY KEY keeps its rowids (engine/rowids.py)
         for done, migration in enumerate(pending):
             self.progress(Step.MIGRATE, done, len(pending))
             result = migrations.apply(conn, migration, depends_on)
             effects[migration.file] = result.effects()
             self.store.log("migration", file=migration.file, duration_ms=result.execution_time_ms)
             depends_on = migration.version
+        rowids.restore(conn, saved, effects)
         self.progress(Step.MIGRATE, len(pending), len(pending))
         capture.set_meta(conn, migration_effects=json.dumps(effects))
 
