@@ -100,6 +100,8 @@ def _restore_one(conn: apsw.Connection, item: Saved, final: str) -> bool:
     if not count:
         return True
     shift = (top or 0) + 1 - (min(low, 1) - 1)  # first pass: every row below every saved rowid
+    triggers = conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, -1)
+    conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, 0)  # moving a rowid is no application update
     conn.execute("SAVEPOINT bluegreen_rowids")
     try:
         conn.execute(f"UPDATE main.{t} SET rowid = rowid - ?", (shift,))
@@ -109,4 +111,6 @@ def _restore_one(conn: apsw.Connection, item: Saved, final: str) -> bool:
         conn.execute("ROLLBACK TO bluegreen_rowids")
         conn.execute("RELEASE bluegreen_rowids")
         raise
+    finally:
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_TRIGGER, triggers)
     return True
