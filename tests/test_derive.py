@@ -403,7 +403,7 @@ def test_a_blue_row_that_breaks_a_new_unique_index_is_named(tmp_path, key, index
 
 
 def test_parse_alter_reads_names_not_strings():
-    from bluegreen.engine.derive import parse_alter
+    from bluegreen.engine.alters import parse_alter
 
     assert parse_alter('ALTER TABLE "my t" RENAME COLUMN [a b] TO `c``d`;') == ("my t", "rename_column", ("a b", "c`d"))
     assert parse_alter("ALTER TABLE main.t RENAME TO u") == ("t", "rename_table", ("u",))
@@ -411,7 +411,7 @@ def test_parse_alter_reads_names_not_strings():
     assert parse_alter("ALTER TABLE t DROP c") == ("t", "drop", ("c",))
     assert parse_alter("ALTER TABLE other.t DROP c") is None
 
-    from bluegreen.engine.derive import parse_update
+    from bluegreen.engine.alters import parse_update
 
     assert parse_update("UPDATE t SET a = 'x WHERE y' WHERE b IS NOT NULL;") == (
         "t",
@@ -651,7 +651,7 @@ def test_a_rebuild_that_renumbers_rowids_still_needs_its_companion(tmp_path, key
 
 
 def test_parse_copy_reads_only_a_whole_copy():
-    from bluegreen.engine.derive import parse_copy
+    from bluegreen.engine.alters import parse_copy
 
     assert parse_copy('INSERT INTO "new t" ("a", b) SELECT a, 0 FROM main.t;') == (
         "t",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from bluegreen.engine import sqltext
+from bluegreen.engine import alters
 from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident, quote_literal, user_tables
 
 
@@ -53,145 +53,6 @@ class Mapping:
     constants: tuple[tuple[str, str], ...] = ()
 
 
-def alter_statements(effects: dict) -> list[str]:
-    """The ALTER TABLE statements the migrations ran, in the order they ran."""
-    return [sql for effect in effects.values() for sql in effect.get("alters", [])]
-
-
-_NOT_IN_A_BACKFILL = {"SELECT", "FROM", "RETURNING", "ORDER", "LIMIT", "OVER"}
-
-
-def parse_update(sql: str) -> tuple[str, str, str] | None:
-    """(table, SET part, WHERE part or '') of `UPDATE [main.]t SET ... [WHERE ...]` that reads no
-    other row (no subquery, no FROM, no RETURNING/ORDER/LIMIT); None for anything else."""
-    tokens = sqltext.spans(sql.rstrip().rstrip(";"))
-    words = [t.group().upper() if t.lastgroup == "word" else "" for t in tokens]
-    if words[:1] != ["UPDATE"] or len(tokens) < 4 or words[1] == "OR" or _NOT_IN_A_BACKFILL & set(words[1:]):
-        return None
-    i = 1
-    if tokens[i + 1].group() == ".":
-        if _name(tokens[i]).lower() != "main":
-            return None
-        i += 2
-    if words[i + 1] != "SET":
-        return None
-    where = next((t for t, w in zip(tokens, words) if w == "WHERE"), None)
-    text = sql.rstrip().rstrip(";")
-    set_part = text[tokens[i + 1].end() : where.start() if where else len(text)].strip()
-    return _name(tokens[i]), set_part, text[where.end() :].strip() if where else ""
-
-
-def _parse(sql: str):
-    """An ALTER (parse_alter), a backfill: (table, 'backfill', (SET part, WHERE part)), or a
-    rebuild's copy: (from table, 'copy', (into table, ((into column, from column or literal), ...)))."""
-    keyword = sql.split(None, 1)[0].upper()
-    if keyword == "UPDATE":
-        found = parse_update(sql)
-        return (found[0], "backfill", found[1:]) if found else None
-    if keyword == "INSERT":
-        return parse_copy(sql)
-    return parse_alter(sql)
-
-
-_NAME_TOKENS = ("word", "double", "bracket", "backtick")
-
-
-def parse_copy(sql: str):
-    """`INSERT INTO x (c, ...) SELECT e, ... FROM y`, each e a column name or a literal: the copy
-    step of the 12-step table rebuild; None for anything else."""
-    tokens = sqltext.spans(sql.rstrip().rstrip(";"))
-    text = [t.group() for t in tokens]
-    upper = [t.upper() for t in text]
-    if upper[:2] != ["INSERT", "INTO"] or "(" not in text:
-        return None
-    into, rest = _qualified(tokens, 2)
-    if into is None or rest >= len(tokens) or text[rest] != "(":
-        return None
-    close = text.index(")", rest)
-    columns = [_name(t) for t in tokens[rest + 1 : close : 2]]
-    if any(t != "," for t in text[rest + 2 : close : 2]) or upper[close + 1 : close + 2] != ["SELECT"]:
-        return None
-    if "FROM" not in upper[close:]:
-        return None
-    at = close + 2 + upper[close + 2 :].index("FROM")
-    source, end = _qualified(tokens, at + 1)
-    if source is None or end != len(tokens):
-        return None  # a WHERE, a join, an ORDER: not a copy of every row
-    # Items may name their table (`t.a`, as Alembic's batch mode writes them): the one copied from.
-    picks, i = tokens[close + 2 : at], 0
-    items = []
-    while i < len(picks):
-        if i + 2 < len(picks) and picks[i + 1].group() == "." and picks[i].lastgroup in _NAME_TOKENS:
-            if _name(picks[i]).lower() != source.lower():
-                return None
-            i += 2
-        items.append(picks[i])
-        if i + 1 < len(picks) and picks[i + 1].group() != ",":
-            return None
-        i += 2
-    if len(items) != len(columns):
-        return None
-    picked = []
-    for column, item in zip(columns, items):
-        if item.lastgroup in _NAME_TOKENS and item.group().upper() != "NULL":
-            picked.append((column, ("column", _name(item))))
-        elif item.lastgroup in ("number", "literal") or item.group().upper() == "NULL":
-            picked.append((column, ("literal", item.group())))
-        else:
-            return None
-    return source, "copy", (into, tuple(picked))
-
-
-def _qualified(tokens, i: int) -> tuple[str | None, int]:
-    """A [main.]name at tokens[i]: (name, the index after it); (None, i) if it is not one."""
-    if i < len(tokens) and tokens[i].lastgroup in _NAME_TOKENS:
-        if i + 2 < len(tokens) and tokens[i + 1].group() == ".":
-            if _name(tokens[i]).lower() != "main" or tokens[i + 2].lastgroup not in _NAME_TOKENS:
-                return None, i
-            return _name(tokens[i + 2]), i + 3
-        return _name(tokens[i]), i + 1
-    return None, i
-
-
-def _name(token) -> str:
-    text = token.group()
-    if token.lastgroup in ("double", "backtick"):
-        return text[1:-1].replace(text[0] * 2, text[0])
-    if token.lastgroup == "bracket":
-        return text[1:-1]
-    return text
-
-
-def parse_alter(sql: str) -> tuple[str, str, tuple[str, ...]] | None:
-    """(table, action, names) of `ALTER TABLE [main.]t ...`: action is add, drop, rename_column
-    (names: old, new) or rename_table (names: new); None for anything else."""
-    tokens = sqltext.spans(sql)
-    words = [t.group().upper() for t in tokens]
-    if words[:2] != ["ALTER", "TABLE"] or len(tokens) < 4:
-        return None
-    i = 2
-    if len(tokens) > i + 2 and words[i + 1] == ".":
-        if _name(tokens[i]).lower() != "main":
-            return None
-        i += 2
-    table = _name(tokens[i])
-    rest, names = words[i + 1 :], tokens[i + 1 :]
-    if not rest:
-        return None
-    if rest[0] == "ADD":
-        return table, "add", ()
-    if rest[0] == "DROP":
-        at = 2 if len(rest) > 1 and rest[1] == "COLUMN" else 1
-        return (table, "drop", (_name(names[at]),)) if len(names) > at else None
-    if rest[0] == "RENAME":
-        if len(rest) > 1 and rest[1] == "TO":
-            return (table, "rename_table", (_name(names[2]),)) if len(names) > 2 else None
-        at = 2 if len(rest) > 1 and rest[1] == "COLUMN" else 1
-        if len(names) > at + 2 and rest[at + 1] == "TO":
-            return table, "rename_column", (_name(names[at]), _name(names[at + 2]))
-    return None
-
-
 def restored_rowids(effects: dict) -> frozenset[str]:
     """Tables a rebuild wrote whose rows got their old rowids back (engine/rowids.py), lower-cased."""
     return frozenset(t.lower() for effect in effects.values() for t in effect.get("rowids_restored", []))
@@ -200,7 +61,7 @@ def restored_rowids(effects: dict) -> frozenset[str]:
 def mappings(
     conn: apsw.Connection,
     candidates: list[str],
-    alters: list[str],
+    ran: list[str],
     *,
     forward: bool = True,
     restored: frozenset[str] = frozenset(),
@@ -209,11 +70,11 @@ def mappings(
     the source (attached) is the old schema and main the migrated one (catch-up); otherwise
     main is the old schema and the source the migrated one (carry-back)."""
     old_schema, new_schema = ("source", "main") if forward else ("main", "source")
-    parsed = [(sql, _parse(sql)) for sql in alters if sql.strip()]
+    parsed = [(sql, alters.parse(sql)) for sql in ran if sql.strip()]
     tables = {s: {t.name.lower(): t for t in user_tables(conn, s)} for s in ("main", "source")}
     chains = {}  # old name -> (its name after the migrations, the ALTERs on it), when readable
     for old in tables[old_schema].values():
-        chain = _follow(old.name, parsed)
+        chain = alters.follow(old.name, parsed)
         if chain is not None:
             chains[old.name.lower()] = chain
     found = {}
@@ -232,29 +93,6 @@ def mappings(
         if derived is not None:
             found[name] = derived
     return found
-
-
-def _follow(name: str, parsed: list) -> tuple[str, list] | None:
-    """The table's name after the ALTERs, and the ALTERs on it in order; None when an ALTER of it
-    cannot be read here."""
-    steps, current = [], name
-    for sql, p in parsed:
-        if p is None:
-            if _names_table(sql, current):
-                return None
-            continue
-        if p[0].lower() == current.lower():
-            steps.append((sql, p))
-            if p[1] == "rename_table":
-                current = p[2][0]
-            elif p[1] == "copy":
-                current = p[2][0]
-    return current, steps
-
-
-def _names_table(sql: str, name: str) -> bool:
-    tokens = sqltext.spans(sql)
-    return any(_name(t).lower() == name.lower() for t in tokens[1:5] if t.lastgroup != "other")
 
 
 def _derive(conn, old: Table, new: Table, steps, old_schema, new_schema, restored=frozenset()) -> Mapping | None:
@@ -346,9 +184,9 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema, restor
     origin: dict[str, str | None] = {c: None for c in new_columns}
     constants, rowid_copied = [], False
     for column, (kind, value) in steps[0][1][2][1]:
-        if column.lower() in _ROWID_NAMES and column.lower() not in lowered:
+        if column.lower() in alters.ROWID_NAMES and column.lower() not in lowered:
             # `INSERT INTO new_t(rowid, ...) SELECT rowid, ...` (sqlite-utils transform): same rowids
-            rowid_copied = kind == "column" and value.lower() in _ROWID_NAMES and old.rowid_alias == "rowid"
+            rowid_copied = kind == "column" and value.lower() in alters.ROWID_NAMES and old.rowid_alias == "rowid"
             if not rowid_copied:
                 return None
             continue
@@ -366,7 +204,7 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema, restor
             constants.append((lowered[column.lower()], value))
     by = "key"
     if not old.without_rowid and not rowid_copied:
-        keys = [_integer_key(conn, old_schema, old.name), _integer_key(conn, new_schema, new.name)]
+        keys = [integer_key(conn, old_schema, old.name), integer_key(conn, new_schema, new.name)]
         if None in keys or origin.get(keys[1]) != keys[0]:
             # A PRIMARY KEY that is not the rowid, copied by name: bluegreen gave the rows their
             # old rowids back after the migrations (engine/rowids.py), so they still match by rowid.
@@ -380,10 +218,7 @@ def _rebuilt(conn, old: Table, new: Table, steps, old_schema, new_schema, restor
     return dataclasses.replace(found, via=steps[0][1][2][0]) if found else None
 
 
-_ROWID_NAMES = ("rowid", "oid", "_rowid_")
-
-
-def _integer_key(conn, schema: str, name: str) -> str | None:
+def integer_key(conn, schema: str, name: str) -> str | None:
     """The INTEGER PRIMARY KEY column (the rowid's alias), or None."""
     found = conn.execute(f"SELECT name, type FROM pragma_table_info(?, '{schema}') WHERE pk > 0", (name,)).fetchall()
     return found[0][0] if len(found) == 1 and found[0][1].upper() == "INTEGER" else None
@@ -444,7 +279,7 @@ def _as_deployed(column: str, default: str, backfills: list, columns: list[str])
     the row still has under the same names (rows its WHERE leaves out keep the DEFAULT)."""
     mine = f"s.{quote_ident(column)}"
     safe = f"{mine} IS ({default})"
-    setting = [(a, b) for b in backfills for a in _assignments(b[0]) if a[0].lower() == column.lower()]
+    setting = [(a, b) for b in backfills for a in alters.assignments(b[0]) if a[0].lower() == column.lower()]
     if len(setting) != 1 or not setting[0][1][2] <= {c.lower() for c in columns}:
         return safe
     (_, expression), (_, condition, _) = setting[0]
@@ -453,28 +288,6 @@ def _as_deployed(column: str, default: str, backfills: list, columns: list[str])
             f"({safe} AND NOT coalesce(({condition}), 0)) OR ({mine} IS ({expression}) AND coalesce(({condition}), 0))"
         )
     return f"{mine} IS ({expression})"
-
-
-def _assignments(set_part: str) -> list[tuple[str, str]]:
-    """`a = expr, b = expr` as (column, expression) pairs; [] for a form not read here (row values)."""
-    found, depth, start = [], 0, 0
-    tokens = sqltext.spans(set_part)
-    cuts = []
-    for t in tokens:
-        depth += {"(": 1, ")": -1}.get(t.group(), 0)
-        if depth == 0 and t.group() == ",":
-            cuts.append(t)
-    pieces = []
-    for cut in cuts:
-        pieces.append(set_part[start : cut.start()])
-        start = cut.end()
-    pieces.append(set_part[start:])
-    for piece in pieces:
-        parts = sqltext.spans(piece)
-        if len(parts) < 3 or parts[1].group() != "=" or parts[0].lastgroup not in _NAME_TOKENS:
-            return []
-        found.append((_name(parts[0]), piece[parts[1].end() :].strip()))
-    return found
 
 
 def _create_sql(conn: apsw.Connection, schema: str, name: str) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from bluegreen.engine import derive, dryrun, sqltext, statements
+from bluegreen.engine import alters, derive, dryrun, sqltext, statements
 from bluegreen.engine.db import Table, quote_ident, quote_literal, user_tables
 
 
@@ -51,7 +51,7 @@ def draft(blue_conn: apsw.Connection, pending: list, target) -> Draft:
     if found.reshape is None:  # a migration does not run (its companions' problems are what is redrafted)
         raise found.problems[0]
     effect = found.effects.get(target.file, {})
-    alters = derive.alter_statements(found.effects)
+    ran = alters.alter_statements(found.effects)
     fills = [f for s in statements.split(target.sql) if (f := parse_fill(s.sql, s.line))]
     touched = list(dict.fromkeys(effect.get("altered", []) + effect.get("written", [])))
     forward, back = _connect(found.after, found.before), _connect(found.before, found.after)
@@ -59,9 +59,9 @@ def draft(blue_conn: apsw.Connection, pending: list, target) -> Draft:
         old = {t.name: t for t in user_tables(back)}
         new = {t.name: t for t in user_tables(forward)}
         restored = derive.restored_rowids(found.effects)
-        ahead = derive.mappings(forward, [t for t in touched if t in old], alters, forward=True, restored=restored)
+        ahead = derive.mappings(forward, [t for t in touched if t in old], ran, forward=True, restored=restored)
         renamed = {m.target: name for name, m in ahead.items()}
-        behind = derive.mappings(back, list(renamed), alters, forward=False, restored=restored)
+        behind = derive.mappings(back, list(renamed), ran, forward=False, restored=restored)
         sync, rollback, tables = [], [], {}
         filled = {f.target for f in fills}
         for name in touched:
@@ -114,7 +114,7 @@ def _changed(table: Table, key: tuple[str, ...], name: str, present: int | None,
 def _key(conn: apsw.Connection, table: Table, schema: str) -> tuple[str, ...]:
     if table.without_rowid:
         return table.primary_key
-    return (derive._integer_key(conn, schema, table.name) or table.rowid_alias,)
+    return (derive.integer_key(conn, schema, table.name) or table.rowid_alias,)
 
 
 def _mapped(conn: apsw.Connection, mapping: derive.Mapping, direction: str) -> list[str]:
@@ -181,13 +181,13 @@ def parse_fill(sql: str, line: int = 0) -> Fill | None:
     upper = [t.group().upper() for t in tokens]
     if upper[:2] != ["INSERT", "INTO"]:
         return None
-    target, i = derive._qualified(tokens, 2)
+    target, i = alters.qualified(tokens, 2)
     if target is None:
         return None
     columns: list[str] = []
     if i < len(tokens) and upper[i] == "(":
         close = upper.index(")", i)
-        columns = [derive._name(t) for t in tokens[i + 1 : close : 2]]
+        columns = [alters.name_of(t) for t in tokens[i + 1 : close : 2]]
         i = close + 1
     if upper[i : i + 1] != ["SELECT"] or "FROM" not in upper[i:]:
         return None
@@ -201,14 +201,14 @@ def parse_fill(sql: str, line: int = 0) -> Fill | None:
         _top_level(upper[at:])
     ):
         return None
-    source, k = derive._qualified(tokens, at + 1)
+    source, k = alters.qualified(tokens, at + 1)
     if source is None:
         return None
     alias = ""
     if k < len(tokens) and upper[k] == "AS":
         k += 1
     if k < len(tokens) and upper[k] != "WHERE" and tokens[k].lastgroup in ("word", "double", "bracket", "backtick"):
-        alias, k = derive._name(tokens[k]), k + 1
+        alias, k = alters.name_of(tokens[k]), k + 1
     if k < len(tokens) and upper[k] != "WHERE":
         return None
     condition = text[tokens[k].end() :].strip() if k < len(tokens) else ""
@@ -241,10 +241,10 @@ def _split_items(text: str) -> list[str]:
 def _plain(item: str, fill: Fill) -> str | None:
     """The source column an item is, when it is just one (`bio`, `u.bio`, `"bio"`); else None."""
     tokens = sqltext.spans(item)
-    if len(tokens) == 3 and tokens[1].group() == "." and derive._name(tokens[0]) in (fill.alias, fill.source):
+    if len(tokens) == 3 and tokens[1].group() == "." and alters.name_of(tokens[0]) in (fill.alias, fill.source):
         tokens = tokens[2:]
     if len(tokens) == 1 and tokens[0].lastgroup in ("word", "double", "bracket", "backtick"):
-        return derive._name(tokens[0])
+        return alters.name_of(tokens[0])
     return None
 
 

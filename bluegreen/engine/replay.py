@@ -21,6 +21,7 @@ from pathlib import Path
 import apsw
 
 from bluegreen.engine import capture, derive
+from bluegreen.engine.alters import alter_statements
 from bluegreen.engine.conflicts import ConflictDiagnosis
 from bluegreen.engine.db import open_db, quote_ident, readonly_uri, run_script, user_tables
 from bluegreen.engine.keys import clear_keys, delete_keyed, keys_from, load_keys
@@ -127,7 +128,7 @@ class Replayer:
                 self.reshape = reshapes(self.conn, effects or {}, overridden=overridden)
             else:
                 overridden = companion_tables(carry_back, companions) | self.carried
-                alters = derive.alter_statements(carry_back)
+                alters = alter_statements(carry_back)
                 self.reshape = reshapes(
                     self.conn,
                     {},

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import apsw
 
-from bluegreen.engine import derive, statements
+from bluegreen.engine import alters, derive, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident, user_tables
 
 _LIMIT = 2**62  # rowids beyond it could overflow the shift of the first pass: not restored
@@ -39,15 +39,15 @@ def save(conn: apsw.Connection, pending: list) -> list[Saved]:
     saved: list[Saved] = []
     for migration in pending:
         for statement in statements.split(migration.sql):
-            copy = derive.parse_copy(statement.sql)
-            if copy is None or any(column.lower() in derive._ROWID_NAMES for column, _ in copy[2][1]):
+            copy = alters.parse_copy(statement.sql)
+            if copy is None or any(column.lower() in alters.ROWID_NAMES for column, _ in copy[2][1]):
                 continue
             table = tables.get(copy[0].lower())
             if (
                 table is None
                 or table.without_rowid
                 or not table.primary_key
-                or derive._integer_key(conn, "main", table.name)
+                or derive.integer_key(conn, "main", table.name)
                 or any(s.table == table.name for s in saved)
             ):
                 continue
@@ -77,8 +77,8 @@ def restore(conn: apsw.Connection, saved: list[Saved], effects: dict) -> None:
 
 def _rebuilt_as(item: Saved, effects: dict) -> str | None:
     """The table's name after the migrations when they rebuilt it by copy and rename only."""
-    parsed = [(sql, derive._parse(sql)) for sql in derive.alter_statements(effects) if sql.strip()]
-    chain = derive._follow(item.table, parsed)
+    parsed = [(sql, alters.parse(sql)) for sql in alters.alter_statements(effects) if sql.strip()]
+    chain = alters.follow(item.table, parsed)
     if chain is None or [p[1] for _, p in chain[1]] != ["copy", "rename_table"]:
         return None
     return chain[0]

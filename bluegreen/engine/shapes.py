@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import apsw
 
 from bluegreen.engine import capture, derive
+from bluegreen.engine.alters import alter_statements
 from bluegreen.engine.db import INTERNAL_PREFIX, Table, quote_ident
 from bluegreen.errors import CompanionMissing
 
@@ -143,7 +144,7 @@ def reshapes(
         )
         and name not in overridden
     ]
-    alters = derive.alter_statements(effects) if alters is None else alters
+    alters = alter_statements(effects) if alters is None else alters
     restored = derive.restored_rowids(effects) if restored is None else restored
     mapped = derive.mappings(conn, candidates, alters, forward=forward, restored=restored) if candidates else {}
     for name in mapped:
