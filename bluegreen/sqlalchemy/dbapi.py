@@ -1,0 +1,387 @@
+"""A DB-API 2.0 driver over the following sqlite3 connection, for SQLAlchemy's pool.
+
+`connect(pointer, **options)` returns a connection SQLAlchemy uses like a sqlite3 one. Under it,
+the client's machinery (`bluegreen.client.connection`) opens the generation the pointer names
+and follows the pointer; this module adds what an ORM needs on top:
+
+- a statement outside a transaction follows the pointer first, and one a retired file's fence
+  refused is run again on the file the pointer names (the refused one changed nothing);
+- a statement that opens a transaction (BEGIN, SAVEPOINT) on a file that turns out to be fenced
+  is taken, before anything runs in it, to the file the pointer names;
+- a transaction that meets a fence later (it only read: see `replay`) is replayed on the new
+  file and goes on if every read returns what it returned, else FencedInTransaction;
+- the settings SQLAlchemy and the application made on the connection follow it (`settings`);
+- a result not read to its end when the connection moves is read into memory first.
+
+A connection is used by one thread at a time (SQLAlchemy's pool hands it out that way).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import weakref
+from dataclasses import dataclass
+from sqlite3 import (  # noqa: F401  the module face SQLAlchemy expects of a DB-API driver
+    Binary,
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    Warning,
+    sqlite_version,
+    sqlite_version_info,
+)
+
+from bluegreen.client import Stats as ClientStats
+from bluegreen.client.connection import FollowingConnection, _fence_generation, _options, _rollback
+from bluegreen.client.opener import Sqlite3Driver, Target
+from bluegreen.errors import BluegreenError
+from bluegreen.files.contract import fenced_generation
+from bluegreen.sqlalchemy.failures import FencedInTransaction, FenceWaitTimeout, as_dbapi
+from bluegreen.sqlalchemy.replay import Entry, Log, columns_of, error_of, replay
+from bluegreen.sqlalchemy.settings import ATTRIBUTES, METHODS, Settings
+
+apilevel = "2.0"
+threadsafety = 1
+paramstyle = "qmark"
+_BUSY = {5, 517}  # SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT: a deferred transaction could not start writing
+_OPENERS = ("BEGIN", "SAVEPOINT")
+_LOCKING = re.compile(r"\b(IMMEDIATE|EXCLUSIVE)\b", re.IGNORECASE)
+
+
+@dataclass
+class Stats(ClientStats):
+    replayed: int = 0  # open transactions moved to the new file, their reads shown unchanged
+    conflicts: int = 0  # open transactions refused because a read differed there (FencedInTransaction)
+    moved_at_begin: int = 0  # transactions opened on a fenced file and taken to the active one first
+
+
+def connect(pointer, *, sqlite3_kwargs: dict | None = None, **options) -> Connection:
+    """Open the generation the pointer names (options as bluegreen.client.connect_sqlite3)."""
+    try:
+        return Connection(pointer, dict(sqlite3_kwargs or {}), options)
+    except BluegreenError as exc:
+        raise as_dbapi(exc) from None
+
+
+class Connection(FollowingConnection):
+    def __init__(self, pointer, sqlite3_kwargs: dict, options: dict):
+        if sqlite3_kwargs.get("autocommit") is False:
+            raise ValueError(
+                "autocommit=False keeps a transaction open at all times, so the connection could never follow "
+                "the pointer; leave sqlite3's default, or set isolation_level=None and emit BEGIN"
+            )
+        sqlite3_kwargs.setdefault("check_same_thread", False)  # the pool hands connections between threads
+        self._settings = Settings(options.pop("on_connect", None))
+        self._log = Log()
+        self._cursors: weakref.WeakSet = weakref.WeakSet()
+        self._checked: tuple = (None, None)  # (raw connection, schema_version) seen unfenced
+        super().__init__(Sqlite3Driver, _options(pointer, on_connect=self._settings.apply, **options), sqlite3_kwargs)
+        self.stats = Stats()
+
+    # -- DB-API ---------------------------------------------------------------------------------
+    def cursor(self) -> Cursor:
+        return Cursor(self)
+
+    def execute(self, sql: str, parameters=()) -> Cursor:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, seq_of_parameters) -> Cursor:
+        return self.cursor().executemany(sql, seq_of_parameters)
+
+    def commit(self) -> None:
+        self._slot.conn.commit()
+        self._log.clear()
+
+    def rollback(self) -> None:
+        self._slot.conn.rollback()
+        self._log.clear()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._slot.conn.in_transaction
+
+    def refresh(self) -> bool:
+        """Follow the pointer now, outside a transaction; True if the connection moved."""
+        self._check_open()
+        if self._slot.conn.in_transaction:
+            return False
+        try:
+            return self._follow()
+        except BluegreenError as exc:
+            raise as_dbapi(exc) from None
+
+    # -- running a statement ----------------------------------------------------------------------
+    def _statement(self, cursor: Cursor, sql: str, params, many: bool) -> None:
+        try:
+            self._ready()  # outside a transaction: follow the pointer if it moved
+        except BluegreenError as exc:
+            raise as_dbapi(exc) from None
+        raw = self._slot.conn
+        outside = not raw.in_transaction
+        opens = outside and sql.lstrip().upper().startswith(_OPENERS)
+        if outside:
+            self._log.clear()
+            if opens:
+                raw = self._begin_where_active(raw)  # before BEGIN: no snapshot held after the check
+        changes = raw.total_changes
+        try:
+            result, changed = self._run(raw, sql, params, many)
+        except sqlite3.Error as exc:
+            result, changed = self._refused(exc, sql, params, many, outside, changes)
+        else:
+            if opens and raw.in_transaction and _LOCKING.search(sql):
+                # BEGIN IMMEDIATE may have waited out the barrier and the fence: look again (the
+                # lock is held already, so the read cannot turn a later write into a lock error)
+                if self._begin_where_active(raw) is not raw:
+                    result, changed = self._again(sql, params, many)
+        raw = self._slot.conn
+        entry = None
+        if raw.in_transaction:
+            entry = self._log.add(Entry(sql, params, many, cursor, columns_of(result), changed=changed))
+        elif outside:
+            self._settings.statement(sql)
+        self._cursors.add(cursor)
+        cursor._bind(result, entry)
+
+    @staticmethod
+    def _run(raw: sqlite3.Connection, sql: str, params, many: bool) -> tuple[sqlite3.Cursor, bool]:
+        before = raw.total_changes
+        cursor = raw.cursor()
+        if many:
+            cursor.executemany(sql, params)
+        else:
+            cursor.execute(sql, params)
+        return cursor, raw.total_changes != before
+
+    def _begin_where_active(self, raw: sqlite3.Connection) -> sqlite3.Connection:
+        """A transaction is about to open: if this file is fenced, go to the active one first.
+        One `PRAGMA schema_version` per transaction; the fence is looked for only when it moved.
+        Outside a transaction the check holds no snapshot after it, so a deferred BEGIN's first
+        write still waits on the busy timeout instead of failing at once ("database is locked")."""
+        version = raw.execute("PRAGMA schema_version").fetchone()[0]
+        if self._checked[0] is raw and self._checked[1] == version:
+            return raw
+        fenced_for = fenced_generation(raw)
+        if fenced_for is None:
+            self._checked = (raw, version)
+            return raw
+        _rollback(raw)  # nothing, or the BEGIN IMMEDIATE that was just taken on the fenced file
+        self._move(self._slot.target, fenced_for)
+        self.stats.moved_at_begin += 1
+        return self._slot.conn
+
+    def _refused(self, exc: sqlite3.Error, sql, params, many, outside: bool, changes: int):
+        raw = self._slot.conn
+        fenced_for = _fence_generation(exc)
+        if fenced_for is None and not outside and getattr(exc, "sqlite_errorcode", None) in _BUSY:
+            fenced_for = self._fence_seen_now()  # a read-then-write transaction that straddled the fence?
+        if fenced_for is None:
+            if raw.in_transaction:
+                self._log.add(Entry(sql, params, many, None, error=error_of(exc)))
+            raise exc
+        refused = self._slot.target
+        if raw.total_changes != changes:
+            raise FencedInTransaction(
+                f"{refused.path}: retired (generation {refused.generation} is fenced; use generation {fenced_for}) "
+                "after part of this executemany() had been committed, so it was not run again; run the rest again",
+                details={"fenced_for": fenced_for, "file": refused.file},
+            ) from exc
+        if outside:
+            _rollback(raw)  # sqlite3's implicit BEGIN, which holds nothing
+            self._move(refused, fenced_for)
+        else:
+            self._replay(refused, fenced_for, exc)
+        self.stats.fence_retries += 1
+        return self._again(sql, params, many)
+
+    def _replay(self, refused: Target, fenced_for: int, exc: sqlite3.Error) -> None:
+        """Take the open transaction to the file the pointer names, or raise FencedInTransaction."""
+        log = self._log
+        self._log = Log()
+        _rollback(self._slot.conn)
+        why = log.why_not()
+        if why is None:
+            self._move(refused, fenced_for)
+            why = replay(log, self._slot.conn, lambda raw, *a: self._run(raw, *a)[0])
+            if why is not None:
+                _rollback(self._slot.conn)
+        if why is not None:
+            self.stats.conflicts += 1
+            raise FencedInTransaction(
+                f"{refused.path}: retired under an open transaction (generation {refused.generation} is fenced; "
+                f"use generation {fenced_for}), and {why} on {self._slot.target.file}: nothing of it was committed; "
+                "run the transaction again",
+                details={"fenced_for": fenced_for, "file": refused.file},
+            ) from exc
+        self._log = log
+        self.stats.replayed += 1
+
+    def _again(self, sql, params, many):
+        try:
+            return self._run(self._slot.conn, sql, params, many)
+        except sqlite3.Error as again:
+            if _fence_generation(again) is None:
+                raise
+            raise FenceWaitTimeout(
+                f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
+                "cutover or revert ran meanwhile); nothing was written: run it again",
+                details={"fenced_for": _fence_generation(again)},
+            ) from again
+
+    def _fence_seen_now(self) -> int | None:
+        """The current file's fence as a new reader sees it (this connection's snapshot is older)."""
+        side = Sqlite3Driver.open(self._slot.target.path, self.options, {})  # same library: hazard 20 holds
+        try:
+            return fenced_generation(side)
+        finally:
+            side.close()
+
+    def _move(self, refused: Target, fenced_for: int) -> None:
+        try:
+            self._move_off(refused, fenced_for)
+        except BluegreenError as exc:
+            raise as_dbapi(exc) from None
+
+    def _install(self, target: Target, conn) -> None:
+        for cursor in list(self._cursors):
+            cursor._keep_rows()  # the old connection closes: what was not read yet is read now
+        self._cursors = weakref.WeakSet()
+        self._checked = (None, None)
+        super()._install(target, conn)
+
+
+def _recorded(name: str):
+    def call(self: Connection, *args, **kwargs):
+        result = getattr(self._slot.conn, name)(*args, **kwargs)
+        self._settings.method(name, args, kwargs)
+        return result
+
+    call.__name__ = name
+    call.__doc__ = f"sqlite3.Connection.{name}, made again on every file the connection moves to."
+    return call
+
+
+def _attribute(name: str) -> property:
+    def get(self: Connection):
+        return getattr(self._slot.conn, name)
+
+    def set_(self: Connection, value) -> None:
+        setattr(self._slot.conn, name, value)
+        self._settings.attribute(name, value)
+
+    return property(get, set_, doc=f"sqlite3.Connection.{name}, kept on every file the connection moves to.")
+
+
+for _name in METHODS:
+    setattr(Connection, _name, _recorded(_name))
+for _name in ATTRIBUTES:
+    setattr(Connection, _name, _attribute(_name))
+
+
+class Cursor:
+    """A DB-API cursor whose result can move with its connection."""
+
+    def __init__(self, conn: Connection):
+        self.connection = conn
+        self.arraysize = 1
+        self._raw = None
+        self._entry: Entry | None = None
+
+    def execute(self, sql: str, parameters=()) -> Cursor:
+        self.connection._statement(self, sql, parameters, False)
+        return self
+
+    def executemany(self, sql: str, seq_of_parameters) -> Cursor:
+        self.connection._statement(self, sql, list(seq_of_parameters), True)  # a retry needs them again
+        return self
+
+    def _bind(self, raw, entry: Entry | None) -> None:
+        self._raw, self._entry = raw, entry
+
+    def _keep_rows(self) -> None:
+        if isinstance(self._raw, sqlite3.Cursor):
+            self._raw = _Read(self._raw)
+
+    def _result(self):
+        if self._raw is None:
+            raise ProgrammingError("no statement has been executed on this cursor")
+        return self._raw
+
+    def _saw(self, rows: list, end: bool) -> None:
+        if self._entry is not None:
+            self.connection._log.saw(self._entry, rows, end)
+
+    @property
+    def description(self):
+        return None if self._raw is None else self._raw.description
+
+    @property
+    def rowcount(self) -> int:
+        return -1 if self._raw is None else self._raw.rowcount
+
+    @property
+    def lastrowid(self):
+        return None if self._raw is None else self._raw.lastrowid
+
+    def fetchone(self):
+        row = self._result().fetchone()
+        self._saw([] if row is None else [row], row is None)
+        return row
+
+    def fetchmany(self, size: int | None = None) -> list:
+        size = self.arraysize if size is None else size
+        rows = self._result().fetchmany(size)
+        self._saw(rows, len(rows) < size)
+        return rows
+
+    def fetchall(self) -> list:
+        rows = self._result().fetchall()
+        self._saw(rows, True)
+        return rows
+
+    def __iter__(self):
+        while (row := self.fetchone()) is not None:
+            yield row
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+        self.connection._cursors.discard(self)
+
+    def setinputsizes(self, sizes) -> None:
+        pass
+
+    def setoutputsize(self, size, column=None) -> None:
+        pass
+
+
+class _Read:
+    """The rest of a result, read from a connection that is about to close."""
+
+    def __init__(self, raw: sqlite3.Cursor):
+        self.description, self.rowcount, self.lastrowid = raw.description, raw.rowcount, raw.lastrowid
+        try:
+            self._rows = raw.fetchall() if raw.description is not None else []
+        except sqlite3.Error:
+            self._rows = []
+        self._rows.reverse()
+
+    def fetchone(self):
+        return self._rows.pop() if self._rows else None
+
+    def fetchmany(self, size: int) -> list:
+        return [self._rows.pop() for _ in range(min(size, len(self._rows)))]
+
+    def fetchall(self) -> list:
+        rows, self._rows = self._rows[::-1], []
+        return rows
+
+    def close(self) -> None:
+        self._rows = []
