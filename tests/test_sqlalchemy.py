@@ -75,6 +75,8 @@ class App:
         self.requests = 0
         self.files: dict[str, int] = {}
         self.workers = [threading.Thread(target=self.work, args=(n,)) for n in range(threads)]
+        self.retries: dict[int, int] = {}  # per pooled connection, as it came back to the pool
+        event.listen(engine, "checkin", self.checked_in)
 
     def __enter__(self) -> App:
         for worker in self.workers:
@@ -86,6 +88,13 @@ class App:
         for worker in self.workers:
             worker.join(60)
         self.engine.dispose()
+
+    @property
+    def retried(self) -> int:
+        return sum(self.retries.values())
+
+    def checked_in(self, dbapi_connection, record) -> None:
+        self.retries[id(dbapi_connection)] = bgsa.stats(dbapi_connection).fence_retries
 
     def work(self, n: int) -> None:
         step = 0
@@ -142,10 +151,16 @@ class App:
             return self.files.get(file, 0)
 
 
-@pytest.mark.parametrize("begin", [None, "BEGIN IMMEDIATE"], ids=["sqlite3-transactions", "begin-immediate"])
-def test_an_application_without_retry_logic_sees_no_failure_through_three_swaps(toy_ready, monkeypatch, begin):
+@pytest.mark.parametrize(
+    "begin, blind",
+    [(None, False), ("BEGIN IMMEDIATE", False), (None, True)],
+    ids=["sqlite3-transactions", "begin-immediate", "polling-only-so-every-connection-meets-the-fence"],
+)
+def test_an_application_without_retry_logic_sees_no_failure_through_three_swaps(toy_ready, monkeypatch, begin, blind):
     engine = readme_engine(toy_ready, monkeypatch)
     assert type(engine.pool).__name__ == "QueuePool"
+    if blind:  # the same setup with the watch off: connections learn of each swap from the fence
+        engine = sa.create_engine(str(engine.url) + "?watch=false&poll_interval=1")
     if begin:
         begin_emitted_by_sqlalchemy(engine, begin)
     swaps = [("deploy", "app.gen2.db"), ("revert", "app.db"), ("deploy", "app.gen3.db")]
@@ -156,6 +171,8 @@ def test_an_application_without_retry_logic_sees_no_failure_through_three_swaps(
             assert done.code == 0, done.err
             until(lambda file=file: app.writes_on(file) >= 20, what=f"writes on {file}", timeout=30)
     assert app.failures == [], app.failures[:5]
+    if blind:
+        assert app.retried > 0  # the fence was met, and nothing failed
     assert app.requests > 200
     assert set(app.files) == {"app.db", "app.gen2.db", "app.gen3.db"}
     active = toy_ready.data / pointer.read(toy_ready.pointer).active
@@ -402,3 +419,33 @@ def test_peewee_wired_as_the_readme_says_goes_through_a_deploy_and_a_revert(toy_
     assert failures == []
     assert files == {"app.db", "app.gen2.db"}
     assert dict(rows(toy_ready.blue, "SELECT id, name FROM items WHERE id > 50")) == written
+
+
+def test_a_result_not_read_when_the_connection_moves_is_still_read_whole(toy_ready):
+    engine = blind_engine(toy_ready)
+    with engine.connect() as db:
+        pending = db.execute(sa.text("SELECT id FROM items ORDER BY id"))  # not read yet
+        assert toy_ready.cli_process("deploy").code == 0
+        db.connection.driver_connection._watch.check()  # the swap is seen
+        assert db.execute(sa.text("SELECT count(*) FROM names")).scalar() == 50  # moved to green
+        assert [r.id for r in pending] == list(range(1, 51))  # read from blue before it closed
+        db.execute(sa.text("PRAGMA user_version = 7"))  # a setting of the file, not of the connection
+        db.execute(sa.text("PRAGMA cache_size = -4000"))  # one of the connection
+        db.commit()
+        assert toy_ready.cli_process("revert").code == 0
+        db.connection.driver_connection._watch.check()
+        assert db.execute(sa.text("PRAGMA user_version")).scalar() == 0  # back on blue, not repeated there
+        assert db.execute(sa.text("PRAGMA cache_size")).scalar() == -4000  # followed the connection
+        assert db.connection.driver_connection.path == toy_ready.blue
+    engine.dispose()
+    assert rows(toy_ready.gen(2), "PRAGMA user_version") == [(7,)]
+
+
+def test_sqlite3_arguments_are_taken_and_unknown_ones_named(toy_ready):
+    from bluegreen.sqlalchemy import dbapi
+
+    conn = dbapi.connect(toy_ready.pointer, timeout=2.5, detect_types=0)
+    assert conn.options.busy_timeout_ms == 2500
+    conn.close()
+    with pytest.raises(TypeError, match="unknown option 'colour'; the options are compatible"):
+        dbapi.connect(toy_ready.pointer, colour="blue")

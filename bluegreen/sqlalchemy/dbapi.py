@@ -62,10 +62,26 @@ class Stats(ClientStats):
     moved_at_begin: int = 0  # transactions opened on a fenced file and taken to the active one first
 
 
+CLIENT_OPTIONS = ("compatible", "on_connect", "read_only", "busy_timeout_ms", "fence_timeout_s", "watch")
+CLIENT_OPTIONS += ("poll_interval", "heartbeat", "read_percentage_new", "route_key", "force_new", "force_old")
+SQLITE3_ARGUMENTS = ("detect_types", "isolation_level", "check_same_thread", "cached_statements")
+
+
 def connect(pointer, *, sqlite3_kwargs: dict | None = None, **options) -> Connection:
-    """Open the generation the pointer names (options as bluegreen.client.connect_sqlite3)."""
+    """Open the generation the pointer names. options: the client's (see
+    bluegreen.client.connect_sqlite3); sqlite3.connect's own arguments may be given here too
+    (`timeout` in seconds becomes busy_timeout_ms), or in sqlite3_kwargs."""
+    sqlite3_kwargs = dict(sqlite3_kwargs or {})
+    for key in [k for k in options if k not in CLIENT_OPTIONS]:
+        if key == "timeout":
+            options["busy_timeout_ms"] = round(float(options.pop(key)) * 1000)
+        elif key in SQLITE3_ARGUMENTS:
+            sqlite3_kwargs[key] = options.pop(key)
+        else:
+            known = ", ".join(CLIENT_OPTIONS + SQLITE3_ARGUMENTS + ("timeout", "sqlite3_kwargs"))
+            raise TypeError(f"bluegreen.sqlalchemy.dbapi.connect: unknown option {key!r}; the options are {known}")
     try:
-        return Connection(pointer, dict(sqlite3_kwargs or {}), options)
+        return Connection(pointer, sqlite3_kwargs, options)
     except BluegreenError as exc:
         raise as_dbapi(exc) from None
 
@@ -100,8 +116,15 @@ class Connection(FollowingConnection):
         self._log.clear()
 
     def rollback(self) -> None:
+        """Also what the pool calls when a connection comes back: it follows the pointer then, so
+        a connection resting in the pool is not left on a retired file (status, finalize)."""
         self._slot.conn.rollback()
         self._log.clear()
+        seen = self._seen
+        try:
+            self._ready()
+        except BluegreenError:
+            self._seen = seen  # the next statement raises it, where the application sees it
 
     @property
     def in_transaction(self) -> bool:
@@ -164,7 +187,7 @@ class Connection(FollowingConnection):
         """A transaction is about to open: if this file is fenced, go to the active one first.
         One `PRAGMA schema_version` per transaction; the fence is looked for only when it moved.
         Outside a transaction the check holds no snapshot after it, so a deferred BEGIN's first
-        write still waits on the busy timeout instead of failing at once ("database is locked")."""
+        write still waits on the busy timeout instead of failing at once (hazard 22)."""
         version = raw.execute("PRAGMA schema_version").fetchone()[0]
         if self._checked[0] is raw and self._checked[1] == version:
             return raw
@@ -237,9 +260,14 @@ class Connection(FollowingConnection):
 
     def _fence_seen_now(self) -> int | None:
         """The current file's fence as a new reader sees it (this connection's snapshot is older)."""
-        side = Sqlite3Driver.open(self._slot.target.path, self.options, {})  # same library: hazard 20 holds
+        try:
+            side = Sqlite3Driver.open(self._slot.target.path, self.options, {})  # one library: hazard 20 holds
+        except sqlite3.Error:
+            return None
         try:
             return fenced_generation(side)
+        except sqlite3.Error:
+            return None
         finally:
             side.close()
 

@@ -6,7 +6,8 @@ functions and collations), the isolation level. A bluegreen connection changes t
 connection underneath when the pointer moves, so it records each of those calls and makes them
 again on the new one, before any statement runs there. What is recorded: the sqlite3.Connection
 methods below, the attributes below, and `PRAGMA name = value` statements run outside a
-transaction (the last value of each pragma). Temporary tables, ATTACHed databases and other
+transaction (the last value of each pragma; not those of the file, such as user_version or
+journal_mode). Temporary tables, ATTACHed databases and other
 state a statement builds are not carried: they belong in `on_connect`.
 """
 
@@ -30,6 +31,22 @@ METHODS = (
 )
 ATTRIBUTES = ("isolation_level", "row_factory", "text_factory")
 _PRAGMA_SET = re.compile(r"^\s*PRAGMA\s+(?:main\s*\.\s*)?(\w+)\s*=", re.IGNORECASE)
+# Pragmas that set something of the file (or do something once), not of the connection: never
+# made again on another file (journal_mode = DELETE there would even stop bluegreen's capture).
+OF_THE_FILE = {
+    "application_id",
+    "auto_vacuum",
+    "defer_foreign_keys",
+    "incremental_vacuum",
+    "journal_mode",
+    "optimize",
+    "page_size",
+    "schema_version",
+    "shrink_memory",
+    "user_version",
+    "wal_checkpoint",
+    "writable_schema",
+}
 
 
 class Settings:
@@ -52,6 +69,8 @@ class Settings:
         if match is None:
             return
         name = match.group(1).lower()
+        if name in OF_THE_FILE:
+            return
         self._calls = [c for c in self._calls if (c[0], c[1]) != ("pragma", name)]
         self._calls.append(("pragma", name, (sql,), {}))
 
