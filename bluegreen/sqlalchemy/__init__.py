@@ -44,15 +44,17 @@ from bluegreen.sqlalchemy.failures import (
     PointerInvalid,
 )
 
+__all__: list[str] = []
 try:
     from sqlalchemy.dialects import registry
 except ImportError:  # the DB-API driver (`dbapi`) needs no SQLAlchemy: peewee and plain pools use it too
     pass
 else:
-    from bluegreen.sqlalchemy.dialect import BluegreenDialect
+    from bluegreen.sqlalchemy.dialect import BluegreenDialect as BluegreenDialect
 
     for _name in ("bluegreen", "bluegreen.sqlite", "sqlite.bluegreen"):
         registry.register(_name, "bluegreen.sqlalchemy.dialect", "BluegreenDialect")
+    __all__.append("BluegreenDialect")
 
 
 def url(pointer: Path | str) -> str:
@@ -76,8 +78,7 @@ def stats(connection) -> Stats:
     return dbapi_connection.stats
 
 
-__all__ = [
-    "BluegreenDialect",
+__all__ += [
     "Connection",
     "Stats",
     "url",
