@@ -153,8 +153,13 @@ class App:
 
 @pytest.mark.parametrize(
     "begin, blind",
-    [(None, False), ("BEGIN IMMEDIATE", False), (None, True)],
-    ids=["sqlite3-transactions", "begin-immediate", "polling-only-so-every-connection-meets-the-fence"],
+    [(None, False), ("BEGIN IMMEDIATE", False), ("BEGIN", False), (None, True)],
+    ids=[
+        "sqlite3-transactions",
+        "begin-immediate",
+        "begin-deferred-as-sqlalchemy-docs-write-it",
+        "polling-only-so-every-connection-meets-the-fence",
+    ],
 )
 def test_an_application_without_retry_logic_sees_no_failure_through_three_swaps(toy_ready, monkeypatch, begin, blind):
     engine = readme_engine(toy_ready, monkeypatch)
@@ -449,3 +454,33 @@ def test_sqlite3_arguments_are_taken_and_unknown_ones_named(toy_ready):
     conn.close()
     with pytest.raises(TypeError, match="unknown option 'colour'; the options are compatible"):
         dbapi.connect(toy_ready.pointer, colour="blue")
+
+
+@pytest.mark.parametrize("other_changes_the_row", [False, True], ids=["reads-unchanged", "read-changed"])
+def test_a_deferred_transaction_that_read_waits_for_the_lock_instead_of_failing(toy_ready, other_changes_the_row):
+    """SQLite refuses at once a deferred transaction that read and then writes while another
+    holds the lock (hazard 22): the cutover's barrier is such a writer. It is re-run as BEGIN
+    IMMEDIATE, which waits, and goes on if what it read is unchanged; else SQLite's own error."""
+    engine = sa.create_engine(bgsa.url(toy_ready.pointer))
+    begin_emitted_by_sqlalchemy(engine, "BEGIN")
+    with engine.connect() as db, engine.connect() as holder:
+        holder.begin()  # another writer holds the write lock for a moment
+        holder.execute(
+            sa.text("UPDATE items SET name = :n WHERE id = 4"), {"n": "other" if other_changes_the_row else "item 3"}
+        )
+        db.begin()
+        assert name_of(db, 4) == "item 3"
+        threading.Timer(0.3, holder.commit).start()
+        if other_changes_the_row:
+            with pytest.raises(exc.OperationalError, match="database is locked"):
+                db.execute(sa.text("UPDATE items SET name = 'mine' WHERE id = 4"))
+            db.rollback()
+            assert bgsa.stats(db).relocked == 0
+        else:
+            db.execute(sa.text("UPDATE items SET name = 'mine' WHERE id = 4"))  # waited, re-read, wrote
+            db.commit()
+            assert bgsa.stats(db).relocked == 1
+    engine.dispose()
+    assert rows(toy_ready.blue, "SELECT name FROM items WHERE id = 4") == [
+        ("other" if other_changes_the_row else "mine",)
+    ]

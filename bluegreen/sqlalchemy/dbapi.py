@@ -53,6 +53,7 @@ paramstyle = "qmark"
 _BUSY = {5, 517}  # SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT: a deferred transaction could not start writing
 _OPENERS = ("BEGIN", "SAVEPOINT")
 _LOCKING = re.compile(r"\b(IMMEDIATE|EXCLUSIVE)\b", re.IGNORECASE)
+_DEFERRED = re.compile(r"^\s*BEGIN(\s+DEFERRED)?(\s+TRANSACTION)?\s*;?\s*$", re.IGNORECASE)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Stats(ClientStats):
     replayed: int = 0  # open transactions moved to the new file, their reads shown unchanged
     conflicts: int = 0  # open transactions refused because a read differed there (FencedInTransaction)
     moved_at_begin: int = 0  # transactions opened on a fenced file and taken to the active one first
+    relocked: int = 0  # deferred transactions that met a lock after reading, re-run as BEGIN IMMEDIATE, reads unchanged
 
 
 CLIENT_OPTIONS = ("compatible", "on_connect", "read_only", "busy_timeout_ms", "fence_timeout_s", "watch")
@@ -203,9 +205,10 @@ class Connection(FollowingConnection):
     def _refused(self, exc: sqlite3.Error, sql, params, many, outside: bool, changes: int):
         raw = self._slot.conn
         fenced_for = _fence_generation(exc)
-        if fenced_for is None and not outside and getattr(exc, "sqlite_errorcode", None) in _BUSY:
-            fenced_for = self._fence_seen_now()  # a read-then-write transaction that straddled the fence?
-        if fenced_for is None:
+        locked = not outside and getattr(exc, "sqlite_errorcode", None) in _BUSY
+        if fenced_for is None and locked:
+            fenced_for = self._fence_seen_now()  # a transaction that read, then wrote past the fence?
+        if fenced_for is None and not (locked and self._log.entries and _DEFERRED.match(self._log.entries[0].sql)):
             if raw.in_transaction:
                 self._log.add(Entry(sql, params, many, None, error=error_of(exc)))
             raise exc
@@ -219,32 +222,58 @@ class Connection(FollowingConnection):
         if outside:
             _rollback(raw)  # sqlite3's implicit BEGIN, which holds nothing
             self._move(refused, fenced_for)
+            self.stats.fence_retries += 1
         else:
-            self._replay(refused, fenced_for, exc)
-        self.stats.fence_retries += 1
+            self._carry(exc, fenced_for)
         return self._again(sql, params, many)
 
-    def _replay(self, refused: Target, fenced_for: int, exc: sqlite3.Error) -> None:
-        """Take the open transaction to the file the pointer names, or raise FencedInTransaction."""
+    def _carry(self, exc: sqlite3.Error, fenced_for: int | None) -> None:
+        """Run the open transaction again, on the file the pointer names if this one is fenced,
+        or raise. A deferred one (plain BEGIN) that had read could not wait for the write lock
+        (hazard 22): it is run again as BEGIN IMMEDIATE, which waits, and whose file is looked at
+        once the lock is held (the fence may have been what it waited for)."""
         log = self._log
         self._log = Log()
         _rollback(self._slot.conn)
+        refused = self._slot.target
+        opener = log.entries[0].sql if log.entries else ""
+        first = "BEGIN IMMEDIATE" if _DEFERRED.match(opener) else None
+        locks = first is not None or bool(_LOCKING.search(opener))
+        retired = fenced_for is not None
+        told = fenced_for  # the generation the first fence named
         why = log.why_not()
-        if why is None:
-            self._move(refused, fenced_for)
-            why = replay(log, self._slot.conn, lambda raw, *a: self._run(raw, *a)[0])
+        for _attempt in range(3):
             if why is not None:
-                _rollback(self._slot.conn)
-        if why is not None:
-            self.stats.conflicts += 1
-            raise FencedInTransaction(
-                f"{refused.path}: retired under an open transaction (generation {refused.generation} is fenced; "
-                f"use generation {fenced_for}), and {why} on {self._slot.target.file}: nothing of it was committed; "
-                "run the transaction again",
-                details={"fenced_for": fenced_for, "file": refused.file},
-            ) from exc
-        self._log = log
-        self.stats.replayed += 1
+                break
+            if fenced_for is not None:
+                self._move(self._slot.target, fenced_for)
+            why = replay(log, self._slot.conn, lambda raw, *a: self._run(raw, *a)[0], first)
+            if why is not None:
+                break
+            fenced_for = fenced_generation(self._slot.conn) if locks else None  # under the lock: final
+            if fenced_for is None:
+                self._log = log
+                if retired:
+                    self.stats.replayed += 1
+                    self.stats.fence_retries += 1
+                else:
+                    self.stats.relocked += 1
+                return
+            retired = True
+            told = told if told is not None else fenced_for
+            _rollback(self._slot.conn)
+        else:
+            why = "the file was retired again while it moved"
+        _rollback(self._slot.conn)
+        if not retired:
+            raise exc  # SQLite's own lock error, as without bluegreen: what it had read changed meanwhile
+        self.stats.conflicts += 1
+        raise FencedInTransaction(
+            f"{refused.path}: retired under an open transaction (generation {refused.generation} is fenced; use "
+            f"generation {told}), and {why} on {self._slot.target.file}: nothing of it was committed; run the "
+            "transaction again",
+            details={"fenced_for": told, "file": refused.file},
+        ) from exc
 
     def _again(self, sql, params, many):
         try:

@@ -85,14 +85,15 @@ class Log:
         return None
 
 
-def replay(log: Log, raw: sqlite3.Connection, run) -> str | None:
-    """Run the log again on raw (run(raw, sql, params, many) -> sqlite3.Cursor). None when every
-    statement gave what it gave before (the application's cursors now read on raw), else what
-    differed; the caller rolls back then."""
+def replay(log: Log, raw: sqlite3.Connection, run, first: str | None = None) -> str | None:
+    """Run the log again on raw (run(raw, sql, params, many) -> sqlite3.Cursor), its opening
+    statement replaced by `first` if given. None when every statement gave what it gave before
+    (the application's cursors now read on raw), else what differed; the caller rolls back then."""
     for n, entry in enumerate(log.entries, 1):
         where = f"statement {n} of the transaction ({entry.sql.strip()[:60]!r})"
+        sql = first if n == 1 and first else entry.sql
         try:
-            cursor = run(raw, entry.sql, entry.params, entry.many)
+            cursor = run(raw, sql, entry.params, entry.many)
         except sqlite3.Error as exc:
             if entry.error == error_of(exc):
                 continue
