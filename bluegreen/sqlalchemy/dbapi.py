@@ -43,6 +43,7 @@ from bluegreen.client.connection import FollowingConnection, _fence_generation, 
 from bluegreen.client.opener import Sqlite3Driver, Target
 from bluegreen.errors import BluegreenError
 from bluegreen.files.contract import fenced_generation
+from bluegreen.sqlalchemy.cursor import Cursor
 from bluegreen.sqlalchemy.failures import FencedInTransaction, FenceWaitTimeout, as_dbapi
 from bluegreen.sqlalchemy.replay import Entry, Log, columns_of, error_of, replay
 from bluegreen.sqlalchemy.settings import ATTRIBUTES, METHODS, Settings
@@ -340,105 +341,3 @@ for _name in METHODS:
     setattr(Connection, _name, _recorded(_name))
 for _name in ATTRIBUTES:
     setattr(Connection, _name, _attribute(_name))
-
-
-class Cursor:
-    """A DB-API cursor whose result can move with its connection."""
-
-    def __init__(self, conn: Connection):
-        self.connection = conn
-        self.arraysize = 1
-        self._raw = None
-        self._entry: Entry | None = None
-
-    def execute(self, sql: str, parameters=()) -> Cursor:
-        self.connection._statement(self, sql, parameters, False)
-        return self
-
-    def executemany(self, sql: str, seq_of_parameters) -> Cursor:
-        self.connection._statement(self, sql, list(seq_of_parameters), True)  # a retry needs them again
-        return self
-
-    def _bind(self, raw, entry: Entry | None) -> None:
-        self._raw, self._entry = raw, entry
-
-    def _keep_rows(self) -> None:
-        if isinstance(self._raw, sqlite3.Cursor):
-            self._raw = _Read(self._raw)
-
-    def _result(self):
-        if self._raw is None:
-            raise ProgrammingError("no statement has been executed on this cursor")
-        return self._raw
-
-    def _saw(self, rows: list, end: bool) -> None:
-        if self._entry is not None:
-            self.connection._log.saw(self._entry, rows, end)
-
-    @property
-    def description(self):
-        return None if self._raw is None else self._raw.description
-
-    @property
-    def rowcount(self) -> int:
-        return -1 if self._raw is None else self._raw.rowcount
-
-    @property
-    def lastrowid(self):
-        return None if self._raw is None else self._raw.lastrowid
-
-    def fetchone(self):
-        row = self._result().fetchone()
-        self._saw([] if row is None else [row], row is None)
-        return row
-
-    def fetchmany(self, size: int | None = None) -> list:
-        size = self.arraysize if size is None else size
-        rows = self._result().fetchmany(size)
-        self._saw(rows, len(rows) < size)
-        return rows
-
-    def fetchall(self) -> list:
-        rows = self._result().fetchall()
-        self._saw(rows, True)
-        return rows
-
-    def __iter__(self):
-        while (row := self.fetchone()) is not None:
-            yield row
-
-    def close(self) -> None:
-        if self._raw is not None:
-            self._raw.close()
-        self.connection._cursors.discard(self)
-
-    def setinputsizes(self, sizes) -> None:
-        pass
-
-    def setoutputsize(self, size, column=None) -> None:
-        pass
-
-
-class _Read:
-    """The rest of a result, read from a connection that is about to close."""
-
-    def __init__(self, raw: sqlite3.Cursor):
-        self.description, self.rowcount, self.lastrowid = raw.description, raw.rowcount, raw.lastrowid
-        try:
-            self._rows = raw.fetchall() if raw.description is not None else []
-        except sqlite3.Error:
-            self._rows = []
-        self._rows.reverse()
-
-    def fetchone(self):
-        return self._rows.pop() if self._rows else None
-
-    def fetchmany(self, size: int) -> list:
-        return [self._rows.pop() for _ in range(min(size, len(self._rows)))]
-
-    def fetchall(self) -> list:
-        rows, self._rows = self._rows[::-1], []
-        return rows
-
-    def close(self) -> None:
-        self._rows = []
