@@ -243,6 +243,11 @@ class Connection(FollowingConnection):
         retired = fenced_for is not None
         told = fenced_for  # the generation the first fence named
         why = log.why_not()
+        if not opener.lstrip().upper().startswith(_OPENERS):
+            why = (
+                why
+                or "it was not begun through this connection's execute() (executescript?), so it cannot be run again"
+            )
         for _attempt in range(3):
             if why is not None:
                 break
