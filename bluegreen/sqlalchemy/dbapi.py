@@ -143,6 +143,14 @@ class Connection(FollowingConnection):
         except BluegreenError as exc:
             raise as_dbapi(exc) from None
 
+    def transaction(self, fn, *, mode: str = "IMMEDIATE"):
+        """Not here: this connection carries the library's own transactions across a swap (BEGIN
+        through execute(), or sqlite3's implicit one); `bluegreen.client`'s connections have it."""
+        raise NotImplementedError(
+            "bluegreen.sqlalchemy connections carry the library's own transactions (engine.begin(), Session, "
+            "BEGIN through execute()) across a swap; transaction(fn) belongs to bluegreen.client.connect*"
+        )
+
     # -- running a statement ----------------------------------------------------------------------
     def _statement(self, cursor: Cursor, sql: str, params, many: bool) -> None:
         try:
