@@ -9,6 +9,8 @@ Client processes follow the pointer through `bluegreen.client` while this proces
   reader    a read every ~1 ms; follows through the watchdog observer
   writer    an INSERT every ~2 ms; meets the barrier and the fence, then follows
   polling   a read every ~1 ms with watchdog off (poll_interval 0.1 s): the fallback
+  sqlalchemy  an INSERT every ~2 ms in `engine.begin()` on create_engine("bluegreen+sqlite:///...")
+            (bluegreen.sqlalchemy: QueuePool, the standard library's sqlite3 under it)
 
 The swap instant is taken right after `os.replace` puts the new pointer in place (the folder
 fsync that follows is not counted). A client's pickup is its first statement that ran on the
@@ -54,11 +56,13 @@ initial = "data/app.db"
 [migrations]
 dir = "schemas"
 """
-KINDS = {"reader": 0.001, "writer": 0.002, "polling": 0.001}  # statement interval, seconds
+KINDS = {"reader": 0.001, "writer": 0.002, "polling": 0.001, "sqlalchemy": 0.002}  # statement interval, seconds
 
 
 # -- the client processes ---------------------------------------------------------------------------
 def client_process(kind: str, pointer_path: str, log: str, stop: str) -> None:
+    if kind == "sqlalchemy":
+        return sqlalchemy_process(pointer_path, log, stop)
     from bluegreen import client
 
     options = dict(watch=False, poll_interval=0.1) if kind == "polling" else {}
@@ -76,6 +80,27 @@ def client_process(kind: str, pointer_path: str, log: str, stop: str) -> None:
             os.write(fd, (json.dumps({"t": time.monotonic(), "file": last}) + "\n").encode())
         time.sleep(interval)
     conn.close()
+    os.close(fd)
+
+
+def sqlalchemy_process(pointer_path: str, log: str, stop: str) -> None:
+    import sqlalchemy
+
+    import bluegreen.sqlalchemy
+
+    engine = bluegreen.sqlalchemy.create_engine(pointer_path)
+    insert = sqlalchemy.text("INSERT INTO items(name) VALUES ('pickup')")
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    last = None
+    while not os.path.exists(stop):
+        with engine.begin() as db:
+            db.execute(insert)
+            file = db.connection.driver_connection.path.name
+        if file != last:  # the statement just run ran on this file
+            last = file
+            os.write(fd, (json.dumps({"t": time.monotonic(), "file": last}) + "\n").encode())
+        time.sleep(KINDS["sqlalchemy"])
+    engine.dispose()
     os.close(fd)
 
 
@@ -184,6 +209,7 @@ LABELS = {
     "reader": "reader, watchdog (read every 1 ms)",
     "writer": "writer, fence (insert every 2 ms)",
     "polling": "reader, polling only (every 0.1 s)",
+    "sqlalchemy": "SQLAlchemy, `engine.begin()` insert every 2 ms",
 }
 
 
@@ -192,7 +218,10 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=100, help="deploy + revert cycles (two swaps each)")
     parser.add_argument("--per-kind", type=int, default=2, help="client processes of each kind")
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="client kinds to run, comma-separated")
     args = parser.parse_args()
+    for kind in [k for k in KINDS if k not in args.kinds.split(",")]:
+        del KINDS[kind]
     measured = measure(args.cycles, args.per_kind, args.rows)
     missed = measured["missed"]
     print(

@@ -3,6 +3,10 @@ the pool replaces it at checkout once the pointer names another file.
 
     engine = create_engine("sqlite://", creator=client.creator("data/current.toml"))
     client.follow_engine(engine)
+
+Superseded by `bluegreen.sqlalchemy` (`create_engine("bluegreen+sqlite:///data/current.toml")`),
+which also retries what a fence refused; this recipe retries nothing and its `sqlite://` URL gets
+a SingletonThreadPool. Kept working for applications that use it.
 """
 
 from __future__ import annotations
