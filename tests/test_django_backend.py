@@ -1,0 +1,403 @@
+"""`ENGINE: "bluegreen.django"` with the real Django from PyPI: a Django project in tmp_path
+(settings, an app with a model, a view that reads and two that write), `manage.py migrate` on
+the active generation, served by `manage.py runserver` (a real process, threads, persistent
+connections) while real `bluegreen deploy` and `bluegreen revert` processes swap the pointer:
+no request fails and every acknowledged write reads back, row by row. The failure paths: a
+pointer missing, garbled, or naming a schema the settings do not accept is one clear line from
+`manage.py`, its exit code, and nothing on disk changed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import apsw
+import pytest
+from conftest import Project, disk_state, rows, write_config
+from helpers import until
+
+pytest.importorskip("django")
+
+BIN = str(Path(sys.executable).parent)
+
+SETTINGS = """\
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "test"
+DEBUG = os.environ.get("DJANGO_DEBUG") == "1"
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = ["shop"]
+ROOT_URLCONF = "shop.urls"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+DATABASES = {
+    "default": {
+        "ENGINE": "bluegreen.django",
+        "NAME": BASE_DIR / "data" / "current.toml",
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {"compatible": os.environ.get("COMPATIBLE", "*").split(",")},
+    }
+}
+"""
+MODELS = """\
+from django.db import models
+
+
+class Item(models.Model):
+    name = models.CharField(max_length=50)
+"""
+TAG = "\n\nclass Tag(models.Model):\n    label = models.CharField(max_length=20)\n"
+VIEWS = """\
+from django.db import connection, transaction
+from django.http import JsonResponse
+
+from shop.models import Item
+
+
+def answer(item):
+    response = JsonResponse({"id": item.id, "name": item.name})
+    response["X-File"] = connection.bluegreen_target.file
+    return response
+
+
+def write(request):
+    return answer(Item.objects.create(name=request.GET["name"]))
+
+
+def write_atomic(request):  # a read, then two writes, in one transaction
+    with transaction.atomic():
+        Item.objects.filter(name=request.GET["name"]).count()
+        item = Item.objects.create(name="pending")
+        Item.objects.filter(id=item.id).update(name=request.GET["name"])
+        item.refresh_from_db()
+    return answer(item)
+
+
+def read(request, pk):
+    return answer(Item.objects.get(id=pk))
+"""
+URLS = """\
+from django.urls import path
+
+from shop import views
+
+urlpatterns = [
+    path("write", views.write),
+    path("write-atomic", views.write_atomic),
+    path("read/<int:pk>", views.read),
+]
+"""
+
+
+# -- the project ----------------------------------------------------------------------------------
+def manage(root: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "COMPATIBLE")}
+    environ["PATH"] = BIN + os.pathsep + environ.get("PATH", "")
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=root,
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check:
+        assert done.returncode == 0, f"manage.py {' '.join(args)}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done
+
+
+def django_project(root: Path) -> Project:
+    """A bluegreen project whose app is Django: blue holds one table of its own, `bluegreen init`
+    adopts it, then Django's `migrate` runs through the backend on the active generation (0001);
+    0002 (a new model) is only a migration file, for bluegreen to deploy."""
+    project = Project(root)
+    write_config(root)
+    project.schemas.mkdir()
+    project.data.mkdir()
+    app = root / "shop"
+    (app / "migrations").mkdir(parents=True)
+    for name, text in {"__init__.py": "", "migrations/__init__.py": "", "views.py": VIEWS, "urls.py": URLS}.items():
+        (app / name).write_text(text)
+    (root / "settings.py").write_text(SETTINGS)
+    (root / "manage.py").write_text(
+        "import os\nimport sys\n\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'settings')\n"
+        "from django.core.management import execute_from_command_line\n\nexecute_from_command_line(sys.argv)\n"
+    )
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("PRAGMA journal_mode=WAL").get
+    conn.execute("CREATE TABLE note(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO note(body) VALUES ('n1')")
+    conn.close()
+    assert project.cli("init").code == 0
+    (app / "models.py").write_text(MODELS)
+    manage(root, "makemigrations", "shop", "-n", "initial")
+    (app / "models.py").write_text(MODELS + TAG)
+    manage(root, "makemigrations", "shop", "-n", "tag")
+    return project
+
+
+def showmigrations(root: Path) -> dict[str, bool]:
+    found = re.findall(r"\[( |X)\] (\S+)", manage(root, "showmigrations", "shop").stdout)
+    return {name: mark == "X" for mark, name in found}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """The project made once (makemigrations is slow); each test copies it."""
+    return django_project(tmp_path_factory.mktemp("django")).root
+
+
+@pytest.fixture
+def project(made: Path, tmp_path: Path) -> Project:
+    subprocess.run(["cp", "-a", f"{made}/.", str(tmp_path)], check=True)
+    return Project(tmp_path)
+
+
+# -- serving --------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Load:
+    """Threads that write (plainly and in atomic()) and read each write back, over HTTP."""
+
+    def __init__(self, base: str, threads: int = 4):
+        self.base = base
+        self.acked: dict[int, str] = {}
+        self.failed: list[str] = []
+        self.files: dict[str, int] = {}
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
+
+    def _get(self, path: str) -> dict | None:
+        try:
+            with urllib.request.urlopen(self.base + path, timeout=30) as response:
+                body = json.loads(response.read())
+                file = response.headers["X-File"]
+        except Exception as exc:  # any failed request counts: that is what is measured
+            with self._lock:
+                self.failed.append(f"{path}: {exc}")
+            return None
+        with self._lock:
+            self.requests += 1
+            self.files[file] = self.files.get(file, 0) + 1
+        return body
+
+    def _run(self, n: int) -> None:
+        count = 0
+        while not self._stop.is_set():
+            count += 1
+            name = f"t{n}-{count}"
+            written = self._get(f"/{'write-atomic' if count % 2 else 'write'}?name={name}")
+            if written is None:
+                continue
+            with self._lock:
+                self.acked[written["id"]] = name
+            back = self._get(f"/read/{written['id']}")
+            if back is not None and back["name"] != name:
+                with self._lock:
+                    self.failed.append(f"read {written['id']}: {back} instead of {name}")
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def serve(project: Project, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload", "--skip-checks"],
+        cwd=project.root,
+        env={**environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            assert server.poll() is None, server.stderr.read()
+            return False
+
+    until(up, "runserver to listen", timeout=60)
+    return server, base
+
+
+def bluegreen(project: Project, *args: str) -> None:
+    done = project.cli_process(*args)
+    assert done.code == 0, done.err
+
+
+# -- through a deploy and a revert ----------------------------------------------------------------
+@pytest.mark.parametrize("debug", ["0", "1"], ids=["plain", "debug-cursors"])
+def test_a_django_site_serves_through_deploy_and_revert_with_no_failed_request(project: Project, debug: str):
+    """migrate (0001) on the active generation through the backend; runserver with persistent
+    connections and 4 client threads; 0002 imported from sqlmigrate and deployed online, then
+    reverted, both as real processes while the load runs: 0 failed requests, requests served
+    by both files, every acknowledged write on the active file with its name."""
+    root = project.root
+    migrated = manage(root, "migrate", "shop", "0001")
+    assert "Applying shop.0001_initial... OK" in migrated.stdout
+    assert rows(project.blue, "SELECT app, name FROM django_migrations") == [("shop", "0001_initial")]
+    assert showmigrations(root) == {"0001_initial": True, "0002_tag": False}
+    sql = manage(root, "sqlmigrate", "shop", "0002_tag").stdout
+    (root / "0002.sql").write_text(sql)
+    bluegreen(project, "import", "django", "shop", "0002_tag", str(root / "0002.sql"))
+    server, base = serve(project, {"DJANGO_DEBUG": debug})
+    try:
+        with Load(base) as load:
+            until(lambda: load.requests >= 40, "requests on blue", timeout=60)
+            bluegreen(project, "deploy")
+            assert showmigrations(root) == {"0001_initial": True, "0002_tag": True}
+            before = load.requests
+            until(lambda: load.files.get("app.gen2.db", 0) >= 40, "requests on green", timeout=60)
+            bluegreen(project, "revert")
+            until(lambda: load.requests >= before + 120, "requests after the revert", timeout=60)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert load.failed == []
+    assert set(load.files) == {"app.db", "app.gen2.db"}, load.files
+    assert showmigrations(root) == {"0001_initial": True, "0002_tag": False}
+    found = dict(rows(project.blue, "SELECT id, name FROM shop_item"))
+    assert len(load.acked) >= 100
+    assert {pk: found.get(pk) for pk in load.acked} == load.acked
+    assert set(found) == set(load.acked)  # and nothing half-written ('pending' rows) either
+
+
+# -- what an application sees when the pointer cannot be used, or a fence lands mid-transaction ----
+def shell(project: Project, code: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Python run inside the Django project (`manage.py shell -c`)."""
+    return manage(project.root, "shell", "-v", "0", "-c", code, env=env, check=check)
+
+
+def migrated(project: Project) -> Project:
+    manage(project.root, "migrate", "shop", "0001")
+    return project
+
+
+def garble(project: Project) -> None:
+    project.pointer.write_text(project.pointer.read_text().replace("generation = 1", "generation = one"))
+
+
+BROKEN = {
+    "pointer missing": (lambda p: p.pointer.unlink(), {}, 2, ["current.toml", "bluegreen init"]),
+    "pointer garbled": (garble, {}, 2, ["current.toml", "not valid TOML"]),
+    "file missing": (
+        lambda p: p.pointer.write_text(p.pointer.read_text().replace('"app.db"', '"gone.db"')),
+        {},
+        1,
+        ["gone.db", "not found"],
+    ),
+    "schema not accepted": (lambda p: None, {"COMPATIBLE": "2.*"}, 1, ["'unversioned'", "does not accept"]),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=list(BROKEN))
+def test_an_unusable_pointer_is_one_line_from_manage_py_and_changes_nothing(project: Project, case: str):
+    """migrate and showmigrations print GenerationUnusable's one line naming the cause (no
+    traceback), exit with bluegreen's code for it, and open or create nothing; in a view the
+    same error is Django's OperationalError."""
+    migrated(project)
+    breaks, env, code, words = BROKEN[case]
+    breaks(project)
+    before = disk_state(project.data)
+    for command in (["migrate"], ["showmigrations", "shop"]):
+        done = manage(project.root, *command, env=env, check=False)
+        assert done.returncode == code, done.stderr
+        assert "Traceback" not in done.stderr, done.stderr
+        (line,) = done.stderr.strip().splitlines()
+        assert line.startswith("GenerationUnusable: bluegreen: "), line
+        assert all(word in line for word in words), line
+    seen = shell(
+        project,
+        "from django.db import DatabaseError, connection\n"
+        "try:\n    connection.ensure_connection()\nexcept DatabaseError as exc:\n    print(type(exc).__mro__[1].__name__, exc)",
+        env=env,
+    )
+    assert seen.stdout.startswith("OperationalError bluegreen: "), seen.stdout
+    assert disk_state(project.data) == before
+    assert not (project.data / "gone.db").exists()
+
+
+DEPLOY = "subprocess.run([sys.executable, '-m', 'bluegreen', '--config', 'config.toml', 'deploy'], check=True, capture_output=True)"
+
+
+def test_a_fence_inside_the_applications_own_transaction_raises_and_the_next_one_follows(project: Project):
+    """A BEGIN of the application's own, open across a deploy: its write meets the fence and
+    raises FencedInTransaction (a Django OperationalError; nothing of it committed); after the
+    rollback the next write runs on green."""
+    migrated(project)
+    bluegreen(project, "import", "django", "shop", "0002_tag", str(write_sqlmigrate(project)))
+    done = shell(
+        project,
+        "import subprocess, sys\n"
+        "from django.db import OperationalError, connection\n"
+        "from bluegreen.django.errors import FencedInTransaction\n"
+        "from shop.models import Item\n"
+        "Item.objects.create(name='before')\n"
+        "connection.cursor().execute('BEGIN')\n"
+        f"{DEPLOY}\n"
+        "try:\n    Item.objects.create(name='inside')\n"
+        "except FencedInTransaction as exc:\n    print('raised', isinstance(exc, OperationalError), exc)\n"
+        "connection.cursor().execute('ROLLBACK')\n"
+        "Item.objects.create(name='after')\n"
+        "print('on', connection.bluegreen_target.file)\n",
+    )
+    raised, on = done.stdout.strip().splitlines()
+    assert raised.startswith("raised True bluegreen: ") and "app.db: retired" in raised, raised
+    assert "roll it back and run it again" in raised
+    assert on == "on app.gen2.db"
+    assert rows(project.gen(2), "SELECT name FROM shop_item ORDER BY id") == [("before",), ("after",)]
+
+
+def test_a_swap_to_a_schema_the_settings_refuse_keeps_reads_and_names_the_cause_at_the_next_write(project: Project):
+    """compatible = the blue schema only: after a deploy the connection stays on blue (reads go
+    on); a write meets the fence and raises GenerationUnusable naming the schema; nothing written."""
+    migrated(project)
+    bluegreen(project, "import", "django", "shop", "0002_tag", str(write_sqlmigrate(project)))
+    done = shell(
+        project,
+        "import subprocess, sys\n"
+        "from django.db import OperationalError, connection\n"
+        "from shop.models import Item\n"
+        "Item.objects.create(name='before')\n"
+        f"{DEPLOY}\n"
+        "print('read', Item.objects.count(), connection.bluegreen_target.file)\n"
+        "try:\n    Item.objects.create(name='refused')\n"
+        "except OperationalError as exc:\n    print('refused', type(exc).__name__, exc)\n",
+        env={"COMPATIBLE": "unversioned"},
+    )
+    read, refused = done.stdout.strip().splitlines()
+    assert read == "read 1 app.db"
+    assert refused.startswith("refused GenerationUnusable bluegreen: ") and "does not accept" in refused, refused
+    assert rows(project.gen(2), "SELECT name FROM shop_item") == [("before",)]
+
+
+def write_sqlmigrate(project: Project) -> Path:
+    out = project.root / "0002.sql"
+    out.write_text(manage(project.root, "sqlmigrate", "shop", "0002_tag").stdout)
+    return out
