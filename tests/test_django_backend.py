@@ -20,12 +20,24 @@ from pathlib import Path
 
 import apsw
 import pytest
-from conftest import Project, disk_state, rows, write_config
+from conftest import REPO, Project, disk_state, rows, write_config
 from helpers import until
 
 pytest.importorskip("django")
 
 BIN = str(Path(sys.executable).parent)
+
+
+def readme_blocks() -> dict[str, list[str]]:
+    """The fenced blocks of README's "## ORMs" / "### Django", by language."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("\n### Django\n", text.index("\n## ORMs\n"))
+    end = min(i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1)) if i != -1)
+    blocks: dict[str, list[str]] = {}
+    for language, body in re.findall(r"^```(\w+)\n(.*?)^```", text[start:end], re.S | re.M):
+        blocks.setdefault(language, []).append(body)
+    return blocks
+
 
 SETTINGS = """\
 import os
@@ -39,14 +51,12 @@ INSTALLED_APPS = ["shop"]
 ROOT_URLCONF = "shop.urls"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-DATABASES = {
-    "default": {
-        "ENGINE": "bluegreen.django",
-        "NAME": BASE_DIR / "data" / "current.toml",
-        "CONN_MAX_AGE": None,
-        "OPTIONS": {"compatible": os.environ.get("COMPATIBLE", "*").split(",")},
-    }
-}
+"""
+OVERRIDES = """
+if "CONN_MAX_AGE" in os.environ:
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["CONN_MAX_AGE"])
+if "COMPATIBLE" in os.environ:
+    DATABASES["default"]["OPTIONS"] = {"compatible": os.environ["COMPATIBLE"].split(",")}
 """
 MODELS = """\
 from django.db import models
@@ -127,7 +137,7 @@ def django_project(root: Path) -> Project:
     (app / "migrations").mkdir(parents=True)
     for name, text in {"__init__.py": "", "migrations/__init__.py": "", "views.py": VIEWS, "urls.py": URLS}.items():
         (app / name).write_text(text)
-    (root / "settings.py").write_text(SETTINGS)
+    (root / "settings.py").write_text(SETTINGS + readme_blocks()["python"][0] + OVERRIDES)
     (root / "manage.py").write_text(
         "import os\nimport sys\n\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'settings')\n"
         "from django.core.management import execute_from_command_line\n\nexecute_from_command_line(sys.argv)\n"
@@ -252,26 +262,30 @@ def bluegreen(project: Project, *args: str) -> None:
 
 
 # -- through a deploy and a revert ----------------------------------------------------------------
-@pytest.mark.parametrize("debug", ["0", "1"], ids=["plain", "debug-cursors"])
-def test_a_django_site_serves_through_deploy_and_revert_with_no_failed_request(project: Project, debug: str):
-    """migrate (0001) on the active generation through the backend; runserver with persistent
-    connections and 4 client threads; 0002 imported from sqlmigrate and deployed online, then
-    reverted, both as real processes while the load runs: 0 failed requests, requests served
-    by both files, every acknowledged write on the active file with its name."""
+SERVERS = {  # settings as README says (persistent connections), and per-request ones with debug cursors
+    "persistent": {"DJANGO_DEBUG": "0"},
+    "per-request-debug": {"DJANGO_DEBUG": "1", "CONN_MAX_AGE": "0"},
+}
+
+
+@pytest.mark.parametrize("server_env", SERVERS.values(), ids=list(SERVERS))
+def test_a_django_site_serves_through_deploy_and_revert_with_no_failed_request(project: Project, server_env: dict):
+    """migrate (0001) on the active generation through the backend; runserver and 4 client
+    threads; README's block (sqlmigrate 0002, import, deploy, showmigrations) run as written and
+    then a revert, as real processes while the load runs: 0 failed requests, requests served by
+    both files, every acknowledged write on the active file with its name."""
     root = project.root
     migrated = manage(root, "migrate", "shop", "0001")
     assert "Applying shop.0001_initial... OK" in migrated.stdout
     assert rows(project.blue, "SELECT app, name FROM django_migrations") == [("shop", "0001_initial")]
     assert showmigrations(root) == {"0001_initial": True, "0002_tag": False}
-    sql = manage(root, "sqlmigrate", "shop", "0002_tag").stdout
-    (root / "0002.sql").write_text(sql)
-    bluegreen(project, "import", "django", "shop", "0002_tag", str(root / "0002.sql"))
-    server, base = serve(project, {"DJANGO_DEBUG": debug})
+    server, base = serve(project, server_env)
     try:
         with Load(base) as load:
             until(lambda: load.requests >= 40, "requests on blue", timeout=60)
-            bluegreen(project, "deploy")
-            assert showmigrations(root) == {"0001_initial": True, "0002_tag": True}
+            (block,) = readme_blocks()["sh"]
+            done = run_sh(root, block)
+            assert re.findall(r"\[( |X)\] 0002_tag", done.stdout) == ["X"], done.stdout
             before = load.requests
             until(lambda: load.files.get("app.gen2.db", 0) >= 40, "requests on green", timeout=60)
             bluegreen(project, "revert")
@@ -286,6 +300,17 @@ def test_a_django_site_serves_through_deploy_and_revert_with_no_failed_request(p
     assert len(load.acked) >= 100
     assert {pk: found.get(pk) for pk in load.acked} == load.acked
     assert set(found) == set(load.acked)  # and nothing half-written ('pending' rows) either
+
+
+def run_sh(root: Path, block: str) -> subprocess.CompletedProcess:
+    """A README block in the project folder, this venv's python and bluegreen first on PATH."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "COMPATIBLE")}
+    environ["PATH"] = BIN + os.pathsep + environ.get("PATH", "")
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", block], cwd=root, env=environ, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, f"{block}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    return done
 
 
 # -- what an application sees when the pointer cannot be used, or a fence lands mid-transaction ----
