@@ -54,7 +54,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 """
 OVERRIDES = """
 if "CONN_MAX_AGE" in os.environ:
-    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ["CONN_MAX_AGE"])
+    DATABASES["default"]["CONN_MAX_AGE"] = None if os.environ["CONN_MAX_AGE"] == "-1" else int(os.environ["CONN_MAX_AGE"])
 if "COMPATIBLE" in os.environ:
     DATABASES["default"]["OPTIONS"] = {"compatible": os.environ["COMPATIBLE"].split(",")}
 """
@@ -262,9 +262,9 @@ def bluegreen(project: Project, *args: str) -> None:
 
 
 # -- through a deploy and a revert ----------------------------------------------------------------
-SERVERS = {  # settings as README says (persistent connections), and per-request ones with debug cursors
-    "persistent": {"DJANGO_DEBUG": "0"},
-    "per-request-debug": {"DJANGO_DEBUG": "1", "CONN_MAX_AGE": "0"},
+SERVERS = {  # settings as README says (a connection per request) with debug cursors, and persistent ones
+    "per-request-debug": {"DJANGO_DEBUG": "1"},
+    "persistent": {"DJANGO_DEBUG": "0", "CONN_MAX_AGE": "-1"},  # -1: None, kept for ever
 }
 
 
@@ -290,6 +290,11 @@ def test_a_django_site_serves_through_deploy_and_revert_with_no_failed_request(p
             until(lambda: load.files.get("app.gen2.db", 0) >= 40, "requests on green", timeout=60)
             bluegreen(project, "revert")
             until(lambda: load.requests >= before + 120, "requests after the revert", timeout=60)
+        if "CONN_MAX_AGE" not in server_env:  # each request closed its connection: nothing left on green
+            server_files = [
+                c["files"] for c in project.cli("status", "--json").json["clients"] if c["pid"] == server.pid
+            ]
+            assert server_files in ([], [[]]), server_files
     finally:
         server.terminate()
         server.wait(timeout=30)

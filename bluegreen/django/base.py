@@ -3,8 +3,12 @@ See bluegreen.django for the contract; the errors are in bluegreen.django.errors
 
 from __future__ import annotations
 
+import queue
 import re
+import sqlite3
+import threading
 import time
+import weakref
 from pathlib import Path
 
 from django.db.backends import utils as backend_utils
@@ -38,9 +42,36 @@ _OPTIONS = ("compatible", "fence_timeout_s", "watch", "poll_interval", "heartbea
 DEFAULT_TRANSACTION_MODE = "IMMEDIATE"  # a cutover's fence never lands inside an atomic() block
 
 
+# Heartbeat claims of connections that were garbage-collected without close() (a thread that ended
+# holding a persistent connection: runserver starts one per request). A weakref callback may run
+# inside any code, even while the heartbeat holds its lock, so it only queues the release (a
+# SimpleQueue is safe there) and one daemon thread gives the claims back.
+_RELEASES: queue.SimpleQueue = queue.SimpleQueue()
+_RELEASER: list[threading.Thread] = []
+_RELEASER_LOCK = threading.Lock()
+
+
+def _release_queued() -> None:
+    while True:
+        beat, file, generation = _RELEASES.get()
+        beat.release(file, generation)
+
+
+def _release_when_collected(conn, beat, target: Target) -> weakref.finalize:
+    with _RELEASER_LOCK:
+        if not _RELEASER:
+            _RELEASER.append(threading.Thread(target=_release_queued, name="bluegreen-django-release", daemon=True))
+            _RELEASER[0].start()
+    return weakref.finalize(conn, _RELEASES.put, (beat, target.file, target.generation))
+
+
 def _fence_generation(exc: BaseException) -> int | None:
     match = _FENCE_ERROR.search(str(exc))
     return int(match.group(1)) if match else None
+
+
+class Connection(sqlite3.Connection):
+    """The raw connection: sqlite3's, weakly referenceable (see _release_when_collected)."""
 
 
 class DatabaseClient(Sqlite3Client):
@@ -87,6 +118,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         self._bg_watch = None
         self._bg_seen = 0
         self._bg_pending = None  # (target, raw connection) opened by _bg_move_off, set up at connect
+        self._bg_release = None  # gives the heartbeat's claim on the open file back, once
 
     # -- opening ------------------------------------------------------------------------------
     def _bg_passthrough(self) -> bool:
@@ -103,6 +135,10 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
     def _bg_options(self, conn_params: dict) -> tuple[ClientOptions, dict]:
         options = self.settings_dict["OPTIONS"]
         extra = {k: v for k, v in conn_params.items() if k not in ("database", "uri", "timeout")}
+        factory = extra.get("factory", Connection)
+        if not hasattr(factory, "__weakref__"):  # sqlite3.Connection itself cannot be weakly referenced
+            factory = type(factory.__name__, (factory,), {})
+        extra["factory"] = factory
         timeout = conn_params.get("timeout")
         busy_ms = DEFAULT_BUSY_TIMEOUT_MS if timeout is None else int(float(timeout) * 1000)
         try:
@@ -153,13 +189,22 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         except BluegreenError as exc:
             raise GenerationUnusable.of(exc) from None
         self.bluegreen_target = target
+        # Released at close, or when the connection is garbage: a thread that ends with a persistent
+        # connection (runserver starts one per request) must not leave its file claimed for ever.
+        beat = opener.beat
+        self._bg_release = _release_when_collected(conn, beat, target) if beat else None
         return conn
 
     def _close(self):
         if self.connection is not None and self.bluegreen_target is not None:
+            target, self.bluegreen_target = self.bluegreen_target, None
+            release, self._bg_release = self._bg_release, None
             with self.wrap_database_errors:
-                target, self.bluegreen_target = self.bluegreen_target, None
-                self._bg_opener.close(target, self.connection)
+                try:
+                    self.connection.close()
+                finally:
+                    if release is not None and release.detach() is not None:
+                        self._bg_opener.beat.release(target.file, target.generation)
         else:
             super()._close()
 
