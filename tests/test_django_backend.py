@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -55,6 +56,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 OVERRIDES = """
 if "CONN_MAX_AGE" in os.environ:
     DATABASES["default"]["CONN_MAX_AGE"] = None if os.environ["CONN_MAX_AGE"] == "-1" else int(os.environ["CONN_MAX_AGE"])
+DATABASES["default"]["ATOMIC_REQUESTS"] = os.environ.get("ATOMIC_REQUESTS") == "1"
 if "COMPATIBLE" in os.environ:
     DATABASES["default"]["OPTIONS"] = {"compatible": os.environ["COMPATIBLE"].split(",")}
 """
@@ -264,7 +266,7 @@ def bluegreen(project: Project, *args: str) -> None:
 # -- through a deploy and a revert ----------------------------------------------------------------
 SERVERS = {  # settings as README says (a connection per request) with debug cursors, and persistent ones
     "per-request-debug": {"DJANGO_DEBUG": "1"},
-    "persistent": {"DJANGO_DEBUG": "0", "CONN_MAX_AGE": "-1"},  # -1: None, kept for ever
+    "persistent-atomic-requests": {"DJANGO_DEBUG": "0", "CONN_MAX_AGE": "-1", "ATOMIC_REQUESTS": "1"},  # -1: None
 }
 
 
@@ -431,3 +433,50 @@ def write_sqlmigrate(project: Project) -> Path:
     out = project.root / "0002.sql"
     out.write_text(manage(project.root, "sqlmigrate", "shop", "0002_tag").stdout)
     return out
+
+
+def test_a_thread_that_ends_holding_a_persistent_connection_gives_its_file_back(project: Project):
+    """CONN_MAX_AGE None and a thread per request, as runserver does: once the threads are gone
+    and collected, the heartbeat claims no file (status and finalize see nobody behind)."""
+    migrated(project)
+    done = shell(
+        project,
+        "import gc, os, threading, time\n"
+        "from django.db import connection\n"
+        "from bluegreen.files import registry\n"
+        "from shop.models import Item\n"
+        "def request():\n    Item.objects.create(name='x')\n"
+        "def claimed():  # what this process's heartbeat file says it has open\n"
+        "    users = registry.users_of(connection.settings_dict['NAME'], 'app.db')\n"
+        "    return [f.connections for r in users if r.pid == os.getpid() for f in r.files]\n"
+        "threads = [threading.Thread(target=request) for _ in range(5)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print('open', claimed())\n"
+        "del threads; gc.collect()\n"
+        "deadline = time.monotonic() + 10\n"
+        "while claimed() and time.monotonic() < deadline:\n    time.sleep(0.01)\n"
+        "print('after', claimed())\n",
+        env={"CONN_MAX_AGE": "-1"},
+    )
+    opened, after = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"open \[[1-5]\]", opened), opened  # the count in the file is rewritten every 2 s
+    assert after == "after []", after
+
+
+def test_djangos_test_runner_and_dbshell(project: Project):
+    """`manage.py test` runs on Django's own in-memory test database (the pointer untouched);
+    `manage.py dbshell` opens the active file."""
+    migrated(project)
+    (project.root / "shop" / "tests.py").write_text(
+        "from django.db import connection\nfrom django.test import TestCase\n\nfrom shop.models import Item\n\n\n"
+        "class T(TestCase):\n    def test_memory(self):\n        Item.objects.create(name='t')\n"
+        "        self.assertEqual(Item.objects.count(), 1)\n        self.assertIsNone(connection.bluegreen_target)\n"
+    )
+    before = disk_state(project.data)
+    tested = manage(project.root, "test", "shop")
+    assert "Ran 1 test" in tested.stderr and "OK" in tested.stderr, tested.stderr
+    assert disk_state(project.data) == before
+    if shutil.which("sqlite3") is None:
+        pytest.skip("no sqlite3 command-line shell for dbshell")
+    shell_out = manage(project.root, "dbshell", "--", "SELECT file FROM pragma_database_list WHERE name = 'main'")
+    assert shell_out.stdout.strip() == str(project.blue.resolve())
