@@ -480,3 +480,31 @@ def test_djangos_test_runner_and_dbshell(project: Project):
         pytest.skip("no sqlite3 command-line shell for dbshell")
     shell_out = manage(project.root, "dbshell", "--", "SELECT file FROM pragma_database_list WHERE name = 'main'")
     assert shell_out.stdout.strip() == str(project.blue.resolve())
+
+
+def test_a_cursor_still_being_read_keeps_the_connection_until_it_is_done(project: Project):
+    """QuerySet.iterator() reads in chunks from an open cursor: a deploy in the middle, and other
+    queries inside the loop, do not move the connection under it (moving would close it); the
+    first query after the loop runs on green."""
+    migrated(project)
+    bluegreen(project, "import", "django", "shop", "0002_tag", str(write_sqlmigrate(project)))
+    done = shell(
+        project,
+        "import subprocess, sys, time\n"
+        "from django.db import connection\n"
+        "from shop.models import Item\n"
+        "Item.objects.bulk_create([Item(name=f'i{n}') for n in range(5)])\n"
+        "seen = []\n"
+        "for n, item in enumerate(Item.objects.order_by('id').iterator(chunk_size=1)):\n"
+        "    seen.append(item.name)\n"
+        "    if n == 1:\n"
+        f"        {DEPLOY}\n"
+        "        time.sleep(0.2)  # the watch has seen the swap\n"
+        "    seen.append((Item.objects.filter(id=item.id).count(), connection.bluegreen_target.file))\n"
+        "print(seen)\n"
+        "print(Item.objects.count(), connection.bluegreen_target.file)\n",
+    )
+    loop, after = done.stdout.strip().splitlines()
+    names = [f"i{n}" for n in range(5)]
+    assert loop == repr([x for name in names for x in (name, (1, "app.db"))])
+    assert after == "5 app.gen2.db"

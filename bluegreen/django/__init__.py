@@ -16,8 +16,9 @@ generation stamp the pointer promises and for `compatible=`, registered in the h
 - **Following.** Each connection stays on one file. Before a statement outside a transaction,
   and at the start of an `atomic()` block, it checks (an integer compare until the pointer watch
   sees a swap) whether the pointer names another usable file; if so it closes and reconnects
-  there. Request boundaries (CONN_MAX_AGE) do the same for idle persistent connections; with
-  CONN_MAX_AGE = 0 every request opens the file the pointer names anyway.
+  there — unless one of its cursors is still open (`QuerySet.iterator()` reads in chunks), since
+  moving closes them. Request boundaries (CONN_MAX_AGE) do the same for idle persistent
+  connections; with CONN_MAX_AGE = 0 every request opens the file the pointer names anyway.
 - **Transactions begin IMMEDIATE** (Django's `transaction_mode` OPTION, default here
   "IMMEDIATE", not Django's DEFERRED): an `atomic()` block takes the write lock at BEGIN, so a
   cutover's fence cannot land inside it — the cutover waits for the block to commit (its

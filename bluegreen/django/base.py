@@ -98,6 +98,21 @@ class _Following:
         return self.db.bluegreen_run(self, lambda: super(_Following, self)._executemany(sql, param_list, *ignored))
 
 
+class SQLiteCursor(sqlite3_base.SQLiteCursorWrapper):
+    """Django's sqlite3 cursor, noted while open: the connection does not move of its own accord
+    while a cursor may still be read (`QuerySet.iterator()` reads in chunks), since moving closes it."""
+
+    bg_open = None
+
+    def close(self):
+        if self.bg_open is not None:
+            self.bg_open.discard(self)
+        try:
+            super().close()
+        except sqlite3.ProgrammingError:
+            pass  # its connection was closed first (a fence moved it): nothing left to close
+
+
 class CursorWrapper(_Following, backend_utils.CursorWrapper):
     pass
 
@@ -119,6 +134,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         self._bg_seen = 0
         self._bg_pending = None  # (target, raw connection) opened by _bg_move_off, set up at connect
         self._bg_release = None  # gives the heartbeat's claim on the open file back, once
+        self._bg_cursors: weakref.WeakSet = weakref.WeakSet()  # raw cursors not closed yet
 
     # -- opening ------------------------------------------------------------------------------
     def _bg_passthrough(self) -> bool:
@@ -208,9 +224,17 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         else:
             super()._close()
 
+    def create_cursor(self, name=None):
+        if self.bluegreen_target is None:
+            return super().create_cursor(name)
+        cursor = self.connection.cursor(factory=SQLiteCursor)
+        cursor.bg_open = self._bg_cursors
+        self._bg_cursors.add(cursor)
+        return cursor
+
     # -- following ----------------------------------------------------------------------------
-    def _bg_idle(self) -> bool:
-        """A connection on a bluegreen file with no transaction open: free to move."""
+    def _bg_outside(self) -> bool:
+        """A connection on a bluegreen file with no transaction open."""
         return (
             self.connection is not None
             and self.bluegreen_target is not None
@@ -218,6 +242,10 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
             and self.autocommit
             and not self.connection.in_transaction
         )
+
+    def _bg_idle(self) -> bool:
+        """Outside a transaction and no cursor left open: free to move of its own accord."""
+        return self._bg_outside() and not self._bg_cursors
 
     def _bg_moved(self) -> bool:
         """True once the pointer names another file this connection may use. An integer compare
@@ -269,7 +297,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
     def bluegreen_run(self, cursor, op):
         """Run one statement; if a retired file's fence refused it outside a transaction (so it
         changed nothing), move to the file the pointer names and run it once more."""
-        outside = self._bg_idle()
+        outside = self._bg_outside()  # a fence leaves no choice: other open cursors close with the file
         raw = self.connection
         changes = raw.total_changes if raw is not None else 0
         try:
