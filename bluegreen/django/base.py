@@ -144,8 +144,16 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         params = super().get_connection_params()
         for key in _OPTIONS:
             params.pop(key, None)
-        mode = params.pop("transaction_mode", None) or getattr(self, "transaction_mode", None)
-        self.transaction_mode = (mode or DEFAULT_TRANSACTION_MODE).upper()
+        mode = params.pop("transaction_mode", None) or getattr(self, "transaction_mode", None)  # Django < 5.1: ours
+        mode = (mode or DEFAULT_TRANSACTION_MODE).upper()
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"settings.DATABASES[{self.alias!r}]['OPTIONS']['transaction_mode'] is {mode!r}: use 'IMMEDIATE' "
+                "(bluegreen's default), 'EXCLUSIVE' or 'DEFERRED'"
+            )
+        self.transaction_mode = mode
         return params
 
     def _bg_options(self, conn_params: dict) -> tuple[ClientOptions, dict]:
