@@ -2,6 +2,7 @@
 
     python bench/client_pickup.py               # 100 deploy + revert cycles, under a minute
     python bench/client_pickup.py --cycles 5    # a quick look
+    python bench/client_pickup.py --kinds django    # one kind alone
 
 Client processes follow the pointer through `bluegreen.client` while this process runs real
 `deploy` and `revert` commands (the controller, in-process) on a small toy database:
@@ -226,7 +227,10 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=100, help="deploy + revert cycles (two swaps each)")
     parser.add_argument("--per-kind", type=int, default=2, help="client processes of each kind")
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS), help="client kinds to run")
     args = parser.parse_args()
+    for kind in set(KINDS) - set(args.kinds):
+        del KINDS[kind]
     measured = measure(args.cycles, args.per_kind, args.rows)
     missed = measured["missed"]
     print(
