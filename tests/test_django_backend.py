@@ -85,12 +85,14 @@ def write(request):
     return answer(Item.objects.create(name=request.GET["name"]))
 
 
-def write_atomic(request):  # a read, then two writes, in one transaction
+def write_atomic(request):  # a read, then two writes, in one transaction, on one file
     with transaction.atomic():
+        target = connection.bluegreen_target
         Item.objects.filter(name=request.GET["name"]).count()
         item = Item.objects.create(name="pending")
         Item.objects.filter(id=item.id).update(name=request.GET["name"])
         item.refresh_from_db()
+        assert connection.bluegreen_target is target
     return answer(item)
 
 
