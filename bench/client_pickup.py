@@ -2,6 +2,7 @@
 
     python bench/client_pickup.py               # 100 deploy + revert cycles, under a minute
     python bench/client_pickup.py --cycles 5    # a quick look
+    python bench/client_pickup.py --kinds django    # one kind alone
 
 Client processes follow the pointer through `bluegreen.client` while this process runs real
 `deploy` and `revert` commands (the controller, in-process) on a small toy database:
@@ -11,6 +12,9 @@ Client processes follow the pointer through `bluegreen.client` while this proces
   polling   a read every ~1 ms with watchdog off (poll_interval 0.1 s): the fallback
   sqlalchemy  an INSERT every ~2 ms in `engine.begin()` on create_engine("bluegreen+sqlite:///...")
             (bluegreen.sqlalchemy: QueuePool, the standard library's sqlite3 under it)
+  django    (when Django is installed) a Django process on `ENGINE: bluegreen.django` with a
+            persistent connection: an INSERT every ~2 ms, each one a "request" (Django's
+            close_old_connections before and after, as its request signals do)
 
 The swap instant is taken right after `os.replace` puts the new pointer in place (the folder
 fsync that follows is not counted). A client's pickup is its first statement that ran on the
@@ -22,6 +26,7 @@ can notice. Prints a Markdown table: one row per client kind, with the machine.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -57,12 +62,16 @@ initial = "data/app.db"
 dir = "schemas"
 """
 KINDS = {"reader": 0.001, "writer": 0.002, "polling": 0.001, "sqlalchemy": 0.002}  # statement interval, seconds
+if importlib.util.find_spec("django"):
+    KINDS["django"] = 0.002
 
 
 # -- the client processes ---------------------------------------------------------------------------
 def client_process(kind: str, pointer_path: str, log: str, stop: str) -> None:
     if kind == "sqlalchemy":
         return sqlalchemy_process(pointer_path, log, stop)
+    if kind == "django":
+        return django_process(pointer_path, log, stop)
     from bluegreen import client
 
     options = dict(watch=False, poll_interval=0.1) if kind == "polling" else {}
@@ -101,6 +110,30 @@ def sqlalchemy_process(pointer_path: str, log: str, stop: str) -> None:
             os.write(fd, (json.dumps({"t": time.monotonic(), "file": last}) + "\n").encode())
         time.sleep(KINDS["sqlalchemy"])
     engine.dispose()
+
+
+def django_process(pointer_path: str, log: str, stop: str) -> None:
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DATABASES={"default": {"ENGINE": "bluegreen.django", "NAME": pointer_path, "CONN_MAX_AGE": None}}
+    )
+    django.setup()
+    from django.db import close_old_connections, connection
+
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    last = None
+    while not os.path.exists(stop):
+        close_old_connections()  # request_started
+        with connection.cursor() as cursor:
+            cursor.execute("INSERT INTO items(name) VALUES ('pickup')")
+        if connection.bluegreen_target.file != last:
+            last = connection.bluegreen_target.file
+            os.write(fd, (json.dumps({"t": time.monotonic(), "file": last}) + "\n").encode())
+        close_old_connections()  # request_finished
+        time.sleep(KINDS["django"])
+    connection.close()
     os.close(fd)
 
 
@@ -210,6 +243,7 @@ LABELS = {
     "writer": "writer, fence (insert every 2 ms)",
     "polling": "reader, polling only (every 0.1 s)",
     "sqlalchemy": "SQLAlchemy, `engine.begin()` insert every 2 ms",
+    "django": "Django, bluegreen.django (insert every 2 ms, persistent connection)",
 }
 
 

@@ -89,9 +89,9 @@ def wal(path: Path) -> None:
 
 
 def readme_blocks(title: str) -> dict[str, list[str]]:
-    """The fenced blocks of README's `### {title}` subsection, by language."""
+    """The fenced blocks of README's `### {title}` subsection of "Coming from ...", by language."""
     text = (REPO / "README.md").read_text()
-    start = text.index(f"\n### {title}\n")
+    start = text.index(f"\n### {title}\n", text.index("\n## Coming from "))
     end = min(i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1)) if i != -1)
     blocks: dict[str, list[str]] = {}
     for language, body in re.findall(r"```(\w+)\n(.*?)```", text[start:end], re.S):

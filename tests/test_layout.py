@@ -5,6 +5,7 @@ pulls in no controller, gate or config code (docs/design.md, "Layout")."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bluegreen"
@@ -43,6 +44,29 @@ def test_the_client_imports_nothing_from_the_operator_side():
         if not allowed(module, CLIENT_MAY_IMPORT)
     ]
     assert wrong == []
+
+
+def test_the_django_backend_stands_on_the_client_and_django_alone():
+    """bluegreen/django/ (the backend an application names in settings) uses what the client may,
+    itself, and Django: no operator code, and no third-party library but Django."""
+    files = sorted((PACKAGE / "django").rglob("*.py"))
+    assert len(files) >= 3, files
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}: {module}"
+        for path in files
+        for line, module in imports_of(path)
+        if not allowed(module, (*CLIENT_MAY_IMPORT, "bluegreen.django"))
+    ]
+    assert wrong == []
+    others = set()
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                others |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                others.add(node.module.split(".")[0])
+    assert "django" in others
+    assert others - set(sys.stdlib_module_names) - {"__future__"} == {"bluegreen", "django"}
 
 
 def test_the_on_disk_contract_imports_only_itself_and_the_errors():
