@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import apsw
@@ -15,7 +16,7 @@ from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
 from bluegreen.gates import approvals, environments, estimate, preflight
 from bluegreen.reports import check as monitor
-from bluegreen.reports import retention
+from bluegreen.reports import holders, retention
 from bluegreen.results import Result
 
 NEXT_STEP = {
@@ -203,6 +204,7 @@ class Inspector:
         for c in behind:
             files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
+        lines += self._processes(data, state, current.active, clients)
         kept = self.kept_files(state, current.active)
         data["kept"] = [k.as_dict() for k in kept]
         due = [k.name for k in kept if k.due]
@@ -232,6 +234,35 @@ class Inspector:
         if problems:
             return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
         return Result("status", "\n".join(lines), data=data)
+
+    def _processes(self, data: dict, state, active: str, clients: list) -> list[str]:
+        """Every process holding a generation file open, bluegreen client or not (issue 14): the
+        kernel's view (reports/holders.py); the text names those on another file than the active one."""
+        found = holders.scan(self.store.generations_on_disk(state.base_name).values())
+        data["processes"] = found.as_dict()
+        if not found.supported:
+            return ["processes   other processes holding a generation are not visible on this system (Linux only)"]
+        local = {c.pid for c in clients if c.host == socket.gethostname()}
+        behind = [h for h in found.holders if any(f != active for f in h.files)]
+        data["processes_behind"] = [h.as_dict() for h in behind]
+        if not found.holders:
+            return []
+        unseen = (
+            f"; {found.not_inspected} other users' process(es) seen by their locks only" if found.not_inspected else ""
+        )
+        lines = [
+            f"processes   {len(found.holders)} process(es) have a generation open, {len(behind)} on another "
+            f"file than {active}{unseen}"
+        ]
+        for h in behind:
+            files = ", ".join(f for f in h.files if f != active)
+            what = (
+                "a bluegreen client (see behind)"
+                if h.pid in local
+                else "not a bluegreen client: it stays until it closes the file; finalize and prune wait for it"
+            )
+            lines.append(f"  holding   {h.describe()} has {files} open: {what}")
+        return lines
 
     def _blue_fenced(self, state) -> bool:
         """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
