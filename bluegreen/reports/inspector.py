@@ -8,7 +8,7 @@ from pathlib import Path
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import generations, migrations
+from bluegreen.engine import generations, migrations, revert_ddl
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
 from bluegreen.files import contract, pointer, registry
@@ -205,6 +205,7 @@ class Inspector:
             files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
         lines += self._processes(data, state, current.active, clients)
+        lines += self._revert_refusals(data, state) if not problems else []
         kept = self.kept_files(state, current.active)
         data["kept"] = [k.as_dict() for k in kept]
         due = [k.name for k in kept if k.due]
@@ -263,6 +264,29 @@ class Inspector:
             )
             lines.append(f"  holding   {h.describe()} has {files} open: {what}")
         return lines
+
+    def _revert_refusals(self, data: dict, state) -> list[str]:
+        """In the revert window: what revert would refuse today (hazard 14), e.g. a table another
+        tool rebuilt on the active file (sqlite-utils transform), said now rather than at revert."""
+        if state.phase != Phase.CUT_OVER:
+            return []
+        try:
+            green = open_db(readonly_uri(self.store.folder / state.green), readonly=True)
+            blue = open_db(readonly_uri(self.store.folder / state.blue), readonly=True)
+            try:
+                found = revert_ddl.drift(green, blue)
+            finally:
+                green.close()
+                blue.close()
+        except apsw.Error:  # a lock, a full disk: revert itself will say
+            return []
+        refused = list(found.refused.values()) if found else []
+        data["revert_refusals"] = refused
+        return [
+            f"revert      would refuse (exit 5): {why}; bluegreen finalize keeps generation "
+            f"{state.green_generation} (and closes the revert window), bluegreen revert --accept-loss saves it"
+            for why in refused
+        ]
 
     def _blue_fenced(self, state) -> bool:
         """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
