@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import disk_state, write_config
+from conftest import disk_state, make_toy_database, write_config
 from helpers import events, files_of, ok, refused, until
 
 from bluegreen.reports import holders
@@ -121,6 +123,9 @@ def test_a_plain_sqlite3_process_on_the_retired_file_is_named_and_waited_for(toy
     line = refused(project, "finalize", code=1)
     assert f"pid {holder.pid} `" in line and holder.marker in line and "finalize refused" in line
     assert "finalize --force" in line
+    details = project.cli("finalize", "--json").json["details"]
+    assert [(p["pid"], p["files"]) for p in details["processes"]] == [(holder.pid, ["app.db"])]
+    assert details["clients"] == []  # not a bluegreen client: the registry alone saw nothing
     holder.close()  # it lets go (and lives on)
     assert behind(project) == []
     assert ok(project.cli("finalize", "--json"))["ok"]
@@ -169,6 +174,46 @@ def test_what_each_way_sees_open_files_and_locks(toy_ready, sqlite3_process):
     assert idle.pid not in {pid for pid, _ in holders._by_locks(targets, set())}
 
 
+SCAN_AS_ANOTHER_USER = """\
+import json, sys
+from pathlib import Path
+from bluegreen.reports import holders
+print(json.dumps(holders.scan([Path(sys.argv[1])]).as_dict()))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+def test_another_users_process_is_seen_by_its_locks_alone(sqlite3_process):
+    """Without root, another user's open descriptors are closed to us, but its SQLite locks are
+    not: the reader is named (seen by `lock` only); a connection that has not read yet is not."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp", prefix="bluegreen-other-user-"))
+    try:
+        folder.chmod(0o755)
+        db = folder / "app.db"
+        make_toy_database(db)
+        for path in folder.iterdir():
+            path.chmod(0o644)
+        reader, idle = sqlite3_process("python"), sqlite3_process("python")
+        reader.open(db)
+        idle._say(f"connect {db}", "", "connect")
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", SCAN_AS_ANOTHER_USER]
+            + [str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        seen = json.loads(done.stdout)
+        assert {p["pid"]: p["seen_by"] for p in seen["processes"]} == {reader.pid: ["lock"]}
+        assert seen["not_inspected"] >= 2  # at least our two root processes: their fds are closed to nobody
+        assert {h.pid for h in holders.scan([db]).holders} == {reader.pid, idle.pid}  # root sees both
+    finally:
+        shutil.rmtree(folder)
+
+
 def test_the_controller_own_process_is_not_in_the_way(toy_ready):
     """The in-process CLI is the controller: its own connection on blue does not stop finalize;
     the same connection seen from a bluegreen process is another process's, and named."""
@@ -179,7 +224,7 @@ def test_the_controller_own_process_is_not_in_the_way(toy_ready):
         conn.execute("SELECT count(*) FROM items").fetchall()
         assert behind(project) == []
         outside = project.cli_process("status", "--json")
-        assert [p["pid"] for p in json.loads(outside.out)["processes_behind"]] == [holders.os.getpid()]
+        assert [p["pid"] for p in json.loads(outside.out)["processes_behind"]] == [os.getpid()]
         assert project.cli("finalize").code == 0
     finally:
         conn.close()

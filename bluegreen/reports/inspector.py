@@ -249,7 +249,10 @@ class Inspector:
         if not found.holders:
             return []
         unseen = (
-            f"; {found.not_inspected} other users' process(es) seen by their locks only" if found.not_inspected else ""
+            f"; {found.not_inspected} process(es) of other users not inspected for open files (root sees them; "
+            "their SQLite locks are seen)"
+            if found.not_inspected
+            else ""
         )
         lines = [
             f"processes   {len(found.holders)} process(es) have a generation open, {len(behind)} on another "
