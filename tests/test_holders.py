@@ -257,13 +257,13 @@ def _get(url: str):
 
 
 @contextlib.contextmanager
-def datasette(path: Path):
+def datasette(path: Path, *extra: str):
     """A real Datasette serving `path` on 127.0.0.1, stopped when the block ends; yields its pid and
     the rows it served from `items`."""
     pytest.importorskip("datasette")
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "datasette", "serve", str(path), "-h", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "datasette", "serve", str(path), "-h", "127.0.0.1", "-p", str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -271,7 +271,7 @@ def datasette(path: Path):
         url = f"http://127.0.0.1:{port}/{path.stem}/items.json?_shape=array&_size=max"
         until(lambda: proc.poll() is not None or _get(url) is not None, "Datasette serving", timeout=60, interval=0.1)
         assert proc.poll() is None, "Datasette exited"
-        yield proc.pid, _get(url)
+        yield proc.pid, _get(url), f"http://127.0.0.1:{port}/{path.stem}.json"
     finally:
         proc.terminate()
         try:
@@ -285,7 +285,7 @@ def test_a_datasette_serving_the_retired_file_is_named_and_waited_for(toy_ready)
     project = toy_ready
     assert project.cli("deploy").code == 0
     served_blue = [(r["id"], r["name"]) for r in _items(project.blue)]
-    with datasette(project.blue) as (pid, served):
+    with datasette(project.blue) as (pid, served, _):
         assert [(r["id"], r["name"]) for r in served] == served_blue  # it really serves the retired file
         assert_named(project, pid, "datasette serve")
         line = refused(project, "finalize", code=1)
@@ -293,7 +293,7 @@ def test_a_datasette_serving_the_retired_file_is_named_and_waited_for(toy_ready)
     assert behind(project) == []
     assert project.cli("finalize").code == 0
     write_config(project.root, "[retention]\nkeep_days = 0\n")
-    with datasette(project.blue) as (pid, _):
+    with datasette(project.blue) as (pid, _, _):
         for args in (("--dry-run",), ("app.db",)):
             line = refused(project, "prune", *args, code=1)
             assert f"pid {pid} `" in line and "datasette serve" in line and "prune refused" in line
@@ -305,3 +305,21 @@ def _items(path: Path) -> list[dict]:
     from conftest import rows
 
     return [{"id": i, "name": n} for i, n in rows(path, "SELECT id, name FROM items ORDER BY id")]
+
+
+README_DATASETTE_METADATA = (
+    '{"databases": {"app": {"tables": {"_bluegreen_meta": {"hidden": true},\n"_bluegreen_capture": {"hidden": true}}}}}'
+)
+
+
+def test_the_readme_datasette_metadata_hides_bluegreens_tables(toy_ready, tmp_path):
+    """The README's metadata, as written, hides bluegreen's two tables in a real Datasette."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert f"`{README_DATASETTE_METADATA}`" in readme
+    metadata = tmp_path / "metadata.json"
+    metadata.write_text(README_DATASETTE_METADATA)
+    assert toy_ready.cli("prepare").code == 0  # blue now holds both (capture for the deploy)
+    with datasette(toy_ready.blue, "--metadata", str(metadata)) as (_, served, database_url):
+        assert len(served) == 50
+        tables = {t["name"]: t["hidden"] for t in _get(database_url)["tables"]}
+    assert tables == {"items": False, "_bluegreen_meta": True, "_bluegreen_capture": True}
