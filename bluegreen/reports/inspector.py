@@ -274,8 +274,8 @@ class Inspector:
         if state.phase != Phase.CUT_OVER:
             return []
         try:
-            green = open_db(readonly_uri(self.store.folder / state.green), readonly=True)
-            blue = open_db(readonly_uri(self.store.folder / state.blue), readonly=True)
+            green = _read_only(self.store.folder / state.green)
+            blue = _read_only(self.store.folder / state.blue)
             try:
                 found = revert_ddl.drift(green, blue)
             finally:
@@ -416,6 +416,15 @@ class Inspector:
     def path(self) -> Result:
         path = self.active_path()
         return Result("path", str(path), data={"path": str(path)})
+
+
+def _read_only(path: Path) -> apsw.Connection:
+    """A connection that leaves nothing behind: status writes nothing. With no -wal/-shm no
+    connection has the file open and the file alone is the database (an immutable open creates
+    no side file); otherwise a query-only one, whose close removes them if it is the last."""
+    if not any(Path(f"{path}{side}").exists() for side in ("-wal", "-shm")):
+        return open_db(readonly_uri(path) + "&immutable=1", readonly=True)
+    return open_db(path, query_only=True)
 
 
 def conflict_lines(conflict: dict) -> list[str]:
