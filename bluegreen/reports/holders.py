@@ -6,9 +6,10 @@ invisible to it, so `finalize` and `prune` would retire or delete that file unde
 the kernel knows better, two ways, and this module asks both:
 
 - **open files** (`/proc/<pid>/fd`): every process with a descriptor on the database, its `-wal`,
-  `-shm` or `-journal`, matched by device and inode (so another path to the same file counts),
-  whether it has read anything yet or not. Only processes this user may inspect: other users'
-  processes need root (or `CAP_SYS_PTRACE`); they are counted as not inspected.
+  `-shm` or `-journal`, whether it has read anything yet or not: a descriptor whose path ends in
+  one of those names (a symlink shows its target; nothing else is stat'ed, so a hung mount cannot
+  hang status), then matched by device and inode. Only processes this user may inspect: other
+  users' processes need root (or `CAP_SYS_PTRACE`); they are counted as not inspected.
 - **locks** (`/proc/locks`): the POSIX locks SQLite keeps. A WAL connection holds a read lock on
   the `-shm` file (and a shared lock on the database) from its first read until it closes, so an
   idle reader that has read once is seen, for every user, without root. A connection that opened
@@ -132,6 +133,9 @@ def _pids() -> list[int]:
 def _by_open_files(targets: dict, skip: set[int]):
     """(pid, database name) per open descriptor on a target; (pid, None) for a process whose
     descriptors this user may not read."""
+    names = set()
+    for db in set(targets.values()):
+        names |= {db, *(f"{db}{side}" for side in SIDE_FILES)}
     for pid in _pids():
         if pid in skip:
             continue
@@ -145,9 +149,11 @@ def _by_open_files(targets: dict, skip: set[int]):
         seen = set()
         for fd in fds:
             try:
-                if not os.readlink(fd.path).startswith("/"):  # socket:, pipe:, anon_inode:
+                # only a descriptor whose path ends in one of our file names is stat'ed: never a
+                # socket, a pipe, or a file on some other (maybe hung) mount
+                if os.path.basename(os.readlink(fd.path)) not in names:
                     continue
-                st = os.stat(fd.path)  # follows the link to the open file itself, even renamed
+                st = os.stat(fd.path)  # follows the link to the open file itself
             except OSError:
                 continue
             name = targets.get((st.st_dev, st.st_ino))
