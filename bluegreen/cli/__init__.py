@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 name=getattr(args, "migration", ""),
             )
         elif args.command == "prune":
-            result = controller.prune(args.files, dry_run=args.dry_run)
+            result = controller.prune(args.files, dry_run=args.dry_run, force=args.force)
         elif args.command == "plan":
             result = inspector.plan(offline=args.offline)
         elif args.command in ("status", "history", "path", "generations", "check"):

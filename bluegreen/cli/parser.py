@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument(
                 "--force",
                 action="store_true",
-                help="close the revert window even while client processes still have the old file open",
+                help="close the revert window even while processes (bluegreen clients, or any other on "
+                "Linux: a sqlite3 shell, Datasette) still have the old file open",
             )
         if name == "prune":
             command.add_argument(
@@ -209,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--dry-run",
                 action="store_true",
                 help="list exactly what would be removed, with the same checks, and change nothing",
+            )
+            command.add_argument(
+                "--force",
+                action="store_true",
+                help="remove the files even while processes (bluegreen clients, or any other on Linux: "
+                "a sqlite3 shell, Datasette) still have them open; they keep reading a deleted file",
             )
         if name == "rehearse":
             command.add_argument(

@@ -10,6 +10,14 @@ import apsw
 from bluegreen.engine.db import Table, quote_ident
 from bluegreen.engine.names import GUARD_PREFIX, find_objects, table_tag
 
+# Kept in the index's SQL, so a tool that stops at this index (sqlite-utils transform quotes it in
+# its error) tells its user what to do instead of "drop this index" (issue 14, item 4).
+GUARD_NOTE = (
+    "/* bluegreen: this table is captured for a deploy or a revert; do not drop this index or "
+    "rebuild the table while it is here. Finish first: bluegreen finalize closes a revert window, "
+    "bluegreen status says what is in progress. Or make the change a bluegreen migration */"
+)
+
 
 def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
     """Refuse incremental BLOB writes, which fire no trigger: capture would miss them, and a fence
@@ -20,7 +28,9 @@ def install_blob_guard(conn: apsw.Connection, tables: list[Table]) -> None:
     for table in tables:
         if table.virtual or table.without_rowid:  # BLOB I/O needs a rowid table
             continue
-        conn.execute(f"CREATE INDEX IF NOT EXISTS {guard_name(table)} ON {quote_ident(table.name)}((0)) WHERE 0")
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {guard_name(table)} ON {quote_ident(table.name)}((0) {GUARD_NOTE}) WHERE 0"
+        )
 
 
 def guard_name(table: Table) -> str:

@@ -17,6 +17,7 @@ import apsw
 
 from bluegreen.engine import meta
 from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident
+from bluegreen.engine.names import CAPTURE_PREFIX
 from bluegreen.errors import SchemaDrift
 
 SCHEMA_KEY = "schema_at_cutover"
@@ -90,12 +91,15 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
     now = objects(green)
     found = Drift()
     blue_names = {n for (n,) in blue.execute("SELECT name FROM main.sqlite_schema").fetchall()}
+    captured = _captured_tables(green)
     for key, obj in now.items():
         if key in before:
             if (before[key].sql, before[key].tbl_name) != (obj.sql, obj.tbl_name):
                 _refuse(
                     found, obj, f"{obj.type} {obj.name} was changed on green after cutover (ALTER or DROP and CREATE)"
                 )
+            elif obj.type == "table" and captured and obj.name not in captured and not _virtual(obj):
+                _refuse(found, obj, f"table {obj.name} was rebuilt on green after cutover ({REBUILT})")
         elif obj.type == "table" and _virtual(obj):
             _refuse(
                 found,
@@ -131,6 +135,23 @@ def drift(green: apsw.Connection, blue: apsw.Connection) -> Drift | None:
             if obj.type == "table":
                 found.dropped_tables.append(obj.name)
     return found
+
+
+# A 12-step rebuild (sqlite-utils transform, Alembic batch mode, Django's SQLite schema editor, by
+# hand) drops the table and its capture triggers with it; the new table may even have the very
+# same CREATE TABLE text. Its later writes were never captured (issue 14, item 4).
+REBUILT = (
+    "its capture triggers are gone: a table rebuild such as sqlite-utils transform; its writes since were not captured"
+)
+
+
+def _captured_tables(conn: apsw.Connection) -> set[str]:
+    """Tables of green that still have their capture triggers."""
+    rows = conn.execute(
+        "SELECT DISTINCT tbl_name FROM main.sqlite_schema WHERE type = 'trigger' AND substr(name, 1, ?) = ?",
+        (len(CAPTURE_PREFIX), CAPTURE_PREFIX),
+    ).fetchall()
+    return {name for (name,) in rows}
 
 
 def _virtual(obj: SchemaObject) -> bool:

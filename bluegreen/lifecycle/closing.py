@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from bluegreen.config import Config
 from bluegreen.engine import barrier, capture
-from bluegreen.errors import StillInUse, WrongPhase
-from bluegreen.files import pointer, registry
+from bluegreen.errors import WrongPhase
+from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, Step, Store
 from bluegreen.lifecycle import fences
 from bluegreen.lifecycle.run import IDLE, Run
-from bluegreen.reports import retention
+from bluegreen.reports import holders, retention
 from bluegreen.results import Result
 
 
@@ -31,17 +31,17 @@ class Closing:
         blue_gone = not (self.store.folder / state.blue).is_file()  # deleted in the revert window
         if not blue_gone:
             fences.check_intact(self.store, "finalize", state.blue)
-        holders = registry.users_of(self.config.database.pointer, state.blue)
-        if holders and not force:
-            raise StillInUse(
-                f"finalize refused: {len(holders)} live process(es) still have {state.blue} open "
-                f"({', '.join(h.name for h in holders)}); each moves at its next statement outside a transaction. "
-                "Nothing was changed: run finalize again once `bluegreen status` lists no process behind, or "
+        users = holders.users_of(self.config.database.pointer, self.store.folder / state.blue)
+        if users and not force:
+            holders.refuse_if_used(
+                users,
+                self.store.folder / state.blue,
+                "finalize refused",
+                "run finalize again once they have closed it (`bluegreen status` lists them), or "
                 "`bluegreen finalize --force`",
-                details={"clients": [h.as_dict() for h in holders]},
             )
-        if holders:
-            self.store.log("finalize_forced", clients=[h.name for h in holders])
+        if users:
+            self.store.log("finalize_forced", clients=[c.name for c in users.clients], **_processes(users))
         green = self.store.folder / state.green
         run.journal(operation="finalize", step=Step.CLOSING)  # repeatable: finalize again
         with barrier.holding(green, self.config.cutover.lock_timeout_ms) as conn:
@@ -71,7 +71,7 @@ class Closing:
             data={"kept": None, "blue_missing": str(blue)},
         )
 
-    def prune(self, names: list[str], dry_run: bool) -> Result:
+    def prune(self, names: list[str], dry_run: bool, force: bool = False) -> Result:
         with self.store.locked():
             state = self.store.load()
             retention.check_phase(state)
@@ -79,10 +79,21 @@ class Closing:
             active = pointer.read(self.config.database.pointer).active
             kept = retention.inventory(self.store, state, active, keep_days)
             chosen = retention.choose(kept, names, keep_days, self.store.folder)
+            forced = {}
             for item in chosen:  # every check before the first removal: all of it, or nothing
-                retention.check_unused(self.config.database.pointer, item)
+                users = retention.check_unused(self.config.database.pointer, self.store.folder / item.name, force)
+                if users:
+                    forced[item.name] = {"clients": [c.name for c in users.clients], **_processes(users)}
                 fences.check_intact(self.store, "prune", item.name)
             if not dry_run:
                 for item in chosen:
+                    if item.name in forced:
+                        self.store.log("prune_forced", file=item.name, **forced[item.name])
                     retention.remove(self.store, state, item)
-            return retention.prune_result(chosen, kept, keep_days, dry_run)
+            result = retention.prune_result(chosen, kept, keep_days, dry_run)
+            result.data["forced"] = forced  # with --force: who still had each file open
+            return result
+
+
+def _processes(users: holders.Users) -> dict:
+    return {"processes": [p.describe() for p in users.processes]}

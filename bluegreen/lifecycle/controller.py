@@ -344,9 +344,9 @@ class Controller:
         with self._command("finalize", gated=False) as run:
             return self.closing.finalize(run, force)
 
-    def prune(self, names: list[str] | None = None, dry_run: bool = False) -> Result:
+    def prune(self, names: list[str] | None = None, dry_run: bool = False, force: bool = False) -> Result:
         """Remove fenced generations retired longer ago than [retention] keep_days."""
-        return self.closing.prune(list(names or []), dry_run)
+        return self.closing.prune(list(names or []), dry_run, force)
 
     # ------------------------------------------------------------------------------------------
     # steps shared by the commands above

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import apsw
 
 from bluegreen.config import Config
-from bluegreen.engine import generations, migrations
+from bluegreen.engine import generations, migrations, revert_ddl
 from bluegreen.engine.db import open_db, readonly_uri
 from bluegreen.errors import EXIT_USAGE, BluegreenError, DatabaseInvalid, InputError
 from bluegreen.files import contract, pointer, registry
@@ -15,7 +16,7 @@ from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
 from bluegreen.gates import approvals, environments, estimate, preflight
 from bluegreen.reports import check as monitor
-from bluegreen.reports import retention
+from bluegreen.reports import holders, retention
 from bluegreen.results import Result
 
 NEXT_STEP = {
@@ -203,6 +204,8 @@ class Inspector:
         for c in behind:
             files = ", ".join(f"{f.file} (generation {f.generation})" for f in c.files if f.file != current.active)
             lines.append(f"  behind    {c.name} on {files}: it moves at its next statement outside a transaction")
+        lines += self._processes(data, state, current.active, clients)
+        lines += self._revert_refusals(data, state) if not problems else []
         kept = self.kept_files(state, current.active)
         data["kept"] = [k.as_dict() for k in kept]
         due = [k.name for k in kept if k.due]
@@ -232,6 +235,61 @@ class Inspector:
         if problems:
             return Result("status", "\n".join(lines), data=data, exit_code=EXIT_USAGE, error=problems[0])
         return Result("status", "\n".join(lines), data=data)
+
+    def _processes(self, data: dict, state, active: str, clients: list) -> list[str]:
+        """Every process holding a generation file open, bluegreen client or not (issue 14): the
+        kernel's view (reports/holders.py); the text names those on another file than the active one."""
+        found = holders.scan(self.store.generations_on_disk(state.base_name).values())
+        data["processes"] = found.as_dict()
+        if not found.supported:
+            return ["processes   other processes holding a generation are not visible on this system (Linux only)"]
+        local = {c.pid for c in clients if c.host == socket.gethostname()}
+        behind = [h for h in found.holders if any(f != active for f in h.files)]
+        data["processes_behind"] = [h.as_dict() for h in behind]
+        if not found.holders:
+            return []
+        unseen = (
+            f"; {found.not_inspected} process(es) of other users not inspected for open files (root sees them; "
+            "their SQLite locks are seen)"
+            if found.not_inspected
+            else ""
+        )
+        lines = [
+            f"processes   {len(found.holders)} process(es) have a generation open, {len(behind)} on another "
+            f"file than {active}{unseen}"
+        ]
+        for h in behind:
+            files = ", ".join(f for f in h.files if f != active)
+            what = (
+                "a bluegreen client (see behind)"
+                if h.pid in local
+                else "not a bluegreen client: it stays until it closes the file; finalize and prune wait for it"
+            )
+            lines.append(f"  holding   {h.describe()} has {files} open: {what}")
+        return lines
+
+    def _revert_refusals(self, data: dict, state) -> list[str]:
+        """In the revert window: what revert would refuse today (hazard 14), e.g. a table another
+        tool rebuilt on the active file (sqlite-utils transform), said now rather than at revert."""
+        if state.phase != Phase.CUT_OVER:
+            return []
+        try:
+            green = _read_only(self.store.folder / state.green)
+            blue = _read_only(self.store.folder / state.blue)
+            try:
+                found = revert_ddl.drift(green, blue)
+            finally:
+                green.close()
+                blue.close()
+        except apsw.Error:  # a lock, a full disk: revert itself will say
+            return []
+        refused = list(found.refused.values()) if found else []
+        data["revert_refusals"] = refused
+        return [
+            f"revert      would refuse (exit 5): {why}; bluegreen finalize keeps generation "
+            f"{state.green_generation} (and closes the revert window), bluegreen revert --accept-loss saves it"
+            for why in refused
+        ]
 
     def _blue_fenced(self, state) -> bool:
         """Is blue fenced for this operation, so `abort` refuses? The file says so even when the
@@ -358,6 +416,15 @@ class Inspector:
     def path(self) -> Result:
         path = self.active_path()
         return Result("path", str(path), data={"path": str(path)})
+
+
+def _read_only(path: Path) -> apsw.Connection:
+    """A connection that leaves nothing behind: status writes nothing. With no -wal/-shm no
+    connection has the file open and the file alone is the database (an immutable open creates
+    no side file); otherwise a query-only one, whose close removes them if it is the last."""
+    if not any(Path(f"{path}{side}").exists() for side in ("-wal", "-shm")):
+        return open_db(readonly_uri(path) + "&immutable=1", readonly=True)
+    return open_db(path, query_only=True)
 
 
 def conflict_lines(conflict: dict) -> list[str]:

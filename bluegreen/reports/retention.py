@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bluegreen.errors import ArgumentInvalid, StillInUse, WrongPhase
+from bluegreen.errors import ArgumentInvalid, WrongPhase
 from bluegreen.files.journal import State, Store
 from bluegreen.files.layout import SIDE_FILES, remove_database_files
-from bluegreen.files.registry import users_of
+from bluegreen.reports import holders
 from bluegreen.results import Result
 
 DAY_S = 86_400.0
@@ -147,18 +147,19 @@ def choose(kept: list[KeptFile], names: list[str], keep_days: int, folder: Path)
     return chosen
 
 
-def check_unused(pointer_path: Path, item: KeptFile) -> None:
-    """A live client process that still has the file open keeps it (its reads would go on, on a
-    file that no longer exists)."""
-    holders = users_of(pointer_path, item.name)
-    if holders:
-        raise StillInUse.with_hint(
-            f"{Path(pointer_path).resolve().parent / item.name}: {len(holders)} live process(es) still have it open "
-            f"({', '.join(h.name for h in holders)}); prune refused, nothing was changed",
-            "run prune again once `bluegreen status` lists no process behind",
-            sep=": ",
-            details={"clients": [h.as_dict() for h in holders]},
+def check_unused(pointer_path: Path, database: Path, force: bool = False) -> holders.Users:
+    """A process that still has the file open keeps it (its reads would go on, on a file that no
+    longer exists): a bluegreen client (the registry) or any other process (the kernel, on Linux).
+    With `force`, the file goes anyway; returns who was still on it."""
+    users = holders.users_of(pointer_path, database)
+    if not force:
+        holders.refuse_if_used(
+            users,
+            database,
+            "prune refused",
+            "run prune again once they have closed it (`bluegreen status` lists them), or `bluegreen prune --force`",
         )
+    return users
 
 
 def remove(store: Store, state: State, item: KeptFile) -> None:
