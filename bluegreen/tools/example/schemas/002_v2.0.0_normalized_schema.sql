@@ -179,7 +179,9 @@ INSERT INTO application_settings (setting_key, setting_value, value_type, descri
   ('max_retries', '3', 'integer', 'retries before a download is marked failed'),
   ('theme', 'system', 'string', 'light, dark or system'),
   ('language', 'en', 'string', 'UI language'),
-  ('data_version', '2.0.0', 'string', 'the application data format of this file');
+  ('data_version', '2.0.0', 'string', 'the application data format of this file'),
+  ('old_schema_cleanup_date', NULL, 'date',
+   'content_v1_backup and downloads_v1_backup may be dropped from this day on (set by release 2.0.1)');
 
 -- The plan's migration_status (Phase 1.1), one row per step of the data migration (003 fills
 -- them in). migration_id is '<version>:<step>'. records_processed counts rows written to the
