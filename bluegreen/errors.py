@@ -221,8 +221,6 @@ class NotYetDue(GateRefused):
     date that query reads from the active file, or it reads none: plan says so, prepare and deploy
     refuse before anything is built; nothing was changed."""
 
-    hint = "deploy it on or after that date (the earlier release that sets the date must be deployed first)"
-
 
 class Held(GateRefused):
     """A hold file ([cutover] wait_flag) stops cutovers until it is removed."""

@@ -225,6 +225,13 @@ def test_revert_carries_v2_writes_back_into_v1(shipped):
         project.gen(2), "SELECT operation FROM content_history WHERE content_id IN (5, 6, 7, 900001) ORDER BY id"
     ) == [("insert",), ("update",), ("update",), ("delete",)]
     assert rows(project.gen(2), "SELECT updated_at > created_at FROM content WHERE id = 5") == [(1,)]
+    assert rows(
+        project.gen(2),
+        "SELECT changed_columns, old_values ->> '$.title', new_values ->> '$.title' FROM content_history"
+        " WHERE content_id = 5",
+    ) == [('["title"]', rows(project.blue, "SELECT title FROM content_v1 WHERE id = 5")[0][0], "retitled on v2")]
+    # bluegreen's own writes (load, catch-up) left no history: only these four application writes
+    assert rows(project.gen(2), "SELECT count(*) FROM content_history") == [(4,)]
     app.close()
     reverted = project.cli("revert", "--json")
     assert reverted.code == 0, reverted.err

@@ -80,9 +80,11 @@ def refusals(active: Path, pending: list[migrations.Migration]) -> list[Bluegree
             details = {"file": migration.file, "line": line, "not_before": value, "today": today}
             if value is None or due is None:
                 why = f"its not-before query gives no date on {active.name} (got {value!r})"
+                fix = "deploy the release that sets that date first, then wait for the day"
             else:
                 why = f"not before {value}; today (UTC) is {today}"
-            found.append(NotYetDue(f"{where}: {migration.file} may not run yet: {why}", details=details))
+                fix = f"deploy it on or after {value}"
+            found.append(NotYetDue.with_hint(f"{where}: {migration.file} may not run yet: {why}", fix, details=details))
     finally:
         conn.close()
     return found
