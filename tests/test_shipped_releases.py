@@ -138,3 +138,61 @@ def test_a_not_before_query_that_does_not_run_is_a_broken_migration(at_v2):
 
 def test_not_yet_due_is_a_gate_refusal():
     assert NotYetDue("x").exit_code == 3
+
+
+SETTING = (
+    "SELECT setting_key, setting_value FROM application_settings WHERE setting_key IN ('theme', 'language',"
+    " 'data_version', 'old_schema_cleanup_date', 'max_retries') ORDER BY setting_key"
+)
+
+
+def test_2_0_1_online_keeps_settings_changed_during_prepare_and_revert_carries_them_back(shipped):
+    """The application changes its settings on 2.0.0 while 2.0.1 is prepared (the sync companion
+    carries them, 004's two settings stay 004's), then on 2.0.1 after cutover (the rollback
+    companion carries them back; blue keeps its own 2.0.0 values of 004's two)."""
+    project = shipped
+    for command in ("deploy", "finalize"):
+        assert project.cli(command).code == 0
+    add_release(project, "v2.0.1")
+    assert project.cli("prepare").code == 0
+    app(
+        project,
+        "UPDATE application_settings SET setting_value = 'dark' WHERE setting_key = 'theme';"
+        "DELETE FROM application_settings WHERE setting_key = 'language';"
+        "INSERT INTO application_settings(setting_key, setting_value) VALUES ('proxy', 'socks5://x');"
+        "UPDATE application_settings SET setting_value = 'tampered' WHERE setting_key = 'data_version'",
+        project.gen(2),
+    )
+    cut = project.cli("cutover", "--json")
+    assert cut.code == 0, cut.err
+    green = project.gen(3)
+    (day,) = rows(green, "SELECT date('now', '+30 days')")[0]
+    assert rows(green, SETTING) == [
+        ("data_version", "2.0.1"),
+        ("max_retries", "3"),
+        ("old_schema_cleanup_date", day),
+        ("theme", "dark"),
+    ]
+    assert rows(green, "SELECT setting_value FROM application_settings WHERE setting_key = 'proxy'") == [
+        ("socks5://x",)
+    ]
+
+    app(
+        project,
+        "UPDATE application_settings SET setting_value = '5' WHERE setting_key = 'max_retries';"
+        "UPDATE application_settings SET setting_value = '2099-01-01' WHERE setting_key = 'old_schema_cleanup_date'",
+        green,
+    )
+    reverted = project.cli("revert", "--json")
+    assert reverted.code == 0, reverted.err
+    assert pointer_of(project)["active"] == "app.gen2.db"
+    assert rows(project.gen(2), SETTING) == [
+        ("data_version", "tampered"),  # blue's own value: 004's backfill is not carried back
+        ("max_retries", "5"),
+        ("old_schema_cleanup_date", "2099-01-01"),  # the application's write on green is
+        ("theme", "dark"),
+    ]
+    assert {n for (n,) in rows(project.gen(2), "SELECT name FROM sqlite_schema WHERE type = 'table'")} >= {
+        "content_v1",
+        "downloads_v1",
+    }
