@@ -11,20 +11,13 @@ WITH checks (check_name, expected, actual) AS (
   -- the plan's: the v1 metadata was extracted; here, stronger: every key of every v1 object has
   -- one home (a typed content column or a content_metadata row), counted key by key
   SELECT 'metadata_extracted',
-         (SELECT count(*) FROM v1_content_parsed p, json_each(p.m))
-       + (SELECT count(*) FROM v1_content_parsed p, json_each(p.di)),
-         (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.description IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.content_type IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.author_id IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.duration_seconds IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.view_count IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.like_count IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.comment_count IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.published_at IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.status IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.file_size_bytes IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.local_file_path IS NOT NULL)
-       + (SELECT count(*) FROM content c WHERE c.id IN (SELECT id FROM content_v1) AND c.thumbnail_path IS NOT NULL)
+         (SELECT sum((SELECT count(*) FROM json_each(p.m)) + (SELECT count(*) FROM json_each(p.di)))
+          FROM v1_content_parsed p),
+         (SELECT sum((c.description IS NOT NULL) + (c.content_type IS NOT NULL) + (c.author_id IS NOT NULL)
+                     + (c.duration_seconds IS NOT NULL) + (c.view_count IS NOT NULL) + (c.like_count IS NOT NULL)
+                     + (c.comment_count IS NOT NULL) + (c.published_at IS NOT NULL) + (c.status IS NOT NULL)
+                     + (c.file_size_bytes IS NOT NULL) + (c.local_file_path IS NOT NULL) + (c.thumbnail_path IS NOT NULL))
+          FROM content c WHERE c.id IN (SELECT id FROM content_v1))
        + (SELECT count(*) FROM content_metadata WHERE metadata_type <> 'raw')
   UNION ALL
   -- the plan's: every content names a platform that exists
