@@ -216,6 +216,12 @@ class CompanionMissing(GateRefused):
     hint = "create the companion the message names, or use `bluegreen deploy --offline`"
 
 
+class NotYetDue(GateRefused):
+    """A pending migration declares `-- bluegreen: not-before QUERY` and today (UTC) is before the
+    date that query reads from the active file, or it reads none: plan says so, prepare and deploy
+    refuse before anything is built; nothing was changed."""
+
+
 class Held(GateRefused):
     """A hold file ([cutover] wait_flag) stops cutovers until it is removed."""
 

@@ -59,7 +59,7 @@ def is_v2(conn: client.Connection) -> bool:
 def get_item(conn: client.Connection, item_id: int) -> dict | None:
     if is_v2(conn):
         sql = (
-            "SELECT c.id, c.original_url, c.title, c.author, p.name FROM content c "
+            "SELECT c.id, c.original_url, c.title, c.author_name, p.name FROM content c "
             "JOIN platforms p ON p.id = c.platform_id WHERE c.id = ?"
         )
     else:
@@ -83,11 +83,16 @@ def create_item(conn: client.Connection, body: dict) -> int:
             (platform or "",),
         ).fetchall()
         conn.execute(
-            "INSERT INTO content(platform_id, original_url, title, author, v1_platform) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO content(platform_id, original_url, title, author_name, v1_platform) VALUES (?, ?, ?, ?, ?)",
             (found[0][0], url, title, author, platform),
         )
         item_id = conn.last_insert_rowid()
-        conn.execute("INSERT INTO content_metadata(content_id) VALUES (?)", (item_id,))
+        # v1 writes metadata '{}': the same empty object, kept as the plan's raw row
+        conn.execute(
+            "INSERT INTO content_metadata(content_id, metadata_type, metadata_key, metadata_value, data_type) "
+            "VALUES (?, 'raw', 'metadata', '{}', 'json')",
+            (item_id,),
+        )
         return item_id
     conn.execute(
         "INSERT INTO content_v1(url, title, author, platform, metadata) VALUES (?, ?, ?, ?, '{}')",
@@ -98,7 +103,7 @@ def create_item(conn: client.Connection, body: dict) -> int:
 
 def rename_item(conn: client.Connection, item_id: int, title: str) -> bool:
     if is_v2(conn):
-        conn.execute("UPDATE content SET title = ?, updated_at = CURRENT_TIMESTAMP WHERE id = ?", (title, item_id))
+        conn.execute("UPDATE content SET title = ? WHERE id = ?", (title, item_id))  # a trigger keeps updated_at
     else:
         conn.execute("UPDATE content_v1 SET title = ? WHERE id = ?", (title, item_id))
     return conn.changes() > 0

@@ -119,36 +119,51 @@ def test_shipped_checks_find_orphans_and_duplicates(shipped):
     assert [c["name"] for c in clean.json["checks"]] == [
         "integrity_check",
         "foreign_key_check",
+        "data_integrity_monitor",
         "orphaned_metadata",
-        "content_without_metadata",
         "missing_platform_references",
         "duplicate_content",
         "downloads_without_content",
+        "untyped_metadata",
     ]
 
     conn = project.connect(project.gen(2))
     conn.execute("PRAGMA foreign_keys = OFF")
-    conn.execute("INSERT INTO content_metadata(content_id, description) VALUES (987654, 'orphan')")
     conn.execute(
-        "INSERT INTO content(platform_id, platform_content_id, original_url, title) "
-        "SELECT platform_id, platform_content_id, original_url, 'copy' FROM content WHERE id = 10"
+        "INSERT INTO content_metadata(content_id, metadata_type, metadata_key, metadata_value, data_type)"
+        " VALUES (987654, 'extra', 'note', 'orphan', 'string')"
+    )
+    conn.execute(
+        "INSERT INTO content(platform_id, original_url, title) SELECT platform_id, original_url, 'copy' FROM content WHERE id = 10"
     )
     copy = conn.last_insert_rowid()
-    conn.execute("INSERT INTO content_metadata(content_id) VALUES (?)", (copy,))
+    conn.execute(
+        "INSERT INTO content_metadata(content_id, metadata_type, metadata_key, metadata_value, data_type)"
+        " SELECT ?, metadata_type, metadata_key, metadata_value, data_type FROM content_metadata"
+        " WHERE content_id = 10 AND metadata_type = 'platform_specific'",
+        (copy,),
+    )
+    assert conn.changes() == 1
     conn.execute("UPDATE content SET platform_id = 77 WHERE id = 11")
+    conn.execute(
+        "UPDATE content_metadata SET metadata_value = '1080' WHERE content_id = 12 AND metadata_key = 'resolution_height'"
+    )
+    assert conn.changes() == 1
     conn.close()
 
     result = check(project)
-    line = assert_refused(
+    assert_refused(
         result,
         3,
         "app.gen2.db",
+        "data_integrity_monitor:",
         "orphaned_metadata: 1 row(s)",
-        "duplicate_content:",
+        "duplicate_content: 2 row(s)",
         "missing_platform_references: 1 row(s)",
+        "untyped_metadata: 1 row(s)",
         "foreign_key_check:",
     )
-    assert "content_without_metadata" not in line
-    assert "(987654,)" in result.out and "'url'" in result.out and f"'10,{copy}'" in result.out
+    assert "(987654, 'extra', 'note')" in result.out and "'url'" in result.out and f"'10,{copy}'" in result.out
+    assert "('orphaned_metadata', 1)" in result.out and "('duplicate_platform_ids', 1)" in result.out
     assert "(11, 77, " in result.out
     assert error_line(result).startswith("bluegreen: error:")

@@ -35,6 +35,7 @@ from bluegreen.errors import (
     HookRefused,
     JournalInvalid,
     NoSpace,
+    NotYetDue,
     OutsideWindow,
     PointerInvalid,
     StillInUse,
@@ -324,6 +325,19 @@ def test_held_by_the_hold_file(toy_ready):
     with pytest.raises(Held) as raised:
         controller(project).deploy()
     check(raised, Held, project.cli("deploy"))
+    assert disk_state(project.data) == before
+
+
+def test_not_yet_due_before_a_migrations_date(at_v2):
+    project = at_v2
+    (project.schemas / "003_v3.0.0_later.sql").write_text(
+        "-- bluegreen: not-before SELECT date('now', '+1 day')\nCREATE TABLE later(id INTEGER PRIMARY KEY);\n"
+    )
+    before = disk_state(project.data)
+    with pytest.raises(NotYetDue) as raised:
+        controller(project).deploy()
+    check(raised, NotYetDue, project.cli("deploy"))
+    assert raised.value.hint.startswith("deploy it on or after 20")
     assert disk_state(project.data) == before
 
 

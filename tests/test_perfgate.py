@@ -83,6 +83,9 @@ def test_passing_queries_are_stored_in_green_with_times_and_plans(tmp_path):
     by_name = {r["name"]: r for r in stored}
     lookup = by_name["lookup_by_code"]
     assert lookup["source"] == "002_v2.0.0_change_benchmark.sql"
+    assert (lookup["test_name"], lookup["query_sql"], lookup["records_returned"]) == ("lookup_by_code", LOOKUP + ";", 1)
+    assert lookup["execution_time_ms"] == lookup["green_ms"] and lookup["test_timestamp"] == lookup["measured_at"]
+    assert by_name["count_items"]["records_returned"] == 1
     assert lookup["blue_ms"] > 0 and lookup["green_ms"] > 0
     assert lookup["ratio"] == pytest.approx(lookup["green_ms"] / lookup["blue_ms"], rel=1e-9)
     assert "SEARCH items USING" in lookup["blue_plan"] and "SEARCH items USING" in lookup["green_plan"]
@@ -163,14 +166,25 @@ def test_shipped_benchmarks_pass_and_compare_against_the_v1_forms(shipped):
     assert result.code == 0, result.err
     stored = {r["name"]: r for r in results_of(shipped.gen(2))}
     assert set(stored) == {
+        "content_listing_by_platform",
+        "metadata_lookup",
         "content_by_url",
-        "content_by_platform_id",
         "latest_content_page",
         "downloads_of_content",
         "failed_downloads",
         "content_detail",
     }
     assert {r["verdict"] for r in stored.values()} == {"PASS"}
+    # the SDM plan's columns, filled with the real timing of green's run and its row count
+    listing = stored["content_listing_by_platform"]
+    assert listing["test_name"] == "content_listing_by_platform" and "FROM content AS c" in listing["query_sql"]
+    assert (
+        listing["execution_time_ms"] == listing["green_ms"] > 0 and listing["test_timestamp"] == listing["measured_at"]
+    )
+    assert listing["records_returned"] == 50
+    assert stored["metadata_lookup"]["records_returned"] == 0  # no video has the id 'bluegreen'
+    assert "SEARCH m USING COVERING INDEX content_metadata_lookup" in stored["metadata_lookup"]["green_plan"]
+    assert "SEARCH c USING INDEX content_platform_created" in listing["green_plan"]
     # blue ran the `-- on blue:` form over content_v1, green the v2 query over its new index
     assert "content_v1" in stored["content_by_url"]["blue_plan"]
     assert "SEARCH content USING INDEX content_url" in stored["content_by_url"]["green_plan"]

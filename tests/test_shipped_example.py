@@ -41,9 +41,15 @@ def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
         ).get
         == v1
     )
+    # ... and every v1 metadata value has its v2 home: the v1 row rebuilt from v2 has it again
     assert (
-        conn.execute("SELECT count(*) FROM content WHERE id NOT IN (SELECT content_id FROM content_metadata)").get == 0
+        conn.execute(
+            "SELECT count(*) FROM blue.content_v1 v JOIN legacy_content_v1 l ON l.id = v.id"
+            " WHERE (v.metadata IS NULL) <> (l.metadata IS NULL) OR (v.download_info IS NULL) <> (l.download_info IS NULL)"
+        ).get
+        == 0
     )
+    assert conn.execute("SELECT count(*) FROM content_metadata WHERE metadata_type = 'video_specs'").get > 1000
     assert (
         conn.execute("SELECT count(*) FROM downloads").get == conn.execute("SELECT count(*) FROM blue.downloads_v1").get
     )
@@ -61,10 +67,26 @@ def test_deploy_moves_every_v1_row_and_keeps_blue(shipped):
         "application_settings",
         "schema_migrations",
         "migration_status",
+        "migration_performance_tests",
+        "content_history",
         "content_v1",
         "downloads_v1",
     ):
         assert table in tables, table
+    # the plan's governance columns of the history table
+    assert conn.execute(
+        "SELECT migration_file, rollback_file, executed_at = applied_at, rollback_notes FROM schema_migrations"
+        " WHERE version = '2.0.0' ORDER BY id"
+    ).fetchall() == [
+        ("002_v2.0.0_normalized_schema.sql", None, 1, None),
+        (
+            "003_v2.0.0_migrate_content.sql",
+            "003_v2.0.0_migrate_content_rollback.sql",
+            1,
+            "revert runs 003_v2.0.0_migrate_content_rollback.sql on blue; it carries content, content_history,"
+            " content_metadata, download_errors, downloads",
+        ),
+    ]
     conn.close()
 
     blue_after = rows(project.blue, v1_rows) + rows(project.blue, "SELECT * FROM downloads_v1 ORDER BY id")
@@ -189,14 +211,27 @@ def test_revert_carries_v2_writes_back_into_v1(shipped):
     app = project.connect(project.gen(2))
     app.execute("PRAGMA foreign_keys = ON")
     app.execute(
-        "INSERT INTO content(id, platform_id, original_url, title, author) "
-        "VALUES (900001, 1, 'https://www.youtube.com/watch?v=v2only', 'born on v2', 'v2 app');"
-        "INSERT INTO content_metadata(content_id, description, duration_seconds, view_count) "
-        "VALUES (900001, 'made after cutover', 61, 5);"
+        "INSERT INTO content(id, platform_id, original_url, title, author_name, description, duration_seconds,"
+        " view_count) VALUES (900001, 1, 'https://www.youtube.com/watch?v=v2only', 'born on v2', 'v2 app',"
+        " 'made after cutover', 61, 5);"
+        "INSERT INTO content_metadata(content_id, metadata_type, metadata_key, metadata_value, data_type) "
+        "VALUES (900001, 'video_specs', 'fps', 30, 'integer');"
         "UPDATE content SET title = 'retitled on v2' WHERE id = 5;"
-        "UPDATE content_metadata SET view_count = 424242 WHERE content_id = 6;"
+        "UPDATE content SET view_count = 424242 WHERE id = 6;"
         "DELETE FROM content WHERE id = 7"
     )
+    # the audit trail on green: the application's changes, with updated_at kept current
+    assert rows(
+        project.gen(2), "SELECT operation FROM content_history WHERE content_id IN (5, 6, 7, 900001) ORDER BY id"
+    ) == [("insert",), ("update",), ("update",), ("delete",)]
+    assert rows(project.gen(2), "SELECT updated_at > created_at FROM content WHERE id = 5") == [(1,)]
+    assert rows(
+        project.gen(2),
+        "SELECT changed_columns, old_values ->> '$.title', new_values ->> '$.title' FROM content_history"
+        " WHERE content_id = 5",
+    ) == [('["title"]', rows(project.blue, "SELECT title FROM content_v1 WHERE id = 5")[0][0], "retitled on v2")]
+    # bluegreen's own writes (load, catch-up) left no history: only these four application writes
+    assert rows(project.gen(2), "SELECT count(*) FROM content_history") == [(4,)]
     app.close()
     reverted = project.cli("revert", "--json")
     assert reverted.code == 0, reverted.err
@@ -207,9 +242,9 @@ def test_revert_carries_v2_writes_back_into_v1(shipped):
     ]
     assert rows(
         blue,
-        "SELECT json_extract(metadata, '$.duration'), json_extract(metadata, '$.view_count') "
-        "FROM content_v1 WHERE id = 900001",
-    ) == [(61, 5)]
+        "SELECT json_extract(metadata, '$.duration'), json_extract(metadata, '$.view_count'),"
+        " json_extract(metadata, '$.fps') FROM content_v1 WHERE id = 900001",
+    ) == [(61, 5, 30)]
     assert rows(blue, "SELECT title FROM content_v1 WHERE id = 5") == [("retitled on v2",)]
     assert rows(blue, "SELECT json_extract(metadata, '$.view_count') FROM content_v1 WHERE id = 6") == [(424242,)]
     assert rows(blue, "SELECT count(*) FROM content_v1 WHERE id = 7") == [(0,)]
@@ -233,8 +268,9 @@ def test_revert_refuses_v2_only_changes_then_exports_them(shipped):
 
 
 def test_revert_refuses_a_v2_row_v1_cannot_hold(shipped):
-    """v1 keeps one format per content row: a second, unselected quality option added on v2
-    cannot go back. Revert refuses before changing anything; --accept-loss exports it first."""
+    """quality_options is new in v2 (v1's one format is in its metadata, 2.0 puts it in video_specs
+    rows): a quality option added on v2 cannot go back. Revert refuses before changing anything;
+    --accept-loss exports it first."""
     project = shipped
     assert project.cli("deploy").code == 0
     app = project.connect(project.gen(2))

@@ -28,7 +28,8 @@ COMMANDS = {
     'db=$(bluegreen path) && sqlite3 "$db")',
     "plan": "list the migrations a deploy would apply, with estimates: the tables and rows each touches, "
     "the size of green, free disk space, the pause budget; then dry-run them and their companions on a "
-    "schema-only copy: exit 2 (file and line) or 3 for what prepare and deploy would refuse",
+    "schema-only copy, and read each `-- bluegreen: not-before QUERY` date from the active file: exit 2 "
+    "(file and line) or 3 for what prepare and deploy would refuse",
     "prepare": "build the next generation: check free disk space, capture on blue, snapshot, migrate, catch up, "
     "validate (integrity, foreign keys, _validate.sql, the performance gate)",
     "cutover": "make the prepared generation active: catch up, pause writes within the budget, fence blue, swap",

@@ -36,8 +36,17 @@ CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     depends_on TEXT,
     can_rollback INTEGER NOT NULL,
     approved_by TEXT,
-    approved_at TEXT
+    approved_at TEXT,
+    migration_file TEXT,
+    rollback_file TEXT,
+    executed_at TEXT,
+    rollback_notes TEXT
 )"""
+# The governance columns of the SDM migration plan, filled next to bluegreen's own: the file, its
+# _rollback.sql companion, when it ran, and what a revert does with it. A history table an older
+# bluegreen made keeps its columns (never altered: blue and green would differ) and gets these
+# only where they exist.
+PLAN_COLUMNS = ("migration_file", "rollback_file", "executed_at", "rollback_notes")
 
 _NAME = re.compile(r"^(\d+)_v?(\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.]+)?)_([A-Za-z0-9][A-Za-z0-9_]*)\.sql$")
 COMPANIONS = ("sync", "validate", "rollback", "benchmark", "check")
@@ -337,18 +346,23 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
             conn.authorizer = None
             conn.exec_trace = None
         elapsed = round((time.perf_counter() - started) * 1000, 1)
+        applied_at = now_iso()
+        present = {row[1] for row in conn.execute(f"PRAGMA main.table_info({HISTORY_TABLE})")}
+        plan = {k: v for k, v in _plan_columns(migration, applied_at).items() if k in present}
         conn.execute(
             f"INSERT INTO {HISTORY_TABLE}(version, description, file, checksum, applied_at, execution_time_ms, "
-            "success, error_message, depends_on, can_rollback) VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
+            f"success, error_message, depends_on, can_rollback{''.join(', ' + k for k in plan)}) "
+            f"VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?, ?{', ?' * len(plan)})",
             (
                 migration.version,
                 migration.description,
                 migration.file,
                 migration.checksum,
-                now_iso(),
+                applied_at,
                 elapsed,
                 depends_on,
                 int(migration.rollback is not None),
+                *plan.values(),
             ),
         )
         conn.execute("COMMIT")
@@ -396,6 +410,20 @@ def _refusal(migration: Migration, failed: statements.StatementFailed, observer:
         f"{where}: migration failed: {failed.error}",
         details={"file": migration.file, "line": failed.line, "sqlite": str(failed.error)},
     )
+
+
+def _plan_columns(migration: Migration, applied_at: str) -> dict[str, str | None]:
+    if migration.rollback is None:
+        notes = None
+    else:
+        carried = ", ".join(sorted(carried_by([migration.rollback]))) or "no table declared"
+        notes = f"revert runs {migration.rollback.name} on blue; it carries {carried}"
+    return {
+        "migration_file": migration.file,
+        "rollback_file": migration.rollback.name if migration.rollback else None,
+        "executed_at": applied_at,
+        "rollback_notes": notes,
+    }
 
 
 def carried_by(rollbacks: list[Path]) -> set[str]:

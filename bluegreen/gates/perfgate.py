@@ -17,7 +17,11 @@ A query fails the gate when
   * it fails on green, holds more than one statement, or tries to write.
 
 Every result is stored in green's `migration_performance_tests`, on the caller's triggers-off
-connection: capture never sees these rows, so they can never make a revert refuse.
+connection: capture never sees these rows, so they can never make a revert refuse. The table has
+the SDM migration plan's columns (test_name, query_sql, execution_time_ms: green's median,
+records_returned: rows green returned, test_timestamp) next to the gate's own; a table made by an
+older bluegreen keeps its columns (never altered: that would change green's schema after the
+migrations) and gets the gate's.
 """
 
 from __future__ import annotations
@@ -52,8 +56,14 @@ CREATE TABLE IF NOT EXISTS {RESULTS_TABLE} (
     green_plan TEXT,
     verdict TEXT NOT NULL,
     reason TEXT NOT NULL,
-    measured_at TEXT NOT NULL
+    measured_at TEXT NOT NULL,
+    test_name TEXT,
+    query_sql TEXT,
+    execution_time_ms REAL,
+    records_returned INTEGER,
+    test_timestamp TEXT
 )"""
+PLAN_COLUMNS = ("test_name", "query_sql", "execution_time_ms", "records_returned", "test_timestamp")
 
 PASS, SLOWER, FULL_SCAN, ERROR = "PASS", "SLOWER", "FULL_SCAN", "ERROR"
 
@@ -69,6 +79,8 @@ class Measurement:
     green_plan: str
     verdict: str  # PASS, SLOWER, FULL_SCAN or ERROR
     reason: str
+    query_sql: str = ""  # the text timed on green
+    records_returned: int | None = None  # rows green returned (None: it failed there)
 
     @property
     def passed(self) -> bool:
@@ -130,9 +142,12 @@ def record(green: apsw.Connection, generation: int, results: list[Measurement]) 
     measured_at = now_iso()
     with green:
         green.execute(RESULTS_DDL)
+        present = {row[1] for row in green.execute(f"PRAGMA main.table_info({RESULTS_TABLE})")}
+        plan = [c for c in PLAN_COLUMNS if c in present]
+        columns = ["generation", "source", "name", "blue_ms", "green_ms", "ratio", "blue_plan", "green_plan"]
+        columns += ["verdict", "reason", "measured_at", *plan]
         green.executemany(
-            f"INSERT INTO {RESULTS_TABLE}(generation, source, name, blue_ms, green_ms, ratio, blue_plan, green_plan, "
-            "verdict, reason, measured_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {RESULTS_TABLE}({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
             [
                 (
                     generation,
@@ -146,6 +161,16 @@ def record(green: apsw.Connection, generation: int, results: list[Measurement]) 
                     m.verdict,
                     m.reason,
                     measured_at,
+                    *(
+                        {
+                            "test_name": m.name,
+                            "query_sql": m.query_sql,
+                            "execution_time_ms": m.green_ms,
+                            "records_returned": m.records_returned,
+                            "test_timestamp": measured_at,
+                        }[c]
+                        for c in plan
+                    ),
                 )
                 for m in results
             ],
@@ -160,8 +185,23 @@ def as_dicts(results: list[Measurement]) -> list[dict]:
 def _measure(
     blue: apsw.Connection, green: apsw.Connection, query: NamedQuery, settings: PerformanceConfig
 ) -> Measurement:
+    returned: list[int] = []  # rows of green's last timed run
+
     def result(verdict: str, reason: str, blue_ms=None, green_ms=None, ratio=None, blue_plan="", green_plan=""):
-        return Measurement(query.source, query.name, blue_ms, green_ms, ratio, blue_plan, green_plan, verdict, reason)
+        records = returned[-1] if returned and green_ms is not None else None
+        return Measurement(
+            query.source,
+            query.name,
+            blue_ms,
+            green_ms,
+            ratio,
+            blue_plan,
+            green_plan,
+            verdict,
+            reason,
+            query.sql,
+            records,
+        )
 
     blue_sql = query.blue_sql or query.sql
     problem = namedsql.statement_problem(green, query.sql)
@@ -175,12 +215,14 @@ def _measure(
     else:
         baseline_error = namedsql.statement_problem(blue, blue_sql)
     try:
-        blue_times, green_times = _time(None if baseline_error else (blue, blue_sql), (green, query.sql), settings.runs)
+        blue_times, green_times = _time(
+            None if baseline_error else (blue, blue_sql), (green, query.sql), settings.runs, returned
+        )
     except _RunError as failed:
         if failed.side == "green":
             return result(ERROR, f"fails on green: {failed.error}", green_plan=_render(green_plan))
         baseline_error = failed.error  # fails on blue while it runs: no baseline, time green alone
-        blue_times, green_times = _time(None, (green, query.sql), settings.runs)
+        blue_times, green_times = _time(None, (green, query.sql), settings.runs, returned)
     green_ms = statistics.median(green_times)
     plan_text = _render(green_plan)
     if baseline_error:
@@ -218,20 +260,26 @@ class _RunError(Exception):
         self.side, self.error = side, f"{type(exc).__name__}: {exc}"
 
 
-def _time(blue: tuple | None, green: tuple, runs: int) -> tuple[list[float], list[float]]:
-    """One warm-up run each, then `runs` timed runs, alternating files."""
+def _time(
+    blue: tuple | None, green: tuple, runs: int, returned: list[int] | None = None
+) -> tuple[list[float], list[float]]:
+    """One warm-up run each, then `runs` timed runs, alternating files; the row count of each of
+    green's runs is appended to `returned`."""
     sides = [("green", *green)] + ([("blue", *blue)] if blue else [])
     timings: list[list[float]] = [[] for _ in sides]
     for run_number in range(runs + 1):
         for index, (side, conn, sql) in enumerate(sides):
+            count = 0
             started = time.perf_counter()
             try:
                 for _ in conn.execute(sql):
-                    pass
+                    count += 1
             except apsw.Error as exc:  # compiled, yet failed while running (e.g. malformed JSON)
                 raise _RunError(side, exc) from None
             if run_number:
                 timings[index].append((time.perf_counter() - started) * 1000)
+            if side == "green" and returned is not None:
+                returned.append(count)
     return (timings[1] if blue else []), timings[0]
 
 

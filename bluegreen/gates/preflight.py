@@ -8,7 +8,9 @@ the file and the line:
   VACUUM or ATTACH, or a companion that fails where it will run: `MigrationInvalid` (exit 2);
 - a migration that will need a companion it lacks (a `_sync.sql` for what replay cannot keep
   exact, by the builder's own rule, shapes.missing_sync): `CompanionMissing` (exit 3), naming
-  the file to create. Not asked of `deploy --offline`, which needs no sync script.
+  the file to create. Not asked of `deploy --offline`, which needs no sync script;
+- a migration whose `-- bluegreen: not-before` date has not come (gates/notbefore.py):
+  `NotYetDue` (exit 3), online and offline.
 
 `plan` and `status` report them and exit with their code; `prepare` and `deploy` refuse with the
 first (all of them in its details) before the free-space estimate, the hooks, the backup and
@@ -25,6 +27,7 @@ import apsw
 
 from bluegreen.engine import dryrun, migrations, shapes
 from bluegreen.errors import EXIT_OK, BluegreenError
+from bluegreen.gates import notbefore
 
 _WHERE = re.compile(r"^(?P<file>[^\n]+?\.sql)(?::(?P<line>\d+))?: ")
 
@@ -79,15 +82,16 @@ def check(blue: Path, pending: list[migrations.Migration], *, online: bool = Tru
     if not pending:
         return Preflight(())
     try:
+        due = tuple(notbefore.refusals(Path(blue), pending))
         found = dryrun.run(blue, pending)
     except apsw.Error as exc:  # e.g. a full disk: prepare itself meets it and says so
         return Preflight((), f"cannot read the schema of {Path(blue).name} ({exc})")
     if found.uncopied:
         name, why = next(iter(found.uncopied.items()))
         return Preflight(
-            (), f"{name} of {Path(blue).name} cannot be made without the application ({why}); prepare checks instead"
+            due, f"{name} of {Path(blue).name} cannot be made without the application ({why}); prepare checks instead"
         )
-    findings = list(found.problems)
+    findings = [*due, *found.problems]
     tables: tuple[tuple[str, str], ...] = ()
     if online and found.reshape is not None:
         refused = shapes.missing_sync(found.reshape, pending, found.effects)

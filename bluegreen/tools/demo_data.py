@@ -100,7 +100,7 @@ def _metadata(rng: random.Random, platform: str | None, created: int) -> tuple[s
             "acodec": "mp4a.40.2",
         }
         if rng.random() < 0.1:
-            meta["tags"] = rng.sample(_WORDS, 3)  # a key v2 has no column for: must survive in extra_json
+            meta["tags"] = rng.sample(_WORDS, 3)  # a key v2 has no column for: an "extra" content_metadata row
     elif name == "tiktok":
         aweme = str(rng.randrange(7_000_000_000_000_000_000, 7_400_000_000_000_000_000))
         user = rng.choice(_NAMES).split()[0].lower()

@@ -1,17 +1,20 @@
--- 002: the Social Download Manager v2.0 schema: content_v1's JSON blobs become typed, normalized
--- tables. This file only creates tables and seed rows; 003 moves the data and builds the indexes
--- that are cheaper to build after a bulk load. schema_migrations is bluegreen's own table (the
--- 11th core table) and is not created here.
+-- 002: the Social Download Manager v2.0 schema in the shape of the SDM migration plan: content_v1's
+-- JSON blobs become the plan's typed `content` columns and its key-value `content_metadata`.
+-- This file only creates tables and seed rows; 003 moves the data and builds the indexes that are
+-- cheaper to build after a bulk load. schema_migrations is bluegreen's own history table (it has
+-- the plan's migration_file, rollback_file, executed_at and rollback_notes columns) and
+-- migration_performance_tests is the performance gate's: neither is created here.
 --
 -- Conventions that make the migration lossless and revertible (003 relies on them):
---   * ids are kept: content.id = content_v1.id, downloads.id = downloads_v1.id; a child row that
---     v1 held inline (metadata, quality, download_info, error_message) gets its parent's id.
---   * typed columns hold a value only when the v1 JSON value already had that type; anything
---     else stays verbatim in extra_json (valid JSON objects) or raw_* (text that was not a JSON
---     object), so nothing is ever lost and a revert can rebuild the v1 JSON.
+--   * ids are kept: content.id = content_v1.id, downloads.id = downloads_v1.id; a v1 error
+--     message (held inline) arrives as the download_errors row with its download's id.
+--   * every key of a v1 metadata / download_info object has exactly one home: a typed content
+--     column (only when the JSON value already had the column's type and passes its CHECK) or a
+--     content_metadata row under a name that maps back to the v1 key; text that was not a JSON
+--     object is a 'raw' row, verbatim. Nothing is ever lost and a revert rebuilds the v1 JSON.
 --   * v1_* columns keep the verbatim v1 value next to its normalized form ('YouTube', ' tiktok ').
 --   * CHECK constraints hold for every migrated row: values that would break them are not put in
---     the typed column (they stay in extra_json), rather than failing the migration.
+--     the typed column (they become content_metadata rows), rather than failing the migration.
 
 -- Platforms: the three v1 knew, plus 'unknown' for a missing or unusable platform value. 003 adds
 -- one row per other distinct lower-cased, trimmed value it finds ('vimeo', 'twitter'), so v2 can
@@ -30,39 +33,65 @@ INSERT INTO platforms (id, name, display_name, base_url) VALUES
   (3, 'instagram', 'Instagram', 'https://www.instagram.com'),
   (4, 'unknown', 'Unknown', NULL);
 
--- One row per downloadable item. Column types of verbatim v1 values match v1's, so SQLite's type
--- affinity stores exactly what v1 stored.
+-- One row per downloadable item: the plan's content (003's column list). Each v1 metadata /
+-- download_info key the plan gives a column lands here when its JSON value has exactly the
+-- column's type (and passes its CHECK); every other key is a content_metadata row. Column types of
+-- verbatim v1 values match v1's, so SQLite's type affinity stores exactly what v1 stored.
 CREATE TABLE content (
   id INTEGER PRIMARY KEY,                                  -- = content_v1.id
   platform_id INTEGER NOT NULL REFERENCES platforms(id),
-  platform_content_id TEXT,       -- YouTube id, TikTok aweme_id, Instagram pk (as text)
-  original_url TEXT NOT NULL,
+  original_url TEXT NOT NULL,                              -- content_v1.url
   title TEXT,
-  author TEXT,
-  uploader_id TEXT,
-  content_type TEXT,              -- 'video', 'short', 'reel', 'image', 'carousel', ...
-  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  v1_platform TEXT                -- content_v1.platform verbatim (NULL, 'YouTube', ' tiktok ', ...)
-);
-
--- Exactly one row per content (v1 had one metadata blob per row, possibly NULL).
-CREATE TABLE content_metadata (
-  content_id INTEGER PRIMARY KEY REFERENCES content(id) ON DELETE CASCADE,
-  description TEXT,
-  duration_seconds NUMERIC CHECK (duration_seconds >= 0),  -- integer, or real with a fraction
+  description TEXT,                                        -- metadata.description
+  content_type TEXT,                                       -- metadata.content_type: 'video', 'short', 'reel', ...
+  status TEXT,                                             -- download_info.status: 'completed', 'failed', ...
+  author_name TEXT,                                        -- content_v1.author
+  author_id TEXT,                                          -- metadata.uploader_id (when text)
+  duration_seconds NUMERIC CHECK (duration_seconds >= 0),  -- metadata.duration: integer, or real with a fraction
+  file_size_bytes INTEGER CHECK (file_size_bytes >= 0),    -- download_info.file_size
   view_count INTEGER CHECK (view_count >= 0),
   like_count INTEGER CHECK (like_count >= 0),
   comment_count INTEGER CHECK (comment_count >= 0),
-  upload_date TEXT CHECK (upload_date IS NULL OR date(upload_date) = upload_date),  -- YYYY-MM-DD
-  extra_json TEXT CHECK (extra_json IS NULL OR (json_valid(extra_json) AND json_type(extra_json) = 'object')),
-                                  -- the v1 object minus the keys moved into typed columns
-  raw_metadata TEXT,              -- v1 metadata verbatim when it was not a JSON object
-  CHECK (extra_json IS NULL OR raw_metadata IS NULL)
+  published_at TEXT CHECK (published_at IS NULL OR date(published_at) IS NOT NULL),
+                                                           -- metadata.upload_date YYYYMMDD as 'YYYY-MM-DD'
+  local_file_path TEXT,                                    -- download_info.file_path
+  thumbnail_path TEXT,                                     -- download_info.thumbnail_path
+  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,          -- kept current by content_touch_updated_at (003)
+  v1_platform TEXT                -- content_v1.platform verbatim (NULL, 'YouTube', ' tiktok ', ...)
 );
 
--- Formats a content is available in. v1 recorded one (width/height/fps/codecs in metadata): it
--- arrives as the selected option, id = content id.
+-- The plan's flexible metadata: one row per key. metadata_type says where the key came from:
+--   platform_specific  the platform's own id under the plan's name (youtube_video_id = YouTube's
+--                      'id', tiktok_video_id = TikTok's 'aweme_id', instagram_media_id = 'pk')
+--   video_specs        resolution_width, resolution_height, fps, video_codec, audio_codec
+--                      (v1's width, height, fps, vcodec, acodec)
+--   extra              every other metadata key, under its v1 name (also a key the plan gives a
+--                      content column when its value did not fit it: duration '3:45')
+--   download_info      every download_info key with no content column, under its v1 name
+--   raw                metadata_key 'metadata' / 'download_info': the v1 text verbatim when it
+--                      was not a JSON object with keys ('N/A', '', '[..]', a blob, '{}')
+-- data_type: integer, float, string (the plan's), boolean, null, json (an array or object, or a
+-- number whose JSON text SQLite would not give back as written: 1.50, 1e5, 2^80), blob.
+-- metadata_value has no declared type, so each value keeps its SQLite type (29.97 stays a real,
+-- '1920' stays text) and comparisons are numeric where the value is a number. A key appears once
+-- per content: (content_id, metadata_type, metadata_key) is the primary key (WITHOUT ROWID: no
+-- surrogate id and no second index over the same columns, a third smaller than with one; a row's
+-- captured key names its content, so a revert finds the v1 row of a deleted key).
+CREATE TABLE content_metadata (
+  content_id INTEGER NOT NULL REFERENCES content(id) ON DELETE CASCADE,
+  metadata_type TEXT NOT NULL
+    CHECK (metadata_type IN ('platform_specific', 'video_specs', 'extra', 'download_info', 'raw')),
+  metadata_key TEXT NOT NULL,
+  metadata_value,
+  data_type TEXT NOT NULL CHECK (data_type IN ('integer', 'float', 'string', 'boolean', 'null', 'json', 'blob')),
+  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  CHECK (data_type <> 'json' OR json_valid(metadata_value)),
+  PRIMARY KEY (content_id, metadata_type, metadata_key)
+) WITHOUT ROWID;
+
+-- Formats a content is available in: new in v2 (v1's one format arrives as video_specs rows in
+-- content_metadata), empty after the migration.
 CREATE TABLE quality_options (
   id INTEGER PRIMARY KEY,
   content_id INTEGER NOT NULL REFERENCES content(id) ON DELETE CASCADE,
@@ -94,9 +123,9 @@ CREATE TABLE downloads (
   CHECK (content_id IS NULL OR orphan_content_id IS NULL)
 );
 
--- What the UI shows for a content's download run: status, file, size, thumbnail. v1 kept the
--- latest one inline (content_v1.download_info); it arrives with id = content id. v2 adds one row
--- per run; the newest (highest id) is the current one.
+-- One row per download run of a content: new in v2 (v1's inline download_info arrives in content's
+-- status / file_size_bytes / local_file_path / thumbnail_path and download_info rows), empty
+-- after the migration.
 CREATE TABLE download_sessions (
   id INTEGER PRIMARY KEY,
   content_id INTEGER NOT NULL REFERENCES content(id) ON DELETE CASCADE,
@@ -105,10 +134,7 @@ CREATE TABLE download_sessions (
   file_path TEXT,
   file_size INTEGER CHECK (file_size >= 0),
   thumbnail_path TEXT,
-  extra_json TEXT CHECK (extra_json IS NULL OR (json_valid(extra_json) AND json_type(extra_json) = 'object')),
-  raw_info TEXT,                  -- v1 download_info verbatim when it was not a JSON object
-  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  CHECK (extra_json IS NULL OR raw_info IS NULL)
+  created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP
 );
 
 -- Error history of a download (v1 kept the last message inline: it arrives with id = download id).
@@ -135,14 +161,17 @@ CREATE TABLE content_tags (
 );
 CREATE INDEX content_tags_tag ON content_tags (tag_id);
 
+-- The plan's application_settings (008's columns: setting_key, setting_value, description), plus
+-- the type of each value and when it last changed.
 CREATE TABLE application_settings (
-  key TEXT PRIMARY KEY,
-  value TEXT,
-  value_type TEXT NOT NULL DEFAULT 'string' CHECK (value_type IN ('string', 'integer', 'boolean', 'path', 'json')),
+  setting_key TEXT PRIMARY KEY,
+  setting_value TEXT,
   description TEXT,
+  value_type TEXT NOT NULL DEFAULT 'string'
+    CHECK (value_type IN ('string', 'integer', 'boolean', 'path', 'json', 'date')),
   updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 );
-INSERT INTO application_settings (key, value, value_type, description) VALUES
+INSERT INTO application_settings (setting_key, setting_value, value_type, description) VALUES
   ('download_directory', '~/Downloads/SocialDownloadManager', 'path', 'where finished files go'),
   ('max_concurrent_downloads', '3', 'integer', 'downloads running at once'),
   ('default_quality', 'best', 'string', 'format picked when the user does not choose'),
@@ -150,23 +179,44 @@ INSERT INTO application_settings (key, value, value_type, description) VALUES
   ('max_retries', '3', 'integer', 'retries before a download is marked failed'),
   ('theme', 'system', 'string', 'light, dark or system'),
   ('language', 'en', 'string', 'UI language'),
-  ('data_version', '2.0.0', 'string', 'the application data format of this file');
+  ('data_version', '2.0.0', 'string', 'the application data format of this file'),
+  ('old_schema_cleanup_date', NULL, 'date',
+   'content_v1_backup and downloads_v1_backup may be dropped from this day on (set by release 2.0.1)');
 
--- Progress of the data migration, one row per step (003 fills them in). records_processed counts
--- rows written to the step's table, total_records rows in its v1 source table; the sync script
--- keeps both current while green catches up.
+-- The plan's migration_status (Phase 1.1), one row per step of the data migration (003 fills
+-- them in). migration_id is '<version>:<step>'. records_processed counts rows written to the
+-- step's table, total_records rows in its v1 source table; the sync script keeps both current
+-- while green catches up.
 CREATE TABLE migration_status (
-  id INTEGER PRIMARY KEY,
-  migration_version TEXT NOT NULL,
-  step TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'completed', 'failed')),
-  records_processed INTEGER NOT NULL DEFAULT 0 CHECK (records_processed >= 0),
-  total_records INTEGER CHECK (total_records >= 0),
+  migration_id TEXT PRIMARY KEY,
+  description TEXT NOT NULL,
   started_at TIMESTAMP,
   completed_at TIMESTAMP,
+  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'completed', 'failed')),
   error_message TEXT,
-  UNIQUE (migration_version, step)
+  records_processed INTEGER NOT NULL DEFAULT 0 CHECK (records_processed >= 0),
+  total_records INTEGER CHECK (total_records >= 0)
 );
-INSERT INTO migration_status (migration_version, step) VALUES
-  ('2.0.0', 'platforms'), ('2.0.0', 'content'), ('2.0.0', 'content_metadata'), ('2.0.0', 'quality_options'),
-  ('2.0.0', 'download_sessions'), ('2.0.0', 'downloads'), ('2.0.0', 'download_errors');
+INSERT INTO migration_status (migration_id, description) VALUES
+  ('2.0.0:platforms', 'platform rows: the seeded ones and every other platform the v1 rows name'),
+  ('2.0.0:content', 'one content row per content_v1 row, id kept'),
+  ('2.0.0:content_metadata', 'one row per v1 metadata / download_info key without a content column'),
+  ('2.0.0:downloads', 'one downloads row per downloads_v1 row, id kept'),
+  ('2.0.0:download_errors', 'one download_errors row per downloads_v1 error_message');
+
+-- The audit trail ("audit trails and versioning throughout"): one row per change an application
+-- makes to content after cutover, written by 003's triggers (what changed: the old and new values
+-- of the columns that changed, as JSON objects; when). bluegreen's own connections run with
+-- triggers off, so the load, the sync script and replay never write here: history starts at the
+-- cutover, and a revert does not carry it back (v1 has no history; the rollback script declares
+-- it and leaves it). The plan's data_integrity_monitor view is created by 003 (it reads 003's tables).
+CREATE TABLE content_history (
+  id INTEGER PRIMARY KEY,
+  content_id INTEGER NOT NULL,                -- no foreign key: the history of a deleted row stays
+  operation TEXT NOT NULL CHECK (operation IN ('insert', 'update', 'delete')),
+  changed_columns TEXT,                       -- JSON array of column names
+  old_values TEXT,                            -- JSON object, NULL for an insert
+  new_values TEXT,                            -- JSON object, NULL for a delete
+  changed_at TIMESTAMP NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+CREATE INDEX content_history_content ON content_history (content_id, id);

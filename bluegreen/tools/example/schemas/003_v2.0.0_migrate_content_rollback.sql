@@ -1,32 +1,35 @@
--- bluegreen: carries content, content_metadata, quality_options, download_sessions, downloads, download_errors
--- (platforms is not declared: a platform no content row uses has no v1 home, so a platform change
--- makes revert refuse until the operator accepts the loss; the rows are then exported first.
--- Within the declared tables, rows v1 cannot hold — see "latest-wins" below — are listed in
--- temp.bluegreen_uncarried at the end of this file, and revert refuses them the same way.)
+-- bluegreen: carries content, content_metadata, downloads, download_errors, content_history
+-- (content_history is the v2 audit trail: v1 has no history, so its rows are knowingly left
+-- behind; the content changes it records are carried. platforms is not declared: a platform no
+-- content row uses has no v1 home, so a platform change makes revert refuse until the operator
+-- accepts the loss; the rows are then exported first. quality_options, download_sessions, tags
+-- and content_tags are v2-only and not declared either. Within the declared tables, rows v1
+-- cannot hold — see "latest-wins" below — are listed in temp.bluegreen_uncarried at the end of
+-- this file, and revert refuses them the same way.)
 -- Rollback for 003, on blue (the v1.2.1 file, as main) during a revert, with green (the v2 file)
 -- attached read-only as `source` and green's changed keys in temp.bluegreen_changes. It carries
 -- post-cutover v2 writes back into content_v1 / downloads_v1: every v1 row that a changed v2 row
 -- stands for is rebuilt from green's current v2 rows through the legacy_* views 003 created in
--- green (v2 → v1 shape: metadata and download_info JSON rebuilt from the typed columns plus
--- extra_json / raw_*), upserted by id, or deleted when its v2 row is gone. It reads only green's
--- v2 tables, never green's content_v1 / downloads_v1 copies (the app stopped writing those at
--- cutover). Idempotent: it writes the current green state, so running it twice changes nothing.
+-- green (v2 → v1 shape: metadata and download_info JSON rebuilt from the typed content columns
+-- and the content_metadata rows), upserted by id, or deleted when its v2 row is gone. It reads
+-- only green's v2 tables, never green's content_v1 / downloads_v1 copies (the app stopped
+-- writing those at cutover). Idempotent: it writes the current green state, so running it twice
+-- changes nothing.
 --
 -- Contract it relies on (DESIGN.md, "Sync and rollback scripts"):
---   * changed-keys: temp.bluegreen_changes names green rows by rowid: content,
---     content_metadata (rowid = content_id), quality_options, download_sessions, platforms,
---     downloads, download_errors.
---   * parent-touch: deleting or re-parenting a quality_options / download_sessions /
---     download_errors row leaves no trace of its old parent in its own key, so 003's triggers
---     touch the old parent with a no-op UPDATE; green's change capture must record that update
---     (AFTER UPDATE triggers fire for every updated row, changed or not).
---   * latest-wins: v1 holds one format, one download summary and one error per row: the selected
---     quality option, the newest session (highest id) and the newest error (highest id).
---   * v2-only data is not carried back: tags, content_tags, application_settings,
---     migration_status, quality options that are not selected, older sessions and errors, and
---     text raw_metadata once a typed value is set (v1 then gets JSON built from the typed values).
---     Changes to tags / content_tags / application_settings have no v1 home: the controller must
---     count them as changes that cannot be carried back.
+--   * changed-keys: temp.bluegreen_changes names green rows by rowid: content, platforms,
+--     downloads, download_errors; content_metadata (WITHOUT ROWID) by its quote()d primary key
+--     `content_id,'type','key'` (an update that moves a row names the old and the new key);
+--     content_history is ignored.
+--   * parent-touch: deleting or re-parenting a download_errors row leaves no trace of its old
+--     download in its own key, so 003's triggers touch the old download with a no-op UPDATE;
+--     green's change capture must record that update (AFTER UPDATE triggers fire for every
+--     updated row, changed or not).
+--   * latest-wins: v1 holds one error per download: the newest (highest id).
+--   * v2-only data is not carried back: content columns v1 has no place for (updated_at),
+--     content_history, tags, content_tags, quality_options, download_sessions,
+--     application_settings, migration_status, older errors, and a 'raw' row once a key is set
+--     (v1 then gets the JSON object of the keys).
 
 DROP TABLE IF EXISTS temp.bg003_rb_content;
 DROP TABLE IF EXISTS temp.bg003_rb_downloads;
@@ -35,13 +38,11 @@ CREATE TEMP TABLE bg003_rb_downloads (id INTEGER PRIMARY KEY);
 
 -- content_v1 rows to rebuild (CAST: a rowid key may arrive as an integer or as its quote()d digits)
 INSERT OR IGNORE INTO temp.bg003_rb_content (id)
-SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name IN ('content', 'content_metadata')
+SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name = 'content'
 UNION ALL
-SELECT q.content_id FROM source.quality_options q
-WHERE q.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name = 'quality_options')
-UNION ALL
-SELECT s.content_id FROM source.download_sessions s
-WHERE s.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes WHERE table_name = 'download_sessions')
+-- a content_metadata key (WITHOUT ROWID) is its quote()d primary key: content_id first
+SELECT CAST(substr(row_key, 1, instr(row_key, ',') - 1) AS INTEGER) FROM temp.bluegreen_changes
+WHERE table_name = 'content_metadata'
 UNION ALL
 -- a renamed platform changes content_v1.platform of all its rows
 SELECT c.id FROM source.content c
@@ -84,21 +85,10 @@ WHERE id IN (SELECT id FROM temp.bg003_rb_content)
 DROP TABLE temp.bg003_rb_content;
 DROP TABLE temp.bg003_rb_downloads;
 
--- Changed rows v1 has no place for (latest-wins): a quality option that is not the selected one,
--- a session that is not its content's newest, an error that is not its download's newest. The
--- controller refuses the revert (nothing changed) unless the operator accepts the loss.
+-- Changed rows v1 has no place for (latest-wins): an error that is not its download's newest.
+-- The controller refuses the revert (nothing changed) unless the operator accepts the loss.
 CREATE TEMP TABLE IF NOT EXISTS bluegreen_uncarried (table_name TEXT, row_key);
 INSERT INTO temp.bluegreen_uncarried (table_name, row_key)
-SELECT 'quality_options', q.id FROM source.quality_options q
-WHERE q.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
-               WHERE table_name = 'quality_options' AND present = 1)
-  AND q.is_selected = 0
-UNION ALL
-SELECT 'download_sessions', s.id FROM source.download_sessions s
-WHERE s.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
-               WHERE table_name = 'download_sessions' AND present = 1)
-  AND s.id < (SELECT max(n.id) FROM source.download_sessions n WHERE n.content_id = s.content_id)
-UNION ALL
 SELECT 'download_errors', e.id FROM source.download_errors e
 WHERE e.id IN (SELECT CAST(row_key AS INTEGER) FROM temp.bluegreen_changes
                WHERE table_name = 'download_errors' AND present = 1)

@@ -2,20 +2,23 @@
 -- main.downloads_v1 equal to blue for the changed keys in temp.bluegreen_changes; this script
 -- re-derives the v2 rows of exactly those keys through the same migrate_v1_* views 003 loaded
 -- with: delete the derived rows, insert them again from the current v1 rows. Running it twice on
--- the same batch gives the same result (idempotent). Reads main only (the `source` schema is not
--- needed: main's v1 tables are already current).
+-- the same batch gives the same result (idempotent). Reads main only (the
+-- `source` schema is not needed: main's v1 tables are already current). It runs with triggers
+-- off (bluegreen's connections), so the audit triggers do not fire: updated_at stays created_at.
 --
 -- Contract it relies on (DESIGN.md, "Sync and rollback scripts"):
 --   * changed-keys: temp.bluegreen_changes names content_v1 / downloads_v1 rows by rowid (= id);
 --     other table names are ignored.
 --   * replay-first: main.content_v1 / main.downloads_v1 already hold the current rows.
---   * one-to-one ids: content.id = content_v1.id, downloads.id = downloads_v1.id, and the child
---     rows v1 held inline carry their parent's id, so re-deriving a key touches only its rows.
+--   * one-to-one ids: content.id = content_v1.id, downloads.id = downloads_v1.id, and the
+--     content_metadata / download_errors rows of a key are found by their parent's id, so
+--     re-deriving a key touches only its rows.
 --   * pre-cutover: until cutover only this script writes the v2 tables.
 
--- Keys to re-derive (CAST: a rowid key may arrive as an integer or as its quote()d digits). A changed content row also re-derives the downloads that point at it,
--- including orphans: a content row that appears (or disappears) turns its downloads from orphan
--- to linked (or back) without those download rows changing in v1.
+-- Keys to re-derive (CAST: a rowid key may arrive as an integer or as its quote()d digits). A
+-- changed content row also re-derives the downloads that point at it, including orphans: a
+-- content row that appears (or disappears) turns its downloads from orphan to linked (or back)
+-- without those download rows changing in v1.
 DROP TABLE IF EXISTS temp.bg003_content_keys;
 DROP TABLE IF EXISTS temp.bg003_download_keys;
 CREATE TEMP TABLE bg003_content_keys (id INTEGER PRIMARY KEY);
@@ -33,30 +36,25 @@ SELECT d.id FROM downloads d WHERE d.orphan_content_id IN (SELECT id FROM temp.b
 -- content_v1 (downloads and downloads_v1) were one-to-one before this batch, so the old v1 count
 -- of the keys is their old v2 count.
 UPDATE migration_status
-SET records_processed = records_processed - CASE step
-      WHEN 'content' THEN (SELECT count(*) FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys))
-      WHEN 'content_metadata' THEN
+SET records_processed = records_processed - CASE migration_id
+      WHEN '2.0.0:content' THEN (SELECT count(*) FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys))
+      WHEN '2.0.0:content_metadata' THEN
         (SELECT count(*) FROM content_metadata WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-      WHEN 'quality_options' THEN
-        (SELECT count(*) FROM quality_options WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-      WHEN 'download_sessions' THEN
-        (SELECT count(*) FROM download_sessions WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-      WHEN 'downloads' THEN (SELECT count(*) FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys))
-      WHEN 'download_errors' THEN
+      WHEN '2.0.0:downloads' THEN
+        (SELECT count(*) FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys))
+      WHEN '2.0.0:download_errors' THEN
         (SELECT count(*) FROM download_errors WHERE download_id IN (SELECT id FROM temp.bg003_download_keys))
       ELSE 0 END,
     total_records = total_records - CASE
-      WHEN step IN ('downloads', 'download_errors')
+      WHEN migration_id IN ('2.0.0:downloads', '2.0.0:download_errors')
         THEN (SELECT count(*) FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys))
-      WHEN step = 'platforms' THEN 0
+      WHEN migration_id = '2.0.0:platforms' THEN 0
       ELSE (SELECT count(*) FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys)) END
-WHERE migration_version = '2.0.0';
+WHERE migration_id LIKE '2.0.0:%';
 
 -- Children first, so this also works on a connection with foreign_keys on.
 DELETE FROM download_errors WHERE download_id IN (SELECT id FROM temp.bg003_download_keys);
 DELETE FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys);
-DELETE FROM download_sessions WHERE content_id IN (SELECT id FROM temp.bg003_content_keys);
-DELETE FROM quality_options WHERE content_id IN (SELECT id FROM temp.bg003_content_keys);
 DELETE FROM content_metadata WHERE content_id IN (SELECT id FROM temp.bg003_content_keys);
 DELETE FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys);
 
@@ -67,26 +65,18 @@ FROM v1_content_platform
 WHERE id IN (SELECT id FROM temp.bg003_content_keys) AND platform_name NOT IN (SELECT name FROM platforms)
 ORDER BY 1;
 
-INSERT INTO content (id, platform_id, platform_content_id, original_url, title, author, uploader_id,
-                     content_type, created_at, updated_at, v1_platform)
-SELECT id, platform_id, platform_content_id, original_url, title, author, uploader_id,
-       content_type, created_at, updated_at, v1_platform
+INSERT INTO content (id, platform_id, original_url, title, description, content_type, status, author_name, author_id,
+                     duration_seconds, file_size_bytes, view_count, like_count, comment_count, published_at,
+                     local_file_path, thumbnail_path, created_at, updated_at, v1_platform)
+SELECT id, platform_id, original_url, title, description, content_type, status, author_name, author_id,
+       duration_seconds, file_size_bytes, view_count, like_count, comment_count, published_at,
+       local_file_path, thumbnail_path, created_at, updated_at, v1_platform
 FROM migrate_v1_content WHERE id IN (SELECT id FROM temp.bg003_content_keys);
 
-INSERT INTO content_metadata (content_id, description, duration_seconds, view_count, like_count, comment_count,
-                              upload_date, extra_json, raw_metadata)
-SELECT content_id, description, duration_seconds, view_count, like_count, comment_count,
-       upload_date, extra_json, raw_metadata
-FROM migrate_v1_content_metadata WHERE content_id IN (SELECT id FROM temp.bg003_content_keys);
-
-INSERT INTO quality_options (id, content_id, quality_label, width, height, fps, vcodec, acodec, is_selected)
-SELECT id, content_id, quality_label, width, height, fps, vcodec, acodec, is_selected
-FROM migrate_v1_quality_options WHERE id IN (SELECT id FROM temp.bg003_content_keys);
-
-INSERT INTO download_sessions (id, content_id, download_id, status, file_path, file_size, thumbnail_path,
-                               extra_json, raw_info, created_at)
-SELECT id, content_id, download_id, status, file_path, file_size, thumbnail_path, extra_json, raw_info, created_at
-FROM migrate_v1_download_sessions WHERE id IN (SELECT id FROM temp.bg003_content_keys);
+INSERT INTO content_metadata (content_id, metadata_type, metadata_key, metadata_value, data_type, created_at)
+SELECT content_id, metadata_type, metadata_key, metadata_value, data_type, created_at
+FROM migrate_v1_content_metadata WHERE content_id IN (SELECT id FROM temp.bg003_content_keys)
+ORDER BY content_id, metadata_type, metadata_key;
 
 INSERT INTO downloads (id, content_id, orphan_content_id, status, progress, file_path, started_at, finished_at,
                        v1_status)
@@ -99,26 +89,23 @@ FROM migrate_v1_download_errors WHERE id IN (SELECT id FROM temp.bg003_download_
 
 -- migration_status, part 2: add what the new rows count.
 UPDATE migration_status
-SET records_processed = CASE step
-      WHEN 'platforms' THEN (SELECT count(*) FROM platforms)
-      ELSE records_processed + CASE step
-        WHEN 'content' THEN (SELECT count(*) FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys))
-        WHEN 'content_metadata' THEN
+SET records_processed = CASE migration_id
+      WHEN '2.0.0:platforms' THEN (SELECT count(*) FROM platforms)
+      ELSE records_processed + CASE migration_id
+        WHEN '2.0.0:content' THEN (SELECT count(*) FROM content WHERE id IN (SELECT id FROM temp.bg003_content_keys))
+        WHEN '2.0.0:content_metadata' THEN
           (SELECT count(*) FROM content_metadata WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-        WHEN 'quality_options' THEN
-          (SELECT count(*) FROM quality_options WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-        WHEN 'download_sessions' THEN
-          (SELECT count(*) FROM download_sessions WHERE content_id IN (SELECT id FROM temp.bg003_content_keys))
-        WHEN 'downloads' THEN (SELECT count(*) FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys))
-        WHEN 'download_errors' THEN
+        WHEN '2.0.0:downloads' THEN
+          (SELECT count(*) FROM downloads WHERE id IN (SELECT id FROM temp.bg003_download_keys))
+        WHEN '2.0.0:download_errors' THEN
           (SELECT count(*) FROM download_errors WHERE download_id IN (SELECT id FROM temp.bg003_download_keys))
         ELSE 0 END END,
     total_records = CASE
-      WHEN step = 'platforms' THEN (SELECT count(*) FROM platforms)
-      WHEN step IN ('downloads', 'download_errors')
+      WHEN migration_id = '2.0.0:platforms' THEN (SELECT count(*) FROM platforms)
+      WHEN migration_id IN ('2.0.0:downloads', '2.0.0:download_errors')
         THEN total_records + (SELECT count(*) FROM downloads_v1 WHERE id IN (SELECT id FROM temp.bg003_download_keys))
       ELSE total_records + (SELECT count(*) FROM content_v1 WHERE id IN (SELECT id FROM temp.bg003_content_keys)) END
-WHERE migration_version = '2.0.0';
+WHERE migration_id LIKE '2.0.0:%';
 
 DROP TABLE temp.bg003_content_keys;
 DROP TABLE temp.bg003_download_keys;
