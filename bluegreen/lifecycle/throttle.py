@@ -1,0 +1,173 @@
+"""Throttling: the build of green gives way while the application's writes on blue wait too long.
+
+What the application feels is what is measured: every `probe_interval_ms` the controller commits a
+probe write on blue (a row put into bluegreen's own meta table and taken out again in the same
+transaction, so nothing is left and capture never sees it: the meta table is not captured) at
+`synchronous=FULL`, as an application commits, and times it, lock wait included. While it takes
+longer than `[throttle] max_write_wait_ms`, or while the flag file exists (`bluegreen throttle
+on`), every pause point of the build stops there: a snapshot copy chunk, a migration (SQLite's
+progress handler, inside a statement), a catch-up batch, a gate query. Nothing is paused while
+blue's write lock is held (the cutover's barrier is bounded by its own budget), and the probe
+runs only where capture is installed on blue.
+
+The bound: throttled time is counted per command. Past `[throttle] max_throttled_s`, a throttle
+by the probe is lifted for the rest of the command (a busy application must not keep a deploy
+from ever finishing; a note says so), and one by the flag file fails with `Throttled` (nothing
+switched; remove the flag, then run the command again).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import apsw
+
+from bluegreen.config import Config
+from bluegreen.engine.db import open_db
+from bluegreen.errors import Throttled
+from bluegreen.files.contract import META_TABLE
+from bluegreen.files.journal import Store
+from bluegreen.results import Timer
+
+PROBE_KEY = "throttle_probe"
+FLAG_NAME = "throttle"  # in .bluegreen/ unless [throttle] flag_file says where
+
+Note = Callable[[str, dict], None]
+
+
+def flag_path(config: Config, store: Store) -> Path:
+    return config.throttle.flag_file or store.state_dir / FLAG_NAME
+
+
+class Throttle:
+    """Pause points for one command's work on green, judged by blue's probe and the flag file."""
+
+    def __init__(self, config: Config, store: Store, blue: Path, note: Note | None = None):
+        self.settings = config.throttle
+        self.store = store
+        self.blue = Path(blue)
+        self.flag = flag_path(config, store)
+        self.note = note or (lambda message, fields: None)
+        self.throttled_s = 0.0  # this command's time paused so far
+        self.pauses = 0
+        self.lifted = False  # the bound was reached: the probe no longer throttles
+        self._probe_conn: apsw.Connection | None = None
+        self._last_probe = 0.0
+        self._last_reason = ""
+
+    # -- the signals -----------------------------------------------------------------------------
+    def probe_ms(self) -> float | None:
+        """One probe write's commit on blue, lock wait included; None where there is nothing to
+        probe (no meta table: capture not installed) or blue refuses it (fenced)."""
+        conn = self._probe_conn
+        if conn is None:
+            conn = self._probe_conn = open_db(self.blue, busy_timeout_ms=max(1, 20 * self.settings.max_write_wait_ms))
+            conn.execute("PRAGMA synchronous = FULL")
+        clock = Timer()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"INSERT OR REPLACE INTO main.{META_TABLE}(key, value) VALUES (?, ?)", (PROBE_KEY, 1))
+                conn.execute(f"DELETE FROM main.{META_TABLE} WHERE key = ?", (PROBE_KEY,))
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.getautocommit():
+                    conn.execute("ROLLBACK")
+                raise
+        except apsw.BusyError:
+            return clock.ms  # it waited out its busy timeout: far over the limit
+        except apsw.Error:
+            return None
+        return clock.ms
+
+    def reason(self) -> str:
+        """Why to pause now, or "" (probes at most every probe_interval_ms; the flag every call)."""
+        if self.flag.exists():
+            return f"the flag file {self.flag} exists (`bluegreen throttle off` removes it)"
+        limit = self.settings.max_write_wait_ms
+        if not limit or self.lifted:
+            return ""
+        now = time.monotonic()
+        if now - self._last_probe < self.settings.probe_interval_ms / 1000:
+            return self._last_reason
+        self._last_probe = now
+        waited = self.probe_ms()
+        self._last_reason = (
+            f"a write on {self.blue.name} waited {waited:.1f} ms (over max_write_wait_ms = {limit})"
+            if waited is not None and waited > limit
+            else ""
+        )
+        return self._last_reason
+
+    # -- the pause point -------------------------------------------------------------------------
+    def point(self, phase: str) -> None:
+        """Pause here while a signal says so; back as soon as none does (or the bound says go on)."""
+        why = self.reason()
+        if not why:
+            return
+        clock = Timer()
+        self.pauses += 1
+        self._tell("on", phase, why)
+        interval = self.settings.probe_interval_ms / 1000
+        while why:
+            if self.throttled_s + clock.ms / 1000 >= self.settings.max_throttled_s:
+                self.throttled_s += clock.ms / 1000
+                if self.flag.exists():
+                    self._tell("failed", phase, why)
+                    raise Throttled(
+                        f"throttled for {self.throttled_s:.0f} s in total ({why}), the limit "
+                        f"[throttle] max_throttled_s = {self.settings.max_throttled_s}; nothing was switched: "
+                        f"remove {self.flag} (`bluegreen throttle off`), then run the command again",
+                        details={
+                            "phase": str(phase),
+                            "throttled_s": round(self.throttled_s, 1),
+                            "flag": str(self.flag),
+                        },
+                    )
+                self.lifted = True
+                self._tell("lifted", phase, f"{why}; max_throttled_s = {self.settings.max_throttled_s} reached")
+                return
+            time.sleep(interval)
+            self._last_probe = 0.0  # probe again at once
+            why = self.reason()
+        self.throttled_s += clock.ms / 1000
+        self._tell("off", phase, f"paused {clock.ms / 1000:.1f} s")
+
+    def _tell(self, state: str, phase: str, why: str) -> None:
+        words = {
+            "on": "throttled",
+            "off": "throttle released",
+            "lifted": "throttle lifted, going on at full speed",
+            "failed": "throttled too long",
+        }[state]
+        fields = {"throttle": state, "phase": str(phase), "reason": why, "throttled_s": round(self.throttled_s, 2)}
+        self.note(f"{words} during {phase}: {why}", fields)
+        self.store.log("throttle", **fields)
+
+    def close(self) -> None:
+        if self._probe_conn is not None:
+            self._probe_conn.close()
+            self._probe_conn = None
+
+
+# -- the flag file (`bluegreen throttle on|off|status`) ---------------------------------------------
+def set_flag(config: Config, store: Store, on: bool, reason: str = "") -> tuple[Path, bool]:
+    """Create or remove the flag file; returns (its path, whether anything changed)."""
+    flag = flag_path(config, store)
+    if not on:
+        try:
+            flag.unlink()
+        except FileNotFoundError:
+            return flag, False
+        return flag, True
+    existed = flag.exists()
+    if flag.parent == store.state_dir:
+        store.make_state_dir()
+    text = (reason.strip() or "throttled by hand") + "\n"
+    tmp = flag.with_name(f".{flag.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, flag)
+    return flag, not existed
