@@ -15,7 +15,7 @@ import sys
 import apsw
 import pytest
 from conftest import make_toy_project, rows
-from helpers import bluegreen
+from helpers import bluegreen, events
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="strace and /proc/self/io are Linux's")
 
@@ -29,11 +29,6 @@ def bigger_toy(tmp_path, extra: str = ""):
     conn.close()
     assert project.cli("init").code == 0
     return project
-
-
-def events(project, name: str) -> list[dict]:
-    lines = (project.data / ".bluegreen" / "events.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == name]
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")

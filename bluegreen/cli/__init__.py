@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     args.env = getattr(args, "env", None)
     if getattr(args, "force", False) and args.command in ("deploy", "cutover") and not (args.reason or "").strip():
         parser.error(f"{args.command} --force needs --reason TEXT (it is logged with who and when)")
-    if getattr(args, "reason", None) and not args.force:
+    if getattr(args, "reason", None) and args.command != "throttle" and not args.force:
         parser.error("--reason goes with --force")
     for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
@@ -79,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                 app=getattr(args, "app", ""),
                 name=getattr(args, "migration", ""),
             )
+        elif args.command == "throttle":
+            from bluegreen.lifecycle import throttle
+
+            if args.reason and args.state != "on":
+                parser.error("--reason goes with `throttle on`")
+            result = throttle.command(cfg, controller.store, args.state, args.reason)
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run)
         elif args.command == "plan":

@@ -27,10 +27,10 @@ import apsw
 
 from bluegreen.config import Config
 from bluegreen.engine.db import open_db
-from bluegreen.errors import Throttled
+from bluegreen.errors import ArgumentInvalid, Throttled
 from bluegreen.files.contract import META_TABLE
 from bluegreen.files.journal import Store
-from bluegreen.results import Timer
+from bluegreen.results import Result, Timer
 
 PROBE_KEY = "throttle_probe"
 FLAG_NAME = "throttle"  # in .bluegreen/ unless [throttle] flag_file says where
@@ -144,7 +144,8 @@ class Throttle:
             "failed": "throttled too long",
         }[state]
         fields = {"throttle": state, "phase": str(phase), "reason": why, "throttled_s": round(self.throttled_s, 2)}
-        self.note(f"{words} during {phase}: {why}", fields)
+        # under --json: {"event": "throttle", "message": ..., "throttle": "on"|"off"|"lifted"|"failed", ...}
+        self.note(f"{words} during {phase}: {why}", {"event": "throttle", **fields})
         self.store.log("throttle", **fields)
 
     def close(self) -> None:
@@ -154,6 +155,28 @@ class Throttle:
 
 
 # -- the flag file (`bluegreen throttle on|off|status`) ---------------------------------------------
+def command(config: Config, store: Store, state: str, reason: str = "") -> Result:
+    """`bluegreen throttle on|off|status`: the flag file, as gh-ost's throttle flag. It takes no
+    lock: a running prepare, deploy or cutover sees the flag at its next pause point."""
+    flag = flag_path(config, store)
+    if state == "status":
+        on = flag.exists()
+        why = flag.read_text(encoding="utf-8", errors="replace").strip() if on else ""
+        message = f"throttle is on ({why}): {flag} exists" if on else f"throttle is off: {flag} does not exist"
+        return Result("throttle", message, data={"throttle": "on" if on else "off", "flag": str(flag), "reason": why})
+    _, changed = set_flag(config, store, state == "on", reason)
+    store.log("throttle_flag", state=state, changed=changed, flag=str(flag))
+    if state == "on":
+        message = (
+            f"throttle on: {flag} {'created' if changed else 'was there already'}; a running build pauses at its "
+            f"next pause point until `bluegreen throttle off` (at most [throttle] max_throttled_s = "
+            f"{config.throttle.max_throttled_s} s, then it fails with nothing switched)"
+        )
+    else:
+        message = f"throttle off: {flag} {'removed' if changed else 'was not there'}; a paused build goes on"
+    return Result("throttle", message, data={"throttle": state, "flag": str(flag), "changed": changed})
+
+
 def set_flag(config: Config, store: Store, on: bool, reason: str = "") -> tuple[Path, bool]:
     """Create or remove the flag file; returns (its path, whether anything changed)."""
     flag = flag_path(config, store)
@@ -164,9 +187,17 @@ def set_flag(config: Config, store: Store, on: bool, reason: str = "") -> tuple[
             return flag, False
         return flag, True
     existed = flag.exists()
+    if existed and not reason.strip():
+        return flag, False  # keep the reason it was turned on with
     if flag.parent == store.state_dir:
         store.make_state_dir()
-    text = (reason.strip() or "throttled by hand") + "\n"
+    if not flag.parent.is_dir():
+        raise ArgumentInvalid.with_hint(
+            f"{flag}: the throttle flag's folder does not exist; nothing was changed",
+            "create it, or point [throttle] flag_file somewhere that exists",
+            sep=": ",
+        )
+    text = (" ".join(reason.split()) or "throttled by hand") + "\n"
     tmp = flag.with_name(f".{flag.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, flag)
