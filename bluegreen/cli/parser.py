@@ -241,7 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
                     )
                 parsed.add_argument("source", metavar="FILE", help="the exported SQL, or - to read stdin")
         if name == "throttle":
-            command.add_argument("state", choices=("on", "off", "status"), help="on, off, or status")
+            command.add_argument(
+                "state",
+                choices=("on", "off", "status"),
+                help="on: create the flag file (a running build pauses at its next pause point, at most "
+                "[throttle] max_throttled_s); off: remove it (the build goes on); status: say which",
+            )
             command.add_argument(
                 "--reason", metavar="TEXT", default="", help="why (throttle on): kept in the flag file and shown"
             )

@@ -119,14 +119,16 @@ def copy(
         done, end = 0, min(db_size, total)
         step = chunk_pages * page_size
         piece = min(step, flush_bytes) if flush_bytes > 0 else step
-        reported = 0
+        reported = unflushed = 0
         while done < end:
             copied = os.copy_file_range(source, out, min(piece, end - done), done, done)
             if copied == 0:
                 break
             done += copied
-            if flush_bytes > 0:
-                os.fdatasync(out)  # at most `piece` bytes of green queued for the disk at a time
+            unflushed += copied
+            if flush_bytes > 0 and unflushed >= flush_bytes:
+                os.fdatasync(out)  # at most flush_bytes of green queued for the disk at a time
+                unflushed = 0
             if done - reported >= step or done >= end:
                 reported = done
                 ask(done // page_size, total // page_size)
