@@ -200,9 +200,10 @@ def test_the_probe_feels_a_long_write_transaction_on_blue_and_its_throttle_is_li
     notes: list[dict] = []
     throttle = Throttle(cfg, store, project.blue, lambda message, fields: notes.append(fields))
     try:
-        assert throttle.reason() == ""  # an idle blue: the probe commits at once
+        assert throttle.probe_ms() is not None  # an idle blue: the probe commits
         conn.execute("BEGIN IMMEDIATE")  # the application's long write transaction
-        throttle._last_probe = 0.0
+        assert throttle.probe_ms() >= 100  # waits out its busy timeout (20 × max_write_wait_ms)
+        until(throttle.reason, "the prober to feel the lock", **WAIT)
         why = throttle.reason()
         assert "waited" in why and "max_write_wait_ms = 5" in why
         throttle.point("catch_up")  # paused, then lifted at max_throttled_s: the build goes on

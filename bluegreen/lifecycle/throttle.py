@@ -1,6 +1,7 @@
 """Throttling: the build of green gives way while the application's writes on blue wait too long.
 
-What the application feels is what is measured: every `probe_interval_ms` the controller commits a
+What the application feels is what is measured: every `probe_interval_ms` a thread of the
+controller (beside the build, which never waits for it) commits a
 probe write on blue (a row put into bluegreen's own meta table and taken out again in the same
 transaction, so nothing is left and capture never sees it: the meta table is not captured) at
 `synchronous=FULL`, as an application commits, and times it, lock wait included. While it takes
@@ -19,6 +20,7 @@ switched; remove the flag, then run the command again).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,8 +57,10 @@ class Throttle:
         self.pauses = 0
         self.lifted = False  # the bound was reached: the probe no longer throttles
         self._probe_conn: apsw.Connection | None = None
-        self._last_probe = 0.0
-        self._last_reason = ""
+        self._prober: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._latest: float | None = None  # the last probe's wait (ms), None: none yet, or none possible
+        self._probing_since: float | None = None  # monotonic start of the probe in flight
 
     # -- the signals -----------------------------------------------------------------------------
     def probe_ms(self) -> float | None:
@@ -83,24 +87,45 @@ class Throttle:
             return None
         return clock.ms
 
+    def _probe_loop(self) -> None:
+        """The prober thread: a probe every probe_interval_ms, beside the build, so the build
+        never waits for the probe's own commit (SQLite releases the GIL while it fsyncs)."""
+        try:
+            while not self._stop.is_set():
+                self._probing_since = time.monotonic()
+                waited = self.probe_ms()
+                self._probing_since = None
+                self._latest = waited
+                self._stop.wait(self.settings.probe_interval_ms / 1000)
+        finally:
+            if self._probe_conn is not None:
+                self._probe_conn.close()
+                self._probe_conn = None
+
+    def waited_ms(self) -> float | None:
+        """What a write on blue waits now: the last probe's commit, or longer if the probe in
+        flight has waited longer already (a lock the application holds)."""
+        if self._prober is None:
+            self._prober = threading.Thread(target=self._probe_loop, name="bluegreen-throttle-probe", daemon=True)
+            self._prober.start()
+        since = self._probing_since
+        in_flight = (time.monotonic() - since) * 1000 if since is not None else None
+        latest = self._latest
+        if in_flight is not None and (latest is None or in_flight > latest):
+            return in_flight
+        return latest
+
     def reason(self) -> str:
-        """Why to pause now, or "" (probes at most every probe_interval_ms; the flag every call)."""
+        """Why to pause now, or "" (the flag first; then the prober's last word on blue)."""
         if self.flag.exists():
             return f"the flag file {self.flag} exists (`bluegreen throttle off` removes it)"
         limit = self.settings.max_write_wait_ms
         if not limit or self.lifted:
             return ""
-        now = time.monotonic()
-        if now - self._last_probe < self.settings.probe_interval_ms / 1000:
-            return self._last_reason
-        self._last_probe = now
-        waited = self.probe_ms()
-        self._last_reason = (
-            f"a write on {self.blue.name} waited {waited:.1f} ms (over max_write_wait_ms = {limit})"
-            if waited is not None and waited > limit
-            else ""
-        )
-        return self._last_reason
+        waited = self.waited_ms()
+        if waited is not None and waited > limit:
+            return f"a write on {self.blue.name} waited {waited:.1f} ms (over max_write_wait_ms = {limit})"
+        return ""
 
     # -- the pause point -------------------------------------------------------------------------
     def point(self, phase: str) -> None:
@@ -131,7 +156,6 @@ class Throttle:
                 self._tell("lifted", phase, f"{why}; max_throttled_s = {self.settings.max_throttled_s} reached")
                 return
             time.sleep(interval)
-            self._last_probe = 0.0  # probe again at once
             why = self.reason()
         self.throttled_s += clock.ms / 1000
         self._tell("off", phase, f"paused {clock.ms / 1000:.1f} s")
@@ -149,7 +173,12 @@ class Throttle:
         self.store.log("throttle", **fields)
 
     def close(self) -> None:
-        if self._probe_conn is not None:
+        """Stop the prober (its probe in flight, if any, ends within its busy timeout)."""
+        self._stop.set()
+        if self._prober is not None:
+            self._prober.join()
+            self._prober = None
+        elif self._probe_conn is not None:
             self._probe_conn.close()
             self._probe_conn = None
 
