@@ -33,6 +33,9 @@ class MigrationsConfig:
 @dataclass(frozen=True)
 class SnapshotConfig:
     pages_per_step: int = 4096  # backup pages copied between progress reports
+    # Green is built with synchronous=OFF and fdatasync'ed every this many MB written (engine/flush.py),
+    # so the disk never queues hundreds of MB of it while the application commits on blue.
+    flush_mb: int = 8
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,17 @@ class DiskConfig:
 
 
 @dataclass(frozen=True)
+class ThrottleConfig:
+    """[throttle] (lifecycle/throttle.py): the build of green pauses while a probe write on blue takes
+    longer than max_write_wait_ms (0: never by the probe), or while the flag file exists."""
+
+    max_write_wait_ms: int = 0
+    probe_interval_ms: int = 250  # how often the probe write is made (and the flag looked at, when paused)
+    max_throttled_s: int = 600  # then a probe's throttle is lifted, and a flag's fails the command
+    flag_file: Path | None = None  # default: .bluegreen/throttle beside the pointer
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -145,6 +159,7 @@ class Config:
     performance: PerformanceConfig = PerformanceConfig()
     check: CheckConfig = CheckConfig()
     disk: DiskConfig = DiskConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -177,7 +192,13 @@ DAY_S = 86_400
 _SECTIONS = {
     "database": (DatabaseConfig, {"pointer": "file", "initial": "file"}),
     "migrations": (MigrationsConfig, {"dir": "dir"}),
-    "snapshot": (SnapshotConfig, {"pages_per_step": Int(1, 1_048_576, "4 GiB of 4 KiB pages per step")}),
+    "snapshot": (
+        SnapshotConfig,
+        {
+            "pages_per_step": Int(1, 1_048_576, "4 GiB of 4 KiB pages per step"),
+            "flush_mb": Int(1, 65_536, "64 GiB between flushes"),
+        },
+    ),
     "capture": (CaptureConfig, {"guard_blob_writes": "bool"}),
     "cutover": (
         CutoverConfig,
@@ -214,6 +235,15 @@ _SECTIONS = {
     ),
     "check": (CheckConfig, {"queries": "named_sql", "sample_rows": Int(1, 10_000, "ten thousand rows")}),
     "disk": (DiskConfig, {"min_free_mb": Int(0, 16 * 1024 * 1024, "16 TiB")}),
+    "throttle": (
+        ThrottleConfig,
+        {
+            "max_write_wait_ms": Int(0, 60_000, "one minute; 0 never throttles by the probe"),
+            "probe_interval_ms": Int(10, 60_000, "one minute"),
+            "max_throttled_s": Int(1, DAY_S, "24 h"),
+            "flag_file": "file",
+        },
+    ),
 }
 _ENVIRONMENT_KINDS["approvals"] = Int(0, 100, "a hundred approvers")
 _REQUIRED = {"database", "migrations"}

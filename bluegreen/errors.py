@@ -102,6 +102,13 @@ class SnapshotFailed(OperationFailed):
     """Copying blue into green failed for a reason other than space."""
 
 
+class Throttled(OperationFailed):
+    """The build stayed throttled by the flag file ([throttle] flag_file, `bluegreen throttle on`)
+    longer than [throttle] max_throttled_s; nothing was switched."""
+
+    hint = "remove the flag (`bluegreen throttle off`), then run the command again"
+
+
 class WriterFailed(OperationFailed):
     """A demo or rehearsal writer did not do its part (exited, made no progress, lost writes)."""
 

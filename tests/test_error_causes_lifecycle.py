@@ -34,6 +34,7 @@ from bluegreen.errors import (
     PauseBudgetExceeded,
     SchemaDrift,
     StillInUse,
+    Throttled,
     ValidationRefused,
     WrongPhase,
 )
@@ -256,3 +257,14 @@ def test_a_failing_validation_check_is_validation_refused(toy_ready):
     assert [c["name"] for c in caught.value.details["validation"] if c["status"] != "PASS"] == ["names are lower case"]
     assert Store(toy_ready.pointer).load().phase == Phase.IDLE
     assert toy_ready.cli("path").out.strip().endswith(toy_ready.blue.name)
+
+
+def test_a_throttle_flag_left_on_past_max_throttled_s_is_throttled(toy_ready):
+    config = load(toy_ready.config)
+    config = dataclasses.replace(config, throttle=dataclasses.replace(config.throttle, max_throttled_s=1))
+    (toy_ready.data / ".bluegreen" / "throttle").write_text("by hand\n")
+    with pytest.raises(Throttled) as caught:
+        Controller(config).prepare()
+    assert caught.value.exit_code == EXIT_FAILED
+    assert Store(toy_ready.pointer).load().phase == Phase.IDLE  # nothing switched, nothing kept
+    assert not toy_ready.gen(2).exists()

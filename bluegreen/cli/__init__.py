@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("new takes a DESCRIPTION (a new migration) or --for MIGRATION (companions for one), not both")
     if args.command == "new" and args.for_migration is not None and args.version is not None:
         parser.error("--version goes with a new migration, not with --for")
-    if getattr(args, "reason", None) and not args.force:
+    if getattr(args, "reason", None) and args.command != "throttle" and not args.force:
         parser.error("--reason goes with --force")
     for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                 app=getattr(args, "app", ""),
                 name=getattr(args, "migration", ""),
             )
+        elif args.command == "throttle":
+            from bluegreen.lifecycle import throttle
+
+            if args.reason and args.state != "on":
+                parser.error("--reason goes with `throttle on`")
+            result = throttle.command(cfg, controller.store, args.state, args.reason)
         elif args.command == "prune":
             result = controller.prune(args.files, dry_run=args.dry_run, force=args.force)
         elif args.command == "plan":

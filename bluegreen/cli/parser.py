@@ -50,6 +50,9 @@ COMMANDS = {
     "in the migrations folder; its path is the last line of stdout",
     "demo": "build a Social Download Manager v1.2.1 database and deploy v2.0 while a writer writes (where no "
     "config.toml is, in a project folder of its own: ./bluegreen-demo)",
+    "throttle": "pause a running build of green (snapshot, migration, catch-up, gate queries) by a flag file, as "
+    "gh-ost's: `throttle on` creates it, `throttle off` removes it, `throttle status` says which; a build also "
+    "pauses by itself while a probe write on blue waits over [throttle] max_write_wait_ms",
     "import": "turn `alembic upgrade --sql` or `manage.py sqlmigrate` output into bluegreen migrations "
     "that keep alembic_version / django_migrations true",
 }
@@ -258,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "migration", metavar="NAME", help="the migration's full name, e.g. 0002_add_price (no prefix)"
                     )
                 parsed.add_argument("source", metavar="FILE", help="the exported SQL, or - to read stdin")
+        if name == "throttle":
+            command.add_argument(
+                "state",
+                choices=("on", "off", "status"),
+                help="on: create the flag file (a running build pauses at its next pause point, at most "
+                "[throttle] max_throttled_s); off: remove it (the build goes on); status: say which",
+            )
+            command.add_argument(
+                "--reason", metavar="TEXT", default="", help="why (throttle on): kept in the flag file and shown"
+            )
         if name == "demo":
             command.add_argument(
                 "--rows", type=_positive, default=100_000, help="content rows to generate (default 100000)"

@@ -6,9 +6,10 @@ snapshot. A child process has its own locks, none of them on blue, so it may rea
 
 Protocol (one line each way, on stdin/stdout):
   header              -> the first 96 bytes of BLUE-shm (both copies of the WAL-index header) in hex, or none
-  copy HEX CHUNK      -> copy BLUE into the new TARGET as of that header; prints `progress DONE TOTAL` (pages)
+  copy HEX CHUNK [FLUSH] -> copy BLUE into the new TARGET as of that header; prints `progress DONE TOTAL` (pages)
                          after each CHUNK pages and waits for a line back; then `done PAGES PAGE_SIZE FRAMES DBONLY`
-                         or `fail ERRNO MESSAGE`
+                         or `fail ERRNO MESSAGE`. FLUSH: fdatasync the target every FLUSH bytes copied (0: once,
+                         at the end), so the disk never queues the whole copy at once (engine/flush.py)
 Why the result is exact is explained in snapshot.py, next to the code that pins the header.
 """
 
@@ -104,7 +105,7 @@ def page_size_of(fd: int) -> int:
 
 
 def copy(
-    blue: str, target: str, mode: int, header: WalIndexHeader, chunk_pages: int, ask
+    blue: str, target: str, mode: int, header: WalIndexHeader, chunk_pages: int, ask, flush_bytes: int = 0
 ) -> tuple[int, int, int, bool]:
     """Copy BLUE's database file, then lay the snapshot's WAL frames over it. Returns
     (pages, page size, frames applied, database file only)."""
@@ -116,12 +117,21 @@ def copy(
         page_size = header.page_size if header.max_frame else page_size_of(source)
         total = header.pages * page_size if header.max_frame else db_size  # reading the file alone: its size
         done, end = 0, min(db_size, total)
+        step = chunk_pages * page_size
+        piece = min(step, flush_bytes) if flush_bytes > 0 else step
+        reported = unflushed = 0
         while done < end:
-            copied = os.copy_file_range(source, out, min(chunk_pages * page_size, end - done), done, done)
+            copied = os.copy_file_range(source, out, min(piece, end - done), done, done)
             if copied == 0:
                 break
             done += copied
-            ask(done // page_size, total // page_size)
+            unflushed += copied
+            if flush_bytes > 0 and unflushed >= flush_bytes:
+                os.fdatasync(out)  # at most flush_bytes of green queued for the disk at a time
+                unflushed = 0
+            if done - reported >= step or done >= end:
+                reported = done
+                ask(done // page_size, total // page_size)
         pages = wal_pages(blue, header) if header.max_frame else {}  # after: so tests can restart the WAL meanwhile
         if pages is None and done < total:
             raise ValueError("the WAL moved on and the database file is shorter than the snapshot")
@@ -158,7 +168,8 @@ def serve(blue: str, target: str, mode: int) -> None:
         elif command[0] == "copy":
             try:
                 header = WalIndexHeader(bytes.fromhex(command[1]))
-                pages, page_size, frames, db_only = copy(blue, target, mode, header, int(command[2]), ask)
+                flush = int(command[3]) if len(command) > 3 else 0
+                pages, page_size, frames, db_only = copy(blue, target, mode, header, int(command[2]), ask, flush)
                 reply(f"done {pages} {page_size} {frames} {int(db_only)}")
             except OSError as exc:
                 reply(f"fail {exc.errno or 0} {exc}")

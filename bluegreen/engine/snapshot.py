@@ -61,18 +61,20 @@ def copy(
     progress: Progress | None = None,
     pinned: Pinned | None = None,
     method: str = "files",
+    flush_bytes: int = 0,
 ) -> SnapshotResult:
     """Copy `source` (main) into a new file at target_path, created with `mode`.
 
     `source` must not hold a write transaction (the backup would return LOCKED forever); the
     caller's barrier, if any, lives on another connection. The target is left in WAL mode.
     `pinned(source)` runs inside the read transaction the copy is made from: what it reads is
-    exactly what the copy holds (a backup checks its row counts against it).
+    exactly what the copy holds (a backup checks its row counts against it). flush_bytes: the
+    file copy fdatasyncs green every that many bytes (0: once, at the end).
     """
     started = time.perf_counter()
     copied = None
     if method == "files":
-        copied = _copy_files(source, Path(target_path), mode, pages_per_step, progress, pinned)
+        copied = _copy_files(source, Path(target_path), mode, pages_per_step, progress, pinned, flush_bytes)
     if copied is None:
         copied = _copy_backup(source, Path(target_path), mode, pages_per_step, progress, pinned)
     pages, schema_version, used, frames, file_only = copied
@@ -97,6 +99,7 @@ def _copy_backup(
 ) -> tuple[int, int, str, int, bool]:
     target = open_db(target_path, create=True)
     try:
+        target.execute("PRAGMA synchronous = OFF")  # the builder makes green durable (engine/flush.py)
         # Set the mode before any page lands; SQLite gives -wal/-shm the main file's mode.
         os.chmod(target_path, mode)
         source.execute("BEGIN")
@@ -129,6 +132,7 @@ def _copy_files(
     pages_per_step: int,
     progress: Progress | None,
     pinned: Pinned | None,
+    flush_bytes: int = 0,
 ) -> tuple[int, int, str, int, bool] | None:
     """The file copy inside a pinned read transaction; None when it cannot pin one (use backup)."""
     blue = source.db_filename("main")
@@ -143,7 +147,7 @@ def _copy_files(
             schema_version = source.execute("PRAGMA schema_version").get
             if pinned:
                 pinned(source)
-            pages, frames, file_only = child.copy(header, pages_per_step, progress)
+            pages, frames, file_only = child.copy(header, pages_per_step, progress, flush_bytes)
         finally:
             source.execute("COMMIT")
     finally:
@@ -192,9 +196,11 @@ class _FileReader:
         answer = self._ask("header")
         return None if answer == "none" else WalIndexHeader(bytes.fromhex(answer))
 
-    def copy(self, header: WalIndexHeader, pages_per_step: int, progress: Progress | None) -> tuple[int, int, bool]:
+    def copy(
+        self, header: WalIndexHeader, pages_per_step: int, progress: Progress | None, flush_bytes: int = 0
+    ) -> tuple[int, int, bool]:
         """(pages, WAL frames applied, database file alone)"""
-        answer = self._ask(f"copy {header.raw.hex()} {max(1, pages_per_step)}")
+        answer = self._ask(f"copy {header.raw.hex()} {max(1, pages_per_step)} {max(0, flush_bytes)}")
         while answer.startswith("progress "):
             done, total = (int(n) for n in answer.split()[1:3])
             if progress:

@@ -7,7 +7,8 @@ steps through the command's Run (lifecycle/run.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import apsw
@@ -15,14 +16,17 @@ import apsw
 from bluegreen.config import Config
 from bluegreen.engine import barrier, capture, migrations, rowids, shapes, snapshot
 from bluegreen.engine.db import open_db
+from bluegreen.engine.flush import Flusher
 from bluegreen.engine.replay import Replayer
 from bluegreen.errors import NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
 from bluegreen.gates import perfgate, validate
 from bluegreen.lifecycle.run import Run
+from bluegreen.lifecycle.throttle import Throttle
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+VM_STEPS = 20_000  # SQLite VM instructions between a migration's or a gate query's pause points
 
 
 class Builder:
@@ -30,10 +34,64 @@ class Builder:
         self.config = config
         self.store = store
         self.progress = progress
+        self._throttle: Throttle | None = None  # while a command's work on green may pause
+        self._flusher: Flusher | None = None  # while green is built with synchronous=OFF
+
+    # -- pause points: bounded flushes of green (engine/flush.py) and throttling (throttle.py) ----
+    @contextmanager
+    def throttled(self, blue: Path, green: Path | None = None, *, throttle: bool = True) -> Iterator[None]:
+        """Work on green in here pauses at its pause points while blue's writers wait too long (or
+        the flag file says so); with `green`, green is built with synchronous=OFF and flushed in
+        bounded steps (the build). Never throttled while blue's write lock is held (throttle=False:
+        the offline deploy holds it throughout, and a pause would only lengthen the writers' wait)."""
+        note = getattr(self.progress, "note", None)
+        self._throttle = Throttle(self.config, self.store, blue, note) if throttle else None
+        self._flusher = Flusher(green, self.config.snapshot.flush_mb, self.store.log) if green else None
+        try:
+            yield
+        finally:
+            if self._throttle:
+                self._throttle.close()
+            if self._flusher:
+                self._flusher.close()
+            self._throttle = self._flusher = None
+
+    def pace(self, phase: str) -> None:
+        """One pause point: flush green if enough was written, then wait while throttled."""
+        if self._flusher is not None:
+            self._flusher.maybe()
+        if self._throttle is not None:
+            self._throttle.point(phase)
+
+    def paced(self, phase: str) -> Callable[[int, int], None]:
+        """A progress callback that is a pause point too."""
+
+        def report(done: int, total: int) -> None:
+            self.progress(phase, done, total)
+            self.pace(phase)
+
+        return report
+
+    def _pause_inside(self, conn: apsw.Connection, phase: str) -> None:
+        """Pause points inside a migration's long statements (a CREATE INDEX, a table rebuild), by
+        SQLite's progress handler; green is written with synchronous=OFF and flushed by pace()."""
+        conn.execute("PRAGMA synchronous = OFF")
+
+        def handler() -> bool:
+            self.pace(phase)
+            return False  # go on
+
+        conn.set_progress_handler(handler, VM_STEPS)
 
     def build(self, run: Run, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
         """Snapshot blue into green (created under its final name), migrate, catch up, validate,
-        and start capture on green so that a revert can tell exactly what green gained."""
+        and start capture on green so that a revert can tell exactly what green gained. Green is
+        written without fsyncs, flushed every [snapshot] flush_mb, and made durable at the end,
+        before anything trusts it (engine/flush.py); the work pauses while throttled."""
+        with self.throttled(blue, green, throttle=online):
+            return self._build(run, blue, green, pending, online=online)
+
+    def _build(self, run: Run, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
         state = run.state
         source = open_db(blue, query_only=True)
         try:
@@ -44,6 +102,7 @@ class Builder:
             source.close()
         conn = open_db(green, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         try:
+            self._pause_inside(conn, Step.MIGRATE)
             with run.timed(Step.MIGRATE):
                 run.journal(step=Step.MIGRATE)
                 self._adopt_snapshot(conn, state.green_generation, copied)
@@ -54,10 +113,11 @@ class Builder:
         if online:
             replayer = self.replayer(blue, green, pending)
             try:
+                replayer.conn.execute("PRAGMA synchronous = OFF")  # flushed by pace() at each batch
                 self._check_sync_coverage(replayer, pending)
                 with run.timed(Step.CATCH_UP):
                     run.journal(step=Step.CATCH_UP)
-                    replayer.catch_up(progress=lambda done, total: self.progress(Step.CATCH_UP, done, total))
+                    replayer.catch_up(progress=self.paced(Step.CATCH_UP))
                 self.report_catch_up(replayer)
                 fk = self.foreign_keys_at_one_position(replayer)
                 self._check_source_schema(replayer)
@@ -65,6 +125,8 @@ class Builder:
                 replayer.close()
         conn = open_db(green, triggers=False, busy_timeout_ms=self.config.cutover.lock_timeout_ms)
         try:
+            # Gate queries are timed on this connection: no pause inside them, only between them.
+            conn.execute("PRAGMA synchronous = OFF")
             if fk is None:  # offline: blue is locked throughout, so the snapshot is the position
                 fk = validate.ForeignKeys(validate.foreign_key_violations(conn), _violations_of(blue))
             with run.timed(Step.VALIDATE):
@@ -73,10 +135,20 @@ class Builder:
             conn.execute("BEGIN IMMEDIATE")
             capture.install_capture(conn, guard=self.config.capture.guard_blob_writes)
             conn.execute("COMMIT")
+            self._make_durable(conn)
         finally:
             barrier.rollback(conn)
             conn.close()
         return report
+
+    def _make_durable(self, conn: apsw.Connection) -> None:
+        """The build's last flush, before the journal (or the offline fence) trusts green: what the
+        build wrote without fsync goes to disk (in bounded steps: most of it was flushed already),
+        then a checkpoint at synchronous=FULL folds the WAL into the file and truncates it."""
+        conn.set_progress_handler(None)
+        conn.execute("PRAGMA synchronous = FULL")
+        self._flusher.durable()
+        conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)").fetchall()
 
     def _migrate(self, conn: apsw.Connection, pending: list) -> None:
         """Apply each pending migration in its own transaction; remember what each read and wrote."""
@@ -128,10 +200,13 @@ class Builder:
         settings = self.config.performance
         queries = perfgate.queries(settings, self.config.migrations.dir, conn, pending)
         checks, total = validate.steps(pending), validate.steps(pending) + len(queries)  # one progress phase
-        report = validate.run(conn, pending, fk, progress=lambda done, _: self.progress(Step.VALIDATE, done, total))
-        timed = perfgate.run(
-            conn, blue, queries, settings, progress=lambda done, _: self.progress(Step.VALIDATE, checks + done, total)
-        )
+        report = validate.run(conn, pending, fk, progress=self._validate_progress(total))
+
+        def gate_progress(done: int, _: int) -> None:
+            self.progress(Step.VALIDATE, checks + done, total)
+            self.pace(Step.VALIDATE)  # between gate queries: blue's writers first
+
+        timed = perfgate.run(conn, blue, queries, settings, progress=gate_progress)
         perfgate.record(conn, generation, timed)
         report = validate.Report(report.checks + tuple(m.as_check(settings) for m in timed))
         self.store.log(
@@ -153,6 +228,10 @@ class Builder:
                 details={"validation": report.as_dicts(), "performance": perfgate.as_dicts(timed)},
             )
         return report
+
+    def _validate_progress(self, total: int) -> Callable[[int, int], None]:
+        step = self.paced(Step.VALIDATE)
+        return lambda done, _: step(done, total)
 
     def replayer(self, blue: Path, green: Path, pending: list) -> Replayer:
         conn = open_db(green, query_only=True)
@@ -207,7 +286,8 @@ class Builder:
                 green,
                 mode=mode,
                 pages_per_step=self.config.snapshot.pages_per_step,
-                progress=lambda done, total: self.progress(Step.SNAPSHOT, done, total),
+                progress=self.paced(Step.SNAPSHOT),
+                flush_bytes=self.config.snapshot.flush_mb * 1024 * 1024,
             )
         except (apsw.FullError, apsw.IOError) as exc:
             # A full disk arrives as SQLITE_FULL, a file-size limit as SQLITE_IOERR_WRITE.

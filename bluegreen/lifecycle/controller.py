@@ -203,13 +203,14 @@ class Controller:
         state = run.state
         recorded = None
         try:
-            with run.timed(Step.CATCH_UP):
-                replayer.catch_up(progress=lambda done, total: self.progress(Step.CATCH_UP, done, total))
-            if state.conflict:  # the row that stopped an earlier cutover has been fixed
-                run.journal(conflict={})
-            self.builder.report_catch_up(replayer)
-            with run.timed(Step.VALIDATE):
-                self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
+            with self.builder.throttled(blue, throttle=not offline):  # pauses while blue's writers wait
+                with run.timed(Step.CATCH_UP):
+                    replayer.catch_up(progress=self.builder.paced(Step.CATCH_UP))
+                if state.conflict:  # the row that stopped an earlier cutover has been fixed
+                    run.journal(conflict={})
+                self.builder.report_catch_up(replayer)
+                with run.timed(Step.VALIDATE):
+                    self.builder.validate_caught_up(replayer, state.green_generation, pending, blue=blue)
             self.gates.stamp_approvals(green, pending)
             recorded = self.forward.record_green_schema(green)
             green_version = version_of(green)  # now: after the fence, writers wait for the swap

@@ -1,5 +1,6 @@
 """Schema edits on the live file that writers must not wait long for (hazard 18): capture's
-install on blue, and the BLOB guard's indexes built and dropped in short slices."""
+install on blue, and the BLOB guard's indexes made and dropped in short slices (each O(schema):
+the guard reads no table, engine/blob_guard.py)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ GUARD_SLICE_MS = 10  # the BLOB guard's indexes are made in transactions of abou
 
 def install_capture_on_blue(config: Config, store: Store, blue: Path) -> None:
     """Writers wait for each of these transactions (hazard 18). The BLOB guard's indexes own
-    pages, so each is a CREATE INDEX that rescans the schema and reads its table: made in short
-    transactions (in_slices), all committed before capture starts, so no BLOB write can slip
+    pages, so each is a CREATE INDEX that rescans the schema (on an empty seed table, moved onto
+    its table: no table is read): made in short transactions (in_slices), all committed before capture starts, so no BLOB write can slip
     past the triggers (a handle opened earlier holds an older snapshot and cannot write after
     them).
     Then the capture triggers, worked out before the lock, as one schema edit; a table created
@@ -35,8 +36,10 @@ def install_capture_on_blue(config: Config, store: Store, blue: Path) -> None:
         plan = capture.plan_capture(conn)  # before the lock; redone under it if the schema moved
     finally:
         conn.close()
+    clock = Timer()
     with barrier.holding(blue, config.cutover.lock_timeout_ms) as conn:
         capture.install_capture(conn, guard=config.capture.guard_blob_writes, plan=plan)
+    store.log("capture_installed", file=blue.name, lock_ms=round(clock.ms, 2))  # blue's lock, listed in docs/design.md
 
 
 def _guard_gradually(config: Config, store: Store, blue: Path) -> None:

@@ -81,7 +81,8 @@ class ProgressReporter:
 
     def note(self, message: str, fields: dict) -> None:
         """A status line that is not a fraction (waiting on a hold flag): its own line on a
-        terminal, {"event": "note", ...} under --json, silence otherwise."""
+        terminal, {"event": "note", ...} under --json, silence otherwise. fields may name another
+        event ({"event": "throttle", ...}: the build paused or went on, lifecycle/throttle.py)."""
         if self.mode == "json":
             self.stream.write(json.dumps({"event": "note", "message": message, **fields}) + "\n")
         elif self.mode == "tty":

@@ -30,10 +30,11 @@ dir = {migrations}   # {{seq}}_{{version}}_{{description}}.sql and companions; `
 # How blue is copied into green.
 # [snapshot]
 # pages_per_step = 4096   # pages copied between progress reports
+# flush_mb = 8            # green is built without fsyncs and flushed every this many MB written
 
 # Change capture on the live file while green is built.
 # [capture]
-# guard_blob_writes = true   # refuse incremental BLOB writes (they bypass triggers); reads each table once at prepare
+# guard_blob_writes = true   # refuse incremental BLOB writes (they bypass triggers); an empty index, reads no table
 
 # The cutover: how long writers may wait, how long to wait for locks.
 # [cutover]
@@ -74,6 +75,13 @@ dir = {migrations}   # {{seq}}_{{version}}_{{description}}.sql and companions; `
 # Free space prepare and deploy keep on the data folder's disk beyond green's estimated size.
 # [disk]
 # min_free_mb = 64
+
+# The build of green gives way to your application: it pauses while a probe write on the live
+# file waits longer than max_write_wait_ms, or while the flag file exists (`bluegreen throttle on`).
+# [throttle]
+# max_write_wait_ms = 25      # 0 (the default): never by the probe
+# max_throttled_s = 600       # then a probe's throttle is lifted, and a flag's fails the command
+# flag_file = "throttle"      # default: .bluegreen/throttle beside the pointer
 
 # Environments: release rules chosen with --env NAME or $BLUEGREEN_ENV; with none, none apply.
 # [environments.staging]

@@ -1,0 +1,206 @@
+"""The application's write latency over a whole deploy, throttling on and off (issue 17).
+
+    python bench/latency.py                      # the 100 MB blue (147,000 rows), throttling off and on
+    python bench/latency.py --size 1gb           # the 1 GB blue (1,470,000 rows): run it on a quiet machine
+    python bench/latency.py --shared-with 6      # say so in the table header when other jobs share the machine
+
+Three writer processes (the writer program's demo mode: the shipped example's v1.2.1 mix, one
+transaction a write, `synchronous=FULL`, SQLite's default) write about 100 times a second each
+through the pointer. First IDLE_S seconds with nothing else running: the writers' idle latency.
+Then `bluegreen deploy` while they go on (they stop at the fence). Every write's wait comes from the
+writers' own logs (the time from the write's start to its commit, lock and fsync waits included);
+the distribution over the whole deploy (median, p99, p99.9, longest) is set beside the idle one
+of the same run, and the deploy's total time beside the unthrottled deploy's. Writes `bench/results-latency.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(HERE))
+
+import datasets
+from machine import machine
+
+from bluegreen.tools.demo import verify_writes
+from bluegreen.tools.writer_process import WriterProcess, read_log
+
+ROWS = {"100mb": 147_000, "1gb": 1_470_000}
+IDLE_S = 10.0
+WRITERS = 3
+INTERVAL_S = 0.01  # ~100 writes/s per writer (less the write's own time)
+CONFIG = """\
+[database]
+pointer = "data/current.toml"
+initial = "data/app.db"
+[migrations]
+dir = "{schemas}"
+[cutover]
+max_write_pause_ms = 100
+"""
+THROTTLED = """\
+[throttle]
+max_write_wait_ms = {limit}
+probe_interval_ms = 100
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+
+
+def distribution(waits: list[float]) -> dict:
+    return {
+        "n": len(waits),
+        "median": percentile(waits, 50),
+        "p99": percentile(waits, 99),
+        "p99.9": percentile(waits, 99.9),
+        "longest": max(waits),
+    }
+
+
+def one_deploy(rows: int, work: Path, limit: int | None) -> dict:
+    """Idle writers, then a deploy under them; limit: [throttle] max_write_wait_ms, None for off."""
+    folder = work / f"deploy-{rows}-{'on' if limit else 'off'}"
+    shutil.rmtree(folder, ignore_errors=True)
+    datasets.fresh_blue(rows, folder / "data" / "app.db")
+    config = CONFIG.format(schemas=REPO / "schemas") + (THROTTLED.format(limit=limit) if limit else "")
+    (folder / "config.toml").write_text(config)
+    cli = [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
+    subprocess.run(cli + ["init"], check=True, capture_output=True)
+    size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
+    logs = [folder / f"writer{i}.log" for i in range(WRITERS)]
+    procs = [
+        WriterProcess.start(
+            "demo", folder / "data" / "current.toml", log, interval=INTERVAL_S, seed=i + 1, seconds=36_000
+        )
+        for i, log in enumerate(logs)
+    ]
+    try:
+        time.sleep(1.0)  # started
+        idle_from = time.time()
+        time.sleep(IDLE_S)
+        idle_to = deploy_from = time.time()
+        done = subprocess.run(cli + ["deploy", "--json"], capture_output=True, text=True)
+        deploy_to = time.time()
+        if done.returncode != 0:
+            raise SystemExit(f"deploy failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        for proc in procs:
+            proc.wait(timeout=120)  # each stops at the fence
+    finally:
+        for proc in procs:
+            proc.kill()
+    report = json.loads(done.stdout)
+    idle, during = [], []
+    for log in logs:
+        events = read_log(log)
+        problems = verify_writes(events, Path(report["active"]))
+        if problems:
+            raise SystemExit(f"lost writes: {problems[:3]}")
+        for e in events:
+            if e["event"] not in ("committed", "fenced"):
+                continue
+            began = e["at"] - e["wait_ms"] / 1000
+            if idle_from <= began and e["at"] <= idle_to:
+                idle.append(e["wait_ms"])
+            elif began >= deploy_from and began <= deploy_to:
+                during.append(e["wait_ms"])
+    events_log = [
+        json.loads(line) for line in (folder / "data" / ".bluegreen" / "events.jsonl").read_text().splitlines()
+    ]
+    throttled = [e for e in events_log if e["event"] == "throttle" and e["throttle"] == "on"]
+    # throttled_s is the command's running total when a pause ends: the deploy's is its last
+    paused_s = max([e["throttled_s"] for e in events_log if e["event"] == "throttle" and e["throttle"] != "on"] or [0])
+    locks = {
+        e["event"]: e.get("lock_ms", e.get("longest_lock_ms"))
+        for e in events_log
+        if e["event"] in ("capture_installed", "blob_guard")
+    }
+    shutil.rmtree(folder)
+    return {
+        "size_mb": size_mb,
+        "limit": limit,
+        "idle": distribution(idle),
+        "deploy": distribution(during),
+        "deploy_s": deploy_to - deploy_from,
+        "pause_ms": report.get("write_pause_ms"),
+        "throttled": len(throttled),
+        "paused_s": paused_s,
+        "locks": locks,
+    }
+
+
+def ms(value: float) -> str:
+    return f"{value:,.1f}"
+
+
+def table(results: list[dict], header: str) -> str:
+    lines = [
+        header,
+        "",
+        "| blue | throttling | writes | median | p99 | p99.9 | longest | idle: median / p99 / longest | p99 ÷ idle p99 "
+        "| deploy time | × unthrottled (median) | throttled (times, s) | blue's lock: capture install, guard slice |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    unthrottled = [r["deploy_s"] for r in results if r["limit"] is None]
+    base = statistics.median(unthrottled) if unthrottled else 0.0  # the price of throttling: against this
+    for r in results:
+        d, i = r["deploy"], r["idle"]
+        lines.append(
+            f"| {r['size_mb']:,.0f} MB | {'on, max_write_wait_ms = ' + str(r['limit']) if r['limit'] else 'off'} "
+            f"| {d['n']:,} | {ms(d['median'])} ms | {ms(d['p99'])} ms | {ms(d['p99.9'])} ms | {ms(d['longest'])} ms "
+            f"| {ms(i['median'])} / {ms(i['p99'])} / {ms(i['longest'])} ms | {d['p99'] / i['p99']:.2f} × "
+            f"| {r['deploy_s']:.1f} s | {r['deploy_s'] / (base or r['deploy_s']):.2f} × "
+            f"| {r['throttled']}, {r['paused_s']:.1f} s "
+            f"| {r['locks'].get('capture_installed', '—')} ms, {r['locks'].get('blob_guard', '—')} ms |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=sorted(ROWS), default="100mb")
+    parser.add_argument("--runs", type=int, default=1, help="deploys per setting (default 1)")
+    parser.add_argument("--max-write-wait-ms", type=int, default=25, help="the throttled runs' limit (default 25)")
+    parser.add_argument("--shared-with", type=int, default=None, metavar="N", help="other jobs on the machine")
+    parser.add_argument("--out", type=Path, default=HERE / "results-latency.md")
+    args = parser.parse_args()
+    rows = ROWS[args.size]
+    datasets.cached_blue(rows)  # generated before anything is timed
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bluegreen-latency-") as tmp:
+        for _ in range(args.runs):
+            for limit in (None, args.max_write_wait_ms):
+                results.append(one_deploy(rows, Path(tmp), limit))
+                print(json.dumps(results[-1]), flush=True)
+    load = os.getloadavg()[0]
+    shared = (
+        f" **Measured on a shared machine** ({args.shared_with} other jobs running): read the ratios, not the times."
+        if args.shared_with
+        else ""
+    )
+    header = (
+        f"Machine: {machine()}; load average {load:.1f} at the end.{shared} `python bench/latency.py --size "
+        f"{args.size}`: {WRITERS} writers at ~{1 / INTERVAL_S:.0f} writes/s each, synchronous=FULL; idle = the "
+        f"same writers for {IDLE_S:.0f} s before the deploy."
+    )
+    text = table(results, header)
+    args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
