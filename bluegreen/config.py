@@ -60,6 +60,7 @@ class HooksConfig:
     pre_cutover: str = ""
     post_cutover: str = ""
     post_revert: str = ""
+    post_watch: str = ""
     on_failure: str = ""
     timeout_s: int = 60  # each hook's time limit; its whole process group is killed after it
 
@@ -82,6 +83,19 @@ class Window:
 
 
 @dataclass(frozen=True)
+class WatchConfig:
+    """[watch]: when the traffic the clients sampled says the new generation regressed (the
+    reasoning behind each default: docs/design.md, "After the swap")."""
+
+    max_error_rate: float = 0.01  # the error rate may rise by at most this (0.01: one point)
+    max_p95_ratio: float = 2.0  # a shape's p95 may grow to at most this times the old one's ...
+    min_p95_ms: float = 1.0  # ... the old p95 taken as at least this: below it, noise decides
+    min_samples: int = 100  # timed statements a shape needs on each generation for a p95 verdict
+    min_statements: int = 200  # statements the new generation needs for an error-rate verdict
+    window_s: int = 3600  # `bluegreen watch`: each generation's last this many seconds of samples
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     """One `[environments.NAME]` table; keys left out take the defaults of a well-known name."""
 
@@ -91,6 +105,7 @@ class EnvironmentConfig:
     backup_dir: Path | None = None  # where backups go (default: backups/ beside the config)
     window: Window | None = None  # cutover refuses outside it, unless forced with a reason
     timezone: str = "UTC"  # the window's IANA time zone
+    watch: WatchConfig | None = None  # [environments.NAME.watch]: over [watch], key by key
 
 
 # Well-known names: what an environment of that name means when its table leaves a key out.
@@ -105,6 +120,7 @@ _ENVIRONMENT_KINDS: dict[str, object] = {
     "backup_dir": "dir",
     "window": "window",
     "timezone": "timezone",
+    "watch": "watch",
 }  # approvals: set below
 
 
@@ -145,6 +161,7 @@ class Config:
     performance: PerformanceConfig = PerformanceConfig()
     check: CheckConfig = CheckConfig()
     disk: DiskConfig = DiskConfig()
+    watch: WatchConfig = WatchConfig()
 
     @property
     def data_dir(self) -> Path:
@@ -199,6 +216,7 @@ _SECTIONS = {
             "pre-cutover": "command",
             "post-cutover": "command",
             "post-revert": "command",
+            "post-watch": "command",
             "on-failure": "command",
             "timeout_s": Int(1, DAY_S, "24 h"),
         },
@@ -214,6 +232,17 @@ _SECTIONS = {
     ),
     "check": (CheckConfig, {"queries": "named_sql", "sample_rows": Int(1, 10_000, "ten thousand rows")}),
     "disk": (DiskConfig, {"min_free_mb": Int(0, 16 * 1024 * 1024, "16 TiB")}),
+    "watch": (
+        WatchConfig,
+        {
+            "max_error_rate": Float(0.0, 1.0, "every statement failing"),
+            "max_p95_ratio": Float(1.0, 1_000.0, "a thousand times the old p95", True),
+            "min_p95_ms": Float(0.0, 3_600_000.0, "one hour"),
+            "min_samples": Int(1, 10_000_000, "ten million statements"),
+            "min_statements": Int(1, 10_000_000, "ten million statements"),
+            "window_s": Int(1, 30 * DAY_S, "30 days"),
+        },
+    ),
 }
 _ENVIRONMENT_KINDS["approvals"] = Int(0, 100, "a hundred approvers")
 _REQUIRED = {"database", "migrations"}
@@ -256,10 +285,11 @@ def load(path: Path) -> Config:
         raise ConfigInvalid(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
     _check_database_paths(path, built["database"])
-    return Config(path=path.resolve(), **built, environments=_environments(path, base, raw.get("environments", {})))
+    environments = _environments(path, base, raw.get("environments", {}), raw.get("watch", {}))
+    return Config(path=path.resolve(), **built, environments=environments)
 
 
-def _environments(path: Path, base: Path, tables: object) -> dict[str, EnvironmentConfig]:
+def _environments(path: Path, base: Path, tables: object, watch: object) -> dict[str, EnvironmentConfig]:
     """`[environments.NAME]` tables, each completed with its well-known name's defaults."""
     if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
         raise ConfigInvalid(f"{path}: environments must hold tables such as [environments.production]")
@@ -271,6 +301,8 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
                     f"{path}: unknown key environments.{name}.{key}; expected one of {', '.join(_ENVIRONMENT_KINDS)}"
                 )
         merged = {**ENVIRONMENT_DEFAULTS.get(name, {}), **values}
+        if isinstance(merged.get("watch"), dict) and isinstance(watch, dict):
+            merged["watch"] = {**watch, **merged["watch"]}  # the environment's keys over [watch]'s
         out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
         if name == "production" and "window" not in out:
             raise ConfigInvalid.with_hint(
@@ -283,13 +315,14 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
     return found
 
 
-def _section(path: Path, base: Path, name: str, values: object):
+def _section(path: Path, base: Path, name: str, values: object, where: str = ""):
     cls, kinds = _SECTIONS[name]
+    where = where or name
     if not isinstance(values, dict):
-        raise ConfigInvalid(f"{path}: {name} must be a table ([{name}])")
+        raise ConfigInvalid(f"{path}: {where} must be a table ([{where}])")
     for key in values:
         if key not in kinds:
-            raise ConfigInvalid(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
+            raise ConfigInvalid(f"{path}: unknown key {where}.{key}; expected one of {', '.join(kinds)}")
     out = {}
     for spec in fields(cls):
         key = spec.name if spec.name in kinds else spec.name.replace("_", "-")
@@ -297,7 +330,7 @@ def _section(path: Path, base: Path, name: str, values: object):
             if spec.default is MISSING:
                 raise ConfigInvalid(f"{path}: missing key {name}.{key}")
             continue
-        out[spec.name] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
+        out[spec.name] = _convert(path, base, f"{where}.{key}", kinds[key], values[key])
     return cls(**out)
 
 
@@ -338,6 +371,10 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
                 f'{path}: {where} must be an IANA time zone such as "UTC" or "Europe/Berlin", got {value!r}'
             ) from None
         return value
+    if kind == "watch":
+        if not isinstance(value, dict):
+            raise ConfigInvalid(f"{path}: {where} must be a table ([{where}]), got {value!r}")
+        return _section(path, base, "watch", value, where)
     if kind == "command":
         if not isinstance(value, str) or not value.strip():
             raise ConfigInvalid.with_hint(
