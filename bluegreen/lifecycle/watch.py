@@ -34,14 +34,16 @@ class Watch:
 
     def observe(self, generation: int, previous: int | None, duration_s: float) -> tuple[compare.WatchReport, bool]:
         """Compare until duration_s is over or a threshold is crossed; (the last report, whether
-        the pointer still names `generation`)."""
+        the pointer still names `generation`). The report's watched_s says how long it took."""
         limits = compare.thresholds(self.config, self.gates.environment)
         window = max(float(limits.window_s), duration_s)
-        deadline = time.monotonic() + duration_s
+        started = time.monotonic()
+        deadline = started + duration_s
         self.store.log("watch_started", generation=generation, previous=previous, duration_s=duration_s)
         while True:
             time.sleep(max(0.0, min(TICK_S, deadline - time.monotonic())))
             found = compare.report(self.config, limits, window, previous, active=generation)
+            found.watched_s = round(time.monotonic() - started, 1)
             if not self.still_active(generation):
                 return found, False
             if found.verdict == compare.REGRESSED or time.monotonic() >= deadline:
@@ -62,7 +64,7 @@ class Watch:
         """The cutover's result with what the watch saw and did; exit 7 on a regression."""
         generation = cut.data["generation"]
         data = {**cut.data, "watch": found.as_dict(), "reverted": reverted is not None}
-        head = f"{cut.message}\nwatch ({duration_s:g} s): {found.line()}"
+        head = f"{cut.message}\nwatch ({found.watched_s:g} of {duration_s:g} s): {found.line()}"
         result = Result(cut.command, head, cut.timings, data)
         if reverted is not None:
             data["revert"] = reverted.data

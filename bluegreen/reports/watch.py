@@ -78,6 +78,7 @@ class WatchReport:
     shapes: list[ShapeVerdict]
     errors_verdict: str
     errors_why: str
+    watched_s: float | None = None  # cutover --watch: how long it had watched when this was made
 
     @property
     def regressions(self) -> list[str]:
@@ -123,6 +124,7 @@ class WatchReport:
             "summary": self.line(),
             "regressions": self.regressions,
             "window_s": self.window_s,
+            "watched_s": self.watched_s,
             "active": {"generation": self.new.generation, "file": self.new.file, **_summary(new)},
             "previous": {"generation": self.old.generation, "file": self.old.file, **_summary(old)}
             if self.old
@@ -162,10 +164,11 @@ def _summary(stats: samples.ShapeStats) -> dict:
 
 # -- reading the log ------------------------------------------------------------------------------
 def sides(
-    pointer_path: Path, active: int, previous: int | None, window_s: float, since: float | None = None
+    pointer_path: Path, active: int, previous: int | None, window_s: float, since: float | None = None, named=True
 ) -> tuple[Side, Side | None]:
     """Each generation's last window_s of samples (the new one's only after `since`, if given);
-    previous: the other generation whose samples end latest, unless named."""
+    previous: the other generation whose samples end latest, unless named (by the user: it must
+    have samples; by the watch after a cutover, named=False: it may have none yet)."""
     spans = samples.read_spans(pointer_path)
     ends: dict[int, float] = {}
     for span in spans:
@@ -176,7 +179,7 @@ def sides(
         previous = max(others, key=lambda g: ends[g]) if others else None
     elif previous == active:
         raise ArgumentInvalid(f"--previous {previous} is the active generation; name the one to compare it with")
-    elif previous not in ends:
+    elif previous not in ends and named:
         raise ArgumentInvalid(
             f"{samples.samples_dir(pointer_path)}: no samples of generation {previous}; "
             f"sampled: {', '.join(map(str, sorted(ends))) or 'none'}"
@@ -260,10 +263,11 @@ def report(
     since: float | None = None,
     active: int | None = None,
 ) -> WatchReport:
+    """active given (the watch after a cutover): previous is the journal's, sampled or not."""
     pointer_path = config.database.pointer
     generation = active if active is not None else pointer.read(pointer_path).generation
     window = float(window_s or limits.window_s)
-    new, old = sides(pointer_path, generation, previous, window, since)
+    new, old = sides(pointer_path, generation, previous, window, since, named=active is None)
     return compare(new, old, limits, window)
 
 
