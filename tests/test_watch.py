@@ -9,15 +9,17 @@ they expect does not depend on this machine's speed."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from conftest import disk_state, write_config
-from helpers import assert_refused, pointer_of, refused
+from helpers import assert_refused, events, pointer_of, refused, until
 
 from bluegreen import client
 from bluegreen.client import sampling
@@ -157,6 +159,31 @@ def test_the_log_stays_under_its_bound_and_compaction_keeps_every_count(tmp_path
     assert kept[-1].t1 == 600  # the newest is kept
     assert counted == 3 * hist / 2  # counts and histograms were merged together, exactly
     assert counted <= expected and kept[0].t0 >= 0
+
+
+def test_flushes_while_a_thread_runs_statements_lose_and_double_nothing():
+    """The hot path takes no lock: a flush copies what changed, and what a statement counted
+    during the copy is in the next flush."""
+    tally = sampling.Tally(2, "app.gen2.db", sampling.sampler_for("/nonexistent/current.toml"))
+    done = threading.Event()
+
+    def statements() -> None:
+        for i in range(60_000):
+            tally.add(f"SELECT * FROM t WHERE id = {i % 700}", 1000 + i)
+        done.set()
+
+    taken = samples.ShapeStats()
+    worker = threading.Thread(target=statements)
+    worker.start()
+    while not done.is_set():
+        for stats in tally.take().values():
+            taken.add(stats)
+    worker.join()
+    for stats in tally.take().values():
+        taken.add(stats)
+    assert taken.count == 60_000 and taken.timed == 60_000
+    assert taken.total_ns == sum(1000 + i for i in range(60_000))
+    assert tally.take() == {}
 
 
 def test_histograms_merge_exactly_and_percentiles_stay_within_a_bucket():
@@ -300,3 +327,46 @@ def test_cutover_watch_on_a_healthy_release_stays_and_runs_post_watch(toy_ready,
     assert document["reverted"] is False and document["watch"]["verdict"] == "healthy"
     assert pointer_of(project)["generation"] == 2
     assert heard.read_text().split() == ["healthy", "0"]
+
+
+def test_cutover_watch_without_auto_revert_reports_recommends_and_stands(toy_ready):
+    project = toy_ready
+    assert project.cli("prepare").code == 0
+    write_span(project, 1, POINT, 0.05, 300, t=time.time() - 5)
+    write_span(project, 2, POINT, 25.0, 300)  # green already served reads (routed), 25 ms each
+    result = project.cli("cutover", "--watch", "30s", "--json")
+    line = assert_refused(result, 7, "generation 2 regressed", POINT, "it stands", "bluegreen revert")
+    document = result.json
+    assert document["reverted"] is False and document["watch"]["verdict"] == "regressed"
+    assert document["watch"]["watched_s"] < 30 and "--auto-revert" in line
+    assert pointer_of(project)["generation"] == 2
+    assert events(project, "watch")[-1]["regressions"] == document["watch"]["regressions"]
+
+
+def test_a_failing_post_watch_hook_exits_6_when_the_watch_went_well(toy_ready):
+    project = toy_ready
+    write_config(project.root, '[hooks]\npost-watch = "echo no pager; exit 3"\n')
+    assert project.cli("prepare").code == 0
+    write_span(project, 1, POINT, 0.05, 300, t=time.time() - 5)
+    write_span(project, 2, POINT, 0.05, 300)
+    assert_refused(project.cli("cutover", "--watch", "1s"), 6, "post-watch hook failed", "no pager", "stands")
+    assert pointer_of(project)["generation"] == 2
+
+
+def test_a_revert_by_hand_during_the_watch_ends_it(toy_ready, tmp_path):
+    """The watch holds no lock: on call can revert at once, and the watch sees the pointer move."""
+    project = toy_ready
+    assert project.cli("prepare").code == 0
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), "cutover", "--watch", "5m", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    until(lambda: events(project, "watch_started"), "the watch to start", timeout=60, interval=0.05)
+    assert project.cli("revert").code == 0
+    out, err = watching.communicate(timeout=60)
+    assert watching.returncode == 0, err
+    document = json.loads(out)
+    assert "the pointer moved during the watch" in document["message"] and document["reverted"] is False
+    assert pointer_of(project)["generation"] == 1

@@ -19,11 +19,13 @@ own (not the shipped v2.0), so it holds whatever shape v2 takes.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import apsw
 from conftest import Project, write_config
 from helpers import bluegreen, pointer_of, until
 
@@ -166,3 +168,71 @@ def test_a_cutover_watch_that_sees_too_little_traffic_says_so_and_stands(tmp_pat
     assert found["reverted"] is False and found["watch"]["verdict"] == "no verdict"
     assert "no verdict: too few samples" in found["message"] and "run `bluegreen watch`" in found["message"]
     assert pointer_of(project)["generation"] == 2
+
+
+# -- the README's "After the swap", as written ----------------------------------------------------
+TRAFFIC = """\
+import os, random, sys
+from bluegreen import client
+conn = client.connect(sys.argv[1])
+rng = random.Random(1)
+while not os.path.exists(sys.argv[2]):
+    conn.execute("SELECT name FROM items WHERE code = ?", (f"c{rng.randrange(200_000)}",)).fetchall()
+"""
+
+
+def test_readme_after_the_swap_runs_as_written(tmp_path):
+    from test_onramp import readme_section_blocks
+
+    blocks = readme_section_blocks("After the swap")
+    assert len(blocks) == 1
+    folder = tmp_path / "shop"
+    project = Project(folder)
+    folder.mkdir()
+    write_config(folder)
+    project.schemas.mkdir()
+    project.data.mkdir()
+    items = "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, name TEXT, code TEXT);\n"
+    (project.schemas / "001_v1.0.0_items.sql").write_text(
+        items + "CREATE INDEX IF NOT EXISTS items_code ON items(code);\n"
+    )
+    (project.schemas / "002_v1.1.0_drop_code_index.sql").write_text("DROP INDEX items_code;\n")
+    conn = apsw.Connection(str(project.blue))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(items + "CREATE INDEX items_code ON items(code);")
+    conn.execute(
+        "INSERT INTO items(name, code) SELECT 'item ' || i, 'c' || i FROM "
+        "(WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 199999) SELECT i FROM n)"
+    )
+    conn.close()
+    assert project.cli("init").code == 0
+    stop = tmp_path / "stop"
+    traffic = subprocess.Popen([sys.executable, "-c", TRAFFIC, str(project.pointer), str(stop)])
+    try:
+        until(
+            lambda: (
+                sum(
+                    s.shapes.get(1, {}).get("SELECT name FROM items WHERE code = ?", samples.ShapeStats()).timed
+                    for s in samples.read_spans(project.pointer)
+                )
+                >= 200
+            ),
+            "samples on generation 1",
+            60,
+            0.2,
+        )
+        env = {k: v for k, v in os.environ.items() if k != "BLUEGREEN_CONFIG"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+        done = subprocess.run(
+            ["bash", "-c", blocks[0]], cwd=folder, env=env, capture_output=True, text=True, timeout=900
+        )
+    finally:
+        stop.write_text("stop")
+        traffic.wait(timeout=30)
+    print(done.stdout, done.stderr)
+    assert "deploy exited 7" in done.stdout, (done.stdout, done.stderr)
+    assert "reverted on its own (--auto-revert)" in done.stdout
+    assert "SELECT name FROM items WHERE code = ?" in done.stderr and "regressed" in done.stderr
+    assert pointer_of(project)["generation"] == 1
+    after = done.stdout.split("deploy exited 7\n", 1)[1]
+    assert after.startswith("watch       ") and "generation 1" in after and "against generation 2" in after

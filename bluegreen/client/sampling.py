@@ -2,7 +2,7 @@
 query shape and generation, for `bluegreen watch` and `cutover --watch` (files/samples.py: the log).
 
 The hot path is small: a connection's `Tally` (one per open file) adds the statement's duration
-under its SQL text, in memory, under an uncontended lock. A daemon thread folds each tally into
+under its SQL text, in memory, without a lock. A daemon thread folds each tally into
 query shapes (normalized SQL: literals and parameters become `?`, `IN (?, ?, ?)` becomes
 `IN (?)` and repeated rows `VALUES (?, ?), (?, ?)` one row, whitespace and comments go) about once a second and appends one line to this process's
 log, beside the pointer. Nothing is written into a database.
@@ -37,6 +37,7 @@ DEFAULT_FLUSH_S = 1.0
 MAX_TEXTS = 512  # distinct SQL texts a tally keys by before it folds new ones into shapes at once
 MAX_SHAPES = 200  # distinct shapes per generation per process; the rest count as OTHER_SHAPE
 MAX_SHAPE_CHARS = 400
+_SLOW_NS, _VERY_SLOW_NS = samples.SLOW_NS, samples.VERY_SLOW_NS
 
 _TOKENS = re.compile(
     r"""(?P<comment>--[^\n]*|/\*.*?(?:\*/|$))
@@ -73,15 +74,19 @@ def shape_of(sql: str) -> str:
 
 
 class Tally:
-    """One open file's statements since the last flush, keyed by SQL text (shapes are made at flush)."""
+    """One open file's statements, keyed by SQL text (shapes are made at flush), without a lock:
+    a connection is used by one thread at a time, and the flusher only reads. Entries count up
+    for ever (bounded: MAX_TEXTS); each flush takes what changed since the last one, so a
+    statement counted while a flush copies its entry shows up in the next span, never twice,
+    never lost. Only the per-span maximum is reset, and can miss a value in that race."""
 
-    __slots__ = ("generation", "file", "lock", "texts", "sampler", "__weakref__")
+    __slots__ = ("generation", "file", "texts", "seen", "sampler", "__weakref__")
 
     def __init__(self, generation: int, file: str, sampler: Sampler):
         self.generation = generation
         self.file = file
-        self.lock = threading.Lock()
-        self.texts: dict[str, list] = {}
+        self.texts: dict[str, list] = {}  # sql -> [count, errors, total_ns, max_ns, slow, very_slow, hist]
+        self.seen: dict[str, tuple] = {}  # the flusher's last copy of each entry
         self.sampler = sampler
 
     def retire(self) -> None:
@@ -89,42 +94,47 @@ class Tally:
         self.sampler.retire(self)
 
     def _entry(self, sql: str) -> list:
+        if len(self.texts) >= MAX_TEXTS:  # literals in the SQL text itself: fold now, not per text
+            sql = shape_of(sql)
         entry = self.texts.get(sql)
         if entry is None:
-            if len(self.texts) >= MAX_TEXTS:  # literals in the SQL text itself: fold now, not per text
-                sql = shape_of(sql)
-                entry = self.texts.get(sql)
-            if entry is None:
-                entry = self.texts[sql] = [0, 0, 0, 0, 0, 0, {}]
+            entry = self.texts[sql] = [0, 0, 0, 0, 0, 0, {}]
         return entry
 
     def add(self, sql: str, ns: int) -> None:
-        with self.lock:
-            entry = self._entry(sql)
-            entry[0] += 1
-            entry[2] += ns
-            if ns > entry[3]:
-                entry[3] = ns
-            if ns >= samples.SLOW_NS:
-                entry[4] += 1
-                if ns >= samples.VERY_SLOW_NS:
-                    entry[5] += 1
-            hist = entry[6]
-            index = samples.bucket(ns)
-            hist[index] = hist.get(index, 0) + 1
+        """The hot path (bench/sampling.py measures it)."""
+        entry = self.texts.get(sql) or self._entry(sql)
+        entry[0] += 1
+        entry[2] += ns
+        if ns > entry[3]:
+            entry[3] = ns
+        if ns >= _SLOW_NS:
+            entry[4] += 1
+            if ns >= _VERY_SLOW_NS:
+                entry[5] += 1
+        bits = ns.bit_length()  # samples.bucket(ns), inlined
+        index = (bits - 1) * 4 + ((ns >> (bits - 3)) & 3) if bits > 3 else ns
+        hist = entry[6]
+        hist[index] = hist.get(index, 0) + 1
 
     def failed(self, sql: str) -> None:
-        with self.lock:
-            entry = self._entry(sql)
-            entry[0] += 1
-            entry[1] += 1
+        entry = self.texts.get(sql) or self._entry(sql)
+        entry[0] += 1
+        entry[1] += 1
 
     def take(self) -> dict[str, samples.ShapeStats]:
-        with self.lock:
-            texts, self.texts = self.texts, {}
+        """What changed since the last take, by shape (only the flusher calls this)."""
         shapes: dict[str, samples.ShapeStats] = {}
-        for sql, raw in texts.items():
-            stats = samples.ShapeStats.decode(raw)
+        for sql, entry in list(self.texts.items()):
+            now = (entry[0], entry[1], entry[2], entry[4], entry[5], dict(entry[6]))
+            if now == self.seen.get(sql):
+                continue
+            top, entry[3] = entry[3], 0
+            was = self.seen.get(sql, (0, 0, 0, 0, 0, {}))
+            self.seen[sql] = now
+            hist = {k: n - was[5].get(k, 0) for k, n in now[5].items() if n != was[5].get(k, 0)}
+            count, errors, total, slow, very_slow = (a - b for a, b in zip(now[:5], was[:5]))
+            stats = samples.ShapeStats(count, errors, total, top, slow, very_slow, hist)
             shapes.setdefault(shape_of(sql), samples.ShapeStats()).add(stats)
         return shapes
 

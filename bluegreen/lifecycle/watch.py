@@ -105,7 +105,10 @@ class Watch:
             f"the watch after the swap saw a regression ({'; '.join(found.regressions)}); {what} {exc.message}"
         )
         exc.details = {**(exc.details if isinstance(exc.details, dict) else {}), "watch": found.as_dict()}
-        self.store.log("watch", verdict=found.verdict, regressions=found.regressions, reverted=False, error=exc.message)
+        reverted = exc.exit_code == EXIT_AFTER_HOOK
+        self.store.log(
+            "watch", verdict=found.verdict, regressions=found.regressions, reverted=reverted, error=exc.message
+        )
         return exc
 
     def post_watch(self, command: str, result: Result, verdict: str, failed: BluegreenError | None = None) -> Result:
