@@ -17,6 +17,7 @@ EXIT_GATE = 3
 EXIT_BUSY = 4
 EXIT_REVERT_REFUSED = 5
 EXIT_AFTER_HOOK = 6
+EXIT_REGRESSED = 7  # the watch after the swap saw a regression (a finding in a Result, not an error)
 
 
 class BluegreenError(Exception):

@@ -42,7 +42,7 @@ import apsw
 
 from bluegreen import client
 
-SCHEMAS = ["unversioned", "1.2.1", "2.0.*"]  # what this code knows how to read and write
+SCHEMAS = ["unversioned", "1.2.*", "2.0.*"]  # what this code knows how to read and write
 ITEM = re.compile(r"^/content/(\d+)$")
 
 

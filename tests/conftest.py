@@ -198,7 +198,7 @@ def disk_state(folder: Path) -> dict[str, object]:
         if not path.is_file():
             continue
         rel = path.relative_to(folder).as_posix()
-        if rel in _VOLATILE:
+        if rel in _VOLATILE or rel.startswith(".bluegreen/samples/"):  # clients' sample logs grow by the second
             continue
         mode = oct(os.stat(path).st_mode & 0o777)
         if rel.endswith(("-wal", "-shm")):

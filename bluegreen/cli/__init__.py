@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--version goes with a new migration, not with --for")
     if getattr(args, "reason", None) and args.command != "throttle" and not args.force:
         parser.error("--reason goes with --force")
+    if getattr(args, "auto_revert", False) and args.watch_s is None:
+        parser.error("--auto-revert goes with --watch DURATION (it reverts on what the watch sees)")
     for name, value in vars(args).items():  # no path, name or note may smuggle a NUL byte to the OS
         if any("\x00" in v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)):
             shown = name if name in ("command", "files", "version") else "--" + name.replace("_", "-")
@@ -101,8 +103,17 @@ def main(argv: list[str] | None = None) -> int:
             result = getattr(inspector, args.command)()
         elif args.command in ("deploy", "cutover"):
             result = getattr(controller, args.command)(
-                offline=args.offline, wait=args.wait, force=args.force, reason=args.reason or ""
+                offline=args.offline,
+                wait=args.wait,
+                force=args.force,
+                reason=args.reason or "",
+                watch_s=args.watch_s,
+                auto_revert=args.auto_revert,
             )
+        elif args.command == "watch":
+            from bluegreen.reports import watch
+
+            result = watch.watch_command(cfg, controller.gates.environment, args.window_s, args.previous)
         elif args.command == "approve":
             result = controller.gates.approve(args.version, args.by, args.note)
         elif args.command == "revert":

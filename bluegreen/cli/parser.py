@@ -17,7 +17,9 @@ EXIT_CODES = """exit codes:
      found problems (`plan`: prepare and deploy would refuse)
   4  another controller holds the lock
   5  revert refused because writes would be lost
-  6  done, but a post-* hook failed: the operation stands, do not run it again"""
+  6  done, but a post-* hook failed: the operation stands, do not run it again
+  7  the watch after the swap saw a regression (`watch`, `cutover`/`deploy --watch`): with
+     --auto-revert the previous generation is active again, else the new one stands (revert it)"""
 
 COMMANDS = {
     "init": "adopt database.initial as generation 1 and write the pointer; with --database PATH where no "
@@ -53,6 +55,9 @@ COMMANDS = {
     "throttle": "pause a running build of green (snapshot, migration, catch-up, gate queries) by a flag file, as "
     "gh-ost's: `throttle on` creates it, `throttle off` removes it, `throttle status` says which; a build also "
     "pauses by itself while a probe write on blue waits over [throttle] max_write_wait_ms",
+    "watch": "compare the active generation's traffic with the previous one's, from the samples bluegreen's "
+    "clients log: error rate, p50/p95/p99 per query shape, slow and very slow counts (the post_migration_"
+    "performance report); exit 7 when a [watch] threshold is crossed",
     "import": "turn `alembic upgrade --sql` or `manage.py sqlmigrate` output into bluegreen migrations "
     "that keep alembic_version / django_migrations true",
 }
@@ -183,6 +188,39 @@ def build_parser() -> argparse.ArgumentParser:
                 "(at most [cutover] wait_timeout_s), then cut over once it is removed; without "
                 "--wait a present flag refuses (exit 3)",
             )
+        if name in ("deploy", "cutover"):
+            command.add_argument(
+                "--watch",
+                dest="watch_s",
+                metavar="DURATION",
+                type=_duration,
+                default=None,
+                help="after the swap, compare the application's traffic on the new generation with the old "
+                "one's for DURATION (90s, 10m, 1h) against the [watch] thresholds; a crossed one ends the "
+                "watch with exit 7 and a report naming the query shapes",
+            )
+            command.add_argument(
+                "--auto-revert",
+                action="store_true",
+                help="with --watch: on a crossed threshold, revert at once (its usual refusals stand: if writes "
+                "would be lost it exits 5, runs the on-failure hook and leaves the new generation active)",
+            )
+        if name == "watch":
+            command.add_argument(
+                "--window",
+                dest="window_s",
+                metavar="DURATION",
+                type=_duration,
+                default=None,
+                help="compare each generation's last DURATION of samples (default: [watch] window_s, 1h)",
+            )
+            command.add_argument(
+                "--previous",
+                metavar="N",
+                type=_positive,
+                default=None,
+                help="the generation to compare with (default: the other one sampled most recently)",
+            )
         if name == "approve":
             command.add_argument("version", metavar="VERSION", help="a pending version, e.g. 2.0.0 or v2.0.0")
             command.add_argument("--by", metavar="NAME", required=True, help="who approves (each name counts once)")
@@ -307,3 +345,19 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text: str) -> float:
+    """90, 90s, 10m, 1h: seconds, at most a day."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 10m or 1h, got {text!r}") from None
+    if not 0 < seconds <= 86_400:
+        raise argparse.ArgumentTypeError(f"expected a duration above 0 and at most 24h, got {text!r}")
+    return seconds

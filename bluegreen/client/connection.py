@@ -14,7 +14,7 @@ from typing import Any
 
 import apsw
 
-from bluegreen.client import routing
+from bluegreen.client import routing, sampling
 from bluegreen.client.opener import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_FENCE_TIMEOUT_S,
@@ -34,6 +34,7 @@ from bluegreen.files.contract import FENCE_MARK, fenced_generation
 
 _FENCE_ERROR = re.compile(re.escape(FENCE_MARK) + r"(\d+)")
 _FENCE_POLL_S = 0.002  # while waiting for a revert to lift the fence of the file it swapped to
+_clock = time.perf_counter_ns  # sampling's clock, bound once: it runs twice per statement
 
 
 # -- errors of following --------------------------------------------------------------------------
@@ -60,11 +61,14 @@ class _Slot:
     target: Target
     conn: Any
     closed: bool = False
+    tally: sampling.Tally | None = None  # what its statements cost (client/sampling.py); None: not sampled
 
 
 def _close_slot(opener: Opener, slot: _Slot) -> None:
     if not slot.closed:
         slot.closed = True
+        if slot.tally is not None:
+            slot.tally.retire()
         try:
             opener.close(slot.target, slot.conn)
         except Exception:
@@ -79,6 +83,11 @@ class FollowingConnection:
         self._driver = driver
         self.options = options
         self.stats = Stats()
+        self._sampler = (
+            sampling.sampler_for(options.pointer)
+            if options.sampling and not sampling.disabled_by_environment()
+            else None
+        )
         active_target(self._opener.pointer_path)  # a bad pointer fails here, before any thread starts
         self._watch: PointerWatch = watch_for(
             options.pointer, use_watchdog=options.watch, poll_interval=options.poll_interval
@@ -90,7 +99,7 @@ class FollowingConnection:
     def _open_first(self) -> _Slot:
         for target in self._opener.candidates():
             try:
-                return _Slot(target, self._opener.open(target))
+                return self._new_slot(target, self._opener.open(target))
             except ClientError:
                 if not target.green:
                     raise
@@ -198,43 +207,66 @@ class FollowingConnection:
             return True
         return False
 
+    def _new_slot(self, target: Target, conn) -> _Slot:
+        tally = self._sampler.tally(target.generation, target.file) if self._sampler else None
+        return _Slot(target, conn, tally=tally)
+
     def _install(self, target: Target, conn) -> None:
         old = self._slot
-        self._slot = _Slot(target, conn)
+        self._slot = self._new_slot(target, conn)
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _close_slot, self._opener, self._slot)
         _close_slot(self._opener, old)
         self.stats.reopens += 1
 
-    def _run(self, op: Callable[[Any], Any]) -> Any:
+    def _run(self, op: Callable[[Any], Any], sql: str = "") -> Any:
         """Run one call; if a retired file's fence refused it and nothing of it happened, move to
-        the file the pointer names and run it once more."""
+        the file the pointer names and run it once more. Sampled: its time (or its error) counts
+        for the file that ran it."""
         self._ready()
-        conn = self._slot.conn
+        slot = self._slot
+        conn = slot.conn
         outside = not self._driver.in_transaction(conn)
         changes = self._driver.total_changes(conn)
+        started = _clock()
         try:
-            return op(conn)
+            result = op(conn)
         except self._driver.Error as exc:
             fenced_for = _fence_generation(exc)
             if fenced_for is None:
+                if slot.tally is not None:
+                    slot.tally.failed(sql)
                 raise
-            refused = self._slot.target
+            refused = slot.target
             if not outside or self._driver.total_changes(conn) != changes:
                 raise self._not_retried(refused, fenced_for, outside) from exc
             _rollback(conn)  # a transaction this very call opened (sqlite3's implicit BEGIN) holds nothing
             self._move_off(refused, fenced_for)
             self.stats.fence_retries += 1
-            try:
-                return op(self._slot.conn)
-            except self._driver.Error as again:
-                if _fence_generation(again) is None:
-                    raise
-                raise FenceWaitTimeout(
-                    f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
-                    "cutover or revert ran meanwhile); nothing was written: run it again",
-                    details={"fenced_for": _fence_generation(again)},
-                ) from again
+            return self._run_again(op, sql)
+        if slot.tally is not None:
+            slot.tally.add(sql, _clock() - started)
+        return result
+
+    def _run_again(self, op: Callable[[Any], Any], sql: str) -> Any:
+        """The call a fence refused, once more on the file the pointer names now."""
+        slot = self._slot
+        started = _clock()
+        try:
+            result = op(slot.conn)
+        except self._driver.Error as again:
+            if _fence_generation(again) is None:
+                if slot.tally is not None:
+                    slot.tally.failed(sql)
+                raise
+            raise FenceWaitTimeout(
+                f"{slot.target.path}: refused by a fence again right after following the pointer (another "
+                "cutover or revert ran meanwhile); nothing was written: run it again",
+                details={"fenced_for": _fence_generation(again)},
+            ) from again
+        if slot.tally is not None:
+            slot.tally.add(sql, _clock() - started)
+        return result
 
     def _not_retried(self, refused: Target, fenced_for: int, outside: bool) -> FencedInTransaction:
         if outside:
@@ -321,11 +353,11 @@ class Connection(FollowingConnection):
         self._entered: list[apsw.Connection] = []
 
     def execute(self, sql: str, bindings=None) -> apsw.Cursor:
-        return self._run(lambda conn: conn.execute(sql, bindings))
+        return self._run(lambda conn: conn.execute(sql, bindings), sql)
 
     def executemany(self, sql: str, sequenceofbindings) -> apsw.Cursor:
         rows = list(sequenceofbindings)  # a retry needs them again
-        return self._run(lambda conn: conn.executemany(sql, rows))
+        return self._run(lambda conn: conn.executemany(sql, rows), sql)
 
     def __enter__(self) -> Connection:
         self._ready()
@@ -352,17 +384,22 @@ class Sqlite3Connection(FollowingConnection):
         super().__init__(Sqlite3Driver, options, extra)
 
     def execute(self, sql: str, parameters=()) -> sqlite3.Cursor:
-        return self._run(lambda conn: conn.execute(sql, parameters))
+        return self._run(lambda conn: conn.execute(sql, parameters), sql)
 
     def executemany(self, sql: str, seq_of_parameters) -> sqlite3.Cursor:
         rows = list(seq_of_parameters)
-        return self._run(lambda conn: conn.executemany(sql, rows))
+        return self._run(lambda conn: conn.executemany(sql, rows), sql)
 
     def cursor(self, *args) -> sqlite3.Cursor:
         """A cursor on the current file, after following the pointer. Statements run through it
-        are not retried on a fence: use execute() for that."""
+        are not retried on a fence: use execute() for that. They are sampled (client/sampling.py)
+        unless a cursor factory is given."""
         self._ready()
-        return self._slot.conn.cursor(*args)
+        if args or self._slot.tally is None:
+            return self._slot.conn.cursor(*args)
+        cursor = self._slot.conn.cursor(sampling.SampledCursor)
+        cursor.bluegreen_tally = self._slot.tally
+        return cursor
 
     def commit(self) -> None:
         self._slot.conn.commit()
@@ -396,6 +433,7 @@ def _options(
     watch=True,
     poll_interval=DEFAULT_POLL_INTERVAL_S,
     heartbeat=True,
+    sampling=True,
 ) -> ClientOptions:
     routed = None
     if read_percentage_new or force_new or force_old:
@@ -411,6 +449,7 @@ def _options(
         watch,
         poll_interval,
         heartbeat,
+        sampling,
     )
 
 
@@ -425,6 +464,8 @@ def connect(pointer_path: Path | str, **options) -> Connection:
     fence_timeout_s: how long a write refused by a fence waits for the pointer to move.
     watch: use watchdog (else only the polling thread, every poll_interval seconds).
     heartbeat: report the open file in the client registry (bluegreen status / finalize).
+    sampling: record each statement's time per query shape for `bluegreen watch` (client/sampling.py;
+      off for the whole process with BLUEGREEN_SAMPLING=0).
     """
     return Connection(_options(pointer_path, **options))
 

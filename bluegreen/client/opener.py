@@ -80,6 +80,7 @@ class ClientOptions:
     watch: bool = True
     poll_interval: float = DEFAULT_POLL_INTERVAL_S
     heartbeat: bool = True
+    sampling: bool = True  # per-shape statement times for `bluegreen watch` (client/sampling.py)
 
     def __post_init__(self) -> None:
         if self.busy_timeout_ms < MIN_BUSY_TIMEOUT_MS:

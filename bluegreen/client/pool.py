@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from bluegreen.client import sampling
 from bluegreen.client.connection import _close_slot, _options, _Slot
 from bluegreen.client.opener import Opener, Sqlite3Driver, Target
 from bluegreen.client.watch import PointerWatch, watch_for
@@ -43,6 +44,22 @@ class PinnedSqlite3(sqlite3.Connection):
         except BluegreenError:
             return False  # keep this one rather than fail every checkout
         return True
+
+    def cursor(self, factory=None):
+        """Cursors report each statement's time to the sample log (client/sampling.py), unless
+        sampling is off or a factory of one's own is given."""
+        tally = getattr(self, "_bluegreen_tally", None)
+        if factory is not None or tally is None:
+            return super().cursor(factory) if factory is not None else super().cursor()
+        cursor = super().cursor(sampling.SampledCursor)
+        cursor.bluegreen_tally = tally
+        return cursor
+
+    def execute(self, sql, parameters=(), /):
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql, seq_of_parameters, /):
+        return self.cursor().executemany(sql, seq_of_parameters)
 
     def close(self) -> None:
         finalizer = getattr(self, "_bluegreen_finalizer", None)
@@ -73,7 +90,10 @@ def creator(pointer_path: Path | str, *, sqlite3_kwargs: dict | None = None, **o
         conn._bluegreen_opener = opener
         conn._bluegreen_watch = watch
         conn._bluegreen_seen = seen
-        slot = _Slot(target, _Unbound(conn))
+        sampled = opts.sampling and not sampling.disabled_by_environment()
+        tally = sampling.sampler_for(opts.pointer).tally(target.generation, target.file) if sampled else None
+        conn._bluegreen_tally = tally
+        slot = _Slot(target, _Unbound(conn), tally=tally)
         conn._bluegreen_finalizer = weakref.finalize(conn, _close_slot, opener, slot)
         return conn
 

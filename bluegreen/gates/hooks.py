@@ -24,7 +24,7 @@ from bluegreen.errors import AfterHookFailed, BluegreenError, HookRefused
 from bluegreen.files.journal import Store
 from bluegreen.results import Result
 
-EVENTS = ("pre-prepare", "post-prepare", "pre-cutover", "post-cutover", "post-revert", "on-failure")
+EVENTS = ("pre-prepare", "post-prepare", "pre-cutover", "post-cutover", "post-revert", "post-watch", "on-failure")
 TAIL_CHARS = 4000  # output kept per hook run: enough for a stack trace's end, small in a log line
 KILL_GRACE_S = 2.0  # after SIGTERM at the time limit, before SIGKILL
 
@@ -45,6 +45,7 @@ class HookContext:
     to_version: str  # ... and the one it moves to
     error: str = ""  # on-failure: the error message
     exit_code: int = 0  # on-failure: the exit code bluegreen will return
+    verdict: str = ""  # post-watch: what the watch after the swap found (lifecycle/watch.py)
 
     def environment(self, config: Config) -> dict[str, str]:
         values = {
@@ -63,6 +64,8 @@ class HookContext:
         }
         if self.event == "on-failure":
             values.update(ERROR=self.error, EXIT_CODE=str(self.exit_code))
+        if self.event == "post-watch":
+            values.update(WATCH=self.verdict, EXIT_CODE=str(self.exit_code))
         return {f"BLUEGREEN_{key}": value for key, value in values.items()}
 
 
@@ -186,6 +189,7 @@ STANDS = {
     "post-prepare": "the generation stays prepared; do the hook's job by hand, then `bluegreen cutover` (or abort)",
     "post-cutover": "the cutover stands (do not deploy again); do the hook's job by hand, or `bluegreen revert`",
     "post-revert": "the revert stands (do not revert again); do the hook's job by hand",
+    "post-watch": "the watch's outcome stands (do not deploy again); do the hook's job by hand",
 }
 
 

@@ -149,10 +149,19 @@ class GateRunner:
             raise self.hooks.refusal(run, outcome)
 
     def post_hook(
-        self, command_run: CommandRun, event: str, command: str, state: State, versions: tuple[str, str], result: Result
+        self,
+        command_run: CommandRun,
+        event: str,
+        command: str,
+        state: State,
+        versions: tuple[str, str],
+        result: Result,
+        verdict: str = "",
     ) -> Result:
-        """A post-* hook reports: the operation stands whatever it says; its failure is the error."""
-        run = self._run_hook(command_run, self._hook_context(event, command, state, versions))
+        """A post-* hook reports: the operation stands whatever it says; its failure is the error.
+        post-watch also hears the watch's verdict and the exit code the command returns."""
+        context = self._hook_context(event, command, state, versions, "", result.exit_code, verdict)
+        run = self._run_hook(command_run, context)
         if command_run.hook_runs:
             result.data["hooks"] = [r.as_dict() for r in command_run.hook_runs]
         if run and not run.ok:
@@ -166,7 +175,14 @@ class GateRunner:
         return run
 
     def _hook_context(
-        self, event: str, command: str, state: State, versions: tuple[str, str], error: str = "", exit_code: int = 0
+        self,
+        event: str,
+        command: str,
+        state: State,
+        versions: tuple[str, str],
+        error: str = "",
+        exit_code: int = 0,
+        verdict: str = "",
     ) -> HookContext:
         pointer_path = self.config.database.pointer
         current = pointer.read(pointer_path)
@@ -183,6 +199,7 @@ class GateRunner:
             versions[1],
             error,
             exit_code,
+            verdict,
         )
 
     @contextmanager

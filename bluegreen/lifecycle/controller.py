@@ -17,7 +17,7 @@ from bluegreen.engine import barrier, capture, generations, migrations
 from bluegreen.engine.db import check_database, open_db
 from bluegreen.engine.generations import version_of
 from bluegreen.engine.replay import Replayer
-from bluegreen.errors import ConfigInvalid, ReplayConflict, WrongPhase
+from bluegreen.errors import BluegreenError, ConfigInvalid, ReplayConflict, WrongPhase
 from bluegreen.files import pointer
 from bluegreen.files.journal import Phase, State, Step, Store
 from bluegreen.files.layout import file_mode, remove_database_files
@@ -30,6 +30,8 @@ from bluegreen.lifecycle.closing import Closing
 from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
+from bluegreen.lifecycle.watch import Watch
+from bluegreen.reports.watch import REGRESSED
 from bluegreen.results import Result, Timer
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -47,6 +49,7 @@ class Controller:
         self.forward = Cutover(config, self.store)  # blue → green
         self.backward = Revert(config, self.store, self.gates)  # green → blue
         self.closing = Closing(config, self.store)  # the revert window closed, old files removed
+        self.watching = Watch(config, self.store, self.gates)  # after the swap: the traffic compared
 
     @contextmanager
     def _command(self, name: str, *, gated: bool = True) -> Iterator[Run]:
@@ -136,10 +139,19 @@ class Controller:
     # cutover: catch up → barrier on blue when the backlog fits the budget → replay the rest →
     # fence blue → swap
     # ------------------------------------------------------------------------------------------
-    def cutover(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
+    def cutover(
+        self,
+        offline: bool = False,
+        wait: bool = False,
+        force: bool = False,
+        reason: str = "",
+        watch_s: float | None = None,
+        auto_revert: bool = False,
+    ) -> Result:
         self.gates.check_wait_option(wait)
         with self._command("cutover") as run:
-            return self._cutover(run, "cutover", offline, wait, force, reason)
+            result = self._cutover(run, "cutover", offline, wait, force, reason)
+        return self._watch_after_swap(result, watch_s, auto_revert)
 
     def _cutover(
         self, run: Run, command: str, offline: bool, wait: bool = False, force: bool = False, reason: str = ""
@@ -228,7 +240,15 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     # deploy: prepare + cutover; --offline holds blue's write lock from the copy until the swap
     # ------------------------------------------------------------------------------------------
-    def deploy(self, offline: bool = False, wait: bool = False, force: bool = False, reason: str = "") -> Result:
+    def deploy(
+        self,
+        offline: bool = False,
+        wait: bool = False,
+        force: bool = False,
+        reason: str = "",
+        watch_s: float | None = None,
+        auto_revert: bool = False,
+    ) -> Result:
         self.gates.check_wait_option(wait)
         with self._command("deploy") as run:
             blue, pending = self._start(run, online=not offline)
@@ -236,11 +256,34 @@ class Controller:
             self.gates.check_environment("deploy", pending, force, reason, log=offline)
             self.gates.hold_before_deploy(run, offline, wait)
             if offline:
-                return self._deploy_offline(run, blue, pending)
-            prepared = self._prepare(run, "deploy", blue, pending)
-            if run.state.phase != Phase.PREPARED:
-                return prepared
-            return self._cutover(run, "deploy", False, wait, force, reason)
+                result = self._deploy_offline(run, blue, pending)
+            else:
+                prepared = self._prepare(run, "deploy", blue, pending)
+                if run.state.phase != Phase.PREPARED:
+                    return prepared
+                result = self._cutover(run, "deploy", False, wait, force, reason)
+        return self._watch_after_swap(result, watch_s, auto_revert)
+
+    # ------------------------------------------------------------------------------------------
+    # --watch: after the swap, the application's traffic on green against blue's (lifecycle/watch.py)
+    # ------------------------------------------------------------------------------------------
+    def _watch_after_swap(self, cut: Result, watch_s: float | None, auto_revert: bool) -> Result:
+        """Watch for watch_s without any lock; on a regression revert (--auto-revert: revert's own
+        refusals stand, exit 5 pages through on-failure and leaves green standing) or recommend it."""
+        if watch_s is None or "previous" not in cut.data:  # nothing was cut over: nothing to watch
+            return cut
+        generation, previous = cut.data["generation"], self.store.load().blue_generation or None
+        found, active = self.watching.observe(generation, previous, watch_s)
+        reverted = None
+        if found.verdict == REGRESSED and auto_revert and active:
+            try:
+                reverted = self.revert()
+            except BluegreenError as exc:
+                failed = self.watching.refused(exc, found)
+                self.watching.post_watch(cut.command, cut, found.verdict, failed)
+                raise failed from None
+        outcome = self.watching.outcome(cut, found, watch_s, active, auto_revert, reverted)
+        return self.watching.post_watch(cut.command, outcome, found.verdict)
 
     def _deploy_offline(self, run: Run, blue: Path, pending: list[migrations.Migration]) -> Result:
         state = run.state

@@ -49,6 +49,7 @@ dir = {migrations}   # {{seq}}_{{version}}_{{description}}.sql and companions; `
 # [hooks]
 # pre-prepare = "./scripts/check-release.sh"
 # post-cutover = "systemctl reload myapp"
+# post-watch = "./scripts/report-release.sh"   # $BLUEGREEN_WATCH: healthy, no verdict or regressed
 # on-failure = "./scripts/page-oncall.sh"
 # timeout_s = 60              # each hook's time limit
 
@@ -82,6 +83,16 @@ dir = {migrations}   # {{seq}}_{{version}}_{{description}}.sql and companions; `
 # max_write_wait_ms = 25      # 0 (the default): never by the probe
 # max_throttled_s = 600       # then a probe's throttle is lifted, and a flag's fails the command
 # flag_file = "throttle"      # default: .bluegreen/throttle beside the pointer
+
+# After the swap: `bluegreen watch` and `deploy --watch 10m --auto-revert` compare the traffic
+# bluegreen's clients sampled on the new generation with the old one's (README: "After the swap").
+# [watch]
+# max_error_rate = 0.01       # the error rate may rise by at most this (one point)
+# max_p95_ratio = 2.0         # a query shape's p95 may grow to at most this times the old one's
+# min_p95_ms = 1.0            # the old p95 counts as at least this (below it, noise decides)
+# min_samples = 100           # statements a shape needs on both generations for a verdict
+# min_statements = 200        # statements the new generation needs for an error-rate verdict
+# window_s = 3600             # `bluegreen watch`: each generation's last hour of samples
 
 # Environments: release rules chosen with --env NAME or $BLUEGREEN_ENV; with none, none apply.
 # [environments.staging]

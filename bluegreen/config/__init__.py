@@ -1,4 +1,4 @@
-"""config.toml → frozen dataclasses. Every bad value is named with its file and key."""
+"""config.toml → frozen dataclasses (config/sections.py). Every bad value is named with its file and key."""
 
 from __future__ import annotations
 
@@ -7,163 +7,33 @@ import os
 import re
 import tomllib
 import zoneinfo
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, fields
 from datetime import time
 from pathlib import Path
 
+from bluegreen.config.sections import (
+    ENVIRONMENT_DEFAULTS,
+    CaptureConfig,
+    CheckConfig,
+    Config,
+    CutoverConfig,
+    DatabaseConfig,
+    DiskConfig,
+    EnvironmentConfig,
+    HooksConfig,
+    MigrationsConfig,
+    PerformanceConfig,
+    RetentionConfig,
+    SnapshotConfig,
+    ThrottleConfig,
+    WatchConfig,
+    Window,
+)
 from bluegreen.engine import namedsql
 from bluegreen.errors import ConfigInvalid
-from bluegreen.files.contract import DEFAULT_MAX_WRITE_PAUSE_MS
 
 DEFAULT_CONFIG = "config.toml"
 CONFIG_ENV = "BLUEGREEN_CONFIG"
-
-
-@dataclass(frozen=True)
-class DatabaseConfig:
-    pointer: Path  # the pointer file applications read
-    initial: Path  # the file `init` adopts as generation 1
-
-
-@dataclass(frozen=True)
-class MigrationsConfig:
-    dir: Path
-
-
-@dataclass(frozen=True)
-class SnapshotConfig:
-    pages_per_step: int = 4096  # backup pages copied between progress reports
-    # Green is built with synchronous=OFF and fdatasync'ed every this many MB written (engine/flush.py),
-    # so the disk never queues hundreds of MB of it while the application commits on blue.
-    flush_mb: int = 8
-
-
-@dataclass(frozen=True)
-class CaptureConfig:
-    # Refuse incremental BLOB writes (they bypass triggers) on the file being captured or fenced.
-    # Building the guard reads each table once under the write lock at prepare.
-    guard_blob_writes: bool = True
-
-
-@dataclass(frozen=True)
-class CutoverConfig:
-    max_write_pause_ms: int = DEFAULT_MAX_WRITE_PAUSE_MS  # the pause budget writers may see at cutover
-    lock_timeout_ms: int = 10_000  # how long to wait for a write lock before giving up
-    max_attempts: int = 20  # barrier tries before cutover gives up with blue still active
-    wait_flag: Path | None = None  # while this file exists, cutover is on hold (see hold.py)
-    wait_timeout_s: int = 0  # how long `cutover --wait` waits for the flag to go; 0: no limit
-
-
-@dataclass(frozen=True)
-class HooksConfig:
-    """Shell commands run at lifecycle events (see hooks.py); "" means no hook."""
-
-    pre_prepare: str = ""
-    post_prepare: str = ""
-    pre_cutover: str = ""
-    post_cutover: str = ""
-    post_revert: str = ""
-    on_failure: str = ""
-    timeout_s: int = 60  # each hook's time limit; its whole process group is killed after it
-
-
-@dataclass(frozen=True)
-class RetentionConfig:
-    # Fenced generations retired (fenced by a cutover or a revert) longer ago than this are what
-    # `bluegreen prune` removes; 0 prunes every retired generation (never the active one nor the
-    # revert target).
-    keep_days: int = 30
-
-
-@dataclass(frozen=True)
-class Window:
-    """A daily maintenance window in a time zone; end < start wraps past midnight."""
-
-    start: time
-    end: time  # time.max stands for 24:00
-    text: str  # as written, "HH:MM-HH:MM", for messages
-
-
-@dataclass(frozen=True)
-class EnvironmentConfig:
-    """One `[environments.NAME]` table; keys left out take the defaults of a well-known name."""
-
-    name: str
-    approvals: int = 0  # distinct approvers of the target version cutover needs
-    backup: bool = False  # a verified backup of blue before prepare
-    backup_dir: Path | None = None  # where backups go (default: backups/ beside the config)
-    window: Window | None = None  # cutover refuses outside it, unless forced with a reason
-    timezone: str = "UTC"  # the window's IANA time zone
-
-
-# Well-known names: what an environment of that name means when its table leaves a key out.
-ENVIRONMENT_DEFAULTS = {
-    "development": {},
-    "staging": {"approvals": 1},
-    "production": {"approvals": 2, "backup": True},
-}
-_ENVIRONMENT_KINDS: dict[str, object] = {
-    "approvals": None,
-    "backup": "bool",
-    "backup_dir": "dir",
-    "window": "window",
-    "timezone": "timezone",
-}  # approvals: set below
-
-
-@dataclass(frozen=True)
-class PerformanceConfig:
-    # A benchmark query refuses cutover when green's median time exceeds max_ratio times blue's,
-    # blue's time taken as at least min_ms: below that floor, timer noise would decide.
-    max_ratio: float = 2.0
-    min_ms: float = 1.0
-    runs: int = 5  # timed runs per query and file (after one warm-up run); the median counts
-    queries: tuple[tuple[str, str], ...] = ()  # [performance.queries] name = "SELECT ..."
-
-
-@dataclass(frozen=True)
-class CheckConfig:
-    queries: tuple[tuple[str, str], ...] = ()  # [check.queries] name = "SELECT offending rows"
-    sample_rows: int = 5  # offending rows shown per check
-
-
-@dataclass(frozen=True)
-class DiskConfig:
-    # prepare/deploy refuse unless the data folder has the estimated size of green (and its WAL)
-    # free, plus this margin.
-    min_free_mb: int = 64
-
-
-@dataclass(frozen=True)
-class ThrottleConfig:
-    """[throttle] (lifecycle/throttle.py): the build of green pauses while a probe write on blue takes
-    longer than max_write_wait_ms (0: never by the probe), or while the flag file exists."""
-
-    max_write_wait_ms: int = 0
-    probe_interval_ms: int = 250  # how often the probe write is made (and the flag looked at, when paused)
-    max_throttled_s: int = 600  # then a probe's throttle is lifted, and a flag's fails the command
-    flag_file: Path | None = None  # default: .bluegreen/throttle beside the pointer
-
-
-@dataclass(frozen=True)
-class Config:
-    path: Path
-    database: DatabaseConfig
-    migrations: MigrationsConfig
-    snapshot: SnapshotConfig
-    capture: CaptureConfig
-    cutover: CutoverConfig
-    hooks: HooksConfig = HooksConfig()
-    retention: RetentionConfig = RetentionConfig()
-    environments: dict[str, EnvironmentConfig] = field(default_factory=dict)
-    performance: PerformanceConfig = PerformanceConfig()
-    check: CheckConfig = CheckConfig()
-    disk: DiskConfig = DiskConfig()
-    throttle: ThrottleConfig = ThrottleConfig()
-
-    @property
-    def data_dir(self) -> Path:
-        return self.database.pointer.parent
 
 
 @dataclass(frozen=True)
@@ -220,6 +90,7 @@ _SECTIONS = {
             "pre-cutover": "command",
             "post-cutover": "command",
             "post-revert": "command",
+            "post-watch": "command",
             "on-failure": "command",
             "timeout_s": Int(1, DAY_S, "24 h"),
         },
@@ -244,7 +115,26 @@ _SECTIONS = {
             "flag_file": "file",
         },
     ),
+    "watch": (
+        WatchConfig,
+        {
+            "max_error_rate": Float(0.0, 1.0, "every statement failing"),
+            "max_p95_ratio": Float(1.0, 1_000.0, "a thousand times the old p95", True),
+            "min_p95_ms": Float(0.0, 3_600_000.0, "one hour"),
+            "min_samples": Int(1, 10_000_000, "ten million statements"),
+            "min_statements": Int(1, 10_000_000, "ten million statements"),
+            "window_s": Int(1, 30 * DAY_S, "30 days"),
+        },
+    ),
 }
+_ENVIRONMENT_KINDS: dict[str, object] = {
+    "approvals": None,
+    "backup": "bool",
+    "backup_dir": "dir",
+    "window": "window",
+    "timezone": "timezone",
+    "watch": "watch",
+}  # approvals: set below
 _ENVIRONMENT_KINDS["approvals"] = Int(0, 100, "a hundred approvers")
 _REQUIRED = {"database", "migrations"}
 NAME_MAX = 255  # bytes in one path component (Linux, macOS)
@@ -286,10 +176,11 @@ def load(path: Path) -> Config:
         raise ConfigInvalid(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
     _check_database_paths(path, built["database"])
-    return Config(path=path.resolve(), **built, environments=_environments(path, base, raw.get("environments", {})))
+    environments = _environments(path, base, raw.get("environments", {}), raw.get("watch", {}))
+    return Config(path=path.resolve(), **built, environments=environments)
 
 
-def _environments(path: Path, base: Path, tables: object) -> dict[str, EnvironmentConfig]:
+def _environments(path: Path, base: Path, tables: object, watch: object) -> dict[str, EnvironmentConfig]:
     """`[environments.NAME]` tables, each completed with its well-known name's defaults."""
     if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
         raise ConfigInvalid(f"{path}: environments must hold tables such as [environments.production]")
@@ -301,6 +192,8 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
                     f"{path}: unknown key environments.{name}.{key}; expected one of {', '.join(_ENVIRONMENT_KINDS)}"
                 )
         merged = {**ENVIRONMENT_DEFAULTS.get(name, {}), **values}
+        if isinstance(merged.get("watch"), dict) and isinstance(watch, dict):
+            merged["watch"] = {**watch, **merged["watch"]}  # the environment's keys over [watch]'s
         out = {k: _convert(path, base, f"environments.{name}.{k}", _ENVIRONMENT_KINDS[k], v) for k, v in merged.items()}
         if name == "production" and "window" not in out:
             raise ConfigInvalid.with_hint(
@@ -313,13 +206,14 @@ def _environments(path: Path, base: Path, tables: object) -> dict[str, Environme
     return found
 
 
-def _section(path: Path, base: Path, name: str, values: object):
+def _section(path: Path, base: Path, name: str, values: object, where: str = ""):
     cls, kinds = _SECTIONS[name]
+    where = where or name
     if not isinstance(values, dict):
-        raise ConfigInvalid(f"{path}: {name} must be a table ([{name}])")
+        raise ConfigInvalid(f"{path}: {where} must be a table ([{where}])")
     for key in values:
         if key not in kinds:
-            raise ConfigInvalid(f"{path}: unknown key {name}.{key}; expected one of {', '.join(kinds)}")
+            raise ConfigInvalid(f"{path}: unknown key {where}.{key}; expected one of {', '.join(kinds)}")
     out = {}
     for spec in fields(cls):
         key = spec.name if spec.name in kinds else spec.name.replace("_", "-")
@@ -327,7 +221,7 @@ def _section(path: Path, base: Path, name: str, values: object):
             if spec.default is MISSING:
                 raise ConfigInvalid(f"{path}: missing key {name}.{key}")
             continue
-        out[spec.name] = _convert(path, base, f"{name}.{key}", kinds[key], values[key])
+        out[spec.name] = _convert(path, base, f"{where}.{key}", kinds[key], values[key])
     return cls(**out)
 
 
@@ -368,6 +262,10 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
                 f'{path}: {where} must be an IANA time zone such as "UTC" or "Europe/Berlin", got {value!r}'
             ) from None
         return value
+    if kind == "watch":
+        if not isinstance(value, dict):
+            raise ConfigInvalid(f"{path}: {where} must be a table ([{where}]), got {value!r}")
+        return _section(path, base, "watch", value, where)
     if kind == "command":
         if not isinstance(value, str) or not value.strip():
             raise ConfigInvalid.with_hint(
