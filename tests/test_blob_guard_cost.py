@@ -47,7 +47,7 @@ def _steps(path, install) -> int:
 def _by_create_index(conn, tables) -> None:
     for table in tables:
         conn.execute(
-            f"CREATE INDEX {blob_guard.guard_name(table)} ON {blob_guard.quote_ident(table.name)}((0)) WHERE 0"
+            f"CREATE INDEX {blob_guard.guard_name(table)} ON {blob_guard.quote_ident(table.name)}((0) {blob_guard.GUARD_NOTE}) WHERE 0"
         )
 
 
