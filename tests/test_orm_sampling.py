@@ -24,7 +24,20 @@ from bluegreen.files import samples
 sa = pytest.importorskip("sqlalchemy")
 pytest.importorskip("django")
 
+from sqlalchemy import orm  # noqa: E402
+
 import bluegreen.sqlalchemy as bgsa  # noqa: E402
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True)
+    name: orm.Mapped[str | None]
+
 
 POINT = "SELECT name FROM items WHERE id = ?"
 BLIND = "?watch=false&poll_interval=3600"  # notices no swap until a fence says so
@@ -58,6 +71,10 @@ def test_sqlalchemy_statements_are_sampled_per_shape_and_generation_with_errors(
         db.commit()
         reads(db, 12)
         assert bgsa.stats(db).fence_retries == 1
+    with orm.Session(engine) as session:  # the ORM's own statements too
+        for i in range(1, 6):
+            session.get(Item, i).name = f"orm {i}"
+        session.commit()
     engine.dispose()
     found = spans_of(project)
     assert found[1][POINT].count == 30 and found[1][POINT].timed == 30 and found[2][POINT].count == 12
@@ -66,6 +83,8 @@ def test_sqlalchemy_statements_are_sampled_per_shape_and_generation_with_errors(
     update = "UPDATE items SET name = ? WHERE id = ?"
     assert update not in found[1]  # refused by the fence: no error of blue, and not counted there
     assert found[2][update].count == 1 and found[2][update].errors == 0
+    orm_get = shape(found, 2, "FROM items WHERE items.id = ?")
+    assert orm_get.count == 5 and shape(found, 2, "UPDATE items SET name=?").count == 5
     logs = os.listdir(samples.samples_dir(project.pointer))
     assert logs and all(n.endswith(".jsonl") for n in logs)
 
@@ -212,6 +231,9 @@ def test_django_statements_are_sampled_per_shape_and_generation_through_a_deploy
     assert not [s for s in found[1] if s.startswith("UPDATE")]  # refused by the fence: not blue's
     assert shape(found, 2, 'UPDATE "items" SET "name" = ?').count == 1
     assert not [s for g in found.values() for s in g if "%s" in s]
+    document = project.cli_process("watch", "--json").json  # 12 against 30: too few for a verdict
+    row = next(r for r in document["post_migration_performance"] if 'WHERE "items"."id" = ?' in r["shape"])
+    assert row["verdict"] == "no verdict" and row["new"]["queries"] == 12 and row["old"]["queries"] == 30
 
 
 @pytest.mark.parametrize("how", ["options", "environment"])
