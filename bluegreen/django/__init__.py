@@ -38,7 +38,9 @@ generation stamp the pointer promises and for `compatible=`, registered in the h
 
 OPTIONS bluegreen reads (the rest go to sqlite3.connect as with Django's backend):
 `compatible`, `fence_timeout_s` (30), `watch` (True: watchdog; False: polling only),
-`poll_interval` (1.0 s), `heartbeat` (True), and `timeout` (seconds, the busy timeout: at least
+`poll_interval` (1.0 s), `heartbeat` (True), `sampling` (True: every statement's time per query
+shape and generation for `bluegreen watch`, client/sampling.py; also off with
+BLUEGREEN_SAMPLING=0), and `timeout` (seconds, the busy timeout: at least
 the cutover pause budget; 10 by default). An in-memory NAME (Django's test runner) is passed to
 Django's sqlite3 backend unchanged.
 """

@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 import weakref
+from functools import lru_cache
 from pathlib import Path
 
 from django.db.backends import utils as backend_utils
@@ -18,6 +19,7 @@ from django.db.backends.sqlite3.client import DatabaseClient as Sqlite3Client
 from django.db.utils import DatabaseError
 from django.utils.asyncio import async_unsafe
 
+from bluegreen.client import sampling
 from bluegreen.client.opener import (
     DEFAULT_BUSY_TIMEOUT_MS,
     ClientError,
@@ -37,8 +39,9 @@ from bluegreen.files.contract import FENCE_MARK, fenced_generation
 
 _FENCE_ERROR = re.compile(re.escape(FENCE_MARK) + r"(\d+)")
 _FENCE_POLL_S = 0.002
+_clock = time.perf_counter_ns  # sampling's clock, bound once: it runs twice per statement
 # OPTIONS that are bluegreen's, not sqlite3.connect's
-_OPTIONS = ("compatible", "fence_timeout_s", "watch", "poll_interval", "heartbeat")
+_OPTIONS = ("compatible", "fence_timeout_s", "watch", "poll_interval", "heartbeat", "sampling")
 DEFAULT_TRANSACTION_MODE = "IMMEDIATE"  # a cutover's fence never lands inside an atomic() block
 
 
@@ -63,6 +66,12 @@ def _release_when_collected(conn, beat, target: Target) -> weakref.finalize:
             _RELEASER.append(threading.Thread(target=_release_queued, name="bluegreen-django-release", daemon=True))
             _RELEASER[0].start()
     return weakref.finalize(conn, _RELEASES.put, (beat, target.file, target.generation))
+
+
+@lru_cache(maxsize=1024)
+def _qmark(sql: str) -> str:
+    """Django's "format" SQL (`%s`) as sqlite3 runs it (`?`), so its query shapes fold like the clients'."""
+    return sqlite3_base.FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
 
 
 def _fence_generation(exc: BaseException) -> int | None:
@@ -91,11 +100,13 @@ class _Following:
     file the pointer names (through DatabaseWrapper.bluegreen_run)."""
 
     def _execute(self, sql, params, *ignored):
-        return self.db.bluegreen_run(self, lambda: super(_Following, self)._execute(sql, params, *ignored))
+        run = super()._execute
+        return self.db.bluegreen_run(self, lambda: run(sql, params, *ignored), sql if params is None else _qmark(sql))
 
     def _executemany(self, sql, param_list, *ignored):
         param_list = list(param_list)  # a retry needs them again
-        return self.db.bluegreen_run(self, lambda: super(_Following, self)._executemany(sql, param_list, *ignored))
+        run = super()._executemany
+        return self.db.bluegreen_run(self, lambda: run(sql, param_list, *ignored), _qmark(sql))
 
 
 class SQLiteCursor(sqlite3_base.SQLiteCursorWrapper):
@@ -135,6 +146,8 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         self._bg_pending = None  # (target, raw connection) opened by _bg_move_off, set up at connect
         self._bg_release = None  # gives the heartbeat's claim on the open file back, once
         self._bg_cursors: weakref.WeakSet = weakref.WeakSet()  # raw cursors not closed yet
+        self._bg_sampler: sampling.Sampler | None = None  # client/sampling.py; None: not sampled
+        self._bg_tally: sampling.Tally | None = None  # the open file's statements
 
     # -- opening ------------------------------------------------------------------------------
     def _bg_passthrough(self) -> bool:
@@ -175,6 +188,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
                 watch=bool(options.get("watch", True)),
                 poll_interval=float(options.get("poll_interval", DEFAULT_POLL_INTERVAL_S)),
                 heartbeat=bool(options.get("heartbeat", True)),
+                sampling=bool(options.get("sampling", True)),
             )
         except ValueError as exc:
             from django.core.exceptions import ImproperlyConfigured
@@ -199,6 +213,8 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
             opts, extra = self._bg_options(conn_params)
             self._bg_opener = Opener(Sqlite3Driver, opts, extra)
             self._bg_watch = watch_for(opts.pointer, use_watchdog=opts.watch, poll_interval=opts.poll_interval)
+            if opts.sampling and not sampling.disabled_by_environment():
+                self._bg_sampler = sampling.sampler_for(opts.pointer)
         opener = self._bg_opener
         pending, self._bg_pending = self._bg_pending, None
         try:
@@ -213,6 +229,8 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         except BluegreenError as exc:
             raise GenerationUnusable.of(exc) from None
         self.bluegreen_target = target
+        self._bg_retire()
+        self._bg_tally = self._bg_sampler.tally(target.generation, target.file) if self._bg_sampler else None
         # Released at close, or when the connection is garbage: a thread that ends with a persistent
         # connection (runserver starts one per request) must not leave its file claimed for ever.
         beat = opener.beat
@@ -223,6 +241,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         if self.connection is not None and self.bluegreen_target is not None:
             target, self.bluegreen_target = self.bluegreen_target, None
             release, self._bg_release = self._bg_release, None
+            self._bg_retire()
             with self.wrap_database_errors:
                 try:
                     self.connection.close()
@@ -231,6 +250,12 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
                         self._bg_opener.beat.release(target.file, target.generation)
         else:
             super()._close()
+
+    def _bg_retire(self) -> None:
+        """The open file's tally goes out with the next flush (its connection leaves the file)."""
+        tally, self._bg_tally = self._bg_tally, None
+        if tally is not None:
+            tally.retire()
 
     def create_cursor(self, name=None):
         if self.bluegreen_target is None:
@@ -302,17 +327,23 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
             "revert ran meanwhile); nothing was written: run it again"
         )
 
-    def bluegreen_run(self, cursor, op):
+    def bluegreen_run(self, cursor, op, sql: str = ""):
         """Run one statement; if a retired file's fence refused it outside a transaction (so it
-        changed nothing), move to the file the pointer names and run it once more."""
+        changed nothing), move to the file the pointer names and run it once more. Sampled
+        (client/sampling.py) on the file that ran it: a refused statement counts once, where it
+        ran again; a fence's refusal is no error of either file."""
         outside = self._bg_outside()  # a fence leaves no choice: other open cursors close with the file
         raw = self.connection
         changes = raw.total_changes if raw is not None else 0
+        tally = self._bg_tally
+        started = _clock()
         try:
-            return op()
+            result = op()
         except DatabaseError as exc:
             fenced_for = _fence_generation(exc)
             if fenced_for is None or self.bluegreen_target is None:
+                if tally is not None:
+                    tally.failed(sql)
                 raise
             refused = self.bluegreen_target
             if not outside or raw is not self.connection or raw.total_changes != changes:
@@ -323,17 +354,28 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
                 ) from None
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
+        else:
+            if tally is not None:
+                tally.add(sql, _clock() - started)
+            return result
         self._bg_move_off(refused, fenced_for)
         cursor.cursor = self.create_cursor()
+        tally = self._bg_tally
+        started = _clock()
         try:
-            return op()
+            result = op()
         except DatabaseError as again:
             if _fence_generation(again) is None:
+                if tally is not None:
+                    tally.failed(sql)
                 raise
             raise GenerationUnusable(
                 f"{self.bluegreen_target.path}: refused by a fence again right after following the pointer (another "
                 "cutover or revert ran meanwhile); nothing was written: run it again"
             ) from None
+        if tally is not None:
+            tally.add(sql, _clock() - started)
+        return result
 
     def _bg_move_off(self, refused: Target, fenced_for: int | None) -> None:
         """Wait, at most fence_timeout_s, until the pointer names a file that accepts writes, then

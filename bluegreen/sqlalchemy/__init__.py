@@ -20,6 +20,8 @@ module registers it too. What the engine does, statement by statement (the detai
   the transaction committed: the application's usual handling of a failed transaction applies;
   a deferred transaction that read and then met a held write lock (which SQLite refuses at once)
   is run again as BEGIN IMMEDIATE, which waits, if its reads are unchanged;
+- every statement is sampled per query shape and generation for `bluegreen watch` (off:
+  `?sampling=false`, `connect_args={"sampling": False}`, or BLUEGREEN_SAMPLING=0);
 - a bad pointer, a missing or wrong file, a schema the application does not accept are
   `sqlalchemy.exc.OperationalError` whose `orig` is PointerInvalid, GenerationUnavailable or
   IncompatibleGeneration (each also the client's or errors' class of that name), at connect or

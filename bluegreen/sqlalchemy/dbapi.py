@@ -11,7 +11,12 @@ and follows the pointer; this module adds what an ORM needs on top:
 - a transaction that meets a fence later (it only read: see `replay`) is replayed on the new
   file and goes on if every read returns what it returned, else FencedInTransaction;
 - the settings SQLAlchemy and the application made on the connection follow it (`settings`);
-- a result not read to its end when the connection moves is read into memory first.
+- a result not read to its end when the connection moves is read into memory first;
+- every statement the application runs is sampled for `bluegreen watch` (client/sampling.py),
+  on the file that ran it: a statement a fence refused counts once, where it ran again; a
+  replayed transaction's statements count once, where they first ran (the replay is bluegreen's
+  work, not the application's traffic); bluegreen's own checks (the fence, schema_version) are
+  not sampled. Off: `sampling=False` (URL `?sampling=false`, or connect_args) or BLUEGREEN_SAMPLING=0.
 
 A connection is used by one thread at a time (SQLAlchemy's pool hands it out that way).
 """
@@ -39,7 +44,7 @@ from sqlite3 import (  # noqa: F401  the module face SQLAlchemy expects of a DB-
 )
 
 from bluegreen.client import Stats as ClientStats
-from bluegreen.client.connection import FollowingConnection, _fence_generation, _options, _rollback
+from bluegreen.client.connection import FollowingConnection, _clock, _fence_generation, _options, _rollback
 from bluegreen.client.opener import Sqlite3Driver, Target
 from bluegreen.errors import BluegreenError
 from bluegreen.files.contract import fenced_generation
@@ -67,6 +72,7 @@ class Stats(ClientStats):
 
 CLIENT_OPTIONS = ("compatible", "on_connect", "read_only", "busy_timeout_ms", "fence_timeout_s", "watch")
 CLIENT_OPTIONS += ("poll_interval", "heartbeat", "read_percentage_new", "route_key", "force_new", "force_old")
+CLIENT_OPTIONS += ("sampling",)
 SQLITE3_ARGUMENTS = ("detect_types", "isolation_level", "check_same_thread", "cached_statements")
 
 
@@ -165,16 +171,20 @@ class Connection(FollowingConnection):
             if opens:
                 raw = self._begin_where_active(raw)  # before BEGIN: no snapshot held after the check
         changes = raw.total_changes
+        tally = self._slot.tally
+        started = _clock()
         try:
-            result, changed = self._run(raw, sql, params, many)
+            result, changed = self._execute_raw(raw, sql, params, many)
         except sqlite3.Error as exc:
             result, changed = self._refused(exc, sql, params, many, outside, changes)
         else:
-            if opens and raw.in_transaction and _LOCKING.search(sql):
+            elapsed = _clock() - started
+            if opens and raw.in_transaction and _LOCKING.search(sql) and self._begin_where_active(raw) is not raw:
                 # BEGIN IMMEDIATE may have waited out the barrier and the fence: look again (the
                 # lock is held already, so the read cannot turn a later write into a lock error)
-                if self._begin_where_active(raw) is not raw:
-                    result, changed = self._again(sql, params, many)
+                result, changed = self._again(sql, params, many)  # sampled there, on the new file
+            elif tally is not None:
+                tally.add(sql, elapsed)
         raw = self._slot.conn
         entry = None
         if raw.in_transaction:
@@ -185,7 +195,8 @@ class Connection(FollowingConnection):
         cursor._bind(result, entry)
 
     @staticmethod
-    def _run(raw: sqlite3.Connection, sql: str, params, many: bool) -> tuple[sqlite3.Cursor, bool]:
+    def _execute_raw(raw: sqlite3.Connection, sql: str, params, many: bool) -> tuple[sqlite3.Cursor, bool]:
+        """One statement on the raw connection, not sampled (the callers sample what the application ran)."""
         before = raw.total_changes
         cursor = raw.cursor()
         if many:
@@ -220,6 +231,7 @@ class Connection(FollowingConnection):
         if fenced_for is None and not (locked and self._log.entries and _DEFERRED.match(self._log.entries[0].sql)):
             if raw.in_transaction:
                 self._log.add(Entry(sql, params, many, None, error=error_of(exc)))
+            self._failed(sql)
             raise exc
         refused = self._slot.target
         if raw.total_changes != changes:
@@ -233,7 +245,13 @@ class Connection(FollowingConnection):
             self._move(refused, fenced_for)
             self.stats.fence_retries += 1
         else:
-            self._carry(exc, fenced_for)
+            try:
+                self._carry(exc, fenced_for)
+            except BluegreenError:
+                raise  # a fence's refusal, not an error of either file: not sampled
+            except sqlite3.Error:
+                self._failed(sql)  # SQLite's own lock error, as without bluegreen
+                raise
         return self._again(sql, params, many)
 
     def _carry(self, exc: sqlite3.Error, fenced_for: int | None) -> None:
@@ -261,7 +279,7 @@ class Connection(FollowingConnection):
                 break
             if fenced_for is not None:
                 self._move(self._slot.target, fenced_for)
-            why = replay(log, self._slot.conn, lambda raw, *a: self._run(raw, *a)[0], first)
+            why = replay(log, self._slot.conn, lambda raw, *a: self._execute_raw(raw, *a)[0], first)
             if why is not None:
                 break
             fenced_for = fenced_generation(self._slot.conn) if locks else None  # under the lock: final
@@ -290,16 +308,28 @@ class Connection(FollowingConnection):
         ) from exc
 
     def _again(self, sql, params, many):
+        """The statement once more, after the connection moved (or its transaction was carried): sampled here."""
+        tally = self._slot.tally
+        started = _clock()
         try:
-            return self._run(self._slot.conn, sql, params, many)
+            result = self._execute_raw(self._slot.conn, sql, params, many)
         except sqlite3.Error as again:
             if _fence_generation(again) is None:
+                self._failed(sql)
                 raise
             raise FenceWaitTimeout(
                 f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
                 "cutover or revert ran meanwhile); nothing was written: run it again",
                 details={"fenced_for": _fence_generation(again)},
             ) from again
+        if tally is not None:
+            tally.add(sql, _clock() - started)
+        return result
+
+    def _failed(self, sql: str) -> None:
+        """A statement the driver refused (not a fence): an error of the file it ran on."""
+        if self._slot.tally is not None:
+            self._slot.tally.failed(sql)
 
     def _fence_seen_now(self) -> int | None:
         """The current file's fence as a new reader sees it (this connection's snapshot is older)."""

@@ -25,6 +25,7 @@ CLIENT_OPTIONS = {
     "poll_interval": float,
     "heartbeat": bool,
     "read_only": bool,
+    "sampling": bool,
 }
 SQLITE3_OPTIONS = {"detect_types": int, "cached_statements": int}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
