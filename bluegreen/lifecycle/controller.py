@@ -31,6 +31,7 @@ from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
 from bluegreen.lifecycle.watch import Watch
+from bluegreen.replication.state import wait_replicated
 from bluegreen.reports.watch import REGRESSED
 from bluegreen.results import Result, Timer
 
@@ -175,6 +176,7 @@ class Controller:
         if state.phase == Phase.PREPARED:  # a fresh cutover; an interrupted one finishes without asking again
             self._hold_and_ask(run, command, wait, versions, blue, green, pending)
         self.gates.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
+        wait_replicated(self.config, self.store, green, command)  # [replication]: green's replica first
         run.journal(phase=Phase.CUTTING_OVER, operation=command, step=Step.CATCH_UP)
         replayer = self.builder.replayer(blue, green, pending)
         switched, green_version = self._catch_up_and_fence(run, replayer, blue, green, pending, offline)
@@ -328,6 +330,8 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
         with self._command("revert") as run:
+            if run.state.phase == Phase.CUT_OVER:  # [replication]: the revert target's replica first
+                wait_replicated(self.config, self.store, self.store.folder / run.state.blue, "revert")
             return self.backward.revert(run, accept_loss)
 
     # ------------------------------------------------------------------------------------------

