@@ -214,7 +214,10 @@ def test_replicate_without_a_replication_section_says_what_to_add(toy_ready):
         ('replica = "/srv/replica"', "must be a replica URL"),
         ("replica = 3", "must be a replica URL"),
         ('replica = "file:///"', "names no folder or bucket"),
-        ('replica = "file:///r"\nsync_interval_ms = 0', "replication.sync_interval_ms must be a whole number, 10 or more"),
+        (
+            'replica = "file:///r"\nsync_interval_ms = 0',
+            "replication.sync_interval_ms must be a whole number, 10 or more",
+        ),
         ('replica = "file:///r"\nwait_timeout_s = -1', "replication.wait_timeout_s must be a whole number"),
         ('replica = "file:///r"\nretention_h = true', "replication.retention_h must be a positive integer"),
         ('replica = "file:///r"\nlag = 1', "unknown key replication.lag"),
@@ -235,3 +238,20 @@ def test_the_litestream_config_quotes_every_path(tmp_path):
     odd = tmp_path / 'a "quoted": path.db'
     text = litestream.config_text(cfg, [(odd, "file:///r/x")], tmp_path / "s.sock")
     assert json.dumps(str(odd)) in text and "sync-interval: 50ms" in text
+
+
+def test_the_readme_replication_section_runs_as_written(toy_ready):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Replication", 1)[1].split("\n## ", 1)[0]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("BLUEGREEN_CONFIG", None)
+    done = subprocess.run(
+        ["bash", "-e", "-c", script], cwd=toy_ready.root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert done.stdout.strip().splitlines()[-1] == str(toy_ready.root / "restored" / "data" / "app.gen2.db")
+    assert "replication: to file://" in done.stdout and "app.gen2.db txid" in done.stdout
+    assert "bluegreen replicate: stopped" in (toy_ready.root / "replicate.log").read_text()
+    waited = [e for e in _events(toy_ready) if e["event"] == "replication_waited"]
+    assert waited and waited[-1]["database"] == "app.gen2.db"
