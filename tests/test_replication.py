@@ -19,6 +19,7 @@ from helpers import check_writes, error_line, ok, pointer_of
 from bluegreen import config as config_module
 from bluegreen.files.journal import Store
 from bluegreen.replication import litestream, state
+from bluegreen.replication import replicator as replicate_command
 
 LITESTREAM = Path(sys.executable).parent / "litestream"
 pytestmark = pytest.mark.skipif(
@@ -60,11 +61,23 @@ class Replicator:
             time.sleep(0.05)
         raise AssertionError(f"{name} never replicated: {self.lines()}")
 
+    def settled(self, timeout: float = 30) -> dict:
+        """Until the replicator has followed the last swap: it replicates what it should, no more."""
+        store = Store(self.project.pointer)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            want = {*replicate_command.wanted(store), "pointer.db"}
+            status = state.read_status(store)
+            if status and {d["name"] for d in status["databases"]} == want:
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"the replicator never settled: {self.lines()}")
+
     def caught_up(self) -> dict[str, float]:
         """Every replicated database synced to the replica now; ms each took (the measured lag)."""
         cfg = config_module.load(self.project.config)
         store = Store(self.project.pointer)
-        status = state.read_status(store)
+        status = self.settled()
         took = {}
         for db in status["databases"]:
             done = state.wait_replicated(cfg, store, Path(db["path"]), "the test's restore")
@@ -255,3 +268,24 @@ def test_the_readme_replication_section_runs_as_written(toy_ready):
     assert "bluegreen replicate: stopped" in (toy_ready.root / "replicate.log").read_text()
     waited = [e for e in _events(toy_ready) if e["event"] == "replication_waited"]
     assert waited and waited[-1]["database"] == "app.gen2.db"
+
+
+def test_replication_started_in_the_revert_window_leaves_revert_and_finalize_working(tmp_path, spawn):
+    """Litestream creates its tables in each file it starts on: on the fenced blue too (hazard 29)."""
+    project, replica = replicated_project(tmp_path)
+    writer = spawn(project, 1)
+    writer.wait_for(5)
+    ok(project.cli("deploy", "--json"))  # nothing replicates yet: no wait
+    writer.wait_for(5, on="app.gen2.db")
+    replicator = Replicator(project)
+    replicator.wait_for("app.db")
+    replicator.caught_up()
+    ok(project.cli("revert", "--json"))
+    writer.wait_for(5, on="app.db")
+    expected = writer.finish()
+    replicator.caught_up()
+    replicator.stop()
+    into = tmp_path / "restored"
+    restore(tmp_path, replica, into)
+    check_writes(restored_active(into), 1, expected)
+    check_writes(project.blue, 1, expected)

@@ -27,7 +27,7 @@ from bluegreen.errors import Busy, ConfigInvalid, JournalInvalid, PointerInvalid
 from bluegreen.files import pointer as pointer_file
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import write_file
-from bluegreen.replication import litestream, project
+from bluegreen.replication import fenced, litestream, project
 
 POLL_S = 0.1  # how often the pointer and the journal are looked at
 RESTART_LIMIT = 5  # Litestream exiting by itself this many times in a row ends the command
@@ -111,7 +111,7 @@ def run(config: Config) -> dict:
         while not stop.signal:
             try:
                 snapshot = project.gather(config)
-                names = wanted(store)
+                names = fenced.ready_for_litestream(store, wanted(store))
             except (PointerInvalid, JournalInvalid, OSError) as exc:  # mid-rename, or broken: keep going
                 _say(f"cannot read the project now ({exc}); keeping the current set")
                 time.sleep(POLL_S * 5)
