@@ -270,8 +270,10 @@ def test_the_readme_replication_section_runs_as_written(toy_ready):
     assert waited and waited[-1]["database"] == "app.gen2.db"
 
 
-def test_replication_started_in_the_revert_window_leaves_revert_and_finalize_working(tmp_path, spawn):
-    """Litestream creates its tables in each file it starts on: on the fenced blue too (hazard 29)."""
+@pytest.mark.parametrize("closing", ["revert", "finalize"])
+def test_replication_started_in_the_revert_window_leaves_revert_and_finalize_working(tmp_path, spawn, closing):
+    """Litestream creates its tables in each file it starts on: on the fenced blue too (hazard 29).
+    And it holds both files open, which is no application's use: finalize does not wait for it."""
     project, replica = replicated_project(tmp_path)
     writer = spawn(project, 1)
     writer.wait_for(5)
@@ -280,12 +282,66 @@ def test_replication_started_in_the_revert_window_leaves_revert_and_finalize_wor
     replicator = Replicator(project)
     replicator.wait_for("app.db")
     replicator.caught_up()
-    ok(project.cli("revert", "--json"))
-    writer.wait_for(5, on="app.db")
+    ok(project.cli(closing, "--json"))
+    active = "app.db" if closing == "revert" else "app.gen2.db"
+    writer.wait_for(5, on=active)
     expected = writer.finish()
     replicator.caught_up()
     replicator.stop()
     into = tmp_path / "restored"
-    restore(tmp_path, replica, into)
+    done = restore(tmp_path, replica, into)
+    assert done["restored"] == [active] and not done["revert_window"]
+    assert restored_active(into).name == active
     check_writes(restored_active(into), 1, expected)
-    check_writes(project.blue, 1, expected)
+    check_writes(project.data / active, 1, expected)
+
+
+def _outside_replication(state_of_disk: dict) -> dict:
+    """disk_state without what a running replicator rewrites by itself (its heartbeat, pointer.db,
+    Litestream's local LTX files) and the event log a refusal appends to."""
+    volatile = (".bluegreen/replication/", ".bluegreen/events.jsonl", ".app.db-litestream/", ".app.gen2.db-litestream/")
+    return {k: v for k, v in state_of_disk.items() if not k.startswith(volatile)}
+
+
+def test_a_cutover_whose_green_cannot_reach_the_replica_in_time_switches_nothing(tmp_path):
+    project, _ = replicated_project(tmp_path, wait_timeout_s=2)
+    replicator = Replicator(project)
+    ok(project.cli("prepare", "--json"))
+    status = replicator.wait_for("app.gen2.db")
+    os.kill(status["litestream_pid"], signal.SIGSTOP)  # Litestream hangs: nothing reaches the replica
+    try:
+        before = _outside_replication(disk_state(project.data))
+        done = project.cli("cutover")
+        assert done.code == 1
+        line = error_line(done)
+        assert "app.gen2.db was not replicated to file://" in line and "wait_timeout_s (2 s)" in line
+        assert "nothing was switched" in line
+        assert _outside_replication(disk_state(project.data)) == before
+        assert pointer_of(project)["active"] == "app.db"
+    finally:
+        os.kill(status["litestream_pid"], signal.SIGCONT)
+    ok(project.cli("cutover", "--json"))  # Litestream back: the wait passes, the swap happens
+    assert pointer_of(project)["active"] == "app.gen2.db"
+    replicator.stop()
+
+
+def test_a_second_replicate_for_the_same_project_is_refused(tmp_path):
+    project, _ = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    done = project.cli_process("replicate", timeout=30)
+    assert done.code == 4
+    assert "another `bluegreen replicate` is running for this project" in error_line(done)
+    assert replicator.process.poll() is None
+    replicator.process.send_signal(signal.SIGINT)  # Ctrl-C: as clean as SIGTERM
+    assert replicator.process.wait(30) == 0, replicator.lines()
+    assert not state.read_status(Store(project.pointer))
+
+
+def test_restore_with_a_litestream_that_is_not_there_writes_nothing(tmp_path):
+    before = disk_state(tmp_path)
+    done = Project(tmp_path).cli(
+        "restore", "--from", "file:///r", "--into", str(tmp_path / "new"), "--litestream", str(tmp_path / "nope")
+    )
+    assert done.code == 1
+    assert "is not an executable file" in error_line(done)
+    assert disk_state(tmp_path) == before

@@ -27,7 +27,7 @@ from bluegreen.errors import Busy, ConfigInvalid, JournalInvalid, PointerInvalid
 from bluegreen.files import pointer as pointer_file
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import write_file
-from bluegreen.replication import fenced, litestream, project
+from bluegreen.replication import first_contact, litestream, project
 
 POLL_S = 0.1  # how often the pointer and the journal are looked at
 RESTART_LIMIT = 5  # Litestream exiting by itself this many times in a row ends the command
@@ -104,6 +104,7 @@ def run(config: Config) -> dict:
     process = None
     current: list[str] | None = None
     last_snapshot = None
+    last_held: list[str] = []
     failures = 0
     beat = 0.0
     try:
@@ -111,7 +112,7 @@ def run(config: Config) -> dict:
         while not stop.signal:
             try:
                 snapshot = project.gather(config)
-                names = fenced.ready_for_litestream(store, wanted(store))
+                names, held = first_contact.ready_for_litestream(store, wanted(store))
             except (PointerInvalid, JournalInvalid, OSError) as exc:  # mid-rename, or broken: keep going
                 _say(f"cannot read the project now ({exc}); keeping the current set")
                 time.sleep(POLL_S * 5)
@@ -126,6 +127,12 @@ def run(config: Config) -> dict:
                 _say(f"litestream exited with {process.returncode}; restarting ({failures}/{RESTART_LIMIT})")
                 if failures >= RESTART_LIMIT:
                     raise ReplicationFailed(f"litestream exited {failures} times in a row; see its lines above")
+            if held != last_held:
+                if held:
+                    _say(
+                        f"not yet replicating {', '.join(held)}: Litestream's first contact would change its schema now"
+                    )
+                last_held = held
             if names != current or died:
                 if process is not None and not died:
                     litestream.stop(process)
