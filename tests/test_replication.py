@@ -39,7 +39,7 @@ def replicated_project(root: Path, wait_timeout_s: int = 20) -> tuple[Project, s
 class Replicator:
     """`bluegreen replicate` as systemd would run it: a process of its own, its lines in a log."""
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, first: str = ""):
         self.project = project
         self.log = open(project.root.parent / f"replicate-{time.monotonic_ns()}.log", "w")
         self.process = subprocess.Popen(
@@ -47,7 +47,7 @@ class Replicator:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_for(pointer_of(project)["active"])
+        self.wait_for(first or pointer_of(project)["active"])
 
     def wait_for(self, name: str, timeout: float = 30) -> dict:
         """Until Litestream replicates `name` (and has the pointer's replica written)."""
@@ -345,3 +345,19 @@ def test_restore_with_a_litestream_that_is_not_there_writes_nothing(tmp_path):
     assert done.code == 1
     assert "is not an executable file" in error_line(done)
     assert disk_state(tmp_path) == before
+
+
+def test_replication_started_with_a_green_prepared_holds_blue_back_until_its_fence(tmp_path):
+    project, replica = replicated_project(tmp_path)
+    ok(project.cli("prepare", "--json"))
+    replicator = Replicator(project, first="app.gen2.db")  # not blue: it is held back
+    status = replicator.wait_for("app.gen2.db")
+    assert "app.db" not in {d["name"] for d in status["databases"]}
+    assert "not yet replicating app.db" in replicator.lines()
+    ok(project.cli("cutover", "--json"))  # blue's schema is as prepare left it: no refusal
+    replicator.wait_for("app.db")  # fenced now: Litestream's tables made under the lock, then replicated
+    replicator.caught_up()
+    replicator.stop()
+    done = restore(tmp_path, replica, tmp_path / "restored")
+    assert done["revert_window"] and set(done["restored"]) == {"app.db", "app.gen2.db"}
+    ok(project.cli("revert", "--json"))  # the fence's recorded schema_version moved with the tables
