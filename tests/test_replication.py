@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Project, disk_state, make_toy_project
-from helpers import check_writes, error_line, ok, pointer_of
+from helpers import bluegreen, check_writes, error_line, ok, pointer_of
 
 from bluegreen import config as config_module
 from bluegreen.files.journal import Store
@@ -361,3 +361,28 @@ def test_replication_started_with_a_green_prepared_holds_blue_back_until_its_fen
     done = restore(tmp_path, replica, tmp_path / "restored")
     assert done["revert_window"] and set(done["restored"]) == {"app.db", "app.gen2.db"}
     ok(project.cli("revert", "--json"))  # the fence's recorded schema_version moved with the tables
+
+
+@pytest.mark.parametrize("crash_at", ["cutover:fenced", "cutover:swapped"])
+def test_kill_9_of_the_controller_around_the_swap_then_resume_and_restore_loses_nothing(tmp_path, spawn, crash_at):
+    """The controller killed just before the swap (blue fenced, writers waiting) or just after it,
+    while `bluegreen replicate` runs: resume finishes, and the replica restores green with every
+    acknowledged write."""
+    project, replica = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    writer = spawn(project, 1)
+    writer.wait_for(10)
+    ok(project.cli("prepare", "--json"))
+    replicator.wait_for("app.gen2.db")
+    crashed = bluegreen(project, "cutover", crash_at=crash_at)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    ok(project.cli("resume", "--json"))
+    assert pointer_of(project)["active"] == "app.gen2.db"
+    writer.wait_for(10, on="app.gen2.db")
+    expected = writer.finish()
+    replicator.caught_up()
+    replicator.stop()
+    into = tmp_path / "restored"
+    restore(tmp_path, replica, into)
+    assert restored_active(into).name == "app.gen2.db"
+    check_writes(restored_active(into), 1, expected)
