@@ -27,9 +27,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def replicated_project(root: Path, wait_timeout_s: int = 20) -> tuple[Project, str]:
+def replicated_project(root: Path, wait_timeout_s: int = 20, extra: str = "") -> tuple[Project, str]:
     replica = f"file://{root}/replica"
-    extra = f'\n[replication]\nreplica = "{replica}"\nsync_interval_ms = 50\nwait_timeout_s = {wait_timeout_s}\n'
+    extra += f'\n[replication]\nreplica = "{replica}"\nsync_interval_ms = 50\nwait_timeout_s = {wait_timeout_s}\n'
     (root / "app").mkdir()
     project = make_toy_project(root / "app", extra)
     assert project.cli("init").code == 0
@@ -386,3 +386,18 @@ def test_kill_9_of_the_controller_around_the_swap_then_resume_and_restore_loses_
     restore(tmp_path, replica, into)
     assert restored_active(into).name == "app.gen2.db"
     check_writes(restored_active(into), 1, expected)
+
+
+def test_finalize_and_prune_while_replicate_runs_take_litestreams_files_with_the_generation(tmp_path):
+    project, _ = replicated_project(tmp_path, extra="[retention]\nkeep_days = 0\n")
+    replicator = Replicator(project)
+    ok(project.cli("deploy", "--json"))
+    replicator.caught_up()
+    assert (project.data / ".app.db-litestream").is_dir()
+    ok(project.cli("finalize", "--json"))  # Litestream holds app.db open: no application's use
+    replicator.settled()  # app.db is retired: no longer replicated
+    ok(project.cli("prune", "--json"))
+    assert not project.blue.exists() and not (project.data / ".app.db-litestream").exists()
+    assert (project.data / ".app.gen2.db-litestream").is_dir()
+    replicator.caught_up()
+    replicator.stop()
