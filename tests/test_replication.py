@@ -160,7 +160,7 @@ def test_kill_9_of_replicate_around_a_swap_then_restart_and_restore_loses_nothin
     ok(project.cli("prepare", "--json"))
     replicator.wait_for("app.gen2.db")
     replicator.kill()  # right before the swap: Litestream is left behind, the pointer.db replica is stale
-    _kill_orphan_litestream(project)
+    _litestream_stops_with_it(project)
     ok(project.cli("cutover", "--json"))  # replicate is not running: the cutover does not wait
     writer.wait_for(10, on="app.gen2.db")
     replicator = Replicator(project)  # restarted: it replicates the new pointer and catches up
@@ -175,14 +175,20 @@ def test_kill_9_of_replicate_around_a_swap_then_restart_and_restore_loses_nothin
     check_writes(active, 1, expected)
 
 
-def _kill_orphan_litestream(project: Project) -> None:
-    """kill -9 of `bluegreen replicate` leaves its Litestream child running: kill it as a host
-    crash would (its pid is in status.json)."""
+def _litestream_stops_with_it(project: Project) -> None:
+    """kill -9 of `bluegreen replicate` takes its Litestream child too (the kernel's parent-death
+    signal): no Litestream goes on shipping alone, to be doubled by the next replicate."""
     status = json.loads((project.data / ".bluegreen" / "replication" / "status.json").read_text())
-    try:
-        os.kill(status["litestream_pid"], signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    proc = Path(f"/proc/{status['litestream_pid']}")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if (proc / "stat").read_text().split()[2] == "Z":
+                return
+        except OSError:  # gone
+            return
+        assert time.monotonic() < deadline, "Litestream outlived bluegreen replicate"
+        time.sleep(0.05)
 
 
 def _events(project: Project) -> list[dict]:

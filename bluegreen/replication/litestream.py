@@ -8,9 +8,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,18 @@ def config_text(settings: ReplicationConfig, databases: list[tuple[Path, str]], 
     return "\n".join(lines) + "\n"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when `bluegreen replicate` dies, even by
+    kill -9, so no Litestream is left shipping on its own (a second one, started by the next
+    `bluegreen replicate`, would write the same replica)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def start(exe: str, config: Path, log) -> subprocess.Popen:
     """`litestream replicate -config`, its lines into `log` (our stdout: systemd's journal)."""
     try:
@@ -94,6 +108,7 @@ def start(exe: str, config: Path, log) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     except OSError as exc:
         raise ReplicationFailed(f"{exe}: cannot start Litestream ({exc.strerror})") from None
@@ -192,3 +207,24 @@ def restore(exe: str, url: str, out: Path) -> bool:
 def remove_local_state(database: Path) -> None:
     """Litestream's LTX folder beside a database (`.<name>-litestream`), gone with the file."""
     shutil.rmtree(database.parent / f".{database.name}-litestream", ignore_errors=True)
+
+
+def stop_stale(pid: object, timeout_s: float = 10.0) -> bool:
+    """A Litestream a killed `bluegreen replicate` left running (where the kernel could not stop
+    it with its parent): SIGTERM it, if that pid is still a Litestream. True if one was stopped."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if not command or not command[0].endswith(b"litestream") or b"replicate" not in command:
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.05)
+    return True

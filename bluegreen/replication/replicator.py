@@ -94,6 +94,12 @@ def run(config: Config) -> dict:
         raise Busy.with_hint(
             f"{here}: another `bluegreen replicate` is running for this project", "stop it first, or leave it running"
         ) from None
+    try:
+        stale = json.loads(status_path(store).read_text()).get("litestream_pid")
+    except (OSError, ValueError, AttributeError):
+        stale = None
+    if litestream.stop_stale(stale):
+        _say(f"stopped litestream pid {stale}, left running by a replicate that was killed")
     stop = _Stop()
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     pointer_db = here / litestream.POINTER_DB
@@ -106,7 +112,7 @@ def run(config: Config) -> dict:
     last_snapshot = None
     last_held: list[str] = []
     failures = 0
-    beat = 0.0
+    beat = started_at = 0.0
     try:
         _say(f"replicating to {settings.replica} (sync interval {settings.sync_interval_ms} ms), pid {os.getpid()}")
         while not stop.signal:
@@ -141,13 +147,14 @@ def run(config: Config) -> dict:
                 dbs.append((pointer_db, litestream.pointer_url(settings)))
                 yaml.write_text(litestream.config_text(settings, dbs, sock))
                 process = litestream.start(exe, yaml, None)
+                started_at = time.monotonic()
                 current = names
                 status["litestream_pid"] = process.pid
                 status["databases"] = [{"name": p.name, "path": str(p), "url": u} for p, u in dbs]
                 _write_status(store, status)
                 _say(f"litestream pid {process.pid}: {', '.join(names)} and pointer.db")
-            elif process is not None and process.poll() is None:
-                failures = 0 if time.monotonic() - beat > 10 else failures
+            elif process is not None and time.monotonic() - started_at > 10:
+                failures = 0  # it has run a while: a later exit starts the count again
             if time.monotonic() - beat > 1.0:
                 _write_status(store, status)  # the heartbeat cutover's wait trusts
                 beat = time.monotonic()

@@ -85,8 +85,7 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
             raise ReplicationFailed(
                 f"{settings.replica}: the active generation {name} has no replica; nothing was written"
             )
-    if state and set(names) - set(restored):  # a window whose other file never reached the replica
-        state |= {"phase": Phase.IDLE, "operation": "", "step": "", "green": "", "blue": ""}
+    absent = [n for n in names if n not in restored]  # the journal names them; the replica never had them
     (pointer_path).write_text(values["pointer"], encoding="utf-8")
     if state:
         (data / ".bluegreen").mkdir()
@@ -99,6 +98,8 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
     (staging / "config.toml").write_text(_config(values), encoding="utf-8")
     window = state.get("phase") == Phase.CUT_OVER and len(restored) > 1
     text = f"restored {into}: {active} is active" + (f", {restored[1]} the revert target" if window else "")
+    if absent:
+        text += f"; the journal names {', '.join(absent)}, which the replica does not hold (`bluegreen status` says what to do)"
     return Result(
         "restore",
         text + f"; run `bluegreen --config {into / 'config.toml'} status`",
@@ -110,6 +111,7 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
             else str(into / active),
             "restored": restored,
             "revert_window": window,
+            "absent": absent,
         },
     )
 
