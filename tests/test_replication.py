@@ -407,3 +407,20 @@ def test_finalize_and_prune_while_replicate_runs_take_litestreams_files_with_the
     assert (project.data / ".app.gen2.db-litestream").is_dir()
     replicator.caught_up()
     replicator.stop()
+
+
+def test_status_says_when_replication_is_configured_but_not_running(tmp_path):
+    project, replica = replicated_project(tmp_path)
+    done = project.cli("status")
+    assert done.code == 0
+    assert f"replication: to {replica}, NOT running (start `bluegreen replicate`)" in done.out
+    assert ok(project.cli("status", "--json"))["replication"]["running"] is False
+
+
+def test_wait_timeout_0_swaps_without_waiting_for_the_replica(tmp_path):
+    project, _ = replicated_project(tmp_path, wait_timeout_s=0)
+    replicator = Replicator(project)
+    ok(project.cli("deploy", "--json"))
+    assert not [e for e in _events(project) if e["event"] == "replication_waited"]
+    replicator.settled()  # and the replicator follows the swap all the same
+    replicator.stop()
