@@ -424,3 +424,15 @@ def test_wait_timeout_0_swaps_without_waiting_for_the_replica(tmp_path):
     assert not [e for e in _events(project) if e["event"] == "replication_waited"]
     replicator.settled()  # and the replicator follows the swap all the same
     replicator.stop()
+
+
+def test_a_rehearsal_ships_nothing_to_the_replica_and_its_kept_config_loads(tmp_path):
+    project, _ = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    scratch = tmp_path / "scratch"
+    done = project.cli("rehearse", "--into", str(scratch), "--keep", "--json")
+    assert done.code == 0, done.err
+    assert "[replication]" not in (scratch / "config.toml").read_text()
+    assert Project(scratch).cli("status").code == 0
+    assert not (tmp_path / "replica" / "generations" / "app.gen2.db").exists()  # the real replica: blue only
+    replicator.stop()
