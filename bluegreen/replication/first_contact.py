@@ -72,14 +72,18 @@ def _under_lock(store: Store, name: str) -> None:
         store.log("replication_tables", file=name)
 
 
-def ready_for_litestream(store: Store, names: list[str]) -> tuple[list[str], list[str]]:
-    """(the names Litestream may start on now, those held back until it is safe)."""
+def ready_for_litestream(store: Store, names: list[str], known: set[str]) -> tuple[list[str], list[str]]:
+    """(the names Litestream may start on now, those held back until it is safe); `known`: the
+    names already found with Litestream's tables, kept by the caller so a poll opens no file twice."""
+    if all(n in known for n in names):
+        return names, []
     state = store.load() if store.initialized() else State(base_name="")
     ready, held = [], []
     for name in names:
         path = store.folder / name
         try:
-            if _has_litestream_tables(path):
+            if name in known or _has_litestream_tables(path):
+                known.add(name)
                 ready.append(name)
             elif state.phase in _BUILDING and name == state.blue and name not in state.fences:
                 held.append(name)

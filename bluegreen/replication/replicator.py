@@ -111,6 +111,7 @@ def run(config: Config) -> dict:
     current: list[str] | None = None
     last_snapshot = None
     last_held: list[str] = []
+    known: set[str] = set()  # files found with Litestream's tables
     failures = 0
     beat = started_at = 0.0
     try:
@@ -118,7 +119,7 @@ def run(config: Config) -> dict:
         while not stop.signal:
             try:
                 snapshot = project.gather(config)
-                names, held = first_contact.ready_for_litestream(store, wanted(store))
+                names, held = first_contact.ready_for_litestream(store, wanted(store), known)
             except (PointerInvalid, JournalInvalid, OSError) as exc:  # mid-rename, or broken: keep going
                 _say(f"cannot read the project now ({exc}); keeping the current set")
                 time.sleep(POLL_S * 5)
