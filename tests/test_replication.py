@@ -120,7 +120,7 @@ def test_writers_through_deploy_and_revert_then_a_restore_elsewhere_has_every_wr
     deployed = ok(project.cli("deploy", "--json"))
     assert deployed
     waited = [e for e in _events(project) if e["event"] == "replication_waited"]
-    assert waited and waited[-1]["database"] == "app.gen2.db" and waited[-1]["before"] == "deploy"
+    assert {(e["database"], e["before"]) for e in waited} == {("app.gen2.db", "deploy"), ("pointer.db", "deploy")}
     for writer in writers:
         writer.wait_for(10, on="app.gen2.db")
     status = ok(project.cli("status", "--json"))["replication"]
@@ -273,7 +273,7 @@ def test_the_readme_replication_section_runs_as_written(toy_ready):
     assert "replication: to file://" in done.stdout and "app.gen2.db txid" in done.stdout
     assert "bluegreen replicate: stopped" in (toy_ready.root / "replicate.log").read_text()
     waited = [e for e in _events(toy_ready) if e["event"] == "replication_waited"]
-    assert waited and waited[-1]["database"] == "app.gen2.db"
+    assert {e["database"] for e in waited} == {"app.gen2.db", "pointer.db"}
 
 
 @pytest.mark.parametrize("closing", ["revert", "finalize"])
@@ -436,3 +436,19 @@ def test_a_rehearsal_ships_nothing_to_the_replica_and_its_kept_config_loads(tmp_
     assert Project(scratch).cli("status").code == 0
     assert not (tmp_path / "replica" / "generations" / "app.gen2.db").exists()  # the real replica: blue only
     replicator.stop()
+
+
+@pytest.mark.parametrize("command", ["deploy", "revert"])
+def test_a_host_lost_right_after_the_swap_restores_the_new_active_generation(tmp_path, command):
+    """When cutover (or revert) returns, the replica's pointer names the generation it made active:
+    replicate killed at once (the host lost) and the replica restored elsewhere comes back on it."""
+    project, replica = replicated_project(tmp_path)
+    replicator = Replicator(project)
+    if command == "revert":
+        ok(project.cli("deploy", "--json"))
+    ok(project.cli(command, "--json"))
+    replicator.kill()  # no grace: Litestream goes down with it
+    _litestream_stops_with_it(project)
+    assert [e for e in _events(project) if e["event"] == "replication_waited" and e["database"] == "pointer.db"]
+    restore(tmp_path, replica, tmp_path / "restored")
+    assert restored_active(tmp_path / "restored").name == pointer_of(project)["active"]

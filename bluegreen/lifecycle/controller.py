@@ -31,7 +31,7 @@ from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
 from bluegreen.lifecycle.watch import Watch
-from bluegreen.replication.state import wait_replicated
+from bluegreen.replication.state import wait_pointer_replicated, wait_replicated
 from bluegreen.reports.watch import REGRESSED
 from bluegreen.results import Result, Timer
 
@@ -185,6 +185,7 @@ class Controller:
         finally:
             replayer.close()  # after the swap: freeing two large schemas is not the writers' wait
         run.journal(phase=Phase.CUT_OVER, step=Step.SWAPPED)
+        wait_pointer_replicated(self.config, self.store, command)  # [replication]: the replica names green
         self.forward.tidy_blue(state, blue)
         result = switched.annotate(self._cut_over_result(run, command, green, switched.pause_ms))
         return self.gates.post_hook(run, "post-cutover", command, state, versions, result)
@@ -332,7 +333,9 @@ class Controller:
         with self._command("revert") as run:
             if run.state.phase == Phase.CUT_OVER:  # [replication]: the revert target's replica first
                 wait_replicated(self.config, self.store, self.store.folder / run.state.blue, "revert")
-            return self.backward.revert(run, accept_loss)
+            result = self.backward.revert(run, accept_loss)
+            wait_pointer_replicated(self.config, self.store, "revert")  # [replication]: the replica names blue
+            return result
 
     # ------------------------------------------------------------------------------------------
     # resume: finish whatever a crash interrupted, trusting the files over the journal
