@@ -114,6 +114,10 @@ class WriterFailed(OperationFailed):
     """A demo or rehearsal writer did not do its part (exited, made no progress, lost writes)."""
 
 
+class ReplicationFailed(OperationFailed):
+    """Litestream is missing, failed, or did not catch up within [replication] wait_timeout_s."""
+
+
 # -- exit 2: bad input; nothing on disk was changed ------------------------------------------------
 
 

@@ -115,6 +115,7 @@ FLOOR = {
     "sqlalchemy": 3,  # the ORM integrations stand on the client
     "django": 3,
     "gates": 4,
+    "replication": 4,  # Litestream; below reports (status) and lifecycle (the wait before a swap)
     "reports": 5,
     "lifecycle": 6,
     "tools": 7,

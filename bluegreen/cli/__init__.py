@@ -55,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
 
             made_project = demo.project_config(args.config)
             args.config = str(made_project) if made_project else args.config
+        if args.command == "restore":  # another host: no config yet, the replica holds it
+            from pathlib import Path
+
+            from bluegreen.replication import restore
+
+            litestream = Path(args.litestream) if args.litestream else None
+            return _render_and_exit(args, restore.restore(args.source, Path(args.into), litestream))
         cfg = config.load(config.config_path(args.config))
         controller = Controller(cfg, progress=args.progress, environment=environments.chosen_name(args.env))
         inspector = Inspector(cfg, controller.gates.environment)  # the read-only commands
@@ -89,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                 app=getattr(args, "app", ""),
                 name=getattr(args, "migration", ""),
             )
+        elif args.command == "replicate":
+            from bluegreen.replication import replicator
+
+            result = Result("replicate", "replication stopped", data=replicator.run(cfg))
         elif args.command == "throttle":
             from bluegreen.lifecycle import throttle
 
@@ -142,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except KeyboardInterrupt:
         return _fail(args, "interrupted; run `bluegreen status` to see what is left to do", EXIT_FAILED, None)
+    return _render_and_exit(args, result)
+
+
+def _render_and_exit(args: argparse.Namespace, result: Result) -> int:
     try:
         _render(args, result)
     except BrokenPipeError:  # `bluegreen status | head`: the reader left; that is not an error

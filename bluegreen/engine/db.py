@@ -16,6 +16,9 @@ import apsw
 from bluegreen.errors import DatabaseInvalid
 
 INTERNAL_PREFIX = "_bluegreen_"
+# Litestream's own tables (_litestream_seq, _litestream_lock), which it writes in every database it
+# replicates, a fenced one too: not the application's, so neither captured, replayed nor fenced.
+REPLICATOR_PREFIX = "_litestream_"
 
 
 def open_db(
@@ -107,7 +110,7 @@ def user_tables(conn: apsw.Connection, schema: str = "main") -> list[Table]:
     ).fetchall()
     tables = []
     for name, sql in rows:
-        if name.startswith(INTERNAL_PREFIX):
+        if name.startswith((INTERNAL_PREFIX, REPLICATOR_PREFIX)):
             continue
         virtual = (sql or "").lstrip().upper().startswith("CREATE VIRTUAL")
         info = conn.execute("SELECT * FROM pragma_table_list WHERE schema = ? AND name = ?", (schema, name)).fetchall()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import apsw
 
 from bluegreen.engine.blob_guard import install_blob_guard, remove_blob_guard
-from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident, user_tables
+from bluegreen.engine.db import INTERNAL_PREFIX, REPLICATOR_PREFIX, quote_ident, user_tables
 from bluegreen.engine.meta import clear_meta
 from bluegreen.engine.names import CAPTURE_PREFIX, CAPTURE_TABLE, GUARD_PREFIX, find_triggers, table_tag
 from bluegreen.engine.schema_edit import edit_triggers
@@ -88,8 +88,9 @@ def _schema_entries(conn: apsw.Connection) -> list[tuple[str, str, str]]:
 
 def _fenceable(name: str, head: str) -> bool:
     """Every table a write could reach: the application's and bluegreen's own, not SQLite's
-    internal ones and not virtual tables (a trigger cannot be put on those)."""
-    return not name.startswith("sqlite_") and not head.startswith("CREATE VIRTUAL")
+    internal ones, not Litestream's (it must go on replicating a fenced file) and not virtual tables
+    (a trigger cannot be put on those)."""
+    return not name.startswith(("sqlite_", REPLICATOR_PREFIX)) and not head.startswith("CREATE VIRTUAL")
 
 
 def remove_fence(conn: apsw.Connection, keep_guard: bool = False) -> None:

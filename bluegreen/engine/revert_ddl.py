@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import apsw
 
 from bluegreen.engine import meta
-from bluegreen.engine.db import INTERNAL_PREFIX, quote_ident
+from bluegreen.engine.db import INTERNAL_PREFIX, REPLICATOR_PREFIX, quote_ident
 from bluegreen.engine.names import CAPTURE_PREFIX
 from bluegreen.errors import SchemaDrift
 
@@ -24,7 +24,8 @@ SCHEMA_KEY = "schema_at_cutover"
 LOST_SCHEMA_TABLE = "bluegreen_lost_schema"
 _OBJECTS = (
     "SELECT type, name, tbl_name, sql FROM {}.sqlite_schema WHERE substr(name, 1, 7) <> 'sqlite_' "
-    f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' ORDER BY type, name"
+    f"AND substr(name, 1, {len(INTERNAL_PREFIX)}) <> '{INTERNAL_PREFIX}' "
+    f"AND substr(tbl_name, 1, {len(REPLICATOR_PREFIX)}) <> '{REPLICATOR_PREFIX}' ORDER BY type, name"
 )
 _CREATE_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
 

@@ -4,6 +4,7 @@ creates files and folders (with the database's own permission bits from the firs
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -21,6 +22,8 @@ def remove_database_files(path: Path) -> None:
             os.unlink(candidate)
         except FileNotFoundError:
             pass
+    # Litestream's local LTX files beside it (`bluegreen replicate`), gone with the file they follow
+    shutil.rmtree(Path(path).parent / f".{Path(path).name}-litestream", ignore_errors=True)
 
 
 def file_mode(path: Path) -> int:

@@ -31,6 +31,7 @@ from bluegreen.lifecycle.cutover import Cutover
 from bluegreen.lifecycle.revert import Revert
 from bluegreen.lifecycle.run import IDLE, Run
 from bluegreen.lifecycle.watch import Watch
+from bluegreen.replication.state import wait_pointer_replicated, wait_replicated
 from bluegreen.reports.watch import REGRESSED
 from bluegreen.results import Result, Timer
 
@@ -175,6 +176,7 @@ class Controller:
         if state.phase == Phase.PREPARED:  # a fresh cutover; an interrupted one finishes without asking again
             self._hold_and_ask(run, command, wait, versions, blue, green, pending)
         self.gates.check_environment(command, pending, force, reason)  # again, now: a wait may have closed the window
+        wait_replicated(self.config, self.store, green, command)  # [replication]: green's replica first
         run.journal(phase=Phase.CUTTING_OVER, operation=command, step=Step.CATCH_UP)
         replayer = self.builder.replayer(blue, green, pending)
         switched, green_version = self._catch_up_and_fence(run, replayer, blue, green, pending, offline)
@@ -183,6 +185,7 @@ class Controller:
         finally:
             replayer.close()  # after the swap: freeing two large schemas is not the writers' wait
         run.journal(phase=Phase.CUT_OVER, step=Step.SWAPPED)
+        wait_pointer_replicated(self.config, self.store, command)  # [replication]: the replica names green
         self.forward.tidy_blue(state, blue)
         result = switched.annotate(self._cut_over_result(run, command, green, switched.pause_ms))
         return self.gates.post_hook(run, "post-cutover", command, state, versions, result)
@@ -328,7 +331,11 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     def revert(self, accept_loss: bool = False) -> Result:
         with self._command("revert") as run:
-            return self.backward.revert(run, accept_loss)
+            if run.state.phase == Phase.CUT_OVER:  # [replication]: the revert target's replica first
+                wait_replicated(self.config, self.store, self.store.folder / run.state.blue, "revert")
+            result = self.backward.revert(run, accept_loss)
+            wait_pointer_replicated(self.config, self.store, "revert")  # [replication]: the replica names blue
+            return result
 
     # ------------------------------------------------------------------------------------------
     # resume: finish whatever a crash interrupted, trusting the files over the journal

@@ -34,6 +34,7 @@ from pathlib import Path
 from bluegreen.errors import StillInUse
 from bluegreen.files import registry
 from bluegreen.files.layout import SIDE_FILES
+from bluegreen.replication import state as replication_state
 
 PROC = Path("/proc")
 OPEN_FILES = "open file"
@@ -222,6 +223,7 @@ def users_of(pointer_path: Path, database: Path) -> Users:
     registered client is named once, as a client."""
     clients = registry.users_of(pointer_path, database.name)
     here = {c.pid for c in clients if c.host == socket.gethostname()}
+    here |= replication_state.litestream_pids(pointer_path)  # `bluegreen replicate`'s Litestream reads, no user
     return Users(clients, scan([database], exclude=here).of(database.name))
 
 

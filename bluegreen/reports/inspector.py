@@ -15,6 +15,7 @@ from bluegreen.files import contract, pointer, registry
 from bluegreen.files.journal import Phase, Store
 from bluegreen.files.layout import space_hint
 from bluegreen.gates import approvals, environments, estimate, preflight
+from bluegreen.replication import state as replication_state
 from bluegreen.reports import check as monitor
 from bluegreen.reports import holders, retention
 from bluegreen.results import Result
@@ -197,6 +198,10 @@ class Inspector:
         if release.get("window"):
             w = release["window"]
             lines.append(f"window      {w['window']}, {'open' if w['open'] else 'closed'} now ({w['now']})")
+        replicated = replication_state.report(self.config, self.store)  # None without [replication]
+        if replicated is not None:
+            data["replication"] = replicated
+            lines.append(replication_state.describe(replicated))
         if clients:
             lines.append(
                 f"clients     {len(clients)} live process(es), {len(behind)} on another file than {current.active}"

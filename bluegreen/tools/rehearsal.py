@@ -24,6 +24,7 @@ from pathlib import Path
 import tomli_w
 
 from bluegreen.config import Config, DatabaseConfig, HooksConfig
+from bluegreen.config.sections import ReplicationConfig
 from bluegreen.engine import barrier, capture, generations, snapshot
 from bluegreen.engine.db import check_database, open_db, quote_ident, readonly_uri
 from bluegreen.errors import ArgumentInvalid, BluegreenError, FileInTheWay, WriterFailed
@@ -236,7 +237,7 @@ def _copy(config: Config, source: Path, copy: Path, progress: ProgressFn | None)
 def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
     """The real config with the pointer moved into the scratch folder; the migrations folder,
     cutover budget and capture settings are the real ones. Hooks, the hold flag and the
-    environments' rules are left out: a rehearsal must not page anyone, reload the application,
+    environments' rules and [replication] are left out: a rehearsal must not page anyone, ship to the real replica, reload the application,
     wait on a person or need approvals. Written out as config.toml too, so a --keep'd scratch
     folder can be inspected with bluegreen itself."""
     path = scratch / "config.toml"
@@ -247,11 +248,12 @@ def _scratch_config(config: Config, scratch: Path, copy: Path) -> Config:
         cutover=dataclasses.replace(config.cutover, wait_flag=None),
         hooks=HooksConfig(),
         environments={},
+        replication=ReplicationConfig(),  # a scratch copy ships nothing to the real replica
     )
     document = {}
     for section in dataclasses.fields(scratch_config):
         value = getattr(scratch_config, section.name)
-        if dataclasses.is_dataclass(value) and section.name != "hooks":
+        if dataclasses.is_dataclass(value) and section.name not in ("hooks", "replication"):
             document[section.name] = {k: _as_toml(k, v) for k, v in dataclasses.asdict(value).items() if v is not None}
     create_file(path, file_mode(copy) & 0o666)  # never more readable than blue (issue 10 item 10)
     path.write_text("# written by `bluegreen rehearse`: a scratch copy of the real project\n" + tomli_w.dumps(document))

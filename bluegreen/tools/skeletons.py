@@ -94,6 +94,15 @@ dir = {migrations}   # {{seq}}_{{version}}_{{description}}.sql and companions; `
 # min_statements = 200        # statements the new generation needs for an error-rate verdict
 # window_s = 3600             # `bluegreen watch`: each generation's last hour of samples
 
+# Beyond one machine: `bluegreen replicate` runs Litestream (pip install 'bluegreen[replication]')
+# for every generation that may be active and the pointer; `bluegreen restore` rebuilds the project
+# from the replica elsewhere (README: "Replication").
+# [replication]
+# replica = "file:///srv/replicas/app"   # or s3://bucket/app, gs://, abs://, sftp://
+# sync_interval_ms = 1000     # how often Litestream ships new WAL frames
+# retention_h = 24            # Litestream's snapshot retention
+# wait_timeout_s = 30         # cutover and revert wait this long for the replica; 0: no wait
+
 # Environments: release rules chosen with --env NAME or $BLUEGREEN_ENV; with none, none apply.
 # [environments.staging]
 # approvals = 1               # distinct approvers of the target version (`bluegreen approve`)
