@@ -20,6 +20,20 @@ sys.path.insert(0, str(REPO))
 
 from bluegreen.tools import demo_data
 
+# The demo's v1.2.1 rows that make a blue of about this size (bench/latency.py, bench/replication.py).
+ROWS_FOR_SIZE = {"100mb": 147_000, "1gb": 1_470_000}
+
+# A project on the shipped example, the pause budget at its default (format with schemas=...).
+DEMO_CONFIG = """\
+[database]
+pointer = "data/current.toml"
+initial = "data/app.db"
+[migrations]
+dir = "{schemas}"
+[cutover]
+max_write_pause_ms = 100
+"""
+
 
 def generator_version() -> str:
     return hashlib.sha256(Path(demo_data.__file__).read_bytes()).hexdigest()[:12]

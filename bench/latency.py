@@ -37,19 +37,9 @@ from machine import machine
 from bluegreen.tools.demo import verify_writes
 from bluegreen.tools.writer_process import WriterProcess, read_log
 
-ROWS = {"100mb": 147_000, "1gb": 1_470_000}
 IDLE_S = 10.0
 WRITERS = 3
 INTERVAL_S = 0.01  # ~100 writes/s per writer (less the write's own time)
-CONFIG = """\
-[database]
-pointer = "data/current.toml"
-initial = "data/app.db"
-[migrations]
-dir = "{schemas}"
-[cutover]
-max_write_pause_ms = 100
-"""
 THROTTLED = """\
 [throttle]
 max_write_wait_ms = {limit}
@@ -77,7 +67,7 @@ def one_deploy(rows: int, work: Path, limit: int | None) -> dict:
     folder = work / f"deploy-{rows}-{'on' if limit else 'off'}"
     shutil.rmtree(folder, ignore_errors=True)
     datasets.fresh_blue(rows, folder / "data" / "app.db")
-    config = CONFIG.format(schemas=REPO / "schemas") + (THROTTLED.format(limit=limit) if limit else "")
+    config = datasets.DEMO_CONFIG.format(schemas=REPO / "schemas") + (THROTTLED.format(limit=limit) if limit else "")
     (folder / "config.toml").write_text(config)
     cli = [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
     subprocess.run(cli + ["init"], check=True, capture_output=True)
@@ -172,13 +162,13 @@ def table(results: list[dict], header: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(ROWS), default="100mb")
+    parser.add_argument("--size", choices=sorted(datasets.ROWS_FOR_SIZE), default="100mb")
     parser.add_argument("--runs", type=int, default=1, help="deploys per setting (default 1)")
     parser.add_argument("--max-write-wait-ms", type=int, default=25, help="the throttled runs' limit (default 25)")
     parser.add_argument("--shared-with", type=int, default=None, metavar="N", help="other jobs on the machine")
     parser.add_argument("--out", type=Path, default=HERE / "results-latency.md")
     args = parser.parse_args()
-    rows = ROWS[args.size]
+    rows = datasets.ROWS_FOR_SIZE[args.size]
     datasets.cached_blue(rows)  # generated before anything is timed
     results = []
     with tempfile.TemporaryDirectory(prefix="bluegreen-latency-") as tmp:

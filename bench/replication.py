@@ -47,20 +47,10 @@ from bluegreen.replication import litestream, state
 from bluegreen.tools.demo import verify_writes
 from bluegreen.tools.writer_process import WriterProcess, read_log
 
-ROWS = {"100mb": 147_000, "1gb": 1_470_000}
 WRITERS = 2
 INTERVAL_S = 0.01
 SYNC_MS = 100
 SAMPLE_S = 0.25
-CONFIG = """\
-[database]
-pointer = "data/current.toml"
-initial = "data/app.db"
-[migrations]
-dir = "{schemas}"
-[cutover]
-max_write_pause_ms = 100
-"""
 REPLICATION = """
 [replication]
 replica = "file://{replica}"
@@ -105,7 +95,7 @@ def one_deploy(rows: int, work: Path, replicated: bool) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     datasets.fresh_blue(rows, folder / "data" / "app.db")
     replica = folder / "replica"
-    config = CONFIG.format(schemas=REPO / "schemas")
+    config = datasets.DEMO_CONFIG.format(schemas=REPO / "schemas")
     if replicated:
         config += REPLICATION.format(replica=replica, sync_ms=SYNC_MS)
     (folder / "config.toml").write_text(config)
@@ -220,12 +210,12 @@ def table(results: list[dict], header: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=sorted(ROWS), default="100mb")
+    parser.add_argument("--size", choices=sorted(datasets.ROWS_FOR_SIZE), default="100mb")
     parser.add_argument("--rows", type=int, default=None, help="content rows instead of --size")
     parser.add_argument("--shared-with", type=int, default=0, help="other jobs on the machine, for the header")
     parser.add_argument("--out", default=str(HERE / "results-replication.md"))
     args = parser.parse_args()
-    rows = args.rows or ROWS[args.size]
+    rows = args.rows or datasets.ROWS_FOR_SIZE[args.size]
     work = Path(tempfile.mkdtemp(prefix="bluegreen-bench-replication-"))
     try:
         results = [one_deploy(rows, work, replicated=False), one_deploy(rows, work, replicated=True)]
