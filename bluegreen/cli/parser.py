@@ -178,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
                 help="hold blue's write lock from the copy (deploy) or the final catch-up (cutover) "
                 "until the swap, instead of the bounded pause; writers wait, nothing is lost",
             )
-        if name in ("deploy", "cutover"):
             command.add_argument(
                 "--force",
                 action="store_true",

@@ -173,21 +173,22 @@ def _names_table(sql: str, name: str) -> bool:
 ROWID_NAMES = ("rowid", "oid", "_rowid_")
 
 
+def split_commas(text: str) -> list[str]:
+    """text cut at its top-level commas (none inside parentheses, strings or comments), stripped."""
+    pieces, depth, start = [], 0, 0
+    for token in sqltext.spans(text):
+        if token.lastgroup == "other":
+            depth += {"(": 1, ")": -1}.get(token.group(), 0)
+            if depth == 0 and token.group() == ",":
+                pieces.append(text[start : token.start()].strip())
+                start = token.end()
+    return pieces + [text[start:].strip()]
+
+
 def assignments(set_part: str) -> list[tuple[str, str]]:
     """`a = expr, b = expr` as (column, expression) pairs; [] for a form not read here (row values)."""
-    found, depth, start = [], 0, 0
-    tokens = sqltext.spans(set_part)
-    cuts = []
-    for t in tokens:
-        depth += {"(": 1, ")": -1}.get(t.group(), 0)
-        if depth == 0 and t.group() == ",":
-            cuts.append(t)
-    pieces = []
-    for cut in cuts:
-        pieces.append(set_part[start : cut.start()])
-        start = cut.end()
-    pieces.append(set_part[start:])
-    for piece in pieces:
+    found = []
+    for piece in split_commas(set_part):
         parts = sqltext.spans(piece)
         if len(parts) < 3 or parts[1].group() != "=" or parts[0].lastgroup not in NAME_TOKENS:
             return []

@@ -212,7 +212,7 @@ def parse_fill(sql: str, line: int = 0) -> Fill | None:
     if k < len(tokens) and upper[k] != "WHERE":
         return None
     condition = text[tokens[k].end() :].strip() if k < len(tokens) else ""
-    items = _split_items(text[tokens[i].end() : tokens[at].start()])
+    items = alters.split_commas(text[tokens[i].end() : tokens[at].start()])
     if columns and len(columns) != len(items):
         return None
     return Fill(target, tuple(columns), tuple(items), source, alias, condition, line)
@@ -225,17 +225,6 @@ def _top_level(upper: list[str]) -> list[str]:
         if depth == 0:
             found.append(word)
     return found
-
-
-def _split_items(text: str) -> list[str]:
-    items, depth, start = [], 0, 0
-    for token in sqltext.TOKEN.finditer(text):
-        if token.group() in "()" and token.lastgroup == "other":
-            depth += 1 if token.group() == "(" else -1
-        elif token.group() == "," and depth == 0:
-            items.append(text[start : token.start()].strip())
-            start = token.end()
-    return items + [text[start:].strip()]
 
 
 def _plain(item: str, fill: Fill) -> str | None:
