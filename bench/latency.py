@@ -11,6 +11,13 @@ Then `bluegreen deploy` while they go on (they stop at the fence). Every write's
 writers' own logs (the time from the write's start to its commit, lock and fsync waits included);
 the distribution over the whole deploy (median, p99, p99.9, longest) is set beside the idle one
 of the same run, and the deploy's total time beside the unthrottled deploy's. Writes `bench/results-latency.md`.
+
+    python bench/latency.py --size 1gb --idle-only 400   # the same writers, no deploy, for 400 s
+
+The idle window of a deploy run is 10 s (about 3,000 writes): its longest wait is not comparable
+with the longest of a deploy's 100,000. `--idle-only S` runs the writers alone for as long as a
+deploy takes, so the disk's own tail (fsync) over that many writes is known, and prints the
+longest wait per 10 s window as well.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +102,7 @@ def one_deploy(rows: int, work: Path, limit: int | None) -> dict:
         for proc in procs:
             proc.kill()
     report = json.loads(done.stdout)
-    idle, during = [], []
+    idle, during, worst = [], [], []
     for log in logs:
         events = read_log(log)
         problems = verify_writes(events, Path(report["active"]))
@@ -108,8 +116,20 @@ def one_deploy(rows: int, work: Path, limit: int | None) -> dict:
                 idle.append(e["wait_ms"])
             elif began >= deploy_from and began <= deploy_to:
                 during.append(e["wait_ms"])
+                worst.append((e["wait_ms"], began, e["event"]))
     events_log = [
         json.loads(line) for line in (folder / "data" / ".bluegreen" / "events.jsonl").read_text().splitlines()
+    ]
+    # a phase event is logged when its phase ends: the phase under a wait is the first to end after it began
+    ends = [(_epoch(e["at"]), e["phase"]) for e in events_log if e["event"] == "phase"]
+    longest = [
+        {
+            "wait_ms": wait,
+            "at_s": round(began - deploy_from, 1),
+            "phase": next((phase for end, phase in ends if end >= began), "after the swap"),
+            "event": kind,
+        }
+        for wait, began, kind in sorted(worst, reverse=True)[:5]
     ]
     throttled = [e for e in events_log if e["event"] == "throttle" and e["throttle"] == "on"]
     # throttled_s is the command's running total when a pause ends: the deploy's is its last
@@ -130,6 +150,58 @@ def one_deploy(rows: int, work: Path, limit: int | None) -> dict:
         "throttled": len(throttled),
         "paused_s": paused_s,
         "locks": locks,
+        "longest": longest,
+    }
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def idle_only(rows: int, work: Path, seconds: float) -> dict:
+    """The writers alone on blue for `seconds`: the machine's write latency with no deploy."""
+    folder = work / f"idle-{rows}"
+    shutil.rmtree(folder, ignore_errors=True)
+    datasets.fresh_blue(rows, folder / "data" / "app.db")
+    (folder / "config.toml").write_text(datasets.DEMO_CONFIG.format(schemas=REPO / "schemas"))
+    cli = [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
+    subprocess.run(cli + ["init"], check=True, capture_output=True)
+    logs = [folder / f"writer{i}.log" for i in range(WRITERS)]
+    procs = [
+        WriterProcess.start(
+            "demo", folder / "data" / "current.toml", log, interval=INTERVAL_S, seed=i + 1, seconds=seconds + 1
+        )
+        for i, log in enumerate(logs)
+    ]
+    try:
+        time.sleep(1.0)
+        began = time.time()
+        for proc in procs:
+            proc.wait(timeout=seconds + 120)
+    finally:
+        for proc in procs:
+            proc.kill()
+    waits, windows = [], {}
+    for log in logs:
+        events = read_log(log)
+        problems = verify_writes(events, folder / "data" / "app.db")
+        if problems:
+            raise SystemExit(f"lost writes: {problems[:3]}")
+        for e in events:
+            if e["event"] == "committed" and e["at"] - e["wait_ms"] / 1000 >= began:
+                waits.append(e["wait_ms"])
+                key = int((e["at"] - began) // 10)
+                windows[key] = max(windows.get(key, 0.0), e["wait_ms"])
+    shutil.rmtree(folder)
+    longest_per_10s = sorted(windows.values())
+    return {
+        "seconds": seconds,
+        "writes": distribution(waits),
+        "longest_per_10s": {
+            "median": statistics.median(longest_per_10s),
+            "max": longest_per_10s[-1],
+            "windows": len(longest_per_10s),
+        },
     }
 
 
@@ -157,6 +229,15 @@ def table(results: list[dict], header: str) -> str:
             f"| {r['throttled']}, {r['paused_s']:.1f} s "
             f"| {r['locks'].get('capture_installed', '—')} ms, {r['locks'].get('blob_guard', '—')} ms |"
         )
+    lines += [
+        "",
+        "The five longest waits of each deploy: ms, when (s into the deploy), the phase, the write's outcome.",
+    ]
+    for r in results:
+        worst = ", ".join(
+            f"{w['wait_ms']:,.0f} ms at {w['at_s']:.0f} s ({w['phase']}, {w['event']})" for w in r["longest"]
+        )
+        lines.append(f"- {r['size_mb']:,.0f} MB, throttling {'on' if r['limit'] else 'off'}: {worst}")
     return "\n".join(lines) + "\n"
 
 
@@ -166,10 +247,27 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="deploys per setting (default 1)")
     parser.add_argument("--max-write-wait-ms", type=int, default=25, help="the throttled runs' limit (default 25)")
     parser.add_argument("--shared-with", type=int, default=None, metavar="N", help="other jobs on the machine")
+    parser.add_argument("--idle-only", type=float, default=None, metavar="S", help="the writers alone for S seconds")
     parser.add_argument("--out", type=Path, default=HERE / "results-latency.md")
     args = parser.parse_args()
     rows = datasets.ROWS_FOR_SIZE[args.size]
     datasets.cached_blue(rows)  # generated before anything is timed
+    if args.idle_only:
+        with tempfile.TemporaryDirectory(prefix="bluegreen-latency-") as tmp:
+            found = idle_only(rows, Path(tmp), args.idle_only)
+        w, per = found["writes"], found["longest_per_10s"]
+        text = (
+            f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the end. `python bench/latency.py --size "
+            f"{args.size} --idle-only {args.idle_only:g}`: {WRITERS} writers at ~{1 / INTERVAL_S:.0f} writes/s each, "
+            f"synchronous=FULL, no deploy, {args.idle_only:g} s.\n\n"
+            "| writes | median | p99 | p99.9 | longest | longest per 10 s: median / max |\n|---|---|---|---|---|---|\n"
+            f"| {w['n']:,} | {ms(w['median'])} ms | {ms(w['p99'])} ms | {ms(w['p99.9'])} ms | {ms(w['longest'])} ms "
+            f"| {ms(per['median'])} / {ms(per['max'])} ms ({per['windows']} windows) |\n"
+        )
+        print(json.dumps(found))
+        args.out.write_text(text)
+        print(text)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="bluegreen-latency-") as tmp:
         for _ in range(args.runs):

@@ -108,8 +108,13 @@ def hot_path(pointer: Path, rows: int) -> tuple[float, float]:
     clock = time.perf_counter_ns
     tally = sampling.Tally(1, "app.db", sampling.sampler_for(pointer))
 
-    def sample() -> None:
-        started = clock()
+    def sample() -> None:  # what a client connection does around each statement
+        started = tally.start(POINT)
+        if started:
+            tally.add(POINT, clock() - started)
+
+    def sample_every() -> None:  # every statement timed (a shape's first ones in each flush, or a slow one)
+        started = tally.start(POINT)
         tally.add(POINT, clock() - started)
 
     def clocks() -> None:
@@ -118,9 +123,10 @@ def hot_path(pointer: Path, rows: int) -> tuple[float, float]:
     n = 2000
     read_ns = min(timeit.repeat(read, number=n, repeat=15)) / n * 1e9
     sample_ns = min(timeit.repeat(sample, number=n, repeat=15)) / n * 1e9
+    every_ns = min(timeit.repeat(sample_every, number=n, repeat=15)) / n * 1e9
     clock_ns = min(timeit.repeat(clocks, number=n, repeat=15)) / n * 1e9
     off.close()
-    return read_ns, sample_ns, clock_ns
+    return read_ns, sample_ns, every_ns, clock_ns
 
 
 def log_bound(folder: Path, shapes: int = 40, flushes: int = 86_400) -> tuple[int, int, int]:
@@ -149,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--flushes", type=int, default=86_400, help="simulated flushes for the bound (a day)")
+    parser.add_argument("--shared-with", type=int, default=None, metavar="N", help="other jobs on the machine")
     parser.add_argument("--out", type=Path, default=HERE / "results-sampling.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as scratch:
@@ -157,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         own: list[int] = []
         write_on, write_off = compare(pointer, lambda c, s: writes(c, s, rng, own), args.rounds, args.seconds)
         read_on, read_off = compare(pointer, lambda c, s: reads(c, s, rng, args.rows), args.rounds, args.seconds)
-        read_ns, sample_ns, clock_ns = hot_path(pointer, args.rows)
+        read_ns, sample_ns, every_ns, clock_ns = hot_path(pointer, args.rows)
         sampling.flush_all()
         log_bytes = sum(p.stat().st_size for p in samples.samples_dir(pointer).glob("*.jsonl"))
         largest, bound, lines = log_bound(Path(scratch), flushes=args.flushes)
@@ -168,8 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     lines_out = [
         "# Sampling overhead",
         "",
-        f"Run {datetime.now():%Y-%m-%d %H:%M} on {machine()}, a shared machine (other jobs ran meanwhile: "
-        "read the ratios, not the absolute rates).",
+        f"Run {datetime.now():%Y-%m-%d %H:%M} on {machine()}, load average {os.getloadavg()[0]:.1f} at the end"
+        + (
+            f", a shared machine ({args.shared_with} other jobs ran meanwhile: read the ratios, not the rates)."
+            if args.shared_with
+            else "."
+        ),
         f"`python bench/sampling.py --rounds {args.rounds} --seconds {args.seconds:g} --rows {args.rows}`: "
         "medians of alternating runs in one process.",
         "",
@@ -181,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "",
         f"The hot path alone, best of 15 x 2,000 (the minimum resists other jobs): a point read with sampling off "
-        f"takes {read_ns / 1000:.2f} µs; sampling adds {sample_ns / 1000:.2f} µs to each statement, "
-        f"{clock_ns / 1000:.2f} µs of it the two reads of the clock "
-        f"({sample_ns / read_ns:.1%} of the read); a demo write (one transaction of 3-4 statements and its fsync) "
+        f"takes {read_ns / 1000:.2f} µs; sampling adds {sample_ns / 1000:.2f} µs to each statement "
+        f"({sample_ns / read_ns:.1%} of the read): every one counted, 1 in {sampling.STRIDE} timed once its text "
+        f"has {sampling.TIMED_PER_SPAN} timed in the flush span. A timed statement costs {every_ns / 1000:.2f} µs "
+        f"({every_ns / read_ns:.1%}), {clock_ns / 1000:.2f} µs of it the two reads of the clock; a demo write (one transaction of 3-4 statements and its fsync) "
         f"took {1000 / write_off:.2f} ms, of which sampling's 4 statements are "
-        f"{4 * sample_ns / (1e9 / write_off):.2%}. On a busy machine the alternating runs above swing more than that.",
+        f"{4 * every_ns / (1e9 / write_off):.2%} even if all are timed. On a busy machine the alternating runs above swing more than that.",
         "",
         f"The runs above left {log_bytes:,} bytes of sample log. A simulated {args.flushes:,} flushes (one a second) "
         f"of 40 busy shapes: the log's largest size was {largest:,} bytes against its bound of {bound:,} "

@@ -15,6 +15,7 @@ only (hazard 20): the project is made by a `bluegreen init` child process.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import subprocess
 import sys
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## ORMs",
         "",
-        f"Run {datetime.now():%Y-%m-%d %H:%M} on {machine()}, a shared machine. `python bench/sampling_orm.py "
+        f"Run {datetime.now():%Y-%m-%d %H:%M} on {machine()}, load average {os.getloadavg()[0]:.1f}. "
+        "`python bench/sampling_orm.py "
         f"--rows {args.rows}`: one point read, best of {REPEAT} x {N:,}.",
         "",
         "| path | sampling on | sampling off | overhead (on/off - 1) |",

@@ -154,17 +154,18 @@ def test_bluegreen_watch_reads_sqlalchemy_traffic(toy_ready):
         row = next(r for r in few.json["post_migration_performance"] if r["shape"] == POINT)
         assert row["verdict"] == "no verdict" and row["new"]["queries"] == 30 and row["old"]["queries"] == 30
         assert "too few samples: 30 new, 30 old" in project.cli_process("watch").out
-        reads(db, 120)  # 150 on generation 1
+        reads(db, 1000)  # 1,030 on generation 1: cheap, so after the first ones of a span 1 in 16 is timed
         assert db.connection.driver_connection.generation == 1
         with new.connect() as fresh:
-            reads(fresh, 120)  # 150 on generation 2
+            reads(fresh, 1000)  # 1,030 on generation 2
     old.dispose()
     new.dispose()
     spans_of(project)
     enough = project.cli_process("watch", "--json")
     assert enough.code in (0, 7), enough.err
     row = next(r for r in enough.json["post_migration_performance"] if r["shape"] == POINT)
-    assert row["new"]["queries"] == 150 and row["old"]["queries"] == 150
+    assert row["new"]["queries"] == 1030 and row["old"]["queries"] == 1030
+    assert sampling.TIMED_PER_SPAN < row["new"]["timed"] <= 1030 and sampling.TIMED_PER_SPAN < row["old"]["timed"] <= 1030
     assert row["verdict"] in ("healthy", "regressed")
     assert enough.json["verdict"] in ("healthy", "regressed")
 

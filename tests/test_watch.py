@@ -167,9 +167,14 @@ def test_flushes_while_a_thread_runs_statements_lose_and_double_nothing():
     tally = sampling.Tally(2, "app.gen2.db", sampling.sampler_for("/nonexistent/current.toml"))
     done = threading.Event()
 
+    timed = []
+
     def statements() -> None:
         for i in range(60_000):
-            tally.add(f"SELECT * FROM t WHERE id = {i % 700}", 1000 + i)
+            sql = f"SELECT * FROM t WHERE id = {i % 700}"
+            if tally.start(sql):
+                tally.add(sql, 1000 + i)
+                timed.append(1000 + i)
         done.set()
 
     taken = samples.ShapeStats()
@@ -181,9 +186,39 @@ def test_flushes_while_a_thread_runs_statements_lose_and_double_nothing():
     worker.join()
     for stats in tally.take().values():
         taken.add(stats)
-    assert taken.count == 60_000 and taken.timed == 60_000
-    assert taken.total_ns == sum(1000 + i for i in range(60_000))
+    assert taken.count == 60_000 and taken.timed == len(timed) > 0
+    assert taken.total_ns == sum(timed)
     assert tally.take() == {}
+
+
+def test_cheap_statements_are_all_counted_and_timed_one_in_stride_after_a_spans_first_ones():
+    tally = sampling.Tally(1, "app.db", sampling.sampler_for("/nonexistent/current.toml"))
+    cheap, slow = "SELECT a FROM t WHERE id = ?", "SELECT b FROM t WHERE id = ?"
+    n = sampling.TIMED_PER_SPAN + 40 * sampling.STRIDE
+    timed = sum(1 for _ in range(n) if tally.start(cheap) and tally.add(cheap, 2_000) is None)
+    assert timed == sampling.TIMED_PER_SPAN + 40
+    for _ in range(n):  # a statement at or over CHEAP_NS: the next one is timed too
+        if tally.start(slow):
+            tally.add(slow, sampling.CHEAP_NS)
+    taken = tally.take()
+    assert taken[cheap].count == n and taken[cheap].timed == timed and taken[cheap].total_ns == 2_000 * timed
+    assert taken[slow].count == n and taken[slow].timed == n
+    # a cheap text that turns slow is timed in full from its first slow sample on
+    untimed = 0
+    for _ in range(sampling.TIMED_PER_SPAN + 2 * sampling.STRIDE):
+        started = tally.start(cheap)
+        untimed += not started
+        if started:
+            tally.add(cheap, 2_000)
+    assert untimed > 0  # the new span's first ones were timed, then 1 in STRIDE
+    while not tally.start(cheap):
+        pass
+    tally.add(cheap, 200_000_000)  # the index it used is gone: 200 ms
+    for _ in range(50):
+        started = tally.start(cheap)
+        assert started
+        tally.add(cheap, 200_000_000)
+    assert tally.take()[cheap].slow == 51
 
 
 def test_histograms_merge_exactly_and_percentiles_stay_within_a_bucket():

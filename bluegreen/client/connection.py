@@ -34,7 +34,7 @@ from bluegreen.files.contract import FENCE_MARK, fenced_generation
 
 _FENCE_ERROR = re.compile(re.escape(FENCE_MARK) + r"(\d+)")
 _FENCE_POLL_S = 0.002  # while waiting for a revert to lift the fence of the file it swapped to
-_clock = time.perf_counter_ns  # sampling's clock, bound once: it runs twice per statement
+_clock = sampling._clock
 
 
 # -- errors of following --------------------------------------------------------------------------
@@ -228,15 +228,18 @@ class FollowingConnection:
         conn = slot.conn
         outside = not self._driver.in_transaction(conn)
         changes = self._driver.total_changes(conn)
-        started = _clock()
+        tally = slot.tally
+        started = tally.start(sql) if tally is not None else 0
         try:
             result = op(conn)
         except self._driver.Error as exc:
             fenced_for = _fence_generation(exc)
             if fenced_for is None:
-                if slot.tally is not None:
-                    slot.tally.failed(sql)
+                if tally is not None:
+                    tally.failed(sql)
                 raise
+            if tally is not None:
+                tally.refused(sql)
             refused = slot.target
             if not outside or self._driver.total_changes(conn) != changes:
                 raise self._not_retried(refused, fenced_for, outside) from exc
@@ -244,28 +247,30 @@ class FollowingConnection:
             self._move_off(refused, fenced_for)
             self.stats.fence_retries += 1
             return self._run_again(op, sql)
-        if slot.tally is not None:
-            slot.tally.add(sql, _clock() - started)
+        if started:
+            tally.add(sql, _clock() - started)
         return result
 
     def _run_again(self, op: Callable[[Any], Any], sql: str) -> Any:
         """The call a fence refused, once more on the file the pointer names now."""
-        slot = self._slot
-        started = _clock()
+        tally = self._slot.tally
+        started = tally.start(sql) if tally is not None else 0
         try:
-            result = op(slot.conn)
+            result = op(self._slot.conn)
         except self._driver.Error as again:
             if _fence_generation(again) is None:
-                if slot.tally is not None:
-                    slot.tally.failed(sql)
+                if tally is not None:
+                    tally.failed(sql)
                 raise
+            if tally is not None:
+                tally.refused(sql)
             raise FenceWaitTimeout(
-                f"{slot.target.path}: refused by a fence again right after following the pointer (another "
+                f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
                 "cutover or revert ran meanwhile); nothing was written: run it again",
                 details={"fenced_for": _fence_generation(again)},
             ) from again
-        if slot.tally is not None:
-            slot.tally.add(sql, _clock() - started)
+        if started:
+            tally.add(sql, _clock() - started)
         return result
 
     def _not_retried(self, refused: Target, fenced_for: int, outside: bool) -> FencedInTransaction:

@@ -13,6 +13,16 @@ a sort); for a query that streams many rows, the time to its first row. Errors (
 driver refused) are counted per shape; a write a fence refused and that ran again on the new file
 counts once, on the file that ran it.
 
+Every statement is counted; not every one is timed. Two clock reads and a histogram update cost
+about 0.4 µs, 3-4 % of a point read from the page cache (bench/sampling.py). So once a SQL text
+has TIMED_PER_SPAN timed statements in the current flush span, a statement that took less than
+CHEAP_NS has the next STRIDE - 1 statements of its text counted without a clock. A statement
+that took CHEAP_NS or more (where the clock costs under 2 %) has the next one timed again, so a
+text that turns slow is timed in full from its first slow sample on. Averages and percentiles
+come from the timed statements (`ShapeStats.timed`, the histogram's sum), an unbiased sample:
+whether a statement is timed depends only on the ones before it. The slow and very slow counts
+are those of timed statements.
+
 Off: `connect(..., sampling=False)` for one connection, or `BLUEGREEN_SAMPLING=0` for the process.
 """
 
@@ -37,7 +47,12 @@ DEFAULT_FLUSH_S = 1.0
 MAX_TEXTS = 512  # distinct SQL texts a tally keys by before it folds new ones into shapes at once
 MAX_SHAPES = 200  # distinct shapes per generation per process; the rest count as OTHER_SHAPE
 MAX_SHAPE_CHARS = 400
+TIMED_PER_SPAN = 64  # timed statements per SQL text per flush before cheap ones are timed 1 in STRIDE
+STRIDE = 16
+CHEAP_NS = 25_000  # at 25 µs, timing every statement costs under 2 %
 _SLOW_NS, _VERY_SLOW_NS = samples.SLOW_NS, samples.VERY_SLOW_NS
+_NOTHING = (0, 0, 0, 0, 0, {})  # an entry that counted nothing yet
+_clock = time.perf_counter_ns  # bound once: it runs twice per timed statement
 
 _TOKENS = re.compile(
     r"""(?P<comment>--[^\n]*|/\*.*?(?:\*/|$))
@@ -78,14 +93,19 @@ class Tally:
     a connection is used by one thread at a time, and the flusher only reads. Entries count up
     for ever (bounded: MAX_TEXTS); each flush takes what changed since the last one, so a
     statement counted while a flush copies its entry shows up in the next span, never twice,
-    never lost. Only the per-span maximum is reset, and can miss a value in that race."""
+    never lost. Only the per-span maximum is reset, and can miss a value in that race.
+
+    A client runs `started = tally.start(sql)` before the statement (it counts it), then
+    `tally.add(sql, clock() - started)` after it if `started` is not 0 (0: counted, not timed),
+    `tally.failed(sql)` if the driver refused it, `tally.refused(sql)` if a fence did."""
 
     __slots__ = ("generation", "file", "texts", "seen", "sampler", "__weakref__")
 
     def __init__(self, generation: int, file: str, sampler: Sampler):
         self.generation = generation
         self.file = file
-        self.texts: dict[str, list] = {}  # sql -> [count, errors, total_ns, max_ns, slow, very_slow, hist]
+        # sql -> [count, errors, total_ns, max_ns, slow, very_slow, hist, untimed_next, timed_in_span]
+        self.texts: dict[str, list] = {}
         self.seen: dict[str, tuple] = {}  # the flusher's last copy of each entry
         self.sampler = sampler
 
@@ -96,15 +116,24 @@ class Tally:
     def _entry(self, sql: str) -> list:
         if len(self.texts) >= MAX_TEXTS:  # literals in the SQL text itself: fold now, not per text
             sql = shape_of(sql)
-        entry = self.texts.get(sql)
-        if entry is None:
-            entry = self.texts[sql] = [0, 0, 0, 0, 0, 0, {}]
+            entry = self.texts.get(sql)
+            if entry is not None:
+                return entry
+        entry = self.texts[sql] = [0, 0, 0, 0, 0, 0, {}, 0, 0]
         return entry
 
-    def add(self, sql: str, ns: int) -> None:
-        """The hot path (bench/sampling.py measures it)."""
+    def start(self, sql: str) -> int:
+        """Count a statement about to run; the clock to time it from, or 0 if it is not timed."""
         entry = self.texts.get(sql) or self._entry(sql)
         entry[0] += 1
+        if entry[7]:
+            entry[7] -= 1
+            return 0
+        return _clock()
+
+    def add(self, sql: str, ns: int) -> None:
+        """A started statement's duration (the hot path: bench/sampling.py measures it)."""
+        entry = self.texts.get(sql) or self._entry(sql)
         entry[2] += ns
         if ns > entry[3]:
             entry[3] = ns
@@ -116,21 +145,30 @@ class Tally:
         index = (bits - 1) * 4 + ((ns >> (bits - 3)) & 3) if bits > 3 else ns
         hist = entry[6]
         hist[index] = hist.get(index, 0) + 1
+        entry[8] += 1
+        if ns < CHEAP_NS and entry[8] >= TIMED_PER_SPAN:
+            entry[7] = STRIDE - 1
 
     def failed(self, sql: str) -> None:
+        """A started statement the driver refused: an error of this file."""
         entry = self.texts.get(sql) or self._entry(sql)
-        entry[0] += 1
         entry[1] += 1
+
+    def refused(self, sql: str) -> None:
+        """A started statement a fence refused: it is not this file's (it runs again on the next)."""
+        entry = self.texts.get(sql) or self._entry(sql)
+        entry[0] -= 1
 
     def take(self) -> dict[str, samples.ShapeStats]:
         """What changed since the last take, by shape (only the flusher calls this)."""
         shapes: dict[str, samples.ShapeStats] = {}
         for sql, entry in list(self.texts.items()):
+            entry[8] = 0  # a new span: its first TIMED_PER_SPAN statements are timed
             now = (entry[0], entry[1], entry[2], entry[4], entry[5], dict(entry[6]))
-            if now == self.seen.get(sql):
+            was = self.seen.get(sql, _NOTHING)
+            if now == was:  # also a text whose only statement a fence refused
                 continue
             top, entry[3] = entry[3], 0
-            was = self.seen.get(sql, (0, 0, 0, 0, 0, {}))
             self.seen[sql] = now
             hist = {k: n - was[5].get(k, 0) for k, n in now[5].items() if n != was[5].get(k, 0)}
             count, errors, total, slow, very_slow = (a - b for a, b in zip(now[:5], was[:5]))
@@ -253,24 +291,26 @@ class SampledCursor(sqlite3.Cursor):
         tally = self.bluegreen_tally
         if tally is None:
             return super().execute(sql, parameters)
-        started = time.perf_counter_ns()
+        started = tally.start(sql)
         try:
             result = super().execute(sql, parameters)
         except sqlite3.Error:
             tally.failed(sql)
             raise
-        tally.add(sql, time.perf_counter_ns() - started)
+        if started:
+            tally.add(sql, _clock() - started)
         return result
 
     def executemany(self, sql, seq_of_parameters, /):
         tally = self.bluegreen_tally
         if tally is None:
             return super().executemany(sql, seq_of_parameters)
-        started = time.perf_counter_ns()
+        started = tally.start(sql)
         try:
             result = super().executemany(sql, seq_of_parameters)
         except sqlite3.Error:
             tally.failed(sql)
             raise
-        tally.add(sql, time.perf_counter_ns() - started)
+        if started:
+            tally.add(sql, _clock() - started)
         return result

@@ -6,6 +6,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 import zoneinfo
 from dataclasses import MISSING, dataclass, fields
 from datetime import time
@@ -402,7 +403,8 @@ def _replica_url(path: Path, where: str, value: object) -> str:
         )
     if not rest.strip("/"):
         raise ConfigInvalid(f"{path}: {where} ({value!r}) names no folder or bucket")
-    return value.rstrip("/")
+    split = urllib.parse.urlsplit(value)  # a query (?endpoint=...) stays; the path loses a trailing /
+    return urllib.parse.urlunsplit(split._replace(path=split.path.rstrip("/")))
 
 
 _WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")

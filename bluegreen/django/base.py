@@ -39,7 +39,7 @@ from bluegreen.files.contract import FENCE_MARK, fenced_generation
 
 _FENCE_ERROR = re.compile(re.escape(FENCE_MARK) + r"(\d+)")
 _FENCE_POLL_S = 0.002
-_clock = time.perf_counter_ns  # sampling's clock, bound once: it runs twice per statement
+_clock = sampling._clock
 # OPTIONS that are bluegreen's, not sqlite3.connect's
 _OPTIONS = ("compatible", "fence_timeout_s", "watch", "poll_interval", "heartbeat", "sampling")
 DEFAULT_TRANSACTION_MODE = "IMMEDIATE"  # a cutover's fence never lands inside an atomic() block
@@ -336,7 +336,7 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
         raw = self.connection
         changes = raw.total_changes if raw is not None else 0
         tally = self._bg_tally
-        started = _clock()
+        started = tally.start(sql) if tally is not None else 0
         try:
             result = op()
         except DatabaseError as exc:
@@ -345,6 +345,8 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
                 if tally is not None:
                     tally.failed(sql)
                 raise
+            if tally is not None:
+                tally.refused(sql)
             refused = self.bluegreen_target
             if not outside or raw is not self.connection or raw.total_changes != changes:
                 raise FencedInTransaction(
@@ -355,13 +357,13 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
         else:
-            if tally is not None:
+            if started:
                 tally.add(sql, _clock() - started)
             return result
         self._bg_move_off(refused, fenced_for)
         cursor.cursor = self.create_cursor()
         tally = self._bg_tally
-        started = _clock()
+        started = tally.start(sql) if tally is not None else 0
         try:
             result = op()
         except DatabaseError as again:
@@ -369,11 +371,13 @@ class DatabaseWrapper(sqlite3_base.DatabaseWrapper):
                 if tally is not None:
                     tally.failed(sql)
                 raise
+            if tally is not None:
+                tally.refused(sql)
             raise GenerationUnusable(
                 f"{self.bluegreen_target.path}: refused by a fence again right after following the pointer (another "
                 "cutover or revert ran meanwhile); nothing was written: run it again"
             ) from None
-        if tally is not None:
+        if started:
             tally.add(sql, _clock() - started)
         return result
 

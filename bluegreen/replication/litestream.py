@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +43,31 @@ def binary(settings: ReplicationConfig) -> str:
     return found
 
 
+def under(base: str, *parts: str) -> str:
+    """The replica URL `base` with `parts` added to its path, its query kept last: an
+    S3-compatible store is named as `s3://bucket/app?endpoint=http://minio:9000`, and a path
+    appended after the query would land in the endpoint."""
+    split = urllib.parse.urlsplit(base)
+    path = "/".join([split.path.rstrip("/"), *parts]) if parts else split.path.rstrip("/")
+    return urllib.parse.urlunsplit((split.scheme, split.netloc, path, split.query, split.fragment))
+
+
+def shown(url: str) -> str:
+    """A replica URL fit for a log or a message: a password in it (sftp://user:secret@host) masked."""
+    split = urllib.parse.urlsplit(url)
+    if split.password is None:
+        return url
+    host = split.netloc.rsplit("@", 1)[1]
+    return urllib.parse.urlunsplit((split.scheme, f"{split.username}:***@{host}", *split[2:]))
+
+
 def generation_url(settings: ReplicationConfig, name: str) -> str:
     """Each generation gets its own replica path: Litestream's LTX files of two files never mix."""
-    return f"{settings.replica}/generations/{name}"
+    return under(settings.replica, "generations", name)
 
 
 def pointer_url(settings: ReplicationConfig) -> str:
-    return f"{settings.replica}/pointer"
+    return under(settings.replica, "pointer")
 
 
 def socket_path(state_dir: Path) -> Path:

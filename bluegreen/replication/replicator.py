@@ -105,7 +105,12 @@ def run(config: Config) -> dict:
     pointer_db = here / litestream.POINTER_DB
     yaml = here / "litestream.yml"
     sock = litestream.socket_path(here)
-    status = {"pid": os.getpid(), "litestream_pid": 0, "socket": str(sock), "replica": settings.replica}
+    status = {
+        "pid": os.getpid(),
+        "litestream_pid": 0,
+        "socket": str(sock),
+        "replica": litestream.shown(settings.replica),
+    }
     status |= {"started_at": pointer_file.now_iso(), "databases": [], "restarts": 0, "running": True}
     process = None
     current: list[str] | None = None
@@ -115,7 +120,9 @@ def run(config: Config) -> dict:
     failures = 0
     beat = started_at = 0.0
     try:
-        _say(f"replicating to {settings.replica} (sync interval {settings.sync_interval_ms} ms), pid {os.getpid()}")
+        _say(
+            f"replicating to {litestream.shown(settings.replica)} (sync interval {settings.sync_interval_ms} ms), pid {os.getpid()}"
+        )
         while not stop.signal:
             try:
                 snapshot = project.gather(config)
@@ -169,4 +176,4 @@ def run(config: Config) -> dict:
         os.close(lock)
         _say(f"stopped (litestream exited {code})")
     sys.stdout.flush()
-    return {"signal": stop.signal, "replica": settings.replica, "databases": status["databases"]}
+    return {"signal": stop.signal, "replica": litestream.shown(settings.replica), "databases": status["databases"]}

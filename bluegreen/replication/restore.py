@@ -40,7 +40,7 @@ def _check_into(into: Path) -> None:
 
 def restore(source: str, into: Path, litestream_path: Path | None = None) -> Result:
     into = Path(os.path.abspath(into))
-    source = source.rstrip("/")
+    source = litestream.under(source)
     _check_into(into)
     settings = ReplicationConfig(replica=source, litestream=litestream_path)
     exe = litestream.binary(settings)
@@ -59,7 +59,7 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
     pointer_db = staging / litestream.POINTER_DB
     if not litestream.restore(exe, litestream.pointer_url(settings), pointer_db):
         raise ArgumentInvalid.with_hint(
-            f"{settings.replica}: no bluegreen replica there (no pointer/ under it); nothing was written",
+            f"{litestream.shown(settings.replica)}: no bluegreen replica there (no pointer/ under it); nothing was written",
             "name the [replication] replica `bluegreen replicate` ran with",
         )
     snapshot = project.read(pointer_db)
@@ -67,7 +67,9 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
     for side in ("-wal", "-shm"):
         Path(f"{pointer_db}{side}").unlink(missing_ok=True)
     if snapshot is None:
-        raise ReplicationFailed(f"{settings.replica}: its pointer/ is not one `bluegreen replicate` wrote")
+        raise ReplicationFailed(
+            f"{litestream.shown(settings.replica)}: its pointer/ is not one `bluegreen replicate` wrote"
+        )
     values = snapshot.values
     pointer_path = staging / values["pointer_path"]
     data = pointer_path.parent
@@ -83,7 +85,7 @@ def _restore(exe: str, settings: ReplicationConfig, staging: Path, into: Path) -
             restored.append(name)
         elif name == active:
             raise ReplicationFailed(
-                f"{settings.replica}: the active generation {name} has no replica; nothing was written"
+                f"{litestream.shown(settings.replica)}: the active generation {name} has no replica; nothing was written"
             )
     absent = [n for n in names if n not in restored]  # the journal names them; the replica never had them
     (pointer_path).write_text(values["pointer"], encoding="utf-8")

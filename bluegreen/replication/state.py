@@ -54,7 +54,13 @@ def report(config: Config, store: Store) -> dict | None:
     if not settings.replica:
         return None
     status = read_status(store)
-    out = {"replica": settings.replica, "running": bool(status), "pid": 0, "litestream_pid": 0, "databases": []}
+    out = {
+        "replica": litestream.shown(settings.replica),
+        "running": bool(status),
+        "pid": 0,
+        "litestream_pid": 0,
+        "databases": [],
+    }
     if not status:
         return out
     out |= {"pid": status["pid"], "litestream_pid": status.get("litestream_pid", 0)}
@@ -108,7 +114,7 @@ def wait_replicated(config: Config, store: Store, database: Path, why: str) -> d
                 return {"database": database.name, "txid": done["txid"], "waited_ms": waited}
         if left <= 0:
             raise ReplicationFailed.with_hint(
-                f"{database.name} was not replicated to {settings.replica} within [replication] wait_timeout_s "
+                f"{database.name} was not replicated to {litestream.shown(settings.replica)} within [replication] wait_timeout_s "
                 f"({settings.wait_timeout_s} s) before {why}; nothing was switched",
                 "see `bluegreen replicate`'s lines, then run the command again (wait_timeout_s = 0 does not wait)",
             )

@@ -150,6 +150,7 @@ def _summary(stats: samples.ShapeStats) -> dict:
     ms = _round
     return {
         "queries": stats.count,
+        "timed": stats.timed,  # the statements averages, percentiles and slow counts come from
         "errors": stats.errors,
         "error_rate": round(stats.errors / stats.count, 4) if stats.count else None,
         "avg_ms": round(stats.total_ns / stats.timed / 1e6, 3) if stats.timed else None,

@@ -172,18 +172,20 @@ class Connection(FollowingConnection):
                 raw = self._begin_where_active(raw)  # before BEGIN: no snapshot held after the check
         changes = raw.total_changes
         tally = self._slot.tally
-        started = _clock()
+        started = tally.start(sql) if tally is not None else 0
         try:
             result, changed = self._execute_raw(raw, sql, params, many)
         except sqlite3.Error as exc:
-            result, changed = self._refused(exc, sql, params, many, outside, changes)
+            result, changed = self._refused(exc, sql, params, many, outside, changes, tally)
         else:
-            elapsed = _clock() - started
+            elapsed = _clock() - started if started else 0
             if opens and raw.in_transaction and _LOCKING.search(sql) and self._begin_where_active(raw) is not raw:
                 # BEGIN IMMEDIATE may have waited out the barrier and the fence: look again (the
                 # lock is held already, so the read cannot turn a later write into a lock error)
+                if tally is not None:
+                    tally.refused(sql)
                 result, changed = self._again(sql, params, many)  # sampled there, on the new file
-            elif tally is not None:
+            elif started:
                 tally.add(sql, elapsed)
         raw = self._slot.conn
         entry = None
@@ -222,7 +224,9 @@ class Connection(FollowingConnection):
         self.stats.moved_at_begin += 1
         return self._slot.conn
 
-    def _refused(self, exc: sqlite3.Error, sql, params, many, outside: bool, changes: int):
+    def _refused(self, exc: sqlite3.Error, sql, params, many, outside: bool, changes: int, tally):
+        """A statement the driver refused: an error of this file, or (a fence, a lock a replay
+        waits out) not this file's: uncounted from its tally, and run again or refused."""
         raw = self._slot.conn
         fenced_for = _fence_generation(exc)
         locked = not outside and getattr(exc, "sqlite_errorcode", None) in _BUSY
@@ -233,6 +237,8 @@ class Connection(FollowingConnection):
                 self._log.add(Entry(sql, params, many, None, error=error_of(exc)))
             self._failed(sql)
             raise exc
+        if tally is not None:
+            tally.refused(sql)  # before a move: this file's tally
         refused = self._slot.target
         if raw.total_changes != changes:
             raise FencedInTransaction(
@@ -250,7 +256,7 @@ class Connection(FollowingConnection):
             except BluegreenError:
                 raise  # a fence's refusal, not an error of either file: not sampled
             except sqlite3.Error:
-                self._failed(sql)  # SQLite's own lock error, as without bluegreen
+                self._failed(sql, started=False)  # SQLite's own lock error, as without bluegreen
                 raise
         return self._again(sql, params, many)
 
@@ -310,26 +316,32 @@ class Connection(FollowingConnection):
     def _again(self, sql, params, many):
         """The statement once more, after the connection moved (or its transaction was carried): sampled here."""
         tally = self._slot.tally
-        started = _clock()
+        started = tally.start(sql) if tally is not None else 0
         try:
             result = self._execute_raw(self._slot.conn, sql, params, many)
         except sqlite3.Error as again:
             if _fence_generation(again) is None:
                 self._failed(sql)
                 raise
+            if tally is not None:
+                tally.refused(sql)
             raise FenceWaitTimeout(
                 f"{self._slot.target.path}: refused by a fence again right after following the pointer (another "
                 "cutover or revert ran meanwhile); nothing was written: run it again",
                 details={"fenced_for": _fence_generation(again)},
             ) from again
-        if tally is not None:
+        if started:
             tally.add(sql, _clock() - started)
         return result
 
-    def _failed(self, sql: str) -> None:
-        """A statement the driver refused (not a fence): an error of the file it ran on."""
-        if self._slot.tally is not None:
-            self._slot.tally.failed(sql)
+    def _failed(self, sql: str, started: bool = True) -> None:
+        """A statement the driver refused (not a fence): an error of the file it ran on (counted
+        there first unless its tally started it)."""
+        tally = self._slot.tally
+        if tally is not None:
+            if not started:
+                tally.start(sql)
+            tally.failed(sql)
 
     def _fence_seen_now(self) -> int | None:
         """The current file's fence as a new reader sees it (this connection's snapshot is older)."""
