@@ -165,7 +165,9 @@ def test_bluegreen_watch_reads_sqlalchemy_traffic(toy_ready):
     assert enough.code in (0, 7), enough.err
     row = next(r for r in enough.json["post_migration_performance"] if r["shape"] == POINT)
     assert row["new"]["queries"] == 1030 and row["old"]["queries"] == 1030
-    assert sampling.TIMED_PER_SPAN < row["new"]["timed"] <= 1030 and sampling.TIMED_PER_SPAN < row["old"]["timed"] <= 1030
+    assert (
+        sampling.TIMED_PER_SPAN < row["new"]["timed"] <= 1030 and sampling.TIMED_PER_SPAN < row["old"]["timed"] <= 1030
+    )
     assert row["verdict"] in ("healthy", "regressed")
     assert enough.json["verdict"] in ("healthy", "regressed")
 
