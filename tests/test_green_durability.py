@@ -94,3 +94,57 @@ def test_killed_mid_build_the_unflushed_green_is_discarded_by_resume(tmp_path, p
     blue_rows = rows(project.blue, "SELECT id, name FROM items ORDER BY id")
     assert rows(green, "SELECT id, name FROM items ORDER BY id") == blue_rows  # row by row
     assert rows(green, "SELECT id, upper_name FROM names ORDER BY id") == [(i, n.upper()) for i, n in blue_rows]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/PID/fd and sync_file_range are Linux's")
+def test_a_flush_writes_out_sqlites_unlinked_sort_files_in_steps(tmp_path):
+    """A sort bigger than SQLite's cache spills into an unlinked temp file, which no path names:
+    the flusher finds it through the builder's /proc/PID/fd and writes it out range by range
+    (the kernel would send it 30 s late, in one burst writers queue behind); green's own file
+    and other descriptors (pipes, this test's files) are left to their own flush."""
+    import os
+
+    from bluegreen.engine import flush
+
+    conn = apsw.Connection(str(tmp_path / "green.db"))
+    conn.execute("PRAGMA cache_size = -1000; CREATE TABLE t(x)")
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) "
+        "INSERT INTO t SELECT randomblob(100) FROM n"
+    )
+
+    def unlinked_files() -> dict[int, int]:
+        found = {}
+        for entry in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{entry}").endswith(" (deleted)"):
+                    info = os.stat(f"/proc/self/fd/{entry}")
+                    found[info.st_ino] = info.st_size
+            except OSError:
+                continue
+        return found
+
+    before = unlinked_files()  # pytest's own capture files, say
+    sorting = conn.execute("SELECT x FROM t ORDER BY x")
+    next(sorting)  # the sort has spilled; its runs stay open while rows are read
+    unlinked = unlinked_files()
+    sqlites = {inode: size for inode, size in unlinked.items() if inode not in before}
+    assert sum(sqlites.values()) > 4 * 1024 * 1024  # SQLite really spilled
+
+    calls = []
+
+    def ranged(fd, start, length, flags):
+        calls.append((os.fstat(fd).st_ino, start, length, flags))
+        return 0
+
+    flush._write_out_temp_files(os.getpid(), ranged)
+    written = {}
+    for inode, start, length, flags in calls:
+        assert flags == flush._WAIT_WRITE_WAIT and length == flush.STEP_BYTES
+        written.setdefault(inode, []).append(start)
+    assert set(sqlites) <= set(written) <= set(unlinked)  # unlinked files only: not green, not pipes
+    assert os.stat(tmp_path / "green.db").st_ino not in written
+    for inode, size in sqlites.items():
+        assert written[inode] == list(range(0, size, flush.STEP_BYTES))  # every range, in order
+    sorting.close()
+    conn.close()
