@@ -153,10 +153,11 @@ def _sync(path: str, ranged) -> None:
 
 def _write_out_temp_files(builder: int, ranged) -> None:
     """Start and wait for the writeback of the builder's unlinked files, SQLite's temp files (a
-    sort's runs, CREATE INDEX), in STEP_BYTES ranges: no path names them but /proc/PID/fd. Left alone, their pages go out only once they are 30 s old (dirty_expire), in one
-    burst of hundreds of MB: at 1 GB, blue's writers waited 134 ms behind one, 60 s into the
-    migration. No fdatasync: nothing needs them durable, only written out a few MB at a time.
-    Reopening them here holds no lock of the builder's (they have none: hazard 8 is about green)."""
+    sort's runs, CREATE INDEX), in STEP_BYTES ranges: no path names them but /proc/PID/fd. Left
+    alone, their pages go out only once they are 30 s old (dirty_expire), in one burst of hundreds
+    of MB: at 1 GB, blue's writers waited 134 ms behind one, 60 s into the migration. No
+    fdatasync: nothing needs them durable, only written out a few MB at a time. Reopening them
+    here holds no lock of the builder's (they have none: hazard 8 is about green)."""
     folder = f"/proc/{builder}/fd"
     try:
         entries = os.listdir(folder)
