@@ -90,23 +90,37 @@ def blue_for(rows: int, target: Path, indexed: bool) -> None:
         os.sync()
 
 
-def one_deploy(rows: int, work: Path, limit: int | None, indexed: bool = True) -> dict:
-    """Idle writers, then a deploy under them; limit: [throttle] max_write_wait_ms, None for off."""
-    folder = work / f"deploy-{rows}-{'on' if limit else 'off'}"
+def _project(folder: Path, rows: int, indexed: bool, extra_config: str = "") -> None:
+    """A fresh demo project in `folder`: blue (see blue_for), the config, `bluegreen init`."""
     shutil.rmtree(folder, ignore_errors=True)
     blue_for(rows, folder / "data" / "app.db", indexed)
-    config = datasets.DEMO_CONFIG.format(schemas=REPO / "schemas") + (THROTTLED.format(limit=limit) if limit else "")
-    (folder / "config.toml").write_text(config)
-    cli = [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
-    subprocess.run(cli + ["init"], check=True, capture_output=True)
-    size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
+    (folder / "config.toml").write_text(datasets.DEMO_CONFIG.format(schemas=REPO / "schemas") + extra_config)
+    subprocess.run(_cli(folder) + ["init"], check=True, capture_output=True)
+
+
+def _cli(folder: Path) -> list[str]:
+    return [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
+
+
+def _writers(folder: Path, seconds: float) -> tuple[list[Path], list[WriterProcess]]:
+    """WRITERS demo writers through the pointer, each logging its waits."""
     logs = [folder / f"writer{i}.log" for i in range(WRITERS)]
     procs = [
         WriterProcess.start(
-            "demo", folder / "data" / "current.toml", log, interval=INTERVAL_S, seed=i + 1, seconds=36_000
+            "demo", folder / "data" / "current.toml", log, interval=INTERVAL_S, seed=i + 1, seconds=seconds
         )
         for i, log in enumerate(logs)
     ]
+    return logs, procs
+
+
+def one_deploy(rows: int, work: Path, limit: int | None, indexed: bool = True) -> dict:
+    """Idle writers, then a deploy under them; limit: [throttle] max_write_wait_ms, None for off."""
+    folder = work / f"deploy-{rows}-{'on' if limit else 'off'}"
+    _project(folder, rows, indexed, THROTTLED.format(limit=limit) if limit else "")
+    cli = _cli(folder)
+    size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
+    logs, procs = _writers(folder, 36_000)  # each stops at the fence
     try:
         time.sleep(1.0)  # started
         idle_from = time.time()
@@ -181,18 +195,8 @@ def _epoch(iso: str) -> float:
 def idle_only(rows: int, work: Path, seconds: float, indexed: bool = True) -> dict:
     """The writers alone on blue for `seconds`: the machine's write latency with no deploy."""
     folder = work / f"idle-{rows}"
-    shutil.rmtree(folder, ignore_errors=True)
-    blue_for(rows, folder / "data" / "app.db", indexed)
-    (folder / "config.toml").write_text(datasets.DEMO_CONFIG.format(schemas=REPO / "schemas"))
-    cli = [sys.executable, "-m", "bluegreen", "--config", str(folder / "config.toml")]
-    subprocess.run(cli + ["init"], check=True, capture_output=True)
-    logs = [folder / f"writer{i}.log" for i in range(WRITERS)]
-    procs = [
-        WriterProcess.start(
-            "demo", folder / "data" / "current.toml", log, interval=INTERVAL_S, seed=i + 1, seconds=seconds + 1
-        )
-        for i, log in enumerate(logs)
-    ]
+    _project(folder, rows, indexed)
+    logs, procs = _writers(folder, seconds + 1)
     try:
         time.sleep(1.0)
         began = time.time()
