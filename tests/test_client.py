@@ -274,6 +274,10 @@ def test_compatible_refuses_a_generation_and_keeps_the_current_file(toy_ready):
     with pytest.raises(client.IncompatibleGeneration, match=r"schema '2.0.0'.*stays on app.db"):
         until(lambda: conn.execute("SELECT 1").fetchall() and False, what="the refusal")
     assert conn.generation == 1
+    state = toy_ready.data / ".bluegreen" / "state.json"  # the watch sees another change: said once only
+    state.with_suffix(".again").write_bytes(state.read_bytes())
+    os.replace(state.with_suffix(".again"), state)
+    conn._watch.check()
     assert conn.execute("SELECT count(*) FROM items").get == 50  # reads go on, on the old file
     with pytest.raises(client.IncompatibleGeneration):  # a write cannot go anywhere it may
         conn.execute("INSERT INTO items(name) VALUES ('nowhere')")

@@ -93,6 +93,7 @@ class FollowingConnection:
             options.pointer, use_watchdog=options.watch, poll_interval=options.poll_interval
         )
         self._seen = self._watch.version  # before reading the pointer: a swap after this is noticed
+        self._refused_target: tuple[Path, int] | None = None  # the incompatible target _follow refused, said once
         self._slot = self._open_first()
         self._finalizer = weakref.finalize(self, _close_slot, self._opener, self._slot)
 
@@ -190,20 +191,32 @@ class FollowingConnection:
 
     def _follow(self) -> bool:
         """Re-read the pointer (and journal); reopen if this connection belongs elsewhere. A target
-        that cannot be used raises once per change and leaves the connection where it is."""
+        that cannot be used raises and leaves the connection where it is; one whose schema this
+        application refuses raises once: the watch may see one deploy as several changes (the
+        journal, then the pointer), and reads go on here until the pointer names another file.
+        A missing file is tried again at each change (it may have been restored)."""
         self._seen = self._watch.version
         current = self._slot.target
         for target in self._opener.candidates():
             if (target.path, target.generation) == (current.path, current.generation):
                 self._slot.target = target  # same file; a green read may have just become the active one
+                self._refused_target = None
                 return False
+            if not target.green and (target.path, target.generation) == self._refused_target:
+                return False  # said once already: this connection stays where it is
             try:
                 conn = self._opener.open(target, staying=current)
-            except ClientError:
+            except IncompatibleGeneration:
                 if target.green:
                     continue  # routed reads fall back to the active file
+                self._refused_target = (target.path, target.generation)
+                raise
+            except ClientError:
+                if target.green:
+                    continue
                 raise
             self._install(target, conn)
+            self._refused_target = None
             return True
         return False
 
