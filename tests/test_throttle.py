@@ -20,6 +20,7 @@ from bluegreen.engine import snapshot
 from bluegreen.engine.db import open_db
 from bluegreen.engine.migrations import discover
 from bluegreen.files.journal import Store
+from bluegreen.gates import validate
 from bluegreen.lifecycle.builder import Builder
 from bluegreen.lifecycle.throttle import Throttle
 
@@ -171,6 +172,67 @@ def test_a_migration_pauses_inside_its_statement_through_sqlites_progress_handle
     assert [e["throttle"] for e in events(project, "throttle")] == ["on", "off"]
     items = rows(green, "SELECT id, name FROM items ORDER BY id")
     assert rows(green, "SELECT id, upper_name FROM names ORDER BY id") == [(i, n.upper()) for i, n in items]
+
+
+LONG_VALIDATE = """\
+WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 300000)
+SELECT 'a long check', 0, (SELECT count(*) FROM n WHERE seen(x) AND x < 0), 'PASS';
+"""
+
+
+def test_a_validate_script_pauses_inside_its_statement_and_the_gate_after_it_does_not(tmp_path):
+    """Validation's long statements have pause points too (their temp files are flushed there, and
+    the throttle waits there); once validate.run is done the handler is gone, so a performance
+    gate query on the same connection is never paused (nor flushed) while it is timed. The
+    script itself turns the flag on, 1,000 rows into its 300,000 (the function seen())."""
+    project = make_toy_project(tmp_path)
+    (project.schemas / "002_v2.0.0_split_names_validate.sql").write_text(LONG_VALIDATE)
+    assert project.cli("init").code == 0
+    cfg = config_module.load(project.config)
+    store = Store(cfg.database.pointer)
+    green = project.data / "green.db"
+    source = open_db(project.blue, query_only=True)
+    snapshot.copy(source, green, mode=0o644)
+    source.close()
+    builder = Builder(cfg, store, lambda phase, done, total: None)
+    pending = [m for m in discover(cfg.migrations.dir) if m.version == "2.0.0"]
+    setup = open_db(green)
+    builder._migrate(setup, pending)
+    setup.close()
+    reached: list[int] = [0]
+    outcome: dict = {}
+
+    def seen(x: int) -> int:
+        reached[0] = x
+        if x == 1000:
+            flag_of(project).write_text("test\n")
+        return 1
+
+    def check() -> None:
+        conn = open_db(green, triggers=False)
+        conn.create_scalar_function("seen", seen, 1)
+        try:
+            with builder.throttled(project.blue, green):
+                outcome["report"] = builder.validate(
+                    conn, 2, pending, blue=project.blue, fk=validate.ForeignKeys(frozenset(), frozenset())
+                )
+                outcome["after"] = conn.execute(LONG_VALIDATE).fetchall()  # the flag is on again
+        except BaseException as exc:  # pragma: no cover - shown by the assert below
+            outcome["failed"] = exc
+        finally:
+            conn.close()
+
+    worker = threading.Thread(target=check)
+    worker.start()
+    until(lambda: events(project, "throttle"), "the validate script to pause", **WAIT)
+    assert events(project, "throttle")[0]["phase"] == "validate"
+    assert worker.is_alive() and 1000 <= reached[0] < 300_000  # paused inside the statement
+    flag_of(project).unlink()
+    worker.join(60)
+    assert not worker.is_alive() and "failed" not in outcome, outcome
+    assert outcome["report"].passed and "a long check" in [c.name for c in outcome["report"].checks]
+    assert outcome["after"] == [("a long check", 0, 0, "PASS")] and reached[0] == 300_000
+    assert [e["throttle"] for e in events(project, "throttle")] == ["on", "off"]  # none after validate.run
 
 
 def test_a_flag_left_on_past_max_throttled_s_fails_the_prepare_with_nothing_switched(tmp_path):

@@ -20,7 +20,8 @@ temporary files. Each flush also writes those out, in the same steps (Linux, thr
 builder's /proc/PID/fd): otherwise the kernel sends their pages out 30 s after they were written,
 hundreds of MB in one burst that blue's writers' commits queue behind.
 
-Protocol (one line each way): `sync` -> `ok` (green and its -wal written out and fdatasync'ed);
+Protocol (one line each way): `sync` -> `ok` (green, its -wal and its -journal written out and
+fdatasync'ed);
 `durable` -> `ok` (the same, then the folder fsync'ed); `fail MESSAGE` on an OS error. On Linux
 the child writes the files out in STEP_BYTES ranges first (sync_file_range, waiting for each), so
 even a checkpoint that dirtied hundreds of MB of green at once reaches the disk a few MB at a time.
@@ -190,6 +191,7 @@ def serve(green: str) -> None:
         try:
             _sync(green, ranged)
             _sync(green + "-wal", ranged)
+            _sync(green + "-journal", ranged)  # the migrations' rollback journal (lifecycle/builder.py)
             if ranged is not None:
                 _write_out_temp_files(builder, ranged)
             if command == "durable":

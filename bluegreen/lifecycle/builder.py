@@ -76,12 +76,28 @@ class Builder:
         """Pause points inside a migration's long statements (a CREATE INDEX, a table rebuild), by
         SQLite's progress handler; green is written with synchronous=OFF and flushed by pace()."""
         conn.execute("PRAGMA synchronous = OFF")
+        self._pace_every_vm_steps(conn, phase)
 
+    def _pace_every_vm_steps(self, conn: apsw.Connection, phase: str) -> None:
         def handler() -> bool:
             self.pace(phase)
             return False  # go on
 
         conn.set_progress_handler(handler, VM_STEPS)
+
+    @contextmanager
+    def _pauses_inside_checks(self, conn: apsw.Connection) -> Iterator[None]:
+        """Pause points inside the validation's long statements too (integrity_check, a validate
+        script's anti-joins over every row): their sorts and temporary b-trees go to SQLite's
+        unlinked temp files, which only a flush writes out a few MB at a time (issue 17: at 1 GB
+        blue's writers waited 110-190 ms while one validate script ran, with no pause point in
+        it). Not around the performance gate, whose queries are timed. conn's synchronous is
+        left as it is: at cutover it is the replayer's, whose writes to green must be durable."""
+        self._pace_every_vm_steps(conn, Step.VALIDATE)
+        try:
+            yield
+        finally:
+            conn.set_progress_handler(None)
 
     def build(self, run: Run, blue: Path, green: Path, pending: list, *, online: bool) -> validate.Report:
         """Snapshot blue into green (created under its final name), migrate, catch up, validate,
@@ -203,7 +219,8 @@ class Builder:
         settings = self.config.performance
         queries = perfgate.queries(settings, self.config.migrations.dir, conn, pending)
         checks, total = validate.steps(pending), validate.steps(pending) + len(queries)  # one progress phase
-        report = validate.run(conn, pending, fk, progress=self._validate_progress(total))
+        with self._pauses_inside_checks(conn):
+            report = validate.run(conn, pending, fk, progress=self._validate_progress(total))
 
         def gate_progress(done: int, _: int) -> None:
             self.progress(Step.VALIDATE, checks + done, total)
