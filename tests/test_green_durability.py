@@ -148,3 +148,55 @@ def test_a_flush_writes_out_sqlites_unlinked_sort_files_in_steps(tmp_path):
         assert written[inode] == list(range(0, size, flush.STEP_BYTES))  # every range, in order
     sorting.close()
     conn.close()
+
+
+SLOW_MIGRATION = """\
+CREATE TABLE counted AS WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 2000000)
+SELECT count(*) AS c FROM n;
+"""
+
+
+def test_a_process_reading_green_while_its_migrations_run_fails_the_prepare_by_name_with_nothing_switched(tmp_path):
+    """While migrations run, green has a rollback journal (not WAL): a reader there, a sqlite3
+    shell looking at the build say, keeps the migration from committing. The prepare says so
+    (LockTimeout, exit 1), discards green and leaves blue as it was."""
+    from conftest import disk_state
+    from helpers import state_of, until
+
+    project = make_toy_project(tmp_path)
+    project.config.write_text(project.config.read_text().replace("lock_timeout_ms = 3000", "lock_timeout_ms = 300"))
+    (project.schemas / "003_v3.0.0_counted.sql").write_text(SLOW_MIGRATION)
+    assert project.cli("init").code == 0
+    blue_before = rows(project.blue, "SELECT id, name FROM items ORDER BY id")
+    flag = project.data / ".bluegreen" / "throttle"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bluegreen", "--config", str(project.config), "prepare"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    reader = None
+    try:
+        until(lambda: state_of(project).get("step") == "migrate", "the migrations to start", timeout=60)
+        flag.write_text("hold\n")  # the slow statement pauses inside itself, holding green's write lock
+        until(lambda: events(project, "throttle"), "the migration to pause", timeout=60)
+        assert events(project, "throttle")[0]["phase"] == "migrate"
+        reader = apsw.Connection(str(project.gen(2)))
+        assert reader.execute("PRAGMA journal_mode").get != "wal"  # a rollback journal, not WAL
+        reader.execute("BEGIN")
+        assert reader.execute("SELECT count(*) FROM items").get == 50  # its read lock is held from here
+        flag.unlink()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        if reader is not None:
+            reader.close()
+    assert proc.returncode == 1, (out, err)
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "another process has the new generation open" in line, err
+    assert str(project.gen(2)) in line and "nothing was switched" in line
+    assert state_of(project)["phase"] == "idle"
+    assert not project.gen(2).exists()
+    assert rows(project.blue, "SELECT id, name FROM items ORDER BY id") == blue_before
+    before = disk_state(project.root)
+    assert project.cli("status").code == 0 and disk_state(project.root) == before

@@ -18,7 +18,7 @@ import apsw
 
 from bluegreen.engine import migration_formats, namedsql, statements
 from bluegreen.engine.db import INTERNAL_PREFIX, run_script
-from bluegreen.errors import ConfigInvalid, MigrationFailed, MigrationInvalid, SchemaUnsupported
+from bluegreen.errors import ConfigInvalid, LockTimeout, MigrationFailed, MigrationInvalid, SchemaUnsupported
 from bluegreen.files.pointer import now_iso
 
 HISTORY_TABLE = "schema_migrations"
@@ -369,7 +369,11 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     except statements.StatementFailed as failed:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
-        raise _refusal(migration, failed, observer) from None
+        raise _refusal(migration, failed, observer, conn.filename) from None
+    except apsw.BusyError:  # the COMMIT: a reader of green's rollback journal (lifecycle/builder.py)
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        raise green_held(conn.filename) from None
     observer.written.discard(HISTORY_TABLE)
     observer.read.discard(HISTORY_TABLE)
     history = observer.history - observer.written  # written by another statement too: an ordinary write
@@ -386,10 +390,23 @@ def apply(conn: apsw.Connection, migration: Migration, depends_on: str | None) -
     )
 
 
-def _refusal(migration: Migration, failed: statements.StatementFailed, observer: _Observer) -> Exception:
+def green_held(green: str) -> LockTimeout:
+    """Another process has the new generation open while its migrations run in a rollback journal
+    (lifecycle/builder.py), and its read lock keeps them from writing or committing."""
+    return LockTimeout(
+        f"{green}: another process has the new generation open while its migrations run (a sqlite3 shell or a "
+        "tool reading it?), and its lock kept them from writing; nothing was switched and the new generation "
+        "was discarded: close it, then run the command again"
+    )
+
+
+def _refusal(migration: Migration, failed: statements.StatementFailed, observer: _Observer, green: str) -> Exception:
     """What a failed statement means: a reach or a statement a migration may not hold
-    (MigrationInvalid), or SQL that failed on this file (MigrationFailed); file and line."""
+    (MigrationInvalid), a lock another process holds on green (LockTimeout), or SQL that failed on
+    this file (MigrationFailed); file and line."""
     where = f"{migration.path}:{failed.line}"
+    if isinstance(failed.error, apsw.BusyError):
+        return green_held(green)
     if isinstance(failed.error, apsw.AuthError) and observer.internal:
         return MigrationInvalid(
             f"{where}: reaches {observer.internal}, one of bluegreen's own objects ({INTERNAL_PREFIX}* "

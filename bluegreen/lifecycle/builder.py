@@ -18,7 +18,7 @@ from bluegreen.engine import barrier, capture, migrations, rowids, shapes, snaps
 from bluegreen.engine.db import open_db
 from bluegreen.engine.flush import Flusher
 from bluegreen.engine.replay import Replayer
-from bluegreen.errors import NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
+from bluegreen.errors import MigrationFailed, NoSpace, SchemaDrift, SnapshotFailed, ValidationRefused
 from bluegreen.files.journal import Step, Store
 from bluegreen.files.layout import file_mode
 from bluegreen.gates import perfgate, validate
@@ -122,10 +122,13 @@ class Builder:
             with run.timed(Step.MIGRATE):
                 run.journal(step=Step.MIGRATE)
                 journal = _rollback_journal_for_the_migration(conn)
-                self._adopt_snapshot(conn, state.green_generation, copied)
-                self._migrate(conn, pending)
-                if journal:
-                    _back_to_wal(conn)
+                try:
+                    self._adopt_snapshot(conn, state.green_generation, copied)
+                    self._migrate(conn, pending)
+                    if journal:
+                        _back_to_wal(conn)
+                except apsw.BusyError:  # a reader of green, outside a migration's statements
+                    raise migrations.green_held(str(green)) from None
         finally:
             conn.close()
         fk = None
@@ -358,10 +361,15 @@ def _rollback_journal_for_the_migration(conn: apsw.Connection) -> bool:
 
 
 def _back_to_wal(conn: apsw.Connection) -> None:
-    """WAL again before anything else opens green (catch-up, validation, capture, the application)."""
+    """WAL again before anything else opens green (catch-up, validation, capture, the application).
+    Another process reading green keeps it from switching (apsw.BusyError, see _build); SQLite
+    answering another mode is a failure of its own."""
     mode = conn.execute("PRAGMA journal_mode = WAL").get
     if str(mode).lower() != "wal":
-        raise apsw.Error(f"could not put green back in WAL mode after its migrations (got {mode})")
+        raise MigrationFailed(
+            f"{conn.filename}: the new generation could not go back to WAL mode after its migrations (SQLite "
+            f"answered {mode!r}); nothing was switched and the new generation was discarded"
+        )
 
 
 def _violations_of(path: Path) -> frozenset[tuple]:
