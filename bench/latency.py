@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE))
 
 import apsw
 import datasets
+from diskwatch import DiskWatch, described
 from machine import machine
 
 from bluegreen.tools.demo import verify_writes
@@ -120,6 +121,7 @@ def one_deploy(rows: int, work: Path, limit: int | None, indexed: bool = True) -
     _project(folder, rows, indexed, THROTTLED.format(limit=limit) if limit else "")
     cli = _cli(folder)
     size_mb = os.path.getsize(folder / "data" / "app.db") / 1e6
+    disk = DiskWatch(folder).start()
     logs, procs = _writers(folder, 36_000)  # each stops at the fence
     try:
         time.sleep(1.0)  # started
@@ -133,6 +135,7 @@ def one_deploy(rows: int, work: Path, limit: int | None, indexed: bool = True) -
         for proc in procs:
             proc.wait(timeout=120)  # each stops at the fence
     finally:
+        disk.stop()
         for proc in procs:
             proc.kill()
     report = json.loads(done.stdout)
@@ -162,6 +165,7 @@ def one_deploy(rows: int, work: Path, limit: int | None, indexed: bool = True) -
             "at_s": round(began - deploy_from, 1),
             "phase": next((phase for end, phase in ends if end >= began), "after the swap"),
             "event": kind,
+            "disk": disk.around(began, wait),
         }
         for wait, began, kind in sorted(worst, reverse=True)[:5]
     ]
@@ -196,6 +200,7 @@ def idle_only(rows: int, work: Path, seconds: float, indexed: bool = True) -> di
     """The writers alone on blue for `seconds`: the machine's write latency with no deploy."""
     folder = work / f"idle-{rows}"
     _project(folder, rows, indexed)
+    disk = DiskWatch(folder).start()
     logs, procs = _writers(folder, seconds + 1)
     try:
         time.sleep(1.0)
@@ -203,9 +208,10 @@ def idle_only(rows: int, work: Path, seconds: float, indexed: bool = True) -> di
         for proc in procs:
             proc.wait(timeout=seconds + 120)
     finally:
+        disk.stop()
         for proc in procs:
             proc.kill()
-    waits, windows = [], {}
+    waits, windows, worst = [], {}, []
     for log in logs:
         events = read_log(log)
         problems = verify_writes(events, folder / "data" / "app.db")
@@ -214,6 +220,7 @@ def idle_only(rows: int, work: Path, seconds: float, indexed: bool = True) -> di
         for e in events:
             if e["event"] == "committed" and e["at"] - e["wait_ms"] / 1000 >= began:
                 waits.append(e["wait_ms"])
+                worst.append((e["wait_ms"], e["at"] - e["wait_ms"] / 1000))
                 key = int((e["at"] - began) // 10)
                 windows[key] = max(windows.get(key, 0.0), e["wait_ms"])
     shutil.rmtree(folder)
@@ -226,6 +233,10 @@ def idle_only(rows: int, work: Path, seconds: float, indexed: bool = True) -> di
             "max": longest_per_10s[-1],
             "windows": len(longest_per_10s),
         },
+        "longest": [
+            {"wait_ms": wait, "at_s": round(at - began, 1), "disk": disk.around(at, wait)}
+            for wait, at in sorted(worst, reverse=True)[:5]
+        ],
     }
 
 
@@ -255,11 +266,14 @@ def table(results: list[dict], header: str) -> str:
         )
     lines += [
         "",
-        "The five longest waits of each deploy: ms, when (s into the deploy), the phase, the write's outcome.",
+        "The five longest waits of each deploy: ms, when (s into the deploy), the phase, the write's outcome, and"
+        " what the disk did (bench/diskwatch.py): a wait with next to nothing written and one request in flight"
+        " is the device's own, as the idle writers see too.",
     ]
     for r in results:
         worst = ", ".join(
-            f"{w['wait_ms']:,.0f} ms at {w['at_s']:.0f} s ({w['phase']}, {w['event']})" for w in r["longest"]
+            f"{w['wait_ms']:,.0f} ms at {w['at_s']:.0f} s ({w['phase']}, {w['event']}{described(w.get('disk'))})"
+            for w in r["longest"]
         )
         lines.append(f"- {r['size_mb']:,.0f} MB, throttling {'on' if r['limit'] else 'off'}: {worst}")
     return "\n".join(lines) + "\n"
@@ -292,7 +306,13 @@ def main() -> None:
             + (", blue as the example ships it.\n\n" if args.demo_schema else f", blue with `{APP_INDEX}`.\n\n")
             + "| writes | median | p99 | p99.9 | longest | longest per 10 s: median / max |\n|---|---|---|---|---|---|\n"
             f"| {w['n']:,} | {ms(w['median'])} ms | {ms(w['p99'])} ms | {ms(w['p99.9'])} ms | {ms(w['longest'])} ms "
-            f"| {ms(per['median'])} / {ms(per['max'])} ms ({per['windows']} windows) |\n"
+            f"| {ms(per['median'])} / {ms(per['max'])} ms ({per['windows']} windows) |\n\n"
+            "The five longest waits: "
+            + ", ".join(
+                f"{w['wait_ms']:,.0f} ms at {w['at_s']:.0f} s ({described(w['disk']).lstrip('; ')})"
+                for w in found["longest"]
+            )
+            + "\n"
         )
         print(json.dumps(found))
         args.out.write_text(text)
