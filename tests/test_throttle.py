@@ -41,6 +41,39 @@ def flag_of(project):
     return project.data / ".bluegreen" / "throttle"
 
 
+def green_copy_and_builder(project):
+    """A real copy of blue as green, a Builder on the project's config, and the 2.0.0 migration."""
+    cfg = config_module.load(project.config)
+    green = project.data / "green.db"
+    source = open_db(project.blue, query_only=True)
+    snapshot.copy(source, green, mode=0o644)
+    source.close()
+    builder = Builder(cfg, Store(cfg.database.pointer), lambda phase, done, total: None)
+    return green, builder, [m for m in discover(cfg.migrations.dir) if m.version == "2.0.0"]
+
+
+def paused_in_a_thread(project, opened, work, phase: str):
+    """Run work(conn) on a connection opened in a thread; return once it is paused in `phase`,
+    still running, with the thread and the list its exception (if any) lands in."""
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        conn = opened()
+        try:
+            work(conn)
+        except BaseException as exc:  # pragma: no cover - shown by the callers' asserts
+            failed.append(exc)
+        finally:
+            conn.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    until(lambda: events(project, "throttle"), f"the {phase} to pause", **WAIT)
+    assert events(project, "throttle")[0]["phase"] == phase
+    assert worker.is_alive()
+    return worker, failed
+
+
 # -- the command and the flag file ------------------------------------------------------------------
 def test_throttle_on_off_status_create_and_remove_the_flag(toy_ready):
     project = toy_ready
@@ -137,33 +170,15 @@ def test_a_flag_set_before_prepare_pauses_the_copy_until_it_is_removed(tmp_path)
 def test_a_migration_pauses_inside_its_statement_through_sqlites_progress_handler(tmp_path):
     """The builder's migrate step on a real green file, paused inside its INSERT ... SELECT."""
     project = project_with(tmp_path)
-    cfg = config_module.load(project.config)
-    store = Store(cfg.database.pointer)
-    green = project.data / "green.db"
-    source = open_db(project.blue, query_only=True)
-    snapshot.copy(source, green, mode=0o644)
-    source.close()
+    green, builder, pending = green_copy_and_builder(project)
     flag_of(project).write_text("test\n")
-    builder = Builder(cfg, store, lambda phase, done, total: None)
-    pending = [m for m in discover(cfg.migrations.dir) if m.version == "2.0.0"]
-    failed: list[BaseException] = []
 
-    def migrate() -> None:
-        conn = open_db(green)
-        try:
-            with builder.throttled(project.blue, green):
-                builder._pause_inside(conn, "migrate")
-                builder._migrate(conn, pending)
-        except BaseException as exc:  # pragma: no cover - shown by the assert below
-            failed.append(exc)
-        finally:
-            conn.close()
+    def migrate(conn) -> None:
+        with builder.throttled(project.blue, green):
+            builder._pause_inside(conn, "migrate")
+            builder._migrate(conn, pending)
 
-    worker = threading.Thread(target=migrate)
-    worker.start()
-    until(lambda: events(project, "throttle"), "the migration to pause", **WAIT)
-    assert events(project, "throttle")[0]["phase"] == "migrate"
-    assert worker.is_alive()
+    worker, failed = paused_in_a_thread(project, lambda: open_db(green), migrate, "migrate")
     # Paused inside the migration's transaction: nothing of it is committed yet.
     assert rows(green, "SELECT count(*) FROM sqlite_schema WHERE name = 'names'") == [(0,)]
     flag_of(project).unlink()
@@ -188,14 +203,7 @@ def test_a_validate_script_pauses_inside_its_statement_and_the_gate_after_it_doe
     project = make_toy_project(tmp_path)
     (project.schemas / "002_v2.0.0_split_names_validate.sql").write_text(LONG_VALIDATE)
     assert project.cli("init").code == 0
-    cfg = config_module.load(project.config)
-    store = Store(cfg.database.pointer)
-    green = project.data / "green.db"
-    source = open_db(project.blue, query_only=True)
-    snapshot.copy(source, green, mode=0o644)
-    source.close()
-    builder = Builder(cfg, store, lambda phase, done, total: None)
-    pending = [m for m in discover(cfg.migrations.dir) if m.version == "2.0.0"]
+    green, builder, pending = green_copy_and_builder(project)
     setup = open_db(green)
     builder._migrate(setup, pending)
     setup.close()
@@ -208,28 +216,22 @@ def test_a_validate_script_pauses_inside_its_statement_and_the_gate_after_it_doe
             flag_of(project).write_text("test\n")
         return 1
 
-    def check() -> None:
+    def opened():
         conn = open_db(green, triggers=False)
         conn.create_scalar_function("seen", seen, 1)
-        try:
-            with builder.throttled(project.blue, green):
-                outcome["report"] = builder.validate(
-                    conn, 2, pending, blue=project.blue, fk=validate.ForeignKeys(frozenset(), frozenset())
-                )
-                outcome["after"] = conn.execute(LONG_VALIDATE).fetchall()  # the flag is on again
-        except BaseException as exc:  # pragma: no cover - shown by the assert below
-            outcome["failed"] = exc
-        finally:
-            conn.close()
+        return conn
 
-    worker = threading.Thread(target=check)
-    worker.start()
-    until(lambda: events(project, "throttle"), "the validate script to pause", **WAIT)
-    assert events(project, "throttle")[0]["phase"] == "validate"
-    assert worker.is_alive() and 1000 <= reached[0] < 300_000  # paused inside the statement
+    def check(conn) -> None:
+        with builder.throttled(project.blue, green):
+            no_violations = validate.ForeignKeys(frozenset(), frozenset())
+            outcome["report"] = builder.validate(conn, 2, pending, blue=project.blue, fk=no_violations)
+            outcome["after"] = conn.execute(LONG_VALIDATE).fetchall()  # the flag is on again
+
+    worker, failed = paused_in_a_thread(project, opened, check, "validate")
+    assert 1000 <= reached[0] < 300_000  # paused inside the statement
     flag_of(project).unlink()
     worker.join(60)
-    assert not worker.is_alive() and "failed" not in outcome, outcome
+    assert not worker.is_alive() and not failed, failed
     assert outcome["report"].passed and "a long check" in [c.name for c in outcome["report"].checks]
     assert outcome["after"] == [("a long check", 0, 0, "PASS")] and reached[0] == 300_000
     assert [e["throttle"] for e in events(project, "throttle")] == ["on", "off"]  # none after validate.run
