@@ -87,13 +87,12 @@ class Builder:
 
     @contextmanager
     def _pauses_inside_checks(self, conn: apsw.Connection) -> Iterator[None]:
-        """Pause points inside the validation's long statements too (a validate script's
-        anti-joins over every row; integrity_check is one VM step and cannot pause inside): their
-        sorts and temporary b-trees go to SQLite's
-        unlinked temp files, which only a flush writes out a few MB at a time (issue 17: at 1 GB
-        blue's writers waited 110-190 ms while one validate script ran, with no pause point in
-        it). Not around the performance gate, whose queries are timed. conn's synchronous is
-        left as it is: at cutover it is the replayer's, whose writes to green must be durable."""
+        """Pause points inside the validation's long statements too (a validate script's anti-joins
+        over every row; integrity_check is one VM step and cannot pause inside): their sorts and
+        temporary b-trees go to SQLite's unlinked temp files, which only a flush writes out a few MB
+        at a time, and the throttle can wait there. Not around the performance gate, whose queries
+        are timed. conn's synchronous is left as it is: at cutover it is the replayer's, whose
+        writes to green must be durable."""
         self._pace_every_vm_steps(conn, Step.VALIDATE)
         try:
             yield
