@@ -206,14 +206,11 @@ class FollowingConnection:
                 return False  # said once already: this connection stays where it is
             try:
                 conn = self._opener.open(target, staying=current)
-            except IncompatibleGeneration:
+            except ClientError as exc:
                 if target.green:
                     continue  # routed reads fall back to the active file
-                self._refused_target = (target.path, target.generation)
-                raise
-            except ClientError:
-                if target.green:
-                    continue
+                if isinstance(exc, IncompatibleGeneration):
+                    self._refused_target = (target.path, target.generation)
                 raise
             self._install(target, conn)
             self._refused_target = None

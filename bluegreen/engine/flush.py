@@ -21,10 +21,10 @@ builder's /proc/PID/fd): otherwise the kernel sends their pages out 30 s after t
 hundreds of MB in one burst that blue's writers' commits queue behind.
 
 Protocol (one line each way): `sync` -> `ok` (green, its -wal and its -journal written out and
-fdatasync'ed);
-`durable` -> `ok` (the same, then the folder fsync'ed); `fail MESSAGE` on an OS error. On Linux
-the child writes the files out in STEP_BYTES ranges first (sync_file_range, waiting for each), so
-even a checkpoint that dirtied hundreds of MB of green at once reaches the disk a few MB at a time.
+fdatasync'ed); `durable` -> `ok` (the same, then the folder fsync'ed); `fail MESSAGE` on an OS
+error. On Linux the child writes the files out in STEP_BYTES ranges first (sync_file_range,
+waiting for each), so even a checkpoint that dirtied hundreds of MB of green at once reaches the
+disk a few MB at a time.
 How much was written is this process's `wchar` (/proc/self/io, Linux); where it cannot be read,
 a flush every FALLBACK_S of build time stands in for it.
 """
